@@ -1,0 +1,304 @@
+//! `pgward.toml`: the server's configuration. Unknown keys are errors, and
+//! every error names the file, the key and what to do about it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address clients connect to.
+    pub listen: SocketAddr,
+    /// Connections served at once; more are refused with SQLSTATE 53300.
+    pub max_connections: usize,
+    /// Largest message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Seconds a client has to finish authentication.
+    pub auth_timeout_secs: u64,
+    /// Seconds without client traffic outside a transaction before the
+    /// session is closed; 0 turns it off.
+    pub idle_timeout_secs: u64,
+    /// Seconds sessions get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
+            max_connections: 1000,
+            max_message_bytes: 64 << 20,
+            auth_timeout_secs: 10,
+            idle_timeout_secs: 0,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Refuse SSLRequest; plain TCP only.
+    #[default]
+    Off,
+    /// Accept TLS when the client asks; allow plain TCP too.
+    Optional,
+    /// Refuse clients that do not use TLS.
+    Required,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// postgres://user@host:port/db; never with a password in it.
+    pub url: String,
+    /// Environment variable holding the upstream password.
+    pub password_env: Option<String>,
+    /// File holding the upstream password (first line).
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// CA bundle for `verify-full`.
+    pub ca_file: Option<PathBuf>,
+    /// Pin every session to this database, whatever the client asks for.
+    pub database: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Directory of rule files (identities, roles).
+    pub dir: PathBuf,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            dir: PathBuf::from("rules"),
+        }
+    }
+}
+
+/// A configuration error with the file and key it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative paths inside it
+    /// are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+        let mut cfg = Config::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::new(path, e.to_string()))
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = self.tls.cert.as_mut() {
+            fix(p)
+        }
+        if let Some(p) = self.tls.key.as_mut() {
+            fix(p)
+        }
+        if let Some(p) = self.upstream.password_file.as_mut() {
+            fix(p)
+        }
+        if let Some(p) = self.upstream.ca_file.as_mut() {
+            fix(p)
+        }
+        fix(&mut self.rules.dir);
+    }
+
+    /// Checks what serde cannot: cross-key rules and sane bounds.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError::new(path, m));
+        if self.tls.mode != TlsMode::Off && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return err(format!(
+                "tls.mode = {:?} needs tls.cert and tls.key (PEM files); set both or set tls.mode = \"off\"",
+                self.tls.mode
+            ));
+        }
+        if self.server.max_message_bytes < 1024
+            || self.server.max_message_bytes > crate::protocol::frame::POSTGRES_MAX_MESSAGE
+        {
+            return err(format!(
+                "server.max_message_bytes = {} is out of range; use 1024 to {}",
+                self.server.max_message_bytes,
+                crate::protocol::frame::POSTGRES_MAX_MESSAGE
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return err("server.max_connections must be at least 1".into());
+        }
+        if self.upstream.sslmode == SslMode::VerifyFull && self.upstream.ca_file.is_none() {
+            return err(
+                "upstream.sslmode = \"verify-full\" needs upstream.ca_file (the CA that signed the server certificate)".into(),
+            );
+        }
+        if self.upstream.password_env.is_some() && self.upstream.password_file.is_some() {
+            return err(
+                "upstream.password_env and upstream.password_file are both set; keep one".into(),
+            );
+        }
+        crate::upstream::UpstreamTarget::from_url(&self.upstream.url)
+            .map_err(|m| ConfigError::new(path, format!("upstream.url: {m}")))?;
+        Ok(())
+    }
+
+    /// The upstream password from the env var or file the config names.
+    pub fn upstream_password(&self) -> Result<Option<String>, String> {
+        if let Some(var) = &self.upstream.password_env {
+            return std::env::var(var).map(Some).map_err(|_| {
+                format!(
+                    "upstream.password_env names {var}, but that environment variable is not set"
+                )
+            });
+        }
+        if let Some(file) = &self.upstream.password_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                format!(
+                    "upstream.password_file {}: cannot read: {e}",
+                    file.display()
+                )
+            })?;
+            return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let p = Path::new("pgward.toml");
+        let c = Config::parse(text, p)?;
+        c.validate(p)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("[upstream]\nurl = \"postgres://pgward@127.0.0.1:5432/app\"\n").unwrap();
+        assert_eq!(c.server.max_message_bytes, 64 << 20);
+        assert_eq!(c.tls.mode, TlsMode::Off);
+        assert_eq!(c.upstream.sslmode, SslMode::Prefer);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("[upstream]\nurl = \"postgres://a@h/db\"\nsslmod = \"require\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pgward.toml"), "{e}");
+        assert!(e.contains("sslmod"), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key() {
+        let e = parse("[tls]\nmode = \"required\"\n[upstream]\nurl = \"postgres://a@h/db\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls.cert"), "{e}");
+    }
+
+    #[test]
+    fn passwords_in_the_url_are_refused() {
+        let e = parse("[upstream]\nurl = \"postgres://a:secret@h/db\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("password"), "{e}");
+        assert!(
+            !e.contains("secret"),
+            "the error must not echo the secret: {e}"
+        );
+    }
+
+    #[test]
+    fn verify_full_needs_a_ca() {
+        let e = parse("[upstream]\nurl = \"postgres://a@h/db\"\nsslmode = \"verify-full\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca_file"), "{e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! pgward: a PostgreSQL wire-protocol firewall.
+//!
+//! Clients connect to pgward as if it were PostgreSQL; pgward authenticates
+//! them with its own identities, connects upstream with credentials only it
+//! holds, and relays the protocol. See `docs/architecture.md`.
+
+pub mod auth;
+pub mod cancel;
+pub mod config;
+pub mod demo;
+pub mod localpg;
+pub mod net;
+pub mod protocol;
+pub mod rules;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,140 @@
+//! The `pgward` command line. Everything it runs lives in the library.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use pgward::auth::scram::{Verifier, DEFAULT_ITERATIONS};
+use pgward::config::Config;
+use pgward::rules::Rules;
+
+#[derive(Parser)]
+#[command(
+    name = "pgward",
+    version,
+    about = "A PostgreSQL firewall for people and AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the firewall.
+    Serve {
+        /// The config file.
+        #[arg(long, default_value = "pgward.toml")]
+        config: PathBuf,
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Upstream URL postgres://user@host:port/db (overrides upstream.url).
+        /// The password comes from upstream.password_env or password_file.
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
+    Demo {
+        /// Address pgward listens on.
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: SocketAddr,
+    },
+    /// Print a SCRAM-SHA-256 verifier for a password read from stdin.
+    HashPassword {
+        #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "pgward=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            upstream,
+        } => serve(config, listen, upstream),
+        Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(pgward::demo::run(listen))),
+        Command::HashPassword { iterations } => hash_password(iterations),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgward: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))
+}
+
+fn serve(
+    path: PathBuf,
+    listen: Option<SocketAddr>,
+    upstream: Option<String>,
+) -> Result<(), String> {
+    let mut config = Config::load(&path).map_err(|e| e.to_string())?;
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    if let Some(u) = upstream {
+        config.upstream.url = u;
+        config
+            .validate(&path)
+            .map_err(|e| format!("--upstream: {e}"))?;
+    }
+    let rules = Rules::load(&config.rules.dir).map_err(|e| e.to_string())?;
+    let rules_dir = config.rules.dir.clone();
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let shared = pgward::server::Shared::new(config, rules)?;
+        let addr = shared.config.server.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(
+            "pgward listening on {addr}, upstream {}",
+            shared.config.upstream.url
+        );
+        pgward::server::spawn_reload_on_sighup(shared.clone(), rules_dir);
+        pgward::server::run(listener, shared, pgward::server::termination()).await;
+        Ok(())
+    })
+}
+
+fn hash_password(iterations: u32) -> Result<(), String> {
+    if iterations < 4096 {
+        return Err("--iterations must be at least 4096".into());
+    }
+    let stdin = std::io::stdin();
+    if std::io::IsTerminal::is_terminal(&stdin) {
+        eprintln!("password (input is echoed; pipe it in to avoid that):");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    println!("{}", Verifier::generate(password, iterations));
+    Ok(())
+}

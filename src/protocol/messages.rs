@@ -1,0 +1,353 @@
+//! Typed views of the messages pgward inspects, and encoders for the backend
+//! messages pgward itself originates. Everything else is relayed as raw bytes.
+
+use bytes::{BufMut, BytesMut};
+
+/// Severity of an ErrorResponse pgward sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Fatal,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+/// An error pgward reports to a client in PostgreSQL's own shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgError {
+    pub severity: Severity,
+    pub code: std::borrow::Cow<'static, str>,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl PgError {
+    pub fn fatal(code: &'static str, message: impl Into<String>) -> PgError {
+        PgError {
+            severity: Severity::Fatal,
+            code: code.into(),
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn error(code: &'static str, message: impl Into<String>) -> PgError {
+        PgError {
+            severity: Severity::Error,
+            ..PgError::fatal(code, message)
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> PgError {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> PgError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Appends this error as an ErrorResponse ('E').
+    pub fn encode(&self, buf: &mut BytesMut) {
+        message(buf, b'E', |b| {
+            let sev = self.severity.as_str();
+            field(b, b'S', sev);
+            field(b, b'V', sev);
+            field(b, b'C', &self.code);
+            field(b, b'M', &self.message);
+            if let Some(d) = &self.detail {
+                field(b, b'D', d);
+            }
+            if let Some(h) = &self.hint {
+                field(b, b'H', h);
+            }
+            b.put_u8(0);
+        });
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.severity.as_str(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for PgError {}
+
+/// SQLSTATE codes pgward uses.
+pub mod sqlstate {
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const CONNECTION_FAILURE: &str = "08006";
+    pub const CONNECTION_REJECTED: &str = "08004";
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+}
+
+/// Writes one message: type byte, length placeholder, body, patched length.
+pub fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    buf.put_u8(tag);
+    let at = buf.len();
+    buf.put_i32(0);
+    body(buf);
+    let len = (buf.len() - at) as i32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn field(buf: &mut BytesMut, code: u8, value: &str) {
+    buf.put_u8(code);
+    cstring(buf, value);
+}
+
+fn cstring(buf: &mut BytesMut, s: &str) {
+    // A NUL inside a value would end the string early on the client side.
+    buf.extend(s.bytes().filter(|b| *b != 0));
+    buf.put_u8(0);
+}
+
+pub fn auth_ok(buf: &mut BytesMut) {
+    message(buf, b'R', |b| b.put_i32(0));
+}
+
+pub fn auth_cleartext(buf: &mut BytesMut) {
+    message(buf, b'R', |b| b.put_i32(3));
+}
+
+pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+    message(buf, b'R', |b| {
+        b.put_i32(10);
+        for m in mechanisms {
+            cstring(b, m);
+        }
+        b.put_u8(0);
+    });
+}
+
+pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, b'R', |b| {
+        b.put_i32(11);
+        b.put_slice(data);
+    });
+}
+
+pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, b'R', |b| {
+        b.put_i32(12);
+        b.put_slice(data);
+    });
+}
+
+pub fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
+    message(buf, b'K', |b| {
+        b.put_i32(process_id);
+        b.put_i32(secret_key);
+    });
+}
+
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    message(buf, b'S', |b| {
+        cstring(b, name);
+        cstring(b, value);
+    });
+}
+
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    message(buf, b'Z', |b| b.put_u8(status));
+}
+
+/// Tells a client which protocol minor version and `_pq_.` options pgward
+/// does not support.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unsupported: &[&str]) {
+    message(buf, b'v', |b| {
+        b.put_i32(minor);
+        b.put_i32(unsupported.len() as i32);
+        for o in unsupported {
+            cstring(b, o);
+        }
+    });
+}
+
+/// A reader over a message body that never panics on short input.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf }
+    }
+
+    pub fn cstr(&mut self) -> Option<&'a str> {
+        let end = self.buf.iter().position(|b| *b == 0)?;
+        let s = std::str::from_utf8(&self.buf[..end]).ok()?;
+        self.buf = &self.buf[end + 1..];
+        Some(s)
+    }
+
+    pub fn u8(&mut self) -> Option<u8> {
+        let (first, rest) = self.buf.split_first()?;
+        self.buf = rest;
+        Some(*first)
+    }
+
+    pub fn i16(&mut self) -> Option<i16> {
+        let b = self.take(2)?;
+        Some(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub fn i32(&mut self) -> Option<i32> {
+        let b = self.take(4)?;
+        Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(head)
+    }
+
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// The severity, SQLSTATE and message of an ErrorResponse or NoticeResponse body.
+pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
+    let mut r = Reader::new(body);
+    let (mut sev, mut code, mut msg) = (String::new(), String::new(), String::new());
+    while let Some(kind) = r.u8() {
+        if kind == 0 {
+            break;
+        }
+        let Some(v) = r.cstr() else { break };
+        match kind {
+            b'V' => sev = v.to_owned(),
+            b'S' if sev.is_empty() => sev = v.to_owned(),
+            b'C' => code = v.to_owned(),
+            b'M' => msg = v.to_owned(),
+            _ => {}
+        }
+    }
+    (sev, code, msg)
+}
+
+/// Body of a Query ('Q').
+pub fn parse_query(body: &[u8]) -> Option<&str> {
+    let mut r = Reader::new(body);
+    let sql = r.cstr()?;
+    r.is_empty().then_some(sql)
+}
+
+/// Statement name and SQL text of a Parse ('P').
+pub fn parse_parse(body: &[u8]) -> Option<(&str, &str)> {
+    let mut r = Reader::new(body);
+    let name = r.cstr()?;
+    let sql = r.cstr()?;
+    let n = r.i16()?;
+    if n < 0 {
+        return None;
+    }
+    r.take(n as usize * 4)?;
+    r.is_empty().then_some((name, sql))
+}
+
+/// Portal and statement names of a Bind ('B'); the parameters are not decoded.
+pub fn parse_bind(body: &[u8]) -> Option<(&str, &str)> {
+    let mut r = Reader::new(body);
+    let portal = r.cstr()?;
+    let stmt = r.cstr()?;
+    Some((portal, stmt))
+}
+
+/// Kind ('S' statement or 'P' portal) and name of a Describe ('D') or Close ('C').
+pub fn parse_target(body: &[u8]) -> Option<(u8, &str)> {
+    let mut r = Reader::new(body);
+    let kind = r.u8()?;
+    let name = r.cstr()?;
+    (matches!(kind, b'S' | b'P') && r.is_empty()).then_some((kind, name))
+}
+
+/// Portal name of an Execute ('E').
+pub fn parse_execute(body: &[u8]) -> Option<&str> {
+    let mut r = Reader::new(body);
+    let portal = r.cstr()?;
+    r.i32()?;
+    r.is_empty().then_some(portal)
+}
+
+/// Mechanism and initial data of a SASLInitialResponse ('p').
+pub fn parse_sasl_initial(body: &[u8]) -> Option<(&str, &[u8])> {
+    let mut r = Reader::new(body);
+    let mechanism = r.cstr()?;
+    let len = r.i32()?;
+    if len < 0 {
+        return Some((mechanism, &[]));
+    }
+    let data = r.take(len as usize)?;
+    r.is_empty().then_some((mechanism, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_layout() {
+        let mut b = BytesMut::new();
+        PgError::fatal(sqlstate::INVALID_PASSWORD, "no\0pe").encode(&mut b);
+        assert_eq!(b[0], b'E');
+        let len = i32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        assert_eq!(len + 1, b.len());
+        assert_eq!(&b[5..], b"SFATAL\0VFATAL\0C28P01\0Mnope\0\0");
+    }
+
+    #[test]
+    fn decoders_reject_truncated_bodies() {
+        assert_eq!(parse_query(b"select 1\0"), Some("select 1"));
+        assert_eq!(parse_query(b"select 1"), None);
+        assert_eq!(parse_query(b"a\0b\0"), None);
+        assert_eq!(
+            parse_parse(b"s1\0select $1\0\0\x01\0\0\0\x17"),
+            Some(("s1", "select $1"))
+        );
+        assert_eq!(parse_parse(b"s1\0select $1\0\0\x02\0\0\0\x17"), None);
+        assert_eq!(parse_parse(b"s1\0select\0\xff\xff"), None);
+        assert_eq!(parse_target(b"Sabc\0"), Some((b'S', "abc")));
+        assert_eq!(parse_target(b"Xabc\0"), None);
+        assert_eq!(parse_execute(b"\0\0\0\0\0"), Some(""));
+        assert_eq!(parse_execute(b"\0\0\0"), None);
+        assert_eq!(
+            parse_sasl_initial(b"SCRAM-SHA-256\0\0\0\0\x03abc"),
+            Some(("SCRAM-SHA-256", &b"abc"[..]))
+        );
+        assert_eq!(parse_sasl_initial(b"SCRAM-SHA-256\0\0\0\0\x09abc"), None);
+    }
+}

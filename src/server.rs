@@ -1,0 +1,189 @@
+//! The listener: accepts clients, enforces the connection limit, and runs
+//! the shutdown sequence (stop accepting, drain, force).
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::cancel::CancelRegistry;
+use crate::config::{Config, TlsMode};
+use crate::rules::Rules;
+use crate::tls::ServerTls;
+use crate::upstream::{Upstream, UpstreamTarget};
+
+/// Where the server is in its life; sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Stop accepting; sessions close at their next idle point.
+    Draining,
+    /// The grace period is over: sessions close now.
+    Force,
+}
+
+/// State every session shares.
+pub struct Shared {
+    pub config: Config,
+    rules: RwLock<Arc<Rules>>,
+    pub tls: Option<ServerTls>,
+    pub upstream: Upstream,
+    pub cancels: Arc<CancelRegistry>,
+    /// Salts the mock SCRAM verifiers of unknown users.
+    pub instance_secret: [u8; 32],
+    pub phase: watch::Receiver<Phase>,
+    phase_tx: watch::Sender<Phase>,
+}
+
+impl Shared {
+    /// Builds everything a server needs from a validated config and rules.
+    pub fn new(config: Config, rules: Rules) -> Result<Arc<Shared>, String> {
+        let tls = match config.tls.mode {
+            TlsMode::Off => None,
+            _ => {
+                let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+                    return Err("tls.mode needs tls.cert and tls.key".into());
+                };
+                Some(crate::tls::server_from_files(cert, key)?)
+            }
+        };
+        let target = UpstreamTarget::from_url(&config.upstream.url)
+            .map_err(|e| format!("upstream.url: {e}"))?;
+        let password = config.upstream_password()?;
+        let upstream = Upstream {
+            target,
+            password,
+            sslmode: config.upstream.sslmode,
+            tls: crate::tls::upstream_client(config.upstream.ca_file.as_deref())?,
+            pinned_database: config.upstream.database.clone(),
+            connect_timeout: Duration::from_secs(config.upstream.connect_timeout_secs),
+        };
+        let mut instance_secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut instance_secret);
+        let (phase_tx, phase) = watch::channel(Phase::Running);
+        Ok(Arc::new(Shared {
+            config,
+            rules: RwLock::new(Arc::new(rules)),
+            tls,
+            upstream,
+            cancels: Arc::new(CancelRegistry::default()),
+            instance_secret,
+            phase,
+            phase_tx,
+        }))
+    }
+
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in new rules; sessions pick them up on their next lookup.
+    pub fn set_rules(&self, rules: Rules) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+}
+
+/// Accepts clients until `shutdown` resolves, then drains: sessions get
+/// `server.shutdown_grace_secs` to reach an idle point, then are closed.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    let mut sessions = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let permit = limit.clone().try_acquire_owned().ok();
+                let shared = shared.clone();
+                sessions.spawn(async move {
+                    let admitted = permit.is_some();
+                    crate::session::serve(tcp, peer, shared, admitted).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let grace = shared.config.server.shutdown_grace();
+    tracing::info!(
+        sessions = sessions.len(),
+        "shutting down: no longer accepting, {} s grace",
+        grace.as_secs()
+    );
+    let _ = shared.phase_tx.send(Phase::Draining);
+    let drained = tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            sessions = sessions.len(),
+            "grace period over: closing remaining sessions"
+        );
+        let _ = shared.phase_tx.send(Phase::Force);
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if closed.is_err() {
+            sessions.abort_all();
+        }
+    }
+    tracing::info!("shutdown complete");
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops pgward");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Reloads the rules directory on SIGHUP. A bad reload keeps the old rules
+/// and logs why; sessions are never dropped.
+pub fn spawn_reload_on_sighup(shared: Arc<Shared>, dir: std::path::PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP; rules reload is unavailable");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Rules::load(&dir) {
+                Ok(rules) => {
+                    tracing::info!(
+                        identities = rules.identities.len(),
+                        "rules reloaded from {}",
+                        dir.display()
+                    );
+                    shared.set_rules(rules);
+                }
+                Err(e) => tracing::error!("rules reload failed, keeping the old rules: {e}"),
+            }
+        }
+    });
+}

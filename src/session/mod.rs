@@ -1,0 +1,373 @@
+//! One client connection, from its first byte to its last: TLS negotiation,
+//! startup, authentication, the upstream connection, then the relay.
+
+pub mod relay;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::auth::{self, Identity};
+use crate::cancel::BackendKey;
+use crate::config::TlsMode;
+use crate::net::{Conn, Stream};
+use crate::protocol::messages::{self, negotiate_protocol_version};
+use crate::protocol::startup::{self, StartupMessage, StartupPacket};
+use crate::protocol::{sqlstate, PgError};
+use crate::server::Shared;
+use crate::upstream::UpstreamError;
+
+/// What the first phase of a connection produced.
+enum Opening {
+    /// A CancelRequest was handled; the connection is done.
+    Cancelled,
+    Startup {
+        stream: Stream,
+        message: StartupMessage,
+    },
+}
+
+/// Serves one client connection to its end. Never panics on input; every
+/// failure is reported to this client alone.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitted: bool) {
+    let _ = tcp.set_nodelay(true);
+    let auth_timeout = shared.config.server.auth_timeout();
+    let opened = tokio::time::timeout(auth_timeout, open(tcp, &shared)).await;
+    let (stream, message) = match opened {
+        Ok(Ok(Opening::Startup { stream, message })) => (stream, message),
+        Ok(Ok(Opening::Cancelled)) => return,
+        Ok(Err((Some(mut conn), err))) => {
+            tracing::info!(%peer, "startup refused: {err}");
+            conn.send_error(&err).await;
+            return;
+        }
+        Ok(Err((None, err))) => {
+            tracing::info!(%peer, "startup failed: {err}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "startup timed out");
+            return;
+        }
+    };
+    let mut conn = Conn::new(stream);
+    if !admitted {
+        conn.send_error(&PgError::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "sorry, too many clients already",
+        ))
+        .await;
+        return;
+    }
+    let ready =
+        tokio::time::timeout(auth_timeout, establish(&mut conn, &message, peer, &shared)).await;
+    let established = match ready {
+        Ok(Ok(e)) => e,
+        Ok(Err(err)) => {
+            tracing::info!(%peer, user = message.get("user").unwrap_or(""), "connection refused: {err}");
+            conn.send_error(&err).await;
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "authentication timed out");
+            conn.send_error(&PgError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "canceling authentication due to timeout",
+            ))
+            .await;
+            return;
+        }
+    };
+    let Established {
+        identity,
+        upstream,
+        registration,
+    } = established;
+    tracing::info!(%peer, identity = %identity.name, "session started");
+    let relay = relay::Relay::new(
+        conn.stream,
+        conn.rbuf,
+        upstream.conn.stream,
+        upstream.conn.rbuf,
+        upstream.status,
+        shared.config.server.max_message_bytes,
+    );
+    let end = relay
+        .run(shared.config.server.idle_timeout(), shared.phase.clone())
+        .await;
+    drop(registration);
+    tracing::info!(%peer, identity = %identity.name, "session ended: {end:?}");
+}
+
+type OpenError = (Option<Conn>, PgError);
+
+/// Reads first packets until a StartupMessage, upgrading to TLS on the way.
+async fn open(tcp: TcpStream, shared: &Shared) -> Result<Opening, OpenError> {
+    let protocol = |m: String| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, m);
+    let mut stream = Stream::Plain(tcp);
+    // PostgreSQL 17 direct TLS: the first byte is a TLS handshake record.
+    let mut first = [0u8; 1];
+    let peeked = match &stream {
+        Stream::Plain(tcp) => tcp.peek(&mut first).await,
+        _ => Ok(0),
+    };
+    if let Ok(1) = peeked {
+        if first[0] == 0x16 {
+            let Some(tls) = shared.tls.as_ref() else {
+                return Err((
+                    None,
+                    protocol("direct TLS attempted, but TLS is off".into()),
+                ));
+            };
+            stream = accept_tls(stream, tls, true).await?;
+        }
+    }
+    loop {
+        let mut header = [0u8; 4];
+        if stream.read_exact(&mut header).await.is_err() {
+            return Err((None, protocol("incomplete startup packet".into())));
+        }
+        let len = match startup::packet_len(header) {
+            Ok(len) => len,
+            Err(e) => return Err((Some(Conn::new(stream)), protocol(e.to_string()))),
+        };
+        let mut body = vec![0u8; len - 4];
+        if stream.read_exact(&mut body).await.is_err() {
+            return Err((None, protocol("incomplete startup packet".into())));
+        }
+        match startup::parse(&body) {
+            Err(e) => {
+                let code = match e {
+                    startup::StartupError::UnsupportedProtocol { .. } => {
+                        sqlstate::FEATURE_NOT_SUPPORTED
+                    }
+                    _ => sqlstate::PROTOCOL_VIOLATION,
+                };
+                return Err((Some(Conn::new(stream)), PgError::fatal(code, e.to_string())));
+            }
+            Ok(StartupPacket::Ssl) => {
+                let offer = match (&shared.tls, &stream) {
+                    (Some(_), Stream::Plain(_)) if shared.config.tls.mode != TlsMode::Off => true,
+                    (_, Stream::Plain(_)) => false,
+                    _ => {
+                        return Err((
+                            Some(Conn::new(stream)),
+                            protocol("SSLRequest on an encrypted connection".into()),
+                        ))
+                    }
+                };
+                let answer = if offer { b"S" } else { b"N" };
+                if stream.write_all(answer).await.is_err() {
+                    return Err((None, protocol("client went away".into())));
+                }
+                if offer {
+                    if let Some(tls) = shared.tls.as_ref() {
+                        stream = accept_tls(stream, tls, false).await?;
+                    }
+                }
+            }
+            Ok(StartupPacket::GssEnc) => {
+                if stream.write_all(b"N").await.is_err() {
+                    return Err((None, protocol("client went away".into())));
+                }
+            }
+            Ok(StartupPacket::Cancel {
+                process_id,
+                secret_key,
+            }) => {
+                let key = BackendKey {
+                    process_id,
+                    secret_key,
+                };
+                match shared.cancels.lookup(key) {
+                    Some(up) => {
+                        if let Err(e) = shared.upstream.cancel(up.process_id, up.secret_key).await {
+                            tracing::warn!("forwarding a cancel request failed: {e}");
+                        }
+                    }
+                    None => tracing::debug!("cancel request with an unknown key ignored"),
+                }
+                return Ok(Opening::Cancelled);
+            }
+            Ok(StartupPacket::Startup(message)) => {
+                return Ok(Opening::Startup { stream, message });
+            }
+        }
+    }
+}
+
+async fn accept_tls(
+    stream: Stream,
+    tls: &crate::tls::ServerTls,
+    direct: bool,
+) -> Result<Stream, OpenError> {
+    let Stream::Plain(tcp) = stream else {
+        return Err((
+            None,
+            PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "TLS inside TLS"),
+        ));
+    };
+    let tls_stream = tls.acceptor.accept(tcp).await.map_err(|e| {
+        (
+            None,
+            PgError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("TLS handshake failed: {e}"),
+            ),
+        )
+    })?;
+    let alpn = tls_stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let stream = Stream::ServerTls(Box::new(tls_stream));
+    if direct && alpn.as_deref() != Some(crate::tls::ALPN_POSTGRESQL) {
+        // PostgreSQL requires ALPN on direct TLS, so a TLS connection meant
+        // for another protocol cannot be confused with ours.
+        return Err((
+            Some(Conn::new(stream)),
+            PgError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "received direct SSL connection request without ALPN protocol negotiation extension",
+            ),
+        ));
+    }
+    Ok(stream)
+}
+
+struct Established {
+    identity: Identity,
+    upstream: crate::upstream::UpstreamConn,
+    registration: crate::cancel::Registration,
+}
+
+/// Authenticates the client, connects upstream and sends the client what a
+/// PostgreSQL server sends before its first ReadyForQuery.
+async fn establish(
+    conn: &mut Conn,
+    message: &StartupMessage,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Established, PgError> {
+    let tls = conn.stream.is_tls();
+    if shared.config.tls.mode == TlsMode::Required && !tls {
+        return Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            "pgward accepts only TLS connections",
+        )
+        .with_hint("connect with sslmode=require (tls.mode = \"required\" in pgward.toml)"));
+    }
+    let unsupported: Vec<&str> = message
+        .params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("_pq_."))
+        .collect();
+    if message.minor > 0 || !unsupported.is_empty() {
+        negotiate_protocol_version(&mut conn.wbuf, 0, &unsupported);
+    }
+    let user = message
+        .get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?;
+    if let Some(r) = message.get("replication") {
+        if !matches!(
+            r.to_ascii_lowercase().as_str(),
+            "false" | "off" | "no" | "0"
+        ) {
+            return Err(PgError::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "pgward does not relay replication connections",
+            ));
+        }
+    }
+    let end_point = match &conn.stream {
+        Stream::ServerTls(_) => shared.tls.as_ref().map(|t| t.end_point.clone()),
+        _ => None,
+    };
+    let identity = auth::authenticate(
+        conn,
+        user,
+        &shared.rules(),
+        end_point,
+        &shared.instance_secret,
+    )
+    .await?;
+
+    let database = shared
+        .upstream
+        .pinned_database
+        .clone()
+        .or_else(|| {
+            message
+                .get("database")
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+        })
+        .or_else(|| shared.upstream.target.database.clone())
+        .unwrap_or_else(|| user.to_owned());
+    let params: Vec<(String, String)> = message
+        .params
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(k.as_str(), "user" | "database" | "replication") && !k.starts_with("_pq_.")
+        })
+        .cloned()
+        .collect();
+    let upstream = shared
+        .upstream
+        .connect(&database, &params)
+        .await
+        .map_err(|e| upstream_error_for_client(e, peer))?;
+    let registration = shared.cancels.register(BackendKey {
+        process_id: upstream.process_id,
+        secret_key: upstream.secret_key,
+    });
+    conn.wbuf.extend_from_slice(&upstream.startup_frames);
+    messages::backend_key_data(
+        &mut conn.wbuf,
+        registration.key.process_id,
+        registration.key.secret_key,
+    );
+    messages::ready_for_query(&mut conn.wbuf, upstream.status);
+    conn.flush().await.map_err(|e| {
+        PgError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            format!("client went away: {e}"),
+        )
+    })?;
+    Ok(Established {
+        identity,
+        upstream,
+        registration,
+    })
+}
+
+/// What the client learns when pgward cannot open its upstream session.
+/// The server's own refusal (no such database, too many connections) is
+/// relayed as is; a refusal of pgward's credentials is not the client's
+/// business beyond "pgward could not connect".
+fn upstream_error_for_client(e: UpstreamError, peer: SocketAddr) -> PgError {
+    tracing::warn!(%peer, "upstream connection failed: {e}");
+    match e {
+        UpstreamError::Server { code, message, .. } if !code.starts_with("28") => PgError {
+            code: code.into(),
+            ..PgError::fatal(sqlstate::CONNECTION_FAILURE, message)
+        },
+        UpstreamError::Server { .. } | UpstreamError::Auth(_) => PgError::fatal(
+            sqlstate::CONNECTION_REJECTED,
+            "pgward could not authenticate to the upstream server",
+        )
+        .with_hint("the pgward operator should check upstream.url and the upstream password"),
+        other => PgError::fatal(
+            sqlstate::CONNECTION_REJECTED,
+            "pgward could not connect to the upstream server",
+        )
+        .with_detail(other.to_string()),
+    }
+}

@@ -1,0 +1,367 @@
+//! The steady-state relay of one session: client and upstream bytes are
+//! framed, recorded in the protocol state and passed on untouched, in one
+//! task, with back-pressure in both directions.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::io::poll_read_buf;
+
+use super::state::ProtocolState;
+use crate::net::Stream;
+use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
+use crate::protocol::messages::parse_error_fields;
+use crate::protocol::{sqlstate, PgError};
+use crate::server::Phase;
+
+/// Stop reading a side while this much is waiting to be written to the other.
+const HIGH_WATER: usize = 256 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum End {
+    ClientTerminated,
+    ClientGone(Option<io::Error>),
+    UpstreamGone(Option<io::Error>),
+    /// pgward ended it with this error (sent to the client).
+    Closed(PgError),
+}
+
+pub struct Relay {
+    client: Stream,
+    upstream: Stream,
+    cin: BytesMut,
+    uin: BytesMut,
+    to_up: BytesMut,
+    to_client: BytesMut,
+    dirty_up: bool,
+    dirty_client: bool,
+    max_message: usize,
+    /// The server's last message was a FATAL/PANIC error.
+    upstream_said_fatal: bool,
+    pub state: ProtocolState,
+}
+
+enum Event {
+    Client(usize),
+    Upstream(usize),
+    ClientErr(io::Error),
+    UpstreamErr(io::Error),
+}
+
+impl Relay {
+    /// `client_pending` and `upstream_pending` are bytes each side sent
+    /// beyond the startup phase (a pipelined first query, say).
+    pub fn new(
+        client: Stream,
+        client_pending: BytesMut,
+        upstream: Stream,
+        upstream_pending: BytesMut,
+        status: u8,
+        max_message: usize,
+    ) -> Relay {
+        Relay {
+            client,
+            upstream,
+            cin: client_pending,
+            uin: upstream_pending,
+            to_up: BytesMut::new(),
+            to_client: BytesMut::new(),
+            dirty_up: false,
+            dirty_client: false,
+            max_message,
+            upstream_said_fatal: false,
+            state: ProtocolState {
+                tx_status: status,
+                ..ProtocolState::default()
+            },
+        }
+    }
+
+    /// Runs until either side ends or pgward closes the session.
+    pub async fn run(
+        mut self,
+        idle_timeout: Option<Duration>,
+        mut phase: watch::Receiver<Phase>,
+    ) -> End {
+        let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::from_secs(3600)));
+        tokio::pin!(idle);
+        let pending = if self.uin.is_empty() {
+            Ok(())
+        } else {
+            self.on_upstream_data()
+        };
+        let pending = pending.and_then(|()| {
+            if self.cin.is_empty() {
+                Ok(())
+            } else {
+                self.on_client_data()
+            }
+        });
+        if let Err(end) = pending {
+            return self.finish(end).await;
+        }
+        let end = loop {
+            let current = *phase.borrow();
+            if current == Phase::Force || (current == Phase::Draining && self.state.is_idle()) {
+                break End::Closed(
+                    PgError::fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "terminating connection due to administrator command",
+                    )
+                    .with_detail("pgward is shutting down"),
+                );
+            }
+            tokio::select! {
+                ev = poll_fn(|cx| self.poll_io(cx)) => {
+                    let step = match ev {
+                        Event::Client(0) => Err(End::ClientGone(None)),
+                        Event::Client(_) => {
+                            if let Some(t) = idle_timeout {
+                                idle.as_mut().reset(tokio::time::Instant::now() + t);
+                            }
+                            self.on_client_data()
+                        }
+                        Event::Upstream(0) => Err(End::UpstreamGone(None)),
+                        Event::Upstream(_) => self.on_upstream_data(),
+                        Event::ClientErr(e) => Err(End::ClientGone(Some(e))),
+                        Event::UpstreamErr(e) => Err(End::UpstreamGone(Some(e))),
+                    };
+                    if let Err(end) = step {
+                        break end;
+                    }
+                }
+                _ = &mut idle, if idle_timeout.is_some() => {
+                    if self.state.is_idle() {
+                        break End::Closed(PgError::fatal(
+                            sqlstate::IDLE_SESSION_TIMEOUT,
+                            "terminating connection due to idle-session timeout",
+                        ).with_detail("pgward closes sessions idle longer than server.idle_timeout_secs"));
+                    }
+                    if let Some(t) = idle_timeout {
+                        idle.as_mut().reset(tokio::time::Instant::now() + t);
+                    }
+                }
+                changed = phase.changed() => {
+                    if changed.is_err() {
+                        // The server is gone entirely: treat as forced.
+                        break End::Closed(PgError::fatal(
+                            sqlstate::ADMIN_SHUTDOWN,
+                            "terminating connection due to administrator command",
+                        ));
+                    }
+                }
+            }
+        };
+        self.finish(end).await
+    }
+
+    /// Delivers what is owed, tells the client why the session ends, and
+    /// says goodbye upstream.
+    async fn finish(mut self, end: End) -> End {
+        const LAST_WORDS: Duration = Duration::from_secs(5);
+        match &end {
+            End::ClientTerminated | End::ClientGone(_) => {
+                // Pass a clean Terminate on so the server logs no EOF.
+                if matches!(end, End::ClientGone(_)) {
+                    self.to_up.extend_from_slice(b"X\0\0\0\x04");
+                }
+                let _ = tokio::time::timeout(LAST_WORDS, async {
+                    self.upstream.write_all(&self.to_up).await?;
+                    self.upstream.shutdown().await
+                })
+                .await;
+            }
+            End::UpstreamGone(_) | End::Closed(_) => {
+                if let End::Closed(err) = &end {
+                    err.encode(&mut self.to_client);
+                } else if !self.upstream_said_fatal {
+                    PgError::fatal(
+                        sqlstate::CONNECTION_FAILURE,
+                        "server closed the connection unexpectedly",
+                    )
+                    .with_detail("pgward lost its connection to the upstream PostgreSQL server")
+                    .encode(&mut self.to_client);
+                }
+                let _ = tokio::time::timeout(LAST_WORDS, async {
+                    self.client.write_all(&self.to_client).await?;
+                    self.client.shutdown().await
+                })
+                .await;
+                if matches!(end, End::Closed(_)) {
+                    let _ = tokio::time::timeout(LAST_WORDS, async {
+                        self.upstream.write_all(b"X\0\0\0\x04").await?;
+                        self.upstream.shutdown().await
+                    })
+                    .await;
+                }
+            }
+        }
+        end
+    }
+
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        // Every wake-up first pushes pending output.
+        if let Err(e) = write_some(&mut self.upstream, &mut self.to_up, &mut self.dirty_up, cx) {
+            return Poll::Ready(Event::UpstreamErr(e));
+        }
+        if let Err(e) = write_some(
+            &mut self.client,
+            &mut self.to_client,
+            &mut self.dirty_client,
+            cx,
+        ) {
+            return Poll::Ready(Event::ClientErr(e));
+        }
+        // Read a side only while its destination has room.
+        if self.to_up.len() < HIGH_WATER {
+            reserve(&mut self.cin);
+            match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.cin) {
+                Poll::Ready(Ok(n)) => return Poll::Ready(Event::Client(n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::ClientErr(e)),
+                Poll::Pending => {}
+            }
+        }
+        if self.to_client.len() < HIGH_WATER {
+            reserve(&mut self.uin);
+            match poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.uin) {
+                Poll::Ready(Ok(n)) => return Poll::Ready(Event::Upstream(n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::UpstreamErr(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Frames what the client sent and queues whole messages upstream.
+    fn on_client_data(&mut self) -> Result<(), End> {
+        let mut at = 0;
+        let mut terminate = false;
+        loop {
+            let total = match frame::check(&self.cin[at..], self.max_message) {
+                Ok(Some(total)) => total,
+                Ok(None) => break,
+                Err(e) => return Err(End::Closed(frame_error(e))),
+            };
+            let tag = self.cin[at];
+            if !frame::is_frontend_type(tag) {
+                return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
+            }
+            let body = &self.cin[at + 5..at + total];
+            if self.state.on_frontend(tag, body).is_err() {
+                return Err(End::Closed(PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!(
+                        "invalid message format in message of type {}",
+                        printable(tag)
+                    ),
+                )));
+            }
+            at += total;
+            if tag == b'X' {
+                terminate = true;
+                break;
+            }
+        }
+        move_frames(&mut self.cin, at, &mut self.to_up);
+        if terminate {
+            return Err(End::ClientTerminated);
+        }
+        Ok(())
+    }
+
+    /// Frames what the server sent and queues whole messages to the client.
+    fn on_upstream_data(&mut self) -> Result<(), End> {
+        let mut at = 0;
+        loop {
+            let total = match frame::check(&self.uin[at..], POSTGRES_MAX_MESSAGE) {
+                Ok(Some(total)) => total,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("upstream sent a bad frame: {e}");
+                    return Err(End::Closed(PgError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "pgward received an invalid message from the upstream server",
+                    )));
+                }
+            };
+            let tag = self.uin[at];
+            let body = &self.uin[at + 5..at + total];
+            self.state.on_backend(tag, body);
+            self.upstream_said_fatal = tag == b'E' && {
+                let (sev, _, _) = parse_error_fields(body);
+                sev == "FATAL" || sev == "PANIC"
+            };
+            at += total;
+        }
+        move_frames(&mut self.uin, at, &mut self.to_client);
+        Ok(())
+    }
+}
+
+fn frame_error(e: FrameError) -> PgError {
+    let code = match e {
+        FrameError::TooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        _ => sqlstate::PROTOCOL_VIOLATION,
+    };
+    PgError::fatal(code, e.to_string())
+}
+
+/// Moves the first `n` bytes of `from` to the end of `to`, without copying
+/// when `to` is empty.
+fn move_frames(from: &mut BytesMut, n: usize, to: &mut BytesMut) {
+    if n == 0 {
+        return;
+    }
+    let chunk = from.split_to(n);
+    if to.is_empty() {
+        *to = chunk;
+    } else {
+        to.extend_from_slice(&chunk);
+    }
+}
+
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// Writes as much of `buf` as the stream takes now, then flushes.
+fn write_some(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    dirty: &mut bool,
+    cx: &mut Context<'_>,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match Pin::new(&mut *stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                *dirty = true;
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(()),
+        }
+    }
+    if buf.capacity() > 0 {
+        // Drop our share of the read buffer so it can be reused in place.
+        *buf = BytesMut::new();
+    }
+    if *dirty {
+        match Pin::new(&mut *stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => *dirty = false,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
+    }
+    Ok(())
+}
