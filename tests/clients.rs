@@ -1,0 +1,266 @@
+//! tokio-postgres through pgward: prepared statements, binary results,
+//! transactions, pipelining, COPY, LISTEN/NOTIFY, cancel, many clients.
+
+mod common;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_binary_results_and_transactions() {
+    let h = Harness::start().await;
+    let mut c = h.connect(ALICE).await;
+    c.batch_execute("create table acct (id int primary key, balance bigint, data bytea, at timestamptz default now())")
+        .await
+        .unwrap();
+    let ins = c
+        .prepare("insert into acct (id, balance, data) values ($1, $2, $3)")
+        .await
+        .unwrap();
+    for i in 0..20i32 {
+        let blob: Vec<u8> = (0..=255u8).collect();
+        c.execute(&ins, &[&i, &(i as i64 * 1000), &blob])
+            .await
+            .unwrap();
+    }
+    // Binary parameters and results round-trip exactly.
+    let row = c
+        .query_one(
+            "select balance, data, id::float8 / 4 from acct where id = $1",
+            &[&7i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 7000);
+    assert_eq!(row.get::<_, Vec<u8>>(1), (0..=255u8).collect::<Vec<_>>());
+    assert_eq!(row.get::<_, f64>(2), 1.75);
+
+    // A rolled-back transaction leaves nothing; a committed one persists.
+    let tx = c.transaction().await.unwrap();
+    tx.execute("update acct set balance = 0", &[])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    tx.execute("update acct set balance = balance + 1 where id = 1", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let sum: i64 = c
+        .query_one("select sum(balance)::bigint from acct", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, 190_001);
+
+    // An error inside a transaction aborts it, as in PostgreSQL.
+    let tx = c.transaction().await.unwrap();
+    let err = tx.execute("select 1/0", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "22012");
+    let err = tx.execute("select 1", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "25P02");
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        c.query_one("select 1::int4", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_queries_with_a_failure_in_the_middle() {
+    let h = Harness::start().await;
+    let c = h.connect(ALICE).await;
+    let s = c.prepare("select $1::int4 * 2").await.unwrap();
+    // tokio-postgres pipelines concurrent queries on one connection.
+    let futs: Vec<_> = (0..50i32)
+        .map(|i| {
+            let c = &c;
+            let s = &s;
+            async move {
+                if i == 25 {
+                    c.query_one("select 1/0", &[]).await.map(|_| -1)
+                } else {
+                    c.query_one(s, &[&i]).await.map(|r| r.get::<_, i32>(0))
+                }
+            }
+        })
+        .collect();
+    let results = futures_util::future::join_all(futs).await;
+    for (i, r) in results.into_iter().enumerate() {
+        if i == 25 {
+            assert_eq!(r.unwrap_err().code().unwrap().code(), "22012");
+        } else {
+            assert_eq!(r.unwrap(), i as i32 * 2);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out() {
+    let h = Harness::start().await;
+    let c = h.connect(ALICE).await;
+    c.batch_execute("create table big (id int, payload text)")
+        .await
+        .unwrap();
+    let sink = c.copy_in("copy big from stdin").await.unwrap();
+    futures_util::pin_mut!(sink);
+    let mut expected = 0u64;
+    for chunk in 0..50 {
+        let mut data = String::new();
+        for i in 0..1000 {
+            let id = chunk * 1000 + i;
+            data.push_str(&format!("{id}\t{}\n", "x".repeat(100)));
+            expected += id as u64;
+        }
+        sink.send(Bytes::from(data)).await.unwrap();
+    }
+    let rows = sink.finish().await.unwrap();
+    assert_eq!(rows, 50_000);
+    let stream = c
+        .copy_out("copy (select id, payload from big order by id) to stdout")
+        .await
+        .unwrap();
+    let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+    let all: Vec<u8> = chunks.concat();
+    let text = String::from_utf8(all).unwrap();
+    assert_eq!(text.lines().count(), 50_000);
+    let sum: u64 = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sum, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_notify_reaches_the_listener() {
+    let h = Harness::start().await;
+    let (listener, mut conn) = tokio_postgres::connect(&h.conninfo(ALICE), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+    tokio::spawn(async move {
+        futures_util::pin_mut!(stream);
+        while let Some(Ok(msg)) = stream.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = msg {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    listener.batch_execute("listen jobs").await.unwrap();
+    let notifier = h.connect(BOB).await;
+    notifier
+        .batch_execute("notify jobs, 'first'; select pg_notify('jobs', 'second')")
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(("jobs".into(), "first".into())));
+    assert_eq!(second, Some(("jobs".into(), "second".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_cancels_only_with_the_right_key() {
+    let h = Harness::start().await;
+    let c = h.connect(ALICE).await;
+    let token = c.cancel_token();
+    let started = std::time::Instant::now();
+    let sleeper = tokio::spawn(async move { c.query("select pg_sleep(30)", &[]).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A made-up key cancels nothing.
+    let mut raw = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let mut req = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(12345, 67890, &mut req);
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &req)
+        .await
+        .unwrap();
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !sleeper.is_finished(),
+        "a bogus key must not cancel the query"
+    );
+
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("cancel took effect")
+        .unwrap();
+    assert_eq!(result.unwrap_err().code().unwrap().code(), "57014");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_clients() {
+    let h = Harness::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..50i64 {
+        let info = h.conninfo(if i % 2 == 0 { ALICE } else { BOB });
+        tasks.push(tokio::spawn(async move {
+            let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let mut total = 0i64;
+            for j in 0..20i64 {
+                let row = c.query_one("select $1::int8 + $2::int8", &[&i, &j]).await?;
+                total += row.get::<_, i64>(0);
+            }
+            Ok::<i64, tokio_postgres::Error>(total)
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let i = i as i64;
+        assert_eq!(t.await.unwrap().unwrap(), 20 * i + 190);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_are_passed_on() {
+    let h = Harness::start().await;
+    let info = format!(
+        "{} application_name=nightly-report options='-c work_mem=7MB'",
+        h.conninfo(ALICE)
+    );
+    let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = c
+        .query_one("select current_setting('application_name'), current_setting('work_mem'), current_database()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "nightly-report");
+    assert_eq!(row.get::<_, String>(1), "7MB");
+    assert_eq!(row.get::<_, String>(2), "postgres");
+    // A database the client names is the one it gets.
+    h.pg.psql("postgres", "create database other").unwrap();
+    let info = h.conninfo(ALICE).replace("dbname=postgres", "dbname=other");
+    let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db: String = c
+        .query_one("select current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(db, "other");
+    // A database that does not exist: PostgreSQL's own error reaches the client.
+    let info = h
+        .conninfo(ALICE)
+        .replace("dbname=postgres", "dbname=nosuchdb");
+    let err = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code().unwrap().code(), "3D000");
+}

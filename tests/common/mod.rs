@@ -1,0 +1,179 @@
+//! Test harness: a throwaway PostgreSQL (localpg) with pgward in front of it
+//! on a free port, the example identities, and helpers for real clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgward::config::Config;
+use pgward::localpg::{LocalPg, Options};
+use pgward::server::Shared;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ALICE: (&str, &str) = ("alice", "alice-demo-password");
+pub const BOB: (&str, &str) = ("bob", "bob-demo-password");
+
+pub struct Harness {
+    pub pg: LocalPg,
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// How to set up a harness.
+#[derive(Default)]
+pub struct Setup {
+    /// Extra TOML for [server] (e.g. "max_connections = 2").
+    pub server: String,
+    /// Extra TOML for [upstream] (e.g. "sslmode = \"require\"").
+    pub upstream: String,
+    /// Whole [tls] section; when empty, TLS is optional with a fresh cert.
+    pub tls: Option<String>,
+    /// Upstream user instead of the superuser (its password in `upstream_password`).
+    pub upstream_user: Option<String>,
+    pub upstream_password: Option<String>,
+    pub pg: Options,
+    /// SQL run as superuser before pgward starts.
+    pub setup_sql: Vec<String>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Setup::default()).await
+    }
+
+    pub async fn start_with(setup: Setup) -> Harness {
+        let pg_opts = setup.pg.clone();
+        let pg = tokio::task::spawn_blocking(move || LocalPg::start_with(pg_opts))
+            .await
+            .unwrap()
+            .expect("start localpg");
+        for sql in &setup.setup_sql {
+            pg.psql("postgres", sql).expect("setup sql");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pgward::tls::self_signed().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key).unwrap();
+        let password = setup
+            .upstream_password
+            .clone()
+            .unwrap_or(pg.password.clone());
+        std::fs::write(dir.path().join("upstream-password"), password).unwrap();
+        let user = setup.upstream_user.clone().unwrap_or(pg.superuser.clone());
+        let tls = setup.tls.clone().unwrap_or_else(|| {
+            "mode = \"optional\"\ncert = \"cert.pem\"\nkey = \"key.pem\"".into()
+        });
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[tls]\n{tls}\n\n[upstream]\nurl = \"postgres://{user}@127.0.0.1:{}/postgres\"\npassword_file = \"upstream-password\"\n{}\n",
+            setup.server, pg.port, setup.upstream
+        );
+        let path = dir.path().join("pgward.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config = Config::load(&path).expect("config");
+        let shared = Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(pgward::server::run(listener, shared.clone(), async {
+            let _ = stopped.await;
+        }));
+        Harness {
+            pg,
+            addr,
+            shared,
+            dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// A libpq connection string for pgward.
+    pub fn conninfo(&self, (user, password): (&str, &str)) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname=postgres sslmode=disable",
+            self.addr.port()
+        )
+    }
+
+    pub async fn connect(&self, who: (&str, &str)) -> tokio_postgres::Client {
+        self.try_connect(who).await.expect("connect through pgward")
+    }
+
+    pub async fn try_connect(
+        &self,
+        who: (&str, &str),
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conninfo(who), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// A direct connection to the upstream, bypassing pgward.
+    pub async fn direct(&self) -> tokio_postgres::Client {
+        let (client, conn) =
+            tokio_postgres::connect(&self.pg.conninfo("postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("direct connect");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Runs a client program (psql, pgbench) and returns (status ok, stdout, stderr).
+    pub async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (bool, String, String) {
+        let path = pgward::localpg::find_program(program).unwrap_or_else(|| PathBuf::from(program));
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .env_remove("PGPASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+            .await
+            .expect("program timed out")
+            .expect("run program");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// psql through pgward as `who`.
+    pub async fn psql(&self, who: (&str, &str), args: &[&str]) -> (bool, String, String) {
+        let conn = self.conninfo(who);
+        let mut all = vec!["-X", "-v", "ON_ERROR_STOP=1", "-d", conn.as_str()];
+        all.extend_from_slice(args);
+        self.run("psql", &all, &[]).await
+    }
+
+    /// Stops pgward (as on SIGTERM) and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(60), h).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+    }
+}
