@@ -120,6 +120,9 @@ async fn read_sasl(conn: &mut Conn) -> Result<bytes::BytesMut, PgError> {
             sqlstate::CONNECTION_FAILURE,
             "client closed the connection during authentication",
         )),
+        Err(ReadError::Frame(e @ crate::protocol::FrameError::TooLarge { .. })) => Err(
+            PgError::fatal(sqlstate::PROGRAM_LIMIT_EXCEEDED, e.to_string()),
+        ),
         Err(e) => Err(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())),
     }
 }

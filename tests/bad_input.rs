@@ -1,0 +1,278 @@
+//! Garbage, truncated and oversized input: each gets a clear FATAL error for
+//! that connection alone, and pgward keeps serving everyone else.
+
+mod common;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use common::*;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads backend messages until the server closes; returns (type, body) pairs.
+async fn read_until_close(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 5 <= buf.len() {
+        let len = i32::from_be_bytes([buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4]]) as usize;
+        if at + 1 + len > buf.len() {
+            break;
+        }
+        out.push((buf[at], buf[at + 5..at + 1 + len].to_vec()));
+        at += 1 + len;
+    }
+    out
+}
+
+fn fatal_code(msgs: &[(u8, Vec<u8>)]) -> Option<(String, String)> {
+    let (_, body) = msgs.iter().rev().find(|(t, _)| *t == b'E')?;
+    let (mut sev, mut code, mut msg) = (String::new(), String::new(), String::new());
+    for f in body.split(|b| *b == 0) {
+        if f.is_empty() {
+            continue;
+        }
+        let v = String::from_utf8_lossy(&f[1..]).into_owned();
+        match f[0] {
+            b'V' => sev = v,
+            b'C' => code = v,
+            b'M' => msg = v,
+            _ => {}
+        }
+    }
+    assert_eq!(sev, "FATAL", "{msg}");
+    Some((code, msg))
+}
+
+async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let tag = s.read_u8().await.unwrap();
+    let len = s.read_i32().await.unwrap() as usize;
+    let mut body = vec![0; len - 4];
+    s.read_exact(&mut body).await.unwrap();
+    (tag, body)
+}
+
+/// Signs in over a raw socket with SCRAM and waits for ReadyForQuery.
+async fn login(h: &Harness, (user, password): (&str, &str)) -> TcpStream {
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", user), ("database", "postgres")], &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+    loop {
+        let (tag, body) = read_msg(&mut s).await;
+        let mut out = BytesMut::new();
+        if tag == b'Z' {
+            return s;
+        }
+        let code = (tag == b'R').then(|| i32::from_be_bytes([body[0], body[1], body[2], body[3]]));
+        match (tag, code.unwrap_or(-1)) {
+            (b'R', 10) => {
+                frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out).unwrap()
+            }
+            (b'R', 11) => {
+                scram.update(&body[4..]).unwrap();
+                frontend::sasl_response(scram.message(), &mut out).unwrap();
+            }
+            (b'R', 12) => scram.finish(&body[4..]).unwrap(),
+            _ => {}
+        }
+        s.write_all(&out).await.unwrap();
+    }
+}
+
+async fn still_serving(h: &Harness) {
+    let c = h.connect(ALICE).await;
+    let v: i32 = c.query_one("select 7", &[]).await.unwrap().get(0);
+    assert_eq!(v, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_before_startup() {
+    let h = Harness::start().await;
+    // Length field below the minimum.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&[0, 0, 0, 2, 1, 2, 3, 4]).await.unwrap();
+    let (code, msg) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "08P01");
+    assert!(msg.contains("invalid length of startup packet"), "{msg}");
+    // An HTTP request is not a startup packet.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, _) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "08P01");
+    // Unsupported protocol version.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    b.put_i32(9);
+    b.put_i32(2 << 16);
+    b.put_u8(0);
+    s.write_all(&b).await.unwrap();
+    let (code, msg) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "0A000");
+    assert!(msg.contains("unsupported frontend protocol 2.0"), "{msg}");
+    // A truncated startup packet, then silence and close.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&[0, 0, 0, 100, 0, 3]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let _ = read_until_close(&mut s).await;
+    // Missing user.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    frontend::startup_message([("database", "postgres")], &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let (code, msg) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "28000");
+    assert!(msg.contains("no PostgreSQL user name"), "{msg}");
+    // Replication connections are refused.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", "alice"), ("replication", "database")], &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let (code, _) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "0A000");
+    still_serving(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_during_authentication() {
+    let h = Harness::start().await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", "alice")], &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let (tag, _) = read_msg(&mut s).await;
+    assert_eq!(tag, b'R');
+    // A Query instead of a SASL response.
+    s.write_all(b"Q\0\0\0\x0dselect 1\0").await.unwrap();
+    let (code, msg) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "08P01");
+    assert!(msg.contains("expected SASL response"), "{msg}");
+    // A SASL message declaring a huge length.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&b).await.unwrap();
+    let _ = read_msg(&mut s).await;
+    s.write_all(b"p\x7f\0\0\0").await.unwrap();
+    let (code, _) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "54000");
+    // Malformed SCRAM client-first.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&b).await.unwrap();
+    let _ = read_msg(&mut s).await;
+    let mut out = BytesMut::new();
+    frontend::sasl_initial_response("SCRAM-SHA-256", b"garbage", &mut out).unwrap();
+    s.write_all(&out).await.unwrap();
+    let (code, _) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "08P01");
+    still_serving(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_after_login() {
+    let h = Harness::start_with(Setup {
+        server: "max_message_bytes = 1048576".into(),
+        ..Setup::default()
+    })
+    .await;
+    let cases: Vec<(&[u8], &str, &str)> = vec![
+        (
+            b"\x00\0\0\0\x04",
+            "08P01",
+            "invalid frontend message type 0x00",
+        ),
+        (
+            b"Z\0\0\0\x05I",
+            "08P01",
+            "invalid frontend message type 'Z'",
+        ),
+        (b"Q\0\0\0\x02", "08P01", "invalid message length"),
+        (
+            b"Q\x7f\xff\xff\xff",
+            "54000",
+            "over the limit of 1048576 bytes",
+        ),
+        (b"Q\0\0\0\x08abcd", "08P01", "invalid message format"),
+        (b"P\0\0\0\x09s\0x\0\xff", "08P01", "invalid message format"),
+    ];
+    for (bytes, want_code, want_msg) in cases {
+        let mut s = login(&h, ALICE).await;
+        s.write_all(bytes).await.unwrap();
+        let (code, msg) = fatal_code(&read_until_close(&mut s).await)
+            .unwrap_or_else(|| panic!("no error for {bytes:?}"));
+        assert_eq!(code, want_code, "{msg}");
+        assert!(msg.contains(want_msg), "{msg}");
+    }
+    // An allowed large message (just under the cap) still works.
+    let c = h.connect(ALICE).await;
+    let big = "x".repeat(1_000_000);
+    let n: i32 = c
+        .query_one(&format!("select length('{big}')"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1_000_000);
+    // Over the cap through a real client: refused, connection closed.
+    let c2 = h.connect(ALICE).await;
+    let huge = "x".repeat(1_100_000);
+    let err = c2
+        .simple_query(&format!("select '{huge}'"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("over the limit") || c2.is_closed(),
+        "{err}"
+    );
+    still_serving(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_version_negotiation() {
+    let h = Harness::start().await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    let body = b"user\0alice\0_pq_.future_option\0on\0\0";
+    b.put_i32((8 + body.len()) as i32);
+    b.put_i32((3 << 16) | 2);
+    b.put_slice(body);
+    s.write_all(&b).await.unwrap();
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'v', "NegotiateProtocolVersion comes first");
+    assert_eq!(&body[..8], &[0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(&body[8..], b"_pq_.future_option\0");
+    let (tag, _) = read_msg(&mut s).await;
+    assert_eq!(tag, b'R');
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_clients_time_out() {
+    let h = Harness::start_with(Setup {
+        server: "auth_timeout_secs = 1\nidle_timeout_secs = 1".into(),
+        ..Setup::default()
+    })
+    .await;
+    // Connects and never speaks.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let start = std::time::Instant::now();
+    let _ = read_until_close(&mut s).await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Starts SCRAM and stalls.
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", "alice")], &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let (code, msg) = fatal_code(&read_until_close(&mut s).await).unwrap();
+    assert_eq!(code, "08006");
+    assert!(msg.contains("timeout"), "{msg}");
+    // Idle after login: closed with 57P05; a busy session is not.
+    let idle = h.connect(ALICE).await;
+    let busy = h.connect(BOB).await;
+    busy.query("select pg_sleep(2.5)", &[]).await.unwrap();
+    let err = idle.query("select 1", &[]).await.unwrap_err();
+    assert!(idle.is_closed(), "{err}");
+    still_serving(&h).await;
+}
