@@ -40,6 +40,8 @@ pub struct Setup {
     pub pg: Options,
     /// SQL run as superuser before pgward starts.
     pub setup_sql: Vec<String>,
+    /// Files (name, contents) written beside pgward.toml.
+    pub files: Vec<(String, String)>,
 }
 
 impl Harness {
@@ -60,6 +62,9 @@ impl Harness {
         let (cert, key) = pgward::tls::self_signed().unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
         std::fs::write(dir.path().join("key.pem"), key).unwrap();
+        for (name, text) in &setup.files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         let password = setup
             .upstream_password
             .clone()
