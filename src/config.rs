@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// Seconds sessions get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Runtime worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             auth_timeout_secs: 10,
             idle_timeout_secs: 0,
             shutdown_grace_secs: 30,
+            worker_threads: 0,
         }
     }
 }
@@ -57,6 +60,15 @@ impl ServerConfig {
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
     }
+    /// Builds the tokio runtime pgward serves on.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if self.worker_threads > 0 {
+            b.worker_threads(self.worker_threads);
+        }
+        b.enable_all().build()
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }

@@ -277,8 +277,9 @@ fn free_port() -> Result<u16, LocalPgError> {
         .map_err(|e| step("finding a free port", e))
 }
 
-/// PostgreSQL refuses to run as root: pick the `postgres` user (or `nobody`).
-fn non_root_user() -> Result<Option<(u32, u32)>, LocalPgError> {
+/// PostgreSQL (and PgBouncer) refuse to run as root: when we are root, the
+/// uid and gid of the `postgres` user (or `nobody`) to run them as.
+pub fn non_root_user() -> Result<Option<(u32, u32)>, LocalPgError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }

@@ -101,7 +101,10 @@ fn serve(
     }
     let rules = Rules::load(&config.rules.dir).map_err(|e| e.to_string())?;
     let rules_dir = config.rules.dir.clone();
-    let rt = runtime()?;
+    let rt = config
+        .server
+        .runtime()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
     rt.block_on(async move {
         let shared = pgward::server::Shared::new(config, rules)?;
         let addr = shared.config.server.listen;

@@ -4,9 +4,11 @@
 mod common;
 use common::*;
 
+/// The database (a conninfo string) goes last: pgbench's -d is --debug.
 fn pgbench_args<'a>(conn: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["-n", "-d", conn];
+    let mut v = vec!["-n"];
     v.extend_from_slice(extra);
+    v.push(conn);
     v
 }
 
@@ -33,7 +35,7 @@ async fn pgbench_all_modes_and_pipeline() {
     let h = Harness::start().await;
     let conn = h.conninfo(BOB);
     let (ok, _, err) = h
-        .run("pgbench", &["-i", "-s", "1", "-d", conn.as_str()], &[])
+        .run("pgbench", &["-i", "-s", "1", conn.as_str()], &[])
         .await;
     assert!(ok, "pgbench -i: {err}");
     let direct: i64 =

@@ -1,0 +1,21 @@
+# pgward: build with the Rust toolchain, run on a slim Debian.
+FROM rust:1.85-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY rules ./rules
+COPY benches ./benches
+RUN cargo build --release --locked --bin pgward
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /etc/pgward pgward
+COPY --from=build /src/target/release/pgward /usr/local/bin/pgward
+COPY rules /etc/pgward/rules
+COPY docker/pgward.toml /etc/pgward/pgward.toml
+USER pgward
+EXPOSE 6432
+ENTRYPOINT ["pgward"]
+CMD ["serve", "--config", "/etc/pgward/pgward.toml"]
