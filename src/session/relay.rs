@@ -195,6 +195,7 @@ impl Relay {
                     self.client.shutdown().await
                 })
                 .await;
+                linger(&mut self.client).await;
                 if matches!(end, End::Closed(_)) {
                     let _ = tokio::time::timeout(LAST_WORDS, async {
                         self.upstream.write_all(b"X\0\0\0\x04").await?;
@@ -304,6 +305,24 @@ impl Relay {
         move_frames(&mut self.uin, at, &mut self.to_client);
         Ok(())
     }
+}
+
+/// Reads and discards what the client is still sending, for a moment, after
+/// our last words. Closing a socket with unread input makes the kernel send
+/// a reset, which can destroy the error message before the client reads it.
+async fn linger(client: &mut Stream) {
+    const MAX_DRAIN: usize = 64 << 20;
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while drained < MAX_DRAIN {
+            match tokio::io::AsyncReadExt::read(client, &mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 fn frame_error(e: FrameError) -> PgError {
