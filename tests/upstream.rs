@@ -57,6 +57,17 @@ async fn upstream_authentication_methods() {
     }
 }
 
+/// Whether pgward's upstream connection for this client is encrypted.
+async fn upstream_uses_tls(c: &tokio_postgres::Client) -> bool {
+    c.query_one(
+        "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 fn tls_cluster() -> (Options, String, String) {
     // A CA and a server certificate it signed, for verify-full.
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -97,14 +108,7 @@ async fn upstream_tls_modes() {
         })
         .await;
         let c = h.connect(ALICE).await;
-        let ssl: bool = c
-            .query_one(
-                "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let ssl = upstream_uses_tls(&c).await;
         assert_eq!(ssl, expect_ssl, "sslmode {mode}");
     }
 
@@ -118,14 +122,7 @@ async fn upstream_tls_modes() {
         .await;
         match (h.try_connect(ALICE).await, ok) {
             (Ok(c), true) => {
-                let ssl: bool = c
-                    .query_one(
-                        "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
+                let ssl = upstream_uses_tls(&c).await;
                 assert!(ssl);
             }
             (Err(e), false) => {
