@@ -1,5 +1,5 @@
 # pgward: build with the Rust toolchain, run on a slim Debian.
-FROM rust:1.85-bookworm AS build
+FROM rust:1.88-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
