@@ -208,11 +208,6 @@ impl LocalPg {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
-    /// The directory holding psql, pgbench and the server binaries.
-    pub fn bindir(&self) -> &Path {
-        &self.bin
-    }
-
     pub fn stop(&mut self) {
         if self.stopped {
             return;

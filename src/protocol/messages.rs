@@ -129,10 +129,6 @@ pub fn auth_ok(buf: &mut BytesMut) {
     message(buf, b'R', |b| b.put_i32(0));
 }
 
-pub fn auth_cleartext(buf: &mut BytesMut) {
-    message(buf, b'R', |b| b.put_i32(3));
-}
-
 pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
     message(buf, b'R', |b| {
         b.put_i32(10);
@@ -161,13 +157,6 @@ pub fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
     message(buf, b'K', |b| {
         b.put_i32(process_id);
         b.put_i32(secret_key);
-    });
-}
-
-pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
-    message(buf, b'S', |b| {
-        cstring(b, name);
-        cstring(b, value);
     });
 }
 
