@@ -124,6 +124,25 @@ pub struct UpstreamConfig {
     pub database: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// Reload a database's catalog (functions, views) when older than this.
+    #[serde(default = "default_catalog_refresh")]
+    pub catalog_refresh_secs: u64,
+    /// Other PostgreSQL users pgward connects as (a role's `upstream_user`),
+    /// with where their passwords come from.
+    #[serde(default)]
+    pub users: Vec<UpstreamUser>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamUser {
+    pub name: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_catalog_refresh() -> u64 {
+    60
 }
 
 fn default_connect_timeout() -> u64 {
@@ -238,24 +257,48 @@ impl Config {
 
     /// The upstream password from the env var or file the config names.
     pub fn upstream_password(&self) -> Result<Option<String>, String> {
-        if let Some(var) = &self.upstream.password_env {
-            return std::env::var(var).map(Some).map_err(|_| {
-                format!(
-                    "upstream.password_env names {var}, but that environment variable is not set"
-                )
-            });
-        }
-        if let Some(file) = &self.upstream.password_file {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                format!(
-                    "upstream.password_file {}: cannot read: {e}",
-                    file.display()
-                )
-            })?;
-            return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
-        }
-        Ok(None)
+        read_password(
+            "upstream",
+            self.upstream.password_env.as_deref(),
+            self.upstream.password_file.as_deref(),
+        )
     }
+
+    /// Passwords of the extra upstream users, by user name.
+    pub fn upstream_user_passwords(&self) -> Result<Vec<(String, Option<String>)>, String> {
+        self.upstream
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                read_password(
+                    &format!("upstream.users[{i}] ({})", u.name),
+                    u.password_env.as_deref(),
+                    u.password_file.as_deref(),
+                )
+                .map(|p| (u.name.clone(), p))
+            })
+            .collect()
+    }
+}
+
+fn read_password(
+    key: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<String>, String> {
+    if let Some(var) = env {
+        return std::env::var(var).map(Some).map_err(|_| {
+            format!("{key}.password_env names {var}, but that environment variable is not set")
+        });
+    }
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            format!("{key}.password_file {}: cannot read: {e}", file.display())
+        })?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -10,10 +10,13 @@ use crate::rules::Rules;
 
 /// The example rules shipped in `rules/`, built in so the demo runs from
 /// any directory.
-pub const EXAMPLE_RULES: &[(&str, &str)] = &[(
-    "rules/identities.toml",
-    include_str!("../rules/identities.toml"),
-)];
+pub const EXAMPLE_RULES: &[(&str, &str)] = &[
+    (
+        "rules/identities.toml",
+        include_str!("../rules/identities.toml"),
+    ),
+    ("rules/roles.toml", include_str!("../rules/roles.toml")),
+];
 
 /// The example identities and their demo passwords (only for the demo: the
 /// rules hold SCRAM verifiers, never these).
@@ -46,6 +49,12 @@ INSERT INTO customers (name, email, ssn) VALUES
     ('Alan Turing', 'alan@example.com', '219-09-9999'),
     ('Grace Hopper', 'grace@example.com', '457-55-5462');
 INSERT INTO orders (customer_id, amount) VALUES (1, 120.50), (1, 15.00), (2, 99.99), (3, 42.00);
+CREATE TABLE api_keys (
+    id      serial PRIMARY KEY,
+    service text NOT NULL,
+    secret  text NOT NULL
+);
+INSERT INTO api_keys (service, secret) VALUES ('payments', 'sk_live_demo_only');
 ";
 
 /// Loads the built-in example rules.
@@ -56,6 +65,7 @@ pub fn example_rules() -> Result<Rules, String> {
             .add_file(Path::new(name), text)
             .map_err(|e| e.to_string())?;
     }
+    rules.validate().map_err(|e| e.to_string())?;
     Ok(rules)
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod localpg;
 pub mod net;
+pub mod policy;
 pub mod protocol;
 pub mod rules;
 pub mod server;

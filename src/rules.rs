@@ -1,13 +1,15 @@
-//! The rules directory: every `*.toml` file in it, read in name order.
-//! This part holds the identities clients sign in as; roles and policy
-//! build on it.
+//! The rules directory: every `*.toml` file in it, read in name order:
+//! the identities clients sign in as and the roles they hold.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::auth::scram::Verifier;
+use crate::policy::role::{line_at, RawRole, Role};
 
 /// A person or agent declared in the rules.
 #[derive(Debug, Clone)]
@@ -17,11 +19,14 @@ pub struct IdentitySpec {
     pub roles: Vec<String>,
     /// The file that declared it, for messages.
     pub source: PathBuf,
+    /// Where each role is named (file:line), to report a missing role.
+    role_lines: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct Rules {
     pub identities: HashMap<String, IdentitySpec>,
+    pub roles: HashMap<String, Arc<Role>>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +34,8 @@ pub struct Rules {
 struct RuleFile {
     #[serde(default)]
     identity: Vec<RawIdentity>,
+    #[serde(default)]
+    role: BTreeMap<String, RawRole>,
 }
 
 #[derive(Deserialize)]
@@ -37,7 +44,7 @@ struct RawIdentity {
     name: String,
     scram: String,
     #[serde(default)]
-    roles: Vec<String>,
+    roles: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +77,83 @@ impl Rules {
                 .map_err(|e| rules_err(&file, format!("cannot read: {e}")))?;
             rules.add_file(&file, &text)?;
         }
+        rules.validate()?;
         Ok(rules)
+    }
+
+    /// Checks what spans files: every role an identity holds is declared.
+    pub fn validate(&self) -> Result<(), RulesError> {
+        let mut names: Vec<&String> = self.identities.keys().collect();
+        names.sort();
+        for name in names {
+            let id = &self.identities[name];
+            for (role, at) in id.roles.iter().zip(&id.role_lines) {
+                if !self.roles.contains_key(role) {
+                    let mut known: Vec<&str> = self.roles.keys().map(String::as_str).collect();
+                    known.sort();
+                    return Err(RulesError {
+                        file: at.clone(),
+                        message: format!(
+                            "identity {name:?} holds role {role:?}, which no rule file declares; declare [role.{role}] or use one of [{}]",
+                            known.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The role a session runs as: `wanted` when the identity holds it,
+    /// else the identity's first role.
+    pub fn session_role(&self, identity: &str, wanted: Option<&str>) -> Result<Arc<Role>, String> {
+        let id = self
+            .identities
+            .get(identity)
+            .ok_or_else(|| format!("identity {identity:?} is no longer in the rules"))?;
+        let name = match wanted {
+            Some(w) if id.roles.iter().any(|r| r == w) => w,
+            Some(w) => {
+                return Err(format!(
+                    "identity {identity:?} does not hold role {w:?} (it holds [{}])",
+                    id.roles.join(", ")
+                ))
+            }
+            None => id.roles.first().ok_or_else(|| {
+                format!("identity {identity:?} holds no role, and no role means no access")
+            })?,
+        };
+        self.roles
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("role {name:?} is not declared"))
     }
 
     /// Adds the declarations of one file.
     pub fn add_file(&mut self, file: &Path, text: &str) -> Result<(), RulesError> {
         let parsed: RuleFile = toml::from_str(text).map_err(|e| rules_err(file, e.to_string()))?;
+        let shown = file.display().to_string();
+        for (name, raw) in parsed.role {
+            let decl = [format!("[role.{name}]"), format!("[role.\"{name}\"]"), format!("[role.{name}.")]
+                .iter()
+                .filter_map(|needle| text.find(needle.as_str()))
+                .min()
+                .map(|at| line_at(text, at))
+                .unwrap_or(1);
+            if let Some(prev) = self.roles.get(&name) {
+                return Err(rules_err(
+                    Path::new(&format!("{shown}:{decl}")),
+                    format!("role {name:?} is already declared at {}; each role once", prev.source),
+                ));
+            }
+            let role = raw.build(&name, text, decl, &shown).map_err(|(line, message)| {
+                rules_err(
+                    Path::new(&format!("{shown}:{line}")),
+                    format!("role {name:?}: {message}"),
+                )
+            })?;
+            self.roles.insert(name, Arc::new(role));
+        }
         for raw in parsed.identity {
             if raw.name.is_empty() || raw.name.contains('\0') {
                 return Err(rules_err(file, "identity.name must be a non-empty name"));
@@ -97,7 +175,12 @@ impl Rules {
                 IdentitySpec {
                     name: raw.name,
                     verifier,
-                    roles: raw.roles,
+                    role_lines: raw
+                        .roles
+                        .iter()
+                        .map(|r| format!("{shown}:{}", line_at(text, r.span().start)))
+                        .collect(),
+                    roles: raw.roles.into_iter().map(Spanned::into_inner).collect(),
                     source: file.to_path_buf(),
                 },
             );

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::cancel::CancelRegistry;
 use crate::config::{Config, TlsMode};
+use crate::policy::CatalogStore;
 use crate::rules::Rules;
 use crate::tls::ServerTls;
 use crate::upstream::{Upstream, UpstreamTarget};
@@ -32,6 +33,9 @@ pub struct Shared {
     rules: RwLock<Arc<Rules>>,
     pub tls: Option<ServerTls>,
     pub upstream: Upstream,
+    /// Connections as a role's own upstream user, by user name.
+    pub upstream_users: std::collections::HashMap<String, Upstream>,
+    pub catalogs: CatalogStore,
     pub cancels: Arc<CancelRegistry>,
     /// Salts the mock SCRAM verifiers of unknown users.
     pub instance_secret: [u8; 32],
@@ -62,6 +66,15 @@ impl Shared {
             pinned_database: config.upstream.database.clone(),
             connect_timeout: Duration::from_secs(config.upstream.connect_timeout_secs),
         };
+        let upstream_users = config
+            .upstream_user_passwords()?
+            .into_iter()
+            .map(|(name, password)| {
+                let u = upstream.as_user(&name, password);
+                (name, u)
+            })
+            .collect();
+        let catalogs = CatalogStore::new(Duration::from_secs(config.upstream.catalog_refresh_secs));
         let mut instance_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut instance_secret);
         let (phase_tx, phase) = watch::channel(Phase::Running);
@@ -70,11 +83,26 @@ impl Shared {
             rules: RwLock::new(Arc::new(rules)),
             tls,
             upstream,
+            upstream_users,
+            catalogs,
             cancels: Arc::new(CancelRegistry::default()),
             instance_secret,
             phase,
             phase_tx,
         }))
+    }
+
+    /// The upstream to connect to for a role: its own user when it names
+    /// one (with the password configured in `upstream.users`, if any).
+    pub fn upstream_for(&self, role: &crate::policy::Role) -> Upstream {
+        match &role.upstream_user {
+            Some(user) => self
+                .upstream_users
+                .get(user)
+                .cloned()
+                .unwrap_or_else(|| self.upstream.as_user(user, None)),
+            None => self.upstream.clone(),
+        }
     }
 
     pub fn rules(&self) -> Arc<Rules> {

@@ -141,7 +141,77 @@ pub struct UpstreamConn {
     pub status: u8,
 }
 
+impl UpstreamConn {
+    /// Runs one simple query and returns its rows as text (the control
+    /// connection's catalog lookups).
+    pub async fn simple_query(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
+        let proto = |e: io::Error| UpstreamError::Protocol(e.to_string());
+        frontend::query(sql, &mut self.conn.wbuf).map_err(proto)?;
+        self.conn.flush().await.map_err(proto)?;
+        let mut rows = Vec::new();
+        let mut failure = None;
+        loop {
+            let (tag, body) = self
+                .conn
+                .read_frame(POSTGRES_MAX_MESSAGE)
+                .await
+                .map_err(|e| UpstreamError::Protocol(format!("control query: {e}")))?;
+            match tag {
+                b'D' => {
+                    let mut r = Reader::new(&body);
+                    let n = r.i16().unwrap_or(0).max(0) as usize;
+                    let mut row = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let len = r.i32().unwrap_or(-1);
+                        row.push(if len < 0 {
+                            None
+                        } else {
+                            r.take(len as usize)
+                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                        });
+                    }
+                    rows.push(row);
+                }
+                b'E' => {
+                    let (severity, code, message) = parse_error_fields(&body);
+                    failure = Some(UpstreamError::Server {
+                        severity,
+                        code,
+                        message,
+                        frame: reframe(tag, &body),
+                    });
+                }
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+
+    /// Says goodbye and closes the connection.
+    pub async fn close(mut self) {
+        self.conn.wbuf.extend_from_slice(b"X\0\0\0\x04");
+        let _ = self.conn.flush().await;
+        let _ = self.conn.stream.shutdown().await;
+    }
+}
+
 impl Upstream {
+    /// The same server, as another PostgreSQL user (a role's
+    /// `upstream_user`).
+    pub fn as_user(&self, user: &str, password: Option<String>) -> Upstream {
+        let mut u = self.clone();
+        u.target.user = user.to_owned();
+        u.password = password;
+        u
+    }
+
     fn addr(&self) -> String {
         format!("{}:{}", self.target.host, self.target.port)
     }

@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt, TryStreamExt};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_binary_results_and_transactions() {
     let h = Harness::start().await;
-    let mut c = h.connect(ALICE).await;
+    let mut c = h.connect(DANA).await;
     c.batch_execute("create table acct (id int primary key, balance bigint, data bytea, at timestamptz default now())")
         .await
         .unwrap();
@@ -74,7 +74,7 @@ async fn prepared_statements_binary_results_and_transactions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_queries_with_a_failure_in_the_middle() {
     let h = Harness::start().await;
-    let c = h.connect(ALICE).await;
+    let c = h.connect(DANA).await;
     let s = c.prepare("select $1::int4 * 2").await.unwrap();
     // tokio-postgres pipelines concurrent queries on one connection.
     let futs: Vec<_> = (0..50i32)
@@ -103,7 +103,7 @@ async fn pipelined_queries_with_a_failure_in_the_middle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_and_out() {
     let h = Harness::start().await;
-    let c = h.connect(ALICE).await;
+    let c = h.connect(DANA).await;
     c.batch_execute("create table big (id int, payload text)")
         .await
         .unwrap();
@@ -139,7 +139,7 @@ async fn copy_in_and_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_notify_reaches_the_listener() {
     let h = Harness::start().await;
-    let (listener, mut conn) = tokio_postgres::connect(&h.conninfo(ALICE), tokio_postgres::NoTls)
+    let (listener, mut conn) = tokio_postgres::connect(&h.conninfo(DANA), tokio_postgres::NoTls)
         .await
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -153,7 +153,7 @@ async fn listen_notify_reaches_the_listener() {
         }
     });
     listener.batch_execute("listen jobs").await.unwrap();
-    let notifier = h.connect(BOB).await;
+    let notifier = h.connect(DANA).await;
     notifier
         .batch_execute("notify jobs, 'first'; select pg_notify('jobs', 'second')")
         .await
@@ -171,7 +171,7 @@ async fn listen_notify_reaches_the_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_cancels_only_with_the_right_key() {
     let h = Harness::start().await;
-    let c = h.connect(ALICE).await;
+    let c = h.connect(DANA).await;
     let token = c.cancel_token();
     let started = std::time::Instant::now();
     let sleeper = tokio::spawn(async move { c.query("select pg_sleep(30)", &[]).await });
@@ -205,7 +205,7 @@ async fn fifty_concurrent_clients() {
     let h = Harness::start().await;
     let mut tasks = Vec::new();
     for i in 0..50i64 {
-        let info = h.conninfo(if i % 2 == 0 { ALICE } else { BOB });
+        let info = h.conninfo(if i % 2 == 0 { DANA } else { DANA });
         tasks.push(tokio::spawn(async move {
             let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls).await?;
             tokio::spawn(conn);
@@ -228,7 +228,7 @@ async fn startup_parameters_are_passed_on() {
     let h = Harness::start().await;
     let info = format!(
         "{} application_name=nightly-report options='-c work_mem=7MB'",
-        h.conninfo(ALICE)
+        h.conninfo(DANA)
     );
     let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
         .await
@@ -243,7 +243,7 @@ async fn startup_parameters_are_passed_on() {
     assert_eq!(row.get::<_, String>(2), "postgres");
     // A database the client names is the one it gets.
     h.pg.psql("postgres", "create database other").unwrap();
-    let info = h.conninfo(ALICE).replace("dbname=postgres", "dbname=other");
+    let info = h.conninfo(DANA).replace("dbname=postgres", "dbname=other");
     let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -256,7 +256,7 @@ async fn startup_parameters_are_passed_on() {
     assert_eq!(db, "other");
     // A database that does not exist: PostgreSQL's own error reaches the client.
     let info = h
-        .conninfo(ALICE)
+        .conninfo(DANA)
         .replace("dbname=postgres", "dbname=nosuchdb");
     let err = tokio_postgres::connect(&info, tokio_postgres::NoTls)
         .await

@@ -15,9 +15,9 @@ async fn connection_limit() {
         ..Setup::default()
     })
     .await;
-    let a = h.connect(ALICE).await;
-    let b = h.connect(BOB).await;
-    let err = h.try_connect(ALICE).await.err().unwrap();
+    let a = h.connect(DANA).await;
+    let b = h.connect(DANA).await;
+    let err = h.try_connect(DANA).await.err().unwrap();
     assert_eq!(err.code().unwrap().code(), "53300");
     // A cancel request is still served when full.
     let token = a.cancel_token();
@@ -31,7 +31,7 @@ async fn connection_limit() {
     assert_eq!(r.unwrap_err().code().unwrap().code(), "57014");
     drop(b);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    h.connect(ALICE).await;
+    h.connect(DANA).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,8 +41,8 @@ async fn shutdown_lets_transactions_finish_then_closes() {
         ..Setup::default()
     })
     .await;
-    let idle = h.connect(ALICE).await;
-    let busy = h.connect(BOB).await;
+    let idle = h.connect(DANA).await;
+    let busy = h.connect(DANA).await;
     busy.batch_execute("create table done (x int); begin; insert into done values (1)")
         .await
         .unwrap();
@@ -78,7 +78,7 @@ async fn shutdown_grace_expires_for_stuck_sessions() {
         ..Setup::default()
     })
     .await;
-    let stuck = h.connect(BOB).await;
+    let stuck = h.connect(DANA).await;
     stuck.batch_execute("begin; select 1").await.unwrap();
     let started = std::time::Instant::now();
     h.stop().await;
@@ -133,10 +133,10 @@ async fn tls_required_refuses_plain_clients() {
         ..Setup::default()
     })
     .await;
-    let err = h.try_connect(ALICE).await.err().unwrap();
+    let err = h.try_connect(DANA).await.err().unwrap();
     assert_eq!(err.code().unwrap().code(), "28000");
     let conn = h
-        .conninfo(ALICE)
+        .conninfo(DANA)
         .replace("sslmode=disable", "sslmode=require");
     let (ok, out, err) = h
         .run(
@@ -155,11 +155,13 @@ async fn serve_binary_with_config_overrides_and_sigterm() {
     let dir = h.dir.path();
     let rules = dir.join("rules");
     std::fs::create_dir(&rules).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/rules/identities.toml"),
-        rules.join("identities.toml"),
-    )
-    .unwrap();
+    for file in ["identities.toml", "roles.toml"] {
+        std::fs::copy(
+            format!("{}/rules/{file}", env!("CARGO_MANIFEST_DIR")),
+            rules.join(file),
+        )
+        .unwrap();
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -33,7 +33,7 @@ fn processed(out: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_all_modes_and_pipeline() {
     let h = Harness::start().await;
-    let conn = h.conninfo(BOB);
+    let conn = h.conninfo(DANA);
     let (ok, _, err) = h
         .run("pgbench", &["-i", "-s", "1", conn.as_str()], &[])
         .await;

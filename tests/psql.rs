@@ -8,7 +8,7 @@ use common::*;
 async fn psql_commands_scripts_and_copy() {
     let h = Harness::start().await;
     let (ok, out, err) = h
-        .psql(ALICE, &["-A", "-t", "-c", "select current_user, 40 + 2"])
+        .psql(DANA, &["-A", "-t", "-c", "select current_user, 40 + 2"])
         .await;
     assert!(ok, "{err}");
     // pgward signs in upstream with its own account, never the client's.
@@ -24,7 +24,7 @@ async fn psql_commands_scripts_and_copy() {
     )
     .unwrap();
     let (ok, out, err) = h
-        .psql(ALICE, &["-A", "-t", "-f", script.to_str().unwrap()])
+        .psql(DANA, &["-A", "-t", "-f", script.to_str().unwrap()])
         .await;
     assert!(ok, "{err}");
     assert!(out.trim().ends_with("10|500"), "{out}");
@@ -32,13 +32,13 @@ async fn psql_commands_scripts_and_copy() {
     // \copy out to a file and back in (COPY TO STDOUT / FROM STDIN).
     let csv = h.dir.path().join("t.csv");
     let copy_out = format!("\\copy t to '{}' csv", csv.display());
-    let (ok, _, err) = h.psql(ALICE, &["-c", &copy_out]).await;
+    let (ok, _, err) = h.psql(DANA, &["-c", &copy_out]).await;
     assert!(ok, "{err}");
     assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 500);
     let copy_in = format!("\\copy t2 from '{}' csv", csv.display());
     let (ok, out, err) = h
         .psql(
-            ALICE,
+            DANA,
             &[
                 "-A",
                 "-t",
@@ -59,7 +59,7 @@ async fn psql_commands_scripts_and_copy() {
     std::fs::write(&csv, "1,ok\nnot-a-number,x\n").unwrap();
     let (ok, _, err) = h
         .psql(
-            ALICE,
+            DANA,
             &["-c", &format!("\\copy t2 from '{}' csv", csv.display())],
         )
         .await;
@@ -75,7 +75,7 @@ async fn errors_do_not_break_the_session() {
     let h = Harness::start().await;
     let (ok, out, err) = h
         .psql(
-            ALICE,
+            DANA,
             &[
                 "-A",
                 "-t",
@@ -107,7 +107,7 @@ async fn large_objects_use_function_call() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&src, &data).unwrap();
     let (ok, out, err) = h
-        .psql(ALICE, &["-c", &format!("\\lo_import '{}'", src.display())])
+        .psql(DANA, &["-c", &format!("\\lo_import '{}'", src.display())])
         .await;
     assert!(ok, "{err}");
     let oid: u32 = out
@@ -118,7 +118,7 @@ async fn large_objects_use_function_call() {
     let dst = h.dir.path().join("back.bin");
     let (ok, _, err) = h
         .psql(
-            ALICE,
+            DANA,
             &["-c", &format!("\\lo_export {oid} '{}'", dst.display())],
         )
         .await;

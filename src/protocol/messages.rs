@@ -102,6 +102,8 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const SYNTAX_ERROR: &str = "42601";
 }
 
 /// Writes one message: type byte, length placeholder, body, patched length.

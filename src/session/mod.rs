@@ -1,6 +1,7 @@
 //! One client connection, from its first byte to its last: TLS negotiation,
 //! startup, authentication, the upstream connection, then the relay.
 
+pub mod guard;
 pub mod relay;
 pub mod state;
 
@@ -14,6 +15,7 @@ use crate::auth::{self, Identity};
 use crate::cancel::BackendKey;
 use crate::config::TlsMode;
 use crate::net::{Conn, Stream};
+use crate::policy::settings::{self, SettingChange};
 use crate::protocol::messages::{self, negotiate_protocol_version};
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
 use crate::protocol::{sqlstate, PgError};
@@ -83,11 +85,14 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     };
     let Established {
         identity,
+        role,
         upstream,
         registration,
+        guard,
     } = established;
-    tracing::info!(%peer, identity = %identity.name, "session started");
+    tracing::info!(%peer, identity = %identity.name, %role, "session started");
     let relay = relay::Relay::new(
+        guard,
         conn.stream,
         conn.rbuf,
         upstream.conn.stream,
@@ -237,8 +242,10 @@ async fn accept_tls(
 
 struct Established {
     identity: Identity,
+    role: String,
     upstream: crate::upstream::UpstreamConn,
     registration: crate::cancel::Registration,
+    guard: guard::Guard,
 }
 
 /// Authenticates the client, connects upstream and sends the client what a
@@ -247,7 +254,7 @@ async fn establish(
     conn: &mut Conn,
     message: &StartupMessage,
     peer: SocketAddr,
-    shared: &Shared,
+    shared: &Arc<Shared>,
 ) -> Result<Established, PgError> {
     let tls = conn.stream.is_tls();
     if shared.config.tls.mode == TlsMode::Required && !tls {
@@ -311,19 +318,42 @@ async fn establish(
         })
         .or_else(|| shared.upstream.target.database.clone())
         .unwrap_or_else(|| user.to_owned());
-    let params: Vec<(String, String)> = message
-        .params
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(k.as_str(), "user" | "database" | "replication") && !k.starts_with("_pq_.")
-        })
-        .cloned()
-        .collect();
-    let upstream = shared
-        .upstream
+    // The role, and the settings the client asks for: judged like SETs,
+    // so `options=-c default_transaction_read_only=off` is no way around.
+    let denied = |m: String| PgError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}"));
+    let startup = settings::from_startup(&message.params).map_err(denied)?;
+    let role = shared
+        .rules()
+        .session_role(&identity.name, startup.role.as_deref())
+        .map_err(denied)?;
+    for (name, value) in &startup.settings {
+        let change = SettingChange::set(name.clone(), Some(value.clone()), false);
+        if let Err(r) = settings::check(&change, &role) {
+            return Err(denied(format!(
+                "startup setting {name}={value} refused for role \"{}\": {} (rule: {})",
+                role.name, r.why, r.rule
+            )));
+        }
+    }
+    // The role's own session settings go last, so they win.
+    let mut params = startup.settings;
+    for (name, value) in &role.session {
+        params.retain(|(n, _)| n != name);
+        params.push((name.clone(), value.clone()));
+    }
+    let upstream_target = shared.upstream_for(&role);
+    let upstream = upstream_target
         .connect(&database, &params)
         .await
         .map_err(|e| upstream_error_for_client(e, peer))?;
+    let catalog = shared.catalogs.slot(&shared.upstream, &database).await;
+    let guard = guard::Guard::new(
+        shared.clone(),
+        identity.name.clone(),
+        Some(role.name.clone()),
+        catalog,
+        shared.upstream.clone(),
+    );
     let registration = shared.cancels.register(BackendKey {
         process_id: upstream.process_id,
         secret_key: upstream.secret_key,
@@ -343,8 +373,10 @@ async fn establish(
     })?;
     Ok(Established {
         identity,
+        role: role.name.clone(),
         upstream,
         registration,
+        guard,
     })
 }
 

@@ -13,6 +13,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
+use super::guard::{self, Guard};
 use super::state::ProtocolState;
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
@@ -47,6 +48,7 @@ pub struct Relay {
     /// The server's last message was a FATAL/PANIC error.
     upstream_said_fatal: bool,
     pub state: ProtocolState,
+    guard: Guard,
 }
 
 enum Event {
@@ -60,6 +62,7 @@ impl Relay {
     /// `client_pending` and `upstream_pending` are bytes each side sent
     /// beyond the startup phase (a pipelined first query, say).
     pub fn new(
+        guard: Guard,
         client: Stream,
         client_pending: BytesMut,
         upstream: Stream,
@@ -78,10 +81,8 @@ impl Relay {
             dirty_client: false,
             max_message,
             upstream_said_fatal: false,
-            state: ProtocolState {
-                tx_status: status,
-                ..ProtocolState::default()
-            },
+            state: ProtocolState::with_status(status),
+            guard,
         }
     }
 
@@ -256,6 +257,11 @@ impl Relay {
                 return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
             }
             let body = &self.cin[at + 5..at + total];
+            let denial = if matches!(tag, b'Q' | b'P' | b'E' | b'F') {
+                self.guard.check(tag, body, &self.state)
+            } else {
+                None
+            };
             if self.state.on_frontend(tag, body).is_err() {
                 return Err(End::Closed(PgError::fatal(
                     sqlstate::PROTOCOL_VIOLATION,
@@ -264,6 +270,17 @@ impl Relay {
                         printable(tag)
                     ),
                 )));
+            }
+            if let Some(err) = denial {
+                // Nothing of a denied message goes upstream: a stand-in
+                // that fails in the parser takes its place, and its error
+                // is swapped for this one on the way back.
+                self.state.deny_last(err);
+                move_frames(&mut self.cin, at, &mut self.to_up);
+                self.cin.advance(total);
+                self.to_up.extend_from_slice(guard::stand_in(tag));
+                at = 0;
+                continue;
             }
             at += total;
             if tag == b'X' {
@@ -295,11 +312,23 @@ impl Relay {
             };
             let tag = self.uin[at];
             let body = &self.uin[at + 5..at + total];
-            self.state.on_backend(tag, body);
-            self.upstream_said_fatal = tag == b'E' && {
-                let (sev, _, _) = parse_error_fields(body);
-                sev == "FATAL" || sev == "PANIC"
+            let replacement = self.state.on_backend(tag, body);
+            let (sev, code) = if tag == b'E' {
+                let (sev, code, _) = parse_error_fields(body);
+                (sev, code)
+            } else {
+                Default::default()
             };
+            self.upstream_said_fatal = sev == "FATAL" || sev == "PANIC";
+            // In an aborted transaction PostgreSQL answers 25P02 before
+            // anything else; so does pgward.
+            if let Some(err) = replacement.filter(|_| code != "25P02" && !self.upstream_said_fatal) {
+                move_frames(&mut self.uin, at, &mut self.to_client);
+                self.uin.advance(total);
+                err.encode(&mut self.to_client);
+                at = 0;
+                continue;
+            }
             at += total;
         }
         move_frames(&mut self.uin, at, &mut self.to_client);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::protocol::messages::{
     parse_bind, parse_execute, parse_parse, parse_query, parse_target,
 };
+use crate::protocol::PgError;
 
 /// A response the client is waiting for, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,13 @@ pub struct ProtocolState {
     /// Protocol mismatches seen (for diagnostics; the relay never trusts
     /// this state for correctness of relayed bytes).
     pub anomalies: u64,
+    /// Entries pushed to and popped from `owed` so far: an entry's index
+    /// is its position in this count.
+    pushed: u64,
+    popped: u64,
+    /// Denied messages by owed index: the upstream error that answers the
+    /// stand-in pgward sent is replaced by this one.
+    denials: VecDeque<(u64, PgError)>,
 }
 
 impl Default for ProtocolState {
@@ -66,6 +74,9 @@ impl Default for ProtocolState {
             owed: VecDeque::new(),
             copy: CopyState::None,
             anomalies: 0,
+            pushed: 0,
+            popped: 0,
+            denials: VecDeque::new(),
         }
     }
 }
@@ -75,9 +86,49 @@ impl Default for ProtocolState {
 pub struct Malformed(pub u8);
 
 impl ProtocolState {
+    pub fn with_status(tx_status: u8) -> ProtocolState {
+        ProtocolState {
+            tx_status,
+            ..ProtocolState::default()
+        }
+    }
+
     /// Nothing in flight and outside a transaction block.
     pub fn is_idle(&self) -> bool {
         self.owed.is_empty() && self.tx_status == b'I' && self.copy == CopyState::None
+    }
+
+    fn push(&mut self, owed: Owed) {
+        self.owed.push_back(owed);
+        self.pushed += 1;
+    }
+
+    fn pop(&mut self) -> Option<Owed> {
+        let front = self.owed.pop_front();
+        if front.is_some() {
+            self.popped += 1;
+            while self.denials.front().is_some_and(|(i, _)| *i < self.popped) {
+                self.denials.pop_front();
+            }
+        }
+        front
+    }
+
+    /// Marks the message just recorded as denied: the error answering it
+    /// will be `err`.
+    pub fn deny_last(&mut self, err: PgError) {
+        if self.pushed > self.popped {
+            self.denials.push_back((self.pushed - 1, err));
+        }
+    }
+
+    /// A portal the client bound (or is binding) through this connection.
+    pub fn knows_portal(&self, name: &str) -> bool {
+        self.portals.contains_key(name)
+            || self
+                .owed
+                .iter()
+                .any(|o| matches!(o, Owed::Bind { portal, .. } if portal == name))
     }
 
     /// Records a client message about to go upstream.
@@ -86,39 +137,39 @@ impl ProtocolState {
         match tag {
             b'Q' => {
                 parse_query(body).ok_or_else(bad)?;
-                self.owed.push_back(Owed::Query);
+                self.push(Owed::Query);
             }
             b'P' => {
                 let (name, sql) = parse_parse(body).ok_or_else(bad)?;
-                self.owed.push_back(Owed::Parse {
+                self.push(Owed::Parse {
                     name: name.to_owned(),
                     sql: sql.into(),
                 });
             }
             b'B' => {
                 let (portal, statement) = parse_bind(body).ok_or_else(bad)?;
-                self.owed.push_back(Owed::Bind {
+                self.push(Owed::Bind {
                     portal: portal.to_owned(),
                     statement: statement.to_owned(),
                 });
             }
             b'D' => {
                 parse_target(body).ok_or_else(bad)?;
-                self.owed.push_back(Owed::Describe);
+                self.push(Owed::Describe);
             }
             b'E' => {
                 parse_execute(body).ok_or_else(bad)?;
-                self.owed.push_back(Owed::Execute);
+                self.push(Owed::Execute);
             }
             b'C' => {
                 let (kind, name) = parse_target(body).ok_or_else(bad)?;
-                self.owed.push_back(Owed::Close {
+                self.push(Owed::Close {
                     kind,
                     name: name.to_owned(),
                 });
             }
-            b'S' => self.owed.push_back(Owed::Sync),
-            b'F' => self.owed.push_back(Owed::FunctionCall),
+            b'S' => self.push(Owed::Sync),
+            b'F' => self.push(Owed::FunctionCall),
             b'c' | b'f' if self.copy == CopyState::In || self.copy == CopyState::Both => {
                 self.copy = if self.copy == CopyState::Both {
                     CopyState::Out
@@ -131,22 +182,27 @@ impl ProtocolState {
         Ok(())
     }
 
-    /// Records a server message about to go to the client.
-    pub fn on_backend(&mut self, tag: u8, body: &[u8]) {
+    /// Records a server message about to go to the client. Returns the
+    /// error to send instead when the message answers a denied one.
+    pub fn on_backend(&mut self, tag: u8, body: &[u8]) -> Option<PgError> {
+        let mut replacement = None;
+        if tag == b'E' && self.denials.front().is_some_and(|(i, _)| *i == self.popped) {
+            replacement = self.denials.pop_front().map(|(_, e)| e);
+        }
         match tag {
-            b'1' => match self.owed.pop_front() {
+            b'1' => match self.pop() {
                 Some(Owed::Parse { name, sql }) => {
                     self.statements.insert(name, sql);
                 }
                 other => self.mismatch(other),
             },
-            b'2' => match self.owed.pop_front() {
+            b'2' => match self.pop() {
                 Some(Owed::Bind { portal, statement }) => {
                     self.portals.insert(portal, statement);
                 }
                 other => self.mismatch(other),
             },
-            b'3' => match self.owed.pop_front() {
+            b'3' => match self.pop() {
                 Some(Owed::Close { kind, name }) => {
                     if kind == b'S' {
                         self.statements.remove(&name);
@@ -159,11 +215,11 @@ impl ProtocolState {
             // RowDescription ends a Describe; in a Query or Execute it only
             // announces rows.
             b'T' | b'n' if self.owed.front() == Some(&Owed::Describe) => {
-                self.owed.pop_front();
+                self.pop();
             }
             b'C' | b'I' | b's' if self.owed.front() == Some(&Owed::Execute) => {
                 self.copy = CopyState::None;
-                self.owed.pop_front();
+                self.pop();
             }
             b'C' => self.copy = CopyState::None,
             b'G' => self.copy = CopyState::In,
@@ -177,13 +233,13 @@ impl ProtocolState {
                     if matches!(front, Owed::Sync | Owed::Query | Owed::FunctionCall) {
                         break;
                     }
-                    self.owed.pop_front();
+                    self.pop();
                 }
             }
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
                 loop {
-                    match self.owed.pop_front() {
+                    match self.pop() {
                         Some(Owed::Sync | Owed::Query | Owed::FunctionCall) | None => break,
                         Some(_) => self.anomalies += 1,
                     }
@@ -197,6 +253,7 @@ impl ProtocolState {
             }
             _ => {}
         }
+        replacement
     }
 
     fn mismatch(&mut self, _got: Option<Owed>) {

@@ -15,6 +15,10 @@ use tokio::task::JoinHandle;
 
 pub const ALICE: (&str, &str) = ("alice", "alice-demo-password");
 pub const BOB: (&str, &str) = ("bob", "bob-demo-password");
+/// The example DBA: every class allowed (the identity for tests that are not about policy).
+pub const DANA: (&str, &str) = ("dana", "dana-demo-password");
+/// The example AI agent: read-only, restricted tables.
+pub const AGENT: (&str, &str) = ("agent", "agent-demo-password");
 
 pub struct Harness {
     pub pg: LocalPg,

@@ -1,0 +1,256 @@
+//! What pgward knows about PostgreSQL's own functions and commands without
+//! asking the catalog: the dangerous ones every role is denied unless it
+//! opts in by name, the built-in functions that write or lock although the
+//! catalog calls them harmless, and the volatile built-ins that only read.
+
+use super::class::Class;
+
+/// A built-in function or command denied to every role unless the role
+/// lists `name` in `allow_dangerous`.
+#[derive(Debug, Clone, Copy)]
+pub struct Dangerous {
+    /// The name a role opts in with.
+    pub name: &'static str,
+    /// Matches function names starting with `name` (dblink, dblink_exec...).
+    pub prefix: bool,
+    pub class: Class,
+    pub why: &'static str,
+}
+
+const fn d(name: &'static str, class: Class, why: &'static str) -> Dangerous {
+    Dangerous {
+        name,
+        prefix: false,
+        class,
+        why,
+    }
+}
+
+const fn prefix(name: &'static str, class: Class, why: &'static str) -> Dangerous {
+    Dangerous {
+        name,
+        prefix: true,
+        class,
+        why,
+    }
+}
+
+use Class::{Admin, FileOrProgram, Session, Write};
+
+const READS_FILES: &str = "reads files on the database server";
+const WRITES_FILES: &str = "writes files on the database server";
+const SERVER_CONTROL: &str = "controls the server or other sessions";
+const REPLICATION: &str = "changes replication state";
+
+/// Dangerous functions, matched on the function's name in any schema.
+pub const DANGEROUS_FUNCTIONS: &[Dangerous] = &[
+    d("pg_read_file", FileOrProgram, READS_FILES),
+    d("pg_read_file_old", FileOrProgram, READS_FILES),
+    d("pg_read_binary_file", FileOrProgram, READS_FILES),
+    d("pg_ls_dir", FileOrProgram, READS_FILES),
+    d("pg_stat_file", FileOrProgram, READS_FILES),
+    prefix("pg_ls_", FileOrProgram, READS_FILES),
+    d("pg_current_logfile", FileOrProgram, READS_FILES),
+    d("pg_show_all_file_settings", FileOrProgram, READS_FILES),
+    d("pg_hba_file_rules", FileOrProgram, READS_FILES),
+    d("pg_ident_file_mappings", FileOrProgram, READS_FILES),
+    prefix("pg_logdir_ls", FileOrProgram, READS_FILES),
+    d("lo_import", FileOrProgram, READS_FILES),
+    d("lo_export", FileOrProgram, WRITES_FILES),
+    prefix("pg_file_", FileOrProgram, WRITES_FILES),
+    d("pg_terminate_backend", Admin, SERVER_CONTROL),
+    d("pg_cancel_backend", Admin, SERVER_CONTROL),
+    d("pg_reload_conf", Admin, SERVER_CONTROL),
+    prefix("pg_rotate_logfile", Admin, SERVER_CONTROL),
+    d("pg_switch_wal", Admin, SERVER_CONTROL),
+    d("pg_create_restore_point", Admin, SERVER_CONTROL),
+    d("pg_promote", Admin, SERVER_CONTROL),
+    prefix("pg_backup_", Admin, SERVER_CONTROL),
+    d("pg_start_backup", Admin, SERVER_CONTROL),
+    d("pg_stop_backup", Admin, SERVER_CONTROL),
+    prefix("pg_wal_replay_", Admin, SERVER_CONTROL),
+    d("pg_log_backend_memory_contexts", Admin, SERVER_CONTROL),
+    prefix("pg_stat_reset", Admin, SERVER_CONTROL),
+    d("pg_import_system_collations", Admin, "writes the system catalog"),
+    d("pg_stop_making_pinned_objects", Admin, "writes the system catalog"),
+    d("pg_nextoid", Admin, "writes the system catalog"),
+    d("pg_extension_config_dump", Admin, "writes the system catalog"),
+    prefix("binary_upgrade_", Admin, "writes the system catalog"),
+    prefix("pg_create_", Admin, REPLICATION),
+    prefix("pg_copy_", Admin, REPLICATION),
+    d("pg_drop_replication_slot", Admin, REPLICATION),
+    d("pg_replication_slot_advance", Admin, REPLICATION),
+    prefix("pg_logical_", Admin, REPLICATION),
+    prefix("pg_replication_origin_", Admin, REPLICATION),
+    prefix(
+        "dblink",
+        Write,
+        "runs statements through a second connection that a ROLLBACK does not undo",
+    ),
+];
+
+/// Dangerous commands (not functions), by the name roles opt in with.
+pub const DANGEROUS_COMMANDS: &[Dangerous] = &[
+    d("copy_program", FileOrProgram, "COPY ... PROGRAM runs a shell command on the database server"),
+    d("copy_file", FileOrProgram, "COPY to or from a server file reads or writes files on the database server"),
+    d("alter_system", Admin, "ALTER SYSTEM rewrites the server configuration"),
+    d("load", Admin, "LOAD loads a shared library into the server"),
+    d("set_role", Session, "SET ROLE switches to another database role"),
+    d(
+        "set_session_authorization",
+        Session,
+        "SET SESSION AUTHORIZATION switches to another database user",
+    ),
+];
+
+/// Server-file views: reading them reads files.
+pub const DANGEROUS_RELATIONS: &[(&str, &str)] = &[
+    ("pg_hba_file_rules", "pg_hba_file_rules"),
+    ("pg_file_settings", "pg_show_all_file_settings"),
+    ("pg_ident_file_mappings", "pg_ident_file_mappings"),
+];
+
+/// The dangerous entry a function name falls under, if any.
+pub fn dangerous_function(name: &str) -> Option<&'static Dangerous> {
+    DANGEROUS_FUNCTIONS.iter().find(|d| {
+        if d.prefix {
+            name.starts_with(d.name)
+        } else {
+            name == d.name
+        }
+    })
+}
+
+pub fn dangerous_command(name: &str) -> &'static Dangerous {
+    DANGEROUS_COMMANDS
+        .iter()
+        .find(|d| d.name == name)
+        .unwrap_or(&DANGEROUS_COMMANDS[0])
+}
+
+/// Whether `name` is something a role may list in `allow_dangerous`.
+pub fn is_dangerous_name(name: &str) -> bool {
+    DANGEROUS_FUNCTIONS
+        .iter()
+        .chain(DANGEROUS_COMMANDS)
+        .any(|d| d.name == name)
+}
+
+pub fn dangerous_names() -> Vec<&'static str> {
+    DANGEROUS_FUNCTIONS
+        .iter()
+        .chain(DANGEROUS_COMMANDS)
+        .map(|d| d.name)
+        .collect()
+}
+
+/// Built-in functions whose effect the catalog's volatility does not show:
+/// they write, lock, signal or change settings. Matched in pg_catalog (and
+/// unqualified), never as user functions of another schema.
+pub fn builtin_effect(name: &str) -> Option<(Class, &'static str)> {
+    Some(match name {
+        "nextval" | "setval" => (Write, "advances a sequence (not undone by ROLLBACK)"),
+        "txid_current" | "pg_current_xact_id" => {
+            (Write, "assigns a transaction id, a write even in a read-only transaction")
+        }
+        "lo_create" | "lo_creat" | "lo_from_bytea" | "lo_unlink" | "lo_put" | "lowrite"
+        | "lo_truncate" | "lo_truncate64" => (Write, "writes a large object"),
+        "pg_notify" => (Write, "sends a notification to other sessions"),
+        "set_config" => (Session, "changes a setting"),
+        "query_to_xml" | "query_to_xmlschema" | "query_to_xml_and_xmlschema" | "ts_stat"
+        | "ts_rewrite" | "cursor_to_xml" | "cursor_to_xmlschema" => {
+            (Write, "runs SQL given as text, which pgward cannot see")
+        }
+        n if n.starts_with("pg_advisory") || n.starts_with("pg_try_advisory") => {
+            (Class::Lock, "takes an advisory lock")
+        }
+        _ => return None,
+    })
+}
+
+/// Volatile built-ins that only read (clocks, random numbers, sizes,
+/// status). Other volatile built-ins are treated as writes.
+pub fn harmless_volatile(name: &str) -> bool {
+    matches!(
+        name,
+        "clock_timestamp"
+            | "timeofday"
+            | "random"
+            | "setseed"
+            | "gen_random_uuid"
+            | "pg_sleep"
+            | "pg_sleep_for"
+            | "pg_sleep_until"
+            | "currval"
+            | "lastval"
+            | "current_query"
+            | "pg_database_size"
+            | "pg_relation_size"
+            | "pg_table_size"
+            | "pg_indexes_size"
+            | "pg_total_relation_size"
+            | "pg_tablespace_size"
+            | "pg_blocking_pids"
+            | "pg_safe_snapshot_blocking_pids"
+            | "pg_lock_status"
+            | "pg_prepared_xact"
+            | "pg_is_in_recovery"
+            | "pg_jit_available"
+            | "pg_notification_queue_usage"
+            | "pg_partition_tree"
+            | "pg_partition_ancestors"
+            | "pg_stat_have_stats"
+            | "pg_stat_clear_snapshot"
+            | "pg_sequence_last_value"
+            | "pg_xact_status"
+            | "txid_status"
+            | "pg_xact_commit_timestamp"
+            | "pg_xact_commit_timestamp_origin"
+            | "pg_last_committed_xact"
+            | "pg_current_wal_lsn"
+            | "pg_current_wal_insert_lsn"
+            | "pg_current_wal_flush_lsn"
+            | "pg_last_wal_receive_lsn"
+            | "pg_last_wal_replay_lsn"
+            | "pg_last_xact_replay_timestamp"
+            | "pg_is_wal_replay_paused"
+            | "pg_get_wal_replay_pause_state"
+            | "pg_collation_actual_version"
+            | "pg_database_collation_actual_version"
+            | "pg_get_backend_memory_contexts"
+            | "pg_get_shmem_allocations"
+            | "pg_get_wal_resource_managers"
+            | "pg_get_multixact_members"
+            | "pg_isolation_test_session_is_blocked"
+            | "pg_show_replication_origin_status"
+            | "pg_export_snapshot"
+            | "lo_open"
+            | "lo_close"
+            | "loread"
+            | "lo_get"
+            | "lo_lseek"
+            | "lo_lseek64"
+            | "lo_tell"
+            | "lo_tell64"
+    ) || name.starts_with("pg_stat_get_xact_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dangerous_lookups() {
+        assert_eq!(dangerous_function("pg_read_file").unwrap().name, "pg_read_file");
+        assert_eq!(dangerous_function("dblink_exec").unwrap().name, "dblink");
+        assert_eq!(dangerous_function("pg_ls_waldir").unwrap().name, "pg_ls_");
+        assert!(dangerous_function("lower").is_none());
+        assert!(dangerous_function("PG_READ_FILE").is_none(), "quoted names keep case");
+        assert!(is_dangerous_name("copy_program"));
+        assert!(is_dangerous_name("pg_terminate_backend"));
+        assert!(!is_dangerous_name("pg_terminate"));
+        assert_eq!(dangerous_command("load").class, Admin);
+        assert_eq!(builtin_effect("pg_try_advisory_xact_lock").unwrap().0, Class::Lock);
+        assert!(harmless_volatile("pg_table_size") && !harmless_volatile("pg_switch_wal"));
+    }
+}

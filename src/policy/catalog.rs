@@ -1,0 +1,543 @@
+//! What pgward knows of a database's catalog: functions (volatility,
+//! language), relations, views (and the functions they call), user casts,
+//! domain checks and operators. Calls that have no function-call node in the
+//! parse tree (attribute notation, casts, operators, views) are found
+//! through it.
+//!
+//! A catalog comes from the live database over a control connection, or,
+//! without one, from the PostgreSQL 15 snapshot built into pgward (built-ins
+//! only: every user function is then unknown, and denied).
+//!
+//! Classifications depend on the catalog, so each catalog owns its cache of
+//! them: a refreshed catalog starts with a fresh cache.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use super::classify::{self, Analysis};
+use crate::upstream::{Upstream, UpstreamError};
+
+const SNAPSHOT: &str = include_str!("pg15_catalog.tsv");
+
+/// Statements longer than this are classified every time, not cached.
+const MAX_CACHED_TEXT: usize = 8 * 1024;
+const CACHE_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct FuncInfo {
+    pub oid: u32,
+    pub schema: Box<str>,
+    pub name: Box<str>,
+    /// provolatile: b'i', b's' or b'v'.
+    pub volatility: u8,
+    pub language: Box<str>,
+    pub nargs: i16,
+}
+
+type FuncRef = (String, String);
+
+pub struct Catalog {
+    funcs: Vec<FuncInfo>,
+    by_name: HashMap<Box<str>, Vec<usize>>,
+    by_oid: HashMap<u32, usize>,
+    /// relname → [(schema, relkind)]
+    relations: HashMap<String, Vec<(String, u8)>>,
+    /// (schema, view) → functions its definition calls, transitively.
+    views: HashMap<(String, String), Vec<(Option<String>, String)>>,
+    /// type name → [(schema, functions a cast to it can run)]
+    types: HashMap<String, Vec<(String, Vec<FuncRef>)>>,
+    /// user operator name → its functions
+    operators: HashMap<String, Vec<FuncRef>>,
+    /// Where it came from, for `explain` and logs.
+    pub source: String,
+    cache: Mutex<LruCache<Box<str>, Arc<Analysis>>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("source", &self.source)
+            .field("functions", &self.funcs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_cache() -> Mutex<LruCache<Box<str>, Arc<Analysis>>> {
+    Mutex::new(LruCache::new(
+        NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+    ))
+}
+
+impl Catalog {
+    fn empty(source: String) -> Catalog {
+        Catalog {
+            funcs: Vec::new(),
+            by_name: HashMap::new(),
+            by_oid: HashMap::new(),
+            relations: HashMap::new(),
+            views: HashMap::new(),
+            types: HashMap::new(),
+            operators: HashMap::new(),
+            source,
+            cache: new_cache(),
+        }
+    }
+
+    /// The built-in PostgreSQL 15 catalog (pg_catalog, information_schema).
+    pub fn builtin() -> Catalog {
+        let mut cat = Catalog::empty("built-in PostgreSQL 15 catalog snapshot".into());
+        for line in SNAPSHOT.lines().filter(|l| !l.starts_with('#')) {
+            let f: Vec<&str> = line.split('\t').collect();
+            match f.as_slice() {
+                ["f", oid, schema, name, vol, lang, nargs] => cat.add_function(FuncInfo {
+                    oid: oid.parse().unwrap_or(0),
+                    schema: (*schema).into(),
+                    name: (*name).into(),
+                    volatility: vol.bytes().next().unwrap_or(b'v'),
+                    language: (*lang).into(),
+                    nargs: nargs.parse().unwrap_or(0),
+                }),
+                ["r", schema, name, kind] => {
+                    cat.add_relation(schema, name, kind.bytes().next().unwrap_or(b'r'))
+                }
+                _ => {}
+            }
+        }
+        cat
+    }
+
+    fn add_function(&mut self, f: FuncInfo) {
+        let i = self.funcs.len();
+        self.by_name.entry(f.name.clone()).or_default().push(i);
+        self.by_oid.insert(f.oid, i);
+        self.funcs.push(f);
+    }
+
+    fn add_relation(&mut self, schema: &str, name: &str, kind: u8) {
+        self.relations
+            .entry(name.to_owned())
+            .or_default()
+            .push((schema.to_owned(), kind));
+    }
+
+    /// Functions named `name` (in `schema` when given).
+    pub fn functions(&self, schema: Option<&str>, name: &str) -> Vec<&FuncInfo> {
+        self.by_name
+            .get(name)
+            .map(|ix| {
+                ix.iter()
+                    .map(|&i| &self.funcs[i])
+                    .filter(|f| schema.is_none_or(|s| &*f.schema == s))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn function_by_oid(&self, oid: u32) -> Option<&FuncInfo> {
+        self.by_oid.get(&oid).map(|&i| &self.funcs[i])
+    }
+
+    /// A function outside pg_catalog named `name` taking `nargs` arguments
+    /// (what attribute notation `t.name` can call).
+    pub fn has_user_function(&self, name: &str, nargs: i16) -> bool {
+        self.functions(None, name)
+            .iter()
+            .any(|f| f.nargs == nargs && &*f.schema != "pg_catalog")
+    }
+
+    /// Functions a view's definition calls; for an unqualified name, those
+    /// of every view of that name.
+    pub fn view_functions(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<Vec<(Option<String>, String)>> {
+        if self.views.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for ((s, n), funcs) in &self.views {
+            if n == name && schema.is_none_or(|want| want == s) {
+                out.extend(funcs.iter().cloned());
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Functions a cast to (or a literal of) the type can run.
+    pub fn type_functions(&self, schema: Option<&str>, name: &str) -> Vec<FuncRef> {
+        self.types
+            .get(name)
+            .map(|v| {
+                v.iter()
+                    .filter(|(s, _)| schema.is_none_or(|want| want == s))
+                    .flat_map(|(_, f)| f.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Functions behind a user-defined operator of this name.
+    pub fn operator_functions(&self, op: &str) -> &[FuncRef] {
+        self.operators.get(op).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Where an unqualified relation name resolves: pg_catalog when it is a
+    /// system relation, else the first schema holding it, else "public".
+    pub fn resolve_relation(&self, name: &str, search_path: &[String]) -> String {
+        let Some(places) = self.relations.get(name) else {
+            return search_path.first().cloned().unwrap_or_else(|| "public".into());
+        };
+        if places.iter().any(|(s, _)| s == "pg_catalog") {
+            return "pg_catalog".into();
+        }
+        for s in search_path {
+            if places.iter().any(|(ps, _)| ps == s) {
+                return s.clone();
+            }
+        }
+        search_path.first().cloned().unwrap_or_else(|| "public".into())
+    }
+
+    /// Classifies `sql`, from the cache when it was seen before. The key is
+    /// the whole text, literals included, so a verdict that depends on a
+    /// literal (`SET x = 'of'`) is never reused for another.
+    pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
+        if let Some(hit) = self.lock_cache().get(sql) {
+            return hit.clone();
+        }
+        let analysis = Arc::new(classify::classify(sql, self));
+        if sql.len() <= MAX_CACHED_TEXT {
+            self.lock_cache().put(sql.into(), analysis.clone());
+        }
+        analysis
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Arc<Analysis>>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the catalog of `database` over a fresh upstream connection.
+    pub async fn load(upstream: &Upstream, database: &str) -> Result<Catalog, UpstreamError> {
+        let mut conn = upstream.connect(database, &[]).await?;
+        let mut cat = Catalog::empty(format!(
+            "live catalog of database {database:?}, loaded at {}",
+            time_now()
+        ));
+        for row in conn
+            .simple_query(
+                "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs \
+                 FROM pg_catalog.pg_proc p \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                 JOIN pg_catalog.pg_language l ON l.oid = p.prolang",
+            )
+            .await?
+        {
+            if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a)] = row.as_slice() {
+                cat.add_function(FuncInfo {
+                    oid: oid.parse().unwrap_or(0),
+                    schema: s.as_str().into(),
+                    name: n.as_str().into(),
+                    volatility: v.bytes().next().unwrap_or(b'v'),
+                    language: l.as_str().into(),
+                    nargs: a.parse().unwrap_or(0),
+                });
+            }
+        }
+        for row in conn
+            .simple_query(
+                "SELECT o.oprname, pn.nspname, p.proname FROM pg_catalog.pg_operator o \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
+                 JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE n.nspname <> 'pg_catalog' OR pn.nspname <> 'pg_catalog'",
+            )
+            .await?
+        {
+            if let [Some(op), Some(s), Some(f)] = row.as_slice() {
+                cat.operators
+                    .entry(op.clone())
+                    .or_default()
+                    .push((s.clone(), f.clone()));
+            }
+        }
+        // Functions a value of a user type can run: casts into it and its
+        // input function.
+        for row in conn
+            .simple_query(
+                "SELECT tn.nspname, t.typname, pn.nspname, p.proname \
+                 FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
+                 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+                 JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE pn.nspname <> 'pg_catalog' \
+                 UNION ALL \
+                 SELECT tn.nspname, t.typname, pn.nspname, p.proname \
+                 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+                 JOIN pg_catalog.pg_proc p ON p.oid = t.typinput \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE pn.nspname <> 'pg_catalog'",
+            )
+            .await?
+        {
+            if let [Some(ts), Some(tn), Some(fs), Some(f)] = row.as_slice() {
+                cat.add_type_function(ts, tn, (fs.clone(), f.clone()));
+            }
+        }
+        let domain_checks = conn
+            .simple_query(
+                "SELECT tn.nspname, t.typname, pg_catalog.pg_get_constraintdef(c.oid) \
+                 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_type t ON t.oid = c.contypid \
+                 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+                 WHERE c.contype = 'c' AND tn.nspname <> 'pg_catalog'",
+            )
+            .await?;
+        let relations = conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, c.relkind, \
+                 CASE WHEN c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 THEN pg_catalog.pg_get_viewdef(c.oid) END \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
+            )
+            .await?;
+        conn.close().await;
+        for row in &domain_checks {
+            if let [Some(ts), Some(tn), Some(def)] = row.as_slice() {
+                let expr = def.strip_prefix("CHECK ").unwrap_or(def);
+                for f in called_functions(&format!("SELECT {expr}"), &cat) {
+                    cat.add_type_function(ts, tn, (f.0.unwrap_or_else(|| "pg_catalog".into()), f.1));
+                }
+            }
+        }
+        let mut view_defs = Vec::new();
+        for row in &relations {
+            if let [Some(s), Some(n), Some(k), def] = row.as_slice() {
+                cat.add_relation(s, n, k.bytes().next().unwrap_or(b'r'));
+                if let Some(def) = def {
+                    view_defs.push(((s.clone(), n.clone()), def.clone()));
+                }
+            }
+        }
+        cat.add_views(view_defs);
+        Ok(cat)
+    }
+
+    fn add_type_function(&mut self, schema: &str, name: &str, f: FuncRef) {
+        let entry = self.types.entry(name.to_owned()).or_default();
+        match entry.iter_mut().find(|(s, _)| s == schema) {
+            Some((_, v)) => v.push(f),
+            None => entry.push((schema.to_owned(), vec![f])),
+        }
+    }
+
+    /// Records the functions each view calls, including through the views
+    /// it reads (iterated to a fixed point, bounded).
+    fn add_views(&mut self, defs: Vec<((String, String), String)>) {
+        let mut direct: HashMap<(String, String), (Vec<(Option<String>, String)>, Vec<String>)> =
+            HashMap::new();
+        for (key, def) in defs {
+            let (funcs, rels) = match classify::classify(&def, self) {
+                Ok(stmts) => stmts
+                    .into_iter()
+                    .fold((Vec::new(), Vec::new()), |(mut f, mut r), st| {
+                        f.extend(st.functions.iter().map(|n| split_name(n)));
+                        r.extend(st.relations.into_iter().map(|r| r.name));
+                        (f, r)
+                    }),
+                // A view pgward cannot parse is treated as calling an
+                // unknown function: fail closed.
+                Err(_) => (vec![(None, "pgward_unparsable_view".into())], Vec::new()),
+            };
+            direct.insert(key, (funcs, rels));
+        }
+        let mut full: HashMap<(String, String), Vec<(Option<String>, String)>> = direct
+            .iter()
+            .map(|(k, (f, _))| (k.clone(), f.clone()))
+            .collect();
+        for _ in 0..16 {
+            let mut changed = false;
+            for (key, (_, rels)) in &direct {
+                let mut extra = Vec::new();
+                for ((_, vn), vf) in &full {
+                    if rels.contains(vn) {
+                        extra.extend(vf.iter().cloned());
+                    }
+                }
+                let mine = full.entry(key.clone()).or_default();
+                for f in extra {
+                    if !mine.contains(&f) {
+                        mine.push(f);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        full.retain(|_, v| !v.is_empty());
+        self.views = full;
+    }
+}
+
+fn split_name(n: &str) -> (Option<String>, String) {
+    match n.rsplit_once('.') {
+        Some((s, f)) => (Some(s.to_owned()), f.to_owned()),
+        None => (None, n.to_owned()),
+    }
+}
+
+fn called_functions(sql: &str, cat: &Catalog) -> Vec<(Option<String>, String)> {
+    match classify::classify(sql, cat) {
+        Ok(stmts) => stmts
+            .iter()
+            .flat_map(|s| s.functions.iter().map(|n| split_name(n)))
+            .collect(),
+        Err(_) => vec![(None, "pgward_unparsable_check".into())],
+    }
+}
+
+fn time_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("unix time {secs}")
+}
+
+/// The catalog of one database, refreshed in the background.
+pub struct CatalogSlot {
+    database: String,
+    current: RwLock<Arc<Catalog>>,
+    loaded_at: Mutex<Instant>,
+    refreshing: AtomicBool,
+}
+
+impl CatalogSlot {
+    pub fn get(&self) -> Arc<Catalog> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn age(&self) -> Duration {
+        self.loaded_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// Reloads in the background unless a reload ran in the last `min_gap`
+    /// (a flood of unknown names must not hammer the database).
+    pub fn refresh(self: &Arc<Self>, upstream: &Upstream, min_gap: Duration) {
+        if self.age() < min_gap || self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let slot = self.clone();
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            match Catalog::load(&upstream, &slot.database).await {
+                Ok(cat) => {
+                    *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
+                }
+                Err(e) => tracing::warn!(
+                    database = %slot.database,
+                    "catalog refresh failed, keeping the previous catalog: {e}"
+                ),
+            }
+            *slot.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            slot.refreshing.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Catalogs by database, shared by all sessions.
+pub struct CatalogStore {
+    slots: tokio::sync::Mutex<HashMap<String, Arc<CatalogSlot>>>,
+    /// Reload a catalog when it is older than this.
+    pub max_age: Duration,
+    /// Never reload more often than this.
+    pub min_gap: Duration,
+}
+
+impl CatalogStore {
+    pub fn new(max_age: Duration) -> CatalogStore {
+        CatalogStore {
+            slots: tokio::sync::Mutex::new(HashMap::new()),
+            max_age,
+            min_gap: Duration::from_secs(2),
+        }
+    }
+
+    /// The catalog slot of `database`, loading it the first time (a failed
+    /// load falls back to the built-in snapshot, which denies every user
+    /// function).
+    pub async fn slot(&self, upstream: &Upstream, database: &str) -> Arc<CatalogSlot> {
+        let mut slots = self.slots.lock().await;
+        if let Some(slot) = slots.get(database) {
+            let slot = slot.clone();
+            drop(slots);
+            if slot.age() > self.max_age {
+                slot.refresh(upstream, self.min_gap);
+            }
+            return slot;
+        }
+        let cat = match Catalog::load(upstream, database).await {
+            Ok(cat) => cat,
+            Err(e) => {
+                tracing::warn!(
+                    database,
+                    "cannot load the catalog, using the built-in snapshot (user functions will be denied): {e}"
+                );
+                let mut cat = Catalog::builtin();
+                cat.source = format!("built-in snapshot (loading {database:?} failed: {e})");
+                cat
+            }
+        };
+        let slot = Arc::new(CatalogSlot {
+            database: database.to_owned(),
+            current: RwLock::new(Arc::new(cat)),
+            loaded_at: Mutex::new(Instant::now()),
+            refreshing: AtomicBool::new(false),
+        });
+        slots.insert(database.to_owned(), slot.clone());
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_has_builtins_with_volatility() {
+        let cat = Catalog::builtin();
+        let lower = cat.functions(None, "lower");
+        assert!(!lower.is_empty() && lower.iter().all(|f| f.volatility == b'i'));
+        assert_eq!(cat.functions(Some("pg_catalog"), "random")[0].volatility, b'v');
+        assert!(cat.functions(Some("public"), "lower").is_empty());
+        assert_eq!(cat.resolve_relation("pg_class", &["public".into()]), "pg_catalog");
+        assert_eq!(cat.resolve_relation("orders", &["public".into()]), "public");
+        // lo_creat is OID 957 in every PostgreSQL release.
+        assert_eq!(&*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(), "lo_creat");
+    }
+
+    #[test]
+    fn cache_returns_the_same_analysis_for_the_same_text_only() {
+        let cat = Catalog::builtin();
+        let a = cat.analyze("SET default_transaction_read_only = 'on'");
+        let b = cat.analyze("SET default_transaction_read_only = 'on'");
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = cat.analyze("SET default_transaction_read_only = 'of'");
+        assert!(!Arc::ptr_eq(&a, &c));
+        let value = |x: &Analysis| x.as_ref().unwrap()[0].settings[0].value.clone();
+        assert_eq!(value(&c).as_deref(), Some("of"));
+    }
+}

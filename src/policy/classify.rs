@@ -1,0 +1,1061 @@
+//! Classification of SQL text with PostgreSQL's own parser (libpg_query).
+//!
+//! The whole parse tree is walked, not just its top node: a data-modifying
+//! CTE, a `SELECT ... INTO`, a locking clause or a function call can sit
+//! anywhere. The tree is visited through its serde form so that no node
+//! type can be skipped by a hand-written traversal that forgot it.
+
+use serde_json::{Map, Value};
+
+use super::builtins::{self, Dangerous};
+use super::catalog::Catalog;
+use super::class::{Class, ClassSet};
+use super::settings::SettingChange;
+
+/// Why a statement has a class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub class: Class,
+    pub why: String,
+    /// The function call that brought this class, if one did: a role's
+    /// `functions.allow` can vouch for it.
+    pub function: Option<String>,
+}
+
+/// A table, view or sequence a statement names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationUse {
+    pub schema: Option<String>,
+    pub name: String,
+    /// How it is used: read, write (DML target), ddl, copy_in, ...
+    pub access: Class,
+}
+
+/// One classified statement.
+#[derive(Debug, Clone, Default)]
+pub struct Statement {
+    /// The statement's own text within the string that held it.
+    pub text: String,
+    /// The parse node at the top ("SelectStmt", "DeleteStmt", ...).
+    pub kind: String,
+    pub reasons: Vec<Reason>,
+    pub relations: Vec<RelationUse>,
+    /// Functions called, as written (`schema.name` or `name`).
+    pub functions: Vec<String>,
+    pub settings: Vec<SettingChange>,
+    /// Dangerous functions and commands used.
+    pub dangerous: Vec<&'static Dangerous>,
+    /// `PREPARE name AS ...`: the statement is what `name` will run.
+    pub prepares: Option<String>,
+    /// `EXECUTE name`: judged by what was prepared under `name`.
+    pub executes: Option<String>,
+    /// `DEALLOCATE name` (`Some(None)` for ALL, DISCARD ALL).
+    pub deallocates: Option<Option<String>>,
+    /// A function was not in the catalog (it may be new: refresh).
+    pub unknown_function: bool,
+}
+
+impl Statement {
+    pub fn classes(&self) -> ClassSet {
+        self.reasons.iter().map(|r| r.class).collect()
+    }
+
+    fn reason(&mut self, class: Class, why: impl Into<String>) {
+        let why = why.into();
+        if !self
+            .reasons
+            .iter()
+            .any(|r| r.class == class && r.why == why && r.function.is_none())
+        {
+            self.reasons.push(Reason {
+                class,
+                why,
+                function: None,
+            });
+        }
+    }
+
+    fn dangerous(&mut self, d: &'static Dangerous) {
+        if !self.dangerous.iter().any(|x| std::ptr::eq(*x, d)) {
+            self.dangerous.push(d);
+        }
+    }
+}
+
+/// The classification of one SQL string: its statements, or the parser's
+/// error (a string that does not parse runs nothing in PostgreSQL either).
+pub type Analysis = Result<Vec<Statement>, String>;
+
+/// Parses and classifies `sql`.
+pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| match e {
+        pg_query::Error::Parse(m) => m,
+        other => other.to_string(),
+    })?;
+    let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for raw in tree["stmts"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let start = raw["stmt_location"].as_u64().unwrap_or(0) as usize;
+        let len = raw["stmt_len"].as_u64().unwrap_or(0) as usize;
+        let text = slice_text(sql, start, len);
+        let mut st = Statement {
+            text: text.trim().to_owned(),
+            ..Statement::default()
+        };
+        let (kind, inner) = variant(&raw["stmt"]).ok_or("empty statement")?;
+        st.kind = kind.to_owned();
+        let mut w = Walker {
+            cat,
+            st: &mut st,
+            ctes: Vec::new(),
+            depth: 0,
+        };
+        w.top(kind, inner, false);
+        let ctes = std::mem::take(&mut w.ctes);
+        st.relations
+            .retain(|r| !(r.schema.is_none() && ctes.contains(&r.name)));
+        if st.reasons.is_empty() {
+            st.reason(Class::Unknown, format!("{kind} has no class"));
+        }
+        out.push(st);
+    }
+    if out.is_empty() {
+        // An empty query string: PostgreSQL answers EmptyQueryResponse.
+        out.push(Statement {
+            kind: "Empty".into(),
+            reasons: vec![Reason {
+                class: Class::Read,
+                why: "empty query".into(),
+                function: None,
+            }],
+            ..Statement::default()
+        });
+    }
+    Ok(out)
+}
+
+fn slice_text(sql: &str, start: usize, len: usize) -> &str {
+    let end = if len == 0 { sql.len() } else { start + len };
+    sql.get(start..end.min(sql.len())).unwrap_or(sql)
+}
+
+/// `{"node": {"Kind": {...}}}` → ("Kind", {...}).
+fn variant(node: &Value) -> Option<(&str, &Value)> {
+    let map = node.get("node")?.as_object()?;
+    let (k, v) = map.iter().next()?;
+    Some((k.as_str(), v))
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The strings of a name list (`[{"node":{"String":{"sval":"x"}}}, ...]`).
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| variant(n))
+                .filter(|(k, _)| *k == "String")
+                .map(|(_, s)| str_field(s, "sval").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of a constant node as PostgreSQL would print it.
+pub(crate) fn const_text(node: &Value) -> Option<String> {
+    let (kind, c) = variant(node)?;
+    let c = match kind {
+        "AConst" => c.get("val")?,
+        "String" | "Integer" | "Float" | "Boolean" => return simple_value(kind, c),
+        _ => return None,
+    };
+    let (k, v) = c.as_object()?.iter().next()?;
+    let kind = match k.as_str() {
+        "Sval" => "String",
+        "Ival" => "Integer",
+        "Fval" => "Float",
+        "Boolval" => "Boolean",
+        _ => return None,
+    };
+    simple_value(kind, v)
+}
+
+fn simple_value(kind: &str, v: &Value) -> Option<String> {
+    match kind {
+        "String" => Some(str_field(v, "sval").to_owned()),
+        "Integer" => Some(v.get("ival").and_then(Value::as_i64).unwrap_or(0).to_string()),
+        "Float" => Some(str_field(v, "fval").to_owned()),
+        "Boolean" => Some(
+            if v.get("boolval").and_then(Value::as_bool).unwrap_or(false) {
+                "on"
+            } else {
+                "off"
+            }
+            .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// A DefElem list as (name, value) pairs; value None when absent or not a
+/// constant.
+fn def_elems(v: &Value) -> Vec<(String, Option<String>, bool)> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| variant(n))
+                .filter(|(k, _)| *k == "DefElem")
+                .map(|(_, d)| {
+                    let arg = d.get("arg").filter(|a| !a.is_null());
+                    (
+                        str_field(d, "defname").to_owned(),
+                        arg.and_then(const_text),
+                        arg.is_some(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// PostgreSQL's boolean parsing (parse_bool): on/off/true/false/yes/no/1/0
+/// and any unambiguous prefix ("of" is off, "t" is true).
+pub fn parse_pg_bool(s: &str) -> Option<bool> {
+    let s = s.trim().to_ascii_lowercase();
+    let prefix_of = |word: &str, min: usize| s.len() >= min && word.starts_with(s.as_str());
+    if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || s == "1" {
+        Some(true)
+    } else if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || s == "0" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// How deep views may refer to views before pgward gives up (fail closed).
+const MAX_DEPTH: usize = 16;
+
+struct Walker<'a> {
+    cat: &'a Catalog,
+    st: &'a mut Statement,
+    ctes: Vec<String>,
+    depth: usize,
+}
+
+impl Walker<'_> {
+    /// Classifies a statement node. `plan_only` is set under EXPLAIN without
+    /// ANALYZE: the statement is planned, not run.
+    fn top(&mut self, kind: &str, n: &Value, plan_only: bool) {
+        use Class::*;
+        let base = match kind {
+            "SelectStmt" => {
+                self.st.reason(Read, "SELECT");
+                Read
+            }
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => Write,
+            "ExplainStmt" => return self.explain(n, plan_only),
+            "CopyStmt" => return self.copy(n),
+            "VariableSetStmt" => return self.set(n),
+            "VariableShowStmt" => {
+                self.st.reason(Read, "SHOW");
+                return;
+            }
+            "TransactionStmt" => return self.transaction(n),
+            "PrepareStmt" => {
+                self.st.prepares = Some(str_field(n, "name").to_owned());
+                if let Some((k, q)) = n.get("query").and_then(variant) {
+                    self.top(k, q, plan_only);
+                }
+                return;
+            }
+            "ExecuteStmt" => {
+                self.st.executes = Some(str_field(n, "name").to_owned());
+                self.walk(&n["params"], Read, plan_only);
+                return;
+            }
+            "DeallocateStmt" => {
+                self.st.reason(Session, "DEALLOCATE");
+                self.st.deallocates = Some(if n["isall"].as_bool().unwrap_or(false) {
+                    None
+                } else {
+                    Some(str_field(n, "name").to_owned())
+                });
+                return;
+            }
+            "DeclareCursorStmt" => {
+                self.st.reason(Read, "DECLARE CURSOR");
+                if let Some((k, q)) = n.get("query").and_then(variant) {
+                    self.top(k, q, plan_only);
+                }
+                return;
+            }
+            "FetchStmt" | "ClosePortalStmt" => {
+                self.st.reason(Read, "FETCH, MOVE or CLOSE of a cursor");
+                return;
+            }
+            "DoStmt" => {
+                self.st.reason(
+                    Unknown,
+                    "DO runs procedural code that pgward cannot inspect",
+                );
+                return;
+            }
+            "CallStmt" => {
+                self.st.reason(Write, "CALL runs a procedure, which may write and commit");
+                Write
+            }
+            "TruncateStmt" => {
+                self.st.reason(Write, "TRUNCATE");
+                Write
+            }
+            "RefreshMatViewStmt" => {
+                self.st.reason(Write, "REFRESH MATERIALIZED VIEW rewrites its data");
+                Write
+            }
+            "NotifyStmt" => {
+                self.st.reason(Write, "NOTIFY signals other sessions");
+                Write
+            }
+            "ListenStmt" | "UnlistenStmt" => {
+                self.st.reason(Session, "LISTEN/UNLISTEN");
+                return;
+            }
+            "DiscardStmt" => {
+                self.st.reason(Session, "DISCARD");
+                // DISCARD ALL deallocates every prepared statement.
+                if n["target"].as_i64() == Some(1) {
+                    self.st.deallocates = Some(None);
+                }
+                return;
+            }
+            "LockStmt" => {
+                self.st.reason(Lock, "LOCK TABLE");
+                Lock
+            }
+            "ConstraintsSetStmt" => {
+                self.st.reason(Transaction, "SET CONSTRAINTS");
+                return;
+            }
+            "VacuumStmt" => {
+                let what = if n["is_vacuumcmd"].as_bool().unwrap_or(true) {
+                    "VACUUM"
+                } else {
+                    "ANALYZE writes statistics"
+                };
+                self.st.reason(Admin, what);
+                Admin
+            }
+            "ClusterStmt" | "ReindexStmt" | "CheckPointStmt" => {
+                self.st.reason(Admin, format!("{} is maintenance", sql_name(kind)));
+                Admin
+            }
+            "AlterSystemStmt" => {
+                self.st.dangerous(builtins::dangerous_command("alter_system"));
+                self.st.reason(Admin, "ALTER SYSTEM");
+                return;
+            }
+            "LoadStmt" => {
+                self.st.dangerous(builtins::dangerous_command("load"));
+                self.st.reason(Admin, "LOAD");
+                return;
+            }
+            k if is_admin(k) => {
+                self.st
+                    .reason(Admin, format!("{} changes the cluster", sql_name(k)));
+                Admin
+            }
+            k if is_dcl(k) => {
+                self.st.reason(Dcl, format!("{} changes privileges", sql_name(k)));
+                Dcl
+            }
+            k if is_ddl(k) => {
+                self.st.reason(Ddl, format!("{} changes the schema", sql_name(k)));
+                Ddl
+            }
+            other => {
+                self.st.reason(
+                    Unknown,
+                    format!("pgward does not classify {other} statements"),
+                );
+                Unknown
+            }
+        };
+        self.node(kind, n, base, plan_only);
+    }
+
+    fn explain(&mut self, n: &Value, plan_only: bool) {
+        // ANALYZE runs the statement: `ANALYZE`, `(ANALYZE)`, `(ANALYZE on)`,
+        // `(ANALYZE 1)` and `(ANALYZE 'of')` (off) all parse differently.
+        let analyze = def_elems(&n["options"]).into_iter().any(|(name, value, has_arg)| {
+            name == "analyze"
+                && (!has_arg || value.as_deref().and_then(parse_pg_bool).unwrap_or(true))
+        });
+        let Some((k, q)) = n.get("query").and_then(variant) else {
+            return;
+        };
+        if analyze && !plan_only {
+            self.st
+                .reason(Class::Read, "EXPLAIN ANALYZE runs the statement it explains");
+            self.top(k, q, false);
+        } else {
+            self.st.reason(Class::Read, "EXPLAIN without ANALYZE only plans");
+            // Planning still folds constant calls of IMMUTABLE functions,
+            // so functions stay judged as if they ran.
+            self.top(k, q, true);
+        }
+    }
+
+    fn copy(&mut self, n: &Value) {
+        let from = n["is_from"].as_bool().unwrap_or(false);
+        let (class, what) = if from {
+            (Class::CopyIn, "COPY FROM loads rows")
+        } else {
+            (Class::CopyOut, "COPY TO returns rows")
+        };
+        self.st.reason(class, what);
+        if n["is_program"].as_bool().unwrap_or(false) {
+            let d = builtins::dangerous_command("copy_program");
+            self.st.dangerous(d);
+            self.st.reason(Class::FileOrProgram, d.why);
+        } else if !str_field(n, "filename").is_empty() {
+            let d = builtins::dangerous_command("copy_file");
+            self.st.dangerous(d);
+            self.st.reason(Class::FileOrProgram, d.why);
+        }
+        if from {
+            self.st.reason(Class::Write, "COPY FROM writes rows into a table");
+        }
+        let access = if from { Class::Write } else { Class::Read };
+        if let Some(rel) = n.get("relation").filter(|r| !r.is_null()) {
+            self.relation(rel, access);
+        }
+        if let Some((k, q)) = n.get("query").and_then(variant) {
+            self.top(k, q, false);
+        }
+        self.walk(&n["where_clause"], Class::Read, false);
+    }
+
+    fn set(&mut self, n: &Value) {
+        let kind = n["kind"].as_i64().unwrap_or(0);
+        let name = str_field(n, "name").to_ascii_lowercase();
+        let local = n["is_local"].as_bool().unwrap_or(false);
+        match kind {
+            // SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION
+            4 => {
+                let session = name == "session characteristics";
+                let class = if session {
+                    Class::Session
+                } else {
+                    Class::Transaction
+                };
+                self.st.reason(class, format!("SET {}", name.to_uppercase()));
+                for (opt, value, _) in def_elems(&n["args"]) {
+                    let target = if session {
+                        format!("default_{opt}")
+                    } else {
+                        opt
+                    };
+                    self.st
+                        .settings
+                        .push(SettingChange::set(target, value, local || !session));
+                }
+            }
+            // RESET ALL
+            6 => {
+                self.st.reason(Class::Session, "RESET ALL");
+                self.st.settings.push(SettingChange::reset("all"));
+            }
+            // RESET name, SET name TO DEFAULT
+            2 | 5 => {
+                self.st.reason(Class::Session, format!("RESET {name}"));
+                self.st.settings.push(SettingChange::reset(&name));
+            }
+            _ => {
+                self.st.reason(Class::Session, format!("SET {name}"));
+                let values: Option<Vec<String>> = n["args"]
+                    .as_array()
+                    .map(|a| a.iter().map(const_text).collect())
+                    .unwrap_or(Some(Vec::new()));
+                let value = values.map(|v| v.join(", "));
+                self.st
+                    .settings
+                    .push(SettingChange::set(name, value, local));
+            }
+        }
+    }
+
+    fn transaction(&mut self, n: &Value) {
+        let kind = n["kind"].as_i64().unwrap_or(0);
+        match kind {
+            8 => self.st.reason(
+                Class::Admin,
+                "PREPARE TRANSACTION leaves a two-phase transaction behind",
+            ),
+            9 | 10 => self
+                .st
+                .reason(Class::Admin, "COMMIT/ROLLBACK PREPARED finishes a two-phase transaction"),
+            _ => self.st.reason(Class::Transaction, "transaction control"),
+        }
+        for (opt, value, _) in def_elems(&n["options"]) {
+            // BEGIN READ WRITE arrives as transaction_read_only = 0.
+            let value = value.map(|v| match v.as_str() {
+                "0" => "off".to_owned(),
+                "1" => "on".to_owned(),
+                _ => v,
+            });
+            self.st.settings.push(SettingChange::set(opt, value, true));
+        }
+    }
+
+    /// Walks a statement node's fields. Relations under `relation` of a
+    /// DML node are written; everything else is read unless `base` says
+    /// otherwise (DDL targets, COPY, LOCK...).
+    fn node(&mut self, kind: &str, n: &Value, base: Class, plan_only: bool) {
+        let dml = matches!(
+            kind,
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
+        );
+        if dml && !plan_only {
+            self.st
+                .reason(Class::Write, format!("{} modifies data", sql_name(kind)));
+        }
+        let Some(map) = n.as_object() else { return };
+        if kind == "SelectStmt" {
+            self.select(map, plan_only);
+        }
+        for (key, value) in map {
+            // The statement's target gets its class; what it reads from
+            // (sub-selects, USING, FROM) is read.
+            let access = match key.as_str() {
+                "relation" if dml && plan_only => Class::Read,
+                "relation" | "relations" | "objects" | "rels" | "into" => base,
+                _ => Class::Read,
+            };
+            self.walk(value, access, plan_only);
+        }
+    }
+
+    /// Visits every node below `v`.
+    fn walk(&mut self, v: &Value, access: Class, plan_only: bool) {
+        match v {
+            Value::Array(items) => {
+                for item in items {
+                    self.walk(item, access, plan_only);
+                }
+            }
+            Value::Object(map) => self.object(map, access, plan_only),
+            _ => {}
+        }
+    }
+
+    fn object(&mut self, map: &Map<String, Value>, access: Class, plan_only: bool) {
+        // A Node: {"node": {"Kind": {...}}}.
+        if let Some(Value::Object(inner)) = map.get("node") {
+            if let Some((kind, n)) = inner.iter().next() {
+                return self.nested(kind, n, access, plan_only);
+            }
+            return;
+        }
+        // Structs held directly (not as a Node) are recognised by shape.
+        if map.contains_key("relname") && map.contains_key("relpersistence") {
+            return self.relation(&Value::Object(map.clone()), access);
+        }
+        if map.contains_key("funcname") && map.contains_key("agg_star") {
+            self.func_call(map);
+        } else if map.contains_key("names") && map.contains_key("typemod") {
+            self.type_name(map);
+        } else if map.contains_key("into_clause") && map.contains_key("locking_clause") {
+            self.select(map, plan_only);
+        }
+        for (key, value) in map {
+            let access = if key == "into_clause" {
+                Class::Ddl
+            } else {
+                access
+            };
+            self.walk(value, access, plan_only);
+        }
+    }
+
+    fn nested(&mut self, kind: &str, n: &Value, access: Class, plan_only: bool) {
+        match kind {
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                return self.node(kind, n, Class::Write, plan_only)
+            }
+            "CommonTableExpr" => {
+                self.ctes.push(str_field(n, "ctename").to_owned());
+            }
+            "ColumnRef" => {
+                // `t.f` may call f(t) (attribute notation).
+                let fields = names(&n["fields"]);
+                if fields.len() >= 2 {
+                    if let Some(last) = fields.last() {
+                        self.attribute_call(last);
+                    }
+                }
+            }
+            "AIndirection" => {
+                for name in names(&n["indirection"]) {
+                    self.attribute_call(&name);
+                }
+            }
+            "AExpr" => {
+                if let Some(op) = names(&n["name"]).last() {
+                    for (schema, func) in self.cat.operator_functions(op).to_vec() {
+                        self.function(Some(&schema), &func, &[], &format!("operator {op}"));
+                    }
+                }
+            }
+            "SQLValueFunction" | "AConst" | "String" | "ParamRef" => return,
+            _ => {}
+        }
+        self.walk(n, access, plan_only);
+    }
+
+    fn select(&mut self, map: &Map<String, Value>, plan_only: bool) {
+        if plan_only {
+            return;
+        }
+        if map.get("into_clause").is_some_and(|v| !v.is_null()) {
+            self.st
+                .reason(Class::Ddl, "SELECT ... INTO creates a table");
+        }
+        if map
+            .get("locking_clause")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            self.st.reason(
+                Class::Lock,
+                "SELECT ... FOR UPDATE/SHARE locks rows",
+            );
+        }
+    }
+
+    fn relation(&mut self, rv: &Value, access: Class) {
+        let schema = Some(str_field(rv, "schemaname"))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let name = str_field(rv, "relname").to_owned();
+        if schema.as_deref().is_none_or(|s| s == "pg_catalog") {
+            if let Some((_, func)) = builtins::DANGEROUS_RELATIONS
+                .iter()
+                .find(|(view, _)| *view == name)
+            {
+                if let Some(d) = builtins::dangerous_function(func) {
+                    self.st.dangerous(d);
+                    self.st
+                        .reason(d.class, format!("the view {name} {}", d.why));
+                }
+            }
+        }
+        // Views run their definition: judge the functions it calls.
+        if self.depth < MAX_DEPTH {
+            if let Some(refs) = self.cat.view_functions(schema.as_deref(), &name) {
+                self.depth += 1;
+                for (fs, fname) in refs.to_vec() {
+                    self.function(fs.as_deref(), &fname, &[], &format!("view {name}"));
+                }
+                self.depth -= 1;
+            }
+        } else {
+            self.st
+                .reason(Class::Unknown, "views nested too deeply to inspect");
+        }
+        let r = RelationUse {
+            schema,
+            name,
+            access,
+        };
+        if !self.st.relations.contains(&r) {
+            self.st.relations.push(r);
+        }
+    }
+
+    fn func_call(&mut self, map: &Map<String, Value>) {
+        let parts = names(map.get("funcname").unwrap_or(&Value::Null));
+        let (schema, name) = match parts.as_slice() {
+            [name] => (None, name.as_str()),
+            [.., schema, name] => (Some(schema.as_str()), name.as_str()),
+            [] => return,
+        };
+        let args: Vec<Option<String>> = map
+            .get("args")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(const_text).collect())
+            .unwrap_or_default();
+        self.function(schema, name, &args, "");
+    }
+
+    fn attribute_call(&mut self, name: &str) {
+        if builtins::dangerous_function(name).is_some()
+            || self.cat.has_user_function(name, 1)
+        {
+            self.function(None, name, &[], "attribute notation");
+        }
+    }
+
+    fn type_name(&mut self, map: &Map<String, Value>) {
+        let parts = names(map.get("names").unwrap_or(&Value::Null));
+        let (schema, name) = match parts.as_slice() {
+            [name] => (None, name.as_str()),
+            [.., schema, name] => (Some(schema.as_str()), name.as_str()),
+            [] => return,
+        };
+        if schema == Some("pg_catalog") {
+            return;
+        }
+        for (fs, fname) in self.cat.type_functions(schema, name).to_vec() {
+            self.function(Some(&fs), &fname, &[], &format!("type {name}"));
+        }
+    }
+
+    /// Judges one function call. `via` says how it was reached when not by
+    /// a plain call (a view, a cast, an operator).
+    fn function(&mut self, schema: Option<&str>, name: &str, args: &[Option<String>], via: &str) {
+        let shown = match schema {
+            Some(s) => format!("{s}.{name}"),
+            None => name.to_owned(),
+        };
+        let via = if via.is_empty() {
+            String::new()
+        } else {
+            format!(" (through {via})")
+        };
+        if !self.st.functions.contains(&shown) {
+            self.st.functions.push(shown.clone());
+        }
+        let push = |st: &mut Statement, class: Class, why: String| {
+            let r = Reason {
+                class,
+                why,
+                function: Some(shown.clone()),
+            };
+            if !st.reasons.contains(&r) {
+                st.reasons.push(r);
+            }
+        };
+        let builtin_scope = schema.is_none_or(|s| s == "pg_catalog");
+        let mut known = false;
+        if builtin_scope {
+            if let Some(d) = builtins::dangerous_function(name) {
+                self.st.dangerous(d);
+                push(self.st, d.class, format!("{name}(){via} {}", d.why));
+                known = true;
+            }
+            if let Some((class, why)) = builtins::builtin_effect(name) {
+                push(self.st, class, format!("{name}(){via} {why}"));
+                known = true;
+                if name == "set_config" {
+                    let change = match args {
+                        [Some(setting), value, local] => SettingChange::set(
+                            setting.to_ascii_lowercase(),
+                            value.clone(),
+                            local.as_deref().and_then(parse_pg_bool).unwrap_or(false),
+                        ),
+                        _ => SettingChange::computed(),
+                    };
+                    self.st.settings.push(change);
+                }
+            }
+            if name == "lo_open" {
+                // INV_WRITE is 0x20000; a mode pgward cannot read is a write.
+                let writes = match args.get(1) {
+                    Some(Some(mode)) => mode.parse::<i64>().map_or(true, |m| m & 0x20000 != 0),
+                    _ => true,
+                };
+                if writes {
+                    push(self.st, Class::Write, format!("lo_open(){via} opens a large object for writing"));
+                }
+            }
+        }
+        let candidates = self.cat.functions(schema, name);
+        if candidates.is_empty() {
+            if !known {
+                self.st.unknown_function = true;
+                push(
+                    self.st,
+                    Class::Unknown,
+                    format!("{shown}(){via} is not in pgward's catalog"),
+                );
+            }
+            return;
+        }
+        for f in candidates {
+            let builtin = matches!(&*f.schema, "pg_catalog" | "information_schema");
+            if builtin {
+                if f.volatility == b'v' && !known && !builtins::harmless_volatile(name) {
+                    push(
+                        self.st,
+                        Class::Write,
+                        format!("{shown}(){via} is a VOLATILE built-in that may change state"),
+                    );
+                }
+                continue;
+            }
+            if matches!(
+                &*f.language,
+                "plperlu" | "plpython3u" | "plpythonu" | "plpython2u" | "pltclu"
+            ) {
+                push(
+                    self.st,
+                    Class::Unknown,
+                    format!(
+                        "{}.{}(){via} is written in the untrusted language {}",
+                        f.schema, f.name, f.language
+                    ),
+                );
+            } else if f.volatility == b'v' {
+                push(
+                    self.st,
+                    Class::Write,
+                    format!(
+                        "{}.{}(){via} is VOLATILE, so it may write",
+                        f.schema, f.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// "DeleteStmt" → "DELETE", "CreateTableAsStmt" → "CREATE TABLE AS".
+fn sql_name(kind: &str) -> String {
+    let base = kind.strip_suffix("Stmt").unwrap_or(kind);
+    let mut out = String::new();
+    for (i, ch) in base.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
+fn is_dcl(kind: &str) -> bool {
+    matches!(
+        kind,
+        "GrantStmt"
+            | "GrantRoleStmt"
+            | "CreateRoleStmt"
+            | "AlterRoleStmt"
+            | "AlterRoleSetStmt"
+            | "DropRoleStmt"
+            | "AlterDefaultPrivilegesStmt"
+            | "ReassignOwnedStmt"
+            | "DropOwnedStmt"
+            | "CreateUserMappingStmt"
+            | "AlterUserMappingStmt"
+            | "DropUserMappingStmt"
+            | "AlterOwnerStmt"
+            | "CreatePolicyStmt"
+            | "AlterPolicyStmt"
+    )
+}
+
+fn is_admin(kind: &str) -> bool {
+    matches!(
+        kind,
+        "CreatedbStmt"
+            | "DropdbStmt"
+            | "AlterDatabaseStmt"
+            | "AlterDatabaseSetStmt"
+            | "AlterDatabaseRefreshCollStmt"
+            | "CreateTableSpaceStmt"
+            | "DropTableSpaceStmt"
+            | "AlterTableSpaceOptionsStmt"
+            | "AlterTableMoveAllStmt"
+            | "CreateSubscriptionStmt"
+            | "AlterSubscriptionStmt"
+            | "DropSubscriptionStmt"
+            | "CreatePublicationStmt"
+            | "AlterPublicationStmt"
+            | "CreateEventTrigStmt"
+            | "AlterEventTrigStmt"
+            | "AlterCollationStmt"
+    )
+}
+
+fn is_ddl(kind: &str) -> bool {
+    matches!(
+        kind,
+        "CreateStmt"
+            | "AlterTableStmt"
+            | "DropStmt"
+            | "IndexStmt"
+            | "ViewStmt"
+            | "CreateTableAsStmt"
+            | "CreateSeqStmt"
+            | "AlterSeqStmt"
+            | "CreateFunctionStmt"
+            | "AlterFunctionStmt"
+            | "CreateTrigStmt"
+            | "RuleStmt"
+            | "CreateSchemaStmt"
+            | "CreateExtensionStmt"
+            | "AlterExtensionStmt"
+            | "AlterExtensionContentsStmt"
+            | "CreateDomainStmt"
+            | "AlterDomainStmt"
+            | "DefineStmt"
+            | "CompositeTypeStmt"
+            | "CreateEnumStmt"
+            | "AlterEnumStmt"
+            | "CreateRangeStmt"
+            | "RenameStmt"
+            | "AlterObjectSchemaStmt"
+            | "AlterObjectDependsStmt"
+            | "CommentStmt"
+            | "SecLabelStmt"
+            | "CreateCastStmt"
+            | "CreateConversionStmt"
+            | "CreateOpClassStmt"
+            | "CreateOpFamilyStmt"
+            | "AlterOpFamilyStmt"
+            | "CreatePLangStmt"
+            | "CreateFdwStmt"
+            | "AlterFdwStmt"
+            | "CreateForeignServerStmt"
+            | "AlterForeignServerStmt"
+            | "CreateForeignTableStmt"
+            | "ImportForeignSchemaStmt"
+            | "CreateTransformStmt"
+            | "CreateAmStmt"
+            | "CreateStatsStmt"
+            | "AlterStatsStmt"
+            | "AlterTSDictionaryStmt"
+            | "AlterTSConfigurationStmt"
+            | "AlterTypeStmt"
+            | "AlterOperatorStmt"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> Statement {
+        let cat = Catalog::builtin();
+        let mut v = classify(sql, &cat).expect(sql);
+        assert_eq!(v.len(), 1, "{sql}");
+        v.remove(0)
+    }
+
+    fn classes(sql: &str) -> String {
+        one(sql).classes().to_string()
+    }
+
+    #[test]
+    fn tree_walk_finds_nested_effects() {
+        assert_eq!(classes("SELECT * FROM t"), "read");
+        assert_eq!(
+            classes("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"),
+            "read,write"
+        );
+        assert_eq!(
+            classes("SELECT * FROM (SELECT * FROM ((WITH x AS (UPDATE t SET a=1 RETURNING a) SELECT a FROM x))) s"),
+            "read,write"
+        );
+        assert_eq!(classes("SELECT 1 INTO t2"), "read,ddl");
+        assert_eq!(classes("SELECT * FROM t FOR UPDATE"), "read,lock");
+        assert_eq!(classes("SELECT * FROM t FOR KEY SHARE"), "read,lock");
+        assert_eq!(classes("SELECT nextval('s')"), "read,write");
+        assert_eq!(classes("SELECT pg_catalog.setval('s', 1)"), "read,write");
+        assert_eq!(classes("SELECT pg_advisory_lock(1)"), "read,lock");
+        assert_eq!(classes("SELECT pg_notify('c', 'x')"), "read,write");
+        assert_eq!(classes("SELECT txid_current()"), "read,write");
+        assert_eq!(classes("SELECT lo_from_bytea(0, 'x')"), "read,write");
+        assert_eq!(classes("SELECT lo_open(1, 262144)"), "read");
+        assert_eq!(classes("SELECT lo_open(1, 131072)"), "read,write");
+        assert_eq!(classes("SELECT query_to_xml('delete from t', true, true, '')"), "read,write");
+        assert_eq!(classes("SELECT random(), now(), lower('A')"), "read");
+        assert_eq!(classes("SELECT pg_switch_wal()"), "read,admin");
+        assert_eq!(classes("SELECT no_such_function()"), "read,unknown");
+    }
+
+    #[test]
+    fn explain_analyze_runs_and_plain_explain_plans() {
+        assert_eq!(classes("EXPLAIN DELETE FROM t"), "read");
+        for opt in ["ANALYZE", "(ANALYZE)", "(analyze on)", "(ANALYZE true)", "(ANALYZE 1)", "(ANALYZE 'on')", "(ANALYZE 'y')"] {
+            assert_eq!(classes(&format!("EXPLAIN {opt} DELETE FROM t")), "read,write", "{opt}");
+        }
+        assert_eq!(classes("EXPLAIN (ANALYZE false) DELETE FROM t"), "read");
+        assert_eq!(classes("EXPLAIN (ANALYZE 'of') DELETE FROM t"), "read");
+        assert_eq!(classes("EXPLAIN ANALYZE CREATE TABLE x AS SELECT 1"), "read,ddl");
+        assert_eq!(classes("EXPLAIN ANALYZE SELECT 1 INTO x"), "read,ddl");
+        assert_eq!(classes("EXPLAIN SELECT pg_read_file('/etc/passwd')"), "read,file_or_program");
+    }
+
+    #[test]
+    fn names_reach_the_tree_folded_or_unescaped() {
+        let st = one("SELECT U&\"pg\\005fread\\005ffile\"('/etc/passwd')");
+        assert_eq!(st.dangerous[0].name, "pg_read_file");
+        let st = one("SELECT PG_READ_FILE('/etc/passwd')");
+        assert_eq!(st.dangerous[0].name, "pg_read_file");
+        let st = one("SELECT \"PG_READ_FILE\"('/etc/passwd')");
+        assert!(st.dangerous.is_empty());
+        assert!(st.classes().contains(Class::Unknown), "not a known function");
+        let st = one("SELECT pg_catalog.pg_read_file('/etc/passwd')");
+        assert_eq!(st.dangerous[0].name, "pg_read_file");
+    }
+
+    #[test]
+    fn copy_variants() {
+        assert_eq!(classes("COPY t TO STDOUT"), "copy_out");
+        assert_eq!(classes("COPY t FROM STDIN"), "write,copy_in");
+        assert_eq!(classes("COPY t TO '/tmp/x'"), "copy_out,file_or_program");
+        let st = one("COPY t FROM PROGRAM 'id'");
+        assert_eq!(st.dangerous[0].name, "copy_program");
+        assert_eq!(classes("COPY (DELETE FROM t RETURNING *) TO STDOUT"), "write,copy_out");
+    }
+
+    #[test]
+    fn settings_and_transactions() {
+        let st = one("SET LOCAL transaction_read_only = 'of'");
+        assert_eq!(st.settings[0].name, "transaction_read_only");
+        assert_eq!(st.settings[0].value.as_deref(), Some("of"));
+        let st = one("BEGIN READ WRITE");
+        assert_eq!(st.settings[0].name, "transaction_read_only");
+        assert_eq!(st.settings[0].value.as_deref(), Some("off"));
+        let st = one("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE");
+        assert_eq!(st.settings[0].name, "default_transaction_read_only");
+        let st = one("SELECT set_config('default_transaction_read_only', 'off', false)");
+        assert_eq!(st.settings[0].name, "default_transaction_read_only");
+        assert_eq!(classes("PREPARE TRANSACTION 'x'"), "admin");
+        assert_eq!(classes("COMMIT"), "transaction");
+    }
+
+    #[test]
+    fn prepare_execute_and_parse_errors() {
+        let st = one("PREPARE p AS DELETE FROM t");
+        assert_eq!(st.prepares.as_deref(), Some("p"));
+        assert!(st.classes().contains(Class::Write));
+        let st = one("EXECUTE p(1)");
+        assert_eq!(st.executes.as_deref(), Some("p"));
+        let e = classify("SELECT FROM WHERE", &Catalog::builtin()).unwrap_err();
+        assert!(e.contains("syntax error"), "{e}");
+        let v = classify("SELECT 1; DELETE FROM t", &Catalog::builtin()).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].text, "DELETE FROM t");
+    }
+
+    #[test]
+    fn bool_parsing_matches_postgres() {
+        for t in ["on", "ON", "t", "tr", "true", "y", "yes", "1"] {
+            assert_eq!(parse_pg_bool(t), Some(true), "{t}");
+        }
+        for f in ["of", "off", "f", "false", "n", "no", "0"] {
+            assert_eq!(parse_pg_bool(f), Some(false), "{f}");
+        }
+        assert_eq!(parse_pg_bool("o"), None);
+        assert_eq!(parse_pg_bool("maybe"), None);
+    }
+
+    #[test]
+    fn sql_names() {
+        assert_eq!(sql_name("CreateTableAsStmt"), "CREATE TABLE AS");
+        assert_eq!(sql_name("DeleteStmt"), "DELETE");
+    }
+}

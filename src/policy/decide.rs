@@ -1,0 +1,156 @@
+//! Decisions: may this role run this statement?
+
+use super::catalog::Catalog;
+use super::class::Class;
+use super::classify::Statement;
+use super::role::Role;
+use super::settings;
+use crate::protocol::{sqlstate, PgError};
+
+/// The outcome for one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Allowed only with a DBA's approval.
+    NeedsApproval(Denial),
+    Deny(Denial),
+}
+
+/// Why a statement is not simply allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub class: Class,
+    pub why: String,
+    /// The rule that decided, with where it is declared.
+    pub rule: String,
+}
+
+impl Denial {
+    fn new(class: Class, why: impl Into<String>, rule: impl Into<String>) -> Denial {
+        Denial {
+            class,
+            why: why.into(),
+            rule: rule.into(),
+        }
+    }
+
+    /// The ErrorResponse the client gets: SQLSTATE 42501, naming pgward,
+    /// the role, the class and the rule.
+    pub fn to_error(&self, role: &str, statement: &str, approval: bool) -> PgError {
+        let what = if approval {
+            "needs a DBA's approval, and pgward's approval queue is not enabled"
+        } else {
+            "is not allowed"
+        };
+        let mut shown: String = statement.chars().take(200).collect();
+        if shown.len() < statement.len() {
+            shown.push_str("...");
+        }
+        PgError::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "pgward: permission denied for role \"{role}\": class {} {what} ({})",
+                self.class, self.why
+            ),
+        )
+        .with_detail(format!("statement: {shown}"))
+        .with_hint(format!("rule: {}", self.rule))
+    }
+}
+
+fn class_names(set: super::class::ClassSet) -> String {
+    if set.is_empty() {
+        "[]".into()
+    } else {
+        format!("[{set}]")
+    }
+}
+
+/// Decides one statement for `role`. `EXECUTE` must already have been
+/// replaced by the statement it runs (the session knows what was prepared).
+pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
+    let here = |key: &str| format!("role {} ({}) {key}", role.name, role.source);
+    for d in &st.dangerous {
+        if !role.allow_dangerous.iter().any(|a| a == d.name) {
+            return Verdict::Deny(Denial::new(
+                d.class,
+                format!("{}: {}", d.name, d.why),
+                format!(
+                    "built-in dangerous list: {} is denied unless {} lists it",
+                    d.name,
+                    here("allow_dangerous")
+                ),
+            ));
+        }
+    }
+    for f in &st.functions {
+        if let Some(p) = role.functions_deny.iter().find(|p| p.matches(f)) {
+            return Verdict::Deny(Denial::new(
+                Class::Read,
+                format!("function {f} is denied"),
+                here(&format!("functions.deny {:?}", p.text)),
+            ));
+        }
+    }
+    let mut approval = None;
+    for r in &st.reasons {
+        if let Some(f) = &r.function {
+            if role.functions_allow.iter().any(|p| p.matches(f)) {
+                continue;
+            }
+        }
+        if role.allow.contains(r.class) {
+            continue;
+        }
+        let denial = Denial::new(
+            r.class,
+            r.why.clone(),
+            here(&format!("allow = {}", class_names(role.allow))),
+        );
+        if role.approve.contains(r.class) {
+            approval.get_or_insert(denial);
+        } else {
+            return Verdict::Deny(denial);
+        }
+    }
+    for change in &st.settings {
+        if let Err(refusal) = settings::check(change, role) {
+            return Verdict::Deny(Denial::new(
+                Class::Session,
+                refusal.why,
+                format!("{} ({})", refusal.rule, role.source),
+            ));
+        }
+    }
+    for rel in &st.relations {
+        let schema = match &rel.schema {
+            Some(s) => s.clone(),
+            None => cat.resolve_relation(&rel.name, &["public".into()]),
+        };
+        let full = format!("{schema}.{}", rel.name);
+        for rule in &role.tables {
+            if rule.class.is_some_and(|c| c != rel.access) {
+                continue;
+            }
+            let key = format!("tables.{}", rule.class.map_or("*", Class::name));
+            if let Some(p) = rule.deny.iter().find(|p| p.matches(&full)) {
+                return Verdict::Deny(Denial::new(
+                    rel.access,
+                    format!("{} of {full} is denied", rel.access),
+                    here(&format!("{key}.deny {:?}", p.text)),
+                ));
+            }
+            if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(&full)) {
+                return Verdict::Deny(Denial::new(
+                    rel.access,
+                    format!("{} of {full} is not in the allowed tables", rel.access),
+                    here(&format!("{key}.allow")),
+                ));
+            }
+        }
+    }
+    match approval {
+        Some(d) => Verdict::NeedsApproval(d),
+        None => Verdict::Allow,
+    }
+}

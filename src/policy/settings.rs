@@ -1,0 +1,418 @@
+//! Which session settings a role may change, and to what.
+//!
+//! Read-only protections live in settings (`default_transaction_read_only`,
+//! `transaction_read_only`), and so do the lexer's assumptions
+//! (`standard_conforming_strings`, `client_encoding`) and the name
+//! resolution pgward relies on (`search_path`, `role`). Every way to change
+//! them (SET, SET LOCAL, SET TRANSACTION, BEGIN READ WRITE, SET SESSION
+//! CHARACTERISTICS, set_config(), startup parameters and `options`) ends
+//! up here as a `SettingChange`.
+
+use super::class::Class;
+use super::classify::parse_pg_bool;
+use super::role::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    Set,
+    /// RESET, SET ... TO DEFAULT: back to the value pgward connected with.
+    Reset,
+    /// set_config() with a name or value that is not a constant.
+    Computed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    pub name: String,
+    /// None for DEFAULT or a value that is not a constant.
+    pub value: Option<String>,
+    pub local: bool,
+    pub kind: ChangeKind,
+}
+
+impl SettingChange {
+    pub fn set(name: impl Into<String>, value: Option<String>, local: bool) -> SettingChange {
+        SettingChange {
+            name: name.into(),
+            value,
+            local,
+            kind: ChangeKind::Set,
+        }
+    }
+
+    pub fn reset(name: &str) -> SettingChange {
+        SettingChange {
+            name: name.to_owned(),
+            value: None,
+            local: false,
+            kind: ChangeKind::Reset,
+        }
+    }
+
+    pub fn computed() -> SettingChange {
+        SettingChange {
+            name: "?".into(),
+            value: None,
+            local: false,
+            kind: ChangeKind::Computed,
+        }
+    }
+}
+
+/// Settings any role may change: formatting, timeouts, planner knobs.
+fn harmless(name: &str) -> bool {
+    matches!(
+        name,
+        "application_name"
+            | "client_min_messages"
+            | "datestyle"
+            | "intervalstyle"
+            | "timezone"
+            | "extra_float_digits"
+            | "bytea_output"
+            | "xmloption"
+            | "xmlbinary"
+            | "statement_timeout"
+            | "lock_timeout"
+            | "idle_in_transaction_session_timeout"
+            | "idle_session_timeout"
+            | "transaction_isolation"
+            | "transaction_deferrable"
+            | "default_transaction_isolation"
+            | "default_transaction_deferrable"
+            | "lc_monetary"
+            | "lc_numeric"
+            | "lc_time"
+            | "work_mem"
+            | "hash_mem_multiplier"
+            | "temp_buffers"
+            | "jit"
+            | "plan_cache_mode"
+            | "cursor_tuple_fraction"
+            | "from_collapse_limit"
+            | "join_collapse_limit"
+            | "random_page_cost"
+            | "seq_page_cost"
+            | "effective_cache_size"
+            | "max_parallel_workers_per_gather"
+            | "default_text_search_config"
+            | "gin_fuzzy_search_limit"
+            | "synchronous_commit"
+            | "escape_string_warning"
+            | "array_nulls"
+            | "quote_all_identifiers"
+            | "row_security"
+    ) || name.starts_with("enable_")
+        || name.starts_with("geqo")
+}
+
+/// Client encodings whose multibyte characters can contain the bytes of
+/// `\` or `'`: the server would split statements differently from pgward.
+fn unsafe_encoding(value: &str) -> bool {
+    let norm: String = value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    matches!(
+        norm.as_str(),
+        "sjis"
+            | "shiftjis"
+            | "mskanji"
+            | "win932"
+            | "windows932"
+            | "shiftjis2004"
+            | "big5"
+            | "win950"
+            | "windows950"
+            | "gbk"
+            | "cp936"
+            | "win936"
+            | "windows936"
+            | "uhc"
+            | "win949"
+            | "windows949"
+            | "gb18030"
+            | "johab"
+    )
+}
+
+/// Why a change is refused: the reason, and the rule that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub why: String,
+    pub rule: String,
+}
+
+fn refuse(why: impl Into<String>, rule: impl Into<String>) -> Result<(), Refusal> {
+    Err(Refusal {
+        why: why.into(),
+        rule: rule.into(),
+    })
+}
+
+/// Whether `role` may make `change`.
+pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
+    let name = change.name.as_str();
+    let value = change.value.as_deref();
+    match change.kind {
+        ChangeKind::Computed => {
+            return refuse(
+                "set_config() with a setting name or value that is not a constant",
+                "built-in: settings must be readable to be judged",
+            )
+        }
+        // A reset returns to what pgward connected with: never a value the
+        // client chose, since every SET of a protected setting is refused.
+        ChangeKind::Reset => return Ok(()),
+        ChangeKind::Set => {}
+    }
+    match name {
+        "role" => {
+            if value.is_some_and(|v| v.eq_ignore_ascii_case("none")) {
+                return Ok(());
+            }
+            dangerous(role, "set_role")
+        }
+        "session_authorization" => dangerous(role, "set_session_authorization"),
+        "transaction_read_only" | "default_transaction_read_only" => {
+            match value.map(parse_pg_bool) {
+                None | Some(Some(true)) => Ok(()),
+                _ if role.allow.contains(Class::Write) => Ok(()),
+                _ => refuse(
+                    format!("{name} = {} would switch off read-only protection", value.unwrap_or("?")),
+                    format!("role {}: only roles that allow class write may leave read-only mode", role.name),
+                ),
+            }
+        }
+        "standard_conforming_strings" => match value.and_then(parse_pg_bool) {
+            Some(true) => Ok(()),
+            _ => refuse(
+                "standard_conforming_strings must stay on: pgward parses SQL the way it does",
+                "built-in: the SQL lexer's assumptions",
+            ),
+        },
+        "client_encoding" => match value {
+            Some(v) if unsafe_encoding(v) => refuse(
+                format!("client_encoding {v} lets multibyte characters hide quotes from the parser"),
+                "built-in: the SQL lexer's assumptions",
+            ),
+            _ => Ok(()),
+        },
+        "search_path" => {
+            let schemas: Vec<String> = value
+                .unwrap_or("")
+                .split(',')
+                .map(|s| s.trim().trim_matches('"').to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if let Some(pos) = schemas.iter().position(|s| s == "pg_catalog") {
+                if pos > 0 {
+                    return refuse(
+                        "a search_path with schemas before pg_catalog lets user functions shadow built-ins",
+                        "built-in: pg_catalog must come first",
+                    );
+                }
+            }
+            listed(role, name)
+        }
+        _ if harmless(name) => Ok(()),
+        _ => listed(role, name),
+    }
+}
+
+fn listed(role: &Role, name: &str) -> Result<(), Refusal> {
+    if role.settings.iter().any(|p| p.matches(name)) {
+        Ok(())
+    } else {
+        refuse(
+            format!("setting {name} may not be changed"),
+            format!("role {}: settings (add \"{name}\" to allow it)", role.name),
+        )
+    }
+}
+
+fn dangerous(role: &Role, what: &str) -> Result<(), Refusal> {
+    if role.allow_dangerous.iter().any(|d| d == what) {
+        Ok(())
+    } else {
+        refuse(
+            super::builtins::dangerous_command(what).why,
+            format!("built-in dangerous list: {what} (role {} does not list it in allow_dangerous)", role.name),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::class::ClassSet;
+
+    fn role(allow: &[Class]) -> Role {
+        Role {
+            name: "r".into(),
+            allow: allow.iter().copied().collect::<ClassSet>(),
+            ..Role::default()
+        }
+    }
+
+    fn set(name: &str, value: &str) -> SettingChange {
+        SettingChange::set(name, Some(value.into()), false)
+    }
+
+    #[test]
+    fn read_only_switches() {
+        let reader = role(&[Class::Read]);
+        let writer = role(&[Class::Read, Class::Write]);
+        for v in ["off", "of", "false", "f", "no", "0", "garbage"] {
+            assert!(check(&set("default_transaction_read_only", v), &reader).is_err(), "{v}");
+            assert!(check(&set("transaction_read_only", v), &writer).is_ok(), "{v}");
+        }
+        assert!(check(&set("transaction_read_only", "on"), &reader).is_ok());
+        assert!(check(&SettingChange::reset("all"), &reader).is_ok());
+        assert!(check(&SettingChange::computed(), &writer).is_err());
+    }
+
+    #[test]
+    fn lexer_and_identity_settings() {
+        let mut dba = role(&[Class::Read, Class::Write]);
+        assert!(check(&set("standard_conforming_strings", "off"), &dba).is_err());
+        assert!(check(&set("standard_conforming_strings", "on"), &dba).is_ok());
+        assert!(check(&set("client_encoding", "SJIS"), &dba).is_err());
+        assert!(check(&set("client_encoding", "Shift_JIS"), &dba).is_err());
+        assert!(check(&set("client_encoding", "UTF8"), &dba).is_ok());
+        assert!(check(&set("role", "postgres"), &dba).is_err());
+        assert!(check(&set("role", "none"), &dba).is_ok());
+        dba.allow_dangerous.push("set_role".into());
+        assert!(check(&set("role", "postgres"), &dba).is_ok());
+        assert!(check(&set("session_authorization", "x"), &dba).is_err());
+    }
+
+    #[test]
+    fn listed_and_harmless_settings() {
+        let mut r = role(&[Class::Read]);
+        assert!(check(&set("statement_timeout", "5s"), &r).is_ok());
+        assert!(check(&set("enable_seqscan", "off"), &r).is_ok());
+        assert!(check(&set("session_replication_role", "replica"), &r).is_err());
+        assert!(check(&set("app.tenant", "7"), &r).is_err());
+        assert!(check(&set("search_path", "public"), &r).is_err());
+        r.settings.push(crate::policy::role::Pattern::new("app.*"));
+        r.settings.push(crate::policy::role::Pattern::new("search_path"));
+        assert!(check(&set("app.tenant", "7"), &r).is_ok());
+        assert!(check(&set("search_path", "public"), &r).is_ok());
+        assert!(check(&set("search_path", "public, pg_catalog"), &r).is_err());
+        assert!(check(&set("search_path", "pg_catalog, public"), &r).is_ok());
+    }
+}
+
+/// Settings a client asks for at startup, with pgward's own `pgward.role`
+/// taken out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StartupSettings {
+    /// Settings to pass upstream (each one judged like a SET).
+    pub settings: Vec<(String, String)>,
+    /// The role the client asks to run as.
+    pub role: Option<String>,
+}
+
+/// Reads the startup parameters: direct settings and the `-c name=value`
+/// / `--name=value` switches inside `options` (split as PostgreSQL does:
+/// on whitespace, with backslash escapes). Other switches are refused.
+pub fn from_startup(params: &[(String, String)]) -> Result<StartupSettings, String> {
+    let mut out = StartupSettings::default();
+    let add = |name: &str, value: &str, out: &mut StartupSettings| {
+        let name = name.to_ascii_lowercase();
+        if name == "pgward.role" {
+            out.role = Some(value.to_owned());
+        } else {
+            out.settings.retain(|(n, _)| *n != name);
+            out.settings.push((name, value.to_owned()));
+        }
+    };
+    for (key, value) in params {
+        match key.as_str() {
+            "user" | "database" | "replication" => {}
+            k if k.starts_with("_pq_.") => {}
+            "options" => {
+                let words = split_options(value);
+                let mut i = 0;
+                while i < words.len() {
+                    let w = &words[i];
+                    let setting = if w == "-c" {
+                        i += 1;
+                        words.get(i).cloned().ok_or("options: -c needs name=value")?
+                    } else if let Some(rest) = w.strip_prefix("-c") {
+                        rest.to_owned()
+                    } else if let Some(rest) = w.strip_prefix("--") {
+                        rest.to_owned()
+                    } else {
+                        return Err(format!(
+                            "options: pgward accepts only -c name=value settings, not {w:?}"
+                        ));
+                    };
+                    let (name, value) = setting
+                        .split_once('=')
+                        .ok_or_else(|| format!("options: {setting:?} is not name=value"))?;
+                    add(&name.replace('-', "_"), value, &mut out);
+                    i += 1;
+                }
+            }
+            _ => add(key, value, &mut out),
+        }
+    }
+    Ok(out)
+}
+
+fn split_options(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                cur.push(next);
+            }
+        } else if c.is_whitespace() {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+#[cfg(test)]
+mod startup_tests {
+    use super::*;
+
+    fn params(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn options_are_split_like_postgres() {
+        let s = from_startup(&params(&[
+            ("user", "u"),
+            ("application_name", "x"),
+            ("options", "-c default_transaction_read_only=off --search-path=a\\ b -cpgward.role=dba"),
+        ]))
+        .unwrap();
+        assert_eq!(s.role.as_deref(), Some("dba"));
+        assert_eq!(
+            s.settings,
+            vec![
+                ("application_name".to_string(), "x".to_string()),
+                ("default_transaction_read_only".to_string(), "off".to_string()),
+                ("search_path".to_string(), "a b".to_string()),
+            ]
+        );
+        assert!(from_startup(&params(&[("options", "-D /tmp")])).is_err());
+        assert!(from_startup(&params(&[("options", "-c")])).is_err());
+        assert!(from_startup(&params(&[("options", "-c novalue")])).is_err());
+    }
+}

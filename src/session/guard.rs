@@ -1,0 +1,232 @@
+//! The policy at the door of one session: every Query, Parse, Execute and
+//! FunctionCall is judged before a byte of it goes upstream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::state::ProtocolState;
+use crate::policy::{self, CatalogSlot, Role, Statement, Verdict};
+use crate::protocol::messages::{parse_execute, parse_parse, parse_query, Reader};
+use crate::protocol::{sqlstate, PgError};
+use crate::server::Shared;
+use crate::upstream::Upstream;
+
+pub struct Guard {
+    shared: Arc<Shared>,
+    identity: String,
+    /// The role chosen at startup (`-c pgward.role=...`), else the first.
+    wanted_role: Option<String>,
+    catalog: Arc<CatalogSlot>,
+    /// Upstream used to refresh the catalog.
+    upstream: Upstream,
+    /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
+    /// so `EXECUTE name` is judged by what was prepared.
+    prepared: HashMap<String, Arc<Statement>>,
+}
+
+/// The message pgward sends upstream instead of a denied one: it fails in
+/// the parser, so it has no effect beyond what any failing statement has
+/// (the transaction block is aborted, the rest up to Sync is discarded),
+/// and PostgreSQL itself keeps the protocol state exact.
+pub fn stand_in(tag: u8) -> &'static [u8] {
+    match tag {
+        // A Query (also for a FunctionCall: both end in ReadyForQuery).
+        b'Q' | b'F' => b"Q\0\0\0\x12PGWARD DENIED\0",
+        // A Parse of an unnamed-looking name that cannot exist.
+        _ => b"P\0\0\0\x22pgward.denied\0PGWARD DENIED\0\0\0",
+    }
+}
+
+impl Guard {
+    pub fn new(
+        shared: Arc<Shared>,
+        identity: String,
+        wanted_role: Option<String>,
+        catalog: Arc<CatalogSlot>,
+        upstream: Upstream,
+    ) -> Guard {
+        Guard {
+            shared,
+            identity,
+            wanted_role,
+            catalog,
+            upstream,
+            prepared: HashMap::new(),
+        }
+    }
+
+    fn role(&self) -> Result<Arc<Role>, PgError> {
+        self.shared
+            .rules()
+            .session_role(&self.identity, self.wanted_role.as_deref())
+            .map_err(|m| PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}")))
+    }
+
+    /// Judges one client message. `None` lets it through; `Some(error)`
+    /// denies it with that error.
+    pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        match tag {
+            b'Q' => {
+                let sql = parse_query(body)?;
+                self.judge_sql(sql, None)
+            }
+            b'P' => {
+                let (name, sql) = parse_parse(body)?;
+                self.judge_sql(sql, Some(name))
+            }
+            b'E' => {
+                let portal = parse_execute(body)?;
+                if state.knows_portal(portal) {
+                    None
+                } else {
+                    Some(PgError::error(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        format!("pgward: portal \"{portal}\" was not bound through pgward, so its statement was never judged"),
+                    ))
+                }
+            }
+            b'F' => self.judge_function_call(body),
+            _ => None,
+        }
+    }
+
+    /// Judges SQL text: every statement must be allowed, or nothing runs.
+    /// `parse_name` is the statement name of a Parse message.
+    fn judge_sql(&mut self, sql: &str, parse_name: Option<&str>) -> Option<PgError> {
+        let role = match self.role() {
+            Ok(r) => r,
+            Err(e) => return Some(e),
+        };
+        let cat = self.catalog.get();
+        let analysis = cat.analyze(sql);
+        let statements = match analysis.as_ref() {
+            Ok(s) => s,
+            Err(message) => {
+                return Some(
+                    PgError::error(sqlstate::SYNTAX_ERROR, message.clone())
+                        .with_hint("pgward denies what PostgreSQL's parser cannot parse"),
+                )
+            }
+        };
+        // PREPAREs earlier in the same string are visible to its EXECUTEs.
+        let mut prepared_here: Vec<(String, Arc<Statement>)> = Vec::new();
+        for st in statements {
+            if st.unknown_function {
+                // A function pgward has not seen may be new: look again soon.
+                self.catalog.refresh(&self.upstream, self.shared.catalogs.min_gap);
+            }
+            let judged: &Statement = match &st.executes {
+                Some(name) => {
+                    let found = prepared_here
+                        .iter()
+                        .rev()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, s)| s.clone())
+                        .or_else(|| self.prepared.get(name).cloned());
+                    match found {
+                        Some(p) => {
+                            if let Some(e) = self.verdict(&role, &p, &st.text, &cat) {
+                                return Some(e);
+                            }
+                            st
+                        }
+                        None => {
+                            return Some(PgError::error(
+                                sqlstate::INSUFFICIENT_PRIVILEGE,
+                                format!("pgward: prepared statement \"{name}\" was not prepared through pgward, so it cannot be judged"),
+                            ))
+                        }
+                    }
+                }
+                None => st,
+            };
+            if let Some(e) = self.verdict(&role, judged, &st.text, &cat) {
+                return Some(e);
+            }
+            if let Some(name) = &st.prepares {
+                prepared_here.push((name.clone(), Arc::new(st.clone())));
+            }
+            if let Some(which) = &st.deallocates {
+                match which {
+                    Some(name) => prepared_here.retain(|(n, _)| n != name),
+                    None => prepared_here.clear(),
+                }
+            }
+        }
+        // Allowed: remember what was prepared.
+        for st in statements {
+            match &st.deallocates {
+                Some(Some(name)) => {
+                    self.prepared.remove(name);
+                }
+                Some(None) => self.prepared.clear(),
+                None => {}
+            }
+            if let Some(name) = &st.prepares {
+                self.prepared.insert(name.clone(), Arc::new(st.clone()));
+            }
+        }
+        if let (Some(name), Some(first)) = (parse_name, statements.first()) {
+            if !name.is_empty() {
+                self.prepared.insert(name.to_owned(), Arc::new(first.clone()));
+            }
+        }
+        None
+    }
+
+    fn verdict(
+        &self,
+        role: &Role,
+        st: &Statement,
+        text: &str,
+        cat: &policy::Catalog,
+    ) -> Option<PgError> {
+        match policy::decide(role, st, cat) {
+            Verdict::Allow => None,
+            Verdict::NeedsApproval(d) => Some(d.to_error(&role.name, text, true)),
+            Verdict::Deny(d) => {
+                tracing::info!(identity = %self.identity, role = %role.name, class = %d.class, "denied: {}", d.why);
+                Some(d.to_error(&role.name, text, false))
+            }
+        }
+    }
+
+    /// A FunctionCall message names its function by OID: judge it as a
+    /// call of that function.
+    fn judge_function_call(&mut self, body: &[u8]) -> Option<PgError> {
+        let oid = Reader::new(body).i32()? as u32;
+        let cat = self.catalog.get();
+        let Some(f) = cat.function_by_oid(oid) else {
+            return Some(PgError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("pgward: function call by OID {oid}, which is not in pgward's catalog"),
+            ));
+        };
+        let sql = format!(
+            "SELECT \"{}\".\"{}\"()",
+            f.schema.replace('"', "\"\""),
+            f.name.replace('"', "\"\"")
+        );
+        drop(cat);
+        self.judge_sql(&sql, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stand_ins_are_well_framed() {
+        for tag in [b'Q', b'P'] {
+            let m = stand_in(tag);
+            let len = u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize;
+            assert_eq!(len + 1, m.len(), "{}", tag as char);
+        }
+        let q = crate::protocol::messages::parse_query(&stand_in(b'Q')[5..]).unwrap();
+        assert!(pg_query::parse(q, 0).is_err(), "the stand-in must fail to parse");
+        let (name, sql) = parse_parse(&stand_in(b'P')[5..]).unwrap();
+        assert_eq!(name, "pgward.denied");
+        assert!(pg_query::parse(sql, 0).is_err());
+    }
+}
