@@ -293,9 +293,8 @@ fn read_password(
         });
     }
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            format!("{key}.password_file {}: cannot read: {e}", file.display())
-        })?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("{key}.password_file {}: cannot read: {e}", file.display()))?;
         return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
     }
     Ok(None)

@@ -134,24 +134,33 @@ impl Rules {
         let parsed: RuleFile = toml::from_str(text).map_err(|e| rules_err(file, e.to_string()))?;
         let shown = file.display().to_string();
         for (name, raw) in parsed.role {
-            let decl = [format!("[role.{name}]"), format!("[role.\"{name}\"]"), format!("[role.{name}.")]
-                .iter()
-                .filter_map(|needle| text.find(needle.as_str()))
-                .min()
-                .map(|at| line_at(text, at))
-                .unwrap_or(1);
+            let decl = [
+                format!("[role.{name}]"),
+                format!("[role.\"{name}\"]"),
+                format!("[role.{name}."),
+            ]
+            .iter()
+            .filter_map(|needle| text.find(needle.as_str()))
+            .min()
+            .map(|at| line_at(text, at))
+            .unwrap_or(1);
             if let Some(prev) = self.roles.get(&name) {
                 return Err(rules_err(
                     Path::new(&format!("{shown}:{decl}")),
-                    format!("role {name:?} is already declared at {}; each role once", prev.source),
+                    format!(
+                        "role {name:?} is already declared at {}; each role once",
+                        prev.source
+                    ),
                 ));
             }
-            let role = raw.build(&name, text, decl, &shown).map_err(|(line, message)| {
-                rules_err(
-                    Path::new(&format!("{shown}:{line}")),
-                    format!("role {name:?}: {message}"),
-                )
-            })?;
+            let role = raw
+                .build(&name, text, decl, &shown)
+                .map_err(|(line, message)| {
+                    rules_err(
+                        Path::new(&format!("{shown}:{line}")),
+                        format!("role {name:?}: {message}"),
+                    )
+                })?;
             self.roles.insert(name, Arc::new(role));
         }
         for raw in parsed.identity {

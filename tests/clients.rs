@@ -205,7 +205,7 @@ async fn fifty_concurrent_clients() {
     let h = Harness::start().await;
     let mut tasks = Vec::new();
     for i in 0..50i64 {
-        let info = h.conninfo(if i % 2 == 0 { DANA } else { DANA });
+        let info = h.conninfo(if i % 2 == 0 { ALICE } else { AGENT });
         tasks.push(tokio::spawn(async move {
             let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls).await?;
             tokio::spawn(conn);

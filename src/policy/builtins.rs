@@ -71,10 +71,22 @@ pub const DANGEROUS_FUNCTIONS: &[Dangerous] = &[
     prefix("pg_wal_replay_", Admin, SERVER_CONTROL),
     d("pg_log_backend_memory_contexts", Admin, SERVER_CONTROL),
     prefix("pg_stat_reset", Admin, SERVER_CONTROL),
-    d("pg_import_system_collations", Admin, "writes the system catalog"),
-    d("pg_stop_making_pinned_objects", Admin, "writes the system catalog"),
+    d(
+        "pg_import_system_collations",
+        Admin,
+        "writes the system catalog",
+    ),
+    d(
+        "pg_stop_making_pinned_objects",
+        Admin,
+        "writes the system catalog",
+    ),
     d("pg_nextoid", Admin, "writes the system catalog"),
-    d("pg_extension_config_dump", Admin, "writes the system catalog"),
+    d(
+        "pg_extension_config_dump",
+        Admin,
+        "writes the system catalog",
+    ),
     prefix("binary_upgrade_", Admin, "writes the system catalog"),
     prefix("pg_create_", Admin, REPLICATION),
     prefix("pg_copy_", Admin, REPLICATION),
@@ -91,11 +103,27 @@ pub const DANGEROUS_FUNCTIONS: &[Dangerous] = &[
 
 /// Dangerous commands (not functions), by the name roles opt in with.
 pub const DANGEROUS_COMMANDS: &[Dangerous] = &[
-    d("copy_program", FileOrProgram, "COPY ... PROGRAM runs a shell command on the database server"),
-    d("copy_file", FileOrProgram, "COPY to or from a server file reads or writes files on the database server"),
-    d("alter_system", Admin, "ALTER SYSTEM rewrites the server configuration"),
+    d(
+        "copy_program",
+        FileOrProgram,
+        "COPY ... PROGRAM runs a shell command on the database server",
+    ),
+    d(
+        "copy_file",
+        FileOrProgram,
+        "COPY to or from a server file reads or writes files on the database server",
+    ),
+    d(
+        "alter_system",
+        Admin,
+        "ALTER SYSTEM rewrites the server configuration",
+    ),
     d("load", Admin, "LOAD loads a shared library into the server"),
-    d("set_role", Session, "SET ROLE switches to another database role"),
+    d(
+        "set_role",
+        Session,
+        "SET ROLE switches to another database role",
+    ),
     d(
         "set_session_authorization",
         Session,
@@ -150,17 +178,21 @@ pub fn dangerous_names() -> Vec<&'static str> {
 pub fn builtin_effect(name: &str) -> Option<(Class, &'static str)> {
     Some(match name {
         "nextval" | "setval" => (Write, "advances a sequence (not undone by ROLLBACK)"),
-        "txid_current" | "pg_current_xact_id" => {
-            (Write, "assigns a transaction id, a write even in a read-only transaction")
-        }
+        "txid_current" | "pg_current_xact_id" => (
+            Write,
+            "assigns a transaction id, a write even in a read-only transaction",
+        ),
         "lo_create" | "lo_creat" | "lo_from_bytea" | "lo_unlink" | "lo_put" | "lowrite"
         | "lo_truncate" | "lo_truncate64" => (Write, "writes a large object"),
         "pg_notify" => (Write, "sends a notification to other sessions"),
         "set_config" => (Session, "changes a setting"),
-        "query_to_xml" | "query_to_xmlschema" | "query_to_xml_and_xmlschema" | "ts_stat"
-        | "ts_rewrite" | "cursor_to_xml" | "cursor_to_xmlschema" => {
-            (Write, "runs SQL given as text, which pgward cannot see")
-        }
+        "query_to_xml"
+        | "query_to_xmlschema"
+        | "query_to_xml_and_xmlschema"
+        | "ts_stat"
+        | "ts_rewrite"
+        | "cursor_to_xml"
+        | "cursor_to_xmlschema" => (Write, "runs SQL given as text, which pgward cannot see"),
         n if n.starts_with("pg_advisory") || n.starts_with("pg_try_advisory") => {
             (Class::Lock, "takes an advisory lock")
         }
@@ -241,16 +273,25 @@ mod tests {
 
     #[test]
     fn dangerous_lookups() {
-        assert_eq!(dangerous_function("pg_read_file").unwrap().name, "pg_read_file");
+        assert_eq!(
+            dangerous_function("pg_read_file").unwrap().name,
+            "pg_read_file"
+        );
         assert_eq!(dangerous_function("dblink_exec").unwrap().name, "dblink");
         assert_eq!(dangerous_function("pg_ls_waldir").unwrap().name, "pg_ls_");
         assert!(dangerous_function("lower").is_none());
-        assert!(dangerous_function("PG_READ_FILE").is_none(), "quoted names keep case");
+        assert!(
+            dangerous_function("PG_READ_FILE").is_none(),
+            "quoted names keep case"
+        );
         assert!(is_dangerous_name("copy_program"));
         assert!(is_dangerous_name("pg_terminate_backend"));
         assert!(!is_dangerous_name("pg_terminate"));
         assert_eq!(dangerous_command("load").class, Admin);
-        assert_eq!(builtin_effect("pg_try_advisory_xact_lock").unwrap().0, Class::Lock);
+        assert_eq!(
+            builtin_effect("pg_try_advisory_xact_lock").unwrap().0,
+            Class::Lock
+        );
         assert!(harmless_volatile("pg_table_size") && !harmless_volatile("pg_switch_wal"));
     }
 }

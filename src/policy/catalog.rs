@@ -40,6 +40,9 @@ pub struct FuncInfo {
 }
 
 type FuncRef = (String, String);
+/// A function as written: (schema if qualified, name).
+pub type FuncName = (Option<String>, String);
+type ViewKey = (String, String);
 
 pub struct Catalog {
     funcs: Vec<FuncInfo>,
@@ -48,7 +51,7 @@ pub struct Catalog {
     /// relname → [(schema, relkind)]
     relations: HashMap<String, Vec<(String, u8)>>,
     /// (schema, view) → functions its definition calls, transitively.
-    views: HashMap<(String, String), Vec<(Option<String>, String)>>,
+    views: HashMap<ViewKey, Vec<FuncName>>,
     /// type name → [(schema, functions a cast to it can run)]
     types: HashMap<String, Vec<(String, Vec<FuncRef>)>>,
     /// user operator name → its functions
@@ -191,7 +194,10 @@ impl Catalog {
     /// system relation, else the first schema holding it, else "public".
     pub fn resolve_relation(&self, name: &str, search_path: &[String]) -> String {
         let Some(places) = self.relations.get(name) else {
-            return search_path.first().cloned().unwrap_or_else(|| "public".into());
+            return search_path
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "public".into());
         };
         if places.iter().any(|(s, _)| s == "pg_catalog") {
             return "pg_catalog".into();
@@ -201,7 +207,10 @@ impl Catalog {
                 return s.clone();
             }
         }
-        search_path.first().cloned().unwrap_or_else(|| "public".into())
+        search_path
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "public".into())
     }
 
     /// Classifies `sql`, from the cache when it was seen before. The key is
@@ -311,7 +320,11 @@ impl Catalog {
             if let [Some(ts), Some(tn), Some(def)] = row.as_slice() {
                 let expr = def.strip_prefix("CHECK ").unwrap_or(def);
                 for f in called_functions(&format!("SELECT {expr}"), &cat) {
-                    cat.add_type_function(ts, tn, (f.0.unwrap_or_else(|| "pg_catalog".into()), f.1));
+                    cat.add_type_function(
+                        ts,
+                        tn,
+                        (f.0.unwrap_or_else(|| "pg_catalog".into()), f.1),
+                    );
                 }
             }
         }
@@ -339,24 +352,25 @@ impl Catalog {
     /// Records the functions each view calls, including through the views
     /// it reads (iterated to a fixed point, bounded).
     fn add_views(&mut self, defs: Vec<((String, String), String)>) {
-        let mut direct: HashMap<(String, String), (Vec<(Option<String>, String)>, Vec<String>)> =
-            HashMap::new();
+        let mut direct: HashMap<ViewKey, (Vec<FuncName>, Vec<String>)> = HashMap::new();
         for (key, def) in defs {
             let (funcs, rels) = match classify::classify(&def, self) {
-                Ok(stmts) => stmts
-                    .into_iter()
-                    .fold((Vec::new(), Vec::new()), |(mut f, mut r), st| {
-                        f.extend(st.functions.iter().map(|n| split_name(n)));
-                        r.extend(st.relations.into_iter().map(|r| r.name));
-                        (f, r)
-                    }),
+                Ok(stmts) => {
+                    stmts
+                        .into_iter()
+                        .fold((Vec::new(), Vec::new()), |(mut f, mut r), st| {
+                            f.extend(st.functions.iter().map(|n| split_name(n)));
+                            r.extend(st.relations.into_iter().map(|r| r.name));
+                            (f, r)
+                        })
+                }
                 // A view pgward cannot parse is treated as calling an
                 // unknown function: fail closed.
                 Err(_) => (vec![(None, "pgward_unparsable_view".into())], Vec::new()),
             };
             direct.insert(key, (funcs, rels));
         }
-        let mut full: HashMap<(String, String), Vec<(Option<String>, String)>> = direct
+        let mut full: HashMap<ViewKey, Vec<FuncName>> = direct
             .iter()
             .map(|(k, (f, _))| (k.clone(), f.clone()))
             .collect();
@@ -521,12 +535,21 @@ mod tests {
         let cat = Catalog::builtin();
         let lower = cat.functions(None, "lower");
         assert!(!lower.is_empty() && lower.iter().all(|f| f.volatility == b'i'));
-        assert_eq!(cat.functions(Some("pg_catalog"), "random")[0].volatility, b'v');
+        assert_eq!(
+            cat.functions(Some("pg_catalog"), "random")[0].volatility,
+            b'v'
+        );
         assert!(cat.functions(Some("public"), "lower").is_empty());
-        assert_eq!(cat.resolve_relation("pg_class", &["public".into()]), "pg_catalog");
+        assert_eq!(
+            cat.resolve_relation("pg_class", &["public".into()]),
+            "pg_catalog"
+        );
         assert_eq!(cat.resolve_relation("orders", &["public".into()]), "public");
         // lo_creat is OID 957 in every PostgreSQL release.
-        assert_eq!(&*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(), "lo_creat");
+        assert_eq!(
+            &*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(),
+            "lo_creat"
+        );
     }
 
     #[test]

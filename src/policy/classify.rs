@@ -185,7 +185,12 @@ pub(crate) fn const_text(node: &Value) -> Option<String> {
 fn simple_value(kind: &str, v: &Value) -> Option<String> {
     match kind {
         "String" => Some(str_field(v, "sval").to_owned()),
-        "Integer" => Some(v.get("ival").and_then(Value::as_i64).unwrap_or(0).to_string()),
+        "Integer" => Some(
+            v.get("ival")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .to_string(),
+        ),
         "Float" => Some(str_field(v, "fval").to_owned()),
         "Boolean" => Some(
             if v.get("boolval").and_then(Value::as_bool).unwrap_or(false) {
@@ -303,7 +308,8 @@ impl Walker<'_> {
                 return;
             }
             "CallStmt" => {
-                self.st.reason(Write, "CALL runs a procedure, which may write and commit");
+                self.st
+                    .reason(Write, "CALL runs a procedure, which may write and commit");
                 Write
             }
             "TruncateStmt" => {
@@ -311,7 +317,8 @@ impl Walker<'_> {
                 Write
             }
             "RefreshMatViewStmt" => {
-                self.st.reason(Write, "REFRESH MATERIALIZED VIEW rewrites its data");
+                self.st
+                    .reason(Write, "REFRESH MATERIALIZED VIEW rewrites its data");
                 Write
             }
             "NotifyStmt" => {
@@ -348,11 +355,13 @@ impl Walker<'_> {
                 Admin
             }
             "ClusterStmt" | "ReindexStmt" | "CheckPointStmt" => {
-                self.st.reason(Admin, format!("{} is maintenance", sql_name(kind)));
+                self.st
+                    .reason(Admin, format!("{} is maintenance", sql_name(kind)));
                 Admin
             }
             "AlterSystemStmt" => {
-                self.st.dangerous(builtins::dangerous_command("alter_system"));
+                self.st
+                    .dangerous(builtins::dangerous_command("alter_system"));
                 self.st.reason(Admin, "ALTER SYSTEM");
                 return;
             }
@@ -367,11 +376,13 @@ impl Walker<'_> {
                 Admin
             }
             k if is_dcl(k) => {
-                self.st.reason(Dcl, format!("{} changes privileges", sql_name(k)));
+                self.st
+                    .reason(Dcl, format!("{} changes privileges", sql_name(k)));
                 Dcl
             }
             k if is_ddl(k) => {
-                self.st.reason(Ddl, format!("{} changes the schema", sql_name(k)));
+                self.st
+                    .reason(Ddl, format!("{} changes the schema", sql_name(k)));
                 Ddl
             }
             other => {
@@ -388,19 +399,24 @@ impl Walker<'_> {
     fn explain(&mut self, n: &Value, plan_only: bool) {
         // ANALYZE runs the statement: `ANALYZE`, `(ANALYZE)`, `(ANALYZE on)`,
         // `(ANALYZE 1)` and `(ANALYZE 'of')` (off) all parse differently.
-        let analyze = def_elems(&n["options"]).into_iter().any(|(name, value, has_arg)| {
-            name == "analyze"
-                && (!has_arg || value.as_deref().and_then(parse_pg_bool).unwrap_or(true))
-        });
+        let analyze = def_elems(&n["options"])
+            .into_iter()
+            .any(|(name, value, has_arg)| {
+                name == "analyze"
+                    && (!has_arg || value.as_deref().and_then(parse_pg_bool).unwrap_or(true))
+            });
         let Some((k, q)) = n.get("query").and_then(variant) else {
             return;
         };
         if analyze && !plan_only {
-            self.st
-                .reason(Class::Read, "EXPLAIN ANALYZE runs the statement it explains");
+            self.st.reason(
+                Class::Read,
+                "EXPLAIN ANALYZE runs the statement it explains",
+            );
             self.top(k, q, false);
         } else {
-            self.st.reason(Class::Read, "EXPLAIN without ANALYZE only plans");
+            self.st
+                .reason(Class::Read, "EXPLAIN without ANALYZE only plans");
             // Planning still folds constant calls of IMMUTABLE functions,
             // so functions stay judged as if they ran.
             self.top(k, q, true);
@@ -425,7 +441,8 @@ impl Walker<'_> {
             self.st.reason(Class::FileOrProgram, d.why);
         }
         if from {
-            self.st.reason(Class::Write, "COPY FROM writes rows into a table");
+            self.st
+                .reason(Class::Write, "COPY FROM writes rows into a table");
         }
         let access = if from { Class::Write } else { Class::Read };
         if let Some(rel) = n.get("relation").filter(|r| !r.is_null()) {
@@ -450,7 +467,8 @@ impl Walker<'_> {
                 } else {
                     Class::Transaction
                 };
-                self.st.reason(class, format!("SET {}", name.to_uppercase()));
+                self.st
+                    .reason(class, format!("SET {}", name.to_uppercase()));
                 for (opt, value, _) in def_elems(&n["args"]) {
                     let target = if session {
                         format!("default_{opt}")
@@ -493,9 +511,10 @@ impl Walker<'_> {
                 Class::Admin,
                 "PREPARE TRANSACTION leaves a two-phase transaction behind",
             ),
-            9 | 10 => self
-                .st
-                .reason(Class::Admin, "COMMIT/ROLLBACK PREPARED finishes a two-phase transaction"),
+            9 | 10 => self.st.reason(
+                Class::Admin,
+                "COMMIT/ROLLBACK PREPARED finishes a two-phase transaction",
+            ),
             _ => self.st.reason(Class::Transaction, "transaction control"),
         }
         for (opt, value, _) in def_elems(&n["options"]) {
@@ -627,10 +646,8 @@ impl Walker<'_> {
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty())
         {
-            self.st.reason(
-                Class::Lock,
-                "SELECT ... FOR UPDATE/SHARE locks rows",
-            );
+            self.st
+                .reason(Class::Lock, "SELECT ... FOR UPDATE/SHARE locks rows");
         }
     }
 
@@ -655,7 +672,7 @@ impl Walker<'_> {
         if self.depth < MAX_DEPTH {
             if let Some(refs) = self.cat.view_functions(schema.as_deref(), &name) {
                 self.depth += 1;
-                for (fs, fname) in refs.to_vec() {
+                for (fs, fname) in refs {
                     self.function(fs.as_deref(), &fname, &[], &format!("view {name}"));
                 }
                 self.depth -= 1;
@@ -690,9 +707,7 @@ impl Walker<'_> {
     }
 
     fn attribute_call(&mut self, name: &str) {
-        if builtins::dangerous_function(name).is_some()
-            || self.cat.has_user_function(name, 1)
-        {
+        if builtins::dangerous_function(name).is_some() || self.cat.has_user_function(name, 1) {
             self.function(None, name, &[], "attribute notation");
         }
     }
@@ -767,7 +782,11 @@ impl Walker<'_> {
                     _ => true,
                 };
                 if writes {
-                    push(self.st, Class::Write, format!("lo_open(){via} opens a large object for writing"));
+                    push(
+                        self.st,
+                        Class::Write,
+                        format!("lo_open(){via} opens a large object for writing"),
+                    );
                 }
             }
         }
@@ -969,7 +988,10 @@ mod tests {
         assert_eq!(classes("SELECT lo_from_bytea(0, 'x')"), "read,write");
         assert_eq!(classes("SELECT lo_open(1, 262144)"), "read");
         assert_eq!(classes("SELECT lo_open(1, 131072)"), "read,write");
-        assert_eq!(classes("SELECT query_to_xml('delete from t', true, true, '')"), "read,write");
+        assert_eq!(
+            classes("SELECT query_to_xml('delete from t', true, true, '')"),
+            "read,write"
+        );
         assert_eq!(classes("SELECT random(), now(), lower('A')"), "read");
         assert_eq!(classes("SELECT pg_switch_wal()"), "read,admin");
         assert_eq!(classes("SELECT no_such_function()"), "read,unknown");
@@ -978,14 +1000,32 @@ mod tests {
     #[test]
     fn explain_analyze_runs_and_plain_explain_plans() {
         assert_eq!(classes("EXPLAIN DELETE FROM t"), "read");
-        for opt in ["ANALYZE", "(ANALYZE)", "(analyze on)", "(ANALYZE true)", "(ANALYZE 1)", "(ANALYZE 'on')", "(ANALYZE 'y')"] {
-            assert_eq!(classes(&format!("EXPLAIN {opt} DELETE FROM t")), "read,write", "{opt}");
+        for opt in [
+            "ANALYZE",
+            "(ANALYZE)",
+            "(analyze on)",
+            "(ANALYZE true)",
+            "(ANALYZE 1)",
+            "(ANALYZE 'on')",
+            "(ANALYZE 'y')",
+        ] {
+            assert_eq!(
+                classes(&format!("EXPLAIN {opt} DELETE FROM t")),
+                "read,write",
+                "{opt}"
+            );
         }
         assert_eq!(classes("EXPLAIN (ANALYZE false) DELETE FROM t"), "read");
         assert_eq!(classes("EXPLAIN (ANALYZE 'of') DELETE FROM t"), "read");
-        assert_eq!(classes("EXPLAIN ANALYZE CREATE TABLE x AS SELECT 1"), "read,ddl");
+        assert_eq!(
+            classes("EXPLAIN ANALYZE CREATE TABLE x AS SELECT 1"),
+            "read,ddl"
+        );
         assert_eq!(classes("EXPLAIN ANALYZE SELECT 1 INTO x"), "read,ddl");
-        assert_eq!(classes("EXPLAIN SELECT pg_read_file('/etc/passwd')"), "read,file_or_program");
+        assert_eq!(
+            classes("EXPLAIN SELECT pg_read_file('/etc/passwd')"),
+            "read,file_or_program"
+        );
     }
 
     #[test]
@@ -996,7 +1036,10 @@ mod tests {
         assert_eq!(st.dangerous[0].name, "pg_read_file");
         let st = one("SELECT \"PG_READ_FILE\"('/etc/passwd')");
         assert!(st.dangerous.is_empty());
-        assert!(st.classes().contains(Class::Unknown), "not a known function");
+        assert!(
+            st.classes().contains(Class::Unknown),
+            "not a known function"
+        );
         let st = one("SELECT pg_catalog.pg_read_file('/etc/passwd')");
         assert_eq!(st.dangerous[0].name, "pg_read_file");
     }
@@ -1008,7 +1051,10 @@ mod tests {
         assert_eq!(classes("COPY t TO '/tmp/x'"), "copy_out,file_or_program");
         let st = one("COPY t FROM PROGRAM 'id'");
         assert_eq!(st.dangerous[0].name, "copy_program");
-        assert_eq!(classes("COPY (DELETE FROM t RETURNING *) TO STDOUT"), "write,copy_out");
+        assert_eq!(
+            classes("COPY (DELETE FROM t RETURNING *) TO STDOUT"),
+            "write,copy_out"
+        );
     }
 
     #[test]

@@ -204,7 +204,10 @@ impl RawRole {
         }
         if let Some(u) = &self.upstream_user {
             if u.is_empty() || u.contains('\0') {
-                return Err((decl_line, "upstream_user must be a PostgreSQL user name".into()));
+                return Err((
+                    decl_line,
+                    "upstream_user must be a PostgreSQL user name".into(),
+                ));
             }
         }
         Ok(Role {
@@ -212,10 +215,24 @@ impl RawRole {
             allow,
             approve,
             tables,
-            functions_allow: self.functions.allow.iter().map(|p| Pattern::new(p)).collect(),
-            functions_deny: self.functions.deny.iter().map(|p| Pattern::new(p)).collect(),
+            functions_allow: self
+                .functions
+                .allow
+                .iter()
+                .map(|p| Pattern::new(p))
+                .collect(),
+            functions_deny: self
+                .functions
+                .deny
+                .iter()
+                .map(|p| Pattern::new(p))
+                .collect(),
             settings: self.settings.iter().map(|p| Pattern::new(p)).collect(),
-            allow_dangerous: self.allow_dangerous.into_iter().map(Spanned::into_inner).collect(),
+            allow_dangerous: self
+                .allow_dangerous
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
             upstream_user: self.upstream_user,
             session,
             source: format!("{file}:{decl_line}"),

@@ -180,8 +180,14 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
                 None | Some(Some(true)) => Ok(()),
                 _ if role.allow.contains(Class::Write) => Ok(()),
                 _ => refuse(
-                    format!("{name} = {} would switch off read-only protection", value.unwrap_or("?")),
-                    format!("role {}: only roles that allow class write may leave read-only mode", role.name),
+                    format!(
+                        "{name} = {} would switch off read-only protection",
+                        value.unwrap_or("?")
+                    ),
+                    format!(
+                        "role {}: only roles that allow class write may leave read-only mode",
+                        role.name
+                    ),
                 ),
             }
         }
@@ -194,7 +200,9 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
         },
         "client_encoding" => match value {
             Some(v) if unsafe_encoding(v) => refuse(
-                format!("client_encoding {v} lets multibyte characters hide quotes from the parser"),
+                format!(
+                    "client_encoding {v} lets multibyte characters hide quotes from the parser"
+                ),
                 "built-in: the SQL lexer's assumptions",
             ),
             _ => Ok(()),
@@ -238,7 +246,10 @@ fn dangerous(role: &Role, what: &str) -> Result<(), Refusal> {
     } else {
         refuse(
             super::builtins::dangerous_command(what).why,
-            format!("built-in dangerous list: {what} (role {} does not list it in allow_dangerous)", role.name),
+            format!(
+                "built-in dangerous list: {what} (role {} does not list it in allow_dangerous)",
+                role.name
+            ),
         )
     }
 }
@@ -265,8 +276,14 @@ mod tests {
         let reader = role(&[Class::Read]);
         let writer = role(&[Class::Read, Class::Write]);
         for v in ["off", "of", "false", "f", "no", "0", "garbage"] {
-            assert!(check(&set("default_transaction_read_only", v), &reader).is_err(), "{v}");
-            assert!(check(&set("transaction_read_only", v), &writer).is_ok(), "{v}");
+            assert!(
+                check(&set("default_transaction_read_only", v), &reader).is_err(),
+                "{v}"
+            );
+            assert!(
+                check(&set("transaction_read_only", v), &writer).is_ok(),
+                "{v}"
+            );
         }
         assert!(check(&set("transaction_read_only", "on"), &reader).is_ok());
         assert!(check(&SettingChange::reset("all"), &reader).is_ok());
@@ -297,7 +314,8 @@ mod tests {
         assert!(check(&set("app.tenant", "7"), &r).is_err());
         assert!(check(&set("search_path", "public"), &r).is_err());
         r.settings.push(crate::policy::role::Pattern::new("app.*"));
-        r.settings.push(crate::policy::role::Pattern::new("search_path"));
+        r.settings
+            .push(crate::policy::role::Pattern::new("search_path"));
         assert!(check(&set("app.tenant", "7"), &r).is_ok());
         assert!(check(&set("search_path", "public"), &r).is_ok());
         assert!(check(&set("search_path", "public, pg_catalog"), &r).is_err());
@@ -340,7 +358,10 @@ pub fn from_startup(params: &[(String, String)]) -> Result<StartupSettings, Stri
                     let w = &words[i];
                     let setting = if w == "-c" {
                         i += 1;
-                        words.get(i).cloned().ok_or("options: -c needs name=value")?
+                        words
+                            .get(i)
+                            .cloned()
+                            .ok_or("options: -c needs name=value")?
                     } else if let Some(rest) = w.strip_prefix("-c") {
                         rest.to_owned()
                     } else if let Some(rest) = w.strip_prefix("--") {
@@ -391,7 +412,9 @@ mod startup_tests {
     use super::*;
 
     fn params(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -399,7 +422,10 @@ mod startup_tests {
         let s = from_startup(&params(&[
             ("user", "u"),
             ("application_name", "x"),
-            ("options", "-c default_transaction_read_only=off --search-path=a\\ b -cpgward.role=dba"),
+            (
+                "options",
+                "-c default_transaction_read_only=off --search-path=a\\ b -cpgward.role=dba",
+            ),
         ]))
         .unwrap();
         assert_eq!(s.role.as_deref(), Some("dba"));
@@ -407,7 +433,10 @@ mod startup_tests {
             s.settings,
             vec![
                 ("application_name".to_string(), "x".to_string()),
-                ("default_transaction_read_only".to_string(), "off".to_string()),
+                (
+                    "default_transaction_read_only".to_string(),
+                    "off".to_string()
+                ),
                 ("search_path".to_string(), "a b".to_string()),
             ]
         );

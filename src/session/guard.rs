@@ -113,7 +113,8 @@ impl Guard {
         for st in statements {
             if st.unknown_function {
                 // A function pgward has not seen may be new: look again soon.
-                self.catalog.refresh(&self.upstream, self.shared.catalogs.min_gap);
+                self.catalog
+                    .refresh(&self.upstream, self.shared.catalogs.min_gap);
             }
             let judged: &Statement = match &st.executes {
                 Some(name) => {
@@ -168,7 +169,8 @@ impl Guard {
         }
         if let (Some(name), Some(first)) = (parse_name, statements.first()) {
             if !name.is_empty() {
-                self.prepared.insert(name.to_owned(), Arc::new(first.clone()));
+                self.prepared
+                    .insert(name.to_owned(), Arc::new(first.clone()));
             }
         }
         None
@@ -224,7 +226,10 @@ mod tests {
             assert_eq!(len + 1, m.len(), "{}", tag as char);
         }
         let q = crate::protocol::messages::parse_query(&stand_in(b'Q')[5..]).unwrap();
-        assert!(pg_query::parse(q, 0).is_err(), "the stand-in must fail to parse");
+        assert!(
+            pg_query::parse(q, 0).is_err(),
+            "the stand-in must fail to parse"
+        );
         let (name, sql) = parse_parse(&stand_in(b'P')[5..]).unwrap();
         assert_eq!(name, "pgward.denied");
         assert!(pg_query::parse(sql, 0).is_err());

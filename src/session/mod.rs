@@ -320,7 +320,8 @@ async fn establish(
         .unwrap_or_else(|| user.to_owned());
     // The role, and the settings the client asks for: judged like SETs,
     // so `options=-c default_transaction_read_only=off` is no way around.
-    let denied = |m: String| PgError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}"));
+    let denied =
+        |m: String| PgError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}"));
     let startup = settings::from_startup(&message.params).map_err(denied)?;
     let role = shared
         .rules()

@@ -322,7 +322,8 @@ impl Relay {
             self.upstream_said_fatal = sev == "FATAL" || sev == "PANIC";
             // In an aborted transaction PostgreSQL answers 25P02 before
             // anything else; so does pgward.
-            if let Some(err) = replacement.filter(|_| code != "25P02" && !self.upstream_said_fatal) {
+            if let Some(err) = replacement.filter(|_| code != "25P02" && !self.upstream_said_fatal)
+            {
                 move_frames(&mut self.uin, at, &mut self.to_client);
                 self.uin.advance(total);
                 err.encode(&mut self.to_client);
