@@ -43,6 +43,27 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:6432")]
         listen: SocketAddr,
     },
+    /// Validate a rules directory: files, identities, roles, references.
+    Check {
+        /// The rules directory.
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
+    /// Show how each statement is classified and what a role may do with it.
+    Explain {
+        /// The role to decide for.
+        #[arg(long)]
+        role: String,
+        /// The rules directory.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// A config file: use the live catalog of its upstream database
+        /// (user functions, views) instead of the built-in snapshot.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The SQL ("-" reads it from stdin).
+        sql: String,
+    },
     /// Print a SCRAM-SHA-256 verifier for a password read from stdin.
     HashPassword {
         #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
@@ -67,6 +88,13 @@ fn main() -> ExitCode {
         } => serve(config, listen, upstream),
         Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(pgward::demo::run(listen))),
         Command::HashPassword { iterations } => hash_password(iterations),
+        Command::Check { dir } => check(dir),
+        Command::Explain {
+            role,
+            rules,
+            config,
+            sql,
+        } => explain(&role, rules, config, sql),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +147,67 @@ fn serve(
         pgward::server::run(listener, shared, pgward::server::termination()).await;
         Ok(())
     })
+}
+
+fn check(dir: PathBuf) -> Result<(), String> {
+    let rules = Rules::load(&dir).map_err(|e| e.to_string())?;
+    let mut roles: Vec<&String> = rules.roles.keys().collect();
+    roles.sort();
+    println!(
+        "{}: OK ({} identities; roles: {})",
+        dir.display(),
+        rules.identities.len(),
+        roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn explain(
+    role: &str,
+    rules_dir: PathBuf,
+    config: Option<PathBuf>,
+    sql: String,
+) -> Result<(), String> {
+    let rules = Rules::load(&rules_dir).map_err(|e| e.to_string())?;
+    let role = rules.roles.get(role).ok_or_else(|| {
+        let mut known: Vec<&str> = rules.roles.keys().map(String::as_str).collect();
+        known.sort();
+        format!(
+            "role {role:?} is not declared in {}; roles: {}",
+            rules_dir.display(),
+            known.join(", ")
+        )
+    })?;
+    let sql = if sql == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("reading SQL from stdin: {e}"))?;
+        text
+    } else {
+        sql
+    };
+    let catalog = match config {
+        None => pgward::policy::Catalog::builtin(),
+        Some(path) => {
+            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let shared = pgward::server::Shared::new(config, Rules::default())?;
+            let database = shared
+                .upstream
+                .pinned_database
+                .clone()
+                .or_else(|| shared.upstream.target.database.clone())
+                .unwrap_or_else(|| shared.upstream.target.user.clone());
+            runtime()?
+                .block_on(pgward::policy::Catalog::load(&shared.upstream, &database))
+                .map_err(|e| format!("loading the catalog of {database}: {e}"))?
+        }
+    };
+    print!("{}", pgward::policy::explain::report(role, &sql, &catalog));
+    Ok(())
 }
 
 fn hash_password(iterations: u32) -> Result<(), String> {

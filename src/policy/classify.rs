@@ -114,7 +114,9 @@ pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
         let ctes = std::mem::take(&mut w.ctes);
         st.relations
             .retain(|r| !(r.schema.is_none() && ctes.contains(&r.name)));
-        if st.reasons.is_empty() {
+        // EXECUTE takes the classes of what was prepared (the session
+        // knows); anything else without a class is unknown.
+        if st.reasons.is_empty() && st.executes.is_none() {
             st.reason(Class::Unknown, format!("{kind} has no class"));
         }
         out.push(st);

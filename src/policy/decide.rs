@@ -154,3 +154,45 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
         None => Verdict::Allow,
     }
 }
+
+/// Decides every statement of one message, in order, the way the session
+/// does: `EXECUTE name` is judged by the statement prepared under `name`,
+/// earlier in the same string or before (`prepared`). Returns one verdict
+/// per statement.
+pub fn decide_all(
+    role: &Role,
+    statements: &[Statement],
+    cat: &Catalog,
+    prepared: &dyn Fn(&str) -> Option<std::sync::Arc<Statement>>,
+) -> Vec<Verdict> {
+    let mut here: Vec<(String, &Statement)> = Vec::new();
+    let mut out = Vec::with_capacity(statements.len());
+    for st in statements {
+        let mut verdict = decide(role, st, cat);
+        if let (Verdict::Allow, Some(name)) = (&verdict, &st.executes) {
+            let inner = here
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| decide(role, s, cat))
+                .or_else(|| prepared(name).map(|s| decide(role, &s, cat)));
+            verdict = inner.unwrap_or_else(|| {
+                Verdict::Deny(Denial::new(
+                    Class::Unknown,
+                    format!("prepared statement \"{name}\" was not prepared through pgward, so what it runs is unknown"),
+                    "built-in: EXECUTE is judged by what was prepared",
+                ))
+            });
+        }
+        if let Some(name) = &st.prepares {
+            here.push((name.clone(), st));
+        }
+        match &st.deallocates {
+            Some(Some(name)) => here.retain(|(n, _)| n != name),
+            Some(None) => here.clear(),
+            None => {}
+        }
+        out.push(verdict);
+    }
+    out
+}

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod class;
 pub mod classify;
 pub mod decide;
+pub mod explain;
 pub mod role;
 pub mod settings;
 

@@ -108,49 +108,20 @@ impl Guard {
                 )
             }
         };
-        // PREPAREs earlier in the same string are visible to its EXECUTEs.
-        let mut prepared_here: Vec<(String, Arc<Statement>)> = Vec::new();
-        for st in statements {
-            if st.unknown_function {
-                // A function pgward has not seen may be new: look again soon.
-                self.catalog
-                    .refresh(&self.upstream, self.shared.catalogs.min_gap);
-            }
-            let judged: &Statement = match &st.executes {
-                Some(name) => {
-                    let found = prepared_here
-                        .iter()
-                        .rev()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, s)| s.clone())
-                        .or_else(|| self.prepared.get(name).cloned());
-                    match found {
-                        Some(p) => {
-                            if let Some(e) = self.verdict(&role, &p, &st.text, &cat) {
-                                return Some(e);
-                            }
-                            st
-                        }
-                        None => {
-                            return Some(PgError::error(
-                                sqlstate::INSUFFICIENT_PRIVILEGE,
-                                format!("pgward: prepared statement \"{name}\" was not prepared through pgward, so it cannot be judged"),
-                            ))
-                        }
-                    }
-                }
-                None => st,
-            };
-            if let Some(e) = self.verdict(&role, judged, &st.text, &cat) {
-                return Some(e);
-            }
-            if let Some(name) = &st.prepares {
-                prepared_here.push((name.clone(), Arc::new(st.clone())));
-            }
-            if let Some(which) = &st.deallocates {
-                match which {
-                    Some(name) => prepared_here.retain(|(n, _)| n != name),
-                    None => prepared_here.clear(),
+        if statements.iter().any(|st| st.unknown_function) {
+            // A function pgward has not seen may be new: look again soon.
+            self.catalog
+                .refresh(&self.upstream, self.shared.catalogs.min_gap);
+        }
+        let prepared = |name: &str| self.prepared.get(name).cloned();
+        let verdicts = policy::decide::decide_all(&role, statements, &cat, &prepared);
+        for (st, verdict) in statements.iter().zip(verdicts) {
+            match verdict {
+                Verdict::Allow => {}
+                Verdict::NeedsApproval(d) => return Some(d.to_error(&role.name, &st.text, true)),
+                Verdict::Deny(d) => {
+                    tracing::info!(identity = %self.identity, role = %role.name, class = %d.class, "denied: {}", d.why);
+                    return Some(d.to_error(&role.name, &st.text, false));
                 }
             }
         }
@@ -174,23 +145,6 @@ impl Guard {
             }
         }
         None
-    }
-
-    fn verdict(
-        &self,
-        role: &Role,
-        st: &Statement,
-        text: &str,
-        cat: &policy::Catalog,
-    ) -> Option<PgError> {
-        match policy::decide(role, st, cat) {
-            Verdict::Allow => None,
-            Verdict::NeedsApproval(d) => Some(d.to_error(&role.name, text, true)),
-            Verdict::Deny(d) => {
-                tracing::info!(identity = %self.identity, role = %role.name, class = %d.class, "denied: {}", d.why);
-                Some(d.to_error(&role.name, text, false))
-            }
-        }
     }
 
     /// A FunctionCall message names its function by OID: judge it as a

@@ -1,0 +1,112 @@
+//! `pgward explain`: the classification of each statement and the
+//! decision for a role, with the rule that made it.
+
+use std::fmt::Write;
+
+use super::catalog::Catalog;
+use super::class::Class;
+use super::decide::{decide_all, Verdict};
+use super::role::Role;
+
+/// One statement's outcome, for tests and the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub text: String,
+    pub classes: String,
+    pub verdict: Verdict,
+}
+
+/// Classifies `sql` and decides it for `role`. A string that does not
+/// parse is one denied outcome carrying the parser's message.
+pub fn outcomes(role: &Role, sql: &str, cat: &Catalog) -> Vec<Outcome> {
+    let analysis = cat.analyze(sql);
+    let statements = match analysis.as_ref() {
+        Ok(s) => s,
+        Err(message) => {
+            return vec![Outcome {
+                text: sql.trim().to_owned(),
+                classes: "unparsable".into(),
+                verdict: Verdict::Deny(super::Denial {
+                    class: Class::Unknown,
+                    why: format!("the parser says: {message}"),
+                    rule: "built-in: what does not parse is denied".into(),
+                }),
+            }]
+        }
+    };
+    let verdicts = decide_all(role, statements, cat, &|_| None);
+    statements
+        .iter()
+        .zip(verdicts)
+        .map(|(st, verdict)| Outcome {
+            text: st.text.clone(),
+            classes: st.classes().to_string(),
+            verdict,
+        })
+        .collect()
+}
+
+/// The human-readable report `pgward explain` prints.
+pub fn report(role: &Role, sql: &str, cat: &Catalog) -> String {
+    let mut out = String::new();
+    let analysis = cat.analyze(sql);
+    let outcomes = outcomes(role, sql, cat);
+    let statements = analysis.as_ref().as_ref().ok();
+    for (i, o) in outcomes.iter().enumerate() {
+        let _ = writeln!(out, "statement {}: {}", i + 1, o.text);
+        if let Some(st) = statements.and_then(|s| s.get(i)) {
+            let _ = writeln!(out, "  parse node: {}", st.kind);
+            let _ = writeln!(out, "  classes:    {}", o.classes);
+            for r in &st.reasons {
+                let _ = writeln!(out, "    {:<15} {}", r.class.name(), r.why);
+            }
+            if !st.relations.is_empty() {
+                let rels: Vec<String> = st
+                    .relations
+                    .iter()
+                    .map(|r| {
+                        let name = match &r.schema {
+                            Some(s) => format!("{s}.{}", r.name),
+                            None => r.name.clone(),
+                        };
+                        format!("{name} ({})", r.access)
+                    })
+                    .collect();
+                let _ = writeln!(out, "  relations:  {}", rels.join(", "));
+            }
+            if !st.functions.is_empty() {
+                let _ = writeln!(out, "  functions:  {}", st.functions.join(", "));
+            }
+            for s in &st.settings {
+                let _ = writeln!(
+                    out,
+                    "  setting:    {} = {}",
+                    s.name,
+                    s.value.as_deref().unwrap_or("DEFAULT")
+                );
+            }
+        } else {
+            let _ = writeln!(out, "  classes:    {}", o.classes);
+        }
+        match &o.verdict {
+            Verdict::Allow => {
+                let _ = writeln!(out, "  decision:   ALLOW for role {}", role.name);
+            }
+            Verdict::NeedsApproval(d) | Verdict::Deny(d) => {
+                let word = if matches!(o.verdict, Verdict::Deny(_)) {
+                    "DENY"
+                } else {
+                    "NEEDS APPROVAL"
+                };
+                let _ = writeln!(
+                    out,
+                    "  decision:   {word} for role {} (class {}: {})",
+                    role.name, d.class, d.why
+                );
+                let _ = writeln!(out, "  rule:       {}", d.rule);
+            }
+        }
+    }
+    let _ = writeln!(out, "catalog: {}", cat.source);
+    out
+}
