@@ -108,6 +108,9 @@ impl FromIterator<Class> for ClassSet {
 
 impl fmt::Display for ClassSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
         let names: Vec<&str> = self.iter().map(Class::name).collect();
         f.write_str(&names.join(","))
     }

@@ -382,9 +382,15 @@ impl Walker<'_> {
                     .reason(Dcl, format!("{} changes privileges", sql_name(k)));
                 Dcl
             }
+            // Plain EXPLAIN of CREATE TABLE AS plans the query only.
+            "CreateTableAsStmt" if plan_only => Read,
             k if is_ddl(k) => {
                 self.st
                     .reason(Ddl, format!("{} changes the schema", sql_name(k)));
+                if k == "AlterTableStmt" && gives_away_ownership(n) {
+                    self.st
+                        .reason(Dcl, "ALTER ... OWNER TO changes who holds the privileges");
+                }
                 Ddl
             }
             other => {
@@ -766,10 +772,12 @@ impl Walker<'_> {
                 push(self.st, class, format!("{name}(){via} {why}"));
                 known = true;
                 if name == "set_config" {
+                    // A name or value that is not a constant cannot be
+                    // judged: set_config(x, current_setting(..), ..).
                     let change = match args {
-                        [Some(setting), value, local] => SettingChange::set(
+                        [Some(setting), Some(value), local] => SettingChange::set(
                             setting.to_ascii_lowercase(),
-                            value.clone(),
+                            Some(value.clone()),
                             local.as_deref().and_then(parse_pg_bool).unwrap_or(false),
                         ),
                         _ => SettingChange::computed(),
@@ -840,6 +848,15 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// Whether an ALTER TABLE has an `OWNER TO` subcommand.
+fn gives_away_ownership(n: &Value) -> bool {
+    n["cmds"].as_array().is_some_and(|cmds| {
+        cmds.iter()
+            .filter_map(variant)
+            .any(|(_, cmd)| cmd.get("newowner").is_some_and(|o| !o.is_null()))
+    })
 }
 
 /// "DeleteStmt" → "DELETE", "CreateTableAsStmt" → "CREATE TABLE AS".
