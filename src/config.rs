@@ -216,6 +216,11 @@ impl Config {
         if let Some(p) = self.upstream.ca_file.as_mut() {
             fix(p)
         }
+        for u in &mut self.upstream.users {
+            if let Some(p) = u.password_file.as_mut() {
+                fix(p)
+            }
+        }
         fix(&mut self.rules.dir);
     }
 
@@ -249,6 +254,13 @@ impl Config {
             return err(
                 "upstream.password_env and upstream.password_file are both set; keep one".into(),
             );
+        }
+        for (i, u) in self.upstream.users.iter().enumerate() {
+            if u.name.is_empty() || u.password_env.is_some() && u.password_file.is_some() {
+                return err(format!(
+                    "upstream.users[{i}]: give a name and at most one of password_env, password_file"
+                ));
+            }
         }
         crate::upstream::UpstreamTarget::from_url(&self.upstream.url)
             .map_err(|m| ConfigError::new(path, format!("upstream.url: {m}")))?;

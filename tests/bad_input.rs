@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use common::*;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,43 +44,6 @@ fn fatal_code(msgs: &[(u8, Vec<u8>)]) -> Option<(String, String)> {
     }
     assert_eq!(sev, "FATAL", "{msg}");
     Some((code, msg))
-}
-
-async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let tag = s.read_u8().await.unwrap();
-    let len = s.read_i32().await.unwrap() as usize;
-    let mut body = vec![0; len - 4];
-    s.read_exact(&mut body).await.unwrap();
-    (tag, body)
-}
-
-/// Signs in over a raw socket with SCRAM and waits for ReadyForQuery.
-async fn login(h: &Harness, (user, password): (&str, &str)) -> TcpStream {
-    let mut s = TcpStream::connect(h.addr).await.unwrap();
-    let mut b = BytesMut::new();
-    frontend::startup_message([("user", user), ("database", "postgres")], &mut b).unwrap();
-    s.write_all(&b).await.unwrap();
-    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-    loop {
-        let (tag, body) = read_msg(&mut s).await;
-        let mut out = BytesMut::new();
-        if tag == b'Z' {
-            return s;
-        }
-        let code = (tag == b'R').then(|| i32::from_be_bytes([body[0], body[1], body[2], body[3]]));
-        match (tag, code.unwrap_or(-1)) {
-            (b'R', 10) => {
-                frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out).unwrap()
-            }
-            (b'R', 11) => {
-                scram.update(&body[4..]).unwrap();
-                frontend::sasl_response(scram.message(), &mut out).unwrap();
-            }
-            (b'R', 12) => scram.finish(&body[4..]).unwrap(),
-            _ => {}
-        }
-        s.write_all(&out).await.unwrap();
-    }
 }
 
 async fn still_serving(h: &Harness) {

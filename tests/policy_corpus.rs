@@ -1,67 +1,11 @@
 //! The policy corpus (tests/corpus/statements.txt) through classification
 //! and decision, as `pgward explain` does, against the built-in catalog.
 
-use std::path::Path;
+mod common;
 
+use common::corpus::{corpus, corpus_rules, ROLES};
 use pgward::policy::explain::outcomes;
-use pgward::policy::{Catalog, Class, ClassSet, Verdict};
-use pgward::rules::Rules;
-
-pub struct Case {
-    pub line: usize,
-    /// Expected verdict letters for reader, writer, dba.
-    pub expect: [char; 3],
-    pub classes: String,
-    pub sql: String,
-    /// Marked `!`: also run end to end.
-    pub e2e: bool,
-}
-
-pub const ROLES: [&str; 3] = ["reader", "writer", "dba"];
-
-pub fn corpus() -> Vec<Case> {
-    let text = include_str!("corpus/statements.txt");
-    let mut cases = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let mut parts = line.splitn(3, " | ");
-        let (Some(verdicts), Some(classes), Some(sql)) = (parts.next(), parts.next(), parts.next())
-        else {
-            panic!("statements.txt:{}: malformed line: {line}", i + 1);
-        };
-        let letters: Vec<char> = verdicts
-            .split(' ')
-            .filter_map(|v| v.chars().next())
-            .collect();
-        assert_eq!(letters.len(), 3, "statements.txt:{}: three verdicts", i + 1);
-        let (e2e, sql) = match sql.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, sql),
-        };
-        cases.push(Case {
-            line: i + 1,
-            expect: [letters[0], letters[1], letters[2]],
-            classes: classes.trim().to_owned(),
-            sql: sql.to_owned(),
-            e2e,
-        });
-    }
-    cases
-}
-
-pub fn corpus_rules() -> Rules {
-    let mut rules = Rules::default();
-    rules
-        .add_file(
-            Path::new("tests/corpus/roles.toml"),
-            include_str!("corpus/roles.toml"),
-        )
-        .expect("corpus roles");
-    rules.validate().expect("corpus roles validate");
-    rules
-}
+use pgward::policy::{Catalog, ClassSet, Verdict};
 
 fn letter(verdicts: &[Verdict]) -> char {
     if verdicts.iter().any(|v| matches!(v, Verdict::Deny(_))) {
@@ -153,5 +97,4 @@ fn every_statement_gets_its_expected_classes_and_verdicts() {
         failures.len(),
         failures.join("\n")
     );
-    let _ = Class::Read;
 }

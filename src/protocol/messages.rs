@@ -104,6 +104,7 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYNTAX_ERROR: &str = "42601";
+    pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 }
 
 /// Writes one message: type byte, length placeholder, body, patched length.

@@ -320,8 +320,18 @@ impl Relay {
                 Default::default()
             };
             self.upstream_said_fatal = sev == "FATAL" || sev == "PANIC";
-            // In an aborted transaction PostgreSQL answers 25P02 before
-            // anything else; so does pgward.
+            // In an aborted block PostgreSQL answers 25P02 to anything but
+            // the end of the block, without looking further; so does pgward.
+            let replacement = replacement.map(|err| {
+                if self.state.tx_status == b'E' {
+                    PgError::error(
+                        sqlstate::IN_FAILED_SQL_TRANSACTION,
+                        "current transaction is aborted, commands ignored until end of transaction block",
+                    )
+                } else {
+                    err
+                }
+            });
             if let Some(err) = replacement.filter(|_| code != "25P02" && !self.upstream_said_fatal)
             {
                 move_frames(&mut self.uin, at, &mut self.to_client);

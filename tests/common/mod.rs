@@ -2,14 +2,21 @@
 //! on a free port, the example identities, and helpers for real clients.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use pgward::config::Config;
 use pgward::localpg::{LocalPg, Options};
 use pgward::server::Shared;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -46,6 +53,8 @@ pub struct Setup {
     pub setup_sql: Vec<String>,
     /// Files (name, contents) written beside pgward.toml.
     pub files: Vec<(String, String)>,
+    /// Rules instead of the example rules.
+    pub rules: Option<pgward::rules::Rules>,
 }
 
 impl Harness {
@@ -85,7 +94,11 @@ impl Harness {
         let path = dir.path().join("pgward.toml");
         std::fs::write(&path, toml).unwrap();
         let config = Config::load(&path).expect("config");
-        let shared = Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
+        let rules = match setup.rules {
+            Some(r) => r,
+            None => pgward::demo::example_rules().unwrap(),
+        };
+        let shared = Shared::new(config, rules).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -108,6 +121,15 @@ impl Harness {
             "host=127.0.0.1 port={} user={user} password={password} dbname=postgres sslmode=disable",
             self.addr.port()
         )
+    }
+
+    /// Whether an error is pgward's denial (42501 from pgward, or a
+    /// statement pgward's parser refused).
+    pub fn is_denial(e: &tokio_postgres::Error) -> bool {
+        e.as_db_error().is_some_and(|d| {
+            (d.code().code() == "42501" && d.message().starts_with("pgward"))
+                || (d.code().code() == "42601" && d.hint().is_some_and(|h| h.contains("pgward")))
+        })
     }
 
     pub async fn connect(&self, who: (&str, &str)) -> tokio_postgres::Client {
@@ -184,5 +206,42 @@ impl Drop for Harness {
         if let Some(h) = self.server.take() {
             h.abort();
         }
+    }
+}
+
+pub async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let tag = s.read_u8().await.unwrap();
+    let len = s.read_i32().await.unwrap() as usize;
+    let mut body = vec![0; len - 4];
+    s.read_exact(&mut body).await.unwrap();
+    (tag, body)
+}
+
+/// Signs in over a raw socket with SCRAM and waits for ReadyForQuery.
+pub async fn login(h: &Harness, (user, password): (&str, &str)) -> TcpStream {
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", user), ("database", "postgres")], &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+    loop {
+        let (tag, body) = read_msg(&mut s).await;
+        let mut out = BytesMut::new();
+        if tag == b'Z' {
+            return s;
+        }
+        let code = (tag == b'R').then(|| i32::from_be_bytes([body[0], body[1], body[2], body[3]]));
+        match (tag, code.unwrap_or(-1)) {
+            (b'R', 10) => {
+                frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out).unwrap()
+            }
+            (b'R', 11) => {
+                scram.update(&body[4..]).unwrap();
+                frontend::sasl_response(scram.message(), &mut out).unwrap();
+            }
+            (b'R', 12) => scram.finish(&body[4..]).unwrap(),
+            _ => {}
+        }
+        s.write_all(&out).await.unwrap();
     }
 }

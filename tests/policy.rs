@@ -1,0 +1,702 @@
+//! The policy engine end to end: real clients through pgward against a real
+//! PostgreSQL, with denials inside transactions, in pipelines and in the
+//! extended protocol, and the catalog-dependent cases only a live database
+//! shows.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::corpus::{corpus, corpus_rules_with_identities};
+use common::*;
+use pgward::auth::scram::Verifier;
+use pgward::rules::Rules;
+use postgres_protocol::message::frontend;
+use tokio::io::AsyncWriteExt;
+use tokio_postgres::SimpleQueryMessage;
+
+const SCHEMA: &str = "
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, ssn text NOT NULL);
+CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers(id), amount numeric(10,2), created_at timestamptz DEFAULT now());
+INSERT INTO customers (name, email, ssn) VALUES ('Ada', 'ada@example.com', '1'), ('Alan', 'alan@example.com', '2');
+INSERT INTO orders (customer_id, amount) VALUES (1, 10), (2, 20);
+CREATE TABLE scratch (a int);
+CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(amount) FROM orders GROUP BY 1;
+CREATE TABLE api_keys (id int, secret text);
+";
+
+const READER: (&str, &str) = ("reader", "reader-password");
+const WRITER: (&str, &str) = ("writer", "writer-password");
+
+async fn corpus_harness() -> Harness {
+    Harness::start_with(Setup {
+        setup_sql: vec![SCHEMA.into()],
+        rules: Some(corpus_rules_with_identities()),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// Everything a denied statement could have changed, read directly.
+async fn fingerprint(h: &Harness) -> Vec<String> {
+    let c = h.direct().await;
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM scratch)::text, (SELECT sum(amount) FROM orders)::text, \
+             (SELECT last_value FROM orders_id_seq)::text, (SELECT count(*) FROM pg_largeobject_metadata)::text, \
+             (SELECT count(*) FROM pg_class)::text, (SELECT count(*) FROM pg_roles)::text, \
+             (SELECT count(*) FROM pg_prepared_xacts)::text, (SELECT count(*) FROM pg_replication_slots)::text, \
+             (SELECT count(*) FROM pg_file_settings)::text, (SELECT count(*) FROM pg_database)::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    (0..10).map(|i| row.get::<_, String>(i)).collect()
+}
+
+async fn outcome(c: &tokio_postgres::Client, sql: &str) -> Result<(), tokio_postgres::Error> {
+    c.simple_query(sql).await.map(|_| ())
+}
+
+/// Every corpus statement marked `!`, as the read-only and the writing
+/// role, through the simple and the extended protocol: pgward denies
+/// exactly what the corpus says, and a denied statement changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_end_to_end() {
+    let h = corpus_harness().await;
+    let cases: Vec<_> = corpus().into_iter().filter(|c| c.e2e).collect();
+    assert!(cases.len() >= 250, "{} end-to-end cases", cases.len());
+    let mut failures = Vec::new();
+    for (role_index, who) in [READER, WRITER].into_iter().enumerate() {
+        let before = fingerprint(&h).await;
+        let mut c = h.connect(who).await;
+        for case in &cases {
+            if c.is_closed() {
+                c = h.connect(who).await;
+            }
+            let expect_denied = case.expect[role_index] != 'A';
+            let simple = outcome(&c, &case.sql).await;
+            let denied = simple.as_ref().err().is_some_and(Harness::is_denial);
+            if denied != expect_denied {
+                failures.push(format!(
+                    "line {} as {}: simple query expected denied={expect_denied}, got {simple:?}",
+                    case.line, who.0
+                ));
+            }
+            let _ = c.simple_query("ROLLBACK").await;
+            if c.is_closed() {
+                c = h.connect(who).await;
+            }
+            // Parse alone (no Execute) must be judged the same way.
+            if !case.sql.contains(';') && !case.sql.trim().is_empty() {
+                let prepared = c.prepare(&case.sql).await;
+                let denied = prepared.as_ref().err().is_some_and(Harness::is_denial);
+                if denied != expect_denied {
+                    failures.push(format!(
+                        "line {} as {}: Parse expected denied={expect_denied}, got {:?}",
+                        case.line,
+                        who.0,
+                        prepared.err()
+                    ));
+                }
+            }
+        }
+        if role_index == 0 {
+            assert_eq!(
+                before,
+                fingerprint(&h).await,
+                "the read-only role changed something"
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_in_a_transaction_aborts_it_like_a_failing_statement() {
+    let h = corpus_harness().await;
+    let before = fingerprint(&h).await;
+    let c = h.connect(READER).await;
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("SELECT 1").await.unwrap();
+    let e = c.batch_execute("DELETE FROM scratch").await.unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+    let db = e.as_db_error().unwrap();
+    assert!(
+        db.message().contains("role \"reader\"") && db.message().contains("class write"),
+        "{}",
+        db.message()
+    );
+    assert!(
+        db.hint().unwrap().contains("tests/corpus/roles.toml"),
+        "{:?}",
+        db.hint()
+    );
+    // Later statements fail until the block ends, exactly as in PostgreSQL.
+    let e = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25P02", "{e:?}");
+    let e = c.batch_execute("DELETE FROM scratch").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25P02", "{e:?}");
+    // COMMIT of an aborted block rolls back.
+    let msgs = c.simple_query("COMMIT").await.unwrap();
+    assert!(matches!(
+        msgs.last(),
+        Some(SimpleQueryMessage::CommandComplete(0))
+    ));
+    assert_eq!(
+        c.query_one("SELECT 3", &[]).await.unwrap().get::<_, i32>(0),
+        3
+    );
+
+    // A savepoint taken before the denial recovers the block.
+    c.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    assert!(Harness::is_denial(
+        &c.batch_execute("INSERT INTO scratch VALUES (1)")
+            .await
+            .unwrap_err()
+    ));
+    c.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT 4", &[]).await.unwrap().get::<_, i32>(0),
+        4
+    );
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(before, fingerprint(&h).await);
+
+    // The writer's own writes in a block die with the denied statement.
+    let w = h.connect(WRITER).await;
+    w.batch_execute("BEGIN; INSERT INTO scratch VALUES (99)")
+        .await
+        .unwrap();
+    let e = w
+        .batch_execute("CREATE TABLE needs_approval (a int)")
+        .await
+        .unwrap_err();
+    assert!(
+        Harness::is_denial(&e) && e.as_db_error().unwrap().message().contains("approval"),
+        "{e:?}"
+    );
+    w.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(before, fingerprint(&h).await, "the block was rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_query_is_all_or_nothing() {
+    let h = corpus_harness().await;
+    let before = fingerprint(&h).await;
+    let w = h.connect(WRITER).await;
+    let e = w
+        .batch_execute("INSERT INTO scratch VALUES (42); CREATE TABLE zz (a int); INSERT INTO scratch VALUES (43)")
+        .await
+        .unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+    let r = h.connect(READER).await;
+    for sql in [
+        "SELECT 1; DELETE FROM scratch",
+        "COMMIT; INSERT INTO scratch VALUES (1)",
+        "SET TRANSACTION READ WRITE; INSERT INTO scratch VALUES (1)",
+        "BEGIN; SET LOCAL transaction_read_only = off; INSERT INTO scratch VALUES (1); COMMIT",
+        "SELECT 1; SELEC 2",
+    ] {
+        let e = r.batch_execute(sql).await.unwrap_err();
+        assert!(Harness::is_denial(&e), "{sql}: {e:?}");
+        r.batch_execute("SELECT 1").await.unwrap();
+    }
+    assert_eq!(before, fingerprint(&h).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_and_extended_protocol_denials() {
+    let h = corpus_harness().await;
+    let c = h.connect(READER).await;
+    // tokio-postgres pipelines these: Parse/Bind/Execute/Sync each.
+    let (a, b, d) = tokio::join!(
+        c.query_one("SELECT 1::int", &[]),
+        c.execute("DELETE FROM scratch", &[]),
+        c.query_one("SELECT 2::int", &[]),
+    );
+    assert_eq!(a.unwrap().get::<_, i32>(0), 1);
+    assert!(Harness::is_denial(&b.unwrap_err()));
+    assert_eq!(d.unwrap().get::<_, i32>(0), 2);
+    // Parse alone is denied; the connection goes on.
+    assert!(Harness::is_denial(
+        &c.prepare("UPDATE orders SET amount = 0").await.unwrap_err()
+    ));
+    let s = c
+        .prepare("SELECT amount FROM orders WHERE id = $1")
+        .await
+        .unwrap();
+    assert_eq!(c.query(&s, &[&1i32]).await.unwrap().len(), 1);
+    // SQL PREPARE/EXECUTE: EXECUTE is judged by what was prepared.
+    c.batch_execute("PREPARE ok AS SELECT 1").await.unwrap();
+    c.batch_execute("EXECUTE ok").await.unwrap();
+    assert!(Harness::is_denial(
+        &c.batch_execute("PREPARE bad AS DELETE FROM scratch")
+            .await
+            .unwrap_err()
+    ));
+    assert!(Harness::is_denial(
+        &c.batch_execute("EXECUTE bad").await.unwrap_err()
+    ));
+}
+
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// Reads messages up to and including the next ReadyForQuery.
+async fn until_ready(s: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), read_msg(s))
+            .await
+            .expect("an answer");
+        let done = m.0 == b'Z';
+        out.push(m);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn error_code(body: &[u8]) -> String {
+    body.split(|b| *b == 0)
+        .find(|f| f.first() == Some(&b'C'))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default()
+}
+
+/// One pipeline, one Sync: the denied Parse in the middle gets the error,
+/// everything after it up to Sync is discarded, as PostgreSQL does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sync_pipeline_discards_after_the_denial() {
+    let h = corpus_harness().await;
+    let mut s = login(&h, READER).await;
+    let mut b = BytesMut::new();
+    for sql in ["SELECT 1", "DELETE FROM scratch", "SELECT 3"] {
+        frontend::parse("", sql, [], &mut b).unwrap();
+        // Bind: unnamed portal and statement, no parameters, text results.
+        b.extend_from_slice(&frame(b'B', &[0; 8]));
+        frontend::execute("", 0, &mut b).unwrap();
+    }
+    frontend::sync(&mut b);
+    s.write_all(&b).await.unwrap();
+    let msgs = until_ready(&mut s).await;
+    let tags: Vec<u8> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"12DCEZ", "{:?}", String::from_utf8_lossy(&tags));
+    assert_eq!(error_code(&msgs[4].1), "42501");
+    assert_eq!(msgs.last().unwrap().1, b"I");
+
+    // In a block the same denial aborts it ('E'), and only ROLLBACK helps.
+    s.write_all(&frame(b'Q', b"BEGIN\0")).await.unwrap();
+    until_ready(&mut s).await;
+    let mut b = BytesMut::new();
+    frontend::parse("", "INSERT INTO scratch VALUES (1)", [], &mut b).unwrap();
+    frontend::sync(&mut b);
+    s.write_all(&b).await.unwrap();
+    let msgs = until_ready(&mut s).await;
+    assert_eq!(error_code(&msgs[0].1), "42501");
+    assert_eq!(msgs.last().unwrap().1, b"E");
+    s.write_all(&frame(b'Q', b"ROLLBACK\0")).await.unwrap();
+    assert_eq!(until_ready(&mut s).await.last().unwrap().1, b"I");
+
+    // A portal pgward never saw bound (a WITH HOLD cursor) cannot be run.
+    s.write_all(&frame(b'Q', b"DECLARE c CURSOR WITH HOLD FOR SELECT 1\0"))
+        .await
+        .unwrap();
+    until_ready(&mut s).await;
+    let mut b = BytesMut::new();
+    frontend::execute("c", 0, &mut b).unwrap();
+    frontend::sync(&mut b);
+    s.write_all(&b).await.unwrap();
+    let msgs = until_ready(&mut s).await;
+    assert_eq!(msgs[0].0, b'E');
+    assert_eq!(error_code(&msgs[0].1), "42501");
+    // A FunctionCall by OID is judged like a call: lo_creat (OID 957) writes.
+    let mut body = 957u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 4, 255, 255, 255, 255, 0, 0]);
+    s.write_all(&frame(b'F', &body)).await.unwrap();
+    let msgs = until_ready(&mut s).await;
+    assert_eq!(error_code(&msgs[0].1), "42501", "{msgs:?}");
+    s.write_all(&frame(b'Q', b"SELECT 5\0")).await.unwrap();
+    let msgs = until_ready(&mut s).await;
+    assert!(msgs.iter().any(|m| m.0 == b'D'));
+}
+
+/// psql and the catalog queries its backslash commands send, as the
+/// example AI agent (read-only, restricted tables).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_as_the_example_agent() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![pgward::demo::SAMPLE_SCHEMA.into()],
+        ..Setup::default()
+    })
+    .await;
+    for cmd in [
+        "\\d",
+        "\\dt",
+        "\\d orders",
+        "\\d+ customers",
+        "\\df",
+        "\\dn",
+        "\\du",
+        "\\l",
+        "\\dv",
+        "\\di",
+    ] {
+        let (ok, out, err) = h.psql(AGENT, &["-c", cmd]).await;
+        assert!(ok, "{cmd}: {err}");
+        assert!(!err.contains("pgward"), "{cmd}: {err} {out}");
+    }
+    let script = h.dir.path().join("agent.sql");
+    std::fs::write(
+        &script,
+        "SELECT count(*) AS n FROM orders;\nDELETE FROM orders;\nSELECT * FROM api_keys;\nSELECT 'still here' AS s;\n",
+    )
+    .unwrap();
+    let (_, out, err) = h
+        .run(
+            "psql",
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-d",
+                &h.conninfo(AGENT),
+                "-f",
+                script.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert!(out.contains("4") && out.contains("still here"), "{out}");
+    assert!(
+        err.contains("pgward: permission denied for role \"agent\": class write"),
+        "{err}"
+    );
+    assert!(err.contains("public.api_keys"), "{err}");
+    let direct = h.direct().await;
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4);
+    // Switching read-only off at startup is judged like SET.
+    let (ok, _, err) = h
+        .run(
+            "psql",
+            &["-X", "-d", &h.conninfo(AGENT), "-c", "select 1"],
+            &[("PGOPTIONS", "-c default_transaction_read_only=off")],
+        )
+        .await;
+    assert!(
+        !ok && err.contains("default_transaction_read_only"),
+        "{err}"
+    );
+    let (ok, _, err) = h
+        .run(
+            "psql",
+            &["-X", "-d", &h.conninfo(AGENT), "-c", "select 1"],
+            &[("PGOPTIONS", "-c pgward.role=dba")],
+        )
+        .await;
+    assert!(!ok && err.contains("does not hold role"), "{err}");
+    let (ok, out, err) = h
+        .run(
+            "psql",
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-d",
+                &h.conninfo(AGENT),
+                "-c",
+                "show default_transaction_read_only",
+            ],
+            &[("PGOPTIONS", "-c statement_timeout=5s")],
+        )
+        .await;
+    assert!(ok && out.trim() == "on", "{out} {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_under_a_read_only_role() {
+    let h = Harness::start().await;
+    let direct = h.pg.conninfo("postgres");
+    let (ok, _, err) = h
+        .run("pgbench", &["-i", "-s", "1", "-q", &direct], &[])
+        .await;
+    assert!(ok, "{err}");
+    let info = h.conninfo(ALICE);
+    let (ok, out, err) = h
+        .run(
+            "pgbench",
+            &["-S", "-n", "-c", "2", "-t", "200", "-M", "prepared", &info],
+            &[],
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("number of failed transactions: 0"), "{out}");
+    let (ok, _, err) = h
+        .run("pgbench", &["-n", "-c", "1", "-t", "5", &info], &[])
+        .await;
+    assert!(!ok && err.contains("pgward: permission denied"), "{err}");
+}
+
+fn one_role_rules(role_toml: &str, identity: &str) -> Rules {
+    let mut rules = Rules::default();
+    let v = Verifier::generate(&format!("{identity}-password"), 4096);
+    let text = format!(
+        "{role_toml}\n[[identity]]\nname = \"{identity}\"\nscram = \"{v}\"\nroles = [\"r\"]\n"
+    );
+    rules.add_file(Path::new("test-rules.toml"), &text).unwrap();
+    rules.validate().unwrap();
+    rules
+}
+
+/// Defence in depth: the role connects upstream as its own PostgreSQL user
+/// with read-only session defaults that RESET and DISCARD cannot undo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_upstream_user_and_session_settings() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE ROLE pgward_ro LOGIN PASSWORD 'ro-secret'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgward_ro".into(),
+        ],
+        files: vec![("ro-password".into(), "ro-secret".into())],
+        upstream: "[[upstream.users]]\nname = \"pgward_ro\"\npassword_file = \"ro-password\"\n".into(),
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"session\", \"transaction\"]\nupstream_user = \"pgward_ro\"\n[role.r.session]\ndefault_transaction_read_only = \"on\"\n",
+            "ro",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(("ro", "ro-password")).await;
+    let user: String = c
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, "pgward_ro");
+    for reset in [
+        "RESET ALL",
+        "DISCARD ALL",
+        "RESET default_transaction_read_only",
+        "SET default_transaction_read_only TO DEFAULT",
+    ] {
+        c.batch_execute(reset).await.unwrap();
+        let ro = c
+            .simple_query("SHOW default_transaction_read_only")
+            .await
+            .unwrap();
+        let value = ro.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        });
+        assert_eq!(value.as_deref(), Some("on"), "after {reset}");
+    }
+    assert_eq!(c.query("SELECT * FROM orders", &[]).await.unwrap().len(), 2);
+}
+
+/// What only the live catalog shows: volatile user functions (also through
+/// attribute notation, views, casts, domains and operators), and a
+/// user function that shadows a built-in's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_catalog_cases() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE TABLE log (at timestamptz DEFAULT now());
+             CREATE FUNCTION touch(customers) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING 1';
+             CREATE FUNCTION writes() RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING 1';
+             CREATE FUNCTION pure(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+             CREATE FUNCTION looks(int) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1';
+             CREATE VIEW busy AS SELECT writes() AS w;
+             CREATE VIEW busier AS SELECT * FROM busy;
+             CREATE VIEW calm AS SELECT pure(id) FROM customers;
+             CREATE FUNCTION check_it(text) RETURNS bool LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING true';
+             CREATE DOMAIN audited_text AS text CHECK (check_it(VALUE));
+             CREATE TYPE ticket AS (n int);
+             CREATE FUNCTION int_to_ticket(int) RETURNS ticket LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING ROW($1)::ticket';
+             CREATE CAST (int AS ticket) WITH FUNCTION int_to_ticket(int);
+             CREATE FUNCTION text_plus(text, text) RETURNS text LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING $1 || $2';
+             CREATE OPERATOR + (leftarg = text, rightarg = text, function = text_plus);
+             CREATE FUNCTION public.lower(int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING 1';"
+                .into(),
+        ],
+        rules: Some(corpus_rules_with_identities()),
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(READER).await;
+    for sql in [
+        "SELECT writes()",
+        "SELECT public.writes()",
+        "SELECT u.touch FROM customers u",
+        "SELECT touch(u) FROM customers u",
+        "SELECT (u).touch FROM customers u",
+        "SELECT * FROM busy",
+        "TABLE busy",
+        "SELECT * FROM busier",
+        "SELECT 'x'::audited_text",
+        "SELECT CAST('x' AS audited_text)",
+        "SELECT 42::ticket",
+        "SELECT 'a'::text + 'b'::text",
+        "SELECT lower(1)",
+        "SELECT lower('X')",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).unwrap_err();
+        assert!(Harness::is_denial(&e), "{sql}: {e:?}");
+    }
+    // Operators are matched by name: with a user `+` in the database, every
+    // `+` is suspect (denied), while other operators stay allowed.
+    assert!(Harness::is_denial(
+        &c.simple_query("SELECT 1 + 2").await.unwrap_err()
+    ));
+    for sql in [
+        "SELECT pure(2)",
+        "SELECT looks(1)",
+        "SELECT * FROM calm",
+        "SELECT 2 * 3",
+        "SELECT 'a' || 'b'",
+    ] {
+        c.simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let direct = h.direct().await;
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "no denied call ran");
+
+    // A function created after the catalog was loaded is unknown at first
+    // (denied), then seen after a refresh.
+    direct
+        .batch_execute("CREATE FUNCTION fresh() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 7'")
+        .await
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..40 {
+        match c.simple_query("SELECT fresh()").await {
+            Ok(_) => {
+                seen = true;
+                break;
+            }
+            Err(e) => assert!(Harness::is_denial(&e), "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(seen, "the catalog refresh never saw fresh()");
+}
+
+/// SIGHUP reloads the rules: sessions stay up and follow the new rules; a
+/// broken rules file is refused and the old rules stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reload() {
+    let h = corpus_harness().await;
+    let dir = h.dir.path().join("reload-rules");
+    std::fs::create_dir(&dir).unwrap();
+    let writer_v = Verifier::generate("writer-password", 4096);
+    let write_rules = |allow: &str| {
+        std::fs::write(
+            dir.join("rules.toml"),
+            format!("[role.writer]\nallow = [{allow}]\n[[identity]]\nname = \"writer\"\nscram = \"{writer_v}\"\nroles = [\"writer\"]\n"),
+        )
+        .unwrap();
+    };
+    write_rules("\"read\", \"write\", \"session\", \"transaction\"");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        h.dir.path().join("serve.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"{}\"\npassword_env = \"PGWARD_TEST_UPSTREAM_PW\"\n[rules]\ndir = \"{}\"\n",
+            h.pg.url("postgres"),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgward"))
+        .args(["serve", "--config"])
+        .arg(h.dir.path().join("serve.toml"))
+        .env("PGWARD_TEST_UPSTREAM_PW", &h.pg.password)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let info =
+        format!("host=127.0.0.1 port={port} user=writer password=writer-password dbname=postgres");
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok((c, conn)) = tokio_postgres::connect(&info, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = client.expect("pgward serve came up");
+    c.batch_execute("INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    // A broken file: refused, old rules stay.
+    std::fs::write(
+        dir.join("rules.toml"),
+        "[role.writer]\nallow = [\"wirte\"]\n",
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.batch_execute("INSERT INTO scratch VALUES (2)")
+        .await
+        .unwrap();
+    // A valid file without write: the same session is now denied.
+    write_rules("\"read\", \"session\", \"transaction\"");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let mut denied = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match c.batch_execute("INSERT INTO scratch VALUES (3)").await {
+            Err(e) if Harness::is_denial(&e) => {
+                denied = true;
+                break;
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(()) => {}
+        }
+    }
+    assert!(denied, "the reload never took effect");
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains("rules reload failed, keeping the old rules") && stderr.contains("wirte"),
+        "{stderr}"
+    );
+}
