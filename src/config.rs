@@ -62,11 +62,11 @@ impl ServerConfig {
     }
     /// Builds the tokio runtime pgward serves on.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
+        let mut b = crate::policy::runtime_builder();
         if self.worker_threads > 0 {
             b.worker_threads(self.worker_threads);
         }
-        b.enable_all().build()
+        b.build()
     }
 
     pub fn shutdown_grace(&self) -> Duration {

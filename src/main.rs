@@ -106,8 +106,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    pgward::policy::runtime_builder()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))
 }

@@ -239,3 +239,22 @@ async fn slow_and_silent_clients_time_out() {
     assert!(idle.is_closed(), "{err}");
     still_serving(&h).await;
 }
+
+/// Statements nested as deep as the parser allows (and deeper): classified
+/// or refused with the parser's error; pgward neither crashes nor hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_statements() {
+    let h = Harness::start().await;
+    let c = h.connect(DANA).await;
+    let concat = format!("SELECT {}", vec!["'a'"; 300].join(" || "));
+    let rows = c.simple_query(&concat).await.unwrap();
+    assert!(rows.len() >= 2, "the long expression ran");
+    let parens = format!("SELECT {}1{}", "(".repeat(2_000), ")".repeat(2_000));
+    c.simple_query(&parens).await.unwrap();
+    for n in [50_000, 500_000] {
+        let deep = format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+        let e = c.simple_query(&deep).await.unwrap_err();
+        assert!(Harness::is_denial(&e), "{n}: {e:?}");
+    }
+    still_serving(&h).await;
+}

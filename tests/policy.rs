@@ -657,6 +657,19 @@ async fn sighup_reload() {
     c.batch_execute("INSERT INTO scratch VALUES (1)")
         .await
         .unwrap();
+    // The binary classifies on its own runtime threads: deep trees too.
+    let concat = format!("SELECT {}", vec!["'a'"; 300].join(" || "));
+    c.simple_query(&concat).await.unwrap();
+    let deep = format!("SELECT {}1{}", "(".repeat(500_000), ")".repeat(500_000));
+    assert!(Harness::is_denial(
+        &c.simple_query(&deep).await.unwrap_err()
+    ));
+    // Statements prepared while writes were allowed.
+    let insert = c.prepare("INSERT INTO scratch VALUES ($1)").await.unwrap();
+    c.execute(&insert, &[&5i32]).await.unwrap();
+    c.batch_execute("PREPARE w AS INSERT INTO scratch VALUES (9)")
+        .await
+        .unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
     // A broken file: refused, old rules stay.
     std::fs::write(
@@ -685,6 +698,28 @@ async fn sighup_reload() {
         }
     }
     assert!(denied, "the reload never took effect");
+    // What was prepared before the reload is judged under the new rules.
+    assert!(Harness::is_denial(
+        &c.execute(&insert, &[&6i32]).await.unwrap_err()
+    ));
+    assert!(Harness::is_denial(
+        &c.batch_execute("EXECUTE w").await.unwrap_err()
+    ));
+    // Re-preparing the name as a read fails upstream (it exists), so the
+    // old write is still what EXECUTE w would run: still denied.
+    let e = c.batch_execute("PREPARE w AS SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "42P05", "{e:?}");
+    assert!(Harness::is_denial(
+        &c.batch_execute("EXECUTE w").await.unwrap_err()
+    ));
+    let n: i64 = h
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM scratch WHERE a IN (6, 9)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
     assert_eq!(
         c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
         1

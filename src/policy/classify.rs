@@ -86,8 +86,39 @@ impl Statement {
 /// error (a string that does not parse runs nothing in PostgreSQL either).
 pub type Analysis = Result<Vec<Statement>, String>;
 
+/// Stack for classification. Parse trees nest as deep as the SQL does
+/// (`a || b || ...`, sub-selects) up to libpg_query's own limits (2 MB of
+/// parser stack, 10,000 protobuf levels), and decoding, walking and dropping
+/// them recurse. pgward's runtime threads get a stack this large; any other
+/// thread classifies on a helper thread that has one.
+pub const CLASSIFY_STACK: usize = 64 << 20;
+
+thread_local! {
+    static BIG_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Declares that the current thread's stack is `CLASSIFY_STACK` bytes.
+pub fn mark_big_stack_thread() {
+    BIG_STACK.with(|b| b.set(true));
+}
+
 /// Parses and classifies `sql`.
 pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
+    if BIG_STACK.with(|b| b.get()) {
+        return classify_here(sql, cat);
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("pgward-classify".into())
+            .stack_size(CLASSIFY_STACK)
+            .spawn_scoped(scope, || classify_here(sql, cat))
+            .map_err(|e| format!("cannot start a classifier thread: {e}"))?
+            .join()
+            .map_err(|_| "the classifier failed".to_string())?
+    })
+}
+
+fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
     let parsed = pg_query::parse(sql, 0).map_err(|e| match e {
         pg_query::Error::Parse(m) => m,
         other => other.to_string(),
@@ -1104,6 +1135,37 @@ mod tests {
         let v = classify("SELECT 1; DELETE FROM t", &Catalog::builtin()).unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].text, "DELETE FROM t");
+    }
+
+    #[test]
+    fn deep_trees_are_classified_or_refused_never_crash() {
+        let cat = Catalog::builtin();
+        // Long operator chains and nested sub-selects nest the tree deeply.
+        let concat = format!("SELECT {}", vec!["'a'"; 1000].join(" || "));
+        assert_eq!(
+            classify(&concat, &cat).unwrap()[0].classes().to_string(),
+            "read"
+        );
+        let nested = format!("SELECT {}1{}", "(SELECT ".repeat(200), ")".repeat(200));
+        assert_eq!(
+            classify(&nested, &cat).unwrap()[0].classes().to_string(),
+            "read"
+        );
+        let hidden = format!(
+            "SELECT {}(WITH d AS (DELETE FROM t RETURNING 1) SELECT * FROM d){}",
+            "(SELECT ".repeat(300),
+            ")".repeat(300)
+        );
+        assert!(classify(&hidden, &cat).unwrap()[0]
+            .classes()
+            .contains(Class::Write));
+        for n in [10_000, 100_000] {
+            let deep = format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+            assert!(
+                classify(&deep, &cat).is_err(),
+                "{n} levels are refused by the parser"
+            );
+        }
     }
 
     #[test]

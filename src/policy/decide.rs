@@ -163,20 +163,31 @@ pub fn decide_all(
     role: &Role,
     statements: &[Statement],
     cat: &Catalog,
-    prepared: &dyn Fn(&str) -> Option<std::sync::Arc<Statement>>,
+    prepared: &dyn Fn(&str) -> Vec<std::sync::Arc<Statement>>,
 ) -> Vec<Verdict> {
     let mut here: Vec<(String, &Statement)> = Vec::new();
     let mut out = Vec::with_capacity(statements.len());
     for st in statements {
         let mut verdict = decide(role, st, cat);
         if let (Verdict::Allow, Some(name)) = (&verdict, &st.executes) {
-            let inner = here
+            // Everything that may be prepared under the name must pass.
+            let mut candidates: Vec<Verdict> = here
                 .iter()
-                .rev()
-                .find(|(n, _)| n == name)
+                .filter(|(n, _)| n == name)
                 .map(|(_, s)| decide(role, s, cat))
-                .or_else(|| prepared(name).map(|s| decide(role, &s, cat)));
-            verdict = inner.unwrap_or_else(|| {
+                .collect();
+            candidates.extend(prepared(name).iter().map(|s| decide(role, s, cat)));
+            let worst = candidates
+                .iter()
+                .find(|v| matches!(v, Verdict::Deny(_)))
+                .or_else(|| {
+                    candidates
+                        .iter()
+                        .find(|v| matches!(v, Verdict::NeedsApproval(_)))
+                })
+                .or(candidates.first())
+                .cloned();
+            verdict = worst.unwrap_or_else(|| {
                 Verdict::Deny(Denial::new(
                     Class::Unknown,
                     format!("prepared statement \"{name}\" was not prepared through pgward, so what it runs is unknown"),

@@ -34,7 +34,7 @@ pub fn outcomes(role: &Role, sql: &str, cat: &Catalog) -> Vec<Outcome> {
             }]
         }
     };
-    let verdicts = decide_all(role, statements, cat, &|_| None);
+    let verdicts = decide_all(role, statements, cat, &|_| Vec::new());
     statements
         .iter()
         .zip(verdicts)

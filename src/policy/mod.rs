@@ -15,3 +15,13 @@ pub use class::{Class, ClassSet};
 pub use classify::{Analysis, Statement};
 pub use decide::{decide, Denial, Verdict};
 pub use role::Role;
+
+/// A multi-threaded tokio runtime whose threads can classify SQL in place
+/// (their stacks are `classify::CLASSIFY_STACK` bytes).
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all()
+        .thread_stack_size(classify::CLASSIFY_STACK)
+        .on_thread_start(classify::mark_big_stack_thread);
+    b
+}

@@ -8,6 +8,7 @@ use super::state::ProtocolState;
 use crate::policy::{self, CatalogSlot, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, Reader};
 use crate::protocol::{sqlstate, PgError};
+use crate::rules::Rules;
 use crate::server::Shared;
 use crate::upstream::Upstream;
 
@@ -20,8 +21,16 @@ pub struct Guard {
     /// Upstream used to refresh the catalog.
     upstream: Upstream,
     /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
-    /// so `EXECUTE name` is judged by what was prepared.
-    prepared: HashMap<String, Arc<Statement>>,
+    /// so `EXECUTE name` and Execute of its portals are judged by it.
+    prepared: HashMap<String, Prepared>,
+}
+
+/// Everything ever prepared under one name in this session (a PREPARE that
+/// fails upstream leaves the old statement in place, so all of them count),
+/// and the rules it was last found allowed under.
+struct Prepared {
+    statements: Vec<Arc<Statement>>,
+    allowed_under: Arc<Rules>,
 }
 
 /// The message pgward sends upstream instead of a denied one: it fails in
@@ -55,13 +64,6 @@ impl Guard {
         }
     }
 
-    fn role(&self) -> Result<Arc<Role>, PgError> {
-        self.shared
-            .rules()
-            .session_role(&self.identity, self.wanted_role.as_deref())
-            .map_err(|m| PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}")))
-    }
-
     /// Judges one client message. `None` lets it through; `Some(error)`
     /// denies it with that error.
     pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
@@ -76,26 +78,88 @@ impl Guard {
             }
             b'E' => {
                 let portal = parse_execute(body)?;
-                if state.knows_portal(portal) {
-                    None
-                } else {
-                    Some(PgError::error(
+                match state.portal_statement(portal) {
+                    Some(statement) => self.judge_execute(statement),
+                    None => Some(PgError::error(
                         sqlstate::INSUFFICIENT_PRIVILEGE,
                         format!("pgward: portal \"{portal}\" was not bound through pgward, so its statement was never judged"),
-                    ))
+                    )),
                 }
+            }
+            b'C' => {
+                // Close of a statement: its name is free again.
+                if let Some((b'S', name)) = crate::protocol::messages::parse_target(body) {
+                    self.prepared.remove(name);
+                }
+                None
             }
             b'F' => self.judge_function_call(body),
             _ => None,
         }
     }
 
+    /// Execute of a portal of `statement`: allowed when the statement was
+    /// allowed under the current rules; after a reload, judged again.
+    fn judge_execute(&mut self, statement: &str) -> Option<PgError> {
+        let rules = self.shared.rules();
+        let Some(entry) = self.prepared.get(statement) else {
+            return Some(denied(format!(
+                "statement \"{statement}\" was not prepared through pgward"
+            )));
+        };
+        if Arc::ptr_eq(&entry.allowed_under, &rules) {
+            return None;
+        }
+        let role = match rules.session_role(&self.identity, self.wanted_role.as_deref()) {
+            Ok(r) => r,
+            Err(m) => return Some(denied(m)),
+        };
+        let cat = self.catalog.get();
+        for st in &entry.statements {
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(&**st), &cat) {
+                return Some(e);
+            }
+        }
+        if let Some(entry) = self.prepared.get_mut(statement) {
+            entry.allowed_under = rules;
+        }
+        None
+    }
+
+    /// The error for the first statement `role` may not run, if any.
+    fn refusal(
+        &self,
+        role: &Role,
+        statements: &[Statement],
+        cat: &policy::Catalog,
+    ) -> Option<PgError> {
+        let prepared = |name: &str| {
+            self.prepared
+                .get(name)
+                .map(|p| p.statements.clone())
+                .unwrap_or_default()
+        };
+        let verdicts = policy::decide::decide_all(role, statements, cat, &prepared);
+        for (st, verdict) in statements.iter().zip(verdicts) {
+            match verdict {
+                Verdict::Allow => {}
+                Verdict::NeedsApproval(d) => return Some(d.to_error(&role.name, &st.text, true)),
+                Verdict::Deny(d) => {
+                    tracing::info!(identity = %self.identity, role = %role.name, class = %d.class, "denied: {}", d.why);
+                    return Some(d.to_error(&role.name, &st.text, false));
+                }
+            }
+        }
+        None
+    }
+
     /// Judges SQL text: every statement must be allowed, or nothing runs.
     /// `parse_name` is the statement name of a Parse message.
     fn judge_sql(&mut self, sql: &str, parse_name: Option<&str>) -> Option<PgError> {
-        let role = match self.role() {
+        let rules = self.shared.rules();
+        let role = match rules.session_role(&self.identity, self.wanted_role.as_deref()) {
             Ok(r) => r,
-            Err(e) => return Some(e),
+            Err(m) => return Some(denied(m)),
         };
         let cat = self.catalog.get();
         let analysis = cat.analyze(sql);
@@ -113,17 +177,8 @@ impl Guard {
             self.catalog
                 .refresh(&self.upstream, self.shared.catalogs.min_gap);
         }
-        let prepared = |name: &str| self.prepared.get(name).cloned();
-        let verdicts = policy::decide::decide_all(&role, statements, &cat, &prepared);
-        for (st, verdict) in statements.iter().zip(verdicts) {
-            match verdict {
-                Verdict::Allow => {}
-                Verdict::NeedsApproval(d) => return Some(d.to_error(&role.name, &st.text, true)),
-                Verdict::Deny(d) => {
-                    tracing::info!(identity = %self.identity, role = %role.name, class = %d.class, "denied: {}", d.why);
-                    return Some(d.to_error(&role.name, &st.text, false));
-                }
-            }
+        if let Some(e) = self.refusal(&role, statements, &cat) {
+            return Some(e);
         }
         // Allowed: remember what was prepared.
         for st in statements {
@@ -135,16 +190,31 @@ impl Guard {
                 None => {}
             }
             if let Some(name) = &st.prepares {
-                self.prepared.insert(name.clone(), Arc::new(st.clone()));
+                self.remember(name, st, &rules, false);
             }
         }
         if let (Some(name), Some(first)) = (parse_name, statements.first()) {
-            if !name.is_empty() {
-                self.prepared
-                    .insert(name.to_owned(), Arc::new(first.clone()));
-            }
+            // The unnamed statement is replaced by every Parse.
+            self.remember(name, first, &rules, name.is_empty());
         }
         None
+    }
+
+    fn remember(&mut self, name: &str, st: &Statement, rules: &Arc<Rules>, replace: bool) {
+        let entry = self
+            .prepared
+            .entry(name.to_owned())
+            .or_insert_with(|| Prepared {
+                statements: Vec::new(),
+                allowed_under: rules.clone(),
+            });
+        if replace {
+            entry.statements.clear();
+        }
+        if !entry.statements.iter().any(|s| s.text == st.text) {
+            entry.statements.push(Arc::new(st.clone()));
+        }
+        entry.allowed_under = rules.clone();
     }
 
     /// A FunctionCall message names its function by OID: judge it as a
@@ -166,6 +236,10 @@ impl Guard {
         drop(cat);
         self.judge_sql(&sql, None)
     }
+}
+
+fn denied(m: String) -> PgError {
+    PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}"))
 }
 
 #[cfg(test)]

@@ -122,13 +122,20 @@ impl ProtocolState {
         }
     }
 
-    /// A portal the client bound (or is binding) through this connection.
-    pub fn knows_portal(&self, name: &str) -> bool {
-        self.portals.contains_key(name)
-            || self
-                .owed
-                .iter()
-                .any(|o| matches!(o, Owed::Bind { portal, .. } if portal == name))
+    /// The statement a portal the client bound (or is binding) through
+    /// this connection runs; None for a portal pgward never saw bound.
+    pub fn portal_statement(&self, portal: &str) -> Option<&str> {
+        self.owed
+            .iter()
+            .rev()
+            .find_map(|o| match o {
+                Owed::Bind {
+                    portal: p,
+                    statement,
+                } if p == portal => Some(statement.as_str()),
+                _ => None,
+            })
+            .or_else(|| self.portals.get(portal).map(String::as_str))
     }
 
     /// Records a client message about to go upstream.
