@@ -1,5 +1,9 @@
 # pgward: build with the Rust toolchain, run on a slim Debian.
 FROM rust:1.88-bookworm AS build
+# pg_query builds PostgreSQL's parser and generates bindings with bindgen.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src

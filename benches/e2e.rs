@@ -17,7 +17,20 @@ use pgward::localpg::{find_program, non_root_user, LocalPg};
 struct Row {
     mode: &'static str,
     clients: u32,
-    results: Vec<(String, f64, f64)>,
+    /// (target, TPS, latency ms, CPU µs per transaction of the proxy)
+    results: Vec<(String, f64, f64, Option<f64>)>,
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
 }
 
 fn free_port() -> u16 {
@@ -35,7 +48,7 @@ fn pgbench(
     mode: &str,
     clients: u32,
     secs: u64,
-) -> (f64, f64) {
+) -> (f64, f64, f64) {
     let out = Command::new(bin)
         .args(["-n", "-S", "-M", mode, "-T"])
         .arg(secs.to_string())
@@ -59,7 +72,11 @@ fn pgbench(
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{text}"))
     };
-    (field("tps = "), field("latency average = "))
+    (
+        field("tps = "),
+        field("latency average = "),
+        field("number of transactions actually processed: "),
+    )
 }
 
 fn start_pgbouncer(
@@ -123,7 +140,14 @@ fn main() {
     let secs: u64 = std::env::var("PGWARD_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(5);
+    // Each cell runs every target this many times, in rotating order, and
+    // reports the median: a shared 2-core machine drifts within a run.
+    let rounds: usize = std::env::var("PGWARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let pgbench_bin =
         find_program("pgbench").expect("pgbench not found: install PostgreSQL's client tools");
     let pg = LocalPg::start().expect("start PostgreSQL");
@@ -144,10 +168,14 @@ fn main() {
     )
     .unwrap();
 
-    // pgward in this process, on its own runtime.
+    // Two pgward instances in this process, on one runtime: one relaying
+    // only (the policy switched off: the baseline), one enforcing the
+    // example read-only role "analyst" (alice).
     let (user, password) = ("bob", "bob-demo-password");
+    let (ro_user, ro_password) = ("alice", "alice-demo-password");
     std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
     let pgward_port = free_port();
+    let policy_port = free_port();
     std::fs::write(
         dir.path().join("pgward.toml"),
         format!(
@@ -164,16 +192,22 @@ fn main() {
         config.server.worker_threads = n;
     }
     let rt = config.server.runtime().unwrap();
-    let shared =
-        pgward::server::Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", pgward_port)))
-        .unwrap();
-    rt.spawn(pgward::server::run(
-        listener,
-        shared,
-        std::future::pending(),
-    ));
+    for (port, enforce) in [(pgward_port, false), (policy_port, true)] {
+        let shared =
+            pgward::server::Shared::new(config.clone(), pgward::demo::example_rules().unwrap())
+                .unwrap();
+        if !enforce {
+            shared.disable_policy_for_benchmarks();
+        }
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .unwrap();
+        rt.spawn(pgward::server::run(
+            listener,
+            shared,
+            std::future::pending(),
+        ));
+    }
 
     let bouncer = start_pgbouncer(&pg, dir.path(), user, password);
     if bouncer.is_none() {
@@ -183,25 +217,72 @@ fn main() {
     let conn = |port: u16, u: &str| {
         format!("host=127.0.0.1 port={port} user={u} dbname=postgres sslmode=disable")
     };
-    let mut targets: Vec<(String, String, String)> = vec![(
+    // (name, conninfo, password, pid whose CPU time is the proxy's)
+    let me = std::process::id();
+    let mut targets: Vec<(String, String, String, Option<u32>)> = vec![(
         "direct".into(),
         conn(pg.port, &pg.superuser),
         pg.password.clone(),
+        None,
     )];
-    if let Some((_, port)) = &bouncer {
-        targets.push(("pgbouncer".into(), conn(*port, user), password.into()));
+    if let Some((child, port)) = &bouncer {
+        targets.push((
+            "pgbouncer".into(),
+            conn(*port, user),
+            password.into(),
+            Some(child.id()),
+        ));
     }
-    targets.push(("pgward".into(), conn(pgward_port, user), password.into()));
+    targets.push((
+        "pgward".into(),
+        conn(pgward_port, user),
+        password.into(),
+        Some(me),
+    ));
+    targets.push((
+        "pgward+policy".into(),
+        conn(policy_port, ro_user),
+        ro_password.into(),
+        Some(me),
+    ));
 
     let mut rows = Vec::new();
     for mode in ["simple", "prepared"] {
         for clients in [1u32, 8] {
-            let mut results = Vec::new();
-            for (name, c, pw) in &targets {
-                let (tps, lat) = pgbench(&pgbench_bin, c, pw, mode, clients, secs);
-                eprintln!("{mode:>8} c={clients} {name:>10}: {tps:>10.0} tps {lat:>7.3} ms");
-                results.push((name.clone(), tps, lat));
+            let mut runs: Vec<Vec<(f64, f64, Option<f64>)>> = vec![Vec::new(); targets.len()];
+            for round in 0..rounds {
+                for k in 0..targets.len() {
+                    let t = (k + round) % targets.len();
+                    let (name, c, pw, pid) = &targets[t];
+                    let before = pid.and_then(cpu_secs);
+                    let (tps, lat, txs) = pgbench(&pgbench_bin, c, pw, mode, clients, secs);
+                    let cpu = before
+                        .zip(pid.and_then(cpu_secs))
+                        .map(|(b, a)| (a - b) * 1e6 / txs);
+                    eprintln!(
+                        "{mode:>8} c={clients} round {round} {name:>14}: {tps:>10.0} tps {lat:>7.3} ms {:>6.1} µs CPU/tx",
+                        cpu.unwrap_or(f64::NAN)
+                    );
+                    runs[t].push((tps, lat, cpu));
+                }
             }
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(|a, b| a.total_cmp(b));
+                v[v.len() / 2]
+            };
+            let results = targets
+                .iter()
+                .zip(runs)
+                .map(|((name, _, _, _), r)| {
+                    let cpu: Vec<f64> = r.iter().filter_map(|x| x.2).collect();
+                    (
+                        name.clone(),
+                        median(r.iter().map(|x| x.0).collect()),
+                        median(r.iter().map(|x| x.1).collect()),
+                        (!cpu.is_empty()).then(|| median(cpu)),
+                    )
+                })
+                .collect();
             rows.push(Row {
                 mode,
                 clients,
@@ -210,15 +291,17 @@ fn main() {
         }
     }
 
-    println!("\npgbench -S, scale 10, {secs} s per cell, connections excluded (tps without initial connection time)\n");
-    let names: Vec<&str> = targets.iter().map(|t| t.0.as_str()).collect();
+    println!("\npgbench -S, scale 10, median of {rounds} runs of {secs} s per target and cell (targets in rotating order), connections excluded\n");
     let mut header = String::from("| mode | clients |");
-    for n in &names {
+    for (n, _, _, pid) in &targets {
         header.push_str(&format!(" {n} TPS | {n} ms |"));
+        if pid.is_some() {
+            header.push_str(&format!(" {n} CPU µs/tx |"));
+        }
     }
-    header.push_str(" pgward/direct |");
+    header.push_str(" pgward/direct | policy/pgward |");
     if bouncer.is_some() {
-        header.push_str(" pgward/PgBouncer |");
+        header.push_str(" pgward/PgBouncer | policy/PgBouncer |");
     }
     println!("{header}");
     println!("|{}", "---|".repeat(header.matches('|').count() - 1));
@@ -233,10 +316,21 @@ fn main() {
         let mut line = format!("| {} | {} |", row.mode, row.clients);
         for r in &row.results {
             line.push_str(&format!(" {:.0} | {:.3} |", r.1, r.2));
+            if let Some(cpu) = r.3 {
+                line.push_str(&format!(" {cpu:.1} |"));
+            }
         }
-        line.push_str(&format!(" {:.2} |", tps("pgward") / tps("direct")));
+        line.push_str(&format!(
+            " {:.2} | {:.2} |",
+            tps("pgward") / tps("direct"),
+            tps("pgward+policy") / tps("pgward")
+        ));
         if bouncer.is_some() {
-            line.push_str(&format!(" {:.2} |", tps("pgward") / tps("pgbouncer")));
+            line.push_str(&format!(
+                " {:.2} | {:.2} |",
+                tps("pgward") / tps("pgbouncer"),
+                tps("pgward+policy") / tps("pgbouncer")
+            ));
         }
         println!("{line}");
     }

@@ -36,6 +36,9 @@ pub struct Shared {
     /// Connections as a role's own upstream user, by user name.
     pub upstream_users: std::collections::HashMap<String, Upstream>,
     pub catalogs: CatalogStore,
+    /// Only the end-to-end benchmark turns this off, to measure the relay
+    /// alone; no configuration key reaches it.
+    enforce_policy: std::sync::atomic::AtomicBool,
     pub cancels: Arc<CancelRegistry>,
     /// Salts the mock SCRAM verifiers of unknown users.
     pub instance_secret: [u8; 32],
@@ -85,6 +88,7 @@ impl Shared {
             upstream,
             upstream_users,
             catalogs,
+            enforce_policy: std::sync::atomic::AtomicBool::new(true),
             cancels: Arc::new(CancelRegistry::default()),
             instance_secret,
             phase,
@@ -103,6 +107,18 @@ impl Shared {
                 .unwrap_or_else(|| self.upstream.as_user(user, None)),
             None => self.upstream.clone(),
         }
+    }
+
+    /// Relays without judging anything. For the benchmark's baseline only.
+    #[doc(hidden)]
+    pub fn disable_policy_for_benchmarks(&self) {
+        self.enforce_policy
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn enforces_policy(&self) -> bool {
+        self.enforce_policy
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn rules(&self) -> Arc<Rules> {

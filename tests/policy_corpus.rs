@@ -98,3 +98,63 @@ fn every_statement_gets_its_expected_classes_and_verdicts() {
         failures.join("\n")
     );
 }
+
+/// Changes every literal PostgreSQL's own lexer finds: numbers become 7,
+/// strings 'zz'.
+fn with_other_literals(sql: &str) -> Option<String> {
+    use pg_query::protobuf::Token;
+    let scan = pg_query::scan(sql).ok()?;
+    let mut out = String::new();
+    let mut at = 0;
+    for t in &scan.tokens {
+        let (start, end) = (t.start as usize, t.end as usize);
+        let replacement = match Token::try_from(t.token) {
+            Ok(Token::Iconst) | Ok(Token::Fconst) => "7",
+            Ok(Token::Sconst) => "'zz'",
+            _ => continue,
+        };
+        out.push_str(&sql[at..start]);
+        out.push_str(replacement);
+        at = end;
+    }
+    out.push_str(&sql[at..]);
+    Some(out)
+}
+
+/// Statements that share a shape (literals blanked by pgward's scanner)
+/// share a classification: pgward's scanner finds the literals exactly
+/// where PostgreSQL's lexer does, across the whole corpus.
+#[test]
+fn shape_sharing_is_sound_over_the_corpus() {
+    let cat = Catalog::builtin();
+    let mut shaped = 0;
+    for case in corpus() {
+        let Some(shape) = pgward::policy::shape::shape(&case.sql) else {
+            continue;
+        };
+        let Some(variant) = with_other_literals(&case.sql) else {
+            continue;
+        };
+        assert_eq!(
+            pgward::policy::shape::shape(&variant).as_deref(),
+            Some(shape.as_str()),
+            "line {}: {} vs {variant}",
+            case.line,
+            case.sql
+        );
+        let a = pgward::policy::classify::classify(&case.sql, &cat);
+        let b = pgward::policy::classify::classify(&variant, &cat);
+        if let (Ok(a), Ok(b)) = (&a, &b) {
+            for (x, y) in a.iter().zip(b) {
+                if !x.literal_sensitive {
+                    assert_eq!(x.classes(), y.classes(), "line {}", case.line);
+                    assert_eq!(x.functions, y.functions, "line {}", case.line);
+                    assert_eq!(x.relations, y.relations, "line {}", case.line);
+                    assert_eq!(x.dangerous.len(), y.dangerous.len(), "line {}", case.line);
+                }
+            }
+            shaped += 1;
+        }
+    }
+    assert!(shaped >= 100, "{shaped} corpus statements have a shape");
+}

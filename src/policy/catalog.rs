@@ -25,8 +25,8 @@ use crate::upstream::{Upstream, UpstreamError};
 const SNAPSHOT: &str = include_str!("pg15_catalog.tsv");
 
 /// Statements longer than this are classified every time, not cached.
-const MAX_CACHED_TEXT: usize = 8 * 1024;
-const CACHE_ENTRIES: usize = 10_000;
+const MAX_CACHED_TEXT: usize = 4 * 1024;
+const CACHE_ENTRIES: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct FuncInfo {
@@ -58,7 +58,16 @@ pub struct Catalog {
     operators: HashMap<String, Vec<FuncRef>>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
-    cache: Mutex<LruCache<Box<str>, Arc<Analysis>>>,
+    /// Classifications by exact text.
+    cache: Cache,
+    /// Classifications by shape (literals blanked).
+    shapes: Cache,
+}
+
+type Cache = Mutex<LruCache<Box<str>, Arc<Analysis>>>;
+
+fn lock(cache: &Cache) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Arc<Analysis>>> {
+    cache.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for Catalog {
@@ -70,7 +79,7 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
-fn new_cache() -> Mutex<LruCache<Box<str>, Arc<Analysis>>> {
+fn new_cache() -> Cache {
     Mutex::new(LruCache::new(
         NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
     ))
@@ -88,6 +97,7 @@ impl Catalog {
             operators: HashMap::new(),
             source,
             cache: new_cache(),
+            shapes: new_cache(),
         }
     }
 
@@ -213,22 +223,37 @@ impl Catalog {
             .unwrap_or_else(|| "public".into())
     }
 
-    /// Classifies `sql`, from the cache when it was seen before. The key is
-    /// the whole text, literals included, so a verdict that depends on a
-    /// literal (`SET x = 'of'`) is never reused for another.
+    /// Classifies `sql`, from a cache when it was seen before: by its exact
+    /// text, or by its shape (literal values blanked out, see `shape.rs`)
+    /// for a single statement whose classification read no literal value.
+    /// So `WHERE id = 7` and `WHERE id = 8` share one classification, while
+    /// `SET x = 'on'` and `SET x = 'of'` never do. Statement texts in a
+    /// shared analysis are those of the first text seen.
     pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
-        if let Some(hit) = self.lock_cache().get(sql) {
+        if let Some(hit) = lock(&self.cache).get(sql) {
             return hit.clone();
         }
-        let analysis = Arc::new(classify::classify(sql, self));
-        if sql.len() <= MAX_CACHED_TEXT {
-            self.lock_cache().put(sql.into(), analysis.clone());
+        let key = if sql.len() <= MAX_CACHED_TEXT {
+            super::shape::shape(sql)
+        } else {
+            None
+        };
+        if let Some(key) = &key {
+            if let Some(hit) = lock(&self.shapes).get(key.as_str()) {
+                return hit.clone();
+            }
         }
+        let analysis = Arc::new(classify::classify(sql, self));
+        if sql.len() > MAX_CACHED_TEXT {
+            return analysis;
+        }
+        let shareable =
+            matches!(analysis.as_ref(), Ok(s) if s.len() == 1 && !s[0].literal_sensitive);
+        if let Some(key) = key.filter(|_| shareable) {
+            lock(&self.shapes).put(key.into(), analysis.clone());
+        }
+        lock(&self.cache).put(sql.into(), analysis.clone());
         analysis
-    }
-
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Arc<Analysis>>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Loads the catalog of `database` over a fresh upstream connection.
@@ -562,5 +587,30 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &c));
         let value = |x: &Analysis| x.as_ref().unwrap()[0].settings[0].value.clone();
         assert_eq!(value(&c).as_deref(), Some("of"));
+        // Other literals share a shape: one classification for both.
+        let d = cat.analyze("SELECT * FROM t WHERE id = 7");
+        let e = cat.analyze("SELECT * FROM t WHERE id = 8");
+        assert!(Arc::ptr_eq(&d, &e));
+        // ... but not when the classification read a literal.
+        let f = cat.analyze("SELECT set_config('application_name', 'x', false)");
+        let g = cat.analyze("SELECT set_config('transaction_read_only', 'off', false)");
+        assert!(!Arc::ptr_eq(&f, &g));
+        assert_eq!(
+            g.as_ref().as_ref().unwrap()[0].settings[0].name,
+            "transaction_read_only"
+        );
+        let h = cat.analyze("EXPLAIN (ANALYZE 'off') DELETE FROM t");
+        let i = cat.analyze("EXPLAIN (ANALYZE 'on') DELETE FROM t");
+        assert!(!Arc::ptr_eq(&h, &i));
+        let write = |x: &Analysis| {
+            x.as_ref().unwrap()[0]
+                .classes()
+                .contains(crate::policy::Class::Write)
+        };
+        assert!(!write(&h) && write(&i));
+        // Multi-statement strings are cached by exact text only.
+        let j = cat.analyze("SELECT 1; SELECT 2");
+        let k = cat.analyze("SELECT 3; SELECT 4");
+        assert!(!Arc::ptr_eq(&j, &k));
     }
 }

@@ -53,6 +53,9 @@ pub struct Statement {
     pub deallocates: Option<Option<String>>,
     /// A function was not in the catalog (it may be new: refresh).
     pub unknown_function: bool,
+    /// The classification read a literal's value (SET, set_config, EXPLAIN
+    /// option values, lo_open modes): it may not be shared by shape.
+    pub literal_sensitive: bool,
 }
 
 impl Statement {
@@ -438,12 +441,14 @@ impl Walker<'_> {
     fn explain(&mut self, n: &Value, plan_only: bool) {
         // ANALYZE runs the statement: `ANALYZE`, `(ANALYZE)`, `(ANALYZE on)`,
         // `(ANALYZE 1)` and `(ANALYZE 'of')` (off) all parse differently.
-        let analyze = def_elems(&n["options"])
-            .into_iter()
-            .any(|(name, value, has_arg)| {
-                name == "analyze"
-                    && (!has_arg || value.as_deref().and_then(parse_pg_bool).unwrap_or(true))
-            });
+        let options = def_elems(&n["options"]);
+        if options.iter().any(|(_, _, has_arg)| *has_arg) {
+            self.st.literal_sensitive = true;
+        }
+        let analyze = options.into_iter().any(|(name, value, has_arg)| {
+            name == "analyze"
+                && (!has_arg || value.as_deref().and_then(parse_pg_bool).unwrap_or(true))
+        });
         let Some((k, q)) = n.get("query").and_then(variant) else {
             return;
         };
@@ -494,6 +499,7 @@ impl Walker<'_> {
     }
 
     fn set(&mut self, n: &Value) {
+        self.st.literal_sensitive = true;
         let kind = n["kind"].as_i64().unwrap_or(0);
         let name = str_field(n, "name").to_ascii_lowercase();
         let local = n["is_local"].as_bool().unwrap_or(false);
@@ -803,6 +809,7 @@ impl Walker<'_> {
                 push(self.st, class, format!("{name}(){via} {why}"));
                 known = true;
                 if name == "set_config" {
+                    self.st.literal_sensitive = true;
                     // A name or value that is not a constant cannot be
                     // judged: set_config(x, current_setting(..), ..).
                     let change = match args {
@@ -817,6 +824,7 @@ impl Walker<'_> {
                 }
             }
             if name == "lo_open" {
+                self.st.literal_sensitive = true;
                 // INV_WRITE is 0x20000; a mode pgward cannot read is a write.
                 let writes = match args.get(1) {
                     Some(Some(mode)) => mode.parse::<i64>().map_or(true, |m| m & 0x20000 != 0),

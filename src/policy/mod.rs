@@ -9,6 +9,7 @@ pub mod decide;
 pub mod explain;
 pub mod role;
 pub mod settings;
+pub mod shape;
 
 pub use catalog::{Catalog, CatalogSlot, CatalogStore};
 pub use class::{Class, ClassSet};

@@ -116,7 +116,7 @@ impl Guard {
         };
         let cat = self.catalog.get();
         for st in &entry.statements {
-            if let Some(e) = self.refusal(&role, std::slice::from_ref(&**st), &cat) {
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(&**st), None, &cat) {
                 return Some(e);
             }
         }
@@ -131,6 +131,7 @@ impl Guard {
         &self,
         role: &Role,
         statements: &[Statement],
+        sql: Option<&str>,
         cat: &policy::Catalog,
     ) -> Option<PgError> {
         let prepared = |name: &str| {
@@ -141,12 +142,18 @@ impl Guard {
         };
         let verdicts = policy::decide::decide_all(role, statements, cat, &prepared);
         for (st, verdict) in statements.iter().zip(verdicts) {
+            // A single statement may come from the shape cache, with
+            // another text's literals: show the text the client sent.
+            let text = match (sql, statements.len()) {
+                (Some(sql), 1) => sql.trim(),
+                _ => st.text.as_str(),
+            };
             match verdict {
                 Verdict::Allow => {}
-                Verdict::NeedsApproval(d) => return Some(d.to_error(&role.name, &st.text, true)),
+                Verdict::NeedsApproval(d) => return Some(d.to_error(&role.name, text, true)),
                 Verdict::Deny(d) => {
                     tracing::info!(identity = %self.identity, role = %role.name, class = %d.class, "denied: {}", d.why);
-                    return Some(d.to_error(&role.name, &st.text, false));
+                    return Some(d.to_error(&role.name, text, false));
                 }
             }
         }
@@ -177,7 +184,7 @@ impl Guard {
             self.catalog
                 .refresh(&self.upstream, self.shared.catalogs.min_gap);
         }
-        if let Some(e) = self.refusal(&role, statements, &cat) {
+        if let Some(e) = self.refusal(&role, statements, Some(sql), &cat) {
             return Some(e);
         }
         // Allowed: remember what was prepared.

@@ -92,7 +92,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     } = established;
     tracing::info!(%peer, identity = %identity.name, %role, "session started");
     let relay = relay::Relay::new(
-        guard,
+        shared.enforces_policy().then_some(guard),
         conn.stream,
         conn.rbuf,
         upstream.conn.stream,

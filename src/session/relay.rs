@@ -48,7 +48,8 @@ pub struct Relay {
     /// The server's last message was a FATAL/PANIC error.
     upstream_said_fatal: bool,
     pub state: ProtocolState,
-    guard: Guard,
+    /// None only in the benchmark's no-policy baseline.
+    guard: Option<Guard>,
 }
 
 enum Event {
@@ -62,7 +63,7 @@ impl Relay {
     /// `client_pending` and `upstream_pending` are bytes each side sent
     /// beyond the startup phase (a pipelined first query, say).
     pub fn new(
-        guard: Guard,
+        guard: Option<Guard>,
         client: Stream,
         client_pending: BytesMut,
         upstream: Stream,
@@ -257,10 +258,11 @@ impl Relay {
                 return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
             }
             let body = &self.cin[at + 5..at + total];
-            let denial = if matches!(tag, b'Q' | b'P' | b'E' | b'F') {
-                self.guard.check(tag, body, &self.state)
-            } else {
-                None
+            let denial = match &mut self.guard {
+                Some(g) if matches!(tag, b'Q' | b'P' | b'E' | b'F' | b'C') => {
+                    g.check(tag, body, &self.state)
+                }
+                _ => None,
             };
             if self.state.on_frontend(tag, body).is_err() {
                 return Err(End::Closed(PgError::fatal(
