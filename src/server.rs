@@ -31,6 +31,8 @@ pub enum Phase {
 pub struct Shared {
     pub config: Config,
     rules: RwLock<Arc<Rules>>,
+    /// Bumped after every rules swap, so sessions notice without locking.
+    rules_generation: std::sync::atomic::AtomicU64,
     pub tls: Option<ServerTls>,
     pub upstream: Upstream,
     /// Connections as a role's own upstream user, by user name.
@@ -84,6 +86,7 @@ impl Shared {
         Ok(Arc::new(Shared {
             config,
             rules: RwLock::new(Arc::new(rules)),
+            rules_generation: std::sync::atomic::AtomicU64::new(0),
             tls,
             upstream,
             upstream_users,
@@ -125,9 +128,16 @@ impl Shared {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Swaps in new rules; sessions pick them up on their next lookup.
+    /// Swaps in new rules; sessions pick them up at their next statement.
     pub fn set_rules(&self, rules: Rules) {
         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        self.rules_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    pub fn rules_generation(&self) -> u64 {
+        self.rules_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

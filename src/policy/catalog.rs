@@ -25,7 +25,7 @@ use crate::upstream::{Upstream, UpstreamError};
 const SNAPSHOT: &str = include_str!("pg15_catalog.tsv");
 
 /// Statements longer than this are classified every time, not cached.
-const MAX_CACHED_TEXT: usize = 4 * 1024;
+pub const MAX_CACHED_TEXT: usize = 4 * 1024;
 const CACHE_ENTRIES: usize = 4096;
 
 #[derive(Debug, Clone)]
@@ -65,6 +65,21 @@ pub struct Catalog {
 }
 
 type Cache = Mutex<LruCache<Box<str>, Arc<Analysis>>>;
+
+/// The shape a cached classification of `sql` would be shared under.
+pub fn shape_key(sql: &str) -> Option<String> {
+    if sql.len() <= MAX_CACHED_TEXT {
+        super::shape::shape(sql)
+    } else {
+        None
+    }
+}
+
+/// Whether a classification may be shared by shape: one statement that
+/// read no literal value.
+pub fn shareable(analysis: &Analysis) -> bool {
+    matches!(analysis, Ok(s) if s.len() == 1 && !s[0].literal_sensitive)
+}
 
 fn lock(cache: &Cache) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Arc<Analysis>>> {
     cache.lock().unwrap_or_else(|p| p.into_inner())
@@ -233,11 +248,7 @@ impl Catalog {
         if let Some(hit) = lock(&self.cache).get(sql) {
             return hit.clone();
         }
-        let key = if sql.len() <= MAX_CACHED_TEXT {
-            super::shape::shape(sql)
-        } else {
-            None
-        };
+        let key = shape_key(sql);
         if let Some(key) = &key {
             if let Some(hit) = lock(&self.shapes).get(key.as_str()) {
                 return hit.clone();
@@ -247,8 +258,7 @@ impl Catalog {
         if sql.len() > MAX_CACHED_TEXT {
             return analysis;
         }
-        let shareable =
-            matches!(analysis.as_ref(), Ok(s) if s.len() == 1 && !s[0].literal_sensitive);
+        let shareable = shareable(&analysis);
         if let Some(key) = key.filter(|_| shareable) {
             lock(&self.shapes).put(key.into(), analysis.clone());
         }
@@ -454,11 +464,17 @@ fn time_now() -> String {
 pub struct CatalogSlot {
     database: String,
     current: RwLock<Arc<Catalog>>,
+    /// Bumped after every reload, so sessions notice without locking.
+    generation: std::sync::atomic::AtomicU64,
     loaded_at: Mutex<Instant>,
     refreshing: AtomicBool,
 }
 
 impl CatalogSlot {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     pub fn get(&self) -> Arc<Catalog> {
         self.current
             .read()
@@ -485,6 +501,7 @@ impl CatalogSlot {
             match Catalog::load(&upstream, &slot.database).await {
                 Ok(cat) => {
                     *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
+                    slot.generation.fetch_add(1, Ordering::AcqRel);
                 }
                 Err(e) => tracing::warn!(
                     database = %slot.database,
@@ -543,6 +560,7 @@ impl CatalogStore {
         let slot = Arc::new(CatalogSlot {
             database: database.to_owned(),
             current: RwLock::new(Arc::new(cat)),
+            generation: std::sync::atomic::AtomicU64::new(0),
             loaded_at: Mutex::new(Instant::now()),
             refreshing: AtomicBool::new(false),
         });

@@ -1,16 +1,23 @@
 //! The policy at the door of one session: every Query, Parse, Execute and
 //! FunctionCall is judged before a byte of it goes upstream.
+//!
+//! The hot path touches no shared lock and no shared reference count: the
+//! session keeps its own snapshot of the rules (with its role) and of the
+//! catalog, checked against a generation number, and its own small cache
+//! of classifications in front of the catalog's shared one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::state::ProtocolState;
-use crate::policy::{self, CatalogSlot, Role, Statement, Verdict};
+use crate::policy::{self, Analysis, Catalog, CatalogSlot, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, Reader};
 use crate::protocol::{sqlstate, PgError};
-use crate::rules::Rules;
 use crate::server::Shared;
 use crate::upstream::Upstream;
+
+/// Classifications a session keeps to itself (exact texts and shapes).
+const LOCAL_CACHE: usize = 64;
 
 pub struct Guard {
     shared: Arc<Shared>,
@@ -20,6 +27,15 @@ pub struct Guard {
     catalog: Arc<CatalogSlot>,
     /// Upstream used to refresh the catalog.
     upstream: Upstream,
+    /// Rules generation and the session's role under it (or why none).
+    rules_gen: u64,
+    role: Result<Arc<Role>, String>,
+    /// Catalog generation and the catalog.
+    cat_gen: u64,
+    cat: Arc<Catalog>,
+    /// Session-private copies of classifications, by text and by shape.
+    local: HashMap<Box<str>, Arc<Analysis>>,
+    local_shapes: HashMap<Box<str>, Arc<Analysis>>,
     /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
     /// so `EXECUTE name` and Execute of its portals are judged by it.
     prepared: HashMap<String, Prepared>,
@@ -27,10 +43,10 @@ pub struct Guard {
 
 /// Everything ever prepared under one name in this session (a PREPARE that
 /// fails upstream leaves the old statement in place, so all of them count),
-/// and the rules it was last found allowed under.
+/// and the rules generation it was last found allowed under.
 struct Prepared {
     statements: Vec<Arc<Statement>>,
-    allowed_under: Arc<Rules>,
+    allowed_under: u64,
 }
 
 /// The message pgward sends upstream instead of a denied one: it fails in
@@ -54,14 +70,69 @@ impl Guard {
         catalog: Arc<CatalogSlot>,
         upstream: Upstream,
     ) -> Guard {
+        let cat_gen = catalog.generation();
+        let cat = catalog.get();
+        let rules_gen = shared.rules_generation();
+        let role = private_role(&shared, &identity, wanted_role.as_deref());
         Guard {
             shared,
             identity,
             wanted_role,
             catalog,
             upstream,
+            rules_gen,
+            role,
+            cat_gen,
+            cat,
+            local: HashMap::new(),
+            local_shapes: HashMap::new(),
             prepared: HashMap::new(),
         }
+    }
+
+    /// Picks up reloaded rules and a refreshed catalog.
+    fn refresh_snapshots(&mut self) {
+        let rules_gen = self.shared.rules_generation();
+        if rules_gen != self.rules_gen {
+            self.role = private_role(&self.shared, &self.identity, self.wanted_role.as_deref());
+            self.rules_gen = rules_gen;
+        }
+        let cat_gen = self.catalog.generation();
+        if cat_gen != self.cat_gen {
+            self.cat = self.catalog.get();
+            self.cat_gen = cat_gen;
+            self.local.clear();
+            self.local_shapes.clear();
+        }
+    }
+
+    fn current_role(&self) -> Result<Arc<Role>, PgError> {
+        self.role.clone().map_err(denied)
+    }
+
+    /// The classification of `sql`: from this session's cache, else from
+    /// the catalog's shared one (copied, so later uses stay private).
+    fn analyze(&mut self, sql: &str) -> Arc<Analysis> {
+        if let Some(a) = self.local.get(sql) {
+            return a.clone();
+        }
+        let key = policy::catalog::shape_key(sql);
+        if let Some(a) = key.as_deref().and_then(|k| self.local_shapes.get(k)) {
+            return a.clone();
+        }
+        let shared = self.cat.analyze(sql);
+        let private = Arc::new((*shared).clone());
+        let (map, key) = match key {
+            Some(k) if policy::catalog::shareable(&private) => (&mut self.local_shapes, k),
+            _ => (&mut self.local, sql.to_owned()),
+        };
+        if map.len() >= LOCAL_CACHE {
+            map.clear();
+        }
+        if key.len() <= policy::catalog::MAX_CACHED_TEXT {
+            map.insert(key.into(), private.clone());
+        }
+        private
     }
 
     /// Judges one client message. `None` lets it through; `Some(error)`
@@ -80,10 +151,9 @@ impl Guard {
                 let portal = parse_execute(body)?;
                 match state.portal_statement(portal) {
                     Some(statement) => self.judge_execute(statement),
-                    None => Some(PgError::error(
-                        sqlstate::INSUFFICIENT_PRIVILEGE,
-                        format!("pgward: portal \"{portal}\" was not bound through pgward, so its statement was never judged"),
-                    )),
+                    None => Some(denied(format!(
+                        "portal \"{portal}\" was not bound through pgward, so its statement was never judged"
+                    ))),
                 }
             }
             b'C' => {
@@ -101,46 +171,40 @@ impl Guard {
     /// Execute of a portal of `statement`: allowed when the statement was
     /// allowed under the current rules; after a reload, judged again.
     fn judge_execute(&mut self, statement: &str) -> Option<PgError> {
-        let rules = self.shared.rules();
+        self.refresh_snapshots();
         let Some(entry) = self.prepared.get(statement) else {
             return Some(denied(format!(
                 "statement \"{statement}\" was not prepared through pgward"
             )));
         };
-        if Arc::ptr_eq(&entry.allowed_under, &rules) {
+        if entry.allowed_under == self.rules_gen {
             return None;
         }
-        let role = match rules.session_role(&self.identity, self.wanted_role.as_deref()) {
+        let role = match self.current_role() {
             Ok(r) => r,
-            Err(m) => return Some(denied(m)),
+            Err(e) => return Some(e),
         };
-        let cat = self.catalog.get();
         for st in &entry.statements {
-            if let Some(e) = self.refusal(&role, std::slice::from_ref(&**st), None, &cat) {
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(&**st), None) {
                 return Some(e);
             }
         }
+        let generation = self.rules_gen;
         if let Some(entry) = self.prepared.get_mut(statement) {
-            entry.allowed_under = rules;
+            entry.allowed_under = generation;
         }
         None
     }
 
     /// The error for the first statement `role` may not run, if any.
-    fn refusal(
-        &self,
-        role: &Role,
-        statements: &[Statement],
-        sql: Option<&str>,
-        cat: &policy::Catalog,
-    ) -> Option<PgError> {
+    fn refusal(&self, role: &Role, statements: &[Statement], sql: Option<&str>) -> Option<PgError> {
         let prepared = |name: &str| {
             self.prepared
                 .get(name)
                 .map(|p| p.statements.clone())
                 .unwrap_or_default()
         };
-        let verdicts = policy::decide::decide_all(role, statements, cat, &prepared);
+        let verdicts = policy::decide::decide_all(role, statements, &self.cat, &prepared);
         for (st, verdict) in statements.iter().zip(verdicts) {
             // A single statement may come from the shape cache, with
             // another text's literals: show the text the client sent.
@@ -163,13 +227,12 @@ impl Guard {
     /// Judges SQL text: every statement must be allowed, or nothing runs.
     /// `parse_name` is the statement name of a Parse message.
     fn judge_sql(&mut self, sql: &str, parse_name: Option<&str>) -> Option<PgError> {
-        let rules = self.shared.rules();
-        let role = match rules.session_role(&self.identity, self.wanted_role.as_deref()) {
+        self.refresh_snapshots();
+        let role = match self.current_role() {
             Ok(r) => r,
-            Err(m) => return Some(denied(m)),
+            Err(e) => return Some(e),
         };
-        let cat = self.catalog.get();
-        let analysis = cat.analyze(sql);
+        let analysis = self.analyze(sql);
         let statements = match analysis.as_ref() {
             Ok(s) => s,
             Err(message) => {
@@ -184,7 +247,7 @@ impl Guard {
             self.catalog
                 .refresh(&self.upstream, self.shared.catalogs.min_gap);
         }
-        if let Some(e) = self.refusal(&role, statements, Some(sql), &cat) {
+        if let Some(e) = self.refusal(&role, statements, Some(sql)) {
             return Some(e);
         }
         // Allowed: remember what was prepared.
@@ -197,23 +260,24 @@ impl Guard {
                 None => {}
             }
             if let Some(name) = &st.prepares {
-                self.remember(name, st, &rules, false);
+                self.remember(name, st, false);
             }
         }
         if let (Some(name), Some(first)) = (parse_name, statements.first()) {
             // The unnamed statement is replaced by every Parse.
-            self.remember(name, first, &rules, name.is_empty());
+            self.remember(name, first, name.is_empty());
         }
         None
     }
 
-    fn remember(&mut self, name: &str, st: &Statement, rules: &Arc<Rules>, replace: bool) {
+    fn remember(&mut self, name: &str, st: &Statement, replace: bool) {
+        let generation = self.rules_gen;
         let entry = self
             .prepared
             .entry(name.to_owned())
             .or_insert_with(|| Prepared {
                 statements: Vec::new(),
-                allowed_under: rules.clone(),
+                allowed_under: generation,
             });
         if replace {
             entry.statements.clear();
@@ -221,28 +285,39 @@ impl Guard {
         if !entry.statements.iter().any(|s| s.text == st.text) {
             entry.statements.push(Arc::new(st.clone()));
         }
-        entry.allowed_under = rules.clone();
+        entry.allowed_under = generation;
     }
 
     /// A FunctionCall message names its function by OID: judge it as a
     /// call of that function.
     fn judge_function_call(&mut self, body: &[u8]) -> Option<PgError> {
         let oid = Reader::new(body).i32()? as u32;
-        let cat = self.catalog.get();
-        let Some(f) = cat.function_by_oid(oid) else {
-            return Some(PgError::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("pgward: function call by OID {oid}, which is not in pgward's catalog"),
-            ));
+        self.refresh_snapshots();
+        let Some(f) = self.cat.function_by_oid(oid) else {
+            return Some(denied(format!(
+                "function call by OID {oid}, which is not in pgward's catalog"
+            )));
         };
         let sql = format!(
             "SELECT \"{}\".\"{}\"()",
             f.schema.replace('"', "\"\""),
             f.name.replace('"', "\"\"")
         );
-        drop(cat);
         self.judge_sql(&sql, None)
     }
+}
+
+/// The session's role, as a copy of its own: the shared one's reference
+/// count would otherwise be written by every session on every statement.
+fn private_role(
+    shared: &Shared,
+    identity: &str,
+    wanted: Option<&str>,
+) -> Result<Arc<Role>, String> {
+    shared
+        .rules()
+        .session_role(identity, wanted)
+        .map(|r| Arc::new((*r).clone()))
 }
 
 fn denied(m: String) -> PgError {
