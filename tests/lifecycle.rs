@@ -184,16 +184,7 @@ async fn serve_binary_with_config_overrides_and_sigterm() {
     let info = format!(
         "host=127.0.0.1 port={port} user=alice password=alice-demo-password dbname=postgres"
     );
-    let mut client = None;
-    for _ in 0..100 {
-        if let Ok((c, conn)) = tokio_postgres::connect(&info, tokio_postgres::NoTls).await {
-            tokio::spawn(conn);
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let c = client.expect("pgward serve came up");
+    let c = connect_when_up(&info).await;
     assert_eq!(
         c.query_one("select 5", &[]).await.unwrap().get::<_, i32>(0),
         5

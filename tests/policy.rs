@@ -365,19 +365,7 @@ async fn psql_as_the_example_agent() {
     )
     .unwrap();
     let (_, out, err) = h
-        .run(
-            "psql",
-            &[
-                "-X",
-                "-A",
-                "-t",
-                "-d",
-                &h.conninfo(AGENT),
-                "-f",
-                script.to_str().unwrap(),
-            ],
-            &[],
-        )
+        .psql_env(AGENT, &["-f", script.to_str().unwrap()], &[])
         .await;
     assert!(out.contains("4") && out.contains("still here"), "{out}");
     assert!(
@@ -394,9 +382,9 @@ async fn psql_as_the_example_agent() {
     assert_eq!(n, 4);
     // Switching read-only off at startup is judged like SET.
     let (ok, _, err) = h
-        .run(
-            "psql",
-            &["-X", "-d", &h.conninfo(AGENT), "-c", "select 1"],
+        .psql_env(
+            AGENT,
+            &["-c", "select 1"],
             &[("PGOPTIONS", "-c default_transaction_read_only=off")],
         )
         .await;
@@ -405,25 +393,17 @@ async fn psql_as_the_example_agent() {
         "{err}"
     );
     let (ok, _, err) = h
-        .run(
-            "psql",
-            &["-X", "-d", &h.conninfo(AGENT), "-c", "select 1"],
+        .psql_env(
+            AGENT,
+            &["-c", "select 1"],
             &[("PGOPTIONS", "-c pgward.role=dba")],
         )
         .await;
     assert!(!ok && err.contains("does not hold role"), "{err}");
     let (ok, out, err) = h
-        .run(
-            "psql",
-            &[
-                "-X",
-                "-A",
-                "-t",
-                "-d",
-                &h.conninfo(AGENT),
-                "-c",
-                "show default_transaction_read_only",
-            ],
+        .psql_env(
+            AGENT,
+            &["-c", "show default_transaction_read_only"],
             &[("PGOPTIONS", "-c statement_timeout=5s")],
         )
         .await;
@@ -644,16 +624,7 @@ async fn sighup_reload() {
         .unwrap();
     let info =
         format!("host=127.0.0.1 port={port} user=writer password=writer-password dbname=postgres");
-    let mut client = None;
-    for _ in 0..100 {
-        if let Ok((c, conn)) = tokio_postgres::connect(&info, tokio_postgres::NoTls).await {
-            tokio::spawn(conn);
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let c = client.expect("pgward serve came up");
+    let c = connect_when_up(&info).await;
     c.batch_execute("INSERT INTO scratch VALUES (1)")
         .await
         .unwrap();

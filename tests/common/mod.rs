@@ -190,6 +190,20 @@ impl Harness {
         self.run("psql", &all, &[]).await
     }
 
+    /// psql as `who`, unaligned and tuples only, without stopping at
+    /// errors, with extra environment (PGOPTIONS, say).
+    pub async fn psql_env(
+        &self,
+        who: (&str, &str),
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (bool, String, String) {
+        let conn = self.conninfo(who);
+        let mut all = vec!["-X", "-A", "-t", "-d", conn.as_str()];
+        all.extend_from_slice(args);
+        self.run("psql", &all, env).await
+    }
+
     /// Stops pgward (as on SIGTERM) and waits for it.
     pub async fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
@@ -244,4 +258,17 @@ pub async fn login(h: &Harness, (user, password): (&str, &str)) -> TcpStream {
         }
         s.write_all(&out).await.unwrap();
     }
+}
+
+/// Connects with tokio-postgres to a pgward that is still starting (a
+/// spawned binary), retrying for up to ten seconds.
+pub async fn connect_when_up(info: &str) -> tokio_postgres::Client {
+    for _ in 0..100 {
+        if let Ok((c, conn)) = tokio_postgres::connect(info, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("pgward did not come up for {info}");
 }
