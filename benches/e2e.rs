@@ -196,6 +196,7 @@ fn main() {
         let shared =
             pgward::server::Shared::new(config.clone(), pgward::demo::example_rules().unwrap())
                 .unwrap();
+        shared.start_workers().unwrap();
         if !enforce {
             shared.disable_policy_for_benchmarks();
         }

@@ -62,10 +62,10 @@ impl ServerConfig {
     }
     /// Builds the tokio runtime pgward serves on.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        // The listener, signals and background work; sessions run on their
+        // own threads (`Shared::start_workers`).
         let mut b = crate::policy::runtime_builder();
-        if self.worker_threads > 0 {
-            b.worker_threads(self.worker_threads);
-        }
+        b.worker_threads(1);
         b.build()
     }
 

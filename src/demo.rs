@@ -98,6 +98,9 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     write("pgward.toml", &toml)?;
     let config = Config::load(&dir.path().join("pgward.toml")).map_err(|e| e.to_string())?;
     let shared = crate::server::Shared::new(config, example_rules()?)?;
+    shared
+        .start_workers()
+        .map_err(|e| format!("starting the session threads: {e}"))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e} (choose another with --listen)"))?;

@@ -17,3 +17,4 @@ pub mod server;
 pub mod session;
 pub mod tls;
 pub mod upstream;
+pub mod workers;

@@ -134,6 +134,9 @@ fn serve(
         .map_err(|e| format!("starting the runtime: {e}"))?;
     rt.block_on(async move {
         let shared = pgward::server::Shared::new(config, rules)?;
+        shared
+            .start_workers()
+            .map_err(|e| format!("starting the session threads: {e}"))?;
         let addr = shared.config.server.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

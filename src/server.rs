@@ -41,6 +41,8 @@ pub struct Shared {
     /// Only the end-to-end benchmark turns this off, to measure the relay
     /// alone; no configuration key reaches it.
     enforce_policy: std::sync::atomic::AtomicBool,
+    /// Session threads; without them sessions run on the caller's runtime.
+    workers: std::sync::OnceLock<crate::workers::Workers>,
     pub cancels: Arc<CancelRegistry>,
     /// Salts the mock SCRAM verifiers of unknown users.
     pub instance_secret: [u8; 32],
@@ -92,6 +94,7 @@ impl Shared {
             upstream_users,
             catalogs,
             enforce_policy: std::sync::atomic::AtomicBool::new(true),
+            workers: std::sync::OnceLock::new(),
             cancels: Arc::new(CancelRegistry::default()),
             instance_secret,
             phase,
@@ -110,6 +113,18 @@ impl Shared {
                 .unwrap_or_else(|| self.upstream.as_user(user, None)),
             None => self.upstream.clone(),
         }
+    }
+
+    /// Starts the session threads (`server.worker_threads`, default one per
+    /// core) that `run` deals connections to.
+    pub fn start_workers(&self) -> std::io::Result<()> {
+        let n = match self.config.server.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let workers = crate::workers::Workers::start(n)?;
+        let _ = self.workers.set(workers);
+        Ok(())
     }
 
     /// Relays without judging anything. For the benchmark's baseline only.
@@ -160,12 +175,30 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futu
                     }
                 };
                 let permit = limit.clone().try_acquire_owned().ok();
-                let shared = shared.clone();
-                sessions.spawn(async move {
-                    let admitted = permit.is_some();
-                    crate::session::serve(tcp, peer, shared, admitted).await;
-                    drop(permit);
-                });
+                let session_shared = shared.clone();
+                match shared.workers.get() {
+                    Some(workers) => {
+                        // The socket moves to the session thread's own reactor.
+                        let Ok(std_tcp) = tcp.into_std() else { continue };
+                        sessions.spawn_on(
+                            async move {
+                                if let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) {
+                                    let admitted = permit.is_some();
+                                    crate::session::serve(tcp, peer, session_shared, admitted).await;
+                                }
+                                drop(permit);
+                            },
+                            workers.next(),
+                        );
+                    }
+                    None => {
+                        sessions.spawn(async move {
+                            let admitted = permit.is_some();
+                            crate::session::serve(tcp, peer, session_shared, admitted).await;
+                            drop(permit);
+                        });
+                    }
+                }
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             _ = &mut shutdown => break,

@@ -99,6 +99,7 @@ impl Harness {
             None => pgward::demo::example_rules().unwrap(),
         };
         let shared = Shared::new(config, rules).unwrap();
+        shared.start_workers().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
