@@ -23,6 +23,9 @@ pub struct Denial {
     pub why: String,
     /// The rule that decided, with where it is declared.
     pub rule: String,
+    /// What was refused, when it is not the class as a whole (a setting
+    /// change, a dangerous function, a table).
+    pub subject: Option<&'static str>,
 }
 
 impl Denial {
@@ -31,16 +34,24 @@ impl Denial {
             class,
             why: why.into(),
             rule: rule.into(),
+            subject: None,
         }
+    }
+
+    fn about(mut self, subject: &'static str) -> Denial {
+        self.subject = Some(subject);
+        self
     }
 
     /// The ErrorResponse the client gets: SQLSTATE 42501, naming pgward,
     /// the role, the class and the rule.
     pub fn to_error(&self, role: &str, statement: &str, approval: bool) -> PgError {
-        let what = if approval {
-            "needs a DBA's approval, and pgward's approval queue is not enabled"
-        } else {
-            "is not allowed"
+        let what = match (approval, self.subject) {
+            (true, _) => {
+                "needs a DBA's approval, and pgward's approval queue is not enabled".into()
+            }
+            (false, Some(subject)) => format!("allowed, but not {subject}"),
+            (false, None) => "is not allowed".into(),
         };
         let mut shown: String = statement.chars().take(200).collect();
         if shown.len() < statement.len() {
@@ -70,26 +81,40 @@ fn class_names(set: super::class::ClassSet) -> String {
 /// replaced by the statement it runs (the session knows what was prepared).
 pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
     let here = |key: &str| format!("role {} ({}) {key}", role.name, role.source);
+    // When the class itself is allowed, say what was refused instead.
+    let refuse = |d: Denial, subject: &'static str| {
+        Verdict::Deny(if role.allow.contains(d.class) {
+            d.about(subject)
+        } else {
+            d
+        })
+    };
     for d in &st.dangerous {
         if !role.allow_dangerous.iter().any(|a| a == d.name) {
-            return Verdict::Deny(Denial::new(
-                d.class,
-                format!("{}: {}", d.name, d.why),
-                format!(
-                    "built-in dangerous list: {} is denied unless {} lists it",
-                    d.name,
-                    here("allow_dangerous")
+            return refuse(
+                Denial::new(
+                    d.class,
+                    format!("{}: {}", d.name, d.why),
+                    format!(
+                        "built-in dangerous list: {} is denied unless {} lists it",
+                        d.name,
+                        here("allow_dangerous")
+                    ),
                 ),
-            ));
+                "this dangerous built-in",
+            );
         }
     }
     for f in &st.functions {
         if let Some(p) = role.functions_deny.iter().find(|p| p.matches(f)) {
-            return Verdict::Deny(Denial::new(
-                Class::Read,
-                format!("function {f} is denied"),
-                here(&format!("functions.deny {:?}", p.text)),
-            ));
+            return refuse(
+                Denial::new(
+                    Class::Read,
+                    format!("function {f} is denied"),
+                    here(&format!("functions.deny {:?}", p.text)),
+                ),
+                "this function",
+            );
         }
     }
     let mut approval = None;
@@ -115,11 +140,14 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
     }
     for change in &st.settings {
         if let Err(refusal) = settings::check(change, role) {
-            return Verdict::Deny(Denial::new(
-                Class::Session,
-                refusal.why,
-                format!("{} ({})", refusal.rule, role.source),
-            ));
+            return refuse(
+                Denial::new(
+                    Class::Session,
+                    refusal.why,
+                    format!("{} ({})", refusal.rule, role.source),
+                ),
+                "this setting change",
+            );
         }
     }
     for rel in &st.relations {
@@ -134,18 +162,24 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
             }
             let key = format!("tables.{}", rule.class.map_or("*", Class::name));
             if let Some(p) = rule.deny.iter().find(|p| p.matches(&full)) {
-                return Verdict::Deny(Denial::new(
-                    rel.access,
-                    format!("{} of {full} is denied", rel.access),
-                    here(&format!("{key}.deny {:?}", p.text)),
-                ));
+                return refuse(
+                    Denial::new(
+                        rel.access,
+                        format!("{} of {full} is denied", rel.access),
+                        here(&format!("{key}.deny {:?}", p.text)),
+                    ),
+                    "on this table",
+                );
             }
             if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(&full)) {
-                return Verdict::Deny(Denial::new(
-                    rel.access,
-                    format!("{} of {full} is not in the allowed tables", rel.access),
-                    here(&format!("{key}.allow")),
-                ));
+                return refuse(
+                    Denial::new(
+                        rel.access,
+                        format!("{} of {full} is not in the allowed tables", rel.access),
+                        here(&format!("{key}.allow")),
+                    ),
+                    "on this table",
+                );
             }
         }
     }

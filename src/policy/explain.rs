@@ -30,6 +30,7 @@ pub fn outcomes(role: &Role, sql: &str, cat: &Catalog) -> Vec<Outcome> {
                     class: Class::Unknown,
                     why: format!("the parser says: {message}"),
                     rule: "built-in: what does not parse is denied".into(),
+                    subject: None,
                 }),
             }]
         }
