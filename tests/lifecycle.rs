@@ -162,11 +162,7 @@ async fn serve_binary_with_config_overrides_and_sigterm() {
         )
         .unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         dir.join("serve.toml"),
         "[upstream]\nurl = \"postgres://nobody@127.0.0.1:1/x\"\npassword_env = \"PGWARD_TEST_UPSTREAM_PW\"\n",

@@ -605,11 +605,7 @@ async fn sighup_reload() {
         .unwrap();
     };
     write_rules("\"read\", \"write\", \"session\", \"transaction\"");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         h.dir.path().join("serve.toml"),
         format!(

@@ -273,3 +273,11 @@ pub async fn connect_when_up(info: &str) -> tokio_postgres::Client {
     }
     panic!("pgward did not come up for {info}");
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
