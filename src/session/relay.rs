@@ -110,8 +110,12 @@ impl Relay {
         if let Err(end) = pending {
             return self.finish(end).await;
         }
+        // The phase is read once and then only when it changes: reading a
+        // watch channel or arming its notification on every message would
+        // make all sessions touch one shared lock per message.
+        let mut current = *phase.borrow_and_update();
+        let mut changed = phase_change(phase);
         let end = loop {
-            let current = *phase.borrow();
             if current == Phase::Force || (current == Phase::Draining && self.state.is_idle()) {
                 break End::Closed(
                     PgError::fatal(
@@ -151,14 +155,16 @@ impl Relay {
                         idle.as_mut().reset(tokio::time::Instant::now() + t);
                     }
                 }
-                changed = phase.changed() => {
-                    if changed.is_err() {
+                (result, mut rx) = &mut changed => {
+                    if result.is_err() {
                         // The server is gone entirely: treat as forced.
                         break End::Closed(PgError::fatal(
                             sqlstate::ADMIN_SHUTDOWN,
                             "terminating connection due to administrator command",
                         ));
                     }
+                    current = *rx.borrow_and_update();
+                    changed = phase_change(rx);
                 }
             }
         };
@@ -347,6 +353,23 @@ impl Relay {
         move_frames(&mut self.uin, at, &mut self.to_client);
         Ok(())
     }
+}
+
+type PhaseChange = Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (Result<(), watch::error::RecvError>, watch::Receiver<Phase>),
+            > + Send,
+    >,
+>;
+
+/// Resolves at the next change of the server's phase, handing the
+/// receiver back so the wait can be armed again.
+fn phase_change(mut rx: watch::Receiver<Phase>) -> PhaseChange {
+    Box::pin(async move {
+        let result = rx.changed().await;
+        (result, rx)
+    })
 }
 
 /// Reads and discards what the client is still sending, for a moment, after
