@@ -216,26 +216,21 @@ impl Catalog {
     }
 
     /// Where an unqualified relation name resolves: pg_catalog when it is a
-    /// system relation, else the first schema holding it, else "public".
-    pub fn resolve_relation(&self, name: &str, search_path: &[String]) -> String {
+    /// system relation, else the first schema of `search_path` holding it,
+    /// else the first schema of `search_path`.
+    pub fn resolve_relation<'a>(&self, name: &str, search_path: &[&'a str]) -> &'a str {
+        let first = search_path.first().copied().unwrap_or("public");
         let Some(places) = self.relations.get(name) else {
-            return search_path
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "public".into());
+            return first;
         };
         if places.iter().any(|(s, _)| s == "pg_catalog") {
-            return "pg_catalog".into();
-        }
-        for s in search_path {
-            if places.iter().any(|(ps, _)| ps == s) {
-                return s.clone();
-            }
+            return "pg_catalog";
         }
         search_path
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "public".into())
+            .iter()
+            .copied()
+            .find(|s| places.iter().any(|(ps, _)| ps == s))
+            .unwrap_or(first)
     }
 
     /// Classifies `sql`, from a cache when it was seen before: by its exact
@@ -583,11 +578,8 @@ mod tests {
             b'v'
         );
         assert!(cat.functions(Some("public"), "lower").is_empty());
-        assert_eq!(
-            cat.resolve_relation("pg_class", &["public".into()]),
-            "pg_catalog"
-        );
-        assert_eq!(cat.resolve_relation("orders", &["public".into()]), "public");
+        assert_eq!(cat.resolve_relation("pg_class", &["public"]), "pg_catalog");
+        assert_eq!(cat.resolve_relation("orders", &["public"]), "public");
         // lo_creat is OID 957 in every PostgreSQL release.
         assert_eq!(
             &*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(),
