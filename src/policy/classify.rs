@@ -199,6 +199,16 @@ fn names(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A possibly qualified name list as (schema, name): `[name]` or
+/// `[..., schema, name]` (a leading catalog name is ignored).
+fn qualified(parts: &[String]) -> Option<(Option<&str>, &str)> {
+    match parts {
+        [name] => Some((None, name.as_str())),
+        [.., schema, name] => Some((Some(schema.as_str()), name.as_str())),
+        [] => None,
+    }
+}
+
 /// The value of a constant node as PostgreSQL would print it.
 pub(crate) fn const_text(node: &Value) -> Option<String> {
     let (kind, c) = variant(node)?;
@@ -738,10 +748,8 @@ impl Walker<'_> {
 
     fn func_call(&mut self, map: &Map<String, Value>) {
         let parts = names(map.get("funcname").unwrap_or(&Value::Null));
-        let (schema, name) = match parts.as_slice() {
-            [name] => (None, name.as_str()),
-            [.., schema, name] => (Some(schema.as_str()), name.as_str()),
-            [] => return,
+        let Some((schema, name)) = qualified(&parts) else {
+            return;
         };
         let args: Vec<Option<String>> = map
             .get("args")
@@ -759,10 +767,8 @@ impl Walker<'_> {
 
     fn type_name(&mut self, map: &Map<String, Value>) {
         let parts = names(map.get("names").unwrap_or(&Value::Null));
-        let (schema, name) = match parts.as_slice() {
-            [name] => (None, name.as_str()),
-            [.., schema, name] => (Some(schema.as_str()), name.as_str()),
-            [] => return,
+        let Some((schema, name)) = qualified(&parts) else {
+            return;
         };
         if schema == Some("pg_catalog") {
             return;

@@ -71,30 +71,11 @@ pub fn shape(sql: &str) -> Option<String> {
             }
             b'\'' => {
                 // A standard string: '' is the only escape.
-                let mut j = i + 1;
-                loop {
-                    match b.get(j) {
-                        None => return None,
-                        Some(b'\'') if b.get(j + 1) == Some(&b'\'') => j += 2,
-                        Some(b'\'') => break,
-                        Some(_) => j += 1,
-                    }
-                }
-                blank(&mut out, &mut copied, i, j + 1, STRING_SHAPE);
-                i = j + 1;
+                let end = quoted_end(b, i, b'\'')?;
+                blank(&mut out, &mut copied, i, end, STRING_SHAPE);
+                i = end;
             }
-            b'"' => {
-                let mut j = i + 1;
-                loop {
-                    match b.get(j) {
-                        None => return None,
-                        Some(b'"') if b.get(j + 1) == Some(&b'"') => j += 2,
-                        Some(b'"') => break,
-                        Some(_) => j += 1,
-                    }
-                }
-                i = j + 1;
-            }
+            b'"' => i = quoted_end(b, i, b'"')?,
             b'$' => {
                 // $1 is a parameter; anything else may be dollar quoting.
                 let digits = b[i + 1..].iter().take_while(|x| x.is_ascii_digit()).count();
@@ -152,6 +133,21 @@ pub fn shape(sql: &str) -> Option<String> {
     }
     out.push_str(&sql[copied..]);
     Some(out)
+}
+
+/// The end (one past the closing quote) of the token that opens with the
+/// quote at `start`, where a doubled quote stands for itself; None when it
+/// is not closed.
+fn quoted_end(b: &[u8], start: usize, quote: u8) -> Option<usize> {
+    let mut j = start + 1;
+    loop {
+        match b.get(j) {
+            None => return None,
+            Some(&c) if c == quote && b.get(j + 1) == Some(&quote) => j += 2,
+            Some(&c) if c == quote => return Some(j + 1),
+            Some(_) => j += 1,
+        }
+    }
 }
 
 const STRING_SHAPE: &str = "'\u{1}'";
