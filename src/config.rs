@@ -17,6 +17,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +166,84 @@ impl Default for RulesConfig {
     }
 }
 
+/// What happens to new statements when the audit log cannot be written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Refuse new statements until the writer recovers (fail closed).
+    #[default]
+    Deny,
+    /// Keep serving; events that do not fit in memory are counted as lost.
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// Where Parquet files (and the `wal/` subdirectory) go.
+    pub dir: PathBuf,
+    /// Name in file names and events; default: the host name.
+    pub instance: Option<String>,
+    /// Events reach the write-ahead segment at least this often.
+    pub flush_interval_ms: u64,
+    /// A Parquet file is closed at this many bytes of events ...
+    pub rotate_bytes: u64,
+    /// ... or this age, whichever comes first.
+    pub rotate_secs: u64,
+    pub on_failure: OnFailure,
+    /// Record Bind parameters of extended-protocol executions.
+    pub record_parameters: bool,
+    /// Events waiting for the writer, at most.
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            dir: PathBuf::from("audit"),
+            instance: None,
+            flush_interval_ms: 1000,
+            rotate_bytes: 64 << 20,
+            rotate_secs: 60,
+            on_failure: OnFailure::Deny,
+            record_parameters: false,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// `instance`, else the host name with characters unfit for file
+    /// names replaced.
+    pub fn instance_name(&self) -> String {
+        if let Some(i) = &self.instance {
+            return i.clone();
+        }
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let clean: String = host
+            .chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if clean.is_empty() {
+            "pgward".into()
+        } else {
+            clean
+        }
+    }
+}
+
 /// A configuration error with the file and key it concerns.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -222,6 +302,7 @@ impl Config {
             }
         }
         fix(&mut self.rules.dir);
+        fix(&mut self.audit.dir);
     }
 
     /// Checks what serde cannot: cross-key rules and sane bounds.
@@ -261,6 +342,19 @@ impl Config {
                     "upstream.users[{i}]: give a name and at most one of password_env, password_file"
                 ));
             }
+        }
+        if let Some(i) = &self.audit.instance {
+            if !crate::audit::files::valid_instance(i) {
+                return err(format!(
+                    "audit.instance = {i:?}: use letters, digits, '-' and '.' (at most 64 characters)"
+                ));
+            }
+        }
+        if self.audit.flush_interval_ms == 0 || self.audit.flush_interval_ms > 60_000 {
+            return err("audit.flush_interval_ms must be 1 to 60000".into());
+        }
+        if self.audit.queue_capacity < 1024 {
+            return err("audit.queue_capacity must be at least 1024".into());
         }
         crate::upstream::UpstreamTarget::from_url(&self.upstream.url)
             .map_err(|m| ConfigError::new(path, format!("upstream.url: {m}")))?;

@@ -105,6 +105,7 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYNTAX_ERROR: &str = "42601";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
+    pub const IO_ERROR: &str = "58030";
 }
 
 /// Writes one message: type byte, length placeholder, body, patched length.

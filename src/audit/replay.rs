@@ -1,0 +1,1 @@
+//! Replay (written next).

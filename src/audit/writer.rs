@@ -1,0 +1,426 @@
+//! The audit writer: sessions hand events to a bounded lock-free queue and
+//! never wait; one thread drains it, chains and appends the events to the
+//! write-ahead segment at least every flush interval, and turns segments
+//! into Parquet files when they reach their size or age.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::event::{text, Event, Hash, Kind, GENESIS};
+use super::files::{self, ParquetSink};
+use super::wal::{self, Segment};
+use crate::config::{AuditConfig, OnFailure};
+use crate::protocol::{sqlstate, PgError};
+
+/// Events converted to Parquet per batch.
+const CONVERT_BATCH: usize = 8192;
+/// Encoded events kept in memory while the disk refuses them; past this
+/// the writer stops draining the queue and drops are counted.
+const MAX_PENDING_BYTES: usize = 256 << 20;
+
+/// The running audit log of this instance.
+pub struct AuditLog {
+    shared: Arc<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Inner {
+    queue: ArrayQueue<Event>,
+    instance: Arc<str>,
+    on_failure: OnFailure,
+    pub record_parameters: bool,
+    /// False while the writer cannot write, or the queue overflowed since
+    /// the writer last caught up.
+    open: AtomicBool,
+    failure: Mutex<Option<String>>,
+    dropped: AtomicU64,
+    stop: AtomicBool,
+    /// Rotation requests and completions (tests and shutdown wait on them).
+    requested: AtomicU64,
+    done: Mutex<u64>,
+    done_cv: Condvar,
+    writer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl AuditLog {
+    /// Recovers what a previous run left, then starts the writer thread.
+    pub fn start(cfg: &AuditConfig) -> Result<AuditLog, String> {
+        let instance = cfg.instance_name();
+        if !files::valid_instance(&instance) {
+            return Err(format!(
+                "audit.instance = {instance:?}: use letters, digits, '-' and '.' (at most 64)"
+            ));
+        }
+        let dir = cfg.dir.clone();
+        let wal_dir = dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)
+            .map_err(|e| format!("audit.dir {}: cannot create: {e}", wal_dir.display()))?;
+        let (next_seq, head) = recover(&dir, &wal_dir, &instance)?;
+        let shared = Arc::new(Inner {
+            queue: ArrayQueue::new(cfg.queue_capacity.max(16)),
+            instance: instance.as_str().into(),
+            on_failure: cfg.on_failure,
+            record_parameters: cfg.record_parameters,
+            open: AtomicBool::new(true),
+            failure: Mutex::new(None),
+            dropped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            requested: AtomicU64::new(0),
+            done: Mutex::new(0),
+            done_cv: Condvar::new(),
+            writer: std::sync::OnceLock::new(),
+        });
+        let mut writer = Writer {
+            dir,
+            wal_dir,
+            instance,
+            next_seq,
+            head,
+            segment: None,
+            pending: Vec::new(),
+            pending_count: 0,
+            last_sync: Instant::now(),
+            flush_interval: Duration::from_millis(cfg.flush_interval_ms.max(1)),
+            rotate_bytes: cfg.rotate_bytes,
+            rotate_age: Duration::from_secs(cfg.rotate_secs.max(1)),
+        };
+        let inner = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("pgward-audit".into())
+            .spawn(move || writer.run(&inner))
+            .map_err(|e| format!("starting the audit writer thread: {e}"))?;
+        let _ = shared.writer.set(thread.thread().clone());
+        Ok(AuditLog {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn instance(&self) -> &Arc<str> {
+        &self.shared.instance
+    }
+
+    pub fn records_parameters(&self) -> bool {
+        self.shared.record_parameters
+    }
+
+    /// Queues an event; never blocks. A full queue drops it, counted, and
+    /// the count is recorded as a `gap` event when the writer catches up.
+    pub fn record(&self, mut event: Event) {
+        event.instance = Some(self.shared.instance.clone());
+        if self.shared.queue.push(event).is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared.open.store(false, Ordering::Relaxed);
+            self.wake();
+        }
+    }
+
+    /// Whether a new statement may run: with `on_failure = "deny"`, not
+    /// while the log cannot be written or is behind.
+    pub fn admit(&self) -> Result<(), PgError> {
+        if self.shared.on_failure == OnFailure::Allow || self.shared.open.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let why = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "the audit queue is full".into());
+        Err(PgError::error(
+            sqlstate::IO_ERROR,
+            format!("pgward: statement refused: the audit log cannot be written ({why})"),
+        )
+        .with_hint(
+            "audit.on_failure = \"deny\": statements run again as soon as the audit log recovers",
+        ))
+    }
+
+    /// The reason the log is failing now, if it is.
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.shared.writer.get() {
+            t.unpark();
+        }
+    }
+
+    /// Writes everything queued so far into Parquet files and waits for it
+    /// (up to `timeout`). Returns whether it finished.
+    pub fn rotate_now(&self, timeout: Duration) -> bool {
+        let ticket = self.shared.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake();
+        let done = self.shared.done.lock().unwrap_or_else(|p| p.into_inner());
+        let (done, _) = self
+            .shared
+            .done_cv
+            .wait_timeout_while(done, timeout, |d| *d < ticket)
+            .unwrap_or_else(|p| p.into_inner());
+        *done >= ticket
+    }
+
+    /// Stops the writer after it has written and rotated everything.
+    pub fn close(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.wake();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    instance: String,
+    next_seq: u64,
+    head: Hash,
+    segment: Option<Segment>,
+    /// Chained, encoded records not yet in the segment.
+    pending: Vec<u8>,
+    pending_count: u64,
+    last_sync: Instant,
+    flush_interval: Duration,
+    rotate_bytes: u64,
+    rotate_age: Duration,
+}
+
+impl Writer {
+    fn run(&mut self, inner: &Inner) {
+        let tick =
+            (self.flush_interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let mut was_failing = false;
+        loop {
+            let stopping = inner.stop.load(Ordering::Acquire);
+            let requested = inner.requested.load(Ordering::Acquire);
+            self.drain(inner);
+            let due = self.segment.as_ref().is_some_and(|s| {
+                s.len >= self.rotate_bytes || s.opened.elapsed() >= self.rotate_age
+            });
+            let done_before = *inner.done.lock().unwrap_or_else(|p| p.into_inner());
+            let result = self.write_pending().and_then(|()| {
+                if due || stopping || requested > done_before {
+                    self.rotate()
+                } else {
+                    Ok(())
+                }
+            });
+            match result {
+                Ok(()) => {
+                    if was_failing {
+                        tracing::info!("audit log recovered: writing again");
+                        was_failing = false;
+                    }
+                    *inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    // Caught up: the queue has room again.
+                    inner.open.store(true, Ordering::Relaxed);
+                    let mut done = inner.done.lock().unwrap_or_else(|p| p.into_inner());
+                    *done = (*done).max(requested);
+                    inner.done_cv.notify_all();
+                }
+                Err(e) => {
+                    if !was_failing {
+                        tracing::error!("audit log cannot be written: {e}");
+                        was_failing = true;
+                    }
+                    *inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    inner.open.store(false, Ordering::Relaxed);
+                }
+            }
+            if stopping {
+                if was_failing {
+                    tracing::error!(
+                        "audit writer stopping while failing: {} events not written",
+                        self.pending_count + inner.queue.len() as u64
+                    );
+                }
+                if inner.queue.is_empty() || was_failing {
+                    break;
+                }
+                continue;
+            }
+            std::thread::park_timeout(tick);
+        }
+    }
+
+    /// Moves queued events into the chain, up to the memory bound.
+    fn drain(&mut self, inner: &Inner) {
+        while self.pending.len() < MAX_PENDING_BYTES {
+            let Some(mut event) = inner.queue.pop() else {
+                break;
+            };
+            self.chain(&mut event);
+        }
+        let lost = inner.dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let mut gap = Event::new(Kind::Gap, now_us());
+            gap.instance = Some(inner.instance.clone());
+            gap.rows = Some(lost as i64);
+            gap.detail = text(format!(
+                "{lost} events were dropped: the audit queue was full"
+            ));
+            tracing::warn!("audit: {lost} events dropped (queue full)");
+            self.chain(&mut gap);
+        }
+    }
+
+    fn chain(&mut self, event: &mut Event) {
+        self.head = wal::append_record(&mut self.pending, event, self.next_seq, self.head);
+        self.next_seq += 1;
+        self.pending_count += 1;
+    }
+
+    /// Appends pending records to the segment; syncs once per interval.
+    fn write_pending(&mut self) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            if self.segment.is_none() {
+                let first = self.next_seq - self.pending_count;
+                let seg = Segment::create(&self.wal_dir, &self.instance, first).map_err(|e| {
+                    format!("cannot create a segment in {}: {e}", self.wal_dir.display())
+                })?;
+                self.segment = Some(seg);
+            }
+            let Some(seg) = self.segment.as_mut() else {
+                return Ok(());
+            };
+            seg.append(&self.pending, self.pending_count)
+                .map_err(|e| format!("writing {}: {e}", seg.path.display()))?;
+            self.pending.clear();
+            self.pending_count = 0;
+        }
+        if self.last_sync.elapsed() >= self.flush_interval {
+            if let Some(seg) = &self.segment {
+                seg.sync()
+                    .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?;
+            }
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Turns the current segment into a Parquet file.
+    fn rotate(&mut self) -> Result<(), String> {
+        let Some(seg) = &self.segment else {
+            return Ok(());
+        };
+        if seg.events == 0 {
+            return Ok(());
+        }
+        seg.sync()
+            .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?;
+        convert(&seg.path, &self.dir, &self.instance, 0)?;
+        let path = seg.path.clone();
+        self.segment = None;
+        std::fs::remove_file(&path)
+            .map_err(|e| format!("removing {} after conversion: {e}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// Converts a segment's events numbered above `after` into one Parquet
+/// file. Returns how many events it held and whether its tail was torn.
+fn convert(segment: &Path, dir: &Path, instance: &str, after: u64) -> Result<(u64, bool), String> {
+    let mut reader =
+        wal::Reader::open(segment).map_err(|e| format!("opening {}: {e}", segment.display()))?;
+    let mut sink = ParquetSink::create(dir, instance)?;
+    let mut batch = Vec::with_capacity(CONVERT_BATCH);
+    let mut count = 0;
+    for event in reader.by_ref() {
+        if event.seq <= after {
+            continue;
+        }
+        batch.push(event);
+        if batch.len() == CONVERT_BATCH {
+            sink.push(&batch)?;
+            count += batch.len() as u64;
+            batch.clear();
+        }
+    }
+    sink.push(&batch)?;
+    count += batch.len() as u64;
+    sink.finish()?;
+    Ok((count, reader.torn_tail))
+}
+
+/// Brings the directory to a consistent state after any previous run:
+/// leftover temporary files go, segments become Parquet files. Returns the
+/// next sequence number and the chain head to continue from.
+fn recover(dir: &Path, wal_dir: &Path, instance: &str) -> Result<(u64, Hash), String> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".parquet.tmp"))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let (mut last_seq, mut head) = chain_end(dir, instance);
+    let segments = wal::segments(wal_dir, instance)
+        .map_err(|e| format!("audit.dir {}: cannot list: {e}", wal_dir.display()))?;
+    for seg in segments {
+        let (count, torn) = convert(&seg, dir, instance, last_seq)?;
+        if torn {
+            tracing::warn!(
+                "audit: {} ended in an incomplete record (a crash while writing); kept the {count} whole events before it",
+                seg.display()
+            );
+        }
+        if count > 0 {
+            tracing::info!("audit: recovered {count} events from {}", seg.display());
+        }
+        std::fs::remove_file(&seg)
+            .map_err(|e| format!("removing {} after recovery: {e}", seg.display()))?;
+        (last_seq, head) = chain_end(dir, instance);
+    }
+    Ok((last_seq + 1, head))
+}
+
+/// Where this instance's chain ends in the files already in place: the
+/// highest sequence number among its newest files, and that event's hash.
+fn chain_end(dir: &Path, instance: &str) -> (u64, Hash) {
+    let files = files::list(dir).unwrap_or_default();
+    let mut best = (0, GENESIS);
+    let mine = files
+        .iter()
+        .rev()
+        .filter(|p| files::instance_of(p) == Some(instance))
+        .take(16);
+    for path in mine {
+        match files::read_meta(path) {
+            Ok(m) if m.last_seq > best.0 => best = (m.last_seq, m.chain_head),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("audit: ignoring an unreadable file when resuming the chain: {e}")
+            }
+        }
+    }
+    best
+}
+
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
