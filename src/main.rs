@@ -64,10 +64,39 @@ enum Command {
         /// The SQL ("-" reads it from stdin).
         sql: String,
     },
+    /// Print a recorded session as a transcript, or re-execute it elsewhere.
+    Replay {
+        /// The audit directory.
+        dir: PathBuf,
+        /// The session's id (the session_id column).
+        #[arg(long)]
+        session: String,
+        /// Re-execute the session's allowed statements against this
+        /// database (postgres://user@host:port/db; the password may come
+        /// from PGPASSWORD) and report where results differ.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a SCRAM-SHA-256 verifier for a password read from stdin.
     HashPassword {
         #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
         iterations: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every file and row of an audit directory against the hash
+    /// chain; exit status 1 names what was modified, deleted, inserted,
+    /// reordered or missing.
+    Verify {
+        /// The audit directory.
+        dir: PathBuf,
     },
 }
 
@@ -88,6 +117,10 @@ fn main() -> ExitCode {
         } => serve(config, listen, upstream),
         Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(pgward::demo::run(listen))),
         Command::HashPassword { iterations } => hash_password(iterations),
+        Command::Replay { dir, session, to } => replay(&dir, &session, to.as_deref()),
+        Command::Audit {
+            command: AuditCommand::Verify { dir },
+        } => verify(&dir),
         Command::Check { dir } => check(dir),
         Command::Explain {
             role,
@@ -195,7 +228,9 @@ fn explain(
     let catalog = match config {
         None => pgward::policy::Catalog::builtin(),
         Some(path) => {
-            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let mut config = Config::load(&path).map_err(|e| e.to_string())?;
+            // Only the catalog is wanted here, not a second audit writer.
+            config.audit.enabled = false;
             let shared = pgward::server::Shared::new(config, Rules::default())?;
             let database = shared
                 .upstream
@@ -210,6 +245,49 @@ fn explain(
     };
     print!("{}", pgward::policy::explain::report(role, &sql, &catalog));
     Ok(())
+}
+
+fn verify(dir: &std::path::Path) -> Result<(), String> {
+    let report = pgward::audit::verify::verify(dir)?;
+    println!("{report}");
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(format!("{} failed verification", dir.display()))
+    }
+}
+
+fn replay(dir: &std::path::Path, session: &str, to: Option<&str>) -> Result<(), String> {
+    let events = pgward::audit::replay::session_events(dir, session)?;
+    let Some(url) = to else {
+        print!("{}", pgward::audit::replay::transcript(&events));
+        return Ok(());
+    };
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("--to {url}: not a PostgreSQL URL: {e}"))?;
+    if config.get_password().is_none() {
+        if let Ok(p) = std::env::var("PGPASSWORD") {
+            config.password(p);
+        }
+    }
+    let report = runtime()?.block_on(async {
+        let (client, conn) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("connecting to --to: {e}"))?;
+        tokio::spawn(conn);
+        Ok::<_, String>(pgward::audit::replay::replay(&events, &client).await)
+    })?;
+    println!("{report}");
+    if report.diverged.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} statement(s) diverged from the recording",
+            report.diverged.len()
+        ))
+    }
 }
 
 fn hash_password(iterations: u32) -> Result<(), String> {

@@ -38,6 +38,8 @@ pub struct Shared {
     /// Connections as a role's own upstream user, by user name.
     pub upstream_users: std::collections::HashMap<String, Upstream>,
     pub catalogs: CatalogStore,
+    /// The audit log, unless `audit.enabled = false`.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// Only the end-to-end benchmark turns this off, to measure the relay
     /// alone; no configuration key reaches it.
     enforce_policy: std::sync::atomic::AtomicBool,
@@ -82,6 +84,11 @@ impl Shared {
             })
             .collect();
         let catalogs = CatalogStore::new(Duration::from_secs(config.upstream.catalog_refresh_secs));
+        let audit = if config.audit.enabled {
+            Some(Arc::new(crate::audit::AuditLog::start(&config.audit)?))
+        } else {
+            None
+        };
         let mut instance_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut instance_secret);
         let (phase_tx, phase) = watch::channel(Phase::Running);
@@ -93,6 +100,7 @@ impl Shared {
             upstream,
             upstream_users,
             catalogs,
+            audit,
             enforce_policy: std::sync::atomic::AtomicBool::new(true),
             workers: std::sync::OnceLock::new(),
             cancels: Arc::new(CancelRegistry::default()),
@@ -229,6 +237,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futu
         if closed.is_err() {
             sessions.abort_all();
         }
+    }
+    if let Some(audit) = &shared.audit {
+        // Everything recorded goes into Parquet before pgward exits.
+        audit.close();
     }
     tracing::info!("shutdown complete");
 }

@@ -1,1 +1,286 @@
-//! Replay (written next).
+//! `pgward replay`: one recorded session as a readable transcript, or
+//! re-executed against another database with a report of where the row
+//! counts or errors differ from the recording.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::event::{Event, Kind};
+use super::files;
+
+/// A session's events, in the order they happened.
+pub fn session_events(dir: &Path, session_id: &str) -> Result<Vec<Event>, String> {
+    let mut found = Vec::new();
+    for path in files::list(dir)? {
+        let (_, events) = files::read(&path)?;
+        found.extend(
+            events
+                .into_iter()
+                .filter(|e| e.session_id.as_deref() == Some(session_id)),
+        );
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "no events of session {session_id} in {} (session ids are in the session_id column)",
+            dir.display()
+        ));
+    }
+    found.sort_by_key(|e| e.seq);
+    Ok(found)
+}
+
+fn time_of(e: &Event) -> String {
+    chrono::DateTime::from_timestamp_micros(e.time_us)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| e.time_us.to_string())
+}
+
+/// The transcript: one line per event, statements with their decision
+/// and outcome.
+pub fn transcript(events: &[Event]) -> String {
+    let mut out = String::new();
+    for e in events {
+        let who = format!(
+            "{} as {}",
+            e.identity.as_deref().unwrap_or("?"),
+            e.role.as_deref().unwrap_or("?")
+        );
+        let _ = match e.kind {
+            Kind::SessionStart => writeln!(
+                out,
+                "{}  {who}  session start: database {}, from {}, {}, auth {}, upstream user {}",
+                time_of(e),
+                e.database.as_deref().unwrap_or("?"),
+                e.client_addr.as_deref().unwrap_or("?"),
+                if e.tls == Some(true) { "TLS" } else { "no TLS" },
+                e.auth_method.as_deref().unwrap_or("?"),
+                e.upstream_user.as_deref().unwrap_or("?"),
+            ),
+            Kind::SessionEnd => writeln!(
+                out,
+                "{}  {who}  session end: {}",
+                time_of(e),
+                e.detail.as_deref().unwrap_or("")
+            ),
+            Kind::Statement => {
+                let decision = e.decision.as_deref().unwrap_or("?").to_uppercase();
+                let mut outcome = e.outcome.as_deref().unwrap_or("?").to_owned();
+                if let Some(rows) = e.rows {
+                    let _ = write!(outcome, ", {rows} rows");
+                }
+                if let Some(us) = e.duration_us {
+                    let _ = write!(outcome, ", {:.3} ms", us as f64 / 1000.0);
+                }
+                if let (Some(code), Some(msg)) = (&e.sqlstate, &e.error_message) {
+                    let _ = write!(outcome, ", {code}: {msg}");
+                }
+                writeln!(
+                    out,
+                    "{}  {who}  {decision}  {}\n    -> {outcome}",
+                    time_of(e),
+                    one_line(e.statement.as_deref().unwrap_or(""))
+                )
+            }
+            Kind::SessionRefused | Kind::Gap => writeln!(
+                out,
+                "{}  {}  {}",
+                time_of(e),
+                e.kind.as_str(),
+                e.error_message
+                    .as_deref()
+                    .or(e.detail.as_deref())
+                    .unwrap_or("")
+            ),
+        };
+    }
+    out
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What re-executing a session found.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    pub replayed: usize,
+    /// (event seq, why it was not replayed)
+    pub skipped: Vec<(u64, String)>,
+    /// (event seq, statement, what differs)
+    pub diverged: Vec<(u64, String, String)>,
+}
+
+impl std::fmt::Display for ReplayReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (seq, why) in &self.skipped {
+            writeln!(f, "skipped event {seq}: {why}")?;
+        }
+        for (seq, sql, what) in &self.diverged {
+            writeln!(f, "DIVERGED event {seq}: {what}\n    {}", one_line(sql))?;
+        }
+        write!(
+            f,
+            "{} statements replayed, {} skipped, {} diverged",
+            self.replayed,
+            self.skipped.len(),
+            self.diverged.len()
+        )
+    }
+}
+
+/// What one statement did: rows, or an error's SQLSTATE and message.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Ok(Option<i64>),
+    Error(String, String),
+}
+
+/// SQL text as a string literal (standard_conforming_strings is on in
+/// every PostgreSQL pgward supports).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Re-executes the session's allowed statements, in order, on `client`.
+pub async fn replay(events: &[Event], client: &tokio_postgres::Client) -> ReplayReport {
+    let mut report = ReplayReport::default();
+    for (n, e) in events.iter().enumerate() {
+        if e.kind != Kind::Statement || e.decision.as_deref() != Some("allow") {
+            continue;
+        }
+        let recorded = match e.outcome.as_deref() {
+            Some("ok") => Outcome::Ok(e.rows),
+            Some("error") => Outcome::Error(
+                e.sqlstate.as_deref().unwrap_or("").to_owned(),
+                e.error_message.as_deref().unwrap_or("").to_owned(),
+            ),
+            other => {
+                report
+                    .skipped
+                    .push((e.seq, format!("it did not run ({})", other.unwrap_or("?"))));
+                continue;
+            }
+        };
+        let sql = e.statement.as_deref().unwrap_or("");
+        let classes = e.classes.as_deref().unwrap_or(&[]);
+        if classes
+            .iter()
+            .any(|c| matches!(c.as_deref(), Some("copy_in" | "copy_out")))
+        {
+            report
+                .skipped
+                .push((e.seq, "COPY data is not recorded".into()));
+            continue;
+        }
+        let script = match &e.parameters {
+            None if sql.contains('$') && is_parameterized(sql) => {
+                report.skipped.push((
+                    e.seq,
+                    "its bind parameters were not recorded (audit.record_parameters = false)"
+                        .into(),
+                ));
+                continue;
+            }
+            Some(params) if !params.is_empty() => {
+                let name = format!("pgward_replay_{n}");
+                let args: Vec<String> = params
+                    .iter()
+                    .map(|p| p.as_deref().map_or_else(|| "NULL".into(), literal))
+                    .collect();
+                vec![
+                    format!("PREPARE {name} AS {sql}"),
+                    format!("EXECUTE {name}({})", args.join(", ")),
+                    format!("DEALLOCATE {name}"),
+                ]
+            }
+            _ => vec![sql.to_owned()],
+        };
+        let mut got = Outcome::Ok(None);
+        for (i, step) in script.iter().enumerate() {
+            let result = client.simple_query(step).await;
+            let main = script.len() == 1 || i == 1;
+            match result {
+                Ok(messages) if main => {
+                    got = Outcome::Ok(messages.iter().rev().find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n as i64),
+                        _ => None,
+                    }));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    let (code, msg) = err.as_db_error().map_or_else(
+                        || (String::new(), err.to_string()),
+                        |d| (d.code().code().to_owned(), d.message().to_owned()),
+                    );
+                    got = Outcome::Error(code, msg);
+                    break;
+                }
+            }
+        }
+        report.replayed += 1;
+        let differs = match (&recorded, &got) {
+            // Commands without a row count report 0 through this client.
+            (Outcome::Ok(a), Outcome::Ok(b)) => a.is_some() && a != b,
+            (Outcome::Error(a, _), Outcome::Error(b, _)) => a != b,
+            _ => true,
+        };
+        if differs {
+            let show = |o: &Outcome| match o {
+                Outcome::Ok(Some(n)) => format!("{n} rows"),
+                Outcome::Ok(None) => "ok".into(),
+                Outcome::Error(c, m) => format!("error {c}: {m}"),
+            };
+            report.diverged.push((
+                e.seq,
+                sql.to_owned(),
+                format!("recorded {}, replay {}", show(&recorded), show(&got)),
+            ));
+        }
+    }
+    report
+}
+
+/// Whether `sql` uses `$n` parameters outside quotes and dollar quotes.
+fn is_parameterized(sql: &str) -> bool {
+    pg_query::parse(sql, 0)
+        .map(|p| {
+            let json = serde_json::to_string(&p.protobuf).unwrap_or_default();
+            json.contains("\"ParamRef\"")
+        })
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{list, text};
+
+    #[test]
+    fn transcripts_show_decision_outcome_and_error() {
+        let mut e = Event::new(Kind::Statement, 1_700_000_000_000_000);
+        e.identity = text("agent");
+        e.role = text("agent");
+        e.statement = text("DELETE\n  FROM orders");
+        e.decision = text("deny");
+        e.outcome = text("denied");
+        e.sqlstate = text("42501");
+        e.error_message = text("pgward: permission denied");
+        e.classes = list(["write"]);
+        let t = transcript(&[e]);
+        assert!(
+            t.contains("agent as agent  DENY  DELETE FROM orders"),
+            "{t}"
+        );
+        assert!(
+            t.contains("-> denied, 42501: pgward: permission denied"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn parameters_are_found_by_the_parser_not_by_a_dollar_sign() {
+        assert!(is_parameterized("select * from t where id = $1"));
+        assert!(!is_parameterized("select '$1', $$ $2 $$"));
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}

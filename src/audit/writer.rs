@@ -302,8 +302,15 @@ impl Writer {
             let Some(seg) = self.segment.as_mut() else {
                 return Ok(());
             };
-            seg.append(&self.pending, self.pending_count)
-                .map_err(|e| format!("writing {}: {e}", seg.path.display()))?;
+            if let Err(e) = seg.append(&self.pending, self.pending_count) {
+                let why = format!("writing {}: {e}", seg.path.display());
+                if seg.len == 0 {
+                    // Nothing of it is worth keeping open: the next try
+                    // opens the file afresh (it may have been replaced).
+                    self.segment = None;
+                }
+                return Err(why);
+            }
             self.pending.clear();
             self.pending_count = 0;
         }

@@ -31,6 +31,16 @@ pub struct RelationUse {
     pub access: Class,
 }
 
+impl RelationUse {
+    /// `schema.name`, or `name` when it was not qualified.
+    pub fn qualified(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{s}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
 /// One classified statement.
 #[derive(Debug, Clone, Default)]
 pub struct Statement {
@@ -38,6 +48,9 @@ pub struct Statement {
     pub text: String,
     /// The parse node at the top ("SelectStmt", "DeleteStmt", ...).
     pub kind: String,
+    /// pg_query's fingerprint: the same for statements that differ only
+    /// in literal values (the audit log records it).
+    pub fingerprint: String,
     pub reasons: Vec<Reason>,
     pub relations: Vec<RelationUse>,
     /// Functions called, as written (`schema.name` or `name`).
@@ -134,6 +147,9 @@ fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
         let text = slice_text(sql, start, len);
         let mut st = Statement {
             text: text.trim().to_owned(),
+            fingerprint: pg_query::fingerprint(text, 0, 0)
+                .map(|f| f.hex)
+                .unwrap_or_default(),
             ..Statement::default()
         };
         let (kind, inner) = variant(&raw["stmt"]).ok_or("empty statement")?;

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::recorder::Judged;
 use super::state::ProtocolState;
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, Reader};
@@ -39,6 +40,8 @@ pub struct Guard {
     /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
     /// so `EXECUTE name` and Execute of its portals are judged by it.
     prepared: HashMap<String, Prepared>,
+    /// What the last `check` judged, for the audit log.
+    pub last: Judged,
 }
 
 /// Everything ever prepared under one name in this session (a PREPARE that
@@ -46,6 +49,8 @@ pub struct Guard {
 /// and the rules generation it was last found allowed under.
 struct Prepared {
     statements: Vec<Arc<Statement>>,
+    /// The text of the latest statement, as the client sent it.
+    sql: Arc<str>,
     allowed_under: u64,
 }
 
@@ -87,6 +92,7 @@ impl Guard {
             local: HashMap::new(),
             local_shapes: HashMap::new(),
             prepared: HashMap::new(),
+            last: Judged::default(),
         }
     }
 
@@ -138,6 +144,7 @@ impl Guard {
     /// Judges one client message. `None` lets it through; `Some(error)`
     /// denies it with that error.
     pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        self.last = Judged::default();
         match tag {
             b'Q' => {
                 let sql = parse_query(body)?;
@@ -177,6 +184,9 @@ impl Guard {
                 "statement \"{statement}\" was not prepared through pgward"
             )));
         };
+        if let Some(st) = entry.statements.last() {
+            self.last.execute = Some((st.clone(), entry.sql.clone()));
+        }
         if entry.allowed_under == self.rules_gen {
             return None;
         }
@@ -233,6 +243,7 @@ impl Guard {
             Err(e) => return Some(e),
         };
         let analysis = self.analyze(sql);
+        self.last.analysis = Some(analysis.clone());
         let statements = match analysis.as_ref() {
             Ok(s) => s,
             Err(message) => {
@@ -260,25 +271,29 @@ impl Guard {
                 None => {}
             }
             if let Some(name) = &st.prepares {
-                self.remember(name, st, false);
+                self.remember(name, st, st.text.as_str(), false);
             }
         }
         if let (Some(name), Some(first)) = (parse_name, statements.first()) {
             // The unnamed statement is replaced by every Parse.
-            self.remember(name, first, name.is_empty());
+            self.remember(name, first, sql, name.is_empty());
         }
         None
     }
 
-    fn remember(&mut self, name: &str, st: &Statement, replace: bool) {
+    fn remember(&mut self, name: &str, st: &Statement, sql: &str, replace: bool) {
         let generation = self.rules_gen;
         let entry = self
             .prepared
             .entry(name.to_owned())
             .or_insert_with(|| Prepared {
                 statements: Vec::new(),
+                sql: Arc::from(""),
                 allowed_under: generation,
             });
+        if *entry.sql != *sql {
+            entry.sql = Arc::from(sql);
+        }
         if replace {
             entry.statements.clear();
         }
@@ -303,7 +318,9 @@ impl Guard {
             f.schema.replace('"', "\"\""),
             f.name.replace('"', "\"\"")
         );
-        self.judge_sql(&sql, None)
+        let verdict = self.judge_sql(&sql, None);
+        self.last.sql = Some(sql.into());
+        verdict
     }
 }
 

@@ -2,6 +2,7 @@
 //! startup, authentication, the upstream connection, then the relay.
 
 pub mod guard;
+pub mod recorder;
 pub mod relay;
 pub mod state;
 
@@ -70,6 +71,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         Ok(Ok(e)) => e,
         Ok(Err(err)) => {
             tracing::info!(%peer, user = message.get("user").unwrap_or(""), "connection refused: {err}");
+            record_refusal(&shared, &message, peer, &err);
             conn.send_error(&err).await;
             return;
         }
@@ -89,10 +91,18 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         upstream,
         registration,
         guard,
+        info,
     } = established;
     tracing::info!(%peer, identity = %identity.name, %role, "session started");
+    let enforce = shared.enforces_policy();
+    let recorder = match &shared.audit {
+        Some(log) if enforce => Some(recorder::Recorder::new(log.clone(), info)),
+        _ => None,
+    };
     let relay = relay::Relay::new(
-        shared.enforces_policy().then_some(guard),
+        enforce.then_some(guard),
+        recorder,
+        shared.audit.clone(),
         conn.stream,
         conn.rbuf,
         upstream.conn.stream,
@@ -246,6 +256,24 @@ struct Established {
     upstream: crate::upstream::UpstreamConn,
     registration: crate::cancel::Registration,
     guard: guard::Guard,
+    info: recorder::SessionInfo,
+}
+
+/// Records a connection that did not become a session.
+fn record_refusal(shared: &Shared, message: &StartupMessage, peer: SocketAddr, err: &PgError) {
+    let Some(log) = &shared.audit else {
+        return;
+    };
+    use crate::audit::event::text;
+    let mut e =
+        crate::audit::Event::new(crate::audit::Kind::SessionRefused, crate::audit::now_us());
+    e.identity = message.get("user").map(Into::into);
+    e.database = message.get("database").map(Into::into);
+    e.application_name = message.get("application_name").map(Into::into);
+    e.client_addr = text(peer.to_string());
+    e.sqlstate = text(err.code.as_ref());
+    e.error_message = text(err.message.as_str());
+    log.record(e);
 }
 
 /// Authenticates the client, connects upstream and sends the client what a
@@ -372,12 +400,28 @@ async fn establish(
             format!("client went away: {e}"),
         )
     })?;
+    use crate::audit::event::text;
+    let info = recorder::SessionInfo {
+        session_id: text(format!("{:016x}", rand::random::<u64>())),
+        identity: text(identity.name.as_str()),
+        role: text(role.name.as_str()),
+        database: text(database.as_str()),
+        auth_method: text(match identity.method {
+            auth::AuthMethod::Scram => "scram-sha-256",
+            auth::AuthMethod::ScramPlus => "scram-sha-256-plus",
+        }),
+        client_addr: text(peer.to_string()),
+        application_name: message.get("application_name").map(Into::into),
+        tls,
+        upstream_user: text(upstream_target.target.user.as_str()),
+    };
     Ok(Established {
         identity,
         role: role.name.clone(),
         upstream,
         registration,
         guard,
+        info,
     })
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
 use super::guard::{self, Guard};
+use super::recorder::Recorder;
 use super::state::ProtocolState;
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
@@ -50,6 +51,9 @@ pub struct Relay {
     pub state: ProtocolState,
     /// None only in the benchmark's no-policy baseline.
     guard: Option<Guard>,
+    /// The session's audit trail, when the audit log is on.
+    recorder: Option<Recorder>,
+    audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
 }
 
 enum Event {
@@ -62,8 +66,11 @@ enum Event {
 impl Relay {
     /// `client_pending` and `upstream_pending` are bytes each side sent
     /// beyond the startup phase (a pipelined first query, say).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         guard: Option<Guard>,
+        recorder: Option<Recorder>,
+        audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
         client: Stream,
         client_pending: BytesMut,
         upstream: Stream,
@@ -84,6 +91,8 @@ impl Relay {
             upstream_said_fatal: false,
             state: ProtocolState::with_status(status),
             guard,
+            recorder,
+            audit,
         }
     }
 
@@ -175,6 +184,14 @@ impl Relay {
     /// says goodbye upstream.
     async fn finish(mut self, end: End) -> End {
         const LAST_WORDS: Duration = Duration::from_secs(5);
+        if let Some(rec) = self.recorder.take() {
+            rec.end(&match &end {
+                End::ClientTerminated => "client terminated the session".to_owned(),
+                End::ClientGone(_) => "client went away".to_owned(),
+                End::UpstreamGone(_) => "upstream server closed the connection".to_owned(),
+                End::Closed(err) => format!("closed by pgward: {}", err.message),
+            });
+        }
         match &end {
             End::ClientTerminated | End::ClientGone(_) => {
                 // Pass a clean Terminate on so the server logs no EOF.
@@ -264,12 +281,16 @@ impl Relay {
                 return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
             }
             let body = &self.cin[at + 5..at + total];
-            let denial = match &mut self.guard {
+            let mut denial = match &mut self.guard {
                 Some(g) if matches!(tag, b'Q' | b'P' | b'E' | b'F' | b'C') => {
                     g.check(tag, body, &self.state)
                 }
                 _ => None,
             };
+            if denial.is_none() && matches!(tag, b'Q' | b'E' | b'F') {
+                // audit.on_failure = "deny": nothing runs unrecorded.
+                denial = self.audit.as_ref().and_then(|a| a.admit().err());
+            }
             if self.state.on_frontend(tag, body).is_err() {
                 return Err(End::Closed(PgError::fatal(
                     sqlstate::PROTOCOL_VIOLATION,
@@ -278,6 +299,10 @@ impl Relay {
                         printable(tag)
                     ),
                 )));
+            }
+            if let Some(rec) = &mut self.recorder {
+                let judged = self.guard.as_ref().map(|g| &g.last);
+                rec.on_client(tag, body, self.state.last_index(), judged, denial.as_ref());
             }
             if let Some(err) = denial {
                 // Nothing of a denied message goes upstream: a stand-in
@@ -320,6 +345,9 @@ impl Relay {
             };
             let tag = self.uin[at];
             let body = &self.uin[at + 5..at + total];
+            if let Some(rec) = &mut self.recorder {
+                rec.on_backend(tag, body, self.state.front_index());
+            }
             let replacement = self.state.on_backend(tag, body);
             let (sev, code) = if tag == b'E' {
                 let (sev, code, _) = parse_error_fields(body);

@@ -98,6 +98,16 @@ impl ProtocolState {
         self.owed.is_empty() && self.tx_status == b'I' && self.copy == CopyState::None
     }
 
+    /// Index of the response owed to the message recorded last.
+    pub fn last_index(&self) -> u64 {
+        self.pushed.saturating_sub(1)
+    }
+
+    /// Index of the response the server's next message belongs to.
+    pub fn front_index(&self) -> u64 {
+        self.popped
+    }
+
     fn push(&mut self, owed: Owed) {
         self.owed.push_back(owed);
         self.pushed += 1;

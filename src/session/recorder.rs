@@ -1,0 +1,453 @@
+//! The audit trail of one session: one event when it starts and ends, and
+//! one per statement, emitted when the statement's outcome is known (its
+//! CommandComplete or error, or that it never ran).
+//!
+//! Statements are matched to their outcome by the index of the response
+//! they are owed in `ProtocolState`: a Query owes a sequence of
+//! completions ended by ReadyForQuery, an Execute one completion, a
+//! FunctionCall one result.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::audit::event::{list, text, List, Text};
+use crate::audit::{now_us, AuditLog, Event, Kind};
+use crate::policy::{Analysis, Statement};
+use crate::protocol::messages::{parse_error_fields, parse_parse, parse_query, Reader};
+use crate::protocol::PgError;
+
+/// What the guard judged for the message just seen.
+#[derive(Debug, Default, Clone)]
+pub struct Judged {
+    /// The statements of a Query or Parse (or of the call a FunctionCall
+    /// was judged as).
+    pub analysis: Option<Arc<Analysis>>,
+    /// SQL pgward judged in place of the message (FunctionCall).
+    pub sql: Option<Arc<str>>,
+    /// For an Execute: the prepared statement and its SQL as sent.
+    pub execute: Option<(Arc<Statement>, Arc<str>)>,
+}
+
+/// Fields every event of the session carries.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub session_id: Text,
+    pub identity: Text,
+    pub role: Text,
+    pub database: Text,
+    pub auth_method: Text,
+    pub client_addr: Text,
+    pub application_name: Text,
+    pub tls: bool,
+    pub upstream_user: Text,
+}
+
+impl SessionInfo {
+    pub fn event(&self, kind: Kind) -> Event {
+        let mut e = Event::new(kind, now_us());
+        e.session_id = self.session_id.clone();
+        e.identity = self.identity.clone();
+        e.role = self.role.clone();
+        e.database = self.database.clone();
+        e
+    }
+
+    /// The `session_start` event, with everything known about the session.
+    pub fn start_event(&self) -> Event {
+        let mut e = self.event(Kind::SessionStart);
+        e.auth_method = self.auth_method.clone();
+        e.client_addr = self.client_addr.clone();
+        e.application_name = self.application_name.clone();
+        e.tls = Some(self.tls);
+        e.upstream_user = self.upstream_user.clone();
+        e
+    }
+}
+
+/// One statement waiting for its outcome.
+struct Item {
+    statement: Arc<str>,
+    fingerprint: Text,
+    classes: List,
+    tables: List,
+    parameters: List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Query,
+    Execute,
+    Call,
+}
+
+struct Pending {
+    /// Index of the owed response in `ProtocolState`.
+    index: u64,
+    flow: Flow,
+    items: VecDeque<Item>,
+    /// When the current item started (the message went upstream, or the
+    /// item before it completed).
+    mark: Instant,
+    data_rows: i64,
+    failed: bool,
+}
+
+pub struct Recorder {
+    log: Arc<AuditLog>,
+    info: SessionInfo,
+    allow_rule: Text,
+    pending: VecDeque<Pending>,
+    /// Bind parameters by portal, when the config asks for them.
+    params: HashMap<String, List>,
+}
+
+impl Recorder {
+    pub fn new(log: Arc<AuditLog>, info: SessionInfo) -> Recorder {
+        let allow_rule = text(format!(
+            "role {}: allowed",
+            info.role.as_deref().unwrap_or("?")
+        ));
+        log.record(info.start_event());
+        Recorder {
+            log,
+            info,
+            allow_rule,
+            pending: VecDeque::new(),
+            params: HashMap::new(),
+        }
+    }
+
+    /// A client message, after the guard judged it and the protocol state
+    /// recorded it as owed response number `index`.
+    pub fn on_client(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        index: u64,
+        judged: Option<&Judged>,
+        denial: Option<&PgError>,
+    ) {
+        match tag {
+            b'Q' | b'P' | b'F' => {
+                let sql = match tag {
+                    b'Q' => parse_query(body).map(Arc::<str>::from),
+                    b'P' => parse_parse(body).map(|(_, sql)| Arc::<str>::from(sql)),
+                    _ => judged.and_then(|j| j.sql.clone()),
+                };
+                let sql = sql.unwrap_or_else(|| Arc::from(""));
+                let items = items_of(&sql, judged.and_then(|j| j.analysis.as_deref()));
+                match denial {
+                    Some(err) => {
+                        for item in items {
+                            self.emit_denied(item, err);
+                        }
+                    }
+                    // An allowed Parse runs nothing yet: its Executes do.
+                    None if tag == b'P' => {}
+                    None => self.pending.push_back(Pending {
+                        index,
+                        flow: if tag == b'Q' { Flow::Query } else { Flow::Call },
+                        items: items.into(),
+                        mark: Instant::now(),
+                        data_rows: 0,
+                        failed: false,
+                    }),
+                }
+            }
+            b'B' if self.log.records_parameters() => {
+                if let Some((portal, params)) = bind_parameters(body) {
+                    self.params.insert(portal.to_owned(), params);
+                }
+            }
+            b'E' => {
+                let portal = crate::protocol::messages::parse_execute(body).unwrap_or_default();
+                let parameters = self.params.get(portal).cloned().flatten();
+                let mut item = match judged.and_then(|j| j.execute.as_ref()) {
+                    Some((st, sql)) => item_of(st, sql.clone()),
+                    None => Item {
+                        statement: Arc::from(format!("EXECUTE portal \"{portal}\"")),
+                        fingerprint: None,
+                        classes: None,
+                        tables: None,
+                        parameters: None,
+                    },
+                };
+                item.parameters = parameters;
+                match denial {
+                    Some(err) => self.emit_denied(item, err),
+                    None => self.pending.push_back(Pending {
+                        index,
+                        flow: Flow::Execute,
+                        items: VecDeque::from([item]),
+                        mark: Instant::now(),
+                        data_rows: 0,
+                        failed: false,
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A server message, before the protocol state consumes it; `front`
+    /// is the index of the response it belongs to.
+    pub fn on_backend(&mut self, tag: u8, body: &[u8], front: u64) {
+        // Responses skipped (the extended protocol discards up to Sync
+        // after an error): their statements never ran.
+        while self.pending.front().is_some_and(|p| p.index < front) {
+            if let Some(p) = self.pending.pop_front() {
+                self.finish_rest(p, "not_run", None);
+            }
+        }
+        let Some(p) = self.pending.front_mut() else {
+            return;
+        };
+        if p.index != front {
+            return;
+        }
+        match tag {
+            b'D' => p.data_rows += 1,
+            b'C' | b's' | b'I' | b'V' => {
+                let rows = match tag {
+                    b'C' => rows_of_tag(body),
+                    b's' => Some(p.data_rows),
+                    _ => None,
+                };
+                let detail = (tag == b's').then(|| Arc::from("portal suspended"));
+                let duration = p.mark.elapsed();
+                p.mark = Instant::now();
+                p.data_rows = 0;
+                let done = p.flow == Flow::Execute;
+                if let Some(item) = p.items.pop_front() {
+                    let mut e = self.statement_event(item, "ok", duration.as_micros() as i64);
+                    e.rows = rows;
+                    e.detail = detail;
+                    self.log.record(e);
+                }
+                if done {
+                    self.pending.pop_front();
+                }
+            }
+            b'E' => {
+                let (_, code, message) = parse_error_fields(body);
+                let duration = p.mark.elapsed();
+                p.failed = true;
+                let done = p.flow == Flow::Execute;
+                if let Some(item) = p.items.pop_front() {
+                    let mut e = self.statement_event(item, "error", duration.as_micros() as i64);
+                    e.sqlstate = text(code);
+                    e.error_message = text(message);
+                    self.log.record(e);
+                }
+                if done {
+                    self.pending.pop_front();
+                }
+            }
+            b'Z' => {
+                if let Some(p) = self.pending.pop_front() {
+                    let outcome = if p.failed { "not_run" } else { "ok" };
+                    self.finish_rest(p, outcome, None);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The session is over: statements still waiting were interrupted.
+    pub fn end(mut self, how: &str) {
+        while let Some(p) = self.pending.pop_front() {
+            self.finish_rest(
+                p,
+                "interrupted",
+                Some("the session ended before the statement finished"),
+            );
+        }
+        let mut e = self.info.event(Kind::SessionEnd);
+        e.detail = text(how);
+        self.log.record(e);
+    }
+
+    fn finish_rest(&mut self, p: Pending, outcome: &str, detail: Option<&str>) {
+        for item in p.items {
+            let mut e = self.statement_event(item, outcome, 0);
+            e.duration_us = None;
+            e.detail = detail.map(Arc::from);
+            self.log.record(e);
+        }
+    }
+
+    fn statement_event(&self, item: Item, outcome: &str, duration_us: i64) -> Event {
+        let mut e = self.info.event(Kind::Statement);
+        e.statement = Some(item.statement);
+        e.fingerprint = item.fingerprint;
+        e.classes = item.classes;
+        e.tables = item.tables;
+        e.parameters = item.parameters;
+        e.decision = text("allow");
+        e.rule = self.allow_rule.clone();
+        e.outcome = text(outcome);
+        e.duration_us = Some(duration_us);
+        e
+    }
+
+    fn emit_denied(&self, item: Item, err: &PgError) {
+        let mut e = self.info.event(Kind::Statement);
+        e.statement = Some(item.statement);
+        e.fingerprint = item.fingerprint;
+        e.classes = item.classes;
+        e.tables = item.tables;
+        e.parameters = item.parameters;
+        e.decision = text("deny");
+        e.rule = err
+            .hint
+            .as_deref()
+            .and_then(|h| h.strip_prefix("rule: "))
+            .map(Arc::from)
+            .or_else(|| err.hint.as_deref().map(Arc::from));
+        e.outcome = text("denied");
+        e.sqlstate = text(err.code.as_ref());
+        e.error_message = text(err.message.as_str());
+        self.log.record(e);
+    }
+}
+
+/// The statements of a message as audit items. A single statement shows
+/// the text the client sent (the classification may be shared with
+/// another text of the same shape).
+fn items_of(sql: &Arc<str>, analysis: Option<&Analysis>) -> Vec<Item> {
+    match analysis {
+        Some(Ok(statements)) if statements.len() == 1 => vec![item_of(&statements[0], sql.clone())],
+        Some(Ok(statements)) => statements
+            .iter()
+            .map(|st| item_of(st, Arc::from(st.text.as_str())))
+            .collect(),
+        // Did not parse, or no policy: the text as sent.
+        _ => vec![Item {
+            statement: sql.clone(),
+            fingerprint: None,
+            classes: None,
+            tables: None,
+            parameters: None,
+        }],
+    }
+}
+
+fn item_of(st: &Statement, statement: Arc<str>) -> Item {
+    let mut classes: Vec<&'static str> = st.reasons.iter().map(|r| r.class.name()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    Item {
+        statement,
+        fingerprint: (!st.fingerprint.is_empty()).then(|| Arc::from(st.fingerprint.as_str())),
+        classes: list(classes),
+        tables: {
+            let mut tables: Vec<String> = st.relations.iter().map(|r| r.qualified()).collect();
+            tables.sort_unstable();
+            tables.dedup();
+            list(tables)
+        },
+        parameters: None,
+    }
+}
+
+/// The row count at the end of a CommandComplete tag ("SELECT 3",
+/// "INSERT 0 3", "COPY 3"), for the commands that report one.
+fn rows_of_tag(body: &[u8]) -> Option<i64> {
+    let tag = Reader::new(body).cstr()?;
+    let mut words = tag.split(' ');
+    let command = words.next()?;
+    if !matches!(
+        command,
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "FETCH" | "MOVE" | "COPY"
+    ) {
+        return None;
+    }
+    words.next_back()?.parse().ok()
+}
+
+/// A Bind's portal and parameters: text as is, binary as `\x` hex, NULL
+/// as NULL.
+fn bind_parameters(body: &[u8]) -> Option<(&str, List)> {
+    let mut r = Reader::new(body);
+    let portal = r.cstr()?;
+    r.cstr()?;
+    let nformats = r.i16()?.max(0) as usize;
+    let mut formats = Vec::with_capacity(nformats.min(1024));
+    for _ in 0..nformats {
+        formats.push(r.i16()?);
+    }
+    let nparams = r.i16()?.max(0) as usize;
+    let mut out = Vec::with_capacity(nparams.min(1024));
+    for i in 0..nparams {
+        let len = r.i32()?;
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let bytes = r.take(len as usize)?;
+        let format = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => *formats.get(i)?,
+        };
+        let shown: Arc<str> = if format == 0 {
+            String::from_utf8_lossy(bytes).into()
+        } else {
+            let mut hex = String::with_capacity(2 + 2 * bytes.len());
+            hex.push_str("\\x");
+            for b in bytes {
+                hex.push_str(&format!("{b:02x}"));
+            }
+            hex.into()
+        };
+        out.push(Some(shown));
+    }
+    Some((portal, Some(out.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_counts_come_from_command_tags() {
+        assert_eq!(rows_of_tag(b"SELECT 3\0"), Some(3));
+        assert_eq!(rows_of_tag(b"INSERT 0 7\0"), Some(7));
+        assert_eq!(rows_of_tag(b"COPY 12\0"), Some(12));
+        assert_eq!(rows_of_tag(b"CREATE TABLE\0"), None);
+        assert_eq!(rows_of_tag(b"BEGIN\0"), None);
+        assert_eq!(rows_of_tag(b"SELECT\0"), None);
+    }
+
+    #[test]
+    fn bind_parameters_are_decoded_and_bad_binds_are_not() {
+        // Portal "p", statement "s", formats [text, binary], 3 params.
+        let mut b = b"p\0s\0\0\x02\0\0\0\x01\0\x03".to_vec();
+        b.extend_from_slice(&2i32.to_be_bytes());
+        b.extend_from_slice(b"42");
+        b.extend_from_slice(&2i32.to_be_bytes());
+        b.extend_from_slice(&[0xab, 0x01]);
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        let (_, params) = bind_parameters(&b).unwrap();
+        let shown: Vec<Option<&str>> = params
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|p| p.as_deref())
+            .collect();
+        assert_eq!(shown, vec![Some("42"), Some("\\xab01"), None]);
+        let mut ok = b"p\0s\0\0\x01\0\0\0\x03".to_vec();
+        ok.extend_from_slice(&2i32.to_be_bytes());
+        ok.extend_from_slice(b"42");
+        ok.extend_from_slice(&0i32.to_be_bytes());
+        ok.extend_from_slice(&(-1i32).to_be_bytes());
+        let (portal, params) = bind_parameters(&ok).unwrap();
+        assert_eq!(portal, "p");
+        let params = params.unwrap();
+        assert_eq!(params[0].as_deref(), Some("42"));
+        assert_eq!(params[1].as_deref(), Some(""));
+        assert_eq!(params[2], None);
+        assert_eq!(bind_parameters(b"p\0s\0\0\x01\0\0\0\x01\0\0\0\x09ab"), None);
+    }
+}
