@@ -127,7 +127,7 @@ event! {
         decision, rule, approval_id, approver, outcome, sqlstate,
         error_message, detail,
     ],
-    lists: [classes, tables, masked_columns, parameters],
+    lists: [classes, tables, masked_columns, parameters, parameter_formats],
 }
 
 /// Why a byte string is not an event.

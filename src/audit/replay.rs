@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
+
 use super::event::{Event, Kind};
 use super::files;
 
@@ -135,16 +137,107 @@ enum Outcome {
     Error(String, String),
 }
 
-/// SQL text as a string literal (standard_conforming_strings is on in
-/// every PostgreSQL pgward supports).
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// A recorded bind parameter, sent again exactly as it was: the same
+/// bytes in the same format, whatever the parameter's type.
+#[derive(Debug)]
+struct RawParam {
+    value: Option<Vec<u8>>,
+    binary: bool,
+}
+
+impl ToSql for RawParam {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.value {
+            None => Ok(IsNull::Yes),
+            Some(v) => {
+                out.extend_from_slice(v);
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _: &Type) -> Format {
+        if self.binary {
+            Format::Binary
+        } else {
+            Format::Text
+        }
+    }
+
+    to_sql_checked!();
+}
+
+type Texts = [Option<std::sync::Arc<str>>];
+
+/// The parameters as recorded: text as is, binary from its `\x` hex.
+fn raw_params(values: &Texts, formats: &Texts) -> Option<Vec<RawParam>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let binary = formats.get(i).and_then(|f| f.as_deref()) == Some("binary");
+            let value = match v.as_deref() {
+                None => None,
+                Some(v) if binary => Some(unhex(v.strip_prefix("\\x")?)?),
+                Some(v) => Some(v.as_bytes().to_vec()),
+            };
+            Some(RawParam { value, binary })
+        })
+        .collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn error_outcome(err: &tokio_postgres::Error) -> Outcome {
+    match err.as_db_error() {
+        Some(d) => Outcome::Error(d.code().code().to_owned(), d.message().to_owned()),
+        None => Outcome::Error(String::new(), err.to_string()),
+    }
+}
+
+/// A statement sent as a simple Query, as most were.
+async fn run_simple(client: &tokio_postgres::Client, sql: &str) -> Outcome {
+    match client.simple_query(sql).await {
+        Ok(messages) => Outcome::Ok(messages.iter().rev().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n as i64),
+            _ => None,
+        })),
+        Err(e) => error_outcome(&e),
+    }
+}
+
+/// A statement with parameters, through Parse/Bind/Execute as recorded.
+async fn run_extended(client: &tokio_postgres::Client, sql: &str, params: &[RawParam]) -> Outcome {
+    let statement = match client.prepare(sql).await {
+        Ok(s) => s,
+        Err(e) => return error_outcome(&e),
+    };
+    match client.execute_raw(&statement, params.iter()).await {
+        Ok(n) => Outcome::Ok(Some(n as i64)),
+        Err(e) => error_outcome(&e),
+    }
 }
 
 /// Re-executes the session's allowed statements, in order, on `client`.
 pub async fn replay(events: &[Event], client: &tokio_postgres::Client) -> ReplayReport {
     let mut report = ReplayReport::default();
-    for (n, e) in events.iter().enumerate() {
+    for e in events {
         if e.kind != Kind::Statement || e.decision.as_deref() != Some("allow") {
             continue;
         }
@@ -172,8 +265,8 @@ pub async fn replay(events: &[Event], client: &tokio_postgres::Client) -> Replay
                 .push((e.seq, "COPY data is not recorded".into()));
             continue;
         }
-        let script = match &e.parameters {
-            None if sql.contains('$') && is_parameterized(sql) => {
+        let got = match (&e.parameters, &e.parameter_formats) {
+            (None, _) if sql.contains('$') && is_parameterized(sql) => {
                 report.skipped.push((
                     e.seq,
                     "its bind parameters were not recorded (audit.record_parameters = false)"
@@ -181,42 +274,20 @@ pub async fn replay(events: &[Event], client: &tokio_postgres::Client) -> Replay
                 ));
                 continue;
             }
-            Some(params) if !params.is_empty() => {
-                let name = format!("pgward_replay_{n}");
-                let args: Vec<String> = params
-                    .iter()
-                    .map(|p| p.as_deref().map_or_else(|| "NULL".into(), literal))
-                    .collect();
-                vec![
-                    format!("PREPARE {name} AS {sql}"),
-                    format!("EXECUTE {name}({})", args.join(", ")),
-                    format!("DEALLOCATE {name}"),
-                ]
+            (Some(values), formats) if !values.is_empty() => {
+                let formats = formats.as_deref().unwrap_or(&[]);
+                match raw_params(values, formats) {
+                    Some(params) => run_extended(client, sql, &params).await,
+                    None => {
+                        report
+                            .skipped
+                            .push((e.seq, "its recorded parameters are malformed".into()));
+                        continue;
+                    }
+                }
             }
-            _ => vec![sql.to_owned()],
+            _ => run_simple(client, sql).await,
         };
-        let mut got = Outcome::Ok(None);
-        for (i, step) in script.iter().enumerate() {
-            let result = client.simple_query(step).await;
-            let main = script.len() == 1 || i == 1;
-            match result {
-                Ok(messages) if main => {
-                    got = Outcome::Ok(messages.iter().rev().find_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n as i64),
-                        _ => None,
-                    }));
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    let (code, msg) = err.as_db_error().map_or_else(
-                        || (String::new(), err.to_string()),
-                        |d| (d.code().code().to_owned(), d.message().to_owned()),
-                    );
-                    got = Outcome::Error(code, msg);
-                    break;
-                }
-            }
-        }
         report.replayed += 1;
         let differs = match (&recorded, &got) {
             // Commands without a row count report 0 through this client.
@@ -281,6 +352,18 @@ mod tests {
     fn parameters_are_found_by_the_parser_not_by_a_dollar_sign() {
         assert!(is_parameterized("select * from t where id = $1"));
         assert!(!is_parameterized("select '$1', $$ $2 $$"));
-        assert_eq!(literal("it's"), "'it''s'");
+        let texts = |v: &[Option<&str>]| -> Vec<Option<std::sync::Arc<str>>> {
+            v.iter().map(|s| s.map(Into::into)).collect()
+        };
+        let params = raw_params(
+            &texts(&[Some("\\x0000002a"), Some("x"), None]),
+            &texts(&[Some("binary"), Some("text"), Some("text")]),
+        )
+        .unwrap();
+        assert_eq!(params[0].value.as_deref(), Some(&[0, 0, 0, 42][..]));
+        assert!(params[0].binary && !params[1].binary);
+        assert_eq!(params[1].value.as_deref(), Some(&b"x"[..]));
+        assert_eq!(params[2].value, None);
+        assert!(raw_params(&texts(&[Some("\\xzz")]), &texts(&[Some("binary")])).is_none());
     }
 }

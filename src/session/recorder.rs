@@ -72,6 +72,7 @@ struct Item {
     classes: List,
     tables: List,
     parameters: List,
+    parameter_formats: List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +99,8 @@ pub struct Recorder {
     info: SessionInfo,
     allow_rule: Text,
     pending: VecDeque<Pending>,
-    /// Bind parameters by portal, when the config asks for them.
-    params: HashMap<String, List>,
+    /// Bind parameters and their formats by portal, when the config asks.
+    params: HashMap<String, (List, List)>,
 }
 
 impl Recorder {
@@ -156,13 +157,13 @@ impl Recorder {
                 }
             }
             b'B' if self.log.records_parameters() => {
-                if let Some((portal, params)) = bind_parameters(body) {
-                    self.params.insert(portal.to_owned(), params);
+                if let Some((portal, params, formats)) = bind_parameters(body) {
+                    self.params.insert(portal.to_owned(), (params, formats));
                 }
             }
             b'E' => {
                 let portal = crate::protocol::messages::parse_execute(body).unwrap_or_default();
-                let parameters = self.params.get(portal).cloned().flatten();
+                let (parameters, formats) = self.params.get(portal).cloned().unwrap_or_default();
                 let mut item = match judged.and_then(|j| j.execute.as_ref()) {
                     Some((st, sql)) => item_of(st, sql.clone()),
                     None => Item {
@@ -171,9 +172,11 @@ impl Recorder {
                         classes: None,
                         tables: None,
                         parameters: None,
+                        parameter_formats: None,
                     },
                 };
                 item.parameters = parameters;
+                item.parameter_formats = formats;
                 match denial {
                     Some(err) => self.emit_denied(item, err),
                     None => self.pending.push_back(Pending {
@@ -284,6 +287,7 @@ impl Recorder {
         e.classes = item.classes;
         e.tables = item.tables;
         e.parameters = item.parameters;
+        e.parameter_formats = item.parameter_formats;
         e.decision = text("allow");
         e.rule = self.allow_rule.clone();
         e.outcome = text(outcome);
@@ -298,6 +302,7 @@ impl Recorder {
         e.classes = item.classes;
         e.tables = item.tables;
         e.parameters = item.parameters;
+        e.parameter_formats = item.parameter_formats;
         e.decision = text("deny");
         e.rule = err
             .hint
@@ -329,6 +334,7 @@ fn items_of(sql: &Arc<str>, analysis: Option<&Analysis>) -> Vec<Item> {
             classes: None,
             tables: None,
             parameters: None,
+            parameter_formats: None,
         }],
     }
 }
@@ -348,6 +354,7 @@ fn item_of(st: &Statement, statement: Arc<str>) -> Item {
             list(tables)
         },
         parameters: None,
+        parameter_formats: None,
     }
 }
 
@@ -366,9 +373,9 @@ fn rows_of_tag(body: &[u8]) -> Option<i64> {
     words.next_back()?.parse().ok()
 }
 
-/// A Bind's portal and parameters: text as is, binary as `\x` hex, NULL
-/// as NULL.
-fn bind_parameters(body: &[u8]) -> Option<(&str, List)> {
+/// A Bind's portal, parameters (text as is, binary as `\x` hex, NULL as
+/// NULL) and their formats ("text" or "binary").
+fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
     let mut r = Reader::new(body);
     let portal = r.cstr()?;
     r.cstr()?;
@@ -379,18 +386,20 @@ fn bind_parameters(body: &[u8]) -> Option<(&str, List)> {
     }
     let nparams = r.i16()?.max(0) as usize;
     let mut out = Vec::with_capacity(nparams.min(1024));
+    let mut shown_formats = Vec::with_capacity(nparams.min(1024));
     for i in 0..nparams {
+        let format = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => *formats.get(i)?,
+        };
+        shown_formats.push(Some(Arc::from(if format == 0 { "text" } else { "binary" })));
         let len = r.i32()?;
         if len < 0 {
             out.push(None);
             continue;
         }
         let bytes = r.take(len as usize)?;
-        let format = match formats.len() {
-            0 => 0,
-            1 => formats[0],
-            _ => *formats.get(i)?,
-        };
         let shown: Arc<str> = if format == 0 {
             String::from_utf8_lossy(bytes).into()
         } else {
@@ -403,7 +412,7 @@ fn bind_parameters(body: &[u8]) -> Option<(&str, List)> {
         };
         out.push(Some(shown));
     }
-    Some((portal, Some(out.into())))
+    Some((portal, Some(out.into()), Some(shown_formats.into())))
 }
 
 #[cfg(test)]
@@ -430,7 +439,14 @@ mod tests {
         b.extend_from_slice(&[0xab, 0x01]);
         b.extend_from_slice(&(-1i32).to_be_bytes());
         b.extend_from_slice(&0i16.to_be_bytes());
-        let (_, params) = bind_parameters(&b).unwrap();
+        let (_, params, formats) = bind_parameters(&b).unwrap();
+        let formats: Vec<&str> = formats
+            .iter()
+            .flat_map(|f| f.iter())
+            .flatten()
+            .map(|f| &**f)
+            .collect();
+        assert_eq!(formats, vec!["text", "binary", "binary"]);
         let shown: Vec<Option<&str>> = params
             .iter()
             .flat_map(|p| p.iter())
@@ -442,7 +458,7 @@ mod tests {
         ok.extend_from_slice(b"42");
         ok.extend_from_slice(&0i32.to_be_bytes());
         ok.extend_from_slice(&(-1i32).to_be_bytes());
-        let (portal, params) = bind_parameters(&ok).unwrap();
+        let (portal, params, _) = bind_parameters(&ok).unwrap();
         assert_eq!(portal, "p");
         let params = params.unwrap();
         assert_eq!(params[0].as_deref(), Some("42"));

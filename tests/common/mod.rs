@@ -43,6 +43,8 @@ pub struct Setup {
     pub server: String,
     /// Extra TOML for [upstream] (e.g. "sslmode = \"require\"").
     pub upstream: String,
+    /// Extra TOML for [audit] (e.g. "record_parameters = true").
+    pub audit: String,
     /// Whole [tls] section; when empty, TLS is optional with a fresh cert.
     pub tls: Option<String>,
     /// Upstream user instead of the superuser (its password in `upstream_password`).
@@ -88,8 +90,8 @@ impl Harness {
             "mode = \"optional\"\ncert = \"cert.pem\"\nkey = \"key.pem\"".into()
         });
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[tls]\n{tls}\n\n[upstream]\nurl = \"postgres://{user}@127.0.0.1:{}/postgres\"\npassword_file = \"upstream-password\"\n{}\n",
-            setup.server, pg.port, setup.upstream
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[tls]\n{tls}\n\n[upstream]\nurl = \"postgres://{user}@127.0.0.1:{}/postgres\"\npassword_file = \"upstream-password\"\n{}\n\n[audit]\ninstance = \"test\"\n{}\n",
+            setup.server, pg.port, setup.upstream, setup.audit
         );
         let path = dir.path().join("pgward.toml");
         std::fs::write(&path, toml).unwrap();
@@ -114,6 +116,22 @@ impl Harness {
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// Everything audited so far, from the Parquet files, in chain order.
+    pub fn audit_events(&self) -> Vec<pgward::audit::Event> {
+        let log = self.shared.audit.as_ref().expect("audit is on");
+        assert!(
+            log.rotate_now(Duration::from_secs(20)),
+            "the audit writer did not rotate"
+        );
+        let dir = self.dir.path().join("audit");
+        let mut events = Vec::new();
+        for path in pgward::audit::files::list(&dir).unwrap() {
+            events.extend(pgward::audit::files::read(&path).unwrap().1);
+        }
+        events.sort_by_key(|e| e.seq);
+        events
     }
 
     /// A libpq connection string for pgward.
