@@ -649,12 +649,10 @@ async fn duckdb_runs_the_documented_queries_on_the_files() {
         })
         .collect();
     assert!(queries.len() >= 3, "docs/audit.md lost its queries");
-    let script = format!(
-        "import duckdb, json, sys\nout = []\nfor q in json.loads(sys.argv[1]):\n    out.append([list(map(str, r)) for r in duckdb.sql(q).fetchall()])\nprint(json.dumps(out))\n"
-    );
+    let script = "import duckdb, json, sys\nout = []\nfor q in json.loads(sys.argv[1]):\n    out.append([list(map(str, r)) for r in duckdb.sql(q).fetchall()])\nprint(json.dumps(out))\n";
     let python = python_with_duckdb();
     let out = std::process::Command::new(python)
-        .args(["-c", &script, &serde_json::to_string(&queries).unwrap()])
+        .args(["-c", script, &serde_json::to_string(&queries).unwrap()])
         .output()
         .unwrap();
     assert!(
