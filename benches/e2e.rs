@@ -168,14 +168,16 @@ fn main() {
     )
     .unwrap();
 
-    // Two pgward instances in this process, on one runtime: one relaying
+    // Three pgward instances in this process, on one runtime: one relaying
     // only (the policy switched off: the baseline), one enforcing the
-    // example read-only role "analyst" (alice).
+    // example read-only role "analyst" (alice), and one also recording
+    // every session and statement to the audit log.
     let (user, password) = ("bob", "bob-demo-password");
     let (ro_user, ro_password) = ("alice", "alice-demo-password");
     std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
     let pgward_port = free_port();
     let policy_port = free_port();
+    let audit_port = free_port();
     std::fs::write(
         dir.path().join("pgward.toml"),
         format!(
@@ -192,10 +194,15 @@ fn main() {
         config.server.worker_threads = n;
     }
     let rt = config.server.runtime().unwrap();
-    for (port, enforce) in [(pgward_port, false), (policy_port, true)] {
+    for (port, enforce, audit) in [
+        (pgward_port, false, false),
+        (policy_port, true, false),
+        (audit_port, true, true),
+    ] {
+        let mut config = config.clone();
+        config.audit.enabled = audit;
         let shared =
-            pgward::server::Shared::new(config.clone(), pgward::demo::example_rules().unwrap())
-                .unwrap();
+            pgward::server::Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
         shared.start_workers().unwrap();
         if !enforce {
             shared.disable_policy_for_benchmarks();
@@ -243,6 +250,12 @@ fn main() {
     targets.push((
         "pgward+policy".into(),
         conn(policy_port, ro_user),
+        ro_password.into(),
+        Some(me),
+    ));
+    targets.push((
+        "pgward+policy+audit".into(),
+        conn(audit_port, ro_user),
         ro_password.into(),
         Some(me),
     ));
@@ -300,7 +313,7 @@ fn main() {
             header.push_str(&format!(" {n} CPU µs/tx |"));
         }
     }
-    header.push_str(" pgward/direct | policy/pgward |");
+    header.push_str(" pgward/direct | policy/pgward | audit/policy |");
     if bouncer.is_some() {
         header.push_str(" pgward/PgBouncer | policy/PgBouncer |");
     }
@@ -322,9 +335,10 @@ fn main() {
             }
         }
         line.push_str(&format!(
-            " {:.2} | {:.2} |",
+            " {:.2} | {:.2} | {:.2} |",
             tps("pgward") / tps("direct"),
-            tps("pgward+policy") / tps("pgward")
+            tps("pgward+policy") / tps("pgward"),
+            tps("pgward+policy+audit") / tps("pgward+policy")
         ));
         if bouncer.is_some() {
             line.push_str(&format!(

@@ -455,6 +455,27 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_audits() {
+        let c = parse(include_str!("../pgward.toml")).unwrap();
+        assert!(c.audit.enabled);
+        assert_eq!(c.audit.on_failure, OnFailure::Deny);
+    }
+
+    #[test]
+    fn audit_keys_are_checked() {
+        let base = "[upstream]\nurl = \"postgres://a@h/db\"\n[audit]\n";
+        let e = parse(&format!("{base}instance = \"a/b\"\n")).unwrap_err().to_string();
+        assert!(e.contains("audit.instance"), "{e}");
+        let e = parse(&format!("{base}on_failure = \"ignore\"\n")).unwrap_err().to_string();
+        assert!(e.contains("on_failure") || e.contains("ignore"), "{e}");
+        let e = parse(&format!("{base}flush_interval_ms = 0\n")).unwrap_err().to_string();
+        assert!(e.contains("flush_interval_ms"), "{e}");
+        let c = parse(&format!("{base}enabled = false\n")).unwrap();
+        assert!(!c.audit.enabled);
+        assert!(!parse(base).unwrap().audit.instance_name().is_empty());
+    }
+
+    #[test]
     fn verify_full_needs_a_ca() {
         let e = parse("[upstream]\nurl = \"postgres://a@h/db\"\nsslmode = \"verify-full\"\n")
             .unwrap_err()

@@ -69,7 +69,13 @@ pub fn example_rules() -> Result<Rules, String> {
     Ok(rules)
 }
 
-pub async fn run(listen: SocketAddr) -> Result<(), String> {
+pub async fn run(listen: SocketAddr, audit_dir: &Path) -> Result<(), String> {
+    // The audit log outlives the demo, so it can be queried afterwards.
+    std::fs::create_dir_all(audit_dir)
+        .map_err(|e| format!("--audit-dir {}: cannot create: {e}", audit_dir.display()))?;
+    let audit_dir = audit_dir
+        .canonicalize()
+        .map_err(|e| format!("--audit-dir {}: {e}", audit_dir.display()))?;
     eprintln!("starting a throwaway PostgreSQL ...");
     let pg = tokio::task::spawn_blocking(LocalPg::start)
         .await
@@ -92,8 +98,9 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     write("cert.pem", &cert)?;
     write("key.pem", &key)?;
     let toml = format!(
-        "[server]\nlisten = \"{listen}\"\n\n[tls]\nmode = \"optional\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n[upstream]\nurl = \"{}\"\npassword_file = \"upstream-password\"\nsslmode = \"disable\"\n",
-        pg.url("demo")
+        "[server]\nlisten = \"{listen}\"\n\n[tls]\nmode = \"optional\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n[upstream]\nurl = \"{}\"\npassword_file = \"upstream-password\"\nsslmode = \"disable\"\n\n[audit]\ndir = \"{}\"\ninstance = \"demo\"\nrotate_secs = 10\n",
+        pg.url("demo"),
+        audit_dir.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
     );
     write("pgward.toml", &toml)?;
     let config = Config::load(&dir.path().join("pgward.toml")).map_err(|e| e.to_string())?;
@@ -116,6 +123,10 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         );
     }
     println!("Try: SELECT * FROM customers;   Press Ctrl-C to stop and clean up.");
+    println!(
+        "\nEvery session and statement is recorded to {} (Parquet, a file every 10 s and at exit):\n  pgward audit verify {0}\n  duckdb -c \"SELECT time, identity, decision, statement FROM read_parquet('{0}/*.parquet') ORDER BY seq\"\n",
+        audit_dir.display()
+    );
     crate::server::run(listener, shared, crate::server::termination()).await;
     drop(pg);
     eprintln!("stopped; the throwaway PostgreSQL and its files are gone.");

@@ -42,6 +42,9 @@ enum Command {
         /// Address pgward listens on.
         #[arg(long, default_value = "127.0.0.1:6432")]
         listen: SocketAddr,
+        /// Where the audit log goes (kept after the demo ends).
+        #[arg(long, default_value = "pgward-demo-audit")]
+        audit_dir: PathBuf,
     },
     /// Validate a rules directory: files, identities, roles, references.
     Check {
@@ -115,7 +118,9 @@ fn main() -> ExitCode {
             listen,
             upstream,
         } => serve(config, listen, upstream),
-        Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(pgward::demo::run(listen))),
+        Command::Demo { listen, audit_dir } => {
+            runtime().and_then(|rt| rt.block_on(pgward::demo::run(listen, &audit_dir)))
+        }
         Command::HashPassword { iterations } => hash_password(iterations),
         Command::Replay { dir, session, to } => replay(&dir, &session, to.as_deref()),
         Command::Audit {

@@ -39,6 +39,8 @@ struct Inner {
     open: AtomicBool,
     failure: Mutex<Option<String>>,
     dropped: AtomicU64,
+    /// Events dropped since start, for monitoring and benchmarks.
+    dropped_total: AtomicU64,
     stop: AtomicBool,
     /// Rotation requests and completions (tests and shutdown wait on them).
     requested: AtomicU64,
@@ -69,6 +71,7 @@ impl AuditLog {
             open: AtomicBool::new(true),
             failure: Mutex::new(None),
             dropped: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             requested: AtomicU64::new(0),
             done: Mutex::new(0),
@@ -115,6 +118,7 @@ impl AuditLog {
         event.instance = Some(self.shared.instance.clone());
         if self.shared.queue.push(event).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
             self.shared.open.store(false, Ordering::Relaxed);
             self.wake();
         }
@@ -140,6 +144,11 @@ impl AuditLog {
         .with_hint(
             "audit.on_failure = \"deny\": statements run again as soon as the audit log recovers",
         ))
+    }
+
+    /// Events dropped since start because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped_total.load(Ordering::Relaxed)
     }
 
     /// The reason the log is failing now, if it is.

@@ -1,0 +1,80 @@
+//! The audit writer's throughput: events recorded by a session thread,
+//! chained, appended to the write-ahead segment and converted to Parquet.
+//! Target: at least 100,000 events/s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pgward::audit::event::{list, text};
+use pgward::audit::{AuditLog, Event, Kind};
+
+const BATCH: u64 = 100_000;
+
+/// A statement event as a session records it for pgbench -S.
+fn statement_event() -> Event {
+    let mut e = Event::new(Kind::Statement, pgward::audit::now_us());
+    e.session_id = text("5f0c2a9d13e4b7aa");
+    e.identity = text("alice");
+    e.role = text("analyst");
+    e.database = text("postgres");
+    e.statement = text("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
+    e.fingerprint = text("a1b2c3d4e5f60718");
+    e.classes = list(["read"]);
+    e.tables = list(["pgbench_accounts"]);
+    e.decision = text("allow");
+    e.rule = text("role analyst: allowed");
+    e.outcome = text("ok");
+    e.rows = Some(1);
+    e.duration_us = Some(87);
+    e
+}
+
+fn writer(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pgward::config::AuditConfig {
+        dir: dir.path().to_owned(),
+        instance: Some("bench".into()),
+        rotate_secs: 3600,
+        queue_capacity: 1 << 20,
+        ..Default::default()
+    };
+    let log = Arc::new(AuditLog::start(&cfg).unwrap());
+    let template = statement_event();
+    let mut g = c.benchmark_group("audit_writer");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(BATCH));
+    g.bench_function("record_chain_wal_parquet_100k", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                for _ in 0..BATCH {
+                    log.record(template.clone());
+                }
+                assert!(log.rotate_now(Duration::from_secs(120)));
+            }
+            start.elapsed()
+        })
+    });
+    g.finish();
+    assert_eq!(log.dropped(), 0, "the queue overflowed: the figure would be wrong");
+
+    // The session side alone: what one statement's event costs the relay.
+    let mut g = c.benchmark_group("audit_record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("record_one_event", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            log.record(template.clone());
+            n += 1;
+            if n % 500_000 == 0 {
+                log.rotate_now(Duration::from_secs(120));
+            }
+        })
+    });
+    g.finish();
+    log.close();
+}
+
+criterion_group!(benches, writer);
+criterion_main!(benches);
