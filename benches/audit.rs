@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pgward::audit::event::{list, text};
+use pgward::audit::event::{list, lit, static_list, text};
 use pgward::audit::{AuditLog, Event, Kind};
 
 const BATCH: u64 = 100_000;
@@ -20,11 +20,11 @@ fn statement_event() -> Event {
     e.database = text("postgres");
     e.statement = text("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
     e.fingerprint = text("a1b2c3d4e5f60718");
-    e.classes = list(["read"]);
+    e.classes = static_list(["read"]);
     e.tables = list(["pgbench_accounts"]);
-    e.decision = text("allow");
+    e.decision = lit("allow");
     e.rule = text("role analyst: allowed");
-    e.outcome = text("ok");
+    e.outcome = lit("ok");
     e.rows = Some(1);
     e.duration_us = Some(87);
     e
@@ -57,7 +57,11 @@ fn writer(c: &mut Criterion) {
         })
     });
     g.finish();
-    assert_eq!(log.dropped(), 0, "the queue overflowed: the figure would be wrong");
+    assert_eq!(
+        log.dropped(),
+        0,
+        "the queue overflowed: the figure would be wrong"
+    );
 
     // The session side alone: what one statement's event costs the relay.
     let mut g = c.benchmark_group("audit_record");

@@ -15,7 +15,7 @@ use std::time::Duration;
 use pgward::localpg::{find_program, non_root_user, LocalPg};
 
 struct Row {
-    mode: &'static str,
+    mode: String,
     clients: u32,
     /// (target, TPS, latency ms, CPU µs per transaction of the proxy)
     results: Vec<(String, f64, f64, Option<f64>)>,
@@ -260,8 +260,16 @@ fn main() {
         Some(me),
     ));
 
+    // PGWARD_BENCH_ONLY=name,name runs only those targets (for profiling).
+    if let Ok(only) = std::env::var("PGWARD_BENCH_ONLY") {
+        let keep: Vec<&str> = only.split(',').collect();
+        targets.retain(|t| keep.contains(&t.0.as_str()));
+    }
+    let modes: Vec<String> = std::env::var("PGWARD_BENCH_MODES")
+        .map(|m| m.split(',').map(str::to_owned).collect())
+        .unwrap_or_else(|_| vec!["simple".into(), "prepared".into()]);
     let mut rows = Vec::new();
-    for mode in ["simple", "prepared"] {
+    for mode in modes.iter().map(String::as_str) {
         for clients in [1u32, 8] {
             let mut runs: Vec<Vec<(f64, f64, Option<f64>)>> = vec![Vec::new(); targets.len()];
             for round in 0..rounds {
@@ -298,7 +306,7 @@ fn main() {
                 })
                 .collect();
             rows.push(Row {
-                mode,
+                mode: mode.to_owned(),
                 clients,
                 results,
             });

@@ -464,11 +464,17 @@ mod tests {
     #[test]
     fn audit_keys_are_checked() {
         let base = "[upstream]\nurl = \"postgres://a@h/db\"\n[audit]\n";
-        let e = parse(&format!("{base}instance = \"a/b\"\n")).unwrap_err().to_string();
+        let e = parse(&format!("{base}instance = \"a/b\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("audit.instance"), "{e}");
-        let e = parse(&format!("{base}on_failure = \"ignore\"\n")).unwrap_err().to_string();
+        let e = parse(&format!("{base}on_failure = \"ignore\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("on_failure") || e.contains("ignore"), "{e}");
-        let e = parse(&format!("{base}flush_interval_ms = 0\n")).unwrap_err().to_string();
+        let e = parse(&format!("{base}flush_interval_ms = 0\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("flush_interval_ms"), "{e}");
         let c = parse(&format!("{base}enabled = false\n")).unwrap();
         assert!(!c.audit.enabled);

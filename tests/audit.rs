@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +26,7 @@ fn find<'a>(events: &'a [Event], sql: &str) -> &'a Event {
         .unwrap_or_else(|| panic!("no event for {sql:?} in {:#?}", statements(events)))
 }
 
-fn s(t: &Option<Arc<str>>) -> Option<&str> {
+fn s(t: &pgward::audit::event::Text) -> Option<&str> {
     t.as_deref()
 }
 

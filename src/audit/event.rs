@@ -13,10 +13,71 @@ pub const SCHEMA_VERSION: u16 = 1;
 pub type Hash = [u8; 32];
 pub const GENESIS: Hash = [0; 32];
 
+/// A text value: a constant, or shared. Constants ("allow", "ok", class
+/// names) cost sessions no allocation and no shared reference count.
+#[derive(Clone)]
+pub enum Str {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Str::Static(s) => s,
+            Str::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Str {
+    fn eq(&self, other: &Str) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Str {}
+
+impl std::fmt::Display for Str {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for Str {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl From<&str> for Str {
+    fn from(s: &str) -> Str {
+        Str::Shared(s.into())
+    }
+}
+
+impl From<String> for Str {
+    fn from(s: String) -> Str {
+        Str::Shared(s.into())
+    }
+}
+
+impl From<Arc<str>> for Str {
+    fn from(s: Arc<str>) -> Str {
+        Str::Shared(s)
+    }
+}
+
 /// A text column (absent is NULL, never the empty string).
-pub type Text = Option<Arc<str>>;
+pub type Text = Option<Str>;
 /// A list column whose items may be NULL (bind parameters can be).
-pub type List = Option<Arc<[Option<Arc<str>>]>>;
+pub type List = Option<Arc<[Option<Str>]>>;
+
+/// A constant text column value.
+pub const fn lit(s: &'static str) -> Text {
+    Some(Str::Static(s))
+}
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -297,7 +358,7 @@ pub fn parse_hex(s: &str) -> Option<Hash> {
 }
 
 /// A text column value.
-pub fn text(s: impl Into<Arc<str>>) -> Text {
+pub fn text(s: impl Into<Str>) -> Text {
     Some(s.into())
 }
 
@@ -305,9 +366,14 @@ pub fn text(s: impl Into<Arc<str>>) -> Text {
 pub fn list<I, S>(items: I) -> List
 where
     I: IntoIterator<Item = S>,
-    S: Into<Arc<str>>,
+    S: Into<Str>,
 {
     Some(items.into_iter().map(|s| Some(s.into())).collect())
+}
+
+/// A list column of constants.
+pub fn static_list(items: impl IntoIterator<Item = &'static str>) -> List {
+    Some(items.into_iter().map(|s| Some(Str::Static(s))).collect())
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ impl ToSql for RawParam {
     to_sql_checked!();
 }
 
-type Texts = [Option<std::sync::Arc<str>>];
+type Texts = [Option<super::event::Str>];
 
 /// The parameters as recorded: text as is, binary from its `\x` hex.
 fn raw_params(values: &Texts, formats: &Texts) -> Option<Vec<RawParam>> {
@@ -352,7 +352,7 @@ mod tests {
     fn parameters_are_found_by_the_parser_not_by_a_dollar_sign() {
         assert!(is_parameterized("select * from t where id = $1"));
         assert!(!is_parameterized("select '$1', $$ $2 $$"));
-        let texts = |v: &[Option<&str>]| -> Vec<Option<std::sync::Arc<str>>> {
+        let texts = |v: &[Option<&str>]| -> Vec<Option<crate::audit::event::Str>> {
             v.iter().map(|s| s.map(Into::into)).collect()
         };
         let params = raw_params(

@@ -62,28 +62,25 @@ pub fn to_batch(events: &[Event]) -> Result<RecordBatch, String> {
         .with_timezone("UTC");
     let kind = StringArray::from_iter_values(events.iter().map(|e| e.kind.as_str()));
     let mut columns: Vec<ArrayRef> = vec![Arc::new(seq), Arc::new(time), Arc::new(kind)];
-    for i in 0..TEXT_COLUMNS.len() {
-        let mut b = StringBuilder::with_capacity(n, 0);
-        for e in events {
-            b.append_option(e.texts()[i].as_deref());
-        }
-        columns.push(Arc::new(b.finish()));
-    }
+    // One pass over the events fills every column's builder.
+    let mut texts: Vec<StringBuilder> = (0..TEXT_COLUMNS.len())
+        .map(|_| StringBuilder::with_capacity(n, 0))
+        .collect();
     let mut tls = BooleanBuilder::with_capacity(n);
     let mut rows = Int64Builder::with_capacity(n);
     let mut duration = Int64Builder::with_capacity(n);
+    let mut lists: Vec<ListBuilder<StringBuilder>> = (0..LIST_COLUMNS.len())
+        .map(|_| ListBuilder::with_capacity(StringBuilder::new(), n))
+        .collect();
     for e in events {
+        for (b, t) in texts.iter_mut().zip(e.texts()) {
+            b.append_option(t.as_deref());
+        }
         tls.append_option(e.tls);
         rows.append_option(e.rows);
         duration.append_option(e.duration_us);
-    }
-    columns.push(Arc::new(tls.finish()));
-    columns.push(Arc::new(rows.finish()));
-    columns.push(Arc::new(duration.finish()));
-    for i in 0..LIST_COLUMNS.len() {
-        let mut b = ListBuilder::with_capacity(StringBuilder::new(), n);
-        for e in events {
-            match e.lists()[i] {
+        for (b, l) in lists.iter_mut().zip(e.lists()) {
+            match l {
                 None => b.append(false),
                 Some(items) => {
                     for item in items.iter() {
@@ -93,8 +90,12 @@ pub fn to_batch(events: &[Event]) -> Result<RecordBatch, String> {
                 }
             }
         }
-        columns.push(Arc::new(b.finish()));
     }
+    columns.extend(texts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(tls.finish()));
+    columns.push(Arc::new(rows.finish()));
+    columns.push(Arc::new(duration.finish()));
+    columns.extend(lists.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     for pick in [|e: &Event| e.prev_hash, |e: &Event| e.hash] {
         let mut b = FixedSizeBinaryBuilder::with_capacity(n, 32);
         for e in events {
@@ -115,7 +116,7 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, S
 }
 
 fn opt_str(a: &StringArray, i: usize) -> Text {
-    a.is_valid(i).then(|| Arc::from(a.value(i)))
+    a.is_valid(i).then(|| a.value(i).into())
 }
 
 fn opt_list(a: &ListArray, i: usize) -> Result<List, String> {

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::event::{text, Event, Hash, Kind, GENESIS};
+use super::event::{text, Event, Hash, Kind, Str, GENESIS};
 use super::files::{self, ParquetSink};
 use super::wal::{self, Segment};
 use crate::config::{AuditConfig, OnFailure};
 use crate::protocol::{sqlstate, PgError};
 
-/// Events converted to Parquet per batch.
+/// Events per record batch handed to the Parquet writer.
 const CONVERT_BATCH: usize = 8192;
 /// Encoded events kept in memory while the disk refuses them; past this
 /// the writer stops draining the queue and drops are counted.
@@ -87,6 +87,9 @@ impl AuditLog {
             segment: None,
             pending: Vec::new(),
             pending_count: 0,
+            sink: None,
+            batch: Vec::new(),
+            sink_broken: false,
             last_sync: Instant::now(),
             flush_interval: Duration::from_millis(cfg.flush_interval_ms.max(1)),
             rotate_bytes: cfg.rotate_bytes,
@@ -115,7 +118,7 @@ impl AuditLog {
     /// Queues an event; never blocks. A full queue drops it, counted, and
     /// the count is recorded as a `gap` event when the writer catches up.
     pub fn record(&self, mut event: Event) {
-        event.instance = Some(self.shared.instance.clone());
+        event.instance = Some(Str::Shared(self.shared.instance.clone()));
         if self.shared.queue.push(event).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +210,13 @@ struct Writer {
     /// Chained, encoded records not yet in the segment.
     pending: Vec<u8>,
     pending_count: u64,
+    /// The Parquet file of the current segment, written as its events
+    /// reach the segment (so rotation need not read the segment back).
+    sink: Option<ParquetSink>,
+    /// Events in the segment but not yet in `sink`.
+    batch: Vec<Event>,
+    /// The sink failed: rotation converts the segment instead.
+    sink_broken: bool,
     last_sync: Instant,
     flush_interval: Duration,
     rotate_bytes: u64,
@@ -274,28 +284,57 @@ impl Writer {
     /// Moves queued events into the chain, up to the memory bound.
     fn drain(&mut self, inner: &Inner) {
         while self.pending.len() < MAX_PENDING_BYTES {
-            let Some(mut event) = inner.queue.pop() else {
+            let Some(event) = inner.queue.pop() else {
                 break;
             };
-            self.chain(&mut event);
+            self.chain(event);
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
             let mut gap = Event::new(Kind::Gap, now_us());
-            gap.instance = Some(inner.instance.clone());
+            gap.instance = Some(Str::Shared(inner.instance.clone()));
             gap.rows = Some(lost as i64);
             gap.detail = text(format!(
                 "{lost} events were dropped: the audit queue was full"
             ));
             tracing::warn!("audit: {lost} events dropped (queue full)");
-            self.chain(&mut gap);
+            self.chain(gap);
         }
     }
 
-    fn chain(&mut self, event: &mut Event) {
-        self.head = wal::append_record(&mut self.pending, event, self.next_seq, self.head);
+    fn chain(&mut self, mut event: Event) {
+        self.head = wal::append_record(&mut self.pending, &mut event, self.next_seq, self.head);
         self.next_seq += 1;
         self.pending_count += 1;
+        self.batch.push(event);
+    }
+
+    /// Hands the events already in the segment to the Parquet file. A
+    /// failure here loses nothing: the segment is converted instead.
+    fn feed_sink(&mut self, all: bool) {
+        let due = self.batch.len() >= CONVERT_BATCH || (all && !self.batch.is_empty());
+        if !due {
+            return;
+        }
+        if !self.sink_broken {
+            if self.sink.is_none() {
+                match ParquetSink::create(&self.dir, &self.instance) {
+                    Ok(s) => self.sink = Some(s),
+                    Err(e) => {
+                        tracing::warn!("audit: {e}; the segment will be converted at rotation");
+                        self.sink_broken = true;
+                    }
+                }
+            }
+            if let Some(sink) = self.sink.as_mut() {
+                if let Err(e) = sink.push(&self.batch) {
+                    tracing::warn!("audit: {e}; the segment will be converted at rotation");
+                    self.sink = None;
+                    self.sink_broken = true;
+                }
+            }
+        }
+        self.batch.clear();
     }
 
     /// Appends pending records to the segment; syncs once per interval.
@@ -322,6 +361,7 @@ impl Writer {
             }
             self.pending.clear();
             self.pending_count = 0;
+            self.feed_sink(false);
         }
         if self.last_sync.elapsed() >= self.flush_interval {
             if let Some(seg) = &self.segment {
@@ -343,8 +383,19 @@ impl Writer {
         }
         seg.sync()
             .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?;
-        convert(&seg.path, &self.dir, &self.instance, 0)?;
         let path = seg.path.clone();
+        self.feed_sink(true);
+        let finished = match self.sink.take() {
+            Some(sink) if !self.sink_broken => sink.finish().map(|_| ()),
+            _ => Err("no complete Parquet file".into()),
+        };
+        if let Err(e) = finished {
+            if !self.sink_broken {
+                tracing::warn!("audit: {e}; converting the segment instead");
+            }
+            convert(&path, &self.dir, &self.instance, 0)?;
+        }
+        self.sink_broken = false;
         self.segment = None;
         std::fs::remove_file(&path)
             .map_err(|e| format!("removing {} after conversion: {e}", path.display()))?;

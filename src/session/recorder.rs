@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::audit::event::{list, text, List, Text};
+use crate::audit::event::{list, lit, static_list, text, List, Str, Text};
 use crate::audit::{now_us, AuditLog, Event, Kind};
 use crate::policy::{Analysis, Statement};
 use crate::protocol::messages::{parse_error_fields, parse_parse, parse_query, Reader};
@@ -67,7 +67,7 @@ impl SessionInfo {
 
 /// One statement waiting for its outcome.
 struct Item {
-    statement: Arc<str>,
+    statement: Str,
     fingerprint: Text,
     classes: List,
     tables: List,
@@ -101,6 +101,7 @@ pub struct Recorder {
     pending: VecDeque<Pending>,
     /// Bind parameters and their formats by portal, when the config asks.
     params: HashMap<String, (List, List)>,
+    described: DescribedCache,
 }
 
 impl Recorder {
@@ -116,6 +117,7 @@ impl Recorder {
             allow_rule,
             pending: VecDeque::new(),
             params: HashMap::new(),
+            described: DescribedCache::default(),
         }
     }
 
@@ -132,12 +134,14 @@ impl Recorder {
         match tag {
             b'Q' | b'P' | b'F' => {
                 let sql = match tag {
-                    b'Q' => parse_query(body).map(Arc::<str>::from),
-                    b'P' => parse_parse(body).map(|(_, sql)| Arc::<str>::from(sql)),
-                    _ => judged.and_then(|j| j.sql.clone()),
+                    b'Q' => parse_query(body).map(Str::from),
+                    b'P' => parse_parse(body).map(|(_, sql)| Str::from(sql)),
+                    _ => judged.and_then(|j| j.sql.clone()).map(Str::Shared),
                 };
-                let sql = sql.unwrap_or_else(|| Arc::from(""));
-                let items = items_of(&sql, judged.and_then(|j| j.analysis.as_deref()));
+                let sql = sql.unwrap_or(Str::Static(""));
+                let items = self
+                    .described
+                    .items(&sql, judged.and_then(|j| j.analysis.as_ref()));
                 match denial {
                     Some(err) => {
                         for item in items {
@@ -165,15 +169,8 @@ impl Recorder {
                 let portal = crate::protocol::messages::parse_execute(body).unwrap_or_default();
                 let (parameters, formats) = self.params.get(portal).cloned().unwrap_or_default();
                 let mut item = match judged.and_then(|j| j.execute.as_ref()) {
-                    Some((st, sql)) => item_of(st, sql.clone()),
-                    None => Item {
-                        statement: Arc::from(format!("EXECUTE portal \"{portal}\"")),
-                        fingerprint: None,
-                        classes: None,
-                        tables: None,
-                        parameters: None,
-                        parameter_formats: None,
-                    },
+                    Some((st, sql)) => self.described.execute_item(st, Str::Shared(sql.clone())),
+                    None => bare_item(Str::from(format!("EXECUTE portal \"{portal}\""))),
                 };
                 item.parameters = parameters;
                 item.parameter_formats = formats;
@@ -217,7 +214,7 @@ impl Recorder {
                     b's' => Some(p.data_rows),
                     _ => None,
                 };
-                let detail = (tag == b's').then(|| Arc::from("portal suspended"));
+                let detail = (tag == b's').then_some(Str::Static("portal suspended"));
                 let duration = p.mark.elapsed();
                 p.mark = Instant::now();
                 p.data_rows = 0;
@@ -271,16 +268,16 @@ impl Recorder {
         self.log.record(e);
     }
 
-    fn finish_rest(&mut self, p: Pending, outcome: &str, detail: Option<&str>) {
+    fn finish_rest(&mut self, p: Pending, outcome: &'static str, detail: Option<&'static str>) {
         for item in p.items {
             let mut e = self.statement_event(item, outcome, 0);
             e.duration_us = None;
-            e.detail = detail.map(Arc::from);
+            e.detail = detail.map(Str::Static);
             self.log.record(e);
         }
     }
 
-    fn statement_event(&self, item: Item, outcome: &str, duration_us: i64) -> Event {
+    fn statement_event(&self, item: Item, outcome: &'static str, duration_us: i64) -> Event {
         let mut e = self.info.event(Kind::Statement);
         e.statement = Some(item.statement);
         e.fingerprint = item.fingerprint;
@@ -288,9 +285,9 @@ impl Recorder {
         e.tables = item.tables;
         e.parameters = item.parameters;
         e.parameter_formats = item.parameter_formats;
-        e.decision = text("allow");
+        e.decision = lit("allow");
         e.rule = self.allow_rule.clone();
-        e.outcome = text(outcome);
+        e.outcome = lit(outcome);
         e.duration_us = Some(duration_us);
         e
     }
@@ -303,56 +300,128 @@ impl Recorder {
         e.tables = item.tables;
         e.parameters = item.parameters;
         e.parameter_formats = item.parameter_formats;
-        e.decision = text("deny");
+        e.decision = lit("deny");
         e.rule = err
             .hint
             .as_deref()
             .and_then(|h| h.strip_prefix("rule: "))
-            .map(Arc::from)
-            .or_else(|| err.hint.as_deref().map(Arc::from));
-        e.outcome = text("denied");
+            .map(Str::from)
+            .or_else(|| err.hint.as_deref().map(Str::from));
+        e.outcome = lit("denied");
         e.sqlstate = text(err.code.as_ref());
         e.error_message = text(err.message.as_str());
         self.log.record(e);
     }
 }
 
-/// The statements of a message as audit items. A single statement shows
-/// the text the client sent (the classification may be shared with
-/// another text of the same shape).
-fn items_of(sql: &Arc<str>, analysis: Option<&Analysis>) -> Vec<Item> {
-    match analysis {
-        Some(Ok(statements)) if statements.len() == 1 => vec![item_of(&statements[0], sql.clone())],
-        Some(Ok(statements)) => statements
-            .iter()
-            .map(|st| item_of(st, Arc::from(st.text.as_str())))
-            .collect(),
-        // Did not parse, or no policy: the text as sent.
-        _ => vec![Item {
-            statement: sql.clone(),
-            fingerprint: None,
-            classes: None,
-            tables: None,
+/// What the audit log says about a classified statement, built once per
+/// cached classification: its fingerprint, classes and tables.
+#[derive(Clone)]
+struct Described {
+    fingerprint: Text,
+    classes: List,
+    tables: List,
+}
+
+impl Described {
+    fn of(st: &Statement) -> Described {
+        let mut classes: Vec<&'static str> = st.reasons.iter().map(|r| r.class.name()).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let mut tables: Vec<String> = st.relations.iter().map(|r| r.qualified()).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        Described {
+            fingerprint: (!st.fingerprint.is_empty()).then(|| Str::from(st.fingerprint.as_str())),
+            classes: static_list(classes),
+            tables: list(tables),
+        }
+    }
+
+    fn item(&self, statement: Str) -> Item {
+        Item {
+            statement,
+            fingerprint: self.fingerprint.clone(),
+            classes: self.classes.clone(),
+            tables: self.tables.clone(),
             parameters: None,
             parameter_formats: None,
-        }],
+        }
     }
 }
 
-fn item_of(st: &Statement, statement: Arc<str>) -> Item {
-    let mut classes: Vec<&'static str> = st.reasons.iter().map(|r| r.class.name()).collect();
-    classes.sort_unstable();
-    classes.dedup();
+/// Keeps a cached classification alive while its description is cached,
+/// so the address it is cached under cannot be reused by another.
+#[allow(dead_code)]
+enum Holder {
+    Analysis(Arc<Analysis>),
+    Statement(Arc<Statement>),
+}
+
+/// Descriptions a session keeps, by the address of the classification.
+const DESCRIBED: usize = 64;
+
+#[derive(Default)]
+struct DescribedCache(HashMap<(usize, usize), (Holder, Described)>);
+
+impl DescribedCache {
+    fn get(
+        &mut self,
+        key: (usize, usize),
+        holder: impl FnOnce() -> Holder,
+        st: &Statement,
+    ) -> Described {
+        if let Some((_, d)) = self.0.get(&key) {
+            return d.clone();
+        }
+        if self.0.len() >= DESCRIBED {
+            self.0.clear();
+        }
+        let d = Described::of(st);
+        self.0.insert(key, (holder(), d.clone()));
+        d
+    }
+
+    /// The statements of a message as audit items. A single statement
+    /// shows the text the client sent (its classification may be shared
+    /// with another text of the same shape).
+    fn items(&mut self, sql: &Str, analysis: Option<&Arc<Analysis>>) -> Vec<Item> {
+        let Some(a) = analysis else {
+            return vec![bare_item(sql.clone())];
+        };
+        let Ok(statements) = a.as_ref() else {
+            // Did not parse: the text as sent.
+            return vec![bare_item(sql.clone())];
+        };
+        let base = Arc::as_ptr(a) as usize;
+        statements
+            .iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let d = self.get((base, i), || Holder::Analysis(a.clone()), st);
+                let text = if statements.len() == 1 {
+                    sql.clone()
+                } else {
+                    Str::from(st.text.as_str())
+                };
+                d.item(text)
+            })
+            .collect()
+    }
+
+    fn execute_item(&mut self, st: &Arc<Statement>, sql: Str) -> Item {
+        let key = (Arc::as_ptr(st) as usize, usize::MAX);
+        self.get(key, || Holder::Statement(st.clone()), st)
+            .item(sql)
+    }
+}
+
+fn bare_item(statement: Str) -> Item {
     Item {
         statement,
-        fingerprint: (!st.fingerprint.is_empty()).then(|| Arc::from(st.fingerprint.as_str())),
-        classes: list(classes),
-        tables: {
-            let mut tables: Vec<String> = st.relations.iter().map(|r| r.qualified()).collect();
-            tables.sort_unstable();
-            tables.dedup();
-            list(tables)
-        },
+        fingerprint: None,
+        classes: None,
+        tables: None,
         parameters: None,
         parameter_formats: None,
     }
@@ -393,15 +462,19 @@ fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
             1 => formats[0],
             _ => *formats.get(i)?,
         };
-        shown_formats.push(Some(Arc::from(if format == 0 { "text" } else { "binary" })));
+        shown_formats.push(Some(Str::Static(if format == 0 {
+            "text"
+        } else {
+            "binary"
+        })));
         let len = r.i32()?;
         if len < 0 {
             out.push(None);
             continue;
         }
         let bytes = r.take(len as usize)?;
-        let shown: Arc<str> = if format == 0 {
-            String::from_utf8_lossy(bytes).into()
+        let shown: Str = if format == 0 {
+            Str::from(&*String::from_utf8_lossy(bytes))
         } else {
             let mut hex = String::with_capacity(2 + 2 * bytes.len());
             hex.push_str("\\x");
