@@ -71,7 +71,7 @@ fn writer(c: &mut Criterion) {
         b.iter(|| {
             log.record(template.clone());
             n += 1;
-            if n % 500_000 == 0 {
+            if n.is_multiple_of(500_000) {
                 log.rotate_now(Duration::from_secs(120));
             }
         })
