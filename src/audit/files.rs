@@ -10,7 +10,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::event::{hex, parse_hex, Event, Hash};
 use super::schema;
@@ -75,6 +75,63 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// Columns that repeat (who, where, what kind): dictionary-encoded.
+const DICTIONARY: &[&str] = &[
+    "kind",
+    "instance",
+    "session_id",
+    "identity",
+    "auth_method",
+    "role",
+    "client_addr",
+    "application_name",
+    "database",
+    "upstream_user",
+    "fingerprint",
+    "decision",
+    "rule",
+    "outcome",
+    "sqlstate",
+    "classes",
+    "tables",
+];
+/// Columns auditors filter on: min/max statistics per row group, so
+/// readers skip row groups. Others (statement texts, hashes) get none,
+/// which saves comparing every value.
+const STATISTICS: &[&str] = &[
+    "seq",
+    "time",
+    "kind",
+    "session_id",
+    "identity",
+    "role",
+    "decision",
+];
+
+fn writer_properties() -> WriterProperties {
+    let path = |c: &str| {
+        // List columns' values live under `<name>.list.item`.
+        if c == "classes" || c == "tables" {
+            parquet::schema::types::ColumnPath::new(vec![c.into(), "list".into(), "item".into()])
+        } else {
+            parquet::schema::types::ColumnPath::from(c)
+        }
+    };
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .set_created_by(format!("pgward {}", env!("CARGO_PKG_VERSION")))
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None);
+    for c in DICTIONARY {
+        b = b.set_column_dictionary_enabled(path(c), true);
+    }
+    for c in STATISTICS {
+        b = b.set_column_statistics_enabled(path(c), EnabledStatistics::Chunk);
+    }
+    b.build()
+}
+
 /// Writes one Parquet file in batches, under a hidden temporary name.
 pub struct ParquetSink {
     dir: PathBuf,
@@ -89,11 +146,7 @@ impl ParquetSink {
         let tmp = dir.join(format!(".{instance}.parquet.tmp"));
         let file =
             File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP))
-            .set_created_by(format!("pgward {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let props = writer_properties();
         let writer = ArrowWriter::try_new(file, schema::schema(), Some(props))
             .map_err(|e| format!("cannot start {}: {e}", tmp.display()))?;
         Ok(ParquetSink {
