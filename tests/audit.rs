@@ -284,7 +284,9 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
     let dir = h.dir.path().join("child-audit");
     let mut child = spawn_pgward(&h, child_audit).await;
     let c = connect_when_up(&conninfo(&h, child.port)).await;
-    for i in 0..200 {
+    // More than one Parquet batch (8192 events), so a partial temporary
+    // Parquet file exists when the process dies.
+    for i in 0..9000 {
         c.simple_query(&format!("SELECT {i} AS before_kill"))
             .await
             .unwrap();
@@ -303,6 +305,14 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
         1,
         "one segment"
     );
+    let partial = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with(".parquet.tmp"));
+    assert!(
+        partial,
+        "the killed run left no partial Parquet file to clean up"
+    );
 
     // The next start recovers the segment into Parquet and continues the chain.
     let mut child = spawn_pgward(&h, child_audit).await;
@@ -316,26 +326,13 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
     for path in files::list(&dir).unwrap() {
         events.extend(files::read(&path).unwrap().1);
     }
-    for i in 0..200 {
+    let seen: std::collections::HashSet<&str> = events
+        .iter()
+        .filter_map(|e| e.statement.as_deref())
+        .collect();
+    for i in 0..9000 {
         let sql = format!("SELECT {i} AS before_kill");
-        assert!(
-            events
-                .iter()
-                .any(|e| e.statement.as_deref() == Some(sql.as_str())),
-            "lost {sql}"
-        );
-    }
-    // No temporary or partial file is left where readers look.
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            assert!(
-                p.extension().is_some_and(|x| x == "parquet"),
-                "unexpected file {}",
-                p.display()
-            );
-            files::read(&p).unwrap();
-        }
+        assert!(seen.contains(sql.as_str()), "lost {sql}");
     }
     // A third start recovers the second run's segment too: one chain.
     let log = pgward::audit::AuditLog::start(&audit_config(&dir)).unwrap();
@@ -347,6 +344,18 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
     assert!(all
         .iter()
         .any(|e| e.statement.as_deref() == Some("SELECT 'after restart'")));
+    // After a start, no temporary or partial file is left: all are readable.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            assert!(
+                p.extension().is_some_and(|x| x == "parquet"),
+                "unexpected file {}",
+                p.display()
+            );
+            files::read(&p).unwrap();
+        }
+    }
     let report = pgward::audit::verify::verify(&dir).unwrap();
     assert!(report.ok(), "{report}");
 }

@@ -143,7 +143,10 @@ pub struct ParquetSink {
 
 impl ParquetSink {
     pub fn create(dir: &Path, instance: &str) -> Result<ParquetSink, String> {
-        let tmp = dir.join(format!(".{instance}.parquet.tmp"));
+        // Unique: one file may be published while the next is written.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{instance}.{n}{TMP_SUFFIX}"));
         let file =
             File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let props = writer_properties();
@@ -189,7 +192,19 @@ impl ParquetSink {
 
     /// Writes the footer, syncs and renames the file into place. Returns
     /// None when no event was pushed (and leaves no file).
-    pub fn finish(mut self) -> Result<Option<(PathBuf, FileMeta)>, String> {
+    pub fn finish(self) -> Result<Option<(PathBuf, FileMeta)>, String> {
+        match self.finish_deferred()? {
+            None => Ok(None),
+            Some(done) => {
+                let meta = done.meta.clone();
+                Ok(Some((done.publish()?, meta)))
+            }
+        }
+    }
+
+    /// Writes the footer; making it durable and putting it in place is
+    /// left to `Finished::publish`, which may run on another thread.
+    pub fn finish_deferred(mut self) -> Result<Option<Finished>, String> {
         let Some(mut writer) = self.writer.take() else {
             return Ok(None);
         };
@@ -201,17 +216,42 @@ impl ParquetSink {
         for (k, v) in meta_pairs(&meta) {
             writer.append_key_value_metadata(KeyValue::new(k.to_owned(), v));
         }
-        let tmp = self.tmp.clone();
-        let fail = |e: &dyn std::fmt::Display| format!("finishing {}: {e}", tmp.display());
-        let file = writer.into_inner().map_err(|e| fail(&e))?;
-        file.sync_all().map_err(|e| fail(&e))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| format!("finishing {}: {e}", self.tmp.display()))?;
         let name = file_name(self.first_time_us, &meta.instance, meta.first_seq);
-        let path = self.dir.join(name);
-        std::fs::rename(&self.tmp, &path).map_err(|e| fail(&e))?;
-        sync_dir(&self.dir);
-        Ok(Some((path, meta)))
+        Ok(Some(Finished {
+            file,
+            tmp: self.tmp.clone(),
+            path: self.dir.join(name),
+            dir: self.dir.clone(),
+            meta,
+        }))
     }
 }
+
+/// A complete Parquet file still under its temporary name.
+pub struct Finished {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    pub meta: FileMeta,
+}
+
+impl Finished {
+    /// Syncs the file and renames it into place.
+    pub fn publish(self) -> Result<PathBuf, String> {
+        let fail = |e: std::io::Error| format!("publishing {}: {e}", self.tmp.display());
+        self.file.sync_all().map_err(fail)?;
+        std::fs::rename(&self.tmp, &self.path).map_err(fail)?;
+        sync_dir(&self.dir);
+        Ok(self.path)
+    }
+}
+
+/// Temporary audit files end so; readers' `*.parquet` globs skip them.
+pub const TMP_SUFFIX: &str = ".parquet.tmp";
 
 impl Drop for ParquetSink {
     fn drop(&mut self) {

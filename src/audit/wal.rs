@@ -76,6 +76,11 @@ impl Segment {
     pub fn sync(&self) -> std::io::Result<()> {
         self.file.sync_data()
     }
+
+    /// A second handle on the file, to sync it from another thread.
+    pub fn handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
 }
 
 /// The segments of `instance` in `wal_dir`, oldest first.

@@ -38,6 +38,8 @@ struct Inner {
     /// the writer last caught up.
     open: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// A failure of the syncer thread (fsync, publishing a file).
+    sync_failure: Mutex<Option<String>>,
     dropped: AtomicU64,
     /// Events dropped since start, for monitoring and benchmarks.
     dropped_total: AtomicU64,
@@ -70,6 +72,7 @@ impl AuditLog {
             record_parameters: cfg.record_parameters,
             open: AtomicBool::new(true),
             failure: Mutex::new(None),
+            sync_failure: Mutex::new(None),
             dropped: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -94,11 +97,13 @@ impl AuditLog {
             flush_interval: Duration::from_millis(cfg.flush_interval_ms.max(1)),
             rotate_bytes: cfg.rotate_bytes,
             rotate_age: Duration::from_secs(cfg.rotate_secs.max(1)),
+            syncer: None,
+            sent_ticket: 0,
         };
         let inner = shared.clone();
         let thread = std::thread::Builder::new()
             .name("pgward-audit".into())
-            .spawn(move || writer.run(&inner))
+            .spawn(move || writer.run(inner))
             .map_err(|e| format!("starting the audit writer thread: {e}"))?;
         let _ = shared.writer.set(thread.thread().clone());
         Ok(AuditLog {
@@ -134,11 +139,7 @@ impl AuditLog {
             return Ok(());
         }
         let why = self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .failure()
             .unwrap_or_else(|| "the audit queue is full".into());
         Err(PgError::error(
             sqlstate::IO_ERROR,
@@ -156,11 +157,8 @@ impl AuditLog {
 
     /// The reason the log is failing now, if it is.
     pub fn failure(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let lock = |m: &Mutex<Option<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        lock(&self.shared.failure).or_else(|| lock(&self.shared.sync_failure))
     }
 
     fn wake(&self) {
@@ -221,10 +219,98 @@ struct Writer {
     flush_interval: Duration,
     rotate_bytes: u64,
     rotate_age: Duration,
+    syncer: Option<Syncer>,
+    /// The last rotation request passed on to the syncer.
+    sent_ticket: u64,
+}
+
+/// Work that waits on the disk (fsync, publishing a file), done on its
+/// own thread so that a slow disk never stops the writer from draining
+/// the queue.
+enum Job {
+    /// Make the segment's writes so far durable.
+    Sync(std::fs::File, PathBuf),
+    /// Make a finished Parquet file durable, put it in place, then remove
+    /// the segment it was written from.
+    Publish(files::Finished, PathBuf),
+    /// Rotation request `n` is complete once every job before it is.
+    Done(u64),
+}
+
+/// Runs one job where it is; `sync_failure` records the outcome.
+fn do_job(inner: &Inner, job: Job) {
+    let report = |r: Result<(), String>| {
+        let mut f = inner.sync_failure.lock().unwrap_or_else(|p| p.into_inner());
+        match r {
+            Ok(()) => *f = None,
+            Err(e) => {
+                tracing::error!("audit: {e}");
+                *f = Some(e);
+            }
+        }
+    };
+    match job {
+        Job::Sync(file, path) => report(
+            file.sync_data()
+                .map_err(|e| format!("syncing {}: {e}", path.display())),
+        ),
+        Job::Publish(finished, segment) => {
+            // Until the file is in place the segment stays: a crash now
+            // recovers from it.
+            report(finished.publish().and_then(|_| {
+                std::fs::remove_file(&segment)
+                    .map_err(|e| format!("removing {}: {e}", segment.display()))
+            }))
+        }
+        Job::Done(n) => {
+            let mut done = inner.done.lock().unwrap_or_else(|p| p.into_inner());
+            *done = (*done).max(n);
+            inner.done_cv.notify_all();
+        }
+    }
+}
+
+struct Syncer {
+    tx: std::sync::mpsc::Sender<Job>,
+    thread: JoinHandle<()>,
+    /// A Sync job is waiting or running: do not queue another.
+    busy: Arc<AtomicBool>,
+}
+
+impl Syncer {
+    fn start(inner: Arc<Inner>) -> std::io::Result<Syncer> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let busy = Arc::new(AtomicBool::new(false));
+        let flag = busy.clone();
+        let thread = std::thread::Builder::new()
+            .name("pgward-audit-sync".into())
+            .spawn(move || {
+                for job in rx {
+                    let was_sync = matches!(job, Job::Sync(..));
+                    do_job(&inner, job);
+                    if was_sync {
+                        flag.store(false, Ordering::Release);
+                    }
+                }
+            })?;
+        Ok(Syncer { tx, thread, busy })
+    }
 }
 
 impl Writer {
-    fn run(&mut self, inner: &Inner) {
+    fn run(&mut self, inner: Arc<Inner>) {
+        match Syncer::start(inner.clone()) {
+            Ok(s) => self.syncer = Some(s),
+            Err(e) => tracing::error!("audit: cannot start the sync thread ({e}); syncing inline"),
+        }
+        self.run_loop(&inner);
+        if let Some(s) = self.syncer.take() {
+            drop(s.tx);
+            let _ = s.thread.join();
+        }
+    }
+
+    fn run_loop(&mut self, inner: &Inner) {
         let tick =
             (self.flush_interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
         let mut was_failing = false;
@@ -235,10 +321,9 @@ impl Writer {
             let due = self.segment.as_ref().is_some_and(|s| {
                 s.len >= self.rotate_bytes || s.opened.elapsed() >= self.rotate_age
             });
-            let done_before = *inner.done.lock().unwrap_or_else(|p| p.into_inner());
             let result = self.write_pending().and_then(|()| {
-                if due || stopping || requested > done_before {
-                    self.rotate()
+                if due || stopping || requested > self.sent_ticket {
+                    self.rotate(inner)
                 } else {
                     Ok(())
                 }
@@ -252,9 +337,10 @@ impl Writer {
                     *inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     // Caught up: the queue has room again.
                     inner.open.store(true, Ordering::Relaxed);
-                    let mut done = inner.done.lock().unwrap_or_else(|p| p.into_inner());
-                    *done = (*done).max(requested);
-                    inner.done_cv.notify_all();
+                    if requested > self.sent_ticket {
+                        self.sent_ticket = requested;
+                        self.after_disk(inner, Job::Done(requested));
+                    }
                 }
                 Err(e) => {
                     if !was_failing {
@@ -365,40 +451,71 @@ impl Writer {
         }
         if self.last_sync.elapsed() >= self.flush_interval {
             if let Some(seg) = &self.segment {
-                seg.sync()
-                    .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?;
+                match &self.syncer {
+                    Some(s) => {
+                        if !s.busy.swap(true, Ordering::AcqRel) {
+                            let file = seg.handle().map_err(|e| {
+                                s.busy.store(false, Ordering::Release);
+                                format!("syncing {}: {e}", seg.path.display())
+                            })?;
+                            let _ = s.tx.send(Job::Sync(file, seg.path.clone()));
+                        }
+                    }
+                    None => seg
+                        .sync()
+                        .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?,
+                }
             }
             self.last_sync = Instant::now();
         }
         Ok(())
     }
 
-    /// Turns the current segment into a Parquet file.
-    fn rotate(&mut self) -> Result<(), String> {
+    /// Runs a job on the syncer thread, or here when there is none.
+    fn after_disk(&self, inner: &Inner, job: Job) {
+        match &self.syncer {
+            // The syncer stops only when this sender is dropped.
+            Some(s) => {
+                let _ = s.tx.send(job);
+            }
+            None => do_job(inner, job),
+        }
+    }
+
+    /// Turns the current segment into a Parquet file. The file is put in
+    /// place (and the segment removed) by the syncer.
+    fn rotate(&mut self, inner: &Inner) -> Result<(), String> {
         let Some(seg) = &self.segment else {
             return Ok(());
         };
         if seg.events == 0 {
             return Ok(());
         }
-        seg.sync()
-            .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?;
         let path = seg.path.clone();
         self.feed_sink(true);
         let finished = match self.sink.take() {
-            Some(sink) if !self.sink_broken => sink.finish().map(|_| ()),
+            Some(sink) if !self.sink_broken => sink.finish_deferred(),
             _ => Err("no complete Parquet file".into()),
         };
-        if let Err(e) = finished {
-            if !self.sink_broken {
-                tracing::warn!("audit: {e}; converting the segment instead");
+        match finished {
+            Ok(Some(f)) => self.after_disk(inner, Job::Publish(f, path)),
+            other => {
+                if let Err(e) = other {
+                    if !self.sink_broken {
+                        tracing::warn!("audit: {e}; converting the segment instead");
+                    }
+                }
+                if let Some(seg) = &self.segment {
+                    seg.sync()
+                        .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?;
+                }
+                convert(&path, &self.dir, &self.instance, 0)?;
+                std::fs::remove_file(&path)
+                    .map_err(|e| format!("removing {} after conversion: {e}", path.display()))?;
             }
-            convert(&path, &self.dir, &self.instance, 0)?;
         }
         self.sink_broken = false;
         self.segment = None;
-        std::fs::remove_file(&path)
-            .map_err(|e| format!("removing {} after conversion: {e}", path.display()))?;
         Ok(())
     }
 }
@@ -435,9 +552,11 @@ fn recover(dir: &Path, wal_dir: &Path, instance: &str) -> Result<(u64, Hash), St
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name();
+            // Only this instance's: others may be writing theirs right now.
+            let prefix = format!(".{instance}.");
             if name
                 .to_str()
-                .is_some_and(|n| n.starts_with('.') && n.ends_with(".parquet.tmp"))
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(files::TMP_SUFFIX))
             {
                 let _ = std::fs::remove_file(e.path());
             }
