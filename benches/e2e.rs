@@ -79,12 +79,22 @@ fn pgbench(
     )
 }
 
+/// PgBouncer, stopped when dropped: also when a pgbench run panics.
+struct Bouncer(Child);
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn start_pgbouncer(
     pg: &LocalPg,
     dir: &std::path::Path,
     user: &str,
     password: &str,
-) -> Option<(Child, u16)> {
+) -> Option<(Bouncer, u16)> {
     let bin = find_program("pgbouncer").or_else(|| {
         ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .iter()
@@ -122,7 +132,7 @@ fn start_pgbouncer(
         }
         cmd.uid(uid).gid(gid);
     }
-    let child = cmd.spawn().ok()?;
+    let child = Bouncer(cmd.spawn().ok()?);
     for _ in 0..50 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some((child, port));
@@ -238,7 +248,7 @@ fn main() {
             "pgbouncer".into(),
             conn(*port, user),
             password.into(),
-            Some(child.id()),
+            Some(child.0.id()),
         ));
     }
     targets.push((
@@ -357,10 +367,7 @@ fn main() {
         }
         println!("{line}");
     }
-    if let Some((mut child, _)) = bouncer {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(bouncer);
     drop(rt);
     drop(pg);
 }

@@ -30,7 +30,8 @@ pub struct AuditLog {
 }
 
 struct Inner {
-    queue: ArrayQueue<Event>,
+    /// Boxed: a slot is a pointer, so the ring stays small and hot.
+    queue: ArrayQueue<Box<Event>>,
     instance: Arc<str>,
     on_failure: OnFailure,
     pub record_parameters: bool,
@@ -99,6 +100,7 @@ impl AuditLog {
             rotate_age: Duration::from_secs(cfg.rotate_secs.max(1)),
             syncer: None,
             sent_ticket: 0,
+            sessions: Sessions::default(),
         };
         let inner = shared.clone();
         let thread = std::thread::Builder::new()
@@ -124,7 +126,7 @@ impl AuditLog {
     /// the count is recorded as a `gap` event when the writer catches up.
     pub fn record(&self, mut event: Event) {
         event.instance = Some(Str::Shared(self.shared.instance.clone()));
-        if self.shared.queue.push(event).is_err() {
+        if self.shared.queue.push(Box::new(event)).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
             self.shared.open.store(false, Ordering::Relaxed);
@@ -222,6 +224,47 @@ struct Writer {
     syncer: Option<Syncer>,
     /// The last rotation request passed on to the syncer.
     sent_ticket: u64,
+    sessions: Sessions,
+}
+
+/// Who each live session is, from its `session_start` event. Sessions
+/// send only their id with later events and the writer fills in the
+/// identity, role and database: that spares every statement three shared
+/// reference counts bouncing between the session's core and this one.
+#[derive(Default)]
+struct Sessions(std::collections::HashMap<Str, [super::event::Text; 3]>);
+
+impl Sessions {
+    /// Sessions remembered at most (ends lost to a full queue leak entries).
+    const MAX: usize = 1 << 20;
+
+    fn fill(&mut self, e: &mut Event) {
+        let Some(id) = e.session_id.clone() else {
+            return;
+        };
+        match e.kind {
+            Kind::SessionStart => {
+                if self.0.len() >= Self::MAX {
+                    self.0.clear();
+                }
+                self.0
+                    .insert(id, [e.identity.clone(), e.role.clone(), e.database.clone()]);
+            }
+            Kind::Statement | Kind::SessionEnd => {
+                let known = if e.kind == Kind::SessionEnd {
+                    self.0.remove(&id)
+                } else {
+                    self.0.get(&id).cloned()
+                };
+                if let (Some([identity, role, database]), None) = (known, &e.identity) {
+                    e.identity = identity;
+                    e.role = role;
+                    e.database = database;
+                }
+            }
+            Kind::SessionRefused | Kind::Gap => {}
+        }
+    }
 }
 
 /// Work that waits on the disk (fsync, publishing a file), done on its
@@ -370,10 +413,11 @@ impl Writer {
     /// Moves queued events into the chain, up to the memory bound.
     fn drain(&mut self, inner: &Inner) {
         while self.pending.len() < MAX_PENDING_BYTES {
-            let Some(event) = inner.queue.pop() else {
+            let Some(mut event) = inner.queue.pop() else {
                 break;
             };
-            self.chain(event);
+            self.sessions.fill(&mut event);
+            self.chain(*event);
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {

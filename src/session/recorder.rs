@@ -44,18 +44,20 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// An event of the session. Only the id is set: the audit writer adds
+    /// the identity, role and database from the `session_start` event.
     pub fn event(&self, kind: Kind) -> Event {
         let mut e = Event::new(kind, now_us());
         e.session_id = self.session_id.clone();
-        e.identity = self.identity.clone();
-        e.role = self.role.clone();
-        e.database = self.database.clone();
         e
     }
 
     /// The `session_start` event, with everything known about the session.
     pub fn start_event(&self) -> Event {
         let mut e = self.event(Kind::SessionStart);
+        e.identity = self.identity.clone();
+        e.role = self.role.clone();
+        e.database = self.database.clone();
         e.auth_method = self.auth_method.clone();
         e.client_addr = self.client_addr.clone();
         e.application_name = self.application_name.clone();
