@@ -30,8 +30,7 @@ pub struct AuditLog {
 }
 
 struct Inner {
-    /// Boxed: a slot is a pointer, so the ring stays small and hot.
-    queue: ArrayQueue<Box<Event>>,
+    queue: ArrayQueue<Event>,
     instance: Arc<str>,
     on_failure: OnFailure,
     pub record_parameters: bool,
@@ -126,7 +125,7 @@ impl AuditLog {
     /// the count is recorded as a `gap` event when the writer catches up.
     pub fn record(&self, mut event: Event) {
         event.instance = Some(Str::Shared(self.shared.instance.clone()));
-        if self.shared.queue.push(Box::new(event)).is_err() {
+        if self.shared.queue.push(event).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
             self.shared.open.store(false, Ordering::Relaxed);
@@ -417,7 +416,7 @@ impl Writer {
                 break;
             };
             self.sessions.fill(&mut event);
-            self.chain(*event);
+            self.chain(event);
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
