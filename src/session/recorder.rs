@@ -506,8 +506,8 @@ mod tests {
 
     #[test]
     fn bind_parameters_are_decoded_and_bad_binds_are_not() {
-        // Portal "p", statement "s", formats [text, binary], 3 params.
-        let mut b = b"p\0s\0\0\x02\0\0\0\x01\0\x03".to_vec();
+        // Portal "p", statement "s", formats [text, binary, binary], 3 params.
+        let mut b = b"p\0s\0\0\x03\0\0\0\x01\0\x01\0\x03".to_vec();
         b.extend_from_slice(&2i32.to_be_bytes());
         b.extend_from_slice(b"42");
         b.extend_from_slice(&2i32.to_be_bytes());
@@ -540,5 +540,9 @@ mod tests {
         assert_eq!(params[1].as_deref(), Some(""));
         assert_eq!(params[2], None);
         assert_eq!(bind_parameters(b"p\0s\0\0\x01\0\0\0\x01\0\0\0\x09ab"), None);
+        // Two format codes for three parameters: not a valid Bind.
+        let mut bad = b"p\0s\0\0\x02\0\0\0\x01\0\x03".to_vec();
+        bad.extend_from_slice(&ok[12..]);
+        assert_eq!(bind_parameters(&bad), None);
     }
 }
