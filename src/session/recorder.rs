@@ -279,7 +279,8 @@ impl Recorder {
         }
     }
 
-    fn statement_event(&self, item: Item, outcome: &'static str, duration_us: i64) -> Event {
+    /// A `statement` event for `item`, with its decision still to set.
+    fn item_event(&self, item: Item) -> Event {
         let mut e = self.info.event(Kind::Statement);
         e.statement = Some(item.statement);
         e.fingerprint = item.fingerprint;
@@ -287,6 +288,11 @@ impl Recorder {
         e.tables = item.tables;
         e.parameters = item.parameters;
         e.parameter_formats = item.parameter_formats;
+        e
+    }
+
+    fn statement_event(&self, item: Item, outcome: &'static str, duration_us: i64) -> Event {
+        let mut e = self.item_event(item);
         e.decision = lit("allow");
         e.rule = self.allow_rule.clone();
         e.outcome = lit(outcome);
@@ -295,13 +301,7 @@ impl Recorder {
     }
 
     fn emit_denied(&self, item: Item, err: &PgError) {
-        let mut e = self.info.event(Kind::Statement);
-        e.statement = Some(item.statement);
-        e.fingerprint = item.fingerprint;
-        e.classes = item.classes;
-        e.tables = item.tables;
-        e.parameters = item.parameters;
-        e.parameter_formats = item.parameter_formats;
+        let mut e = self.item_event(item);
         e.decision = lit("deny");
         e.rule = err
             .hint
