@@ -459,6 +459,9 @@ mod tests {
         let c = parse(include_str!("../pgward.toml")).unwrap();
         assert!(c.audit.enabled);
         assert_eq!(c.audit.on_failure, OnFailure::Deny);
+        // The container's config keeps the audit log on its volume.
+        let d = parse(include_str!("../docker/pgward.toml")).unwrap();
+        assert_eq!(d.audit.dir, PathBuf::from("/var/lib/pgward/audit"));
     }
 
     #[test]
