@@ -83,7 +83,7 @@ impl fmt::Display for Problem {
                 write!(f, "{} row {row}: modified (event {seq} does not match its hash)", name(file))
             }
             Problem::Deleted { file, row, first, last } => {
-                let n = last - first + 1;
+                let n = last.saturating_sub(*first).saturating_add(1);
                 write!(f, "{} row {row}: {n} row(s) deleted before it (events {first}..={last})", name(file))
             }
             Problem::Inserted { file, row, seq } => {
@@ -243,10 +243,10 @@ fn check_chain(
             continue;
         }
         let linked = |i: &usize| {
-            prevs.get(&rows[*i].event.hash) == Some(&(seq + 1))
+            prevs.get(&rows[*i].event.hash) == Some(&seq.wrapping_add(1))
                 || by_hash
                     .get(&rows[*i].event.prev_hash)
-                    .is_some_and(|&p| rows[p].event.seq + 1 == seq)
+                    .is_some_and(|&p| rows[p].event.seq.wrapping_add(1) == seq)
         };
         let keep = idxs.iter().copied().find(linked).unwrap_or(idxs[0]);
         for &i in idxs.iter().filter(|&&i| i != keep) {
@@ -286,7 +286,7 @@ fn check_chain(
             continue;
         };
         let pe = &rows[p].event;
-        if e.seq == pe.seq + 1 {
+        if e.seq == pe.seq.wrapping_add(1) {
             if e.prev_hash != pe.hash && by_hash.contains_key(&e.prev_hash) {
                 // It links to a row that has its successor already.
                 inserted[q] = true;
@@ -309,6 +309,7 @@ fn check_chain(
             problems.push(Problem::Inserted { file, row, seq });
             continue;
         }
+        // Here pe.seq + 1 < e.seq, so neither overflows.
         let (first, lastn) = (pe.seq + 1, e.seq - 1);
         let (fp, fq) = (&files[rows[p].file].1, &files[rows[q].file].1);
         let between_files = rows[p].file != rows[q].file
@@ -347,7 +348,7 @@ fn check_chain(
         }
         let seq = r.event.seq;
         let before_is_later = seq > 0 && position.get(&(seq - 1)).is_some_and(|&p| p > i);
-        let after_is_earlier = position.get(&(seq + 1)).is_some_and(|&p| p < i);
+        let after_is_earlier = position.get(&seq.wrapping_add(1)).is_some_and(|&p| p < i);
         if before_is_later || after_is_earlier {
             let (file, row, seq) = at(r);
             problems.push(Problem::Reordered { file, row, seq });
@@ -591,6 +592,18 @@ mod tests {
                 last: 8
             }]
         );
+    }
+
+    #[test]
+    fn extreme_sequence_numbers_are_reported_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = chain(dir.path());
+        edit(&p[2], |ev| {
+            ev[3].seq = u64::MAX;
+            ev[2].seq = 0;
+        });
+        let found = problems(dir.path());
+        assert!(!found.is_empty());
     }
 
     #[test]

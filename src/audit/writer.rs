@@ -433,7 +433,7 @@ impl Writer {
 
     fn chain(&mut self, mut event: Event) {
         self.head = wal::append_record(&mut self.pending, &mut event, self.next_seq, self.head);
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         self.pending_count += 1;
         self.batch.push(event);
     }
@@ -623,7 +623,7 @@ fn recover(dir: &Path, wal_dir: &Path, instance: &str) -> Result<(u64, Hash), St
             .map_err(|e| format!("removing {} after recovery: {e}", seg.display()))?;
         (last_seq, head) = chain_end(dir, instance);
     }
-    Ok((last_seq + 1, head))
+    Ok((last_seq.saturating_add(1), head))
 }
 
 /// Where this instance's chain ends in the files already in place: the
