@@ -354,7 +354,7 @@ impl Writer {
 
     fn run_loop(&mut self, inner: &Inner) {
         let tick =
-            (self.flush_interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+            (self.flush_interval / 4).clamp(Duration::from_millis(2), Duration::from_millis(10));
         let mut was_failing = false;
         loop {
             let stopping = inner.stop.load(Ordering::Acquire);
