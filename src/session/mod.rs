@@ -102,7 +102,6 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     let relay = relay::Relay::new(
         enforce.then_some(guard),
         recorder,
-        shared.audit.clone(),
         conn.stream,
         conn.rbuf,
         upstream.conn.stream,

@@ -222,7 +222,7 @@ impl Recorder {
                 p.data_rows = 0;
                 let done = p.flow == Flow::Execute;
                 if let Some(item) = p.items.pop_front() {
-                    let mut e = self.statement_event(item, "ok", duration.as_micros() as i64);
+                    let mut e = self.statement_event(item, "ok", Some(duration.as_micros() as i64));
                     e.rows = rows;
                     e.detail = detail;
                     self.log.record(e);
@@ -237,7 +237,8 @@ impl Recorder {
                 p.failed = true;
                 let done = p.flow == Flow::Execute;
                 if let Some(item) = p.items.pop_front() {
-                    let mut e = self.statement_event(item, "error", duration.as_micros() as i64);
+                    let mut e =
+                        self.statement_event(item, "error", Some(duration.as_micros() as i64));
                     e.sqlstate = text(code);
                     e.error_message = text(message);
                     self.log.record(e);
@@ -256,6 +257,11 @@ impl Recorder {
         }
     }
 
+    /// Whether a new statement may run (`audit.on_failure`).
+    pub fn admit(&self) -> Result<(), PgError> {
+        self.log.admit()
+    }
+
     /// The session is over: statements still waiting were interrupted.
     pub fn end(mut self, how: &str) {
         while let Some(p) = self.pending.pop_front() {
@@ -272,8 +278,7 @@ impl Recorder {
 
     fn finish_rest(&mut self, p: Pending, outcome: &'static str, detail: Option<&'static str>) {
         for item in p.items {
-            let mut e = self.statement_event(item, outcome, 0);
-            e.duration_us = None;
+            let mut e = self.statement_event(item, outcome, None);
             e.detail = detail.map(Str::Static);
             self.log.record(e);
         }
@@ -291,12 +296,17 @@ impl Recorder {
         e
     }
 
-    fn statement_event(&self, item: Item, outcome: &'static str, duration_us: i64) -> Event {
+    fn statement_event(
+        &self,
+        item: Item,
+        outcome: &'static str,
+        duration_us: Option<i64>,
+    ) -> Event {
         let mut e = self.item_event(item);
         e.decision = lit("allow");
         e.rule = self.allow_rule.clone();
         e.outcome = lit(outcome);
-        e.duration_us = Some(duration_us);
+        e.duration_us = duration_us;
         e
     }
 

@@ -53,7 +53,6 @@ pub struct Relay {
     guard: Option<Guard>,
     /// The session's audit trail, when the audit log is on.
     recorder: Option<Recorder>,
-    audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
 }
 
 enum Event {
@@ -70,7 +69,6 @@ impl Relay {
     pub fn new(
         guard: Option<Guard>,
         recorder: Option<Recorder>,
-        audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
         client: Stream,
         client_pending: BytesMut,
         upstream: Stream,
@@ -92,7 +90,6 @@ impl Relay {
             state: ProtocolState::with_status(status),
             guard,
             recorder,
-            audit,
         }
     }
 
@@ -289,7 +286,7 @@ impl Relay {
             };
             if denial.is_none() && matches!(tag, b'Q' | b'E' | b'F') {
                 // audit.on_failure = "deny": nothing runs unrecorded.
-                denial = self.audit.as_ref().and_then(|a| a.admit().err());
+                denial = self.recorder.as_ref().and_then(|r| r.admit().err());
             }
             if self.state.on_frontend(tag, body).is_err() {
                 return Err(End::Closed(PgError::fatal(
