@@ -322,10 +322,7 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
     child.child.kill().await.unwrap();
     drop(c);
     // Recovery alone (no rotation by the second run, which was also killed):
-    let mut events = Vec::new();
-    for path in files::list(&dir).unwrap() {
-        events.extend(files::read(&path).unwrap().1);
-    }
+    let events = files::read_all(&dir).unwrap();
     let seen: std::collections::HashSet<&str> = events
         .iter()
         .filter_map(|e| e.statement.as_deref())
@@ -337,10 +334,7 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
     // A third start recovers the second run's segment too: one chain.
     let log = pgward::audit::AuditLog::start(&audit_config(&dir)).unwrap();
     log.close();
-    let mut all = Vec::new();
-    for path in files::list(&dir).unwrap() {
-        all.extend(files::read(&path).unwrap().1);
-    }
+    let all = files::read_all(&dir).unwrap();
     assert!(all
         .iter()
         .any(|e| e.statement.as_deref() == Some("SELECT 'after restart'")));

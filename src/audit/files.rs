@@ -296,13 +296,19 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// A file's chain metadata, from its footer alone.
-pub fn read_meta(path: &Path) -> Result<FileMeta, String> {
+/// Opens an audit file: its reader and its chain metadata.
+fn open(path: &Path) -> Result<(ParquetRecordBatchReaderBuilder<File>, FileMeta), String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("{} is not a readable Parquet file: {e}", path.display()))?;
-    meta_from(builder.metadata().file_metadata().key_value_metadata())
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let meta = meta_from(builder.metadata().file_metadata().key_value_metadata())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((builder, meta))
+}
+
+/// A file's chain metadata, from its footer alone.
+pub fn read_meta(path: &Path) -> Result<FileMeta, String> {
+    open(path).map(|(_, meta)| meta)
 }
 
 fn meta_from(kv: Option<&Vec<KeyValue>>) -> Result<FileMeta, String> {
@@ -328,11 +334,7 @@ fn meta_from(kv: Option<&Vec<KeyValue>>) -> Result<FileMeta, String> {
 
 /// Every event of a file, with its metadata.
 pub fn read(path: &Path) -> Result<(FileMeta, Vec<Event>), String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("{} is not a readable Parquet file: {e}", path.display()))?;
-    let meta = meta_from(builder.metadata().file_metadata().key_value_metadata())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (builder, meta) = open(path)?;
     let reader = builder
         .build()
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -342,6 +344,15 @@ pub fn read(path: &Path) -> Result<(FileMeta, Vec<Event>), String> {
         events.extend(schema::from_batch(&batch).map_err(|e| format!("{}: {e}", path.display()))?);
     }
     Ok((meta, events))
+}
+
+/// Every event of every audit file in `dir`, in file order.
+pub fn read_all(dir: &Path) -> Result<Vec<Event>, String> {
+    let mut events = Vec::new();
+    for path in list(dir)? {
+        events.extend(read(&path)?.1);
+    }
+    Ok(events)
 }
 
 #[cfg(test)]

@@ -731,10 +731,7 @@ mod tests {
         let dropped = log.dropped();
         assert!(dropped > 0);
         log.close();
-        let mut events = Vec::new();
-        for p in files::list(dir.path()).unwrap() {
-            events.extend(files::read(&p).unwrap().1);
-        }
+        let events = files::read_all(dir.path()).unwrap();
         let lost: i64 = events
             .iter()
             .filter(|e| e.kind == Kind::Gap)

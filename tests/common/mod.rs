@@ -126,10 +126,7 @@ impl Harness {
             "the audit writer did not rotate"
         );
         let dir = self.dir.path().join("audit");
-        let mut events = Vec::new();
-        for path in pgward::audit::files::list(&dir).unwrap() {
-            events.extend(pgward::audit::files::read(&path).unwrap().1);
-        }
+        let mut events = pgward::audit::files::read_all(&dir).unwrap();
         events.sort_by_key(|e| e.seq);
         events
     }
