@@ -96,6 +96,19 @@ struct Pending {
     failed: bool,
 }
 
+impl Pending {
+    fn new(index: u64, flow: Flow, items: VecDeque<Item>) -> Pending {
+        Pending {
+            index,
+            flow,
+            items,
+            mark: Instant::now(),
+            data_rows: 0,
+            failed: false,
+        }
+    }
+}
+
 pub struct Recorder {
     log: Arc<AuditLog>,
     info: SessionInfo,
@@ -152,14 +165,11 @@ impl Recorder {
                     }
                     // An allowed Parse runs nothing yet: its Executes do.
                     None if tag == b'P' => {}
-                    None => self.pending.push_back(Pending {
-                        index,
-                        flow: if tag == b'Q' { Flow::Query } else { Flow::Call },
-                        items: items.into(),
-                        mark: Instant::now(),
-                        data_rows: 0,
-                        failed: false,
-                    }),
+                    None => {
+                        let flow = if tag == b'Q' { Flow::Query } else { Flow::Call };
+                        self.pending
+                            .push_back(Pending::new(index, flow, items.into()));
+                    }
                 }
             }
             b'B' if self.log.records_parameters() => {
@@ -178,14 +188,11 @@ impl Recorder {
                 item.parameter_formats = formats;
                 match denial {
                     Some(err) => self.emit_denied(item, err),
-                    None => self.pending.push_back(Pending {
+                    None => self.pending.push_back(Pending::new(
                         index,
-                        flow: Flow::Execute,
-                        items: VecDeque::from([item]),
-                        mark: Instant::now(),
-                        data_rows: 0,
-                        failed: false,
-                    }),
+                        Flow::Execute,
+                        VecDeque::from([item]),
+                    )),
                 }
             }
             _ => {}
