@@ -102,7 +102,11 @@ fn guard_benches(c: &mut Criterion, texts: &[String]) {
     let slot = rt.block_on(shared.catalogs.slot(&shared.upstream, "postgres"));
     let mut guard = pgward::session::guard::Guard::new(
         shared.clone(),
-        "alice".into(),
+        pgward::auth::Identity {
+            name: "alice".into(),
+            method: pgward::auth::AuthMethod::Scram,
+            token: None,
+        },
         Some("analyst".into()),
         slot,
         shared.upstream.clone(),

@@ -19,6 +19,8 @@ pub struct Config {
     pub rules: RulesConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub oidc: OidcConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +246,118 @@ impl AuditConfig {
     }
 }
 
+/// How pgward asks a client for its OIDC token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OidcMethod {
+    /// AuthenticationCleartextPassword: the token is the password (any libpq).
+    #[default]
+    Password,
+    /// SASL OAUTHBEARER (RFC 7628), as libpq 18 speaks it natively.
+    Oauthbearer,
+}
+
+/// Sign-in with tokens from OpenID Connect identity providers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The providers whose tokens pgward accepts; none turns OIDC off.
+    pub issuer: Vec<IssuerConfig>,
+    pub method: OidcMethod,
+    /// Accept tokens over unencrypted connections from loopback addresses
+    /// (a local agent, tests); anything else needs TLS.
+    pub allow_loopback_cleartext: bool,
+    /// Seconds a session may outlive its token before pgward ends it.
+    pub expiry_grace_secs: u64,
+    /// An unknown key id refetches the issuer's keys at most this often.
+    pub jwks_min_refresh_secs: u64,
+    /// Keys older than this are refetched on the next sign-in.
+    pub jwks_max_age_secs: u64,
+    /// Each request to an identity provider gives up after this long.
+    pub http_timeout_secs: u64,
+    /// Largest token accepted, in bytes.
+    pub max_token_bytes: usize,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            issuer: Vec::new(),
+            method: OidcMethod::Password,
+            allow_loopback_cleartext: false,
+            expiry_grace_secs: 0,
+            jwks_min_refresh_secs: 30,
+            jwks_max_age_secs: 3600,
+            http_timeout_secs: 5,
+            max_token_bytes: 64 << 10,
+        }
+    }
+}
+
+/// One identity provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` value of its tokens, exactly.
+    pub issuer: String,
+    /// Tokens must name one of these in `aud`.
+    pub audience: Vec<String>,
+    /// Signature algorithms accepted; only asymmetric ones may be named.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Seconds of clock skew tolerated for `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Default: `<issuer>/.well-known/openid-configuration`.
+    pub discovery_url: Option<String>,
+    /// Extra CA certificates (PEM) for a provider with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// The claim that names the identity in logs and audit events.
+    #[serde(default = "default_identity_claim")]
+    pub identity_claim: String,
+    /// When set, the startup user name must equal this claim's value;
+    /// when not, the startup user name is ignored.
+    pub username_claim: Option<String>,
+    /// Scope libpq asks for in the OAUTHBEARER flow.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+/// Every asymmetric JWS algorithm; HMAC and `none` are never accepted.
+pub const ASYMMETRIC_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+fn default_algorithms() -> Vec<String> {
+    ASYMMETRIC_ALGORITHMS
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+fn default_identity_claim() -> String {
+    "sub".into()
+}
+
+fn default_scope() -> String {
+    "openid".into()
+}
+
+impl IssuerConfig {
+    pub fn discovery_url(&self) -> String {
+        self.discovery_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/.well-known/openid-configuration",
+                self.issuer.trim_end_matches('/')
+            )
+        })
+    }
+}
+
 /// A configuration error with the file and key it concerns.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -303,6 +417,11 @@ impl Config {
         }
         fix(&mut self.rules.dir);
         fix(&mut self.audit.dir);
+        for i in &mut self.oidc.issuer {
+            if let Some(p) = i.ca_file.as_mut() {
+                fix(p)
+            }
+        }
     }
 
     /// Checks what serde cannot: cross-key rules and sane bounds.
@@ -356,8 +475,58 @@ impl Config {
         if self.audit.queue_capacity < 1024 {
             return err("audit.queue_capacity must be at least 1024".into());
         }
+        self.validate_oidc()
+            .map_err(|m| ConfigError::new(path, m))?;
         crate::upstream::UpstreamTarget::from_url(&self.upstream.url)
             .map_err(|m| ConfigError::new(path, format!("upstream.url: {m}")))?;
+        Ok(())
+    }
+
+    fn validate_oidc(&self) -> Result<(), String> {
+        let o = &self.oidc;
+        if o.max_token_bytes < 1024 || o.max_token_bytes > 1 << 20 {
+            return Err("oidc.max_token_bytes must be 1024 to 1048576".into());
+        }
+        if o.http_timeout_secs == 0 {
+            return Err("oidc.http_timeout_secs must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (n, i) in o.issuer.iter().enumerate() {
+            let at = format!("oidc.issuer[{n}] ({:?})", i.issuer);
+            let url = url::Url::parse(&i.issuer)
+                .map_err(|e| format!("{at}: issuer is not a URL: {e}"))?;
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(format!("{at}: issuer must be an https:// URL"));
+            }
+            if !seen.insert(i.issuer.as_str()) {
+                return Err(format!("{at}: issuer is configured twice"));
+            }
+            if i.audience.is_empty() || i.audience.iter().any(String::is_empty) {
+                return Err(format!(
+                    "{at}: audience must name the audience pgward's tokens carry (for example [\"pgward\"]); without it a token minted for any other application would do"
+                ));
+            }
+            if i.algorithms.is_empty() {
+                return Err(format!(
+                    "{at}: algorithms is empty; omit it for the default"
+                ));
+            }
+            for a in &i.algorithms {
+                if !ASYMMETRIC_ALGORITHMS.contains(&a.as_str()) {
+                    return Err(format!(
+                        "{at}: algorithm {a:?} is not accepted; use any of {} (HMAC and none are never safe with a provider's public keys)",
+                        ASYMMETRIC_ALGORITHMS.join(", ")
+                    ));
+                }
+            }
+            if i.leeway_secs > 300 {
+                return Err(format!("{at}: leeway_secs must be at most 300"));
+            }
+            if i.identity_claim.is_empty() {
+                return Err(format!("{at}: identity_claim must name a claim"));
+            }
+            url::Url::parse(&i.discovery_url()).map_err(|e| format!("{at}: discovery_url: {e}"))?;
+        }
         Ok(())
     }
 
@@ -415,6 +584,44 @@ mod tests {
         let c = Config::parse(text, p)?;
         c.validate(p)?;
         Ok(c)
+    }
+
+    #[test]
+    fn oidc_issuers_are_checked() {
+        let base = "[upstream]\nurl = \"postgres://a@h/db\"\n";
+        let issuer = |rest: &str| {
+            format!("{base}[[oidc.issuer]]\nissuer = \"https://idp.example.com\"\n{rest}")
+        };
+        let c = parse(&issuer("audience = [\"pgward\"]\n")).unwrap();
+        let i = &c.oidc.issuer[0];
+        assert_eq!(i.identity_claim, "sub");
+        assert!(i.algorithms.iter().all(|a| !a.starts_with("HS")));
+        assert_eq!(
+            i.discovery_url(),
+            "https://idp.example.com/.well-known/openid-configuration"
+        );
+        for (bad, expected) in [
+            ("audience = []\n", "audience"),
+            (
+                "audience = [\"pgward\"]\nalgorithms = [\"HS256\"]\n",
+                "HS256",
+            ),
+            ("audience = [\"pgward\"]\nalgorithms = [\"none\"]\n", "none"),
+            ("audience = [\"pgward\"]\nleeway_secs = 3600\n", "leeway"),
+        ] {
+            let e = parse(&issuer(bad)).unwrap_err().to_string();
+            assert!(e.contains("oidc.issuer[0]") && e.contains(expected), "{e}");
+        }
+        let twice = format!(
+            "{}[[oidc.issuer]]\nissuer = \"https://idp.example.com\"\naudience = [\"x\"]\n",
+            issuer("audience = [\"pgward\"]\n")
+        );
+        assert!(parse(&twice).unwrap_err().to_string().contains("twice"));
+        let not_url = format!("{base}[[oidc.issuer]]\nissuer = \"idp\"\naudience = [\"x\"]\n");
+        assert!(parse(&not_url)
+            .unwrap_err()
+            .to_string()
+            .contains("not a URL"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The rules directory: every `*.toml` file in it, read in name order:
-//! the identities clients sign in as and the roles they hold.
+//! the identities clients sign in as, the roles they hold, and the claim
+//! bindings that grant roles to OIDC tokens.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::auth::binding::Binding;
 use crate::auth::scram::Verifier;
+use crate::auth::Identity;
 use crate::policy::role::{line_at, RawRole, Role};
 
 /// A person or agent declared in the rules.
@@ -27,6 +30,8 @@ pub struct IdentitySpec {
 pub struct Rules {
     pub identities: HashMap<String, IdentitySpec>,
     pub roles: HashMap<String, Arc<Role>>,
+    /// In file order, then declaration order.
+    pub bindings: Vec<Binding>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +41,18 @@ struct RuleFile {
     identity: Vec<RawIdentity>,
     #[serde(default)]
     role: BTreeMap<String, RawRole>,
+    #[serde(default)]
+    binding: Vec<Spanned<RawBinding>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    issuer: Option<String>,
+    #[serde(default)]
+    claims: toml::Table,
+    #[serde(default)]
+    roles: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -101,26 +118,60 @@ impl Rules {
                 }
             }
         }
+        for b in &self.bindings {
+            if let Some(role) = b.roles.iter().find(|r| !self.roles.contains_key(*r)) {
+                return Err(RulesError {
+                    file: b.source.clone(),
+                    message: format!(
+                        "binding grants role {role:?}, which no rule file declares; declare [role.{role}]"
+                    ),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The roles an identity holds under these rules: a declared
+    /// identity's list, or what the bindings grant a token's claims (so a
+    /// reload that changes bindings changes running sessions too).
+    pub fn roles_of(&self, identity: &Identity) -> Result<Vec<String>, String> {
+        match &identity.token {
+            Some(t) => Ok(crate::auth::binding::roles_for(
+                &self.bindings,
+                &t.issuer,
+                &t.claims,
+            )),
+            None => self
+                .identities
+                .get(&identity.name)
+                .map(|i| i.roles.clone())
+                .ok_or_else(|| format!("identity {:?} is no longer in the rules", identity.name)),
+        }
     }
 
     /// The role a session runs as: `wanted` when the identity holds it,
     /// else the identity's first role.
-    pub fn session_role(&self, identity: &str, wanted: Option<&str>) -> Result<Arc<Role>, String> {
-        let id = self
-            .identities
-            .get(identity)
-            .ok_or_else(|| format!("identity {identity:?} is no longer in the rules"))?;
+    pub fn session_role(
+        &self,
+        identity: &Identity,
+        wanted: Option<&str>,
+    ) -> Result<Arc<Role>, String> {
+        let roles = self.roles_of(identity)?;
+        let who = &identity.name;
         let name = match wanted {
-            Some(w) if id.roles.iter().any(|r| r == w) => w,
+            Some(w) if roles.iter().any(|r| r == w) => w,
             Some(w) => {
                 return Err(format!(
-                    "identity {identity:?} does not hold role {w:?} (it holds [{}])",
-                    id.roles.join(", ")
+                    "identity {who:?} does not hold role {w:?} (it holds [{}])",
+                    roles.join(", ")
                 ))
             }
-            None => id.roles.first().ok_or_else(|| {
-                format!("identity {identity:?} holds no role, and no role means no access")
+            None => roles.first().ok_or_else(|| match &identity.token {
+                Some(t) => format!(
+                    "no binding in the rules grants a role to identity {who:?} of issuer {:?}, and no role means no access",
+                    t.issuer
+                ),
+                None => format!("identity {who:?} holds no role, and no role means no access"),
             })?,
         };
         self.roles
@@ -162,6 +213,14 @@ impl Rules {
                     )
                 })?;
             self.roles.insert(name, Arc::new(role));
+        }
+        for raw in parsed.binding {
+            let line = line_at(text, raw.span().start);
+            let raw = raw.into_inner();
+            let source = format!("{shown}:{line}");
+            let b = Binding::from_toml(raw.issuer, &raw.claims, raw.roles, source.clone())
+                .map_err(|m| rules_err(Path::new(&source), m))?;
+            self.bindings.push(b);
         }
         for raw in parsed.identity {
             if raw.name.is_empty() || raw.name.contains('\0') {
@@ -215,6 +274,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("b.toml") && e.contains("a.toml"), "{e}");
+    }
+
+    #[test]
+    fn bindings_load_and_name_undeclared_roles() {
+        let mut r = Rules::default();
+        let text = "[role.analyst]\nallow = [\"read\"]\n\n[[binding]]\nclaims = { groups = \"a\" }\nroles = [\"analyst\"]\n\n[[binding]]\nissuer = \"https://idp\"\nclaims = { sub = \"x\" }\nroles = [\"ghost\"]\n";
+        r.add_file(Path::new("b.toml"), text).unwrap();
+        assert_eq!(r.bindings.len(), 2);
+        let e = r.validate().unwrap_err().to_string();
+        assert!(e.contains("b.toml:8") && e.contains("\"ghost\""), "{e}");
+        let e = Rules::default()
+            .add_file(Path::new("c.toml"), "[[binding]]\nroles = [\"analyst\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml") && e.contains("no claims"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Shared {
     pub catalogs: CatalogStore,
     /// The audit log, unless `audit.enabled = false`.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Token validation, when `[[oidc.issuer]]` names any.
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
     /// Only the end-to-end benchmark turns this off, to measure the relay
     /// alone; no configuration key reaches it.
     enforce_policy: std::sync::atomic::AtomicBool,
@@ -89,6 +91,7 @@ impl Shared {
         } else {
             None
         };
+        let oidc = crate::auth::oidc::Oidc::new(&config.oidc)?.map(Arc::new);
         let mut instance_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut instance_secret);
         let (phase_tx, phase) = watch::channel(Phase::Running);
@@ -101,6 +104,7 @@ impl Shared {
             upstream_users,
             catalogs,
             audit,
+            oidc,
             enforce_policy: std::sync::atomic::AtomicBool::new(true),
             workers: std::sync::OnceLock::new(),
             cancels: Arc::new(CancelRegistry::default()),
@@ -168,6 +172,9 @@ impl Shared {
 /// `server.shutdown_grace_secs` to reach an idle point, then are closed.
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    if let Some(oidc) = &shared.oidc {
+        oidc.warm_up();
+    }
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

@@ -20,7 +20,7 @@ pub struct ServerTls {
     pub end_point: Vec<u8>,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

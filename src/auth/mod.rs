@@ -1,5 +1,9 @@
 //! Client authentication: who is connecting, proven how.
 
+pub mod binding;
+pub mod jwks;
+pub mod oauthbearer;
+pub mod oidc;
 pub mod scram;
 
 use crate::net::{Conn, ReadError};
@@ -13,14 +17,31 @@ use scram::{Binding, ScramError, ScramServer, Verifier};
 pub enum AuthMethod {
     Scram,
     ScramPlus,
+    /// An OIDC token sent as the password.
+    OidcPassword,
+    /// An OIDC token sent through SASL OAUTHBEARER.
+    OauthBearer,
 }
 
-/// An authenticated client.
+impl AuthMethod {
+    /// The name in logs and audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Scram => "scram-sha-256",
+            AuthMethod::ScramPlus => "scram-sha-256-plus",
+            AuthMethod::OidcPassword => "oidc",
+            AuthMethod::OauthBearer => "oauthbearer",
+        }
+    }
+}
+
+/// An authenticated client. Its roles come from the rules: a declared
+/// identity's list, or the bindings that match its token's claims.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub name: String,
-    pub roles: Vec<String>,
     pub method: AuthMethod,
+    pub token: Option<std::sync::Arc<oidc::Verified>>,
 }
 
 /// SASL messages are small; anything larger is not a SCRAM message.
@@ -55,7 +76,7 @@ pub async fn authenticate(
     messages::auth_sasl(&mut conn.wbuf, server.mechanisms());
     flush(conn).await?;
 
-    let body = read_sasl(conn).await?;
+    let body = read_auth_message(conn, MAX_AUTH_MESSAGE, "SASL response").await?;
     let (mechanism, data) = parse_sasl_initial(&body).ok_or_else(|| {
         PgError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
@@ -69,7 +90,7 @@ pub async fn authenticate(
     messages::auth_sasl_continue(&mut conn.wbuf, &first);
     flush(conn).await?;
 
-    let body = read_sasl(conn).await?;
+    let body = read_auth_message(conn, MAX_AUTH_MESSAGE, "SASL response").await?;
     let last = server
         .client_final(&body)
         .map_err(|e| scram_error(e, user))?;
@@ -80,13 +101,105 @@ pub async fn authenticate(
     messages::auth_ok(&mut conn.wbuf);
     Ok(Identity {
         name: spec.name.clone(),
-        roles: spec.roles.clone(),
         method: if plus {
             AuthMethod::ScramPlus
         } else {
             AuthMethod::Scram
         },
+        token: None,
     })
+}
+
+/// Signs a client in with an OIDC token, as its password or through SASL
+/// OAUTHBEARER. Tokens are bearer secrets: pgward asks for one only over
+/// TLS, or from a loopback address when `oidc.allow_loopback_cleartext`.
+pub async fn token_sign_in(
+    conn: &mut Conn,
+    user: &str,
+    oidc: &oidc::Oidc,
+    rules: &Rules,
+    loopback: bool,
+) -> Result<Identity, PgError> {
+    let allowed = conn.stream.is_tls() || (oidc.config.allow_loopback_cleartext && loopback);
+    if !allowed {
+        return Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            "pgward accepts OIDC tokens only over TLS",
+        )
+        .with_hint("connect with sslmode=require"));
+    }
+    let refused = |m: String| {
+        PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            format!("pgward: OIDC sign-in failed for user \"{user}\": {m}"),
+        )
+    };
+    // A token, its framing, and a SASL header.
+    let max = oidc.config.max_token_bytes + 1024;
+    let (token, method) = match oidc.config.method {
+        crate::config::OidcMethod::Password => {
+            messages::auth_cleartext_password(&mut conn.wbuf);
+            flush(conn).await?;
+            let body = read_auth_message(conn, max, "password message").await?;
+            let text = body
+                .strip_suffix(b"\0")
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "malformed password message")
+                })?;
+            (text.to_owned(), AuthMethod::OidcPassword)
+        }
+        crate::config::OidcMethod::Oauthbearer => {
+            messages::auth_sasl(&mut conn.wbuf, &[oauthbearer::MECHANISM]);
+            flush(conn).await?;
+            let body = read_auth_message(conn, max, "SASL response").await?;
+            let protocol = |m: String| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, m);
+            let (mechanism, data) = parse_sasl_initial(&body)
+                .ok_or_else(|| protocol("malformed SASLInitialResponse message".into()))?;
+            if mechanism != oauthbearer::MECHANISM {
+                return Err(protocol(format!(
+                    "client selected an invalid SASL authentication mechanism {mechanism:?}"
+                )));
+            }
+            match oauthbearer::parse_initial(data).map_err(protocol)? {
+                oauthbearer::Initial::Token(t) => (t.to_owned(), AuthMethod::OauthBearer),
+                oauthbearer::Initial::Discovery => {
+                    let (url, scope) = oidc.discovery();
+                    let doc = oauthbearer::error_document(&url, &scope);
+                    messages::auth_sasl_continue(&mut conn.wbuf, &doc);
+                    flush(conn).await?;
+                    let ack = read_auth_message(conn, MAX_AUTH_MESSAGE, "SASL response").await?;
+                    if !oauthbearer::is_error_ack(&ack) {
+                        return Err(protocol(
+                            "malformed OAUTHBEARER error acknowledgement".into(),
+                        ));
+                    }
+                    return Err(refused(format!(
+                        "no token was sent; get one from {url} (scope {scope:?})"
+                    )));
+                }
+            }
+        }
+    };
+    let verified = oidc.verify(&token).await.map_err(refused)?;
+    oidc.check_user(&verified, user).map_err(refused)?;
+    let identity = Identity {
+        name: verified.name.clone(),
+        method,
+        token: Some(std::sync::Arc::new(verified)),
+    };
+    match rules.roles_of(&identity) {
+        Ok(roles) if !roles.is_empty() => {}
+        _ => {
+            return Err(refused(format!(
+            "no binding in the rules grants a role to identity {:?}, and no role means no access",
+            identity.name
+        ))
+            .with_hint("add a [[binding]] for this identity's claims to the rules (docs/auth.md)"))
+        }
+    }
+    messages::auth_ok(&mut conn.wbuf);
+    Ok(identity)
 }
 
 fn scram_error(e: ScramError, user: &str) -> PgError {
@@ -96,7 +209,7 @@ fn scram_error(e: ScramError, user: &str) -> PgError {
     }
 }
 
-async fn flush(conn: &mut Conn) -> Result<(), PgError> {
+pub(crate) async fn flush(conn: &mut Conn) -> Result<(), PgError> {
     conn.flush().await.map_err(|e| {
         PgError::fatal(
             sqlstate::CONNECTION_FAILURE,
@@ -105,13 +218,17 @@ async fn flush(conn: &mut Conn) -> Result<(), PgError> {
     })
 }
 
-async fn read_sasl(conn: &mut Conn) -> Result<bytes::BytesMut, PgError> {
-    match conn.read_frame(MAX_AUTH_MESSAGE).await {
+pub(crate) async fn read_auth_message(
+    conn: &mut Conn,
+    max: usize,
+    what: &str,
+) -> Result<bytes::BytesMut, PgError> {
+    match conn.read_frame(max).await {
         Ok((b'p', body)) => Ok(body),
         Ok((tag, _)) => Err(PgError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
             format!(
-                "expected SASL response, got message type {}",
+                "expected {what}, got message type {}",
                 crate::protocol::frame::printable(tag)
             ),
         )),

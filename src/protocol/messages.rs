@@ -133,6 +133,10 @@ pub fn auth_ok(buf: &mut BytesMut) {
     message(buf, b'R', |b| b.put_i32(0));
 }
 
+pub fn auth_cleartext_password(buf: &mut BytesMut) {
+    message(buf, b'R', |b| b.put_i32(3));
+}
+
 pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
     message(buf, b'R', |b| {
         b.put_i32(10);

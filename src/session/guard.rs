@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::recorder::Judged;
 use super::state::ProtocolState;
+use crate::auth::Identity;
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, Reader};
 use crate::protocol::{sqlstate, PgError};
@@ -22,7 +23,7 @@ const LOCAL_CACHE: usize = 64;
 
 pub struct Guard {
     shared: Arc<Shared>,
-    identity: String,
+    identity: Identity,
     /// The role chosen at startup (`-c pgward.role=...`), else the first.
     wanted_role: Option<String>,
     catalog: Arc<CatalogSlot>,
@@ -70,7 +71,7 @@ pub fn stand_in(tag: u8) -> &'static [u8] {
 impl Guard {
     pub fn new(
         shared: Arc<Shared>,
-        identity: String,
+        identity: Identity,
         wanted_role: Option<String>,
         catalog: Arc<CatalogSlot>,
         upstream: Upstream,
@@ -226,7 +227,7 @@ impl Guard {
                 Verdict::Allow => {}
                 Verdict::NeedsApproval(d) => return Some(d.to_error(&role.name, text, true)),
                 Verdict::Deny(d) => {
-                    tracing::info!(identity = %self.identity, role = %role.name, class = %d.class, "denied: {}", d.why);
+                    tracing::info!(identity = %self.identity.name, role = %role.name, class = %d.class, "denied: {}", d.why);
                     return Some(d.to_error(&role.name, text, false));
                 }
             }
@@ -328,7 +329,7 @@ impl Guard {
 /// count would otherwise be written by every session on every statement.
 fn private_role(
     shared: &Shared,
-    identity: &str,
+    identity: &Identity,
     wanted: Option<&str>,
 ) -> Result<Arc<Role>, String> {
     shared

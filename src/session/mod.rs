@@ -109,11 +109,41 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         upstream.status,
         shared.config.server.max_message_bytes,
     );
+    let relay = match identity.token.as_ref() {
+        Some(token) => {
+            let grace = shared.config.oidc.expiry_grace_secs;
+            relay.end_at(
+                token_deadline(token.expires_at, grace),
+                PgError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!(
+                        "pgward: the OIDC token of identity \"{}\" expired; sign in again with a new token",
+                        identity.name
+                    ),
+                )
+                .with_detail(format!(
+                    "the token expired at {} (exp {}); oidc.expiry_grace_secs = {grace}",
+                    crate::auth::oidc::utc(token.expires_at),
+                    token.expires_at
+                )),
+            )
+        }
+        None => relay,
+    };
     let end = relay
         .run(shared.config.server.idle_timeout(), shared.phase.clone())
         .await;
     drop(registration);
     tracing::info!(%peer, identity = %identity.name, "session ended: {end:?}");
+}
+
+/// The runtime instant a token's `exp` (Unix seconds) plus grace falls on.
+fn token_deadline(exp: u64, grace: u64) -> tokio::time::Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let end = std::time::Duration::from_secs(exp.saturating_add(grace));
+    tokio::time::Instant::now() + end.saturating_sub(now_unix)
 }
 
 type OpenError = (Option<Conn>, PgError);
@@ -324,14 +354,16 @@ async fn establish(
         Stream::ServerTls(_) => shared.tls.as_ref().map(|t| t.end_point.clone()),
         _ => None,
     };
-    let identity = auth::authenticate(
-        conn,
-        user,
-        &shared.rules(),
-        end_point,
-        &shared.instance_secret,
-    )
-    .await?;
+    // Declared identities sign in with SCRAM; any other name, when OIDC
+    // is configured, with a token.
+    let rules = shared.rules();
+    let identity = match &shared.oidc {
+        Some(oidc) if !rules.identities.contains_key(user) => {
+            auth::token_sign_in(conn, user, oidc, &rules, peer.ip().is_loopback()).await?
+        }
+        _ => auth::authenticate(conn, user, &rules, end_point, &shared.instance_secret).await?,
+    };
+    drop(rules);
 
     let database = shared
         .upstream
@@ -352,7 +384,7 @@ async fn establish(
     let startup = settings::from_startup(&message.params).map_err(denied)?;
     let role = shared
         .rules()
-        .session_role(&identity.name, startup.role.as_deref())
+        .session_role(&identity, startup.role.as_deref())
         .map_err(denied)?;
     for (name, value) in &startup.settings {
         let change = SettingChange::set(name.clone(), Some(value.clone()), false);
@@ -377,7 +409,7 @@ async fn establish(
     let catalog = shared.catalogs.slot(&shared.upstream, &database).await;
     let guard = guard::Guard::new(
         shared.clone(),
-        identity.name.clone(),
+        identity.clone(),
         Some(role.name.clone()),
         catalog,
         shared.upstream.clone(),
@@ -405,14 +437,19 @@ async fn establish(
         identity: text(identity.name.as_str()),
         role: text(role.name.as_str()),
         database: text(database.as_str()),
-        auth_method: text(match identity.method {
-            auth::AuthMethod::Scram => "scram-sha-256",
-            auth::AuthMethod::ScramPlus => "scram-sha-256-plus",
-        }),
+        auth_method: text(identity.method.as_str()),
         client_addr: text(peer.to_string()),
         application_name: message.get("application_name").map(Into::into),
         tls,
         upstream_user: text(upstream_target.target.user.as_str()),
+        detail: identity.token.as_ref().map(|t| {
+            format!(
+                "issuer {}; token expires {}",
+                t.issuer,
+                crate::auth::oidc::utc(t.expires_at)
+            )
+            .into()
+        }),
     };
     Ok(Established {
         identity,

@@ -41,6 +41,8 @@ pub struct SessionInfo {
     pub application_name: Text,
     pub tls: bool,
     pub upstream_user: Text,
+    /// How the sign-in was proven beyond the method (a token's issuer).
+    pub detail: Text,
 }
 
 impl SessionInfo {
@@ -63,6 +65,7 @@ impl SessionInfo {
         e.application_name = self.application_name.clone();
         e.tls = Some(self.tls);
         e.upstream_user = self.upstream_user.clone();
+        e.detail = self.detail.clone();
         e
     }
 }

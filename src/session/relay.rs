@@ -53,6 +53,8 @@ pub struct Relay {
     guard: Option<Guard>,
     /// The session's audit trail, when the audit log is on.
     recorder: Option<Recorder>,
+    /// When pgward ends the session, and with which error (a token's expiry).
+    deadline: Option<(tokio::time::Instant, PgError)>,
 }
 
 enum Event {
@@ -90,7 +92,14 @@ impl Relay {
             state: ProtocolState::with_status(status),
             guard,
             recorder,
+            deadline: None,
         }
+    }
+
+    /// Ends the session at `at` with `err`, whatever it is doing then.
+    pub fn end_at(mut self, at: tokio::time::Instant, err: PgError) -> Relay {
+        self.deadline = Some((at, err));
+        self
     }
 
     /// Runs until either side ends or pgward closes the session.
@@ -101,6 +110,12 @@ impl Relay {
     ) -> End {
         let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::from_secs(3600)));
         tokio::pin!(idle);
+        let mut deadline = self.deadline.take();
+        let expiry = tokio::time::sleep_until(match &deadline {
+            Some((at, _)) => *at,
+            None => tokio::time::Instant::now() + Duration::from_secs(86400 * 365),
+        });
+        tokio::pin!(expiry);
         let pending = if self.uin.is_empty() {
             Ok(())
         } else {
@@ -159,6 +174,11 @@ impl Relay {
                     }
                     if let Some(t) = idle_timeout {
                         idle.as_mut().reset(tokio::time::Instant::now() + t);
+                    }
+                }
+                _ = &mut expiry, if deadline.is_some() => {
+                    if let Some((_, err)) = deadline.take() {
+                        break End::Closed(err);
                     }
                 }
                 (result, mut rx) = &mut changed => {

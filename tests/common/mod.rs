@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod idp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ pub struct Setup {
     pub files: Vec<(String, String)>,
     /// Rules instead of the example rules.
     pub rules: Option<pgward::rules::Rules>,
+    /// More TOML at the end of pgward.toml (e.g. an [oidc] section).
+    pub extra: String,
 }
 
 impl Harness {
@@ -90,8 +93,8 @@ impl Harness {
             "mode = \"optional\"\ncert = \"cert.pem\"\nkey = \"key.pem\"".into()
         });
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[tls]\n{tls}\n\n[upstream]\nurl = \"postgres://{user}@127.0.0.1:{}/postgres\"\npassword_file = \"upstream-password\"\n{}\n\n[audit]\ninstance = \"test\"\n{}\n",
-            setup.server, pg.port, setup.upstream, setup.audit
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[tls]\n{tls}\n\n[upstream]\nurl = \"postgres://{user}@127.0.0.1:{}/postgres\"\npassword_file = \"upstream-password\"\n{}\n\n[audit]\ninstance = \"test\"\n{}\n\n{}\n",
+            setup.server, pg.port, setup.upstream, setup.audit, setup.extra
         );
         let path = dir.path().join("pgward.toml");
         std::fs::write(&path, toml).unwrap();

@@ -1,0 +1,622 @@
+//! OIDC sign-in end to end: a throwaway issuer on loopback, pgward in front
+//! of a real PostgreSQL, tokio-postgres, psql and a raw OAUTHBEARER client.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::idp::{now, unsigned, Idp, SigningKey};
+use common::{read_msg, Harness, Setup};
+use postgres_protocol::message::frontend;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const BINDINGS: &str = r#"
+[[binding]]
+claims = { groups = "db-analysts" }
+roles = ["analyst"]
+
+[[binding]]
+claims = { "realm_access.roles" = "dba" }
+roles = ["dba"]
+"#;
+
+fn rules() -> pgward::rules::Rules {
+    let mut r = pgward::demo::example_rules().expect("example rules");
+    r.add_file(Path::new("bindings.toml"), BINDINGS)
+        .expect("bindings");
+    r.validate().expect("valid rules");
+    r
+}
+
+fn oidc_toml(issuers: &[&str], extra: &str) -> String {
+    let mut t = format!("[oidc]\n{extra}\n");
+    for i in issuers {
+        t.push_str(&format!(
+            "\n[[oidc.issuer]]\nissuer = \"{i}\"\naudience = [\"pgward\"]\nusername_claim = \"sub\"\n"
+        ));
+    }
+    t
+}
+
+async fn start(issuers: &[&str], extra: &str) -> Harness {
+    Harness::start_with(Setup {
+        rules: Some(rules()),
+        extra: oidc_toml(issuers, extra),
+        ..Setup::default()
+    })
+    .await
+}
+
+async fn connect(
+    h: &Harness,
+    user: &str,
+    token: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    ),
+    tokio_postgres::Error,
+> {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(h.addr.port())
+        .user(user)
+        .password(token)
+        .dbname("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    Ok((client, tokio::spawn(conn)))
+}
+
+/// The FATAL a refused sign-in gets: (SQLSTATE, message).
+async fn refusal(h: &Harness, user: &str, token: &str) -> (String, String) {
+    match connect(h, user, token).await {
+        Ok(_) => panic!("{user} signed in with a token that should be refused"),
+        Err(e) => {
+            let db = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("not a server error: {e}"));
+            assert_eq!(db.severity(), "FATAL", "{db:?}");
+            (db.code().code().to_owned(), db.message().to_owned())
+        }
+    }
+}
+
+fn with(mut claims: Value, extra: Value) -> Value {
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    claims
+}
+
+#[tokio::test]
+async fn tokens_sign_in_with_the_role_their_claims_bind() {
+    let rsa = SigningKey::rsa("rsa-1");
+    let ec = SigningKey::ec("ec-1");
+    let idp = Idp::start(&[&rsa, &ec]).await;
+    let h = start(&[&idp.issuer], "allow_loopback_cleartext = true").await;
+
+    // RS256, groups → analyst: reads run, writes are denied by the role.
+    let analyst = rsa.sign(&with(
+        idp.claims("svc-reports"),
+        json!({"groups": ["staff", "db-analysts"]}),
+    ));
+    let (c, _conn) = connect(&h, "svc-reports", &analyst).await.expect("sign in");
+    let one: i32 = c.query_one("SELECT 1", &[]).await.expect("read").get(0);
+    assert_eq!(one, 1);
+    let e = c
+        .batch_execute("CREATE TABLE oidc_t (id int)")
+        .await
+        .expect_err("analyst may not create tables");
+    assert!(Harness::is_denial(&e), "{e:?}");
+    let msg = e.as_db_error().expect("db error").message().to_owned();
+    assert!(msg.contains("\"analyst\""), "{msg}");
+
+    // ES256, a nested claim → dba: DDL runs.
+    let dba = ec.sign(&with(
+        idp.claims("ops-1"),
+        json!({"realm_access": {"roles": ["offline_access", "dba"]}}),
+    ));
+    let (c, _conn) = connect(&h, "ops-1", &dba).await.expect("sign in");
+    c.batch_execute("CREATE TABLE oidc_t (id int); DROP TABLE oidc_t")
+        .await
+        .expect("dba runs DDL");
+
+    // A token over 10 kB (many groups) works, with tokio-postgres and psql.
+    let groups: Vec<String> = (0..700).map(|i| format!("team-{i:04}")).collect();
+    let mut claims = idp.claims("svc-big");
+    claims["groups"] = json!(groups);
+    claims["groups"]
+        .as_array_mut()
+        .expect("array")
+        .push(json!("db-analysts"));
+    let big = rsa.sign(&claims);
+    assert!(big.len() > 10_000, "token is {} bytes", big.len());
+    let (c, _conn) = connect(&h, "svc-big", &big).await.expect("big token");
+    c.query_one("SELECT 1", &[]).await.expect("read");
+
+    // psql over TLS, the token in PGPASSWORD.
+    let info = format!(
+        "host=127.0.0.1 port={} user=svc-reports dbname=postgres sslmode=require",
+        h.addr.port()
+    );
+    for token in [&analyst, &big] {
+        let (ok, out, err) = h
+            .run(
+                "psql",
+                &["-X", "-A", "-t", "-d", &info, "-c", "SELECT 40 + 2"],
+                &[("PGPASSWORD", token.as_str())],
+            )
+            .await;
+        // The big token names svc-big; user name must match the sub claim.
+        if token == &big {
+            assert!(!ok && err.contains("does not match"), "{err}");
+        } else {
+            assert!(ok, "psql with a token: {err}");
+            assert_eq!(out.trim(), "42");
+        }
+    }
+
+    // The audit log names the token's identity, the method and the issuer.
+    let events = h.audit_events();
+    let start = events
+        .iter()
+        .find(|e| {
+            e.kind == pgward::audit::Kind::SessionStart
+                && e.identity.as_deref() == Some("svc-reports")
+        })
+        .expect("session_start of svc-reports");
+    assert_eq!(start.auth_method.as_deref(), Some("oidc"));
+    assert_eq!(start.role.as_deref(), Some("analyst"));
+    assert!(
+        start
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains(&idp.issuer)),
+        "{:?}",
+        start.detail
+    );
+}
+
+#[tokio::test]
+async fn every_bad_token_is_refused_with_a_clear_error() {
+    let rsa = SigningKey::rsa("rsa-1");
+    let ec = SigningKey::ec("ec-1");
+    let idp = Idp::start(&[&rsa, &ec]).await;
+    let h = start(&[&idp.issuer], "allow_loopback_cleartext = true").await;
+    let ok = |sub: &str| with(idp.claims(sub), json!({"groups": "db-analysts"}));
+    let t = now();
+
+    let attacker = SigningKey::ec("ec-1"); // same kid, another key
+    let hmac_with_public_key = {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("rsa-1".into());
+        jsonwebtoken::encode(
+            &header,
+            &ok("svc"),
+            &jsonwebtoken::EncodingKey::from_secret(&rsa.public_bytes),
+        )
+        .expect("hs256")
+    };
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "expired",
+            rsa.sign(&with(ok("svc"), json!({"exp": t - 120, "iat": t - 700}))),
+            "svc",
+            "expired at",
+        ),
+        (
+            "not yet valid",
+            rsa.sign(&with(ok("svc"), json!({"nbf": t + 300}))),
+            "svc",
+            "not valid before",
+        ),
+        (
+            "issued in the future",
+            rsa.sign(&with(ok("svc"), json!({"iat": t + 300}))),
+            "svc",
+            "issued in the future",
+        ),
+        (
+            "wrong audience",
+            rsa.sign(&with(ok("svc"), json!({"aud": "another-app"}))),
+            "svc",
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            rsa.sign(&with(ok("svc"), json!({"iss": "https://evil.example.com"}))),
+            "svc",
+            "is not configured",
+        ),
+        (
+            "bad signature",
+            attacker.sign(&ok("svc")),
+            "svc",
+            "signature does not verify",
+        ),
+        (
+            "alg none",
+            unsigned(&json!({"alg": "none", "typ": "JWT"}), &ok("svc"), b""),
+            "svc",
+            "unsigned",
+        ),
+        (
+            "HS256 keyed with the public key",
+            hmac_with_public_key,
+            "svc",
+            "HMAC",
+        ),
+        (
+            "no exp",
+            rsa.sign(
+                &json!({"iss": idp.issuer, "aud": "pgward", "sub": "svc", "groups": "db-analysts"}),
+            ),
+            "svc",
+            "no exp claim",
+        ),
+        (
+            "no binding",
+            rsa.sign(&idp.claims("nobody")),
+            "nobody",
+            "no binding",
+        ),
+        (
+            "user name is not the token's",
+            rsa.sign(&ok("svc")),
+            "svc-other",
+            "does not match",
+        ),
+        ("not a JWT", "hunter2".to_owned(), "svc", "not a JWT"),
+        (
+            "unknown key id",
+            {
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+                header.kid = Some("made-up".into());
+                let mut parts: Vec<String> =
+                    ec.sign(&ok("svc")).split('.').map(String::from).collect();
+                parts[0] = unsigned(
+                    &serde_json::to_value(&header).expect("header"),
+                    &json!({}),
+                    b"",
+                )
+                .split('.')
+                .next()
+                .expect("header part")
+                .to_owned();
+                parts.join(".")
+            },
+            "svc",
+            "no ES256 signing key with key id \"made-up\"",
+        ),
+    ];
+    for (what, token, user, expected) in &cases {
+        let (code, msg) = refusal(&h, user, token).await;
+        assert_eq!(code, "28000", "{what}: {msg}");
+        assert!(
+            msg.starts_with("pgward: OIDC sign-in failed"),
+            "{what}: {msg}"
+        );
+        assert!(
+            msg.contains(expected),
+            "{what}: expected {expected:?} in {msg}"
+        );
+    }
+    // psql shows the reason too.
+    let info = format!(
+        "host=127.0.0.1 port={} user=svc dbname=postgres sslmode=require",
+        h.addr.port()
+    );
+    let (ok_run, _, err) = h
+        .run(
+            "psql",
+            &["-X", "-d", &info, "-c", "SELECT 1"],
+            &[("PGPASSWORD", cases[0].1.as_str())],
+        )
+        .await;
+    assert!(!ok_run && err.contains("expired at"), "{err}");
+    // The same issuer's good token still works after all that.
+    let (c, _conn) = connect(&h, "svc", &rsa.sign(&ok("svc")))
+        .await
+        .expect("sign in");
+    c.query_one("SELECT 1", &[]).await.expect("read");
+    // Each refusal is in the audit log.
+    let refused = h
+        .audit_events()
+        .into_iter()
+        .filter(|e| e.kind == pgward::audit::Kind::SessionRefused)
+        .count();
+    assert!(refused >= cases.len(), "{refused} refusals audited");
+}
+
+#[tokio::test]
+async fn tokens_travel_only_over_tls_unless_loopback_is_allowed() {
+    let rsa = SigningKey::rsa("rsa-1");
+    let idp = Idp::start(&[&rsa]).await;
+    let h = start(&[&idp.issuer], "").await;
+    let token = rsa.sign(&with(idp.claims("svc"), json!({"groups": "db-analysts"})));
+
+    // pgward refuses before asking for the password: the token never leaves
+    // the client on a plain connection.
+    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", "svc"), ("database", "postgres")], &mut b)
+        .expect("startup");
+    s.write_all(&b).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'E', "pgward asked for a password over plain TCP");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("28000") && text.contains("only over TLS"),
+        "{text}"
+    );
+
+    let (code, msg) = match connect(&h, "svc", &token).await {
+        Ok(_) => panic!("signed in over plain TCP"),
+        Err(e) => {
+            let db = e.as_db_error().expect("server error");
+            (db.code().code().to_owned(), db.message().to_owned())
+        }
+    };
+    assert_eq!(code, "28000");
+    assert!(msg.contains("only over TLS"), "{msg}");
+
+    // Over TLS the same token works.
+    let info = format!(
+        "host=127.0.0.1 port={} user=svc dbname=postgres sslmode=require",
+        h.addr.port()
+    );
+    let (ok, out, err) = h
+        .run(
+            "psql",
+            &["-X", "-A", "-t", "-d", &info, "-c", "SELECT 7"],
+            &[("PGPASSWORD", token.as_str())],
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "7");
+    // Declared identities still sign in with SCRAM.
+    let c = h.connect(common::ALICE).await;
+    c.query_one("SELECT 1", &[]).await.expect("alice reads");
+}
+
+#[tokio::test]
+async fn rotated_keys_are_fetched_without_a_restart_but_not_on_every_bad_token() {
+    let rsa = SigningKey::rsa("rsa-1");
+    let idp = Idp::start(&[&rsa]).await;
+    let h = start(
+        &[&idp.issuer],
+        "allow_loopback_cleartext = true\njwks_min_refresh_secs = 4",
+    )
+    .await;
+    let claims = with(idp.claims("svc"), json!({"groups": "db-analysts"}));
+    let (c, _conn) = connect(&h, "svc", &rsa.sign(&claims))
+        .await
+        .expect("sign in");
+    c.query_one("SELECT 1", &[]).await.expect("read");
+    let after_first = idp.fetches();
+    assert_eq!(after_first, 1, "one fetch of the key set");
+
+    // The provider rotates to a new key. Right after the last fetch, a
+    // token with the new kid is refused: refetching is rate-limited.
+    let rotated = SigningKey::ec("ec-2");
+    idp.publish(&rotated);
+    let fetched_at = Instant::now();
+    let (code, msg) = refusal(&h, "svc", &rotated.sign(&claims)).await;
+    assert_eq!(code, "28000");
+    assert!(msg.contains("refetched at most every 4s"), "{msg}");
+    // A flood of made-up key ids does not reach the provider.
+    let bogus: Vec<SigningKey> = (0..20)
+        .map(|i| SigningKey::ec(&format!("bogus-{i}")))
+        .collect();
+    let floods = bogus.iter().map(|k| {
+        let token = k.sign(&claims);
+        let h = &h;
+        async move { refusal(h, "svc", &token).await }
+    });
+    for (code, _) in futures_util::future::join_all(floods).await {
+        assert_eq!(code, "28000");
+    }
+    assert_eq!(
+        idp.fetches(),
+        after_first,
+        "bad tokens hammered the provider"
+    );
+
+    // Once the interval has passed, the new key is fetched and works; the
+    // old one still does.
+    let wait = Duration::from_millis(4200).saturating_sub(fetched_at.elapsed());
+    tokio::time::sleep(wait).await;
+    let (c, _conn) = connect(&h, "svc", &rotated.sign(&claims))
+        .await
+        .expect("rotated key signs in");
+    c.query_one("SELECT 1", &[]).await.expect("read");
+    assert_eq!(idp.fetches(), after_first + 1);
+    let (c, _conn) = connect(&h, "svc", &rsa.sign(&claims))
+        .await
+        .expect("old key");
+    c.query_one("SELECT 1", &[]).await.expect("read");
+    assert_eq!(idp.fetches(), after_first + 1);
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_expires() {
+    let rsa = SigningKey::rsa("rsa-1");
+    let idp = Idp::start(&[&rsa]).await;
+    let h = start(
+        &[&idp.issuer],
+        "allow_loopback_cleartext = true\nexpiry_grace_secs = 1",
+    )
+    .await;
+    let claims = with(
+        idp.claims("svc-short"),
+        json!({"groups": "db-analysts", "exp": now() + 2}),
+    );
+    let started = Instant::now();
+    let (c, conn) = connect(&h, "svc-short", &rsa.sign(&claims))
+        .await
+        .expect("sign in");
+    c.query_one("SELECT 1", &[])
+        .await
+        .expect("read while valid");
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the session outlived its token")
+        .expect("connection task");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(1), "ended after {elapsed:?}");
+    let e = ended.expect_err("the session ends with an error");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{e}"));
+    assert_eq!(db.severity(), "FATAL");
+    assert_eq!(db.code().code(), "28000");
+    assert!(db.message().contains("expired"), "{}", db.message());
+    assert!(c.query_one("SELECT 1", &[]).await.is_err());
+
+    let events = h.audit_events();
+    let end = events
+        .iter()
+        .find(|e| e.kind == pgward::audit::Kind::SessionEnd)
+        .expect("session_end");
+    assert!(
+        end.detail.as_deref().is_some_and(|d| d.contains("expired")),
+        "{:?}",
+        end.detail
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_or_hanging_provider_is_a_clear_error_not_a_hang() {
+    let down = format!("http://127.0.0.1:{}", common::free_port());
+    let key = SigningKey::ec("ec-1");
+    let hanging = Idp::start(&[&key]).await;
+    hanging
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let h = start(
+        &[&down, &hanging.issuer],
+        "allow_loopback_cleartext = true\nhttp_timeout_secs = 1",
+    )
+    .await;
+    for iss in [&down, &hanging.issuer] {
+        let claims = json!({
+            "iss": iss, "sub": "svc", "aud": "pgward", "groups": "db-analysts",
+            "iat": now(), "exp": now() + 600,
+        });
+        let t0 = Instant::now();
+        let (code, msg) = refusal(&h, "svc", &key.sign(&claims)).await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(code, "28000");
+        assert!(msg.contains("cannot fetch the signing keys"), "{msg}");
+        assert!(msg.contains(iss.as_str()), "{msg}");
+    }
+}
+
+/// A raw OAUTHBEARER exchange, as libpq 18 performs it.
+async fn oauthbearer(h: &Harness, user: &str, initial: &[u8]) -> (TcpStream, u8, Vec<u8>) {
+    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", user), ("database", "postgres")], &mut b).expect("startup");
+    s.write_all(&b).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'R');
+    assert_eq!(&body[..4], &10i32.to_be_bytes(), "AuthenticationSASL");
+    assert_eq!(&body[4..], b"OAUTHBEARER\0\0");
+    let mut out = BytesMut::new();
+    frontend::sasl_initial_response("OAUTHBEARER", initial, &mut out).expect("initial");
+    s.write_all(&out).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    (s, tag, body)
+}
+
+#[tokio::test]
+async fn libpq_18_oauthbearer_discovery_and_sign_in() {
+    let rsa = SigningKey::rsa("rsa-1");
+    let idp = Idp::start(&[&rsa]).await;
+    let h = start(
+        &[&idp.issuer],
+        "allow_loopback_cleartext = true\nmethod = \"oauthbearer\"",
+    )
+    .await;
+
+    // No token yet: pgward says where to get one, then fails the attempt.
+    let (mut s, tag, body) = oauthbearer(&h, "svc", b"n,,\x01auth=\x01\x01").await;
+    assert_eq!(tag, b'R');
+    assert_eq!(
+        &body[..4],
+        &11i32.to_be_bytes(),
+        "AuthenticationSASLContinue"
+    );
+    let doc: Value = serde_json::from_slice(&body[4..]).expect("json");
+    assert_eq!(doc["status"], "invalid_token");
+    assert_eq!(
+        doc["openid-configuration"],
+        format!("{}/.well-known/openid-configuration", idp.issuer)
+    );
+    assert_eq!(doc["scope"], "openid");
+    let mut out = BytesMut::new();
+    frontend::sasl_response(b"\x01", &mut out).expect("ack");
+    s.write_all(&out).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'E');
+    assert!(String::from_utf8_lossy(&body).contains("28000"));
+
+    // With a token: AuthenticationOk, then a working session.
+    let token = rsa.sign(&with(idp.claims("svc"), json!({"groups": "db-analysts"})));
+    let initial = format!("n,,\x01auth=Bearer {token}\x01\x01");
+    let (mut s, tag, body) = oauthbearer(&h, "svc", initial.as_bytes()).await;
+    assert_eq!(
+        (tag, &body[..]),
+        (b'R', &0i32.to_be_bytes()[..]),
+        "AuthenticationOk"
+    );
+    loop {
+        let (tag, _) = read_msg(&mut s).await;
+        if tag == b'Z' {
+            break;
+        }
+    }
+    let mut out = BytesMut::new();
+    frontend::query("SELECT 'via oauthbearer'", &mut out).expect("query");
+    s.write_all(&out).await.expect("send");
+    let mut row = None;
+    loop {
+        let (tag, body) = read_msg(&mut s).await;
+        match tag {
+            b'D' => row = Some(String::from_utf8_lossy(&body).into_owned()),
+            b'Z' => break,
+            b'E' => panic!("{}", String::from_utf8_lossy(&body)),
+            _ => {}
+        }
+    }
+    assert!(row.is_some_and(|r| r.contains("via oauthbearer")));
+
+    // A bad token through OAUTHBEARER is refused like any other.
+    let expired = rsa.sign(&with(
+        idp.claims("svc"),
+        json!({"groups": "db-analysts", "exp": now() - 600}),
+    ));
+    let initial = format!("n,,\x01auth=Bearer {expired}\x01\x01");
+    let (_s, tag, body) = oauthbearer(&h, "svc", initial.as_bytes()).await;
+    assert_eq!(tag, b'E');
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("28000") && text.contains("expired at"),
+        "{text}"
+    );
+    // Declared identities keep SCRAM.
+    let c = h.connect(common::ALICE).await;
+    c.query_one("SELECT 1", &[]).await.expect("alice reads");
+    let _ = Arc::clone(&idp);
+}
