@@ -16,6 +16,10 @@ pub const EXAMPLE_RULES: &[(&str, &str)] = &[
         include_str!("../rules/identities.toml"),
     ),
     ("rules/roles.toml", include_str!("../rules/roles.toml")),
+    (
+        "rules/bindings.toml",
+        include_str!("../rules/bindings.toml"),
+    ),
 ];
 
 /// The example identities and their demo passwords (only for the demo: the

@@ -194,9 +194,10 @@ fn check(dir: PathBuf) -> Result<(), String> {
     let mut roles: Vec<&String> = rules.roles.keys().collect();
     roles.sort();
     println!(
-        "{}: OK ({} identities; roles: {})",
+        "{}: OK ({} identities, {} OIDC bindings; roles: {})",
         dir.display(),
         rules.identities.len(),
+        rules.bindings.len(),
         roles
             .iter()
             .map(|r| r.as_str())

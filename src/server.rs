@@ -92,6 +92,7 @@ impl Shared {
             None
         };
         let oidc = crate::auth::oidc::Oidc::new(&config.oidc)?.map(Arc::new);
+        warn_unused_bindings(&config, &rules);
         let mut instance_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut instance_secret);
         let (phase_tx, phase) = watch::channel(Phase::Running);
@@ -292,4 +293,23 @@ pub fn spawn_reload_on_sighup(shared: Arc<Shared>, dir: std::path::PathBuf) {
             }
         }
     });
+}
+
+/// Bindings that can never match are almost always a typo in an issuer.
+fn warn_unused_bindings(config: &Config, rules: &Rules) {
+    for b in &rules.bindings {
+        match &b.issuer {
+            _ if config.oidc.issuer.is_empty() => {
+                tracing::warn!(
+                    "{}: binding unused: no [[oidc.issuer]] is configured",
+                    b.source
+                )
+            }
+            Some(i) if !config.oidc.issuer.iter().any(|c| &c.issuer == i) => tracing::warn!(
+                "{}: binding names issuer {i:?}, which is not configured in [[oidc.issuer]]",
+                b.source
+            ),
+            _ => {}
+        }
+    }
 }

@@ -602,6 +602,34 @@ async fn libpq_18_oauthbearer_discovery_and_sign_in() {
     }
     assert!(row.is_some_and(|r| r.contains("via oauthbearer")));
 
+    // Without an initial response: an empty challenge, then the token.
+    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", "svc"), ("database", "postgres")], &mut b)
+        .expect("startup");
+    s.write_all(&b).await.expect("send");
+    let (tag, _) = read_msg(&mut s).await;
+    assert_eq!(tag, b'R');
+    // SASLInitialResponse with length -1.
+    let mut out = BytesMut::new();
+    out.extend_from_slice(b"p\0\0\0\x14OAUTHBEARER\0\xff\xff\xff\xff");
+    s.write_all(&out).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(
+        (tag, &body[..]),
+        (b'R', &11i32.to_be_bytes()[..]),
+        "empty challenge"
+    );
+    let mut out = BytesMut::new();
+    frontend::sasl_response(initial.as_bytes(), &mut out).expect("response");
+    s.write_all(&out).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(
+        (tag, &body[..]),
+        (b'R', &0i32.to_be_bytes()[..]),
+        "AuthenticationOk"
+    );
+
     // A bad token through OAUTHBEARER is refused like any other.
     let expired = rsa.sign(&with(
         idp.claims("svc"),

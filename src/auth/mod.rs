@@ -161,6 +161,17 @@ pub async fn token_sign_in(
                     "client selected an invalid SASL authentication mechanism {mechanism:?}"
                 )));
             }
+            // Without an initial response, the client sends it after an
+            // empty challenge (RFC 4422).
+            let later;
+            let data = if data.is_empty() {
+                messages::auth_sasl_continue(&mut conn.wbuf, b"");
+                flush(conn).await?;
+                later = read_auth_message(conn, max, "SASL response").await?;
+                &later[..]
+            } else {
+                data
+            };
             match oauthbearer::parse_initial(data).map_err(protocol)? {
                 oauthbearer::Initial::Token(t) => (t.to_owned(), AuthMethod::OauthBearer),
                 oauthbearer::Initial::Discovery => {
