@@ -158,6 +158,15 @@ impl Rules {
     ) -> Result<Arc<Role>, String> {
         let roles = self.roles_of(identity)?;
         let who = &identity.name;
+        let Some(first) = roles.first() else {
+            return Err(match &identity.token {
+                Some(t) => format!(
+                    "no binding in the rules grants a role to identity {who:?} of issuer {:?}, and no role means no access",
+                    t.issuer
+                ),
+                None => format!("identity {who:?} holds no role, and no role means no access"),
+            });
+        };
         let name = match wanted {
             Some(w) if roles.iter().any(|r| r == w) => w,
             Some(w) => {
@@ -166,13 +175,7 @@ impl Rules {
                     roles.join(", ")
                 ))
             }
-            None => roles.first().ok_or_else(|| match &identity.token {
-                Some(t) => format!(
-                    "no binding in the rules grants a role to identity {who:?} of issuer {:?}, and no role means no access",
-                    t.issuer
-                ),
-                None => format!("identity {who:?} holds no role, and no role means no access"),
-            })?,
+            None => first,
         };
         self.roles
             .get(name)

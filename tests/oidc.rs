@@ -648,3 +648,90 @@ async fn libpq_18_oauthbearer_discovery_and_sign_in() {
     c.query_one("SELECT 1", &[]).await.expect("alice reads");
     let _ = Arc::clone(&idp);
 }
+
+#[tokio::test]
+async fn several_issuers_scoped_bindings_and_a_bindings_reload() {
+    let a_key = SigningKey::rsa("a-1");
+    let b_key = SigningKey::ec("b-1");
+    let a = Idp::start(&[&a_key]).await;
+    let b = Idp::start(&[&b_key]).await;
+    let bindings = format!(
+        "[[binding]]\nissuer = \"{}\"\nclaims = {{ team = \"data\" }}\nroles = [\"analyst\"]\n\n[[binding]]\nissuer = \"{}\"\nclaims = {{ team = \"data\" }}\nroles = [\"dba\"]\n",
+        a.issuer, b.issuer
+    );
+    let mut r = pgward::demo::example_rules().expect("example rules");
+    r.add_file(Path::new("bindings.toml"), &bindings)
+        .expect("bindings");
+    r.validate().expect("valid");
+    // Issuer A checks the user name against sub; issuer B ignores it.
+    let extra = format!(
+        "[oidc]\nallow_loopback_cleartext = true\n\n[[oidc.issuer]]\nissuer = \"{}\"\naudience = [\"pgward\"]\nusername_claim = \"sub\"\n\n[[oidc.issuer]]\nissuer = \"{}\"\naudience = [\"db\", \"pgward\"]\nidentity_claim = \"email\"\n",
+        a.issuer, b.issuer
+    );
+    let h = Harness::start_with(Setup {
+        rules: Some(r),
+        extra,
+        ..Setup::default()
+    })
+    .await;
+    let team = json!({"team": "data"});
+
+    // The same claims, two issuers, two roles.
+    let (ca, _conn_a) = connect(
+        &h,
+        "svc-a",
+        &a_key.sign(&with(a.claims("svc-a"), team.clone())),
+    )
+    .await
+    .expect("issuer A");
+    let e = ca
+        .batch_execute("CREATE TABLE from_a (id int)")
+        .await
+        .expect_err("analyst");
+    assert!(Harness::is_denial(&e), "{e:?}");
+    let b_claims = with(
+        b.claims("0f9a-opaque"),
+        json!({"team": "data", "email": "bea@example.com"}),
+    );
+    let (cb, _conn_b) = connect(&h, "any-name-at-all", &b_key.sign(&b_claims))
+        .await
+        .expect("issuer B ignores the user name");
+    cb.batch_execute("CREATE TABLE from_b (id int)")
+        .await
+        .expect("dba");
+    // A token of B's signed with A's key does not pass as B's.
+    let forged = a_key.sign(&b_claims);
+    let (code, msg) = refusal(&h, "x", &forged).await;
+    assert_eq!(code, "28000");
+    assert!(msg.contains("key id \"a-1\""), "{msg}");
+
+    // Reloaded bindings apply to running sessions at their next statement:
+    // A's tokens now bind to nothing, so its session loses its role.
+    let mut r = pgward::demo::example_rules().expect("example rules");
+    let only_b = format!(
+        "[[binding]]\nissuer = \"{}\"\nclaims = {{ team = \"data\" }}\nroles = [\"dba\"]\n",
+        b.issuer
+    );
+    r.add_file(Path::new("bindings.toml"), &only_b)
+        .expect("bindings");
+    r.validate().expect("valid");
+    h.shared.set_rules(r);
+    let e = ca
+        .query_one("SELECT 1", &[])
+        .await
+        .expect_err("no role after the reload");
+    let msg = e.as_db_error().expect("db error").message().to_owned();
+    assert!(msg.contains("no binding"), "{msg}");
+    cb.query_one("SELECT 1", &[]).await.expect("B keeps dba");
+    cb.batch_execute("DROP TABLE from_b").await.expect("dba");
+
+    let events = h.audit_events();
+    let start_b = events
+        .iter()
+        .find(|e| {
+            e.kind == pgward::audit::Kind::SessionStart
+                && e.identity.as_deref() == Some("bea@example.com")
+        })
+        .expect("B's session is named by its email claim");
+    assert_eq!(start_b.role.as_deref(), Some("dba"));
+}
