@@ -206,7 +206,8 @@ async fn every_bad_token_is_refused_with_a_clear_error() {
         )
         .expect("hs256")
     };
-    let cases: Vec<(&str, String, &str, &str)> = vec![
+    let cases: Vec<(&str, String, &str, &str)> =
+        vec![
         (
             "expired",
             rsa.sign(&with(ok("svc"), json!({"exp": t - 120, "iat": t - 700}))),
@@ -276,6 +277,12 @@ async fn every_bad_token_is_refused_with_a_clear_error() {
             "does not match",
         ),
         ("not a JWT", "hunter2".to_owned(), "svc", "not a JWT"),
+        (
+            "a name that would forge log lines",
+            rsa.sign(&with(ok("svc"), json!({"sub": "svc\nINFO session started identity=dana"}))),
+            "svc",
+            "control characters",
+        ),
         (
             "unknown key id",
             {

@@ -167,10 +167,12 @@ impl Oidc {
             .ok_or("the token's exp is not a number")?;
         let name = claim(&claims, &cfg.identity_claim)
             .and_then(scalar_text)
-            .filter(|n| !n.is_empty() && !n.contains('\0'))
+            // The name goes into logs and audit events: no control
+            // characters that could forge lines there.
+            .filter(|n| !n.is_empty() && !n.chars().any(char::is_control))
             .ok_or_else(|| {
                 format!(
-                    "the token has no {:?} claim to name the identity (oidc.issuer.identity_claim)",
+                    "the token's {:?} claim, which names the identity (oidc.issuer.identity_claim), is missing, empty, not a string or has control characters",
                     cfg.identity_claim
                 )
             })?;
