@@ -88,6 +88,16 @@ async fn refusal(h: &Harness, user: &str, token: &str) -> (String, String) {
     }
 }
 
+/// The audited start of `identity`'s first session.
+fn session_start(h: &Harness, identity: &str) -> pgward::audit::Event {
+    h.audit_events()
+        .into_iter()
+        .find(|e| {
+            e.kind == pgward::audit::Kind::SessionStart && e.identity.as_deref() == Some(identity)
+        })
+        .unwrap_or_else(|| panic!("no session_start of {identity}"))
+}
+
 fn with(mut claims: Value, extra: Value) -> Value {
     if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
@@ -166,14 +176,7 @@ async fn tokens_sign_in_with_the_role_their_claims_bind() {
     }
 
     // The audit log names the token's identity, the method and the issuer.
-    let events = h.audit_events();
-    let start = events
-        .iter()
-        .find(|e| {
-            e.kind == pgward::audit::Kind::SessionStart
-                && e.identity.as_deref() == Some("svc-reports")
-        })
-        .expect("session_start of svc-reports");
+    let start = session_start(&h, "svc-reports");
     assert_eq!(start.auth_method.as_deref(), Some("oidc"));
     assert_eq!(start.role.as_deref(), Some("analyst"));
     assert!(
@@ -732,13 +735,7 @@ async fn several_issuers_scoped_bindings_and_a_bindings_reload() {
     cb.query_one("SELECT 1", &[]).await.expect("B keeps dba");
     cb.batch_execute("DROP TABLE from_b").await.expect("dba");
 
-    let events = h.audit_events();
-    let start_b = events
-        .iter()
-        .find(|e| {
-            e.kind == pgward::audit::Kind::SessionStart
-                && e.identity.as_deref() == Some("bea@example.com")
-        })
-        .expect("B's session is named by its email claim");
+    // B's session is named by its email claim.
+    let start_b = session_start(&h, "bea@example.com");
     assert_eq!(start_b.role.as_deref(), Some("dba"));
 }
