@@ -495,8 +495,10 @@ impl Config {
             let at = format!("oidc.issuer[{n}] ({:?})", i.issuer);
             let url = url::Url::parse(&i.issuer)
                 .map_err(|e| format!("{at}: issuer is not a URL: {e}"))?;
-            if !matches!(url.scheme(), "https" | "http") {
-                return Err(format!("{at}: issuer must be an https:// URL"));
+            if !crate::auth::jwks::trusted_url(url.as_str()) {
+                return Err(format!(
+                    "{at}: issuer must be an https:// URL (plain http:// only to a loopback address, for a local test issuer)"
+                ));
             }
             if !seen.insert(i.issuer.as_str()) {
                 return Err(format!("{at}: issuer is configured twice"));
@@ -525,7 +527,12 @@ impl Config {
             if i.identity_claim.is_empty() {
                 return Err(format!("{at}: identity_claim must name a claim"));
             }
-            url::Url::parse(&i.discovery_url()).map_err(|e| format!("{at}: discovery_url: {e}"))?;
+            if !crate::auth::jwks::trusted_url(&i.discovery_url()) {
+                return Err(format!(
+                    "{at}: discovery_url {:?} must be an https:// URL",
+                    i.discovery_url()
+                ));
+            }
         }
         Ok(())
     }
@@ -622,6 +629,26 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not a URL"));
+        // Keys over plain HTTP only from a loopback test issuer.
+        let plain = |host: &str| {
+            format!(
+                "{base}[[oidc.issuer]]\nissuer = \"http://{host}/realms/x\"\naudience = [\"x\"]\n"
+            )
+        };
+        for host in ["idp.example.com", "10.0.0.5:8080", "127.0.0.1.nip.io"] {
+            let e = parse(&plain(host)).unwrap_err().to_string();
+            assert!(e.contains("https://"), "{host}: {e}");
+        }
+        for host in ["127.0.0.1:8080", "localhost", "[::1]:9000"] {
+            parse(&plain(host)).unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
+        let plain_discovery = issuer(
+            "audience = [\"pgward\"]\ndiscovery_url = \"http://idp.example.com/.well-known/openid-configuration\"\n",
+        );
+        assert!(parse(&plain_discovery)
+            .unwrap_err()
+            .to_string()
+            .contains("discovery_url"));
     }
 
     #[test]

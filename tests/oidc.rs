@@ -510,8 +510,11 @@ async fn an_unreachable_or_hanging_provider_is_a_clear_error_not_a_hang() {
     hanging
         .hang
         .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Keys offered over plain HTTP from another host are not fetched.
+    let cleartext = Idp::start(&[&key]).await;
+    *cleartext.jwks_uri.lock().expect("jwks_uri") = Some("http://keys.example.com/jwks".into());
     let h = start(
-        &[&down, &hanging.issuer],
+        &[&down, &hanging.issuer, &cleartext.issuer],
         "allow_loopback_cleartext = true\nhttp_timeout_secs = 1",
     )
     .await;
@@ -531,6 +534,16 @@ async fn an_unreachable_or_hanging_provider_is_a_clear_error_not_a_hang() {
         assert!(msg.contains("cannot fetch the signing keys"), "{msg}");
         assert!(msg.contains(iss.as_str()), "{msg}");
     }
+    let claims = json!({
+        "iss": cleartext.issuer, "sub": "svc", "aud": "pgward", "groups": "db-analysts",
+        "iat": now(), "exp": now() + 600,
+    });
+    let (code, msg) = refusal(&h, "svc", &key.sign(&claims)).await;
+    assert_eq!(code, "28000");
+    assert!(
+        msg.contains("jwks_uri \"http://keys.example.com/jwks\", which is not https://"),
+        "{msg}"
+    );
 }
 
 /// A raw OAUTHBEARER exchange, as libpq 18 performs it.

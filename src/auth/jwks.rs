@@ -16,6 +16,25 @@ use rustls_pki_types::CertificateDer;
 
 use crate::config::IssuerConfig;
 
+/// Whether keys may be fetched from `url`: HTTPS, or plain HTTP to a
+/// loopback host (a local test issuer). Keys fetched over the network in
+/// the clear could be swapped by anyone on the path.
+pub fn trusted_url(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    match u.scheme() {
+        "https" => true,
+        "http" => match u.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Discovery documents and key sets larger than this are refused.
 const MAX_DOCUMENT: usize = 1 << 20;
 
@@ -168,6 +187,11 @@ impl Provider {
                     .and_then(|v| v.as_str())
                     .ok_or_else(|| format!("{url} has no jwks_uri"))?
                     .to_owned();
+                if !trusted_url(&uri) {
+                    return Err(format!(
+                        "{url} names jwks_uri {uri:?}, which is not https://"
+                    ));
+                }
                 r.jwks_uri = Some(uri.clone());
                 uri
             }
@@ -316,6 +340,8 @@ fn http_client(config: &IssuerConfig, timeout: Duration) -> Result<reqwest::Clie
         .with_no_client_auth();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        // A redirect could lead to plain HTTP or another host: none.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("pgward/", env!("CARGO_PKG_VERSION")))

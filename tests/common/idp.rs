@@ -88,6 +88,8 @@ pub struct Idp {
     pub jwks_fetches: AtomicUsize,
     /// Accept connections but never answer.
     pub hang: AtomicBool,
+    /// A jwks_uri to announce instead of its own.
+    pub jwks_uri: Mutex<Option<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -117,6 +119,7 @@ impl Idp {
                 published: Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()),
                 jwks_fetches: AtomicUsize::new(0),
                 hang: AtomicBool::new(false),
+                jwks_uri: Mutex::new(None),
                 task,
             }
         });
@@ -143,7 +146,12 @@ impl Idp {
                 "200 OK",
                 json!({
                     "issuer": self.issuer,
-                    "jwks_uri": format!("{}/jwks", self.issuer),
+                    "jwks_uri": self
+                        .jwks_uri
+                        .lock()
+                        .expect("jwks_uri")
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/jwks", self.issuer)),
                     "token_endpoint": format!("{}/token", self.issuer),
                     "device_authorization_endpoint": format!("{}/device", self.issuer),
                     "grant_types_supported": ["urn:ietf:params:oauth:grant-type:device_code"],
