@@ -257,3 +257,84 @@ fn explain(
         other => format!("the token is malformed: {other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn oidc() -> Oidc {
+        let config: OidcConfig = toml::from_str(
+            "[[issuer]]\nissuer = \"https://idp.example.com\"\naudience = [\"pgward\"]\n",
+        )
+        .expect("config");
+        Oidc::new(&config).expect("oidc").expect("issuers")
+    }
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    /// Malformed tokens are refused with a reason before any key is
+    /// fetched, and nothing in them can make validation panic.
+    #[tokio::test]
+    async fn malformed_tokens_are_refused_without_panicking() {
+        let o = oidc();
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        let other_iss = b64(r#"{"iss":"https://evil.example.com"}"#);
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "not a JWT"),
+            ("a.b".into(), "not a JWT"),
+            ("a.b.c.d".into(), "not a JWT"),
+            ("!!!.b.c".into(), "not base64url"),
+            (
+                format!("{}.{}.x", b64("[1]"), b64("{}")),
+                "not a JSON object",
+            ),
+            (format!("{}.{}.x", b64(&deep), b64("{}")), "not JSON"),
+            (format!("{}.{}.x", b64("{}"), b64("{}")), "no alg"),
+            (format!("{}.{}.x", b64(r#"{"alg":7}"#), b64("{}")), "no alg"),
+            (
+                format!("{}.{}.x", b64(r#"{"alg":"RS256"}"#), b64("{}")),
+                "no iss",
+            ),
+            (
+                format!(
+                    "{}.{}.x",
+                    b64(r#"{"alg":"RS256"}"#),
+                    b64(r#"{"iss":["a"]}"#)
+                ),
+                "no iss",
+            ),
+            (
+                format!("{}.{other_iss}.x", b64(r#"{"alg":"RS256"}"#)),
+                "not configured",
+            ),
+            (
+                format!("{}.{other_iss}.", b64(r#"{"alg":"NONE"}"#)),
+                "unsigned",
+            ),
+            (
+                format!("{}.{other_iss}.x", b64(r#"{"alg":"HS512"}"#)),
+                "HMAC",
+            ),
+            (
+                format!("{}.{other_iss}.x", b64(r#"{"alg":"RS256","crit":["exp"]}"#)),
+                "crit",
+            ),
+            (
+                format!(
+                    "{}.{}.x",
+                    b64(r#"{"alg":"ES512"}"#),
+                    b64(r#"{"iss":"https://idp.example.com"}"#)
+                ),
+                "not accepted",
+            ),
+            ("x".repeat(70_000), "more than oidc.max_token_bytes"),
+        ];
+        for (token, expected) in cases {
+            let e = o.verify(&token).await.expect_err("refused");
+            assert!(e.contains(expected), "{expected:?} not in {e:?}");
+        }
+    }
+}
