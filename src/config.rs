@@ -267,7 +267,8 @@ pub struct OidcConfig {
     /// Accept tokens over unencrypted connections from loopback addresses
     /// (a local agent, tests); anything else needs TLS.
     pub allow_loopback_cleartext: bool,
-    /// Seconds a session may outlive its token before pgward ends it.
+    /// Seconds a session may outlive its token (exp + the issuer's leeway)
+    /// before pgward ends it.
     pub expiry_grace_secs: u64,
     /// An unknown key id refetches the issuer's keys at most this often.
     pub jwks_min_refresh_secs: u64,

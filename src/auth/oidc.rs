@@ -26,6 +26,9 @@ pub struct Verified {
     pub claims: Value,
     /// `exp`, in seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The issuer's clock-skew allowance: the token is accepted until
+    /// `expires_at + leeway`, and a session lasts as long.
+    pub leeway: u64,
 }
 
 pub struct Oidc {
@@ -181,6 +184,7 @@ impl Oidc {
             name,
             claims,
             expires_at,
+            leeway: cfg.leeway_secs,
         })
     }
 

@@ -113,7 +113,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         Some(token) => {
             let grace = shared.config.oidc.expiry_grace_secs;
             relay.end_at(
-                token_deadline(token.expires_at, grace),
+                token_deadline(token.expires_at, token.leeway.saturating_add(grace)),
                 PgError::fatal(
                     sqlstate::INVALID_AUTHORIZATION,
                     format!(
@@ -122,9 +122,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
                     ),
                 )
                 .with_detail(format!(
-                    "the token expired at {} (exp {}); oidc.expiry_grace_secs = {grace}",
+                    "the token expired at {} (exp {}); the issuer's leeway_secs = {}, oidc.expiry_grace_secs = {grace}",
                     crate::auth::oidc::utc(token.expires_at),
-                    token.expires_at
+                    token.expires_at,
+                    token.leeway
                 )),
             )
         }
