@@ -104,7 +104,10 @@ impl AuditLog {
         let inner = shared.clone();
         let thread = std::thread::Builder::new()
             .name("pgward-audit".into())
-            .spawn(move || writer.run(inner))
+            .spawn(move || {
+                background_thread();
+                writer.run(inner)
+            })
             .map_err(|e| format!("starting the audit writer thread: {e}"))?;
         let _ = shared.writer.set(thread.thread().clone());
         Ok(AuditLog {
@@ -319,6 +322,25 @@ struct Syncer {
     busy: Arc<AtomicBool>,
 }
 
+/// Marks the calling thread as background work (SCHED_BATCH): when it
+/// wakes it does not preempt a relay thread mid-message, yet it keeps its
+/// fair share of the CPU, so the writer cannot starve and fill the queue.
+fn background_thread() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; the parameter is a valid,
+        // initialized struct that outlives the call.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if rc != 0 {
+            tracing::debug!(
+                "audit: SCHED_BATCH not set: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 impl Syncer {
     fn start(inner: Arc<Inner>) -> std::io::Result<Syncer> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
@@ -327,6 +349,7 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("pgward-audit-sync".into())
             .spawn(move || {
+                background_thread();
                 for job in rx {
                     let was_sync = matches!(job, Job::Sync(..));
                     do_job(&inner, job);
