@@ -211,7 +211,7 @@ impl Default for AuditConfig {
             rotate_secs: 60,
             on_failure: OnFailure::Deny,
             record_parameters: false,
-            queue_capacity: 8192,
+            queue_capacity: 65536,
         }
     }
 }
