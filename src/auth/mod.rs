@@ -199,15 +199,11 @@ pub async fn token_sign_in(
         method,
         token: Some(std::sync::Arc::new(verified)),
     };
-    match rules.roles_of(&identity) {
-        Ok(roles) if !roles.is_empty() => {}
-        _ => {
-            return Err(refused(format!(
-            "no binding in the rules grants a role to identity {:?}, and no role means no access",
-            identity.name
-        ))
-            .with_hint("add a [[binding]] for this identity's claims to the rules (docs/auth.md)"))
-        }
+    // No binding, no role: refused here, not after connecting upstream.
+    if let Err(why) = rules.session_role(&identity, None) {
+        return Err(refused(why).with_hint(
+            "add a [[binding]] for this identity's claims to the rules (docs/auth.md)",
+        ));
     }
     messages::auth_ok(&mut conn.wbuf);
     Ok(identity)
@@ -220,7 +216,7 @@ fn scram_error(e: ScramError, user: &str) -> PgError {
     }
 }
 
-pub(crate) async fn flush(conn: &mut Conn) -> Result<(), PgError> {
+async fn flush(conn: &mut Conn) -> Result<(), PgError> {
     conn.flush().await.map_err(|e| {
         PgError::fatal(
             sqlstate::CONNECTION_FAILURE,
@@ -229,7 +225,7 @@ pub(crate) async fn flush(conn: &mut Conn) -> Result<(), PgError> {
     })
 }
 
-pub(crate) async fn read_auth_message(
+async fn read_auth_message(
     conn: &mut Conn,
     max: usize,
     what: &str,

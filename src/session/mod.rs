@@ -109,26 +109,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         upstream.status,
         shared.config.server.max_message_bytes,
     );
-    let relay = match identity.token.as_ref() {
-        Some(token) => {
-            let grace = shared.config.oidc.expiry_grace_secs;
-            relay.end_at(
-                token_deadline(token.expires_at, token.leeway.saturating_add(grace)),
-                PgError::fatal(
-                    sqlstate::INVALID_AUTHORIZATION,
-                    format!(
-                        "pgward: the OIDC token of identity \"{}\" expired; sign in again with a new token",
-                        identity.name
-                    ),
-                )
-                .with_detail(format!(
-                    "the token expired at {} (exp {}); the issuer's leeway_secs = {}, oidc.expiry_grace_secs = {grace}",
-                    crate::auth::oidc::utc(token.expires_at),
-                    token.expires_at,
-                    token.leeway
-                )),
-            )
-        }
+    let relay = match token_expiry(&identity, &shared.config.oidc) {
+        Some((at, err)) => relay.end_at(at, err),
         None => relay,
     };
     let end = relay
@@ -136,6 +118,32 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         .await;
     drop(registration);
     tracing::info!(%peer, identity = %identity.name, "session ended: {end:?}");
+}
+
+/// When a token-signed session ends, and what the client is told then.
+fn token_expiry(
+    identity: &Identity,
+    config: &crate::config::OidcConfig,
+) -> Option<(tokio::time::Instant, PgError)> {
+    let token = identity.token.as_ref()?;
+    let grace = config.expiry_grace_secs;
+    let err = PgError::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        format!(
+            "pgward: the OIDC token of identity \"{}\" expired; sign in again with a new token",
+            identity.name
+        ),
+    )
+    .with_detail(format!(
+        "the token expired at {} (exp {}); the issuer's leeway_secs = {}, oidc.expiry_grace_secs = {grace}",
+        crate::auth::oidc::utc(token.expires_at),
+        token.expires_at,
+        token.leeway
+    ));
+    Some((
+        token_deadline(token.expires_at, token.leeway.saturating_add(grace)),
+        err,
+    ))
 }
 
 /// The runtime instant a token's `exp` (Unix seconds) plus grace falls on.
