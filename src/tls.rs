@@ -129,6 +129,25 @@ fn der_item(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     Some((after, contents))
 }
 
+/// Adds every certificate of the PEM file `path` to `roots`; a file with
+/// none is an error. `key` names the setting in messages.
+pub fn add_pem_roots(
+    roots: &mut rustls::RootCertStore,
+    path: &Path,
+    key: &str,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("{key} {}: {e}", path.display());
+    let mut added = 0;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(&e))? {
+        roots.add(cert.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(err(&"no CERTIFICATE block found"));
+    }
+    Ok(())
+}
+
 /// A client config for upstream: verifying against `ca_file` (verify-full),
 /// or encrypting without verification (prefer/require, as libpq does).
 pub fn upstream_client(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -138,20 +157,7 @@ pub fn upstream_client(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfi
     let config = match ca_file {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?
-            {
-                let cert = cert.map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!(
-                    "upstream.ca_file {}: no CERTIFICATE block found",
-                    ca.display()
-                ));
-            }
+            add_pem_roots(&mut roots, ca, "upstream.ca_file")?;
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         None => builder
@@ -215,6 +221,27 @@ impl ServerCertVerifier for NoVerify {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_roots_load_or_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = self_signed().unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, cert).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        add_pem_roots(&mut roots, &good, "upstream.ca_file").unwrap();
+        assert_eq!(roots.len(), 1);
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = add_pem_roots(&mut roots, &empty, "oidc issuer X: ca_file").unwrap_err();
+        assert!(
+            e.starts_with("oidc issuer X: ca_file ") && e.ends_with("no CERTIFICATE block found"),
+            "{e}"
+        );
+        let missing = dir.path().join("missing.pem");
+        let e = add_pem_roots(&mut roots, &missing, "upstream.ca_file").unwrap_err();
+        assert!(e.starts_with("upstream.ca_file "), "{e}");
+    }
 
     #[test]
     fn end_point_of_an_ecdsa_p256_cert_is_sha256() {

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 use crate::config::IssuerConfig;
 
@@ -70,12 +68,6 @@ pub struct Provider {
     refresh: tokio::sync::Mutex<Refresh>,
 }
 
-enum Found {
-    Key(Box<DecodingKey>),
-    Mismatch(String),
-    Missing,
-}
-
 impl Provider {
     pub fn new(
         config: IssuerConfig,
@@ -106,10 +98,8 @@ impl Provider {
     pub async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, KeyError> {
         if let Some(keys) = self.cached() {
             if keys.fetched.elapsed() < self.max_age {
-                match find(&keys.keys, kid, alg) {
-                    Found::Key(k) => return Ok(*k),
-                    Found::Mismatch(m) => return Err(KeyError::Mismatch(m)),
-                    Found::Missing => {}
+                if let Some(k) = find(&keys.keys, kid, alg)? {
+                    return Ok(k);
                 }
             }
         }
@@ -142,10 +132,8 @@ impl Provider {
         // Keys past their age are still used when the refetch failed: an
         // unreachable provider should not lock everyone out at once.
         if let Some(keys) = self.cached() {
-            match find(&keys.keys, kid, alg) {
-                Found::Key(k) => return Ok(*k),
-                Found::Mismatch(m) => return Err(KeyError::Mismatch(m)),
-                Found::Missing => {}
+            if let Some(k) = find(&keys.keys, kid, alg)? {
+                return Ok(k);
             }
         }
         let named = kid.map_or_else(|| "(none)".to_owned(), |k| format!("{k:?}"));
@@ -263,7 +251,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn find(keys: &[Jwk], kid: Option<&str>, alg: Algorithm) -> Found {
+/// The one key for `kid` and `alg`; `None` when the set has none (a
+/// refetch may find it), an error when what is there cannot be used.
+fn find(keys: &[Jwk], kid: Option<&str>, alg: Algorithm) -> Result<Option<DecodingKey>, KeyError> {
     let named: Vec<&Jwk> = match kid {
         Some(kid) => keys
             .iter()
@@ -272,18 +262,18 @@ fn find(keys: &[Jwk], kid: Option<&str>, alg: Algorithm) -> Found {
         None => keys.iter().collect(),
     };
     let fitting: Vec<&Jwk> = named.iter().copied().filter(|k| fits(k, alg)).collect();
+    let unusable = |m: String| Err(KeyError::Mismatch(m));
     match (kid, fitting.as_slice()) {
         (_, [one]) => match DecodingKey::from_jwk(one) {
-            Ok(k) => Found::Key(Box::new(k)),
-            Err(e) => Found::Mismatch(format!("the issuer's key is unusable: {e}")),
+            Ok(k) => Ok(Some(k)),
+            Err(e) => unusable(format!("the issuer's key is unusable: {e}")),
         },
-        (Some(kid), []) if !named.is_empty() => Found::Mismatch(format!(
+        (Some(kid), []) if !named.is_empty() => unusable(format!(
             "key {kid:?} cannot verify {alg:?} signatures (the token's alg does not fit its key)"
         )),
-        (Some(_), []) => Found::Missing,
-        (Some(kid), _) => Found::Mismatch(format!("key id {kid:?} is ambiguous in the key set")),
-        (None, []) => Found::Missing,
-        (None, _) => Found::Mismatch(format!(
+        (_, []) => Ok(None),
+        (Some(kid), _) => unusable(format!("key id {kid:?} is ambiguous in the key set")),
+        (None, _) => unusable(format!(
             "the token names no key id and the issuer has several {alg:?} keys"
         )),
     }
@@ -316,22 +306,11 @@ fn http_client(config: &IssuerConfig, timeout: Duration) -> Result<reqwest::Clie
         let _ = roots.add(cert);
     }
     if let Some(ca) = &config.ca_file {
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(ca)
-            .map_err(|e| at(format!("ca_file {}: {e}", ca.display())))?
-        {
-            let cert = cert.map_err(|e| at(format!("ca_file {}: {e}", ca.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| at(format!("ca_file {}: {e}", ca.display())))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(at(format!(
-                "ca_file {}: no CERTIFICATE block found",
-                ca.display()
-            )));
-        }
+        crate::tls::add_pem_roots(
+            &mut roots,
+            ca,
+            &format!("oidc issuer {}: ca_file", config.issuer),
+        )?;
     }
     let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
