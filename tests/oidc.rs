@@ -93,6 +93,25 @@ async fn refusal(h: &Harness, user: &str, token: &str) -> (String, String) {
     }
 }
 
+/// Sends `message` where pgward asks for a password; returns the ErrorResponse.
+async fn raw_password(h: &Harness, user: &str, message: &[u8]) -> String {
+    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    let mut b = BytesMut::new();
+    frontend::startup_message([("user", user), ("database", "postgres")], &mut b).expect("startup");
+    s.write_all(&b).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(
+        (tag, &body[..]),
+        (b'R', &3i32.to_be_bytes()[..]),
+        "password request"
+    );
+    // The server may close before reading everything: only its answer counts.
+    let _ = s.write_all(message).await;
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'E');
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// The audited start of `identity`'s first session.
 fn session_start(h: &Harness, identity: &str) -> pgward::audit::Event {
     h.audit_events()
@@ -325,6 +344,21 @@ async fn every_bad_token_is_refused_with_a_clear_error() {
             "{what}: expected {expected:?} in {msg}"
         );
     }
+    // Malformed password messages: a clear FATAL for that connection only.
+    let unterminated = [&b"p\0\0\0\x08abcd"[..]].concat();
+    let not_utf8 = [&b"p\0\0\0\x07\xff\xfe\0"[..]].concat();
+    let mut huge = b"p".to_vec();
+    huge.extend_from_slice(&(70_000i32 + 4).to_be_bytes());
+    huge.extend(std::iter::repeat_n(b'a', 70_000));
+    for (body, expected) in [
+        (unterminated, "malformed password message"),
+        (not_utf8, "malformed password message"),
+        (huge, "over the limit of"),
+    ] {
+        let text = raw_password(&h, "svc", &body).await;
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+
     // psql shows the reason too.
     let info = format!(
         "host=127.0.0.1 port={} user=svc dbname=postgres sslmode=require",
@@ -673,6 +707,21 @@ async fn libpq_18_oauthbearer_discovery_and_sign_in() {
         text.contains("28000") && text.contains("expired at"),
         "{text}"
     );
+    // Malformed OAUTHBEARER messages are protocol errors for that connection.
+    for (initial, expected) in [
+        (&b"n,,\x01auth=Basic abc\x01\x01"[..], "Bearer"),
+        (
+            b"p=tls-server-end-point,,\x01auth=Bearer t\x01\x01",
+            "channel binding",
+        ),
+        (b"n,,\x01auth=Bearer t\x01", "unterminated"),
+    ] {
+        let (_s, tag, body) = oauthbearer(&h, "svc", initial).await;
+        assert_eq!(tag, b'E');
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("08P01") && text.contains(expected), "{text}");
+    }
+
     // Declared identities keep SCRAM.
     let c = h.connect(common::ALICE).await;
     c.query_one("SELECT 1", &[]).await.expect("alice reads");
