@@ -5,7 +5,9 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -135,7 +137,7 @@ impl Relay {
         // watch channel or arming its notification on every message would
         // make all sessions touch one shared lock per message.
         let mut current = *phase.borrow_and_update();
-        let mut changed = phase_change(phase);
+        let mut changed = PhaseWatch::new(phase);
         let end = loop {
             if current == Phase::Force || (current == Phase::Draining && self.state.is_idle()) {
                 break End::Closed(
@@ -146,24 +148,20 @@ impl Relay {
                     .with_detail("pgward is shutting down"),
                 );
             }
+            // Biased: no random order to draw per wake-up; the control
+            // branches go first so a busy stream cannot starve them.
             tokio::select! {
-                ev = poll_fn(|cx| self.poll_io(cx)) => {
-                    let step = match ev {
-                        Event::Client(0) => Err(End::ClientGone(None)),
-                        Event::Client(_) => {
-                            if let Some(t) = idle_timeout {
-                                idle.as_mut().reset(tokio::time::Instant::now() + t);
-                            }
-                            self.on_client_data()
-                        }
-                        Event::Upstream(0) => Err(End::UpstreamGone(None)),
-                        Event::Upstream(_) => self.on_upstream_data(),
-                        Event::ClientErr(e) => Err(End::ClientGone(Some(e))),
-                        Event::UpstreamErr(e) => Err(End::UpstreamGone(Some(e))),
-                    };
-                    if let Err(end) = step {
-                        break end;
+                biased;
+                (result, mut rx) = poll_fn(|cx| changed.poll(cx)) => {
+                    if result.is_err() {
+                        // The server is gone entirely: treat as forced.
+                        break End::Closed(PgError::fatal(
+                            sqlstate::ADMIN_SHUTDOWN,
+                            "terminating connection due to administrator command",
+                        ));
                     }
+                    current = *rx.borrow_and_update();
+                    changed = PhaseWatch::new(rx);
                 }
                 _ = &mut idle, if idle_timeout.is_some() => {
                     if self.state.is_idle() {
@@ -181,16 +179,23 @@ impl Relay {
                         break End::Closed(err);
                     }
                 }
-                (result, mut rx) = &mut changed => {
-                    if result.is_err() {
-                        // The server is gone entirely: treat as forced.
-                        break End::Closed(PgError::fatal(
-                            sqlstate::ADMIN_SHUTDOWN,
-                            "terminating connection due to administrator command",
-                        ));
+                ev = poll_fn(|cx| self.poll_io(cx)) => {
+                    let step = match ev {
+                        Event::Client(0) => Err(End::ClientGone(None)),
+                        Event::Client(_) => {
+                            if let Some(t) = idle_timeout {
+                                idle.as_mut().reset(tokio::time::Instant::now() + t);
+                            }
+                            self.on_client_data()
+                        }
+                        Event::Upstream(0) => Err(End::UpstreamGone(None)),
+                        Event::Upstream(_) => self.on_upstream_data(),
+                        Event::ClientErr(e) => Err(End::ClientGone(Some(e))),
+                        Event::UpstreamErr(e) => Err(End::UpstreamGone(Some(e))),
+                    };
+                    if let Err(end) = step {
+                        break end;
                     }
-                    current = *rx.borrow_and_update();
-                    changed = phase_change(rx);
                 }
             }
         };
@@ -408,13 +413,65 @@ type PhaseChange = Pin<
     >,
 >;
 
-/// Resolves at the next change of the server's phase, handing the
-/// receiver back so the wait can be armed again.
-fn phase_change(mut rx: watch::Receiver<Phase>) -> PhaseChange {
-    Box::pin(async move {
-        let result = rx.changed().await;
-        (result, rx)
-    })
+/// Resolves at the next change of the server's phase, handing the receiver
+/// back. The channel is shared by every session, and polling its wait takes
+/// its lock; so the wait is polled only after it has woken this session
+/// (its waker raises a flag), not on every wake-up of the relay.
+struct PhaseWatch {
+    wait: PhaseChange,
+    waker: Option<Arc<FlagWaker>>,
+}
+
+struct FlagWaker {
+    fired: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for FlagWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
+
+impl PhaseWatch {
+    fn new(mut rx: watch::Receiver<Phase>) -> PhaseWatch {
+        PhaseWatch {
+            wait: Box::pin(async move {
+                let result = rx.changed().await;
+                (result, rx)
+            }),
+            waker: None,
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<(Result<(), watch::error::RecvError>, watch::Receiver<Phase>)> {
+        let flag = match &self.waker {
+            Some(w) if w.task.will_wake(cx.waker()) => {
+                if !w.fired.swap(false, Ordering::AcqRel) {
+                    return Poll::Pending;
+                }
+                w.clone()
+            }
+            // First poll, or the task's waker changed: register anew.
+            _ => {
+                let w = Arc::new(FlagWaker {
+                    fired: AtomicBool::new(false),
+                    task: cx.waker().clone(),
+                });
+                self.waker = Some(w.clone());
+                w
+            }
+        };
+        let waker = Waker::from(flag);
+        self.wait.as_mut().poll(&mut Context::from_waker(&waker))
+    }
 }
 
 /// Reads and discards what the client is still sending, for a moment, after
