@@ -36,13 +36,33 @@ pub struct Guard {
     cat_gen: u64,
     cat: Arc<Catalog>,
     /// Session-private copies of classifications, by text and by shape.
-    local: HashMap<Box<str>, Arc<Analysis>>,
-    local_shapes: HashMap<Box<str>, Arc<Analysis>>,
+    local: LocalCache,
+    local_shapes: LocalCache,
     /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
     /// so `EXECUTE name` and Execute of its portals are judged by it.
     prepared: HashMap<String, Prepared>,
     /// What the last `check` judged, for the audit log.
     pub last: Judged,
+}
+
+/// Small, per session and cleared when full, so a fast hasher is safe:
+/// colliding keys could only slow their own session, by at most 64 probes.
+type LocalCache = HashMap<Box<str>, Cached, foldhash::fast::RandomState>;
+
+/// A classification, and the rules generation under which all of its
+/// statements were last allowed for this session's role (the verdict
+/// depends only on the role, the statement and the catalog, and the cache
+/// is emptied when the catalog changes).
+struct Cached {
+    analysis: Arc<Analysis>,
+    allowed_under: Option<u64>,
+}
+
+/// Where `analyze` found a classification, to record its verdict there.
+enum Found {
+    Text,
+    Shape(String),
+    Nowhere,
 }
 
 /// Everything ever prepared under one name in this session (a PREPARE that
@@ -90,8 +110,8 @@ impl Guard {
             role,
             cat_gen,
             cat,
-            local: HashMap::new(),
-            local_shapes: HashMap::new(),
+            local: LocalCache::default(),
+            local_shapes: LocalCache::default(),
             prepared: HashMap::new(),
             last: Judged::default(),
         }
@@ -119,27 +139,58 @@ impl Guard {
 
     /// The classification of `sql`: from this session's cache, else from
     /// the catalog's shared one (copied, so later uses stay private).
-    fn analyze(&mut self, sql: &str) -> Arc<Analysis> {
-        if let Some(a) = self.local.get(sql) {
-            return a.clone();
+    /// Also says whether it is known to be allowed under the current rules.
+    fn analyze(&mut self, sql: &str) -> (Arc<Analysis>, bool, Found) {
+        let gen = Some(self.rules_gen);
+        if let Some(c) = self.local.get(sql) {
+            return (c.analysis.clone(), c.allowed_under == gen, Found::Text);
         }
         let key = policy::catalog::shape_key(sql);
-        if let Some(a) = key.as_deref().and_then(|k| self.local_shapes.get(k)) {
-            return a.clone();
+        if let Some(c) = key.as_deref().and_then(|k| self.local_shapes.get(k)) {
+            let allowed = c.allowed_under == gen;
+            return (
+                c.analysis.clone(),
+                allowed,
+                Found::Shape(key.unwrap_or_default()),
+            );
         }
         let shared = self.cat.analyze(sql);
         let private = Arc::new((*shared).clone());
-        let (map, key) = match key {
-            Some(k) if policy::catalog::shareable(&private) => (&mut self.local_shapes, k),
-            _ => (&mut self.local, sql.to_owned()),
+        let (map, key, found) = match key {
+            Some(k) if policy::catalog::shareable(&private) => {
+                (&mut self.local_shapes, k.clone(), Found::Shape(k))
+            }
+            _ => (&mut self.local, sql.to_owned(), Found::Text),
         };
         if map.len() >= LOCAL_CACHE {
             map.clear();
         }
-        if key.len() <= policy::catalog::MAX_CACHED_TEXT {
-            map.insert(key.into(), private.clone());
+        let found = if key.len() <= policy::catalog::MAX_CACHED_TEXT {
+            map.insert(
+                key.into(),
+                Cached {
+                    analysis: private.clone(),
+                    allowed_under: None,
+                },
+            );
+            found
+        } else {
+            Found::Nowhere
+        };
+        (private, false, found)
+    }
+
+    /// Records that the classification `analyze` found for `sql` was
+    /// allowed under the current rules.
+    fn mark_allowed(&mut self, sql: &str, found: Found) {
+        let entry = match &found {
+            Found::Text => self.local.get_mut(sql),
+            Found::Shape(k) => self.local_shapes.get_mut(k.as_str()),
+            Found::Nowhere => None,
+        };
+        if let Some(c) = entry {
+            c.allowed_under = Some(self.rules_gen);
         }
-        private
     }
 
     /// Judges one client message. `None` lets it through; `Some(error)`
@@ -243,7 +294,7 @@ impl Guard {
             Ok(r) => r,
             Err(e) => return Some(e),
         };
-        let analysis = self.analyze(sql);
+        let (analysis, known_allowed, found) = self.analyze(sql);
         self.last.analysis = Some(analysis.clone());
         let statements = match analysis.as_ref() {
             Ok(s) => s,
@@ -259,8 +310,16 @@ impl Guard {
             self.catalog
                 .refresh(&self.upstream, self.shared.catalogs.min_gap);
         }
-        if let Some(e) = self.refusal(&role, statements, Some(sql)) {
-            return Some(e);
+        // EXECUTE is judged by what is prepared now, which changes: never
+        // from the cache.
+        let cacheable = statements.iter().all(|st| st.executes.is_none());
+        if !(known_allowed && cacheable) {
+            if let Some(e) = self.refusal(&role, statements, Some(sql)) {
+                return Some(e);
+            }
+            if cacheable {
+                self.mark_allowed(sql, found);
+            }
         }
         // Allowed: remember what was prepared.
         for st in statements {
