@@ -173,8 +173,9 @@ impl Shared {
 /// A thread relays tens of thousands of transactions a second, and one
 /// that serves more sessions finds more sockets ready per wake-up, so it
 /// sleeps and wakes less per transaction: on 2 cores, pgbench -S with 8
-/// clients cost 20.5 µs of pgward CPU per transaction on one thread and
-/// 28.2 on two. The cores left over run TLS, sign-ins and the audit writer.
+/// clients cost 20-21 µs of pgward CPU per transaction on one thread and
+/// 24-28 on two, at the same TPS within noise. The cores left over run TLS,
+/// sign-ins and the audit writer.
 fn default_workers(cores: usize) -> usize {
     (cores / 2).max(1)
 }
