@@ -128,11 +128,11 @@ impl Shared {
         }
     }
 
-    /// Starts the session threads (`server.worker_threads`) that `run`
-    /// deals connections to.
+    /// Starts the session threads (`server.worker_threads`, default one per
+    /// core) that `run` deals connections to.
     pub fn start_workers(&self) -> std::io::Result<()> {
         let n = match self.config.server.worker_threads {
-            0 => default_workers(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
         let workers = crate::workers::Workers::start(n)?;
@@ -167,17 +167,6 @@ impl Shared {
         self.rules_generation
             .load(std::sync::atomic::Ordering::Acquire)
     }
-}
-
-/// Session threads when `server.worker_threads = 0`: one per two cores.
-/// A thread relays tens of thousands of transactions a second, and one
-/// that serves more sessions finds more sockets ready per wake-up, so it
-/// sleeps and wakes less per transaction: on 2 cores, pgbench -S with 8
-/// clients cost 20-21 µs of pgward CPU per transaction on one thread and
-/// 24-28 on two, at the same TPS within noise. The cores left over run TLS,
-/// sign-ins and the audit writer.
-fn default_workers(cores: usize) -> usize {
-    (cores / 2).max(1)
 }
 
 /// Accepts clients until `shutdown` resolves, then drains: sessions get
@@ -322,18 +311,5 @@ fn warn_unused_bindings(config: &Config, rules: &Rules) {
             ),
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::default_workers;
-
-    #[test]
-    fn one_session_thread_per_two_cores_and_never_none() {
-        assert_eq!(default_workers(1), 1);
-        assert_eq!(default_workers(2), 1);
-        assert_eq!(default_workers(3), 1);
-        assert_eq!(default_workers(16), 8);
     }
 }
