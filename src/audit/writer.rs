@@ -126,8 +126,9 @@ impl AuditLog {
 
     /// Queues an event; never blocks. A full queue drops it, counted, and
     /// the count is recorded as a `gap` event when the writer catches up.
-    pub fn record(&self, mut event: Event) {
-        event.instance = Some(Str::Shared(self.shared.instance.clone()));
+    pub fn record(&self, event: Event) {
+        // The writer names the instance: a count shared by every session
+        // thread, touched per event, would bounce between their cores.
         if self.shared.queue.push(event).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
@@ -438,6 +439,7 @@ impl Writer {
             let Some(mut event) = inner.queue.pop() else {
                 break;
             };
+            event.instance = Some(Str::Shared(inner.instance.clone()));
             self.sessions.fill(&mut event);
             self.chain(event);
         }
