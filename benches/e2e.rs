@@ -1,8 +1,14 @@
 //! End-to-end benchmark: pgbench -S straight to PostgreSQL, through
 //! PgBouncer (session mode) and through pgward, in one run, on one machine.
 //!
-//!     cargo bench --bench e2e            # 10 s per measurement
-//!     PGWARD_BENCH_SECS=30 cargo bench --bench e2e
+//!     cargo bench --bench e2e            # 3 rounds of 5 s per target and cell
+//!     PGWARD_BENCH_SECS=4 PGWARD_BENCH_ROUNDS=9 cargo bench --bench e2e
+//!
+//! The second form (about 15 minutes) is what the closing notes report: on
+//! a shared 2-core machine one short pgbench run can differ from the next
+//! by 10-25%, so many rounds and their median. Also: PGWARD_BENCH_ONLY
+//! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_WORKERS
+//! (session threads, for A/B runs).
 //!
 //! Compare ratios within a run; absolute numbers depend on the machine.
 
