@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pgward::audit::event::{list, lit, static_list, text};
+use pgward::audit::event::{list, lit, static_list, text, Str};
+use pgward::audit::record::{Described, Outcome, SessionContext, StatementRecord};
 use pgward::audit::{AuditLog, Event, Kind};
 
 const BATCH: u64 = 100_000;
@@ -30,6 +31,22 @@ fn statement_event() -> Event {
     e
 }
 
+/// The same event as a session hands it to the writer.
+fn statement_record(session: &Arc<SessionContext>, described: &Arc<Described>) -> StatementRecord {
+    StatementRecord {
+        time_us: pgward::audit::now_us(),
+        session: session.clone(),
+        statement: Str::from("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"),
+        described: Some(described.clone()),
+        outcome: Outcome::Ok,
+        detail: None,
+        rows: Some(1),
+        duration_us: Some(87),
+        failure: None,
+        parameters: None,
+    }
+}
+
 fn writer(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = pgward::config::AuditConfig {
@@ -41,6 +58,18 @@ fn writer(c: &mut Criterion) {
     };
     let log = Arc::new(AuditLog::start(&cfg).unwrap());
     let template = statement_event();
+    let session = Arc::new(SessionContext {
+        session_id: template.session_id.clone(),
+        identity: template.identity.clone(),
+        role: template.role.clone(),
+        database: template.database.clone(),
+        allow_rule: template.rule.clone(),
+    });
+    let described = Arc::new(Described {
+        fingerprint: template.fingerprint.clone(),
+        classes: template.classes.clone(),
+        tables: template.tables.clone(),
+    });
     let mut g = c.benchmark_group("audit_writer");
     g.sample_size(10);
     g.throughput(Throughput::Elements(BATCH));
@@ -49,7 +78,7 @@ fn writer(c: &mut Criterion) {
             let start = Instant::now();
             for _ in 0..iters {
                 for _ in 0..BATCH {
-                    log.record(template.clone());
+                    log.record_statement(statement_record(&session, &described));
                 }
                 assert!(log.rotate_now(Duration::from_secs(120)));
             }
@@ -63,17 +92,41 @@ fn writer(c: &mut Criterion) {
         "the queue overflowed: the figure would be wrong"
     );
 
-    // The session side alone: what one statement's event costs the relay.
+    // The session side alone: what one statement's event costs the relay
+    // (the compact record sessions send), and a full event for comparison.
     let mut g = c.benchmark_group("audit_record");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("record_one_event", |b| {
-        let mut n = 0u64;
-        b.iter(|| {
-            log.record(template.clone());
-            n += 1;
-            if n.is_multiple_of(500_000) {
-                log.rotate_now(Duration::from_secs(120));
+    // Timed in chunks the queue holds; the writer catches up untimed.
+    let timed = |iters: u64, record: &dyn Fn()| {
+        let mut total = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let chunk = left.min(200_000);
+            let start = Instant::now();
+            for _ in 0..chunk {
+                record();
             }
+            total += start.elapsed();
+            left -= chunk;
+            assert!(log.rotate_now(Duration::from_secs(120)));
+        }
+        total
+    };
+    g.bench_function("record_one_statement", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &|| {
+                log.record_statement(statement_record(&session, &described))
+            })
+        })
+    });
+    g.bench_function("record_one_full_event", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &|| {
+                let mut e = template.clone();
+                e.time_us = pgward::audit::now_us();
+                e.statement = text("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
+                log.record(e)
+            })
         })
     });
     g.finish();

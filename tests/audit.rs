@@ -127,9 +127,19 @@ async fn every_message_flow_is_recorded() {
     assert_eq!(dana.tls, Some(false));
     assert!(s(&dana.client_addr).unwrap().starts_with("127.0.0.1:"));
     assert!(s(&dana.upstream_user).is_some());
+    let ends: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == Kind::SessionEnd)
+        .collect();
+    assert_eq!(ends.len(), 2);
+    // A session's end says whose it was, as its start does.
+    let dana_end = ends
+        .iter()
+        .find(|e| e.session_id == dana.session_id)
+        .unwrap();
     assert_eq!(
-        events.iter().filter(|e| e.kind == Kind::SessionEnd).count(),
-        2
+        (s(&dana_end.identity), s(&dana_end.role)),
+        (Some("dana"), Some("dba"))
     );
 
     let insert = find(&events, "INSERT INTO t VALUES (1, 'a'), (2, 'b')");
@@ -141,6 +151,11 @@ async fn every_message_flow_is_recorded() {
     assert!(s(&insert.fingerprint).is_some_and(|f| f.len() == 16));
     assert!(insert.duration_us.is_some());
     assert_eq!(s(&insert.session_id), s(&dana.session_id));
+    assert_eq!(
+        (s(&insert.identity), s(&insert.role), s(&insert.database)),
+        (Some("dana"), Some("dba"), Some("postgres"))
+    );
+    assert_eq!(s(&insert.rule), Some("role dba: allowed"));
 
     assert_eq!(find(&events, "SELECT * FROM t").rows, Some(2));
     assert_eq!(

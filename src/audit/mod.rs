@@ -4,6 +4,7 @@
 
 pub mod event;
 pub mod files;
+pub mod record;
 pub mod replay;
 pub mod schema;
 pub mod verify;

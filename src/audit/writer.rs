@@ -13,6 +13,7 @@ use crossbeam_queue::ArrayQueue;
 
 use super::event::{text, Event, Hash, Kind, Str, GENESIS};
 use super::files::{self, ParquetSink};
+use super::record::{Record, StatementRecord};
 use super::wal::{self, Segment};
 use crate::config::{AuditConfig, OnFailure};
 use crate::protocol::{sqlstate, PgError};
@@ -30,7 +31,7 @@ pub struct AuditLog {
 }
 
 struct Inner {
-    queue: ArrayQueue<Event>,
+    queue: ArrayQueue<Record>,
     instance: Arc<str>,
     on_failure: OnFailure,
     pub record_parameters: bool,
@@ -99,7 +100,6 @@ impl AuditLog {
             rotate_age: Duration::from_secs(cfg.rotate_secs.max(1)),
             syncer: None,
             sent_ticket: 0,
-            sessions: Sessions::default(),
         };
         let inner = shared.clone();
         let thread = std::thread::Builder::new()
@@ -127,9 +127,18 @@ impl AuditLog {
     /// Queues an event; never blocks. A full queue drops it, counted, and
     /// the count is recorded as a `gap` event when the writer catches up.
     pub fn record(&self, event: Event) {
+        self.push(Record::Event(Box::new(event)));
+    }
+
+    /// Queues a statement's event, as `record` does.
+    pub fn record_statement(&self, statement: StatementRecord) {
+        self.push(Record::Statement(statement));
+    }
+
+    fn push(&self, record: Record) {
         // The writer names the instance: a count shared by every session
         // thread, touched per event, would bounce between their cores.
-        if self.shared.queue.push(event).is_err() {
+        if self.shared.queue.push(record).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
             self.shared.open.store(false, Ordering::Relaxed);
@@ -227,47 +236,6 @@ struct Writer {
     syncer: Option<Syncer>,
     /// The last rotation request passed on to the syncer.
     sent_ticket: u64,
-    sessions: Sessions,
-}
-
-/// Who each live session is, from its `session_start` event. Sessions
-/// send only their id with later events and the writer fills in the
-/// identity, role and database: that spares every statement three shared
-/// reference counts bouncing between the session's core and this one.
-#[derive(Default)]
-struct Sessions(std::collections::HashMap<Str, [super::event::Text; 3]>);
-
-impl Sessions {
-    /// Sessions remembered at most (ends lost to a full queue leak entries).
-    const MAX: usize = 1 << 20;
-
-    fn fill(&mut self, e: &mut Event) {
-        let Some(id) = e.session_id.clone() else {
-            return;
-        };
-        match e.kind {
-            Kind::SessionStart => {
-                if self.0.len() >= Self::MAX {
-                    self.0.clear();
-                }
-                self.0
-                    .insert(id, [e.identity.clone(), e.role.clone(), e.database.clone()]);
-            }
-            Kind::Statement | Kind::SessionEnd => {
-                let known = if e.kind == Kind::SessionEnd {
-                    self.0.remove(&id)
-                } else {
-                    self.0.get(&id).cloned()
-                };
-                if let (Some([identity, role, database]), None) = (known, &e.identity) {
-                    e.identity = identity;
-                    e.role = role;
-                    e.database = database;
-                }
-            }
-            Kind::SessionRefused | Kind::Gap => {}
-        }
-    }
 }
 
 /// Work that waits on the disk (fsync, publishing a file), done on its
@@ -436,11 +404,11 @@ impl Writer {
     /// Moves queued events into the chain, up to the memory bound.
     fn drain(&mut self, inner: &Inner) {
         while self.pending.len() < MAX_PENDING_BYTES {
-            let Some(mut event) = inner.queue.pop() else {
+            let Some(record) = inner.queue.pop() else {
                 break;
             };
+            let mut event = record.into_event();
             event.instance = Some(Str::Shared(inner.instance.clone()));
-            self.sessions.fill(&mut event);
             self.chain(event);
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
@@ -456,11 +424,15 @@ impl Writer {
         }
     }
 
-    fn chain(&mut self, mut event: Event) {
-        self.head = wal::append_record(&mut self.pending, &mut event, self.next_seq, self.head);
+    fn chain(&mut self, event: Event) {
+        // Sealed where it stays: an event is too big to move twice.
+        self.batch.push(event);
+        let Some(event) = self.batch.last_mut() else {
+            return;
+        };
+        self.head = wal::append_record(&mut self.pending, event, self.next_seq, self.head);
         self.next_seq = self.next_seq.saturating_add(1);
         self.pending_count += 1;
-        self.batch.push(event);
     }
 
     /// Hands the events already in the segment to the Parquet file. A

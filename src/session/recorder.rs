@@ -11,7 +11,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::audit::event::{list, lit, static_list, text, List, Str, Text};
+use crate::audit::event::{list, static_list, text, List, Str, Text};
+use crate::audit::record::{Described, Failure, Outcome, SessionContext, StatementRecord};
 use crate::audit::{now_us, AuditLog, Event, Kind};
 use crate::policy::{Analysis, Statement};
 use crate::protocol::messages::{parse_error_fields, parse_parse, parse_query, Reader};
@@ -46,20 +47,19 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    /// An event of the session. Only the id is set: the audit writer adds
-    /// the identity, role and database from the `session_start` event.
+    /// An event of the session, with who it is.
     pub fn event(&self, kind: Kind) -> Event {
         let mut e = Event::new(kind, now_us());
         e.session_id = self.session_id.clone();
+        e.identity = self.identity.clone();
+        e.role = self.role.clone();
+        e.database = self.database.clone();
         e
     }
 
     /// The `session_start` event, with everything known about the session.
     pub fn start_event(&self) -> Event {
         let mut e = self.event(Kind::SessionStart);
-        e.identity = self.identity.clone();
-        e.role = self.role.clone();
-        e.database = self.database.clone();
         e.auth_method = self.auth_method.clone();
         e.client_addr = self.client_addr.clone();
         e.application_name = self.application_name.clone();
@@ -73,11 +73,8 @@ impl SessionInfo {
 /// One statement waiting for its outcome.
 struct Item {
     statement: Str,
-    fingerprint: Text,
-    classes: List,
-    tables: List,
-    parameters: List,
-    parameter_formats: List,
+    described: Option<Arc<Described>>,
+    parameters: Option<Box<(List, List)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,24 +112,30 @@ impl Pending {
 pub struct Recorder {
     log: Arc<AuditLog>,
     info: SessionInfo,
-    allow_rule: Text,
+    context: Arc<SessionContext>,
     pending: VecDeque<Pending>,
     /// Bind parameters and their formats by portal, when the config asks.
-    params: HashMap<String, (List, List)>,
+    params: HashMap<String, Box<(List, List)>>,
     described: DescribedCache,
 }
 
 impl Recorder {
     pub fn new(log: Arc<AuditLog>, info: SessionInfo) -> Recorder {
-        let allow_rule = text(format!(
-            "role {}: allowed",
-            info.role.as_deref().unwrap_or("?")
-        ));
+        let context = Arc::new(SessionContext {
+            session_id: info.session_id.clone(),
+            identity: info.identity.clone(),
+            role: info.role.clone(),
+            database: info.database.clone(),
+            allow_rule: text(format!(
+                "role {}: allowed",
+                info.role.as_deref().unwrap_or("?")
+            )),
+        });
         log.record(info.start_event());
         Recorder {
             log,
             info,
-            allow_rule,
+            context,
             pending: VecDeque::new(),
             params: HashMap::new(),
             described: DescribedCache::default(),
@@ -177,18 +180,18 @@ impl Recorder {
             }
             b'B' if self.log.records_parameters() => {
                 if let Some((portal, params, formats)) = bind_parameters(body) {
-                    self.params.insert(portal.to_owned(), (params, formats));
+                    self.params
+                        .insert(portal.to_owned(), Box::new((params, formats)));
                 }
             }
             b'E' => {
                 let portal = crate::protocol::messages::parse_execute(body).unwrap_or_default();
-                let (parameters, formats) = self.params.get(portal).cloned().unwrap_or_default();
+                let parameters = self.params.get(portal).cloned();
                 let mut item = match judged.and_then(|j| j.execute.as_ref()) {
                     Some((st, sql)) => self.described.execute_item(st, Str::Shared(sql.clone())),
                     None => bare_item(Str::from(format!("EXECUTE portal \"{portal}\""))),
                 };
                 item.parameters = parameters;
-                item.parameter_formats = formats;
                 match denial {
                     Some(err) => self.emit_denied(item, err),
                     None => self.pending.push_back(Pending::new(
@@ -209,7 +212,7 @@ impl Recorder {
         // after an error): their statements never ran.
         while self.pending.front().is_some_and(|p| p.index < front) {
             if let Some(p) = self.pending.pop_front() {
-                self.finish_rest(p, "not_run", None);
+                self.finish_rest(p, Outcome::NotRun, None);
             }
         }
         let Some(p) = self.pending.front_mut() else {
@@ -226,16 +229,17 @@ impl Recorder {
                     b's' => Some(p.data_rows),
                     _ => None,
                 };
-                let detail = (tag == b's').then_some(Str::Static("portal suspended"));
-                let duration = p.mark.elapsed();
-                p.mark = Instant::now();
+                let detail = (tag == b's').then_some("portal suspended");
+                let now = Instant::now();
+                let duration = now.saturating_duration_since(p.mark);
+                p.mark = now;
                 p.data_rows = 0;
                 let done = p.flow == Flow::Execute;
                 if let Some(item) = p.items.pop_front() {
-                    let mut e = self.statement_event(item, "ok", Some(duration.as_micros() as i64));
-                    e.rows = rows;
-                    e.detail = detail;
-                    self.log.record(e);
+                    let mut r = self.statement(item, Outcome::Ok, detail);
+                    r.duration_us = Some(duration.as_micros() as i64);
+                    r.rows = rows;
+                    self.log.record_statement(r);
                 }
                 if done {
                     self.pending.pop_front();
@@ -247,11 +251,14 @@ impl Recorder {
                 p.failed = true;
                 let done = p.flow == Flow::Execute;
                 if let Some(item) = p.items.pop_front() {
-                    let mut e =
-                        self.statement_event(item, "error", Some(duration.as_micros() as i64));
-                    e.sqlstate = text(code);
-                    e.error_message = text(message);
-                    self.log.record(e);
+                    let mut r = self.statement(item, Outcome::Error, None);
+                    r.duration_us = Some(duration.as_micros() as i64);
+                    r.failure = Some(Box::new(Failure {
+                        sqlstate: text(code),
+                        message: text(message),
+                        rule: None,
+                    }));
+                    self.log.record_statement(r);
                 }
                 if done {
                     self.pending.pop_front();
@@ -259,7 +266,11 @@ impl Recorder {
             }
             b'Z' => {
                 if let Some(p) = self.pending.pop_front() {
-                    let outcome = if p.failed { "not_run" } else { "ok" };
+                    let outcome = if p.failed {
+                        Outcome::NotRun
+                    } else {
+                        Outcome::Ok
+                    };
                     self.finish_rest(p, outcome, None);
                 }
             }
@@ -277,7 +288,7 @@ impl Recorder {
         while let Some(p) = self.pending.pop_front() {
             self.finish_rest(
                 p,
-                "interrupted",
+                Outcome::Interrupted,
                 Some("the session ended before the statement finished"),
             );
         }
@@ -286,89 +297,69 @@ impl Recorder {
         self.log.record(e);
     }
 
-    fn finish_rest(&mut self, p: Pending, outcome: &'static str, detail: Option<&'static str>) {
+    fn finish_rest(&mut self, p: Pending, outcome: Outcome, detail: Option<&'static str>) {
         for item in p.items {
-            let mut e = self.statement_event(item, outcome, None);
-            e.detail = detail.map(Str::Static);
-            self.log.record(e);
+            let r = self.statement(item, outcome, detail);
+            self.log.record_statement(r);
         }
     }
 
-    /// A `statement` event for `item`, with its decision still to set.
-    fn item_event(&self, item: Item) -> Event {
-        let mut e = self.info.event(Kind::Statement);
-        e.statement = Some(item.statement);
-        e.fingerprint = item.fingerprint;
-        e.classes = item.classes;
-        e.tables = item.tables;
-        e.parameters = item.parameters;
-        e.parameter_formats = item.parameter_formats;
-        e
-    }
-
-    fn statement_event(
+    /// The event of `item`, as the writer's queue takes it.
+    fn statement(
         &self,
         item: Item,
-        outcome: &'static str,
-        duration_us: Option<i64>,
-    ) -> Event {
-        let mut e = self.item_event(item);
-        e.decision = lit("allow");
-        e.rule = self.allow_rule.clone();
-        e.outcome = lit(outcome);
-        e.duration_us = duration_us;
-        e
+        outcome: Outcome,
+        detail: Option<&'static str>,
+    ) -> StatementRecord {
+        StatementRecord {
+            time_us: now_us(),
+            session: self.context.clone(),
+            statement: item.statement,
+            described: item.described,
+            outcome,
+            detail,
+            rows: None,
+            duration_us: None,
+            failure: None,
+            parameters: item.parameters,
+        }
     }
 
     fn emit_denied(&self, item: Item, err: &PgError) {
-        let mut e = self.item_event(item);
-        e.decision = lit("deny");
-        e.rule = err
-            .hint
-            .as_deref()
-            .and_then(|h| h.strip_prefix("rule: "))
-            .map(Str::from)
-            .or_else(|| err.hint.as_deref().map(Str::from));
-        e.outcome = lit("denied");
-        e.sqlstate = text(err.code.as_ref());
-        e.error_message = text(err.message.as_str());
-        self.log.record(e);
+        let mut r = self.statement(item, Outcome::Denied, None);
+        r.failure = Some(Box::new(Failure {
+            sqlstate: text(err.code.as_ref()),
+            message: text(err.message.as_str()),
+            rule: err
+                .hint
+                .as_deref()
+                .map(|h| Str::from(h.strip_prefix("rule: ").unwrap_or(h))),
+        }));
+        self.log.record_statement(r);
     }
 }
 
 /// What the audit log says about a classified statement, built once per
 /// cached classification: its fingerprint, classes and tables.
-#[derive(Clone)]
-struct Described {
-    fingerprint: Text,
-    classes: List,
-    tables: List,
+fn describe(st: &Statement) -> Arc<Described> {
+    let mut classes: Vec<&'static str> = st.reasons.iter().map(|r| r.class.name()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut tables: Vec<String> = st.relations.iter().map(|r| r.qualified()).collect();
+    tables.sort_unstable();
+    tables.dedup();
+    Arc::new(Described {
+        fingerprint: (!st.fingerprint.is_empty()).then(|| Str::from(st.fingerprint.as_str())),
+        classes: static_list(classes),
+        tables: list(tables),
+    })
 }
 
-impl Described {
-    fn of(st: &Statement) -> Described {
-        let mut classes: Vec<&'static str> = st.reasons.iter().map(|r| r.class.name()).collect();
-        classes.sort_unstable();
-        classes.dedup();
-        let mut tables: Vec<String> = st.relations.iter().map(|r| r.qualified()).collect();
-        tables.sort_unstable();
-        tables.dedup();
-        Described {
-            fingerprint: (!st.fingerprint.is_empty()).then(|| Str::from(st.fingerprint.as_str())),
-            classes: static_list(classes),
-            tables: list(tables),
-        }
-    }
-
-    fn item(&self, statement: Str) -> Item {
-        Item {
-            statement,
-            fingerprint: self.fingerprint.clone(),
-            classes: self.classes.clone(),
-            tables: self.tables.clone(),
-            parameters: None,
-            parameter_formats: None,
-        }
+fn item(described: Arc<Described>, statement: Str) -> Item {
+    Item {
+        statement,
+        described: Some(described),
+        parameters: None,
     }
 }
 
@@ -384,7 +375,7 @@ enum Holder {
 const DESCRIBED: usize = 64;
 
 #[derive(Default)]
-struct DescribedCache(HashMap<(usize, usize), (Holder, Described)>);
+struct DescribedCache(HashMap<(usize, usize), (Holder, Arc<Described>)>);
 
 impl DescribedCache {
     fn get(
@@ -392,14 +383,14 @@ impl DescribedCache {
         key: (usize, usize),
         holder: impl FnOnce() -> Holder,
         st: &Statement,
-    ) -> Described {
+    ) -> Arc<Described> {
         if let Some((_, d)) = self.0.get(&key) {
             return d.clone();
         }
         if self.0.len() >= DESCRIBED {
             self.0.clear();
         }
-        let d = Described::of(st);
+        let d = describe(st);
         self.0.insert(key, (holder(), d.clone()));
         d
     }
@@ -426,26 +417,22 @@ impl DescribedCache {
                 } else {
                     Str::from(st.text.as_str())
                 };
-                d.item(text)
+                item(d, text)
             })
             .collect()
     }
 
     fn execute_item(&mut self, st: &Arc<Statement>, sql: Str) -> Item {
         let key = (Arc::as_ptr(st) as usize, usize::MAX);
-        self.get(key, || Holder::Statement(st.clone()), st)
-            .item(sql)
+        item(self.get(key, || Holder::Statement(st.clone()), st), sql)
     }
 }
 
 fn bare_item(statement: Str) -> Item {
     Item {
         statement,
-        fingerprint: None,
-        classes: None,
-        tables: None,
+        described: None,
         parameters: None,
-        parameter_formats: None,
     }
 }
 
