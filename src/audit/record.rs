@@ -192,6 +192,14 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_slot_stays_small() {
+        // The queue's memory is slots times this; sessions write a slot per
+        // statement. A full `Event` is over 600 bytes.
+        assert!(std::mem::size_of::<Record>() <= 128);
+        assert!(std::mem::size_of::<Event>() > 4 * std::mem::size_of::<Record>());
+    }
+
+    #[test]
     fn a_denial_carries_its_rule_and_error_and_an_error_keeps_the_allow_rule() {
         let failure = || {
             Some(Box::new(Failure {
