@@ -19,3 +19,10 @@ pub mod session;
 pub mod tls;
 pub mod upstream;
 pub mod workers;
+
+/// Sessions allocate what the audit writer frees (statement texts, events)
+/// on another thread; glibc's malloc serves that pattern poorly (arena
+/// locks, memory that returns to the freeing thread). mimalloc frees to
+/// the owning thread's page without a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
