@@ -83,6 +83,14 @@ impl StatementRecord {
     /// The full event (its chain fields still unset).
     pub fn into_event(self) -> Event {
         let mut e = Event::new(Kind::Statement, self.time_us);
+        self.fill(&mut e);
+        e
+    }
+
+    /// Fills `e`, a new statement event, in place: an event is too big to
+    /// build here and move into the writer's batch.
+    pub fn fill(self, e: &mut Event) {
+        e.time_us = self.time_us;
         let s = &*self.session;
         e.session_id = s.session_id.clone();
         e.identity = s.identity.clone();
@@ -119,7 +127,6 @@ impl StatementRecord {
         if let Some(p) = self.parameters {
             (e.parameters, e.parameter_formats) = *p;
         }
-        e
     }
 }
 
@@ -127,15 +134,6 @@ impl StatementRecord {
 pub enum Record {
     Event(Box<Event>),
     Statement(StatementRecord),
-}
-
-impl Record {
-    pub fn into_event(self) -> Event {
-        match self {
-            Record::Event(e) => *e,
-            Record::Statement(s) => s.into_event(),
-        }
-    }
 }
 
 #[cfg(test)]

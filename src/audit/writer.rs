@@ -407,29 +407,35 @@ impl Writer {
             let Some(record) = inner.queue.pop() else {
                 break;
             };
-            let mut event = record.into_event();
-            event.instance = Some(Str::Shared(inner.instance.clone()));
-            self.chain(event);
+            self.chain(record, &inner.instance);
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
             let mut gap = Event::new(Kind::Gap, now_us());
-            gap.instance = Some(Str::Shared(inner.instance.clone()));
             gap.rows = Some(lost as i64);
             gap.detail = text(format!(
                 "{lost} events were dropped: the audit queue was full"
             ));
             tracing::warn!("audit: {lost} events dropped (queue full)");
-            self.chain(gap);
+            self.chain(Record::Event(Box::new(gap)), &inner.instance);
         }
     }
 
-    fn chain(&mut self, event: Event) {
-        // Sealed where it stays: an event is too big to move twice.
-        self.batch.push(event);
+    fn chain(&mut self, record: Record, instance: &Arc<str>) {
+        // Built and sealed where it stays: an event is too big to move twice.
+        match record {
+            Record::Event(e) => self.batch.push(*e),
+            Record::Statement(s) => {
+                self.batch.push(Event::new(Kind::Statement, 0));
+                if let Some(e) = self.batch.last_mut() {
+                    s.fill(e);
+                }
+            }
+        }
         let Some(event) = self.batch.last_mut() else {
             return;
         };
+        event.instance = Some(Str::Shared(instance.clone()));
         self.head = wal::append_record(&mut self.pending, event, self.next_seq, self.head);
         self.next_seq = self.next_seq.saturating_add(1);
         self.pending_count += 1;
