@@ -244,6 +244,12 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futu
         .await;
         if closed.is_err() {
             sessions.abort_all();
+            // Aborted sessions record their end as they are dropped: let
+            // that happen before the audit log closes.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while sessions.join_next().await.is_some() {}
+            })
+            .await;
         }
     }
     if let Some(audit) = &shared.audit {

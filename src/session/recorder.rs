@@ -117,6 +117,17 @@ pub struct Recorder {
     /// Bind parameters and their formats by portal, when the config asks.
     params: HashMap<String, Box<(List, List)>>,
     described: DescribedCache,
+    /// `session_end` is recorded.
+    ended: bool,
+}
+
+impl Drop for Recorder {
+    /// A session whose task was dropped without ending (aborted when the
+    /// shutdown's last wait ran out, or a bug that panicked) still ends in
+    /// the log, and its unfinished statements with it.
+    fn drop(&mut self) {
+        self.close("aborted: the session's task stopped without closing it");
+    }
 }
 
 impl Recorder {
@@ -139,6 +150,7 @@ impl Recorder {
             pending: VecDeque::new(),
             params: HashMap::new(),
             described: DescribedCache::default(),
+            ended: false,
         }
     }
 
@@ -285,6 +297,14 @@ impl Recorder {
 
     /// The session is over: statements still waiting were interrupted.
     pub fn end(mut self, how: &str) {
+        self.close(how);
+    }
+
+    fn close(&mut self, how: &str) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
         while let Some(p) = self.pending.pop_front() {
             self.finish_rest(
                 p,
@@ -500,6 +520,63 @@ fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(id: &str) -> SessionInfo {
+        SessionInfo {
+            session_id: text(id),
+            identity: text("alice"),
+            role: text("analyst"),
+            database: text("db"),
+            auth_method: text("scram-sha-256"),
+            client_addr: text("127.0.0.1:5"),
+            application_name: None,
+            tls: false,
+            upstream_user: text("reader"),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn a_session_dropped_without_ending_still_ends_in_the_log_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::AuditConfig {
+            dir: dir.path().to_owned(),
+            instance: Some("t".into()),
+            ..Default::default()
+        };
+        let log = Arc::new(AuditLog::start(&cfg).unwrap());
+        // A Query went upstream and its answer never came back.
+        let mut aborted = Recorder::new(log.clone(), info("a"));
+        aborted.on_client(b'Q', b"SELECT pg_sleep(60)\0", 1, None, None);
+        drop(aborted);
+        let mut ended = Recorder::new(log.clone(), info("b"));
+        ended.on_client(b'Q', b"SELECT 1\0", 1, None, None);
+        ended.end("client terminated the session");
+        assert!(log.rotate_now(std::time::Duration::from_secs(20)));
+        let events = crate::audit::files::read_all(dir.path()).unwrap();
+        let of = |id: &str, kind: Kind| -> Vec<&Event> {
+            events
+                .iter()
+                .filter(|e| e.session_id.as_deref() == Some(id) && e.kind == kind)
+                .collect()
+        };
+        let end = of("a", Kind::SessionEnd);
+        assert_eq!(end.len(), 1);
+        assert!(end[0].detail.as_deref().unwrap().starts_with("aborted"));
+        assert_eq!(end[0].identity.as_deref(), Some("alice"));
+        let st = of("a", Kind::Statement);
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].statement.as_deref(), Some("SELECT pg_sleep(60)"));
+        assert_eq!(st[0].outcome.as_deref(), Some("interrupted"));
+        // Ended the usual way: one end, not a second one from the drop.
+        let end = of("b", Kind::SessionEnd);
+        assert_eq!(end.len(), 1);
+        assert_eq!(
+            end[0].detail.as_deref(),
+            Some("client terminated the session")
+        );
+        log.close();
+    }
 
     #[test]
     fn row_counts_come_from_command_tags() {
