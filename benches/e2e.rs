@@ -8,7 +8,8 @@
 //! a shared 2-core machine one short pgbench run can differ from the next
 //! by 10-25%, so many rounds and their median. Also: PGWARD_BENCH_ONLY
 //! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_WORKERS
-//! (session threads, for A/B runs).
+//! (session threads, for A/B runs), PGWARD_BENCH_AUDIT_DIR (where the
+//! audit files go; default: the run's temporary directory).
 //!
 //! Compare ratios within a run; absolute numbers depend on the machine.
 
@@ -217,6 +218,11 @@ fn main() {
     ] {
         let mut config = config.clone();
         config.audit.enabled = audit;
+        // PGWARD_BENCH_AUDIT_DIR puts the audit files elsewhere (a tmpfs
+        // separates the recording's own cost from the disk's).
+        if let Ok(d) = std::env::var("PGWARD_BENCH_AUDIT_DIR") {
+            config.audit.dir = PathBuf::from(d);
+        }
         let shared =
             pgward::server::Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
         shared.start_workers().unwrap();
