@@ -12,11 +12,12 @@ use common::*;
 use futures_util::{SinkExt, TryStreamExt};
 use pgward::audit::{files, Event, Kind};
 
+fn of_kind(events: &[Event], kind: Kind) -> Vec<&Event> {
+    events.iter().filter(|e| e.kind == kind).collect()
+}
+
 fn statements(events: &[Event]) -> Vec<&Event> {
-    events
-        .iter()
-        .filter(|e| e.kind == Kind::Statement)
-        .collect()
+    of_kind(events, Kind::Statement)
 }
 
 fn find<'a>(events: &'a [Event], sql: &str) -> &'a Event {
@@ -112,10 +113,7 @@ async fn every_message_flow_is_recorded() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let starts: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.kind == Kind::SessionStart)
-        .collect();
+    let starts = of_kind(&events, Kind::SessionStart);
     assert_eq!(starts.len(), 2);
     let dana = starts
         .iter()
@@ -127,10 +125,7 @@ async fn every_message_flow_is_recorded() {
     assert_eq!(dana.tls, Some(false));
     assert!(s(&dana.client_addr).unwrap().starts_with("127.0.0.1:"));
     assert!(s(&dana.upstream_user).is_some());
-    let ends: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.kind == Kind::SessionEnd)
-        .collect();
+    let ends = of_kind(&events, Kind::SessionEnd);
     assert_eq!(ends.len(), 2);
     // A session's end says whose it was, as its start does.
     let dana_end = ends
