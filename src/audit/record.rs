@@ -20,8 +20,24 @@ pub struct SessionContext {
     pub allow_rule: Text,
 }
 
+impl SessionContext {
+    /// A new event of the session, saying whose it is.
+    pub fn event(&self, kind: Kind, time_us: i64) -> Event {
+        let mut e = Event::new(kind, time_us);
+        self.stamp(&mut e);
+        e
+    }
+
+    fn stamp(&self, e: &mut Event) {
+        e.session_id = self.session_id.clone();
+        e.identity = self.identity.clone();
+        e.role = self.role.clone();
+        e.database = self.database.clone();
+    }
+}
+
 /// What the audit log says about a classified statement.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Described {
     pub fingerprint: Text,
     pub classes: List,
@@ -92,10 +108,7 @@ impl StatementRecord {
     pub fn fill(self, e: &mut Event) {
         e.time_us = self.time_us;
         let s = &*self.session;
-        e.session_id = s.session_id.clone();
-        e.identity = s.identity.clone();
-        e.role = s.role.clone();
-        e.database = s.database.clone();
+        s.stamp(e);
         e.statement = Some(self.statement);
         if let Some(d) = self.described.as_deref() {
             e.fingerprint = d.fingerprint.clone();

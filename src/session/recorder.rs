@@ -47,19 +47,9 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    /// An event of the session, with who it is.
-    pub fn event(&self, kind: Kind) -> Event {
-        let mut e = Event::new(kind, now_us());
-        e.session_id = self.session_id.clone();
-        e.identity = self.identity.clone();
-        e.role = self.role.clone();
-        e.database = self.database.clone();
-        e
-    }
-
     /// The `session_start` event, with everything known about the session.
-    pub fn start_event(&self) -> Event {
-        let mut e = self.event(Kind::SessionStart);
+    fn start_event(&self, who: &SessionContext) -> Event {
+        let mut e = who.event(Kind::SessionStart, now_us());
         e.auth_method = self.auth_method.clone();
         e.client_addr = self.client_addr.clone();
         e.application_name = self.application_name.clone();
@@ -111,7 +101,6 @@ impl Pending {
 
 pub struct Recorder {
     log: Arc<AuditLog>,
-    info: SessionInfo,
     context: Arc<SessionContext>,
     pending: VecDeque<Pending>,
     /// Bind parameters and their formats by portal, when the config asks.
@@ -142,10 +131,9 @@ impl Recorder {
                 info.role.as_deref().unwrap_or("?")
             )),
         });
-        log.record(info.start_event());
+        log.record(info.start_event(&context));
         Recorder {
             log,
-            info,
             context,
             pending: VecDeque::new(),
             params: HashMap::new(),
@@ -312,7 +300,7 @@ impl Recorder {
                 Some("the session ended before the statement finished"),
             );
         }
-        let mut e = self.info.event(Kind::SessionEnd);
+        let mut e = self.context.event(Kind::SessionEnd, now_us());
         e.detail = text(how);
         self.log.record(e);
     }
