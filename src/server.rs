@@ -228,28 +228,17 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futu
         grace.as_secs()
     );
     let _ = shared.phase_tx.send(Phase::Draining);
-    let drained = tokio::time::timeout(grace, async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    if !all_ended(&mut sessions, grace).await {
         tracing::info!(
             sessions = sessions.len(),
             "grace period over: closing remaining sessions"
         );
         let _ = shared.phase_tx.send(Phase::Force);
-        let closed = tokio::time::timeout(Duration::from_secs(5), async {
-            while sessions.join_next().await.is_some() {}
-        })
-        .await;
-        if closed.is_err() {
+        if !all_ended(&mut sessions, Duration::from_secs(5)).await {
             sessions.abort_all();
             // Aborted sessions record their end as they are dropped: let
             // that happen before the audit log closes.
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while sessions.join_next().await.is_some() {}
-            })
-            .await;
+            all_ended(&mut sessions, Duration::from_secs(1)).await;
         }
     }
     if let Some(audit) = &shared.audit {
@@ -257,6 +246,15 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futu
         audit.close();
     }
     tracing::info!("shutdown complete");
+}
+
+/// Waits up to `limit` for every session to finish; says whether they did.
+async fn all_ended(sessions: &mut JoinSet<()>, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok()
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
