@@ -12,6 +12,9 @@
 //! audit files go; default: the run's temporary directory).
 //!
 //! Compare ratios within a run; absolute numbers depend on the machine.
+//! Two tables: ratios of the targets' medians, and the same ratios paired
+//! by round (the median of each round's ratio of two targets run back to
+//! back), which drift in the machine's load over the run does not skew.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -26,6 +29,53 @@ struct Row {
     clients: u32,
     /// (target, TPS, latency ms, CPU µs per transaction of the proxy)
     results: Vec<(String, f64, f64, Option<f64>)>,
+    /// Each target's TPS per round, in round order.
+    per_round: Vec<(String, Vec<f64>)>,
+}
+
+/// The ratios the issues set targets on: (label, numerator, denominator).
+const RATIOS: &[(&str, &str, &str)] = &[
+    ("pgward/direct", "pgward", "direct"),
+    ("policy/pgward", "pgward+policy", "pgward"),
+    ("audit/policy", "pgward+policy+audit", "pgward+policy"),
+    ("pgward/PgBouncer", "pgward", "pgbouncer"),
+    ("policy/PgBouncer", "pgward+policy", "pgbouncer"),
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+impl Row {
+    fn tps(&self, target: &str) -> f64 {
+        self.results
+            .iter()
+            .find(|r| r.0 == target)
+            .map_or(f64::NAN, |r| r.1)
+    }
+
+    fn rounds(&self, target: &str) -> Option<&[f64]> {
+        self.per_round
+            .iter()
+            .find(|r| r.0 == target)
+            .map(|r| r.1.as_slice())
+    }
+
+    /// The median over rounds of `a`'s TPS over `b`'s in the same round.
+    /// Within a round the targets run back to back, so drift in the
+    /// machine's load over the run (other tenants, page cache, CPU
+    /// frequency) cancels in each ratio instead of landing in one
+    /// target's median.
+    fn paired(&self, a: &str, b: &str) -> f64 {
+        match (self.rounds(a), self.rounds(b)) {
+            (Some(x), Some(y)) => median(x.iter().zip(y).map(|(x, y)| x / y).collect()),
+            _ => f64::NAN,
+        }
+    }
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
@@ -310,10 +360,11 @@ fn main() {
                     runs[t].push((tps, lat, cpu));
                 }
             }
-            let median = |mut v: Vec<f64>| {
-                v.sort_by(|a, b| a.total_cmp(b));
-                v[v.len() / 2]
-            };
+            let per_round = targets
+                .iter()
+                .zip(&runs)
+                .map(|((name, _, _, _), r)| (name.clone(), r.iter().map(|x| x.0).collect()))
+                .collect();
             let results = targets
                 .iter()
                 .zip(runs)
@@ -331,6 +382,7 @@ fn main() {
                 mode: mode.to_owned(),
                 clients,
                 results,
+                per_round,
             });
         }
     }
@@ -343,20 +395,17 @@ fn main() {
             header.push_str(&format!(" {n} CPU µs/tx |"));
         }
     }
-    header.push_str(" pgward/direct | policy/pgward | audit/policy |");
-    if bouncer.is_some() {
-        header.push_str(" pgward/PgBouncer | policy/PgBouncer |");
+    // Ratios with a target that did not run (PgBouncer missing) are left out.
+    let ratios: Vec<_> = RATIOS
+        .iter()
+        .filter(|(_, a, b)| [a, b].iter().all(|t| targets.iter().any(|x| x.0 == **t)))
+        .collect();
+    for (label, _, _) in &ratios {
+        header.push_str(&format!(" {label} |"));
     }
     println!("{header}");
     println!("|{}", "---|".repeat(header.matches('|').count() - 1));
     for row in &rows {
-        let tps = |n: &str| {
-            row.results
-                .iter()
-                .find(|r| r.0 == n)
-                .map(|r| r.1)
-                .unwrap_or(f64::NAN)
-        };
         let mut line = format!("| {} | {} |", row.mode, row.clients);
         for r in &row.results {
             line.push_str(&format!(" {:.0} | {:.3} |", r.1, r.2));
@@ -364,18 +413,23 @@ fn main() {
                 line.push_str(&format!(" {cpu:.1} |"));
             }
         }
-        line.push_str(&format!(
-            " {:.2} | {:.2} | {:.2} |",
-            tps("pgward") / tps("direct"),
-            tps("pgward+policy") / tps("pgward"),
-            tps("pgward+policy+audit") / tps("pgward+policy")
-        ));
-        if bouncer.is_some() {
-            line.push_str(&format!(
-                " {:.2} | {:.2} |",
-                tps("pgward") / tps("pgbouncer"),
-                tps("pgward+policy") / tps("pgbouncer")
-            ));
+        for (_, a, b) in &ratios {
+            line.push_str(&format!(" {:.2} |", row.tps(a) / row.tps(b)));
+        }
+        println!("{line}");
+    }
+
+    println!("\nThe same ratios paired by round: the median over the {rounds} rounds of the two targets' TPS ratio within the round\n");
+    let mut header = String::from("| mode | clients |");
+    for (label, _, _) in &ratios {
+        header.push_str(&format!(" {label} |"));
+    }
+    println!("{header}");
+    println!("|{}", "---|".repeat(header.matches('|').count() - 1));
+    for row in &rows {
+        let mut line = format!("| {} | {} |", row.mode, row.clients);
+        for (_, a, b) in &ratios {
+            line.push_str(&format!(" {:.2} |", row.paired(a, b)));
         }
         println!("{line}");
     }
