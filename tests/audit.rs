@@ -310,11 +310,17 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
         files::list(&dir).unwrap().is_empty(),
         "nothing rotated yet: the events are only in the write-ahead segment"
     );
-    assert_eq!(
-        std::fs::read_dir(dir.join("wal")).unwrap().count(),
-        1,
-        "one segment"
-    );
+    let segments = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wal")
+        })
+        .count();
+    assert_eq!(segments, 1, "one segment");
     let partial = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -362,6 +368,28 @@ async fn kill_9_loses_at_most_the_flush_interval_and_every_file_stays_readable()
     }
     let report = pgward::audit::verify::verify(&dir).unwrap();
     assert!(report.ok(), "{report}");
+    // Each start after a kill put the possible loss on record, naming the
+    // run that did not close; the third run closed, so nothing more.
+    let gaps: Vec<&str> = all
+        .iter()
+        .filter(|e| e.kind == pgward::audit::Kind::Gap)
+        .filter_map(|e| e.detail.as_deref())
+        .collect();
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    for gap in gaps {
+        assert!(
+            gap.contains("stopped without closing the audit log") && gap.contains("pid "),
+            "{gap}"
+        );
+    }
+    let log = pgward::audit::AuditLog::start(&audit_config(&dir)).unwrap();
+    log.close();
+    let gaps = files::read_all(&dir)
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == pgward::audit::Kind::Gap)
+        .count();
+    assert_eq!(gaps, 2, "a clean stop records no gap");
 }
 
 fn audit_config(dir: &Path) -> pgward::config::AuditConfig {
@@ -647,6 +675,19 @@ async fn duckdb_runs_the_documented_queries_on_the_files() {
         .clone()
         .unwrap();
     let dir = h.dir.path().join("audit");
+    // A second instance in the same directory whose previous run crashed
+    // (it left its lock marked): its start records a gap for the query
+    // on gaps to find.
+    std::fs::write(
+        dir.join("wal/crashed.lock"),
+        "pid 1, started 2026-01-01T00:00:00Z",
+    )
+    .unwrap();
+    let crashed = pgward::config::AuditConfig {
+        instance: Some("crashed".into()),
+        ..audit_config(&dir)
+    };
+    pgward::audit::AuditLog::start(&crashed).unwrap().close();
 
     // The SQL blocks of docs/audit.md, run as written but for the path.
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/audit.md"))
@@ -680,6 +721,7 @@ async fn duckdb_runs_the_documented_queries_on_the_files() {
     assert!(all.contains("DROP TABLE audited"), "{all}");
     assert!(all.contains("SELECT * FROM api_keys"), "{all}");
     assert!(all.contains("INSERT INTO audited VALUES (1)"), "{all}");
+    assert!(all.contains("pid 1, started 2026-01-01"), "{all}");
     assert!(
         results.iter().all(|r| !r.is_empty()),
         "a documented query found nothing: {results:?}"

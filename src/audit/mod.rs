@@ -4,6 +4,7 @@
 
 pub mod event;
 pub mod files;
+mod lock;
 pub mod record;
 pub mod replay;
 pub mod schema;

@@ -13,6 +13,7 @@ use crossbeam_queue::ArrayQueue;
 
 use super::event::{text, Event, Hash, Kind, Str, GENESIS};
 use super::files::{self, ParquetSink};
+use super::lock::InstanceLock;
 use super::record::{Record, StatementRecord};
 use super::wal::{self, Segment};
 use crate::config::{AuditConfig, OnFailure};
@@ -65,6 +66,14 @@ impl AuditLog {
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir)
             .map_err(|e| format!("audit.dir {}: cannot create: {e}", wal_dir.display()))?;
+        let started = format!(
+            "pid {}, started {}",
+            std::process::id(),
+            chrono::DateTime::from_timestamp_micros(now_us())
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        );
+        let (lock, unclosed) = InstanceLock::acquire(&wal_dir, &instance, &started)?;
         let (next_seq, head) = recover(&dir, &wal_dir, &instance)?;
         let shared = Arc::new(Inner {
             queue: ArrayQueue::new(cfg.queue_capacity.max(16)),
@@ -100,7 +109,18 @@ impl AuditLog {
             rotate_age: Duration::from_secs(cfg.rotate_secs.max(1)),
             syncer: None,
             sent_ticket: 0,
+            lock: Some(lock),
         };
+        if let Some(previous) = unclosed {
+            // The previous run's last events before its crash may be
+            // missing: put that on record as the first event of this run.
+            tracing::warn!("audit: the previous run ({previous}) did not close the audit log");
+            let mut gap = Event::new(Kind::Gap, now_us());
+            gap.detail = text(format!(
+                "the previous run of this instance ({previous}) stopped without closing the audit log (a crash, kill -9 or power loss): up to one flush interval of its last events may be missing, and its open sessions have no session_end"
+            ));
+            let _ = shared.queue.push(Record::Event(Box::new(gap)));
+        }
         let inner = shared.clone();
         let thread = std::thread::Builder::new()
             .name("pgward-audit".into())
@@ -236,6 +256,8 @@ struct Writer {
     syncer: Option<Syncer>,
     /// The last rotation request passed on to the syncer.
     sent_ticket: u64,
+    /// Held while this run writes; marked closed after a clean stop.
+    lock: Option<InstanceLock>,
 }
 
 /// Work that waits on the disk (fsync, publishing a file), done on its
@@ -337,14 +359,27 @@ impl Writer {
             Ok(s) => self.syncer = Some(s),
             Err(e) => tracing::error!("audit: cannot start the sync thread ({e}); syncing inline"),
         }
-        self.run_loop(&inner);
+        let written = self.run_loop(&inner);
         if let Some(s) = self.syncer.take() {
             drop(s.tx);
             let _ = s.thread.join();
         }
+        let published = inner
+            .sync_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none();
+        // Everything is in Parquet files: the next start has nothing to
+        // report. Otherwise the lock stays marked and it will.
+        if let (true, true, Some(lock)) = (written, published, self.lock.take()) {
+            if let Err(e) = lock.closed() {
+                tracing::warn!("audit: {e}");
+            }
+        }
     }
 
-    fn run_loop(&mut self, inner: &Inner) {
+    /// Runs until stopped; returns whether every event was written.
+    fn run_loop(&mut self, inner: &Inner) -> bool {
         let tick =
             (self.flush_interval / 4).clamp(Duration::from_millis(2), Duration::from_millis(10));
         let mut was_failing = false;
@@ -393,7 +428,7 @@ impl Writer {
                     );
                 }
                 if inner.queue.is_empty() || was_failing {
-                    break;
+                    return !was_failing;
                 }
                 continue;
             }
@@ -679,6 +714,9 @@ mod tests {
             ..config(dir.path())
         };
         let log = AuditLog::start(&cfg).unwrap();
+        // One writer per instance name: a second is refused, not forked.
+        let second = AuditLog::start(&cfg).err().unwrap_or_default();
+        assert!(second.contains("already writing"), "{second:?}");
         for round in 0..3 {
             for i in 0..10 {
                 log.record(sample(round * 10 + i));
@@ -697,6 +735,9 @@ mod tests {
         assert!(report.ok(), "{report}");
         assert_eq!(report.events, 31);
         assert_eq!(report.chains["unit"].1, 31);
+        // Both runs closed their log: no gap is on record.
+        let events = files::read_all(dir.path()).unwrap();
+        assert!(events.iter().all(|e| e.kind != Kind::Gap));
     }
 
     #[test]
