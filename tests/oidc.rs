@@ -694,17 +694,39 @@ async fn libpq_18_oauthbearer_discovery_and_sign_in() {
         "AuthenticationOk"
     );
 
-    // A bad token through OAUTHBEARER is refused like any other.
+    // A bad token through OAUTHBEARER: the error document first (RFC 7628
+    // 3.2.2), and after the client's acknowledgement the refusal, with why.
     let expired = rsa.sign(&with(
         idp.claims("svc"),
         json!({"groups": "db-analysts", "exp": now() - 600}),
     ));
     let initial = format!("n,,\x01auth=Bearer {expired}\x01\x01");
-    let (_s, tag, body) = oauthbearer(&h, "svc", initial.as_bytes()).await;
+    let (mut s, tag, body) = oauthbearer(&h, "svc", initial.as_bytes()).await;
+    assert_eq!((tag, &body[..4]), (b'R', &11i32.to_be_bytes()[..]));
+    let doc: Value = serde_json::from_slice(&body[4..]).expect("json");
+    assert_eq!(doc["status"], "invalid_token");
+    assert_eq!(doc["scope"], "openid");
+    let mut out = BytesMut::new();
+    frontend::sasl_response(b"\x01", &mut out).expect("ack");
+    s.write_all(&out).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
     assert_eq!(tag, b'E');
     let text = String::from_utf8_lossy(&body);
     assert!(
         text.contains("28000") && text.contains("expired at"),
+        "{text}"
+    );
+    // Anything but the acknowledgement there is a protocol error.
+    let (mut s, tag, _) = oauthbearer(&h, "svc", initial.as_bytes()).await;
+    assert_eq!(tag, b'R');
+    let mut out = BytesMut::new();
+    frontend::sasl_response(initial.as_bytes(), &mut out).expect("retry");
+    s.write_all(&out).await.expect("send");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'E');
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("08P01") && text.contains("acknowledgement"),
         "{text}"
     );
     // Malformed OAUTHBEARER messages are protocol errors for that connection.

@@ -175,16 +175,7 @@ pub async fn token_sign_in(
             match oauthbearer::parse_initial(data).map_err(protocol)? {
                 oauthbearer::Initial::Token(t) => (t.to_owned(), AuthMethod::OauthBearer),
                 oauthbearer::Initial::Discovery => {
-                    let (url, scope) = oidc.discovery();
-                    let doc = oauthbearer::error_document(&url, &scope);
-                    messages::auth_sasl_continue(&mut conn.wbuf, &doc);
-                    flush(conn).await?;
-                    let ack = read_auth_message(conn, MAX_AUTH_MESSAGE, "SASL response").await?;
-                    if !oauthbearer::is_error_ack(&ack) {
-                        return Err(protocol(
-                            "malformed OAUTHBEARER error acknowledgement".into(),
-                        ));
-                    }
+                    let (url, scope) = sasl_error_exchange(conn, oidc).await?;
                     return Err(refused(format!(
                         "no token was sent; get one from {url} (scope {scope:?})"
                     )));
@@ -192,8 +183,36 @@ pub async fn token_sign_in(
             }
         }
     };
-    let verified = oidc.verify(&token).await.map_err(refused)?;
-    oidc.check_user(&verified, user).map_err(refused)?;
+    let signed_in = admit_token(&token, method, user, oidc, rules)
+        .await
+        .map_err(|(why, hint)| {
+            let e = refused(why);
+            match hint {
+                Some(h) => e.with_hint(h),
+                None => e,
+            }
+        });
+    if signed_in.is_err() && method == AuthMethod::OauthBearer {
+        // RFC 7628 3.2.2: a refused token gets the error document, which
+        // the client acknowledges before the exchange fails.
+        sasl_error_exchange(conn, oidc).await?;
+    }
+    let identity = signed_in?;
+    messages::auth_ok(&mut conn.wbuf);
+    Ok(identity)
+}
+
+/// The identity a token proves, if it may have a session: the reason and
+/// a hint if not.
+async fn admit_token(
+    token: &str,
+    method: AuthMethod,
+    user: &str,
+    oidc: &oidc::Oidc,
+    rules: &Rules,
+) -> Result<Identity, (String, Option<&'static str>)> {
+    let verified = oidc.verify(token).await.map_err(|e| (e, None))?;
+    oidc.check_user(&verified, user).map_err(|e| (e, None))?;
     let identity = Identity {
         name: verified.name.clone(),
         method,
@@ -201,12 +220,33 @@ pub async fn token_sign_in(
     };
     // No binding, no role: refused here, not after connecting upstream.
     if let Err(why) = rules.session_role(&identity, None) {
-        return Err(refused(why).with_hint(
-            "add a [[binding]] for this identity's claims to the rules (docs/auth.md)",
+        return Err((
+            why,
+            Some("add a [[binding]] for this identity's claims to the rules (docs/auth.md)"),
         ));
     }
-    messages::auth_ok(&mut conn.wbuf);
     Ok(identity)
+}
+
+/// Sends the OAUTHBEARER error document (where to get a token, and its
+/// scope) and reads the client's acknowledgement. Returns the discovery
+/// URL and scope it named.
+async fn sasl_error_exchange(
+    conn: &mut Conn,
+    oidc: &oidc::Oidc,
+) -> Result<(String, String), PgError> {
+    let (url, scope) = oidc.discovery();
+    let doc = oauthbearer::error_document(&url, &scope);
+    messages::auth_sasl_continue(&mut conn.wbuf, &doc);
+    flush(conn).await?;
+    let ack = read_auth_message(conn, MAX_AUTH_MESSAGE, "SASL response").await?;
+    if !oauthbearer::is_error_ack(&ack) {
+        return Err(PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "malformed OAUTHBEARER error acknowledgement",
+        ));
+    }
+    Ok((url, scope))
 }
 
 fn scram_error(e: ScramError, user: &str) -> PgError {
