@@ -42,6 +42,15 @@ const RATIOS: &[(&str, &str, &str)] = &[
     ("policy/PgBouncer", "pgward+policy", "pgbouncer"),
 ];
 
+/// Prints a Markdown table: the header row, its rule, then the rows.
+fn print_table(header: &str, rows: impl Iterator<Item = String>) {
+    println!("{header}");
+    println!("|{}", "---|".repeat(header.matches('|').count() - 1));
+    for row in rows {
+        println!("{row}");
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -400,39 +409,36 @@ fn main() {
         .iter()
         .filter(|(_, a, b)| [a, b].iter().all(|t| targets.iter().any(|x| x.0 == **t)))
         .collect();
-    for (label, _, _) in &ratios {
-        header.push_str(&format!(" {label} |"));
-    }
-    println!("{header}");
-    println!("|{}", "---|".repeat(header.matches('|').count() - 1));
-    for row in &rows {
-        let mut line = format!("| {} | {} |", row.mode, row.clients);
-        for r in &row.results {
-            line.push_str(&format!(" {:.0} | {:.3} |", r.1, r.2));
-            if let Some(cpu) = r.3 {
-                line.push_str(&format!(" {cpu:.1} |"));
+    let ratio_header: String = ratios.iter().map(|(l, _, _)| format!(" {l} |")).collect();
+    header.push_str(&ratio_header);
+    print_table(
+        &header,
+        rows.iter().map(|row| {
+            let mut line = format!("| {} | {} |", row.mode, row.clients);
+            for r in &row.results {
+                line.push_str(&format!(" {:.0} | {:.3} |", r.1, r.2));
+                if let Some(cpu) = r.3 {
+                    line.push_str(&format!(" {cpu:.1} |"));
+                }
             }
-        }
-        for (_, a, b) in &ratios {
-            line.push_str(&format!(" {:.2} |", row.tps(a) / row.tps(b)));
-        }
-        println!("{line}");
-    }
+            for (_, a, b) in &ratios {
+                line.push_str(&format!(" {:.2} |", row.tps(a) / row.tps(b)));
+            }
+            line
+        }),
+    );
 
     println!("\nThe same ratios paired by round: the median over the {rounds} rounds of the two targets' TPS ratio within the round\n");
-    let mut header = String::from("| mode | clients |");
-    for (label, _, _) in &ratios {
-        header.push_str(&format!(" {label} |"));
-    }
-    println!("{header}");
-    println!("|{}", "---|".repeat(header.matches('|').count() - 1));
-    for row in &rows {
-        let mut line = format!("| {} | {} |", row.mode, row.clients);
-        for (_, a, b) in &ratios {
-            line.push_str(&format!(" {:.2} |", row.paired(a, b)));
-        }
-        println!("{line}");
-    }
+    print_table(
+        &format!("| mode | clients |{ratio_header}"),
+        rows.iter().map(|row| {
+            let mut line = format!("| {} | {} |", row.mode, row.clients);
+            for (_, a, b) in &ratios {
+                line.push_str(&format!(" {:.2} |", row.paired(a, b)));
+            }
+            line
+        }),
+    );
     drop(bouncer);
     drop(rt);
     drop(pg);
