@@ -604,6 +604,15 @@ async fn oauthbearer(h: &Harness, user: &str, initial: &[u8]) -> (TcpStream, u8,
     (s, tag, body)
 }
 
+/// Sends a SASLResponse; returns the reply's type and its body as text.
+async fn sasl_reply(s: &mut TcpStream, data: &[u8]) -> (u8, String) {
+    let mut out = BytesMut::new();
+    frontend::sasl_response(data, &mut out).expect("SASLResponse");
+    s.write_all(&out).await.expect("send");
+    let (tag, body) = read_msg(s).await;
+    (tag, String::from_utf8_lossy(&body).into_owned())
+}
+
 #[tokio::test]
 async fn libpq_18_oauthbearer_discovery_and_sign_in() {
     let rsa = SigningKey::rsa("rsa-1");
@@ -629,12 +638,9 @@ async fn libpq_18_oauthbearer_discovery_and_sign_in() {
         format!("{}/.well-known/openid-configuration", idp.issuer)
     );
     assert_eq!(doc["scope"], "openid");
-    let mut out = BytesMut::new();
-    frontend::sasl_response(b"\x01", &mut out).expect("ack");
-    s.write_all(&out).await.expect("send");
-    let (tag, body) = read_msg(&mut s).await;
+    let (tag, text) = sasl_reply(&mut s, b"\x01").await;
     assert_eq!(tag, b'E');
-    assert!(String::from_utf8_lossy(&body).contains("28000"));
+    assert!(text.contains("28000"), "{text}");
 
     // With a token: AuthenticationOk, then a working session.
     let token = rsa.sign(&with(idp.claims("svc"), json!({"groups": "db-analysts"})));
@@ -706,12 +712,8 @@ async fn libpq_18_oauthbearer_discovery_and_sign_in() {
     let doc: Value = serde_json::from_slice(&body[4..]).expect("json");
     assert_eq!(doc["status"], "invalid_token");
     assert_eq!(doc["scope"], "openid");
-    let mut out = BytesMut::new();
-    frontend::sasl_response(b"\x01", &mut out).expect("ack");
-    s.write_all(&out).await.expect("send");
-    let (tag, body) = read_msg(&mut s).await;
+    let (tag, text) = sasl_reply(&mut s, b"\x01").await;
     assert_eq!(tag, b'E');
-    let text = String::from_utf8_lossy(&body);
     assert!(
         text.contains("28000") && text.contains("expired at"),
         "{text}"
@@ -719,12 +721,8 @@ async fn libpq_18_oauthbearer_discovery_and_sign_in() {
     // Anything but the acknowledgement there is a protocol error.
     let (mut s, tag, _) = oauthbearer(&h, "svc", initial.as_bytes()).await;
     assert_eq!(tag, b'R');
-    let mut out = BytesMut::new();
-    frontend::sasl_response(initial.as_bytes(), &mut out).expect("retry");
-    s.write_all(&out).await.expect("send");
-    let (tag, body) = read_msg(&mut s).await;
+    let (tag, text) = sasl_reply(&mut s, initial.as_bytes()).await;
     assert_eq!(tag, b'E');
-    let text = String::from_utf8_lossy(&body);
     assert!(
         text.contains("08P01") && text.contains("acknowledgement"),
         "{text}"
