@@ -104,6 +104,7 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    pgward::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
