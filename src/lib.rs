@@ -43,8 +43,8 @@ extern "C" {
 /// core running a pgward thread to flush its TLB, then the pages fault back
 /// in. On the 2-core benchmark machine, with audit on, this cost 5-12% of
 /// pgbench -S TPS at 8 clients (5 of 5 paired runs); the price is that RSS
-/// stays at its peak (143 MB against 94 MB there). `MIMALLOC_PURGE_DELAY` (milliseconds)
-/// still overrides it.
+/// stays at its peak (143 MB against 94 MB there). `MIMALLOC_PURGE_DELAY`
+/// (milliseconds) still overrides it.
 pub fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: plain setter of a mimalloc option; any value is valid.

@@ -115,8 +115,7 @@ impl AuditLog {
             // The previous run's last events before its crash may be
             // missing: put that on record as the first event of this run.
             tracing::warn!("audit: the previous run ({previous}) did not close the audit log");
-            let mut gap = Event::new(Kind::Gap, now_us());
-            gap.detail = text(format!(
+            let gap = gap_event(None, format!(
                 "the previous run of this instance ({previous}) stopped without closing the audit log (a crash, kill -9 or power loss): up to one flush interval of its last events may be missing, and its open sessions have no session_end"
             ));
             let _ = shared.queue.push(Record::Event(Box::new(gap)));
@@ -446,11 +445,10 @@ impl Writer {
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            let mut gap = Event::new(Kind::Gap, now_us());
-            gap.rows = Some(lost as i64);
-            gap.detail = text(format!(
-                "{lost} events were dropped: the audit queue was full"
-            ));
+            let gap = gap_event(
+                Some(lost as i64),
+                format!("{lost} events were dropped: the audit queue was full"),
+            );
             tracing::warn!("audit: {lost} events dropped (queue full)");
             self.chain(Record::Event(Box::new(gap)), &inner.instance);
         }
@@ -684,6 +682,14 @@ fn chain_end(dir: &Path, instance: &str) -> (u64, Hash) {
         }
     }
     best
+}
+
+/// A `gap` event: `lost` events (None: an unknown number) may be missing.
+fn gap_event(lost: Option<i64>, detail: String) -> Event {
+    let mut gap = Event::new(Kind::Gap, now_us());
+    gap.rows = lost;
+    gap.detail = text(detail);
+    gap
 }
 
 pub fn now_us() -> i64 {

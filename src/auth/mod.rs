@@ -128,12 +128,7 @@ pub async fn token_sign_in(
         )
         .with_hint("connect with sslmode=require"));
     }
-    let refused = |m: String| {
-        PgError::fatal(
-            sqlstate::INVALID_AUTHORIZATION,
-            format!("pgward: OIDC sign-in failed for user \"{user}\": {m}"),
-        )
-    };
+    let refused = |m: String| token_refused(user, m);
     // A token, its framing, and a SASL header.
     let max = oidc.config.max_token_bytes + 1024;
     let (token, method) = match oidc.config.method {
@@ -183,15 +178,7 @@ pub async fn token_sign_in(
             }
         }
     };
-    let signed_in = admit_token(&token, method, user, oidc, rules)
-        .await
-        .map_err(|(why, hint)| {
-            let e = refused(why);
-            match hint {
-                Some(h) => e.with_hint(h),
-                None => e,
-            }
-        });
+    let signed_in = admit_token(&token, method, user, oidc, rules).await;
     if signed_in.is_err() && method == AuthMethod::OauthBearer {
         // RFC 7628 3.2.2: a refused token gets the error document, which
         // the client acknowledges before the exchange fails.
@@ -202,17 +189,25 @@ pub async fn token_sign_in(
     Ok(identity)
 }
 
-/// The identity a token proves, if it may have a session: the reason and
-/// a hint if not.
+/// A token sign-in refused, saying why.
+fn token_refused(user: &str, why: String) -> PgError {
+    PgError::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        format!("pgward: OIDC sign-in failed for user \"{user}\": {why}"),
+    )
+}
+
+/// The identity a token proves, if it may have a session.
 async fn admit_token(
     token: &str,
     method: AuthMethod,
     user: &str,
     oidc: &oidc::Oidc,
     rules: &Rules,
-) -> Result<Identity, (String, Option<&'static str>)> {
-    let verified = oidc.verify(token).await.map_err(|e| (e, None))?;
-    oidc.check_user(&verified, user).map_err(|e| (e, None))?;
+) -> Result<Identity, PgError> {
+    let refused = |why: String| token_refused(user, why);
+    let verified = oidc.verify(token).await.map_err(refused)?;
+    oidc.check_user(&verified, user).map_err(refused)?;
     let identity = Identity {
         name: verified.name.clone(),
         method,
@@ -220,9 +215,8 @@ async fn admit_token(
     };
     // No binding, no role: refused here, not after connecting upstream.
     if let Err(why) = rules.session_role(&identity, None) {
-        return Err((
-            why,
-            Some("add a [[binding]] for this identity's claims to the rules (docs/auth.md)"),
+        return Err(refused(why).with_hint(
+            "add a [[binding]] for this identity's claims to the rules (docs/auth.md)",
         ));
     }
     Ok(identity)
