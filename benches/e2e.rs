@@ -7,8 +7,8 @@
 //! The second form (about 15 minutes) is what the closing notes report: on
 //! a shared 2-core machine one short pgbench run can differ from the next
 //! by 10-25%, so many rounds and their median. Also: PGWARD_BENCH_ONLY
-//! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_WORKERS
-//! (session threads, for A/B runs), PGWARD_BENCH_AUDIT_DIR (where the
+//! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_CLIENTS
+//! (1,8), PGWARD_BENCH_WORKERS (session threads, for A/B runs), PGWARD_BENCH_AUDIT_DIR (where the
 //! audit files go; default: the run's temporary directory).
 //!
 //! Compare ratios within a run; absolute numbers depend on the machine.
@@ -351,9 +351,12 @@ fn main() {
     let modes: Vec<String> = std::env::var("PGWARD_BENCH_MODES")
         .map(|m| m.split(',').map(str::to_owned).collect())
         .unwrap_or_else(|_| vec!["simple".into(), "prepared".into()]);
+    let client_counts: Vec<u32> = std::env::var("PGWARD_BENCH_CLIENTS")
+        .map(|c| c.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![1, 8]);
     let mut rows = Vec::new();
     for mode in modes.iter().map(String::as_str) {
-        for clients in [1u32, 8] {
+        for &clients in &client_counts {
             let mut runs: Vec<Vec<(f64, f64, Option<f64>)>> = vec![Vec::new(); targets.len()];
             for round in 0..rounds {
                 for k in 0..targets.len() {
