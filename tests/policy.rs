@@ -495,6 +495,63 @@ async fn role_upstream_user_and_session_settings() {
     assert_eq!(c.query("SELECT * FROM orders", &[]).await.unwrap().len(), 2);
 }
 
+/// Table rules cannot be read around: built-ins that read tables named by
+/// their arguments, and the column statistics views (whose sample values
+/// are table data), are refused to a role with read table rules. Each
+/// statement is first run directly, to show PostgreSQL would hand the
+/// secret over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_rules_cannot_be_read_around() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            pgward::demo::SAMPLE_SCHEMA.into(),
+            // Repeated values reach pg_stats.most_common_vals.
+            "INSERT INTO api_keys (service, secret) SELECT 's' || i, 'sk_live_demo_only' FROM generate_series(1, 50) i; ANALYZE api_keys;".into(),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let first_text = |rows: Vec<SimpleQueryMessage>| {
+        rows.iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let direct = h.direct().await;
+    let agent = h.connect(AGENT).await;
+    for sql in [
+        "SELECT table_to_xml('api_keys', true, false, '')::text",
+        "SELECT table_to_xml(' PUBLIC . API_KEYS ', true, false, '')::text",
+        "SELECT table_to_xml('\"api_keys\"', true, false, '')::text",
+        "SELECT table_to_xml('api_keys'::regclass, true, false, '')::text",
+        "SELECT table_to_xml(c.oid, true, false, '')::text FROM pg_class c WHERE relname = 'api_keys'",
+        "SELECT pg_catalog.table_to_xml_and_xmlschema('api_keys', true, false, '')::text",
+        "SELECT schema_to_xml('public', true, false, '')::text",
+        "SELECT database_to_xml(true, false, '')::text",
+        "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'api_keys' AND attname = 'secret'",
+        "SELECT most_common_vals::text FROM pg_catalog.pg_stats WHERE attname = 'secret'",
+    ] {
+        let through_postgres = first_text(direct.simple_query(sql).await.unwrap());
+        assert!(through_postgres.contains("sk_live_demo_only"), "{sql}: {through_postgres}");
+        let err = agent.simple_query(sql).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {err}"
+        );
+    }
+    // Tables the rules allow still read through table_to_xml.
+    let xml = first_text(
+        agent
+            .simple_query("SELECT table_to_xml('customers', true, false, '')::text")
+            .await
+            .unwrap(),
+    );
+    assert!(xml.contains("Ada Lovelace"), "{xml}");
+}
+
 /// What only the live catalog shows: volatile user functions (also through
 /// attribute notation, views, casts, domains and operators), and a
 /// user function that shadows a built-in's name.

@@ -138,6 +138,17 @@ pub const DANGEROUS_RELATIONS: &[(&str, &str)] = &[
     ("pg_ident_file_mappings", "pg_ident_file_mappings"),
 ];
 
+/// Catalogs of column statistics: their sample values (most common
+/// values, histogram bounds) are data of every table the upstream user may
+/// read, whatever pgward's table rules say.
+pub const STATISTICS_RELATIONS: &[&str] = &[
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+];
+
 /// The dangerous entry a function name falls under, if any.
 pub fn dangerous_function(name: &str) -> Option<&'static Dangerous> {
     DANGEROUS_FUNCTIONS.iter().find(|d| {

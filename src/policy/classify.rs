@@ -64,6 +64,10 @@ pub struct Statement {
     pub executes: Option<String>,
     /// `DEALLOCATE name` (`Some(None)` for ALL, DISCARD ALL).
     pub deallocates: Option<Option<String>>,
+    /// Reads of tables pgward cannot name (a table given to table_to_xml
+    /// at run time, every table of a schema, column statistics of every
+    /// table): why, for each. Table rules cannot vouch for them.
+    pub hidden_reads: Vec<String>,
     /// A function was not in the catalog (it may be new: refresh).
     pub unknown_function: bool,
     /// The classification read a literal's value (SET, set_config, EXPLAIN
@@ -727,7 +731,16 @@ impl Walker<'_> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
         let name = str_field(rv, "relname").to_owned();
+        self.relation_named(schema, name, access);
+    }
+
+    fn relation_named(&mut self, schema: Option<String>, name: String, access: Class) {
         if schema.as_deref().is_none_or(|s| s == "pg_catalog") {
+            if builtins::STATISTICS_RELATIONS.contains(&name.as_str()) {
+                self.hidden_read(format!(
+                    "{name} shows values sampled from the columns of every table"
+                ));
+            }
             if let Some((_, func)) = builtins::DANGEROUS_RELATIONS
                 .iter()
                 .find(|(view, _)| *view == name)
@@ -759,6 +772,47 @@ impl Walker<'_> {
         };
         if !self.st.relations.contains(&r) {
             self.st.relations.push(r);
+        }
+    }
+
+    fn hidden_read(&mut self, why: String) {
+        if !self.st.hidden_reads.contains(&why) {
+            self.st.hidden_reads.push(why);
+        }
+    }
+
+    /// The table-to-XML built-ins read the rows of the tables they are
+    /// given by name: a constant table name is a read of that table; any
+    /// other argument, a schema or the database is a read pgward cannot
+    /// name.
+    fn reads_by_name(&mut self, name: &str, args: &[Option<String>]) {
+        if let Some(family) = name.strip_suffix("_to_xml").or_else(|| {
+            name.strip_suffix("_to_xmlschema")
+                .or_else(|| name.strip_suffix("_to_xml_and_xmlschema"))
+        }) {
+            // The verdict depends on the literal: never share it by shape.
+            self.st.literal_sensitive = true;
+            match (family, args.first()) {
+                ("table", Some(Some(table))) => match regclass_name(table) {
+                    Some((schema, table)) => self.relation_named(schema, table, Class::Read),
+                    None => self.hidden_read(format!(
+                        "{name}() reads the table {table:?}, an OID or a name pgward cannot resolve"
+                    )),
+                },
+                ("table", _) => self.hidden_read(format!(
+                    "{name}() reads a table given by an expression, not a plain string"
+                )),
+                ("schema", Some(Some(schema))) => {
+                    self.hidden_read(format!("{name}() reads every table of schema {schema}"))
+                }
+                ("schema", _) => self.hidden_read(format!(
+                    "{name}() reads every table of a schema named at run time"
+                )),
+                ("database", _) => {
+                    self.hidden_read(format!("{name}() reads every table of the database"))
+                }
+                _ => {}
+            }
         }
     }
 
@@ -845,6 +899,7 @@ impl Walker<'_> {
                     self.st.settings.push(change);
                 }
             }
+            self.reads_by_name(name, args);
             if name == "lo_open" {
                 self.st.literal_sensitive = true;
                 // INV_WRITE is 0x20000; a mode pgward cannot read is a write.
@@ -908,6 +963,60 @@ impl Walker<'_> {
                 );
             }
         }
+    }
+}
+
+/// A table name as `regclass` input reads it: dot-separated identifiers,
+/// unquoted ones folded to lower case, quoted ones kept with `""` for a
+/// quote. None for an OID, a database-qualified or a malformed name.
+fn regclass_name(text: &str) -> Option<(Option<String>, String)> {
+    let mut parts = Vec::new();
+    let mut rest = text.trim_start();
+    loop {
+        let part;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (i, '"') if quoted[i + 1..].starts_with('"') => {
+                        out.push('"');
+                        chars.next();
+                    }
+                    (i, '"') => break i + 1,
+                    (_, c) => out.push(c),
+                }
+            };
+            part = out;
+            rest = &quoted[end..];
+        } else {
+            let end = rest
+                .find(|c: char| c == '.' || c.is_ascii_whitespace() || c == '"')
+                .unwrap_or(rest.len());
+            // PostgreSQL folds only ASCII letters in UTF-8 databases.
+            part = rest[..end].to_ascii_lowercase();
+            rest = &rest[end..];
+            if part.is_empty() || part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        rest = rest.trim_start();
+        match rest.strip_prefix('.') {
+            Some(r) => rest = r.trim_start(),
+            None if rest.is_empty() => break,
+            None => return None,
+        }
+    }
+    match <[String; 2]>::try_from(parts) {
+        Ok([schema, name]) => Some((Some(schema), name)),
+        Err(parts) => match <[String; 1]>::try_from(parts) {
+            Ok([name]) => Some((None, name)),
+            Err(_) => None,
+        },
     }
 }
 
@@ -1075,6 +1184,42 @@ mod tests {
         assert_eq!(classes("SELECT random(), now(), lower('A')"), "read");
         assert_eq!(classes("SELECT pg_switch_wal()"), "read,admin");
         assert_eq!(classes("SELECT no_such_function()"), "read,unknown");
+    }
+
+    #[test]
+    fn reads_of_tables_named_in_arguments() {
+        let rels = |sql: &str| -> Vec<String> {
+            one(sql)
+                .relations
+                .iter()
+                .map(RelationUse::qualified)
+                .collect()
+        };
+        assert_eq!(
+            rels("SELECT table_to_xml(' Public . \"Api\"\"Keys\" ', true, true, '')"),
+            ["public.Api\"Keys"]
+        );
+        assert_eq!(
+            rels("SELECT pg_catalog.table_to_xmlschema('API_KEYS', true, true, '')"),
+            ["api_keys"]
+        );
+        let st = one("SELECT table_to_xml('api_keys', true, true, '')");
+        assert!(st.hidden_reads.is_empty() && st.literal_sensitive);
+        for sql in [
+            "SELECT table_to_xml('db.public.t', true, true, '')",
+            "SELECT table_to_xml('16384', true, true, '')",
+            "SELECT table_to_xml('\"unterminated', true, true, '')",
+            "SELECT table_to_xml('a..b', true, true, '')",
+            "SELECT table_to_xml('t'::regclass, true, true, '')",
+            "SELECT schema_to_xml_and_xmlschema('public', true, true, '')",
+            "SELECT database_to_xml(true, true, '')",
+            "SELECT * FROM pg_stats",
+            "SELECT * FROM pg_catalog.pg_statistic",
+        ] {
+            assert_eq!(one(sql).hidden_reads.len(), 1, "{sql}");
+        }
+        // A user's own table of that name in another schema is just a table.
+        assert!(one("SELECT * FROM app.pg_stats").hidden_reads.is_empty());
     }
 
     #[test]

@@ -153,6 +153,22 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
     if role.tables.is_empty() {
         return approval.map_or(Verdict::Allow, Verdict::NeedsApproval);
     }
+    // A read of tables pgward cannot name could be a read of any table.
+    if let (Some(why), Some(rule)) = (
+        st.hidden_reads.first(),
+        role.tables
+            .iter()
+            .find(|r| r.class.is_none_or(|c| c == Class::Read)),
+    ) {
+        return refuse(
+            Denial::new(
+                Class::Read,
+                format!("{why}: the role's table rules cannot check it"),
+                here(&format!("tables.{}", rule.class.map_or("*", Class::name))),
+            ),
+            "on this table",
+        );
+    }
     let mut full = String::new();
     for rel in &st.relations {
         let schema = match &rel.schema {

@@ -75,6 +75,9 @@ pub fn report(role: &Role, sql: &str, cat: &Catalog) -> String {
                     .collect();
                 let _ = writeln!(out, "  relations:  {}", rels.join(", "));
             }
+            for why in &st.hidden_reads {
+                let _ = writeln!(out, "  reads:      {why}");
+            }
             if !st.functions.is_empty() {
                 let _ = writeln!(out, "  functions:  {}", st.functions.join(", "));
             }
