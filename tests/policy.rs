@@ -507,6 +507,8 @@ async fn table_rules_cannot_be_read_around() {
             pgward::demo::SAMPLE_SCHEMA.into(),
             // Repeated values reach pg_stats.most_common_vals.
             "INSERT INTO api_keys (service, secret) SELECT 's' || i, 'sk_live_demo_only' FROM generate_series(1, 50) i; ANALYZE api_keys;".into(),
+            // A secret too long to keep in the row lives in the TOAST table.
+            "ALTER TABLE api_keys ALTER secret SET STORAGE EXTERNAL; INSERT INTO api_keys (service, secret) VALUES ('long', 'sk_live_demo_only' || repeat('x', 4000));".into(),
         ],
         ..Setup::default()
     })
@@ -520,7 +522,19 @@ async fn table_rules_cannot_be_read_around() {
             .unwrap_or_default()
     };
     let direct = h.direct().await;
+    let toast: String = direct
+        .query_one(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'api_keys'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let read_toast = format!("SELECT convert_from(string_agg(chunk_data, '' ORDER BY chunk_seq), 'UTF8') FROM {toast} GROUP BY chunk_id");
+    // The example agent (allowed tables listed) and analyst (one table
+    // denied).
     let agent = h.connect(AGENT).await;
+    let analyst = h.connect(("alice", "alice-demo-password")).await;
     for sql in [
         "SELECT table_to_xml('api_keys', true, false, '')::text",
         "SELECT table_to_xml(' PUBLIC . API_KEYS ', true, false, '')::text",
@@ -532,15 +546,18 @@ async fn table_rules_cannot_be_read_around() {
         "SELECT database_to_xml(true, false, '')::text",
         "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'api_keys' AND attname = 'secret'",
         "SELECT most_common_vals::text FROM pg_catalog.pg_stats WHERE attname = 'secret'",
+        &read_toast,
     ] {
         let through_postgres = first_text(direct.simple_query(sql).await.unwrap());
         assert!(through_postgres.contains("sk_live_demo_only"), "{sql}: {through_postgres}");
-        let err = agent.simple_query(sql).await.unwrap_err();
-        assert_eq!(
-            err.code(),
-            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
-            "{sql}: {err}"
-        );
+        for who in [&agent, &analyst] {
+            let err = who.simple_query(sql).await.unwrap_err();
+            assert_eq!(
+                err.code(),
+                Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+                "{sql}: {err}"
+            );
+        }
     }
     // Tables the rules allow still read through table_to_xml.
     let xml = first_text(

@@ -735,6 +735,11 @@ impl Walker<'_> {
     }
 
     fn relation_named(&mut self, schema: Option<String>, name: String, access: Class) {
+        if schema.as_deref() == Some("pg_toast") {
+            self.hidden_read(format!(
+                "pg_toast.{name} holds the out-of-line values of another table's columns"
+            ));
+        }
         if schema.as_deref().is_none_or(|s| s == "pg_catalog") {
             if builtins::STATISTICS_RELATIONS.contains(&name.as_str()) {
                 self.hidden_read(format!(
@@ -1218,6 +1223,12 @@ mod tests {
         ] {
             assert_eq!(one(sql).hidden_reads.len(), 1, "{sql}");
         }
+        assert_eq!(
+            one("SELECT chunk_data FROM pg_toast.pg_toast_16390")
+                .hidden_reads
+                .len(),
+            1
+        );
         // A user's own table of that name in another schema is just a table.
         assert!(one("SELECT * FROM app.pg_stats").hidden_reads.is_empty());
     }
