@@ -509,6 +509,9 @@ async fn table_rules_cannot_be_read_around() {
             "INSERT INTO api_keys (service, secret) SELECT 's' || i, 'sk_live_demo_only' FROM generate_series(1, 50) i; ANALYZE api_keys;".into(),
             // A secret too long to keep in the row lives in the TOAST table.
             "ALTER TABLE api_keys ALTER secret SET STORAGE EXTERNAL; INSERT INTO api_keys (service, secret) VALUES ('long', 'sk_live_demo_only' || repeat('x', 4000));".into(),
+            // A search_path pgward is not told about: unqualified names
+            // find tables outside public.
+            "CREATE SCHEMA hr; CREATE TABLE hr.payroll (name text, note text); INSERT INTO hr.payroll VALUES ('Ada', 'sk_live_demo_only'); ALTER DATABASE postgres SET search_path = hr, public;".into(),
         ],
         ..Setup::default()
     })
@@ -559,6 +562,26 @@ async fn table_rules_cannot_be_read_around() {
             );
         }
     }
+    // The database's search_path finds hr.payroll for an unqualified name:
+    // the agent, whose allowed tables are in public, is refused it; the
+    // analyst, who may read it, gets it.
+    let sql = "SELECT note FROM payroll";
+    assert_eq!(
+        first_text(direct.simple_query(sql).await.unwrap()),
+        "sk_live_demo_only"
+    );
+    let err = agent.simple_query(sql).await.unwrap_err();
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("hr.payroll is not in the allowed tables")),
+        "{err:?}"
+    );
+    assert_eq!(
+        first_text(analyst.simple_query(sql).await.unwrap()),
+        "sk_live_demo_only"
+    );
     // Tables the rules allow still read through table_to_xml.
     let xml = first_text(
         agent

@@ -215,22 +215,21 @@ impl Catalog {
         self.operators.get(op).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Where an unqualified relation name resolves: pg_catalog when it is a
-    /// system relation, else the first schema of `search_path` holding it,
-    /// else the first schema of `search_path`.
-    pub fn resolve_relation<'a>(&self, name: &str, search_path: &[&'a str]) -> &'a str {
-        let first = search_path.first().copied().unwrap_or("public");
+    /// The schemas an unqualified relation name may resolve to upstream:
+    /// pg_catalog for a system relation (searched first); else every
+    /// schema holding a relation of that name, since the session's
+    /// search_path (set per database or user, or a schema named after the
+    /// user) picks one and pgward does not know which; else public.
+    pub fn relation_schemas(&self, name: &str) -> Vec<&str> {
         let Some(places) = self.relations.get(name) else {
-            return first;
+            return vec!["public"];
         };
         if places.iter().any(|(s, _)| s == "pg_catalog") {
-            return "pg_catalog";
+            return vec!["pg_catalog"];
         }
-        search_path
-            .iter()
-            .copied()
-            .find(|s| places.iter().any(|(ps, _)| ps == s))
-            .unwrap_or(first)
+        let mut out: Vec<&str> = places.iter().map(|(s, _)| s.as_str()).collect();
+        out.dedup();
+        out
     }
 
     /// Classifies `sql`, from a cache when it was seen before: by its exact
@@ -578,8 +577,8 @@ mod tests {
             b'v'
         );
         assert!(cat.functions(Some("public"), "lower").is_empty());
-        assert_eq!(cat.resolve_relation("pg_class", &["public"]), "pg_catalog");
-        assert_eq!(cat.resolve_relation("orders", &["public"]), "public");
+        assert_eq!(cat.relation_schemas("pg_class"), ["pg_catalog"]);
+        assert_eq!(cat.relation_schemas("orders"), ["public"]);
         // lo_creat is OID 957 in every PostgreSQL release.
         assert_eq!(
             &*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(),

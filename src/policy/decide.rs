@@ -171,38 +171,41 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
     }
     let mut full = String::new();
     for rel in &st.relations {
-        let schema = match &rel.schema {
-            Some(s) => s.as_str(),
-            None => cat.resolve_relation(&rel.name, &["public"]),
+        // An unqualified name must pass under every schema it may resolve to.
+        let schemas = match &rel.schema {
+            Some(s) => vec![s.as_str()],
+            None => cat.relation_schemas(&rel.name),
         };
-        full.clear();
-        full.push_str(schema);
-        full.push('.');
-        full.push_str(&rel.name);
-        for rule in &role.tables {
-            if rule.class.is_some_and(|c| c != rel.access) {
-                continue;
-            }
-            let key = || format!("tables.{}", rule.class.map_or("*", Class::name));
-            if let Some(p) = rule.deny.iter().find(|p| p.matches(&full)) {
-                return refuse(
-                    Denial::new(
-                        rel.access,
-                        format!("{} of {full} is denied", rel.access),
-                        here(&format!("{}.deny {:?}", key(), p.text)),
-                    ),
-                    "on this table",
-                );
-            }
-            if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(&full)) {
-                return refuse(
-                    Denial::new(
-                        rel.access,
-                        format!("{} of {full} is not in the allowed tables", rel.access),
-                        here(&format!("{}.allow", key())),
-                    ),
-                    "on this table",
-                );
+        for schema in schemas {
+            full.clear();
+            full.push_str(schema);
+            full.push('.');
+            full.push_str(&rel.name);
+            for rule in &role.tables {
+                if rule.class.is_some_and(|c| c != rel.access) {
+                    continue;
+                }
+                let key = || format!("tables.{}", rule.class.map_or("*", Class::name));
+                if let Some(p) = rule.deny.iter().find(|p| p.matches(&full)) {
+                    return refuse(
+                        Denial::new(
+                            rel.access,
+                            format!("{} of {full} is denied", rel.access),
+                            here(&format!("{}.deny {:?}", key(), p.text)),
+                        ),
+                        "on this table",
+                    );
+                }
+                if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(&full)) {
+                    return refuse(
+                        Denial::new(
+                            rel.access,
+                            format!("{} of {full} is not in the allowed tables", rel.access),
+                            here(&format!("{}.allow", key())),
+                        ),
+                        "on this table",
+                    );
+                }
             }
         }
     }
