@@ -216,20 +216,16 @@ impl Catalog {
     }
 
     /// The schemas an unqualified relation name may resolve to upstream:
-    /// pg_catalog for a system relation (searched first); else every
-    /// schema holding a relation of that name, since the session's
+    /// every schema holding a relation of that name, since the session's
     /// search_path (set per database or user, or a schema named after the
-    /// user) picks one and pgward does not know which; else public.
+    /// user, even ahead of pg_catalog) picks one and pgward does not know
+    /// which; public when the catalog has none.
     pub fn relation_schemas(&self, name: &str) -> Vec<&str> {
         let Some(places) = self.relations.get(name) else {
             return vec!["public"];
         };
-        if places.iter().any(|(s, _)| s == "pg_catalog") {
-            return vec!["pg_catalog"];
-        }
-        let mut out: Vec<&str> = places.iter().map(|(s, _)| s.as_str()).collect();
-        out.dedup();
-        out
+        // One relation per name and schema: no duplicates.
+        places.iter().map(|(s, _)| s.as_str()).collect()
     }
 
     /// Classifies `sql`, from a cache when it was seen before: by its exact
@@ -579,6 +575,11 @@ mod tests {
         assert!(cat.functions(Some("public"), "lower").is_empty());
         assert_eq!(cat.relation_schemas("pg_class"), ["pg_catalog"]);
         assert_eq!(cat.relation_schemas("orders"), ["public"]);
+        // A user table may shadow a system one for a search_path that puts
+        // its schema first: both count.
+        let mut cat = cat;
+        cat.add_relation("hr", "pg_class", b'r');
+        assert_eq!(cat.relation_schemas("pg_class"), ["pg_catalog", "hr"]);
         // lo_creat is OID 957 in every PostgreSQL release.
         assert_eq!(
             &*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(),
