@@ -592,6 +592,68 @@ async fn table_rules_cannot_be_read_around() {
     assert!(xml.contains("Ada Lovelace"), "{xml}");
 }
 
+/// SQL passed as text runs unseen: a role that may write (and so call
+/// query_to_xml, or run DO blocks) still may not read a denied table
+/// through them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_passed_as_text_cannot_read_denied_tables() {
+    let mut rules = Rules::default();
+    let v = Verifier::generate("w-password", 4096);
+    rules
+        .add_file(
+            Path::new("w.toml"),
+            &format!(
+                "[[identity]]\nname = \"w\"\nscram = \"{v}\"\nroles = [\"w\"]\n\n\
+                 [role.w]\nallow = [\"read\", \"write\", \"unknown\", \"session\", \"transaction\"]\n\
+                 [role.w.tables]\nread = {{ deny = [\"public.api_keys\"] }}\n"
+            ),
+        )
+        .unwrap();
+    rules.validate().unwrap();
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![pgward::demo::SAMPLE_SCHEMA.into()],
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    let w = h.connect(("w", "w-password")).await;
+    let direct = h.direct().await;
+    for sql in [
+        "SELECT query_to_xml('SELECT secret FROM api_keys', true, false, '')::text",
+        "SELECT ts_stat('SELECT to_tsvector(secret) FROM api_keys')::text",
+        "DO $$BEGIN RAISE NOTICE '%', (SELECT secret FROM api_keys LIMIT 1); END$$",
+    ] {
+        direct.simple_query(sql).await.unwrap();
+        let err = w.simple_query(sql).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {err:?}"
+        );
+    }
+    // pgward does not look inside the text, so the refusal says why, and
+    // the same call over an allowed table is refused too.
+    let err = w
+        .simple_query("SELECT query_to_xml('SELECT name FROM customers', true, false, '')::text")
+        .await
+        .unwrap_err();
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("runs SQL given as text, which may read any table")),
+        "{err:?}"
+    );
+    // Plain reads of allowed tables run.
+    assert_eq!(
+        w.query("SELECT name FROM customers", &[])
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
 /// What only the live catalog shows: volatile user functions (also through
 /// attribute notation, views, casts, domains and operators), and a
 /// user function that shadows a built-in's name.

@@ -197,18 +197,27 @@ pub fn builtin_effect(name: &str) -> Option<(Class, &'static str)> {
         | "lo_truncate" | "lo_truncate64" => (Write, "writes a large object"),
         "pg_notify" => (Write, "sends a notification to other sessions"),
         "set_config" => (Session, "changes a setting"),
-        "query_to_xml"
-        | "query_to_xmlschema"
-        | "query_to_xml_and_xmlschema"
-        | "ts_stat"
-        | "ts_rewrite"
-        | "cursor_to_xml"
-        | "cursor_to_xmlschema" => (Write, "runs SQL given as text, which pgward cannot see"),
+        n if runs_sql_text(n) => (Write, "runs SQL given as text, which pgward cannot see"),
         n if n.starts_with("pg_advisory") || n.starts_with("pg_try_advisory") => {
             (Class::Lock, "takes an advisory lock")
         }
         _ => return None,
     })
+}
+
+/// Built-ins that run SQL the client passes as a string (or read a cursor
+/// by name): what they read and write is hidden from the parse tree.
+pub fn runs_sql_text(name: &str) -> bool {
+    matches!(
+        name,
+        "query_to_xml"
+            | "query_to_xmlschema"
+            | "query_to_xml_and_xmlschema"
+            | "ts_stat"
+            | "ts_rewrite"
+            | "cursor_to_xml"
+            | "cursor_to_xmlschema"
+    )
 }
 
 /// Volatile built-ins that only read (clocks, random numbers, sizes,

@@ -371,6 +371,7 @@ impl Walker<'_> {
                     Unknown,
                     "DO runs procedural code that pgward cannot inspect",
                 );
+                self.hidden_read("DO runs code that may read any table".to_owned());
                 return;
             }
             "CallStmt" => {
@@ -905,6 +906,11 @@ impl Walker<'_> {
                 }
             }
             self.reads_by_name(name, args);
+            if builtins::runs_sql_text(name) {
+                self.hidden_read(format!(
+                    "{name}() runs SQL given as text, which may read any table"
+                ));
+            }
             if name == "lo_open" {
                 self.st.literal_sensitive = true;
                 // INV_WRITE is 0x20000; a mode pgward cannot read is a write.
@@ -1219,6 +1225,8 @@ mod tests {
             "SELECT schema_to_xml_and_xmlschema('public', true, true, '')",
             "SELECT database_to_xml(true, true, '')",
             "SELECT * FROM pg_stats",
+            "SELECT query_to_xml('select * from api_keys', true, true, '')",
+            "DO $$BEGIN PERFORM 1; END$$",
             "SELECT * FROM pg_catalog.pg_statistic",
         ] {
             assert_eq!(one(sql).hidden_reads.len(), 1, "{sql}");
