@@ -1007,11 +1007,13 @@ fn regclass_name(text: &str) -> Option<(Option<String>, String)> {
             // PostgreSQL folds only ASCII letters in UTF-8 databases.
             part = rest[..end].to_ascii_lowercase();
             rest = &rest[end..];
-            if part.is_empty() || part.bytes().all(|b| b.is_ascii_digit()) {
+            if part.bytes().all(|b| b.is_ascii_digit()) {
+                // All digits: an OID (or nothing at all).
                 return None;
             }
         }
         if part.is_empty() {
+            // `""`, a zero-length name PostgreSQL refuses.
             return None;
         }
         parts.push(part);
@@ -1221,6 +1223,7 @@ mod tests {
             "SELECT table_to_xml('16384', true, true, '')",
             "SELECT table_to_xml('\"unterminated', true, true, '')",
             "SELECT table_to_xml('a..b', true, true, '')",
+            "SELECT table_to_xml('public.\"\"', true, true, '')",
             "SELECT table_to_xml('t'::regclass, true, true, '')",
             "SELECT schema_to_xml_and_xmlschema('public', true, true, '')",
             "SELECT database_to_xml(true, true, '')",
