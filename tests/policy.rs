@@ -645,6 +645,46 @@ async fn code_passed_as_text_cannot_read_denied_tables() {
     );
 }
 
+/// A role whose session settings connect as another PostgreSQL role
+/// (`role = ...`, a startup setting) cannot drop it: SET ROLE NONE would
+/// return to the login user (here a superuser), RESET ROLE returns to the
+/// connected role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_role_cannot_be_dropped() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE ROLE readers; GRANT SELECT ON ALL TABLES IN SCHEMA public TO readers; GRANT readers TO CURRENT_USER".into(),
+        ],
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"session\", \"transaction\"]\n[role.r.session]\nrole = \"readers\"\n",
+            "rr",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(("rr", "rr-password")).await;
+    let current = || async {
+        let row = c.query_one("SELECT current_user::text", &[]).await.unwrap();
+        row.get::<_, String>(0)
+    };
+    assert_eq!(current().await, "readers");
+    for sql in ["SET ROLE NONE", "SELECT set_config('role', 'none', false)"] {
+        let err = c.simple_query(sql).await.expect_err(sql);
+        assert_denied(&err, "would drop the role readers pgward connected as");
+        assert_eq!(current().await, "readers", "after {sql}");
+    }
+    for sql in [
+        "RESET ROLE",
+        "SET ROLE TO DEFAULT",
+        "RESET ALL",
+        "DISCARD ALL",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+        assert_eq!(current().await, "readers", "after {sql}");
+    }
+}
+
 /// What only the live catalog shows: volatile user functions (also through
 /// attribute notation, views, casts, domains and operators), and a
 /// user function that shadows a built-in's name.

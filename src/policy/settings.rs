@@ -169,10 +169,20 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
     }
     match name {
         "role" => {
-            if value.is_some_and(|v| v.eq_ignore_ascii_case("none")) {
-                return Ok(());
+            // SET ROLE NONE returns to the login user: harmless unless the
+            // role's session settings connect as another role, which it
+            // would drop (RESET ROLE returns to that one instead).
+            let none = value.is_some_and(|v| v.eq_ignore_ascii_case("none"));
+            match role.session.iter().find(|(k, _)| k == "role") {
+                Some((_, connected_as)) if none => dangerous(role, "set_role").map_err(|r| Refusal {
+                    why: format!(
+                        "SET ROLE NONE would drop the role {connected_as} pgward connected as, for the login user"
+                    ),
+                    ..r
+                }),
+                _ if none => Ok(()),
+                _ => dangerous(role, "set_role"),
             }
-            dangerous(role, "set_role")
         }
         "session_authorization" => dangerous(role, "set_session_authorization"),
         "transaction_read_only" | "default_transaction_read_only" => {
@@ -300,6 +310,12 @@ mod tests {
         assert!(check(&set("client_encoding", "UTF8"), &dba).is_ok());
         assert!(check(&set("role", "postgres"), &dba).is_err());
         assert!(check(&set("role", "none"), &dba).is_ok());
+        // Connected as a role (a startup setting): NONE would leave it.
+        let mut ro = role(&[Class::Read]);
+        ro.session.push(("role".into(), "readers".into()));
+        let refusal = check(&set("role", "none"), &ro).unwrap_err();
+        assert!(refusal.why.contains("readers"), "{}", refusal.why);
+        assert!(check(&SettingChange::reset("role"), &ro).is_ok());
         dba.allow_dangerous.push("set_role".into());
         assert!(check(&set("role", "postgres"), &dba).is_ok());
         assert!(check(&set("session_authorization", "x"), &dba).is_err());
