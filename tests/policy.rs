@@ -547,6 +547,12 @@ async fn table_rules_cannot_be_read_around() {
         .unwrap()
         .get(0);
     let read_toast = format!("SELECT convert_from(string_agg(chunk_data, '' ORDER BY chunk_seq), 'UTF8') FROM {toast} GROUP BY chunk_id");
+    // Another session's last statement, as pg_stat_activity shows it.
+    let other = h.direct().await;
+    other
+        .simple_query("SELECT 'sk_live_demo_only' AS planted")
+        .await
+        .unwrap();
     // The example agent (allowed tables listed) and analyst (one table
     // denied).
     let agent = h.connect(AGENT).await;
@@ -563,6 +569,7 @@ async fn table_rules_cannot_be_read_around() {
         "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'api_keys' AND attname = 'secret'",
         "SELECT most_common_vals::text FROM pg_catalog.pg_stats WHERE attname = 'secret'",
         &read_toast,
+        "SELECT string_agg(query, ' ') FROM pg_stat_activity",
     ] {
         let through_postgres = first_text(direct.simple_query(sql).await.unwrap());
         assert!(through_postgres.contains("sk_live_demo_only"), "{sql}: {through_postgres}");

@@ -138,16 +138,30 @@ pub const DANGEROUS_RELATIONS: &[(&str, &str)] = &[
     ("pg_ident_file_mappings", "pg_ident_file_mappings"),
 ];
 
-/// Catalogs of column statistics: their sample values (most common
-/// values, histogram bounds) are data of every table the upstream user may
-/// read, whatever pgward's table rules say.
-pub const STATISTICS_RELATIONS: &[&str] = &[
-    "pg_stats",
-    "pg_stats_ext",
-    "pg_stats_ext_exprs",
-    "pg_statistic",
-    "pg_statistic_ext_data",
+/// System views and functions that show table data whatever pgward's
+/// table rules say, and what they show: column statistics (most common
+/// values, histogram bounds) and other sessions' statement texts, literal
+/// values included.
+pub const HIDDEN_READS: &[(&str, &str)] = &[
+    ("pg_stats", STATISTICS),
+    ("pg_stats_ext", STATISTICS),
+    ("pg_stats_ext_exprs", STATISTICS),
+    ("pg_statistic", STATISTICS),
+    ("pg_statistic_ext_data", STATISTICS),
+    ("pg_stat_activity", ACTIVITY),
+    ("pg_stat_get_activity", ACTIVITY),
 ];
+const STATISTICS: &str = "shows values sampled from the columns of every table";
+const ACTIVITY: &str = "shows the statements of other sessions, literal values included";
+
+/// What a system view or function of this name shows that table rules
+/// cannot check, if anything.
+pub fn hidden_read(name: &str) -> Option<&'static str> {
+    HIDDEN_READS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
+}
 
 /// The dangerous entry a function name falls under, if any.
 pub fn dangerous_function(name: &str) -> Option<&'static Dangerous> {

@@ -742,10 +742,8 @@ impl Walker<'_> {
             ));
         }
         if schema.as_deref().is_none_or(|s| s == "pg_catalog") {
-            if builtins::STATISTICS_RELATIONS.contains(&name.as_str()) {
-                self.hidden_read(format!(
-                    "{name} shows values sampled from the columns of every table"
-                ));
+            if let Some(why) = builtins::hidden_read(&name) {
+                self.hidden_read(format!("{name} {why}"));
             }
             if let Some((_, func)) = builtins::DANGEROUS_RELATIONS
                 .iter()
@@ -906,6 +904,9 @@ impl Walker<'_> {
                 }
             }
             self.reads_by_name(name, args);
+            if let Some(why) = builtins::hidden_read(name) {
+                self.hidden_read(format!("{name}() {why}"));
+            }
             if builtins::runs_sql_text(name) {
                 self.hidden_read(format!(
                     "{name}() runs SQL given as text, which may read any table"
@@ -1231,6 +1232,8 @@ mod tests {
             "SELECT query_to_xml('select * from api_keys', true, true, '')",
             "DO $$BEGIN PERFORM 1; END$$",
             "SELECT * FROM pg_catalog.pg_statistic",
+            "SELECT query FROM pg_stat_activity",
+            "SELECT * FROM pg_stat_get_activity(NULL)",
         ] {
             assert_eq!(one(sql).hidden_reads.len(), 1, "{sql}");
         }
