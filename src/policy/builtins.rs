@@ -150,6 +150,7 @@ pub const HIDDEN_READS: &[(&str, &str)] = &[
     ("pg_statistic_ext_data", STATISTICS),
     ("pg_stat_activity", ACTIVITY),
     ("pg_stat_get_activity", ACTIVITY),
+    ("pg_stat_get_backend_activity", ACTIVITY),
 ];
 const STATISTICS: &str = "shows values sampled from the columns of every table";
 const ACTIVITY: &str = "shows the statements of other sessions, literal values included";

@@ -1234,6 +1234,7 @@ mod tests {
             "SELECT * FROM pg_catalog.pg_statistic",
             "SELECT query FROM pg_stat_activity",
             "SELECT * FROM pg_stat_get_activity(NULL)",
+            "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
         ] {
             assert_eq!(one(sql).hidden_reads.len(), 1, "{sql}");
         }
