@@ -606,22 +606,13 @@ async fn table_rules_cannot_be_read_around() {
 /// through them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_passed_as_text_cannot_read_denied_tables() {
-    let mut rules = Rules::default();
-    let v = Verifier::generate("w-password", 4096);
-    rules
-        .add_file(
-            Path::new("w.toml"),
-            &format!(
-                "[[identity]]\nname = \"w\"\nscram = \"{v}\"\nroles = [\"w\"]\n\n\
-                 [role.w]\nallow = [\"read\", \"write\", \"unknown\", \"session\", \"transaction\"]\n\
-                 [role.w.tables]\nread = {{ deny = [\"public.api_keys\"] }}\n"
-            ),
-        )
-        .unwrap();
-    rules.validate().unwrap();
     let h = Harness::start_with(Setup {
         setup_sql: vec![pgward::demo::SAMPLE_SCHEMA.into()],
-        rules: Some(rules),
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"write\", \"unknown\", \"session\", \"transaction\"]\n\
+             [role.r.tables]\nread = { deny = [\"public.api_keys\"] }\n",
+            "w",
+        )),
         ..Setup::default()
     })
     .await;
