@@ -164,12 +164,11 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
             Denial::new(
                 Class::Read,
                 format!("{why}: the role's table rules cannot check it"),
-                here(&format!("tables.{}", rule.class.map_or("*", Class::name))),
+                here(&rule.key()),
             ),
             "on this table",
         );
     }
-    let mut full = String::new();
     for rel in &st.relations {
         // An unqualified name must pass under every schema it may resolve to.
         let schemas = match &rel.schema {
@@ -177,35 +176,9 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
             None => cat.relation_schemas(&rel.name),
         };
         for schema in schemas {
-            full.clear();
-            full.push_str(schema);
-            full.push('.');
-            full.push_str(&rel.name);
-            for rule in &role.tables {
-                if rule.class.is_some_and(|c| c != rel.access) {
-                    continue;
-                }
-                let key = || format!("tables.{}", rule.class.map_or("*", Class::name));
-                if let Some(p) = rule.deny.iter().find(|p| p.matches(&full)) {
-                    return refuse(
-                        Denial::new(
-                            rel.access,
-                            format!("{} of {full} is denied", rel.access),
-                            here(&format!("{}.deny {:?}", key(), p.text)),
-                        ),
-                        "on this table",
-                    );
-                }
-                if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(&full)) {
-                    return refuse(
-                        Denial::new(
-                            rel.access,
-                            format!("{} of {full} is not in the allowed tables", rel.access),
-                            here(&format!("{}.allow", key())),
-                        ),
-                        "on this table",
-                    );
-                }
+            let full = format!("{schema}.{}", rel.name);
+            if let Some(d) = table_denial(role, &full, rel.access, &here) {
+                return refuse(d, "on this table");
             }
         }
     }
@@ -213,6 +186,36 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
         Some(d) => Verdict::NeedsApproval(d),
         None => Verdict::Allow,
     }
+}
+
+/// Why `role`'s table rules refuse `access` to the relation `full`
+/// (`schema.name`), if they do.
+fn table_denial(
+    role: &Role,
+    full: &str,
+    access: Class,
+    here: &dyn Fn(&str) -> String,
+) -> Option<Denial> {
+    for rule in &role.tables {
+        if rule.class.is_some_and(|c| c != access) {
+            continue;
+        }
+        if let Some(p) = rule.deny.iter().find(|p| p.matches(full)) {
+            return Some(Denial::new(
+                access,
+                format!("{access} of {full} is denied"),
+                here(&format!("{}.deny {:?}", rule.key(), p.text)),
+            ));
+        }
+        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(full)) {
+            return Some(Denial::new(
+                access,
+                format!("{access} of {full} is not in the allowed tables"),
+                here(&format!("{}.allow", rule.key())),
+            ));
+        }
+    }
+    None
 }
 
 /// Decides every statement of one message, in order, the way the session

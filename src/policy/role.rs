@@ -53,6 +53,13 @@ pub struct TableRule {
     pub deny: Vec<Pattern>,
 }
 
+impl TableRule {
+    /// The rule's key in the rules file: `tables.read`, `tables.*`, ...
+    pub fn key(&self) -> String {
+        format!("tables.{}", self.class.map_or("*", Class::name))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Role {
     pub name: String,
