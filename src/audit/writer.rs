@@ -727,8 +727,17 @@ mod tests {
             for i in 0..10 {
                 log.record(sample(round * 10 + i));
             }
-            // Past a tick: the segment is written, over its size, rotated.
-            std::thread::sleep(Duration::from_millis(60));
+            // Within a few ticks the segment is written, found over its
+            // size and rotated: a published file per round. Waited for, not
+            // slept on: a loaded machine can stretch the ticks.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while (files::list(dir.path()).unwrap().len() as u64) < round + 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round} was not rotated into a file"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         log.close();
         let files = files::list(dir.path()).unwrap();
