@@ -557,6 +557,26 @@ async fn table_rules_cannot_be_read_around() {
     // denied).
     let agent = h.connect(AGENT).await;
     let analyst = h.connect(("alice", "alice-demo-password")).await;
+    // A table created after pgward loaded the catalog (on connecting, and
+    // not again for 2 s): the agent cannot read it as if it were in public
+    // while pgward does not know where it is.
+    direct
+        .batch_execute(
+            "CREATE TABLE hr.bonus (note text); INSERT INTO hr.bonus VALUES ('sk_live_demo_only')",
+        )
+        .await
+        .unwrap();
+    let sql = "SELECT note FROM bonus";
+    let err = agent.simple_query(sql).await.unwrap_err();
+    assert_denied(
+        &err,
+        "holds no relation of that name, so it may be in any schema",
+    );
+    // The analyst's rules deny no table of that name anywhere.
+    assert_eq!(
+        first_text(analyst.simple_query(sql).await.unwrap()),
+        "sk_live_demo_only"
+    );
     for sql in [
         "SELECT table_to_xml('api_keys', true, false, '')::text",
         "SELECT table_to_xml(' PUBLIC . API_KEYS ', true, false, '')::text",
@@ -591,6 +611,23 @@ async fn table_rules_cannot_be_read_around() {
         first_text(analyst.simple_query(sql).await.unwrap()),
         "sk_live_demo_only"
     );
+    // Once the catalog is refreshed (the refusal asks for it), the new
+    // table is placed in hr and refused as such.
+    let sql = "SELECT note FROM bonus";
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let err = agent.simple_query(sql).await.unwrap_err();
+        let message = err.as_db_error().map(|e| e.message()).unwrap_or_default();
+        if message.contains("hr.bonus is not in the allowed tables") {
+            break;
+        }
+        assert_denied(&err, "may be in any schema");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the catalog was not refreshed: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Tables the rules allow still read through table_to_xml.
     let xml = first_text(
         agent
@@ -599,6 +636,49 @@ async fn table_rules_cannot_be_read_around() {
             .unwrap(),
     );
     assert!(xml.contains("Ada Lovelace"), "{xml}");
+}
+
+/// A session keeps its verdicts, but not past a catalog reload: a table
+/// created under an allowed name in a schema that comes first on the
+/// search path is refused once the catalog (reloaded every
+/// `catalog_refresh_secs` while sessions use it) shows it, even to a
+/// session that runs nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_sessions_follow_tables_created_since_they_began() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            pgward::demo::SAMPLE_SCHEMA.into(),
+            "CREATE SCHEMA hr; ALTER DATABASE postgres SET search_path = hr, public".into(),
+        ],
+        upstream: "catalog_refresh_secs = 1".into(),
+        ..Setup::default()
+    })
+    .await;
+    let agent = h.connect(AGENT).await;
+    let sql = "SELECT name FROM customers ORDER BY name LIMIT 1";
+    let first = agent.simple_query(sql).await.unwrap();
+    assert!(matches!(&first[1], SimpleQueryMessage::Row(r) if r.get(0) == Some("Ada Lovelace")));
+    h.direct()
+        .await
+        .batch_execute("CREATE TABLE hr.customers (name text); INSERT INTO hr.customers VALUES ('sk_live_demo_only')")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let err = loop {
+        match agent.simple_query(sql).await {
+            Err(e) => break e,
+            Ok(rows) => {
+                // Until the reload the verdict stands (and PostgreSQL
+                // resolves the name to hr.customers).
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the catalog was not reloaded: {rows:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_denied(&err, "hr.customers is not in the allowed tables");
 }
 
 /// SQL passed as text runs unseen: a role that may write (and so call

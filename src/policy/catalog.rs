@@ -50,6 +50,10 @@ pub struct Catalog {
     by_oid: HashMap<u32, usize>,
     /// relname → [(schema, relkind)]
     relations: HashMap<String, Vec<(String, u8)>>,
+    /// Whether `relations` lists the database's own relations (a catalog
+    /// loaded from it), so a name it lacks is one pgward cannot place.
+    /// The offline snapshot knows only the system's.
+    pub lists_user_relations: bool,
     /// (schema, view) → functions its definition calls, transitively.
     views: HashMap<ViewKey, Vec<FuncName>>,
     /// type name → [(schema, functions a cast to it can run)]
@@ -107,6 +111,7 @@ impl Catalog {
             by_name: HashMap::new(),
             by_oid: HashMap::new(),
             relations: HashMap::new(),
+            lists_user_relations: false,
             views: HashMap::new(),
             types: HashMap::new(),
             operators: HashMap::new(),
@@ -219,13 +224,24 @@ impl Catalog {
     /// every schema holding a relation of that name, since the session's
     /// search_path (set per database or user, or a schema named after the
     /// user, even ahead of pg_catalog) picks one and pgward does not know
-    /// which; public when the catalog has none.
-    pub fn relation_schemas(&self, name: &str) -> Vec<&str> {
-        let Some(places) = self.relations.get(name) else {
-            return vec!["public"];
-        };
-        // One relation per name and schema: no duplicates.
-        places.iter().map(|(s, _)| s.as_str()).collect()
+    /// which. None when the catalog holds no relation of that name and
+    /// lists the database's relations: it may be in any schema (created
+    /// since the catalog was loaded) or nowhere. The offline snapshot
+    /// places user relations it cannot know in public.
+    pub fn relation_schemas(&self, name: &str) -> Option<Vec<&str>> {
+        if !self.places(name) {
+            return None;
+        }
+        Some(match self.relations.get(name) {
+            // One relation per name and schema: no duplicates.
+            Some(places) => places.iter().map(|(s, _)| s.as_str()).collect(),
+            None => vec!["public"],
+        })
+    }
+
+    /// Whether `relation_schemas` can place the unqualified name.
+    pub fn places(&self, name: &str) -> bool {
+        !self.lists_user_relations || self.relations.contains_key(name)
     }
 
     /// Classifies `sql`, from a cache when it was seen before: by its exact
@@ -353,6 +369,7 @@ impl Catalog {
                 }
             }
         }
+        cat.lists_user_relations = true;
         let mut view_defs = Vec::new();
         for row in &relations {
             if let [Some(s), Some(n), Some(k), def] = row.as_slice() {
@@ -540,10 +557,13 @@ impl CatalogStore {
             Err(e) => {
                 tracing::warn!(
                     database,
-                    "cannot load the catalog, using the built-in snapshot (user functions will be denied): {e}"
+                    "cannot load the catalog, using the built-in snapshot (user functions, and unqualified names of user relations where table rules apply, will be denied): {e}"
                 );
                 let mut cat = Catalog::builtin();
                 cat.source = format!("built-in snapshot (loading {database:?} failed: {e})");
+                // Fail closed: without the database's relations, pgward
+                // cannot tell which schema an unqualified name is in.
+                cat.lists_user_relations = true;
                 cat
             }
         };
@@ -555,6 +575,26 @@ impl CatalogStore {
             refreshing: AtomicBool::new(false),
         });
         slots.insert(database.to_owned(), slot.clone());
+        // Sessions reuse cached verdicts without looking at the catalog's
+        // age: reload it every max_age while sessions use it, so a long
+        // session's verdicts follow tables created since it began.
+        let weak = Arc::downgrade(&slot);
+        let (upstream, every, min_gap) = (
+            upstream.clone(),
+            self.max_age.max(self.min_gap),
+            self.min_gap,
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(slot) = weak.upgrade() else { return };
+                // One reference is the store's and one is this one: more
+                // are sessions'.
+                if Arc::strong_count(&slot) > 2 {
+                    slot.refresh(&upstream, min_gap);
+                }
+            }
+        });
         slot
     }
 }
@@ -573,13 +613,19 @@ mod tests {
             b'v'
         );
         assert!(cat.functions(Some("public"), "lower").is_empty());
-        assert_eq!(cat.relation_schemas("pg_class"), ["pg_catalog"]);
-        assert_eq!(cat.relation_schemas("orders"), ["public"]);
+        assert_eq!(cat.relation_schemas("pg_class"), Some(vec!["pg_catalog"]));
+        assert_eq!(cat.relation_schemas("orders"), Some(vec!["public"]));
         // A user table may shadow a system one for a search_path that puts
         // its schema first: both count.
         let mut cat = cat;
         cat.add_relation("hr", "pg_class", b'r');
-        assert_eq!(cat.relation_schemas("pg_class"), ["pg_catalog", "hr"]);
+        assert_eq!(
+            cat.relation_schemas("pg_class"),
+            Some(vec!["pg_catalog", "hr"])
+        );
+        // A loaded catalog lists every relation: one it lacks is unplaced.
+        cat.lists_user_relations = true;
+        assert_eq!(cat.relation_schemas("orders"), None);
         // lo_creat is OID 957 in every PostgreSQL release.
         assert_eq!(
             &*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(),

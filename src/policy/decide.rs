@@ -173,7 +173,15 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
         // An unqualified name must pass under every schema it may resolve to.
         let schemas = match &rel.schema {
             Some(s) => vec![s.as_str()],
-            None => cat.relation_schemas(&rel.name),
+            None => match cat.relation_schemas(&rel.name) {
+                Some(schemas) => schemas,
+                None => {
+                    if let Some(d) = unplaced_denial(role, &rel.name, rel.access, &here) {
+                        return refuse(d, "on this table");
+                    }
+                    continue;
+                }
+            },
         };
         for schema in schemas {
             let full = format!("{schema}.{}", rel.name);
@@ -211,6 +219,40 @@ fn table_denial(
             return Some(Denial::new(
                 access,
                 format!("{access} of {full} is not in the allowed tables"),
+                here(&format!("{}.allow", rule.key())),
+            ));
+        }
+    }
+    None
+}
+
+/// Why `role`'s table rules refuse `access` to an unqualified relation
+/// the catalog does not hold (created since it was loaded, or missing):
+/// it may be in any schema, so it must pass in every one.
+fn unplaced_denial(
+    role: &Role,
+    name: &str,
+    access: Class,
+    here: &dyn Fn(&str) -> String,
+) -> Option<Denial> {
+    let why = |verdict: &str| {
+        format!("{access} of {name} {verdict}: pgward's catalog holds no relation of that name, so it may be in any schema on the search path (name its schema)")
+    };
+    for rule in &role.tables {
+        if rule.class.is_some_and(|c| c != access) {
+            continue;
+        }
+        if let Some(p) = rule.deny.iter().find(|p| p.matches_in_some_schema(name)) {
+            return Some(Denial::new(
+                access,
+                why("is denied in some schema"),
+                here(&format!("{}.deny {:?}", rule.key(), p.text)),
+            ));
+        }
+        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches_in_every_schema(name)) {
+            return Some(Denial::new(
+                access,
+                why("is not allowed in every schema"),
                 here(&format!("{}.allow", rule.key())),
             ));
         }
@@ -269,4 +311,68 @@ pub fn decide_all(
         out.push(verdict);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::classify::classify;
+    use crate::policy::role::{Pattern, TableRule};
+
+    fn reader(allow: &[&str], deny: &[&str]) -> Role {
+        Role {
+            name: "r".into(),
+            allow: [Class::Read].into_iter().collect(),
+            tables: vec![TableRule {
+                class: Some(Class::Read),
+                allow: allow.iter().map(|p| Pattern::new(p)).collect(),
+                deny: deny.iter().map(|p| Pattern::new(p)).collect(),
+            }],
+            ..Role::default()
+        }
+    }
+
+    fn allowed(role: &Role, sql: &str, cat: &Catalog) -> bool {
+        let st = classify(sql, cat).expect(sql);
+        matches!(decide(role, &st[0], cat), Verdict::Allow)
+    }
+
+    /// An unqualified name the loaded catalog lacks (a table created since
+    /// it was loaded) could be in any schema on the search path: it must
+    /// pass the rules in every schema.
+    #[test]
+    fn unplaced_relations_must_pass_in_every_schema() {
+        let mut cat = Catalog::builtin();
+        let sql = "SELECT note FROM payroll";
+        let public_only = reader(&["public.*"], &[]);
+        let no_hr = reader(&[], &["hr.*"]);
+        let everywhere = reader(&["*.payroll"], &["*.api_keys"]);
+        // The offline snapshot knows no user table and places it in public.
+        assert!(allowed(&public_only, sql, &cat));
+        assert!(allowed(&no_hr, sql, &cat));
+        cat.lists_user_relations = true;
+        assert!(!allowed(&public_only, sql, &cat));
+        assert!(!allowed(&no_hr, sql, &cat));
+        assert!(allowed(&everywhere, sql, &cat));
+        assert!(!allowed(&everywhere, "SELECT * FROM api_keys", &cat));
+        // Qualified names and system relations are placed.
+        assert!(allowed(
+            &public_only,
+            "SELECT note FROM public.payroll",
+            &cat
+        ));
+        assert!(allowed(&no_hr, "SELECT relname FROM pg_class", &cat));
+        assert!(!allowed(&public_only, "SELECT relname FROM pg_class", &cat));
+        // Names a WITH clause defines are not relations.
+        assert!(allowed(
+            &public_only,
+            "WITH payroll AS (SELECT 1 AS note) SELECT note FROM payroll",
+            &cat
+        ));
+        let err = match decide(&public_only, &classify(sql, &cat).unwrap()[0], &cat) {
+            Verdict::Deny(d) => d.why,
+            other => panic!("{other:?}"),
+        };
+        assert!(err.contains("may be in any schema"), "{err}");
+    }
 }

@@ -31,6 +31,22 @@ impl Pattern {
         }
         glob(&self.text, name)
     }
+
+    /// Whether `schema.name` matches for some schema.
+    pub fn matches_in_some_schema(&self, name: &str) -> bool {
+        match self.text.split_once('.') {
+            Some((_, table)) => glob(table, name),
+            None => glob(&self.text, name),
+        }
+    }
+
+    /// Whether `schema.name` matches whatever the schema.
+    pub fn matches_in_every_schema(&self, name: &str) -> bool {
+        match self.text.split_once('.') {
+            Some((schema, table)) => schema.bytes().all(|b| b == b'*') && glob(table, name),
+            None => glob(&self.text, name),
+        }
+    }
 }
 
 fn glob(pattern: &str, text: &str) -> bool {
@@ -263,5 +279,17 @@ mod tests {
         assert!(Pattern::new("a*b*c").matches("aXbYc"));
         assert!(!Pattern::new("a*b*c").matches("aXbY"));
         assert!(Pattern::new("*").matches("anything.at_all"));
+    }
+
+    #[test]
+    fn globs_over_unknown_schemas() {
+        let some = |p: &str, n: &str| Pattern::new(p).matches_in_some_schema(n);
+        let every = |p: &str, n: &str| Pattern::new(p).matches_in_every_schema(n);
+        assert!(some("hr.payroll", "payroll") && !every("hr.payroll", "payroll"));
+        assert!(some("public.*", "x") && !every("public.*", "x"));
+        assert!(!some("hr.payroll", "orders"));
+        assert!(every("*.orders", "orders") && !every("*.orders", "order"));
+        assert!(every("payroll", "payroll") && every("*", "x") && every("*.*", "x"));
+        assert!(!every("p*.x", "x"));
     }
 }

@@ -314,6 +314,15 @@ impl Guard {
         // from the cache.
         let cacheable = statements.iter().all(|st| st.executes.is_none());
         if !(known_allowed && cacheable) {
+            let unplaced = statements.iter().flat_map(|st| &st.relations);
+            if unplaced
+                .filter(|r| r.schema.is_none())
+                .any(|r| !self.cat.places(&r.name))
+            {
+                // A relation created since the catalog was loaded: look again.
+                self.catalog
+                    .refresh(&self.upstream, self.shared.catalogs.min_gap);
+            }
             if let Some(e) = self.refusal(&role, statements, Some(sql)) {
                 return Some(e);
             }
