@@ -131,6 +131,24 @@ pub const DANGEROUS_COMMANDS: &[Dangerous] = &[
     ),
 ];
 
+/// System catalogs that hold credentials: password hashes (an MD5 one
+/// logs in as its role), and the passwords of user mappings and
+/// subscriptions. PostgreSQL shows them only to superusers, so they matter
+/// when pgward connects upstream as one.
+pub const DANGEROUS_CATALOGS: &[Dangerous] = &[
+    d("pg_authid", Admin, HOLDS_PASSWORDS),
+    d("pg_shadow", Admin, HOLDS_PASSWORDS),
+    d("pg_user_mapping", Admin, HOLDS_PASSWORDS),
+    d("pg_user_mappings", Admin, HOLDS_PASSWORDS),
+    d("pg_subscription", Admin, HOLDS_PASSWORDS),
+];
+const HOLDS_PASSWORDS: &str = "holds password hashes or connection passwords";
+
+/// The credential catalog a relation name names, if any.
+pub fn dangerous_catalog(name: &str) -> Option<&'static Dangerous> {
+    DANGEROUS_CATALOGS.iter().find(|d| d.name == name)
+}
+
 /// Server-file views: reading them reads files.
 pub const DANGEROUS_RELATIONS: &[(&str, &str)] = &[
     ("pg_hba_file_rules", "pg_hba_file_rules"),
@@ -184,18 +202,18 @@ pub fn dangerous_command(name: &str) -> &'static Dangerous {
 
 /// Whether `name` is something a role may list in `allow_dangerous`.
 pub fn is_dangerous_name(name: &str) -> bool {
-    DANGEROUS_FUNCTIONS
-        .iter()
-        .chain(DANGEROUS_COMMANDS)
-        .any(|d| d.name == name)
+    all_dangerous().any(|d| d.name == name)
 }
 
 pub fn dangerous_names() -> Vec<&'static str> {
+    all_dangerous().map(|d| d.name).collect()
+}
+
+fn all_dangerous() -> impl Iterator<Item = &'static Dangerous> {
     DANGEROUS_FUNCTIONS
         .iter()
         .chain(DANGEROUS_COMMANDS)
-        .map(|d| d.name)
-        .collect()
+        .chain(DANGEROUS_CATALOGS)
 }
 
 /// Built-in functions whose effect the catalog's volatility does not show:

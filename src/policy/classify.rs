@@ -745,6 +745,10 @@ impl Walker<'_> {
             if let Some(why) = builtins::hidden_read(&name) {
                 self.hidden_read(format!("{name} {why}"));
             }
+            if let Some(d) = builtins::dangerous_catalog(&name) {
+                self.st.dangerous(d);
+                self.st.reason(d.class, format!("{name} {}", d.why));
+            }
             if let Some((_, func)) = builtins::DANGEROUS_RELATIONS
                 .iter()
                 .find(|(view, _)| *view == name)
