@@ -681,6 +681,52 @@ async fn long_sessions_follow_tables_created_since_they_began() {
     assert_denied(&err, "hr.customers is not in the allowed tables");
 }
 
+/// Inheritance and partitioning share rows between tables: a SELECT from a
+/// parent returns its children's rows, and a partition's rows are its
+/// parent's. Denying either one denies reading it through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_rows_cannot_be_read_through_parents_or_partitions() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE TABLE ledger (id int, note text) PARTITION BY RANGE (id); \
+             CREATE TABLE ledger_2024 PARTITION OF ledger FOR VALUES FROM (0) TO (100); \
+             INSERT INTO ledger VALUES (1, 'sk_live_demo_only'); \
+             CREATE TABLE notes (note text); CREATE TABLE private_notes () INHERITS (notes); \
+             INSERT INTO private_notes VALUES ('sk_live_demo_only'); \
+             CREATE TABLE memos (note text); CREATE TABLE memos_2024 () INHERITS (memos); \
+             INSERT INTO memos_2024 VALUES ('hello')"
+                .into(),
+        ],
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"session\", \"transaction\"]\n\
+             [role.r.tables]\nread = { deny = [\"public.ledger\", \"public.private_notes\"] }\n",
+            "r",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let direct = h.direct().await;
+    let r = h.connect(("r", "r-password")).await;
+    for (sql, says) in [
+        (
+            "SELECT note FROM ledger_2024",
+            "public.ledger is inherited by or partitioned into public.ledger_2024",
+        ),
+        (
+            "SELECT note FROM notes",
+            "public.private_notes inherits from or is a partition of public.notes",
+        ),
+    ] {
+        let row = direct.query_one(sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), "sk_live_demo_only");
+        assert_denied(&r.query(sql, &[]).await.expect_err(sql), says);
+    }
+    // Families without a denied member stay readable.
+    for sql in ["SELECT note FROM memos", "SELECT note FROM memos_2024"] {
+        assert_eq!(r.query(sql, &[]).await.unwrap().len(), 1, "{sql}");
+    }
+}
+
 /// SQL passed as text runs unseen: a role that may write (and so call
 /// query_to_xml, or run DO blocks) still may not read a denied table
 /// through them.

@@ -50,6 +50,10 @@ pub struct Catalog {
     by_oid: HashMap<u32, usize>,
     /// relname → [(schema, relkind)]
     relations: HashMap<String, Vec<(String, u8)>>,
+    /// `schema.table` → the tables it inherits from or is a partition of,
+    /// and the reverse: a read of one reads rows of the other.
+    parents: HashMap<String, Vec<String>>,
+    children: HashMap<String, Vec<String>>,
     /// Whether `relations` lists the database's own relations (a catalog
     /// loaded from it), so a name it lacks is one pgward cannot place.
     /// The offline snapshot knows only the system's.
@@ -111,6 +115,8 @@ impl Catalog {
             by_name: HashMap::new(),
             by_oid: HashMap::new(),
             relations: HashMap::new(),
+            parents: HashMap::new(),
+            children: HashMap::new(),
             lists_user_relations: false,
             views: HashMap::new(),
             types: HashMap::new(),
@@ -239,6 +245,30 @@ impl Catalog {
         })
     }
 
+    pub(crate) fn add_inheritance(&mut self, child: &str, parent: &str) {
+        self.parents
+            .entry(child.to_owned())
+            .or_default()
+            .push(parent.to_owned());
+        self.children
+            .entry(parent.to_owned())
+            .or_default()
+            .push(child.to_owned());
+    }
+
+    /// The tables whose rows a read of `full` (`schema.table`) also reads:
+    /// its inheritance children and partitions, all the way down (a
+    /// `SELECT` from a parent returns its children's rows).
+    pub fn descendants(&self, full: &str) -> Vec<&str> {
+        walk(&self.children, full)
+    }
+
+    /// The tables `full` inherits from or is a partition of, all the way
+    /// up: its rows are theirs too.
+    pub fn ancestors(&self, full: &str) -> Vec<&str> {
+        walk(&self.parents, full)
+    }
+
     /// Whether `relation_schemas` can place the unqualified name.
     pub fn places(&self, name: &str) -> bool {
         !self.lists_user_relations || self.relations.contains_key(name)
@@ -356,7 +386,23 @@ impl Catalog {
                  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
             )
             .await?;
+        let inherits = conn
+            .simple_query(
+                "SELECT cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname \
+                 FROM pg_catalog.pg_inherits i \
+                 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
+                 JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
+                 WHERE c.relkind IN ('r', 'p', 'f')",
+            )
+            .await?;
         conn.close().await;
+        for row in &inherits {
+            if let [Some(child), Some(parent)] = row.as_slice() {
+                cat.add_inheritance(child, parent);
+            }
+        }
         for row in &domain_checks {
             if let [Some(ts), Some(tn), Some(def)] = row.as_slice() {
                 let expr = def.strip_prefix("CHECK ").unwrap_or(def);
@@ -519,6 +565,21 @@ impl CatalogSlot {
             slot.refreshing.store(false, Ordering::Release);
         });
     }
+}
+
+/// Every table reachable from `from` along `links`, once each.
+fn walk<'a>(links: &'a HashMap<String, Vec<String>>, from: &str) -> Vec<&'a str> {
+    let mut found: Vec<&str> = Vec::new();
+    let mut next = vec![from];
+    while let Some(at) = next.pop() {
+        for r in links.get(at).into_iter().flatten() {
+            if r != from && !found.contains(&r.as_str()) {
+                found.push(r);
+                next.push(r);
+            }
+        }
+    }
+    found
 }
 
 /// Catalogs by database, shared by all sessions.

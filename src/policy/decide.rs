@@ -185,8 +185,25 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
         };
         for schema in schemas {
             let full = format!("{schema}.{}", rel.name);
-            if let Some(d) = table_denial(role, &full, rel.access, &here) {
+            if let Some(d) = table_denial(role, &full, rel.access, &here, false) {
                 return refuse(d, "on this table");
+            }
+            // A parent's rows include its children's, which must pass in
+            // full; a child's rows are its parent's, which must not be
+            // denied (an allow list need not name the parent).
+            let down = cat
+                .descendants(&full)
+                .into_iter()
+                .map(|t| (t, "inherits from or is a partition of", false));
+            let up = cat
+                .ancestors(&full)
+                .into_iter()
+                .map(|t| (t, "is inherited by or partitioned into", true));
+            for (other, link, deny_only) in down.chain(up) {
+                if let Some(mut d) = table_denial(role, other, rel.access, &here, deny_only) {
+                    d.why = format!("{other} {link} {full}: {}", d.why);
+                    return refuse(d, "on this table");
+                }
             }
         }
     }
@@ -198,11 +215,13 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
 
 /// Why `role`'s table rules refuse `access` to the relation `full`
 /// (`schema.name`), if they do.
+/// With `deny_only`, only deny patterns count.
 fn table_denial(
     role: &Role,
     full: &str,
     access: Class,
     here: &dyn Fn(&str) -> String,
+    deny_only: bool,
 ) -> Option<Denial> {
     for rule in &role.tables {
         if rule.class.is_some_and(|c| c != access) {
@@ -215,7 +234,7 @@ fn table_denial(
                 here(&format!("{}.deny {:?}", rule.key(), p.text)),
             ));
         }
-        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(full)) {
+        if !deny_only && !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(full)) {
             return Some(Denial::new(
                 access,
                 format!("{access} of {full} is not in the allowed tables"),
@@ -374,5 +393,41 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(err.contains("may be in any schema"), "{err}");
+    }
+
+    /// Rows are shared along inheritance and partitioning: a read of a
+    /// parent reads its children's rows, a read of a partition reads its
+    /// parent's. Either is refused when the other is.
+    #[test]
+    fn inheritance_relatives_pass_the_rules_too() {
+        let mut cat = Catalog::builtin();
+        cat.add_inheritance("public.logs_2024", "public.logs");
+        cat.add_inheritance("public.logs_2024_q1", "public.logs_2024");
+        cat.add_inheritance("public.secret_child", "public.base");
+        let no_logs = reader(&[], &["public.logs"]);
+        assert!(!allowed(&no_logs, "SELECT * FROM logs_2024_q1", &cat));
+        assert!(!allowed(&no_logs, "SELECT * FROM public.logs_2024", &cat));
+        assert!(allowed(&no_logs, "SELECT * FROM base", &cat));
+        let no_child = reader(&[], &["public.secret_child"]);
+        assert!(!allowed(&no_child, "SELECT * FROM base", &cat));
+        assert!(allowed(&no_child, "SELECT * FROM logs", &cat));
+        let mid = reader(&[], &["public.logs_2024"]);
+        assert!(!allowed(&mid, "SELECT * FROM logs", &cat));
+        assert!(!allowed(&mid, "SELECT * FROM logs_2024_q1", &cat));
+        assert_eq!(
+            cat.descendants("public.logs"),
+            ["public.logs_2024", "public.logs_2024_q1"]
+        );
+        assert_eq!(
+            cat.ancestors("public.logs_2024_q1"),
+            ["public.logs_2024", "public.logs"]
+        );
+        // An allow list need not name a partition's parent, but must name
+        // a parent's partitions.
+        cat.add_inheritance("public.old_logs", "archive.logs");
+        let public_only = reader(&["public.*"], &[]);
+        assert!(allowed(&public_only, "SELECT * FROM old_logs", &cat));
+        cat.add_inheritance("archive.logs_2023", "public.logs");
+        assert!(!allowed(&public_only, "SELECT * FROM logs", &cat));
     }
 }
