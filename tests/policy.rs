@@ -733,7 +733,14 @@ async fn denied_rows_cannot_be_read_through_parents_or_partitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_passed_as_text_cannot_read_denied_tables() {
     let h = Harness::start_with(Setup {
-        setup_sql: vec![pgward::demo::SAMPLE_SCHEMA.into()],
+        setup_sql: vec![
+            pgward::demo::SAMPLE_SCHEMA.into(),
+            "CREATE EXTENSION pg_stat_statements".into(),
+        ],
+        pg: pgward::localpg::Options {
+            conf: vec!["shared_preload_libraries = 'pg_stat_statements'".into()],
+            ..Default::default()
+        },
         rules: Some(one_role_rules(
             "[role.r]\nallow = [\"read\", \"write\", \"unknown\", \"session\", \"transaction\"]\n\
              [role.r.tables]\nread = { deny = [\"public.api_keys\"] }\n",
@@ -744,6 +751,25 @@ async fn code_passed_as_text_cannot_read_denied_tables() {
     .await;
     let w = h.connect(("w", "w-password")).await;
     let direct = h.direct().await;
+    // pg_stat_statements keeps utility statements as they were sent.
+    direct
+        .batch_execute("SET application_name = 'sk_live_demo_only'")
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT string_agg(query, ' ') FROM pg_stat_statements",
+        "SELECT string_agg(query, ' ') FROM public.pg_stat_statements(true)",
+    ] {
+        let row = direct.query_one(sql, &[]).await.unwrap();
+        assert!(
+            row.get::<_, String>(0).contains("sk_live_demo_only"),
+            "{sql}"
+        );
+        assert_denied(
+            &w.simple_query(sql).await.expect_err(sql),
+            "pg_stat_statements",
+        );
+    }
     for sql in [
         "SELECT query_to_xml('SELECT secret FROM api_keys', true, false, '')::text",
         "SELECT ts_stat('SELECT to_tsvector(secret) FROM api_keys')::text",
@@ -832,7 +858,8 @@ async fn live_catalog_cases() {
              CREATE CAST (int AS ticket) WITH FUNCTION int_to_ticket(int);
              CREATE FUNCTION text_plus(text, text) RETURNS text LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING $1 || $2';
              CREATE OPERATOR + (leftarg = text, rightarg = text, function = text_plus);
-             CREATE FUNCTION public.lower(int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING 1';"
+             CREATE FUNCTION public.lower(int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING 1';
+             CREATE EXTENSION dblink;"
                 .into(),
         ],
         rules: Some(corpus_rules_with_identities()),
@@ -882,6 +909,23 @@ async fn live_catalog_cases() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "no denied call ran");
+
+    // Extensions install where they are told: dblink in public, named with
+    // its schema, is still on the dangerous list for a role that may write.
+    let writer = h.connect(WRITER).await;
+    let conninfo = h.pg.conninfo("postgres");
+    for f in ["public.dblink_exec", "\"public\".\"dblink_exec\""] {
+        let sql = format!("SELECT {f}('{conninfo}', 'INSERT INTO log DEFAULT VALUES')");
+        assert_denied(&writer.simple_query(&sql).await.unwrap_err(), "dblink");
+        direct.simple_query(&sql).await.unwrap();
+    }
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "PostgreSQL runs what pgward refused");
+    direct.batch_execute("TRUNCATE log").await.unwrap();
 
     // A function created after the catalog was loaded is unknown at first
     // (denied), then seen after a refresh.

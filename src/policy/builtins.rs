@@ -170,6 +170,11 @@ pub const HIDDEN_READS: &[(&str, &str)] = &[
     ("pg_stat_get_activity", ACTIVITY),
     ("pg_stat_get_backend_activity", ACTIVITY),
 ];
+/// The same, from extensions, which install into any schema.
+pub const EXTENSION_HIDDEN_READS: &[(&str, &str)] = &[(
+    "pg_stat_statements",
+    "shows the statements of every session, the literal values of utility statements (passwords in ALTER ROLE, SET values) included",
+)];
 const STATISTICS: &str = "shows values sampled from the columns of every table";
 const ACTIVITY: &str = "shows the statements of other sessions, literal values included";
 
@@ -177,6 +182,15 @@ const ACTIVITY: &str = "shows the statements of other sessions, literal values i
 /// cannot check, if anything.
 pub fn hidden_read(name: &str) -> Option<&'static str> {
     HIDDEN_READS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
+}
+
+/// What an extension's view or function of this name shows that table
+/// rules cannot check, if anything.
+pub fn extension_hidden_read(name: &str) -> Option<&'static str> {
+    EXTENSION_HIDDEN_READS
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, why)| *why)

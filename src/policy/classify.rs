@@ -736,6 +736,9 @@ impl Walker<'_> {
     }
 
     fn relation_named(&mut self, schema: Option<String>, name: String, access: Class) {
+        if let Some(why) = builtins::extension_hidden_read(&name) {
+            self.hidden_read(format!("{name} {why}"));
+        }
         if schema.as_deref() == Some("pg_toast") {
             self.hidden_read(format!(
                 "pg_toast.{name} holds the out-of-line values of another table's columns"
@@ -883,12 +886,17 @@ impl Walker<'_> {
         };
         let builtin_scope = schema.is_none_or(|s| s == "pg_catalog");
         let mut known = false;
+        // In any schema: extensions such as dblink install where they are
+        // told, so `public.dblink_exec` is the same danger.
+        if let Some(d) = builtins::dangerous_function(name) {
+            self.st.dangerous(d);
+            push(self.st, d.class, format!("{shown}(){via} {}", d.why));
+            known = true;
+        }
+        if let Some(why) = builtins::extension_hidden_read(name) {
+            self.hidden_read(format!("{shown}(){via} {why}"));
+        }
         if builtin_scope {
-            if let Some(d) = builtins::dangerous_function(name) {
-                self.st.dangerous(d);
-                push(self.st, d.class, format!("{name}(){via} {}", d.why));
-                known = true;
-            }
             if let Some((class, why)) = builtins::builtin_effect(name) {
                 push(self.st, class, format!("{name}(){via} {why}"));
                 known = true;
