@@ -525,6 +525,8 @@ async fn table_rules_cannot_be_read_around() {
             // A search_path pgward is not told about: unqualified names
             // find tables outside public.
             "CREATE SCHEMA hr; CREATE TABLE hr.payroll (name text, note text); INSERT INTO hr.payroll VALUES ('Ada', 'sk_live_demo_only'); ALTER DATABASE postgres SET search_path = hr, public;".into(),
+            // A large object holds data no table rule names.
+            "SELECT lo_from_bytea(0, 'sk_live_demo_only')".into(),
         ],
         ..Setup::default()
     })
@@ -590,6 +592,9 @@ async fn table_rules_cannot_be_read_around() {
         "SELECT most_common_vals::text FROM pg_catalog.pg_stats WHERE attname = 'secret'",
         &read_toast,
         "SELECT string_agg(query, ' ') FROM pg_stat_activity",
+        "SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata",
+        "SELECT convert_from(loread(lo_open(oid, 262144), 100), 'UTF8') FROM pg_largeobject_metadata",
+        "SELECT convert_from(data, 'UTF8') FROM pg_largeobject",
     ] {
         let through_postgres = first_text(direct.simple_query(sql).await.unwrap());
         assert!(through_postgres.contains("sk_live_demo_only"), "{sql}: {through_postgres}");

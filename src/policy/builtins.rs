@@ -169,6 +169,9 @@ pub const HIDDEN_READS: &[(&str, &str)] = &[
     ("pg_stat_activity", ACTIVITY),
     ("pg_stat_get_activity", ACTIVITY),
     ("pg_stat_get_backend_activity", ACTIVITY),
+    ("pg_largeobject", LARGE_OBJECTS),
+    ("lo_get", LARGE_OBJECTS),
+    ("loread", LARGE_OBJECTS),
 ];
 /// The same, from extensions, which install into any schema.
 pub const EXTENSION_HIDDEN_READS: &[(&str, &str)] = &[(
@@ -176,6 +179,7 @@ pub const EXTENSION_HIDDEN_READS: &[(&str, &str)] = &[(
     "shows the statements of every session, the literal values of utility statements (passwords in ALTER ROLE, SET values) included",
 )];
 const STATISTICS: &str = "shows values sampled from the columns of every table";
+const LARGE_OBJECTS: &str = "reads large objects, which are stored outside the tables rules name";
 const ACTIVITY: &str = "shows the statements of other sessions, literal values included";
 
 /// What a system view or function of this name shows that table rules
