@@ -3,7 +3,7 @@
 use super::catalog::Catalog;
 use super::class::Class;
 use super::classify::Statement;
-use super::role::Role;
+use super::role::{Pattern, Role};
 use super::settings;
 use crate::protocol::{sqlstate, PgError};
 
@@ -176,7 +176,8 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
             None => match cat.relation_schemas(&rel.name) {
                 Some(schemas) => schemas,
                 None => {
-                    if let Some(d) = unplaced_denial(role, &rel.name, rel.access, &here) {
+                    let target = Target::Unplaced(&rel.name);
+                    if let Some(d) = table_denial(role, target, rel.access, &here) {
                         return refuse(d, "on this table");
                     }
                     continue;
@@ -185,7 +186,11 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
         };
         for schema in schemas {
             let full = format!("{schema}.{}", rel.name);
-            if let Some(d) = table_denial(role, &full, rel.access, &here, false) {
+            let target = Target::Placed {
+                full: &full,
+                deny_only: false,
+            };
+            if let Some(d) = table_denial(role, target, rel.access, &here) {
                 return refuse(d, "on this table");
             }
             // A parent's rows include its children's, which must pass in
@@ -200,7 +205,11 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
                 .into_iter()
                 .map(|t| (t, "is inherited by or partitioned into", true));
             for (other, link, deny_only) in down.chain(up) {
-                if let Some(mut d) = table_denial(role, other, rel.access, &here, deny_only) {
+                let target = Target::Placed {
+                    full: other,
+                    deny_only,
+                };
+                if let Some(mut d) = table_denial(role, target, rel.access, &here) {
                     d.why = format!("{other} {link} {full}: {}", d.why);
                     return refuse(d, "on this table");
                 }
@@ -213,65 +222,64 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
     }
 }
 
-/// Why `role`'s table rules refuse `access` to the relation `full`
-/// (`schema.name`), if they do.
-/// With `deny_only`, only deny patterns count.
-fn table_denial(
-    role: &Role,
-    full: &str,
-    access: Class,
-    here: &dyn Fn(&str) -> String,
-    deny_only: bool,
-) -> Option<Denial> {
-    for rule in &role.tables {
-        if rule.class.is_some_and(|c| c != access) {
-            continue;
-        }
-        if let Some(p) = rule.deny.iter().find(|p| p.matches(full)) {
-            return Some(Denial::new(
-                access,
-                format!("{access} of {full} is denied"),
-                here(&format!("{}.deny {:?}", rule.key(), p.text)),
-            ));
-        }
-        if !deny_only && !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches(full)) {
-            return Some(Denial::new(
-                access,
-                format!("{access} of {full} is not in the allowed tables"),
-                here(&format!("{}.allow", rule.key())),
-            ));
-        }
-    }
-    None
+/// A relation as table rules see it.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// `schema.name`; with `deny_only`, only deny patterns count.
+    Placed { full: &'a str, deny_only: bool },
+    /// An unqualified name the catalog does not hold (created since it was
+    /// loaded, or missing): it may be in any schema, so it must pass in
+    /// every one.
+    Unplaced(&'a str),
 }
 
-/// Why `role`'s table rules refuse `access` to an unqualified relation
-/// the catalog does not hold (created since it was loaded, or missing):
-/// it may be in any schema, so it must pass in every one.
-fn unplaced_denial(
+impl Target<'_> {
+    fn denied_by(self, p: &Pattern) -> bool {
+        match self {
+            Target::Placed { full, .. } => p.matches(full),
+            Target::Unplaced(name) => p.matches_in_some_schema(name),
+        }
+    }
+
+    /// Whether an allow pattern lets it through (any does, when only deny
+    /// patterns count).
+    fn allowed_by(self, p: &Pattern) -> bool {
+        match self {
+            Target::Placed { full, deny_only } => deny_only || p.matches(full),
+            Target::Unplaced(name) => p.matches_in_every_schema(name),
+        }
+    }
+
+    fn why(self, access: Class, verdict: &str) -> String {
+        match self {
+            Target::Placed { full, .. } => format!("{access} of {full} {verdict}"),
+            Target::Unplaced(name) => format!("{access} of {name} {verdict} in some schema: pgward's catalog holds no relation of that name, so it may be in any schema on the search path (name its schema)"),
+        }
+    }
+}
+
+/// Why `role`'s table rules refuse `access` to `target`, if they do.
+fn table_denial(
     role: &Role,
-    name: &str,
+    target: Target,
     access: Class,
     here: &dyn Fn(&str) -> String,
 ) -> Option<Denial> {
-    let why = |verdict: &str| {
-        format!("{access} of {name} {verdict}: pgward's catalog holds no relation of that name, so it may be in any schema on the search path (name its schema)")
-    };
     for rule in &role.tables {
         if rule.class.is_some_and(|c| c != access) {
             continue;
         }
-        if let Some(p) = rule.deny.iter().find(|p| p.matches_in_some_schema(name)) {
+        if let Some(p) = rule.deny.iter().find(|p| target.denied_by(p)) {
             return Some(Denial::new(
                 access,
-                why("is denied in some schema"),
+                target.why(access, "is denied"),
                 here(&format!("{}.deny {:?}", rule.key(), p.text)),
             ));
         }
-        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| p.matches_in_every_schema(name)) {
+        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| target.allowed_by(p)) {
             return Some(Denial::new(
                 access,
-                why("is not allowed in every schema"),
+                target.why(access, "is not in the allowed tables"),
                 here(&format!("{}.allow", rule.key())),
             ));
         }
