@@ -570,6 +570,10 @@ impl CatalogSlot {
 /// Every table reachable from `from` along `links`, once each.
 fn walk<'a>(links: &'a HashMap<String, Vec<String>>, from: &str) -> Vec<&'a str> {
     let mut found: Vec<&str> = Vec::new();
+    if links.is_empty() || !links.contains_key(from) {
+        // Most tables: nothing to allocate.
+        return found;
+    }
     let mut next = vec![from];
     while let Some(at) = next.pop() {
         for r in links.get(at).into_iter().flatten() {
