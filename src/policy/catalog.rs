@@ -235,14 +235,12 @@ impl Catalog {
     /// since the catalog was loaded) or nowhere. The offline snapshot
     /// places user relations it cannot know in public.
     pub fn relation_schemas(&self, name: &str) -> Option<Vec<&str>> {
-        if !self.places(name) {
-            return None;
-        }
-        Some(match self.relations.get(name) {
+        match self.relations.get(name) {
             // One relation per name and schema: no duplicates.
-            Some(places) => places.iter().map(|(s, _)| s.as_str()).collect(),
-            None => vec!["public"],
-        })
+            Some(places) => Some(places.iter().map(|(s, _)| s.as_str()).collect()),
+            None if self.lists_user_relations => None,
+            None => Some(vec!["public"]),
+        }
     }
 
     pub(crate) fn add_inheritance(&mut self, child: &str, parent: &str) {
