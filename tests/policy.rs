@@ -422,10 +422,22 @@ async fn psql_as_the_example_agent() {
         .psql_env(
             AGENT,
             &["-c", "show default_transaction_read_only"],
-            &[("PGOPTIONS", "-c statement_timeout=5s")],
+            &[("PGOPTIONS", "-c lock_timeout=5s")],
         )
         .await;
     assert!(ok && out.trim() == "on", "{out} {err}");
+    // The agent's session pins statement_timeout (30s).
+    let (ok, _, err) = h
+        .psql_env(
+            AGENT,
+            &["-c", "select 1"],
+            &[("PGOPTIONS", "-c statement_timeout=0")],
+        )
+        .await;
+    assert!(
+        !ok && err.contains("statement_timeout is set to 30s"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +487,7 @@ async fn role_upstream_user_and_session_settings() {
         files: vec![("ro-password".into(), "ro-secret".into())],
         upstream: "[[upstream.users]]\nname = \"pgward_ro\"\npassword_file = \"ro-password\"\n".into(),
         rules: Some(one_role_rules(
-            "[role.r]\nallow = [\"read\", \"session\", \"transaction\"]\nupstream_user = \"pgward_ro\"\n[role.r.session]\ndefault_transaction_read_only = \"on\"\n",
+            "[role.r]\nallow = [\"read\", \"session\", \"transaction\"]\nupstream_user = \"pgward_ro\"\n[role.r.session]\ndefault_transaction_read_only = \"on\"\nstatement_timeout = \"5s\"\n",
             "ro",
         )),
         ..Setup::default()
@@ -506,6 +518,36 @@ async fn role_upstream_user_and_session_settings() {
         assert_eq!(value.as_deref(), Some("on"), "after {reset}");
     }
     assert_eq!(c.query("SELECT * FROM orders", &[]).await.unwrap().len(), 2);
+    // A timeout the role sets is not the client's to lift (it is harmless
+    // to change otherwise).
+    for sql in [
+        "SET statement_timeout = 0",
+        "SET LOCAL statement_timeout = 0",
+        "SELECT set_config('statement_timeout', '0', false)",
+    ] {
+        assert_denied(
+            &c.simple_query(sql).await.expect_err(sql),
+            "statement_timeout is set to 5s",
+        );
+    }
+    c.batch_execute("SET statement_timeout = '5s'; SET lock_timeout = 0")
+        .await
+        .unwrap();
+    let row = c.query_one("SHOW statement_timeout", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "5s");
+    let lifted = format!(
+        "{} options='-c statement_timeout=0'",
+        h.conninfo(("ro", "ro-password"))
+    );
+    let err = tokio_postgres::connect(&lifted, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a startup setting lifting the timeout is refused");
+    let message = err.as_db_error().map(|e| e.message()).unwrap_or_default();
+    assert!(
+        message.contains("statement_timeout is set to 5s"),
+        "{err:?}"
+    );
 }
 
 /// Table rules cannot be read around: built-ins that read tables named by

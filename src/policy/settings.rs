@@ -167,6 +167,28 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
         ChangeKind::Reset => return Ok(()),
         ChangeKind::Set => {}
     }
+    // What the role's session settings set is a protection the client
+    // does not get to undo (a statement_timeout, say), unless the role
+    // names the setting in `settings`.
+    if let Some((_, pinned)) = role
+        .session
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+    {
+        let unpinned = role
+            .settings
+            .iter()
+            .any(|p| p.text != "*" && p.matches(name));
+        if !unpinned && value != Some(pinned.as_str()) && name != "role" {
+            return refuse(
+                format!("{name} is set to {pinned} for this role's sessions"),
+                format!(
+                    "role {}: session {name} (list \"{name}\" in settings to let clients change it)",
+                    role.name
+                ),
+            );
+        }
+    }
     match name {
         "role" => {
             // SET ROLE NONE returns to the login user: harmless unless the
@@ -336,6 +358,29 @@ mod tests {
         assert!(check(&set("search_path", "public"), &r).is_ok());
         assert!(check(&set("search_path", "public, pg_catalog"), &r).is_err());
         assert!(check(&set("search_path", "pg_catalog, public"), &r).is_ok());
+    }
+
+    /// A setting the role's session sets is a protection: clients may not
+    /// change it, unless the role names it in `settings` ("*" does not).
+    #[test]
+    fn session_settings_are_pinned() {
+        let mut r = role(&[Class::Read, Class::Write]);
+        r.session.push(("statement_timeout".into(), "30s".into()));
+        r.session
+            .push(("default_transaction_read_only".into(), "on".into()));
+        let e = check(&set("statement_timeout", "0"), &r).unwrap_err();
+        assert!(e.why.contains("set to 30s"), "{}", e.why);
+        assert!(check(&set("STATEMENT_TIMEOUT", "0"), &r).is_err());
+        assert!(check(&set("statement_timeout", "30s"), &r).is_ok());
+        assert!(check(&SettingChange::reset("statement_timeout"), &r).is_ok());
+        // A role that may write could otherwise leave read-only mode.
+        assert!(check(&set("default_transaction_read_only", "off"), &r).is_err());
+        assert!(check(&set("lock_timeout", "0"), &r).is_ok());
+        r.settings.push(crate::policy::role::Pattern::new("*"));
+        assert!(check(&set("statement_timeout", "0"), &r).is_err());
+        r.settings
+            .push(crate::policy::role::Pattern::new("statement_timeout"));
+        assert!(check(&set("statement_timeout", "0"), &r).is_ok());
     }
 }
 
