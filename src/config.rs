@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Largest message a client may send, in bytes.
     pub max_message_bytes: usize,
+    /// Largest SQL text (a Query or Parse) pgward classifies, in bytes;
+    /// larger ones are refused. A parse tree takes hundreds of times its
+    /// text's size in memory while it is classified.
+    pub max_sql_bytes: usize,
     /// Seconds a client has to finish authentication.
     pub auth_timeout_secs: u64,
     /// Seconds without client traffic outside a transaction before the
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
             max_connections: 1000,
             max_message_bytes: 64 << 20,
+            max_sql_bytes: 1 << 20,
             auth_timeout_secs: 10,
             idle_timeout_secs: 0,
             shutdown_grace_secs: 30,
@@ -443,6 +448,14 @@ impl Config {
                 crate::protocol::frame::POSTGRES_MAX_MESSAGE
             ));
         }
+        if self.server.max_sql_bytes < 1024
+            || self.server.max_sql_bytes > self.server.max_message_bytes
+        {
+            return err(format!(
+                "server.max_sql_bytes = {} is out of range; use 1024 to server.max_message_bytes ({})",
+                self.server.max_sql_bytes, self.server.max_message_bytes
+            ));
+        }
         if self.server.max_connections == 0 {
             return err("server.max_connections must be at least 1".into());
         }
@@ -697,6 +710,19 @@ mod tests {
         // The container's config keeps the audit log on its volume.
         let d = parse(include_str!("../docker/pgward.toml")).unwrap();
         assert_eq!(d.audit.dir, PathBuf::from("/var/lib/pgward/audit"));
+    }
+
+    #[test]
+    fn sql_limit_stays_within_the_message_limit() {
+        let base = "[upstream]\nurl = \"postgres://a@h/db\"\n[server]\n";
+        assert_eq!(parse(base).unwrap().server.max_sql_bytes, 1 << 20);
+        for bad in [
+            "max_sql_bytes = 10",
+            "max_message_bytes = 2048\nmax_sql_bytes = 4096",
+        ] {
+            let e = parse(&format!("{base}{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("server.max_sql_bytes"), "{e}");
+        }
     }
 
     #[test]

@@ -258,3 +258,49 @@ async fn deeply_nested_statements() {
     }
     still_serving(&h).await;
 }
+
+/// SQL text larger than pgward classifies (a parse tree takes hundreds of
+/// times its text's size in memory) is refused with an error for that
+/// statement alone, in simple and extended protocol; the session goes on,
+/// and a statement under the limit runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_larger_than_the_classification_limit() {
+    let h = Harness::start_with(Setup {
+        server: "max_sql_bytes = 4096".into(),
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(ALICE).await;
+    let big = "SELECT 1;".repeat(500);
+    let completed = |m: Vec<tokio_postgres::SimpleQueryMessage>| {
+        m.iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_)))
+            .count()
+    };
+    let direct = h.direct().await;
+    assert_eq!(completed(direct.simple_query(&big).await.unwrap()), 500);
+    for err in [
+        c.simple_query(&big).await.unwrap_err(),
+        c.prepare(&format!(
+            "SELECT 1 WHERE 1 IN ({})",
+            "1,".repeat(2100) + "1"
+        ))
+        .await
+        .unwrap_err(),
+    ] {
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "54000");
+        assert!(
+            db.message()
+                .contains("larger than pgward classifies (4096 bytes)"),
+            "{db:?}"
+        );
+        assert!(db
+            .hint()
+            .unwrap_or_default()
+            .contains("server.max_sql_bytes"));
+    }
+    let fits = "SELECT 1;".repeat(400);
+    assert_eq!(completed(c.simple_query(&fits).await.unwrap()), 400);
+    still_serving(&h).await;
+}

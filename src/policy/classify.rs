@@ -143,9 +143,11 @@ fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
         pg_query::Error::Parse(m) => m,
         other => other.to_string(),
     })?;
-    let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for raw in tree["stmts"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+    for raw in &parsed.protobuf.stmts {
+        // One statement's tree at a time: as JSON a tree is many times the
+        // size of its text, and a string may hold thousands of statements.
+        let raw = serde_json::to_value(raw).map_err(|e| e.to_string())?;
         let start = raw["stmt_location"].as_u64().unwrap_or(0) as usize;
         let len = raw["stmt_len"].as_u64().unwrap_or(0) as usize;
         let text = slice_text(sql, start, len);

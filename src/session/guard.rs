@@ -289,6 +289,21 @@ impl Guard {
     /// Judges SQL text: every statement must be allowed, or nothing runs.
     /// `parse_name` is the statement name of a Parse message.
     fn judge_sql(&mut self, sql: &str, parse_name: Option<&str>) -> Option<PgError> {
+        let limit = self.shared.config.server.max_sql_bytes;
+        if sql.len() > limit {
+            // Classifying it would hold this session thread, and memory
+            // hundreds of times its size, for seconds.
+            return Some(
+                PgError::error(
+                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    format!(
+                        "pgward: statement text of {} bytes is larger than pgward classifies ({limit} bytes)",
+                        sql.len()
+                    ),
+                )
+                .with_hint("send fewer statements or rows per message, or raise server.max_sql_bytes"),
+            );
+        }
         self.refresh_snapshots();
         let role = match self.current_role() {
             Ok(r) => r,
