@@ -182,20 +182,14 @@ const STATISTICS: &str = "shows values sampled from the columns of every table";
 const LARGE_OBJECTS: &str = "reads large objects, which are stored outside the tables rules name";
 const ACTIVITY: &str = "shows the statements of other sessions, literal values included";
 
-/// What a system view or function of this name shows that table rules
-/// cannot check, if anything.
-pub fn hidden_read(name: &str) -> Option<&'static str> {
-    HIDDEN_READS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, why)| *why)
-}
-
-/// What an extension's view or function of this name shows that table
-/// rules cannot check, if anything.
-pub fn extension_hidden_read(name: &str) -> Option<&'static str> {
-    EXTENSION_HIDDEN_READS
-        .iter()
+/// What a view or function of this name shows that table rules cannot
+/// check, if anything. `builtin_scope`: the name is unqualified or in
+/// pg_catalog, where the system's own live; extensions' are matched in
+/// any schema.
+pub fn hidden_read(name: &str, builtin_scope: bool) -> Option<&'static str> {
+    let system = HIDDEN_READS.iter().filter(|_| builtin_scope);
+    system
+        .chain(EXTENSION_HIDDEN_READS)
         .find(|(n, _)| *n == name)
         .map(|(_, why)| *why)
 }

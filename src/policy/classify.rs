@@ -738,7 +738,8 @@ impl Walker<'_> {
     }
 
     fn relation_named(&mut self, schema: Option<String>, name: String, access: Class) {
-        if let Some(why) = builtins::extension_hidden_read(&name) {
+        let builtin_scope = schema.as_deref().is_none_or(|s| s == "pg_catalog");
+        if let Some(why) = builtins::hidden_read(&name, builtin_scope) {
             self.hidden_read(format!("{name} {why}"));
         }
         if schema.as_deref() == Some("pg_toast") {
@@ -746,10 +747,7 @@ impl Walker<'_> {
                 "pg_toast.{name} holds the out-of-line values of another table's columns"
             ));
         }
-        if schema.as_deref().is_none_or(|s| s == "pg_catalog") {
-            if let Some(why) = builtins::hidden_read(&name) {
-                self.hidden_read(format!("{name} {why}"));
-            }
+        if builtin_scope {
             if let Some(d) = builtins::dangerous_catalog(&name) {
                 self.st.dangerous(d);
                 self.st.reason(d.class, format!("{name} {}", d.why));
@@ -895,7 +893,7 @@ impl Walker<'_> {
             push(self.st, d.class, format!("{shown}(){via} {}", d.why));
             known = true;
         }
-        if let Some(why) = builtins::extension_hidden_read(name) {
+        if let Some(why) = builtins::hidden_read(name, builtin_scope) {
             self.hidden_read(format!("{shown}(){via} {why}"));
         }
         if builtin_scope {
@@ -918,9 +916,6 @@ impl Walker<'_> {
                 }
             }
             self.reads_by_name(name, args);
-            if let Some(why) = builtins::hidden_read(name) {
-                self.hidden_read(format!("{name}() {why}"));
-            }
             if builtins::runs_sql_text(name) {
                 self.hidden_read(format!(
                     "{name}() runs SQL given as text, which may read any table"

@@ -170,16 +170,18 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
     // What the role's session settings set is a protection the client
     // does not get to undo (a statement_timeout, say), unless the role
     // names the setting in `settings`.
-    if let Some((_, pinned)) = role
+    // (`role` has its own rule below: SET ROLE is dangerous anyway.)
+    let pinned = role
         .session
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-    {
+        .map(|(_, v)| v.as_str());
+    if let Some(pinned) = pinned.filter(|_| name != "role") {
         let unpinned = role
             .settings
             .iter()
             .any(|p| p.text != "*" && p.matches(name));
-        if !unpinned && value != Some(pinned.as_str()) && name != "role" {
+        if !unpinned && value != Some(pinned) {
             return refuse(
                 format!("{name} is set to {pinned} for this role's sessions"),
                 format!(
@@ -195,8 +197,8 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
             // role's session settings connect as another role, which it
             // would drop (RESET ROLE returns to that one instead).
             let none = value.is_some_and(|v| v.eq_ignore_ascii_case("none"));
-            match role.session.iter().find(|(k, _)| k == "role") {
-                Some((_, connected_as)) if none => dangerous(role, "set_role").map_err(|r| Refusal {
+            match pinned {
+                Some(connected_as) if none => dangerous(role, "set_role").map_err(|r| Refusal {
                     why: format!(
                         "SET ROLE NONE would drop the role {connected_as} pgward connected as, for the login user"
                     ),
