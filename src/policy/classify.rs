@@ -5,7 +5,7 @@
 //! anywhere. The tree is visited through its serde form so that no node
 //! type can be skipped by a hand-written traversal that forgot it.
 
-use serde_json::{Map, Value};
+use super::tree::{Map, Value};
 
 use super::builtins::{self, Dangerous};
 use super::catalog::Catalog;
@@ -147,7 +147,7 @@ fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
     for raw in &parsed.protobuf.stmts {
         // One statement's tree at a time: as JSON a tree is many times the
         // size of its text, and a string may hold thousands of statements.
-        let raw = serde_json::to_value(raw).map_err(|e| e.to_string())?;
+        let raw = Value::of(raw).map_err(|e| e.to_string())?;
         let start = raw["stmt_location"].as_u64().unwrap_or(0) as usize;
         let len = raw["stmt_len"].as_u64().unwrap_or(0) as usize;
         let text = slice_text(sql, start, len);
@@ -200,8 +200,7 @@ fn slice_text(sql: &str, start: usize, len: usize) -> &str {
 /// `{"node": {"Kind": {...}}}` → ("Kind", {...}).
 fn variant(node: &Value) -> Option<(&str, &Value)> {
     let map = node.get("node")?.as_object()?;
-    let (k, v) = map.iter().next()?;
-    Some((k.as_str(), v))
+    map.iter().next()
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -240,7 +239,7 @@ pub(crate) fn const_text(node: &Value) -> Option<String> {
         _ => return None,
     };
     let (k, v) = c.as_object()?.iter().next()?;
-    let kind = match k.as_str() {
+    let kind = match k {
         "Sval" => "String",
         "Ival" => "Integer",
         "Fval" => "Float",
@@ -625,7 +624,7 @@ impl Walker<'_> {
         for (key, value) in map {
             // The statement's target gets its class; what it reads from
             // (sub-selects, USING, FROM) is read.
-            let access = match key.as_str() {
+            let access = match key {
                 "relation" if dml && plan_only => Class::Read,
                 "relation" | "relations" | "objects" | "rels" | "into" => base,
                 _ => Class::Read,
@@ -647,7 +646,7 @@ impl Walker<'_> {
         }
     }
 
-    fn object(&mut self, map: &Map<String, Value>, access: Class, plan_only: bool) {
+    fn object(&mut self, map: &Map, access: Class, plan_only: bool) {
         // A Node: {"node": {"Kind": {...}}}.
         if let Some(Value::Object(inner)) = map.get("node") {
             if let Some((kind, n)) = inner.iter().next() {
@@ -711,7 +710,7 @@ impl Walker<'_> {
         self.walk(n, access, plan_only);
     }
 
-    fn select(&mut self, map: &Map<String, Value>, plan_only: bool) {
+    fn select(&mut self, map: &Map, plan_only: bool) {
         if plan_only {
             return;
         }
@@ -827,7 +826,7 @@ impl Walker<'_> {
         }
     }
 
-    fn func_call(&mut self, map: &Map<String, Value>) {
+    fn func_call(&mut self, map: &Map) {
         let parts = names(map.get("funcname").unwrap_or(&Value::Null));
         let Some((schema, name)) = qualified(&parts) else {
             return;
@@ -846,7 +845,7 @@ impl Walker<'_> {
         }
     }
 
-    fn type_name(&mut self, map: &Map<String, Value>) {
+    fn type_name(&mut self, map: &Map) {
         let parts = names(map.get("names").unwrap_or(&Value::Null));
         let Some((schema, name)) = qualified(&parts) else {
             return;

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::catalog::Catalog;
 use super::class::Class;
+use super::classify::Analysis;
 use super::decide::{decide_all, Verdict};
 use super::role::Role;
 
@@ -19,8 +20,11 @@ pub struct Outcome {
 /// Classifies `sql` and decides it for `role`. A string that does not
 /// parse is one denied outcome carrying the parser's message.
 pub fn outcomes(role: &Role, sql: &str, cat: &Catalog) -> Vec<Outcome> {
-    let analysis = cat.analyze(sql);
-    let statements = match analysis.as_ref() {
+    outcomes_of(role, sql, &cat.analyze(sql), cat)
+}
+
+fn outcomes_of(role: &Role, sql: &str, analysis: &Analysis, cat: &Catalog) -> Vec<Outcome> {
+    let statements = match analysis {
         Ok(s) => s,
         Err(message) => {
             return vec![Outcome {
@@ -50,8 +54,9 @@ pub fn outcomes(role: &Role, sql: &str, cat: &Catalog) -> Vec<Outcome> {
 /// The human-readable report `pgward explain` prints.
 pub fn report(role: &Role, sql: &str, cat: &Catalog) -> String {
     let mut out = String::new();
+    // Classified once: a string too large for the cache would be twice.
     let analysis = cat.analyze(sql);
-    let outcomes = outcomes(role, sql, cat);
+    let outcomes = outcomes_of(role, sql, &analysis, cat);
     let statements = analysis.as_ref().as_ref().ok();
     for (i, o) in outcomes.iter().enumerate() {
         let _ = writeln!(out, "statement {}: {}", i + 1, o.text);

@@ -10,6 +10,7 @@ pub mod explain;
 pub mod role;
 pub mod settings;
 pub mod shape;
+pub mod tree;
 
 pub use catalog::{Catalog, CatalogSlot, CatalogStore};
 pub use class::{Class, ClassSet};
