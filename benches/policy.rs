@@ -23,6 +23,18 @@ fn benches(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| b.iter(|| classify(black_box(sql), &cat)));
     }
+    // What an ORM's batch insert sends: 1,000 rows, about 40 kB.
+    let rows: Vec<String> = (0..1000)
+        .map(|i| format!("({i}, 'customer {i}', '2024-01-01', {i}.5)"))
+        .collect();
+    let bulk = format!(
+        "INSERT INTO orders (id, note, created_at, amount) VALUES {}",
+        rows.join(", ")
+    );
+    g.sample_size(20);
+    g.bench_function("bulk_insert_1000_rows", |b| {
+        b.iter(|| classify(black_box(&bulk), &cat))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("decision_cached");
