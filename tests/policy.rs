@@ -842,6 +842,69 @@ async fn code_passed_as_text_cannot_read_denied_tables() {
     );
 }
 
+/// Through a superuser upstream user, settings that hold credentials (a
+/// replication password, keys in a restore command) are shown to anyone
+/// who asks: by name, with SHOW ALL, current_setting() or pg_settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_hold_credentials_are_not_shown() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE VIEW tenant AS SELECT current_setting('app.tenant', true) AS t".into(),
+        ],
+        pg: pgward::localpg::Options {
+            conf: vec![
+                "primary_conninfo = 'host=primary user=replicator password=sk_live_demo_only'"
+                    .into(),
+                "restore_command = 'AWS_SECRET_ACCESS_KEY=sk_live_demo_only wal-g wal-fetch %f %p'"
+                    .into(),
+            ],
+            ..Default::default()
+        },
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"session\", \"transaction\"]\nsettings = [\"app.tenant\"]\n",
+            "r",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let direct = h.direct().await;
+    let r = h.connect(("r", "r-password")).await;
+    for sql in [
+        "SHOW primary_conninfo",
+        "SHOW \"RESTORE_COMMAND\"",
+        "SHOW ALL",
+        "SELECT current_setting('Primary_Conninfo')",
+        "SELECT current_setting(n) FROM (VALUES ('restore_command')) v(n)",
+        "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'",
+        "SELECT setting FROM pg_show_all_settings() WHERE name = 'restore_command'",
+    ] {
+        let rows = direct.simple_query(sql).await.unwrap();
+        let shown = rows.iter().any(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                (0..row.len()).any(|i| row.get(i).is_some_and(|v| v.contains("sk_live_demo_only")))
+            }
+            _ => false,
+        });
+        assert!(shown, "PostgreSQL shows the secret to {sql}");
+        assert_denied(
+            &r.simple_query(sql).await.expect_err(sql),
+            "may hold passwords or keys",
+        );
+        // The extended protocol is judged the same way.
+        assert_denied(&r.query(sql, &[]).await.expect_err(sql), "server_secrets");
+    }
+    // Other settings stay readable, and so do views that read settings.
+    let row = r
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, String>(0).starts_with("15"));
+    r.simple_query("SHOW server_version").await.unwrap();
+    r.batch_execute("SET app.tenant = 'acme'").await.unwrap();
+    let row = r.query_one("SELECT t FROM tenant", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "acme");
+}
+
 /// A role whose session settings connect as another PostgreSQL role
 /// (`role = ...`, a startup setting) cannot drop it: SET ROLE NONE would
 /// return to the login user (here a superuser), RESET ROLE returns to the

@@ -129,7 +129,31 @@ pub const DANGEROUS_COMMANDS: &[Dangerous] = &[
         Session,
         "SET SESSION AUTHORIZATION switches to another database user",
     ),
+    d(
+        "server_secrets",
+        Admin,
+        "shows server settings that may hold passwords or keys (primary_conninfo, archive and restore commands)",
+    ),
 ];
+
+/// Settings whose values may hold credentials: a replication connection
+/// string with its password, shell commands with keys for the archive.
+/// PostgreSQL shows them only to superusers (and pg_read_all_settings), so
+/// they matter when pgward's upstream user is one.
+pub const SECRET_SETTINGS: &[&str] = &[
+    "primary_conninfo",
+    "archive_command",
+    "archive_cleanup_command",
+    "restore_command",
+    "recovery_end_command",
+    "ssl_passphrase_command",
+];
+
+/// Whether showing setting `name` (any case; `all` for SHOW ALL) may show
+/// a secret.
+pub fn shows_secret_setting(name: &str) -> bool {
+    name.eq_ignore_ascii_case("all") || SECRET_SETTINGS.iter().any(|s| name.eq_ignore_ascii_case(s))
+}
 
 /// System catalogs that hold credentials: password hashes (an MD5 one
 /// logs in as its role), and the passwords of user mappings and

@@ -332,6 +332,10 @@ impl Walker<'_> {
             "VariableSetStmt" => return self.set(n),
             "VariableShowStmt" => {
                 self.st.reason(Read, "SHOW");
+                let name = str_field(n, "name");
+                if builtins::shows_secret_setting(name) {
+                    self.server_secrets(format!("SHOW {name}"));
+                }
                 return;
             }
             "TransactionStmt" => return self.transaction(n),
@@ -747,6 +751,9 @@ impl Walker<'_> {
             ));
         }
         if builtin_scope {
+            if name == "pg_settings" {
+                self.server_secrets(format!("the view {name}"));
+            }
             if let Some(d) = builtins::dangerous_catalog(&name) {
                 self.st.dangerous(d);
                 self.st.reason(d.class, format!("{name} {}", d.why));
@@ -782,6 +789,43 @@ impl Walker<'_> {
         };
         if !self.st.relations.contains(&r) {
             self.st.relations.push(r);
+        }
+    }
+
+    /// A read of server settings that may hold credentials.
+    fn server_secrets(&mut self, what: String) {
+        let d = builtins::dangerous_command("server_secrets");
+        self.st.dangerous(d);
+        self.st.reason(d.class, format!("{what} {}", d.why));
+    }
+
+    /// `current_setting(name)` of a secret setting, or of a name known
+    /// only at run time; `pg_show_all_settings()`, behind pg_settings.
+    /// Calls inside a view are the view owner's (as with the tables a
+    /// view reads): views commonly read `current_setting('app.tenant')`.
+    fn reads_settings(&mut self, name: &str, args: &[Option<String>], via: &str) {
+        if via.starts_with(" (through view ") {
+            return;
+        }
+        match name {
+            "current_setting" => {
+                // The verdict depends on the literal: never share it by shape.
+                self.st.literal_sensitive = true;
+                match args.first() {
+                    // current_setting('all') is not a setting.
+                    Some(Some(setting))
+                        if !builtins::shows_secret_setting(setting)
+                            || setting.eq_ignore_ascii_case("all") => {}
+                    Some(Some(setting)) => {
+                        self.server_secrets(format!("current_setting('{setting}'){via}"))
+                    }
+                    _ => self.server_secrets(format!(
+                        "current_setting(){via} of a setting named at run time"
+                    )),
+                }
+            }
+            "pg_show_all_settings" => self.server_secrets(format!("{name}(){via}")),
+            _ => {}
         }
     }
 
@@ -915,6 +959,7 @@ impl Walker<'_> {
                 }
             }
             self.reads_by_name(name, args);
+            self.reads_settings(name, args, &via);
             if builtins::runs_sql_text(name) {
                 self.hidden_read(format!(
                     "{name}() runs SQL given as text, which may read any table"
