@@ -4,7 +4,7 @@
 //! into Parquet files when they reach their size or age.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,6 +24,11 @@ const CONVERT_BATCH: usize = 8192;
 /// Encoded events kept in memory while the disk refuses them; past this
 /// the writer stops draining the queue and drops are counted.
 const MAX_PENDING_BYTES: usize = 256 << 20;
+/// Turns with nothing to do (and everything synced) before the writer
+/// parks until woken, instead of polling every tick.
+const QUIET_TURNS: u32 = 20;
+/// The longest an idle writer parks without being woken.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
 
 /// The running audit log of this instance.
 pub struct AuditLog {
@@ -51,6 +56,12 @@ struct Inner {
     done: Mutex<u64>,
     done_cv: Condvar,
     writer: std::sync::OnceLock<std::thread::Thread>,
+    /// The writer is parked until woken (nothing happened for a while):
+    /// the next event wakes it. Otherwise it polls every tick, so a busy
+    /// log costs no wake-up per event.
+    sleeping: AtomicBool,
+    /// Turns of the writer's loop, for tests of its idle behaviour.
+    turns: AtomicU64,
 }
 
 impl AuditLog {
@@ -90,6 +101,8 @@ impl AuditLog {
             done: Mutex::new(0),
             done_cv: Condvar::new(),
             writer: std::sync::OnceLock::new(),
+            sleeping: AtomicBool::new(false),
+            turns: AtomicU64::new(0),
         });
         let mut writer = Writer {
             dir,
@@ -104,6 +117,7 @@ impl AuditLog {
             batch: Vec::new(),
             sink_broken: false,
             last_sync: Instant::now(),
+            unsynced: false,
             flush_interval: Duration::from_millis(cfg.flush_interval_ms.max(1)),
             rotate_bytes: cfg.rotate_bytes,
             rotate_age: Duration::from_secs(cfg.rotate_secs.max(1)),
@@ -161,6 +175,15 @@ impl AuditLog {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
             self.shared.open.store(false, Ordering::Relaxed);
+            self.wake();
+            return;
+        }
+        // Pairs with the writer's fence between raising `sleeping` and
+        // looking at the queue: it sees this event, or this sees the flag.
+        fence(Ordering::SeqCst);
+        if self.shared.sleeping.load(Ordering::Relaxed)
+            && self.shared.sleeping.swap(false, Ordering::Relaxed)
+        {
             self.wake();
         }
     }
@@ -249,6 +272,8 @@ struct Writer {
     /// The sink failed: rotation converts the segment instead.
     sink_broken: bool,
     last_sync: Instant,
+    /// Written to the segment since its last sync was started.
+    unsynced: bool,
     flush_interval: Duration,
     rotate_bytes: u64,
     rotate_age: Duration,
@@ -382,10 +407,12 @@ impl Writer {
         let tick =
             (self.flush_interval / 4).clamp(Duration::from_millis(2), Duration::from_millis(10));
         let mut was_failing = false;
+        let mut quiet_turns = 0;
         loop {
+            inner.turns.fetch_add(1, Ordering::Relaxed);
             let stopping = inner.stop.load(Ordering::Acquire);
             let requested = inner.requested.load(Ordering::Acquire);
-            self.drain(inner);
+            let moved = self.drain(inner);
             let due = self.segment.as_ref().is_some_and(|s| {
                 s.len >= self.rotate_bytes || s.opened.elapsed() >= self.rotate_age
             });
@@ -431,17 +458,44 @@ impl Writer {
                 }
                 continue;
             }
-            std::thread::park_timeout(tick);
+            let idle = moved == 0 && self.pending.is_empty() && !self.unsynced && !was_failing;
+            quiet_turns = if idle { quiet_turns + 1 } else { 0 };
+            if quiet_turns < QUIET_TURNS {
+                std::thread::park_timeout(tick);
+                continue;
+            }
+            // Idle: park until an event, a request or the segment's age.
+            inner.sleeping.store(true, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if inner.queue.is_empty() {
+                std::thread::park_timeout(self.idle_wait());
+            }
+            inner.sleeping.store(false, Ordering::Relaxed);
         }
     }
 
-    /// Moves queued events into the chain, up to the memory bound.
-    fn drain(&mut self, inner: &Inner) {
+    /// How long an idle writer may park: until the open segment is due for
+    /// rotation by age, and at most `IDLE_WAIT`.
+    fn idle_wait(&self) -> Duration {
+        match &self.segment {
+            Some(s) if s.events > 0 => self
+                .rotate_age
+                .saturating_sub(s.opened.elapsed())
+                .min(IDLE_WAIT),
+            _ => IDLE_WAIT,
+        }
+    }
+
+    /// Moves queued events into the chain, up to the memory bound; returns
+    /// how many.
+    fn drain(&mut self, inner: &Inner) -> usize {
+        let mut moved = 0;
         while self.pending.len() < MAX_PENDING_BYTES {
             let Some(record) = inner.queue.pop() else {
                 break;
             };
             self.chain(record, &inner.instance);
+            moved += 1;
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
@@ -451,7 +505,9 @@ impl Writer {
             );
             tracing::warn!("audit: {lost} events dropped (queue full)");
             self.chain(Record::Event(Box::new(gap)), &inner.instance);
+            moved += 1;
         }
+        moved
     }
 
     fn chain(&mut self, record: Record, instance: &Arc<str>) {
@@ -526,6 +582,7 @@ impl Writer {
             }
             self.pending.clear();
             self.pending_count = 0;
+            self.unsynced = true;
             self.feed_sink(false);
         }
         if self.last_sync.elapsed() >= self.flush_interval {
@@ -538,11 +595,14 @@ impl Writer {
                                 format!("syncing {}: {e}", seg.path.display())
                             })?;
                             let _ = s.tx.send(Job::Sync(file, seg.path.clone()));
+                            self.unsynced = false;
                         }
                     }
-                    None => seg
-                        .sync()
-                        .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?,
+                    None => {
+                        seg.sync()
+                            .map_err(|e| format!("syncing {}: {e}", seg.path.display()))?;
+                        self.unsynced = false;
+                    }
                 }
             }
             self.last_sync = Instant::now();
@@ -753,6 +813,44 @@ mod tests {
         // Both runs closed their log: no gap is on record.
         let events = files::read_all(dir.path()).unwrap();
         assert!(events.iter().all(|e| e.kind != Kind::Gap));
+    }
+
+    /// An idle writer parks until the next event instead of polling every
+    /// tick (200 turns a second at this flush interval), and the next
+    /// event wakes it at once.
+    #[test]
+    fn an_idle_writer_sleeps_until_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::start(&config(dir.path())).unwrap();
+        let turns = || log.shared.turns.load(Ordering::Relaxed);
+        log.record(sample(1));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !log.shared.sleeping.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never went idle"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let before = turns();
+        std::thread::sleep(Duration::from_millis(1000));
+        let idle_turns = turns() - before;
+        assert!(idle_turns <= 2, "{idle_turns} turns in an idle second");
+        // The event clears the flag and wakes the writer, which drains it.
+        assert!(log.shared.sleeping.load(Ordering::SeqCst));
+        log.record(sample(2));
+        assert!(!log.shared.sleeping.load(Ordering::SeqCst));
+        let woken = std::time::Instant::now();
+        while !log.shared.queue.is_empty() {
+            assert!(
+                woken.elapsed() < Duration::from_secs(3),
+                "the event was not drained"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        log.close();
+        let report = crate::audit::verify::verify(dir.path()).unwrap();
+        assert_eq!(report.events, 2, "{report}");
     }
 
     #[test]
