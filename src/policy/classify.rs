@@ -5,12 +5,13 @@
 //! anywhere. The tree is visited through its serde form so that no node
 //! type can be skipped by a hand-written traversal that forgot it.
 
-use super::tree::{Map, Value};
+use std::sync::OnceLock;
 
 use super::builtins::{self, Dangerous};
 use super::catalog::Catalog;
 use super::class::{Class, ClassSet};
 use super::settings::SettingChange;
+use super::tree::{Map, Value};
 
 /// Why a statement has a class.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +49,8 @@ pub struct Statement {
     pub text: String,
     /// The parse node at the top ("SelectStmt", "DeleteStmt", ...).
     pub kind: String,
-    /// pg_query's fingerprint: the same for statements that differ only
-    /// in literal values (the audit log records it).
-    pub fingerprint: String,
+    /// pg_query's fingerprint, once asked for (see `fingerprint`).
+    fingerprint: OnceLock<String>,
     pub reasons: Vec<Reason>,
     pub relations: Vec<RelationUse>,
     /// Functions called, as written (`schema.name` or `name`).
@@ -76,6 +76,22 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// pg_query's fingerprint: the same for statements that differ only
+    /// in literal values. The audit log records it; it parses the text
+    /// again, so it is worked out when first asked for, not by `classify`.
+    pub fn fingerprint(&self) -> &str {
+        self.fingerprint.get_or_init(|| {
+            if self.text.is_empty() {
+                return String::new();
+            }
+            on_big_stack(|| pg_query::fingerprint(&self.text, 0, 0))
+                .ok()
+                .and_then(Result::ok)
+                .map(|f| f.hex)
+                .unwrap_or_default()
+        })
+    }
+
     pub fn classes(&self) -> ClassSet {
         self.reasons.iter().map(|r| r.class).collect()
     }
@@ -124,17 +140,23 @@ pub fn mark_big_stack_thread() {
 
 /// Parses and classifies `sql`.
 pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
+    on_big_stack(|| classify_here(sql, cat))?
+}
+
+/// Runs `f` on a stack of `CLASSIFY_STACK` bytes: this thread's, when it
+/// has one, else a helper thread's.
+fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
     if BIG_STACK.with(|b| b.get()) {
-        return classify_here(sql, cat);
+        return Ok(f());
     }
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("pgward-classify".into())
             .stack_size(CLASSIFY_STACK)
-            .spawn_scoped(scope, || classify_here(sql, cat))
+            .spawn_scoped(scope, f)
             .map_err(|e| format!("cannot start a classifier thread: {e}"))?
             .join()
-            .map_err(|_| "the classifier failed".to_string())?
+            .map_err(|_| "the classifier failed".to_string())
     })
 }
 
@@ -153,9 +175,6 @@ fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
         let text = slice_text(sql, start, len);
         let mut st = Statement {
             text: text.trim().to_owned(),
-            fingerprint: pg_query::fingerprint(text, 0, 0)
-                .map(|f| f.hex)
-                .unwrap_or_default(),
             ..Statement::default()
         };
         let (kind, inner) = variant(&raw["stmt"]).ok_or("empty statement")?;
@@ -1220,6 +1239,23 @@ mod tests {
 
     fn classes(sql: &str) -> String {
         one(sql).classes().to_string()
+    }
+
+    /// The fingerprint, worked out on demand, ignores literal values and
+    /// layout but not the statement's structure; an empty query has none.
+    #[test]
+    fn fingerprints_on_demand() {
+        let a = one("SELECT x FROM t WHERE id = 5").fingerprint().to_owned();
+        assert_eq!(a.len(), 16, "{a:?}");
+        assert_eq!(one("select x  from t where id = 7").fingerprint(), a);
+        assert_ne!(one("SELECT y FROM t WHERE id = 5").fingerprint(), a);
+        // Computed on a thread without a big stack, too (a helper runs it).
+        let st = one("SELECT x FROM t WHERE id = 5");
+        let other = std::thread::spawn(move || st.fingerprint().to_owned())
+            .join()
+            .expect("no panic");
+        assert_eq!(other, a);
+        assert_eq!(one("").fingerprint(), "");
     }
 
     #[test]

@@ -357,7 +357,9 @@ fn describe(st: &Statement) -> Arc<Described> {
     tables.sort_unstable();
     tables.dedup();
     Arc::new(Described {
-        fingerprint: (!st.fingerprint.is_empty()).then(|| Str::from(st.fingerprint.as_str())),
+        fingerprint: Some(st.fingerprint())
+            .filter(|f| !f.is_empty())
+            .map(Str::from),
         classes: static_list(classes),
         tables: list(tables),
     })
