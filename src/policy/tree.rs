@@ -165,20 +165,18 @@ impl ser::Error for Error {
 /// The serializer that builds a `Value`.
 struct Builder;
 
-fn one_field(key: &'static str, v: Value) -> Value {
-    Value::Object(Map(vec![(key, v)]))
-}
-
 impl ser::Serializer for Builder {
     type Ok = Value;
     type Error = Error;
     type SerializeSeq = Seq;
-    type SerializeTuple = Seq;
-    type SerializeTupleStruct = Seq;
-    type SerializeTupleVariant = VariantSeq;
+    // prost's generated types have no tuples, maps or struct-like enum
+    // variants (a oneof is a newtype variant): refuse them, fail closed.
+    type SerializeTuple = ser::Impossible<Value, Error>;
+    type SerializeTupleStruct = ser::Impossible<Value, Error>;
+    type SerializeTupleVariant = ser::Impossible<Value, Error>;
     type SerializeMap = ser::Impossible<Value, Error>;
     type SerializeStruct = Fields;
-    type SerializeStructVariant = VariantFields;
+    type SerializeStructVariant = ser::Impossible<Value, Error>;
 
     fn serialize_bool(self, v: bool) -> Result<Value, Error> {
         Ok(Value::Bool(v))
@@ -258,29 +256,33 @@ impl ser::Serializer for Builder {
         variant: &'static str,
         v: &T,
     ) -> Result<Value, Error> {
-        Ok(one_field(variant, v.serialize(self)?))
+        // A oneof's case, as serde_json has it: {"Kind": {...}}.
+        Ok(Value::Object(Map(vec![(variant, v.serialize(self)?)])))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq, Error> {
         Ok(Seq(Vec::with_capacity(len.unwrap_or(0))))
     }
-    fn serialize_tuple(self, len: usize) -> Result<Seq, Error> {
-        self.serialize_seq(Some(len))
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(unexpected("a tuple"))
     }
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq, Error> {
-        self.serialize_seq(Some(len))
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(unexpected("a tuple struct"))
     }
     fn serialize_tuple_variant(
         self,
         _: &'static str,
         _: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<VariantSeq, Error> {
-        Ok(VariantSeq(variant, Vec::with_capacity(len)))
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(unexpected("a tuple variant"))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        // Parse trees have none; field names must be static to be kept.
-        Err(Error("a map with run-time keys".into()))
+        Err(unexpected("a map"))
     }
     fn serialize_struct(self, _: &'static str, len: usize) -> Result<Fields, Error> {
         Ok(Fields(Vec::with_capacity(len)))
@@ -289,17 +291,19 @@ impl ser::Serializer for Builder {
         self,
         _: &'static str,
         _: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<VariantFields, Error> {
-        Ok(VariantFields(variant, Vec::with_capacity(len)))
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(unexpected("a struct variant"))
     }
 }
 
+fn unexpected(what: &str) -> Error {
+    Error(format!("{what} is not expected in a parse tree"))
+}
+
 struct Seq(Vec<Value>);
-struct VariantSeq(&'static str, Vec<Value>);
 struct Fields(Vec<(&'static str, Value)>);
-struct VariantFields(&'static str, Vec<(&'static str, Value)>);
 
 impl ser::SerializeSeq for Seq {
     type Ok = Value;
@@ -310,40 +314,6 @@ impl ser::SerializeSeq for Seq {
     }
     fn end(self) -> Result<Value, Error> {
         Ok(Value::Array(self.0))
-    }
-}
-
-impl ser::SerializeTuple for Seq {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Result<Value, Error> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Result<Value, Error> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for VariantSeq {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.1.push(v.serialize(Builder)?);
-        Ok(())
-    }
-    fn end(self) -> Result<Value, Error> {
-        Ok(one_field(self.0, Value::Array(self.1)))
     }
 }
 
@@ -360,22 +330,6 @@ impl ser::SerializeStruct for Fields {
     }
     fn end(self) -> Result<Value, Error> {
         Ok(Value::Object(Map::from_fields(self.0)))
-    }
-}
-
-impl ser::SerializeStructVariant for VariantFields {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        self.1.push((key, v.serialize(Builder)?));
-        Ok(())
-    }
-    fn end(self) -> Result<Value, Error> {
-        Ok(one_field(self.0, Value::Object(Map::from_fields(self.1))))
     }
 }
 
@@ -419,6 +373,16 @@ mod tests {
             Value::Object(m) => {
                 J::Object(m.iter().map(|(k, v)| (k.to_owned(), to_json(v))).collect())
             }
+        }
+    }
+
+    /// What a parse tree never holds is refused, not guessed at: the
+    /// statement then fails classification and is denied.
+    #[test]
+    fn shapes_outside_a_parse_tree_are_refused() {
+        let map: std::collections::BTreeMap<String, i32> = [("k".to_owned(), 1)].into();
+        for err in [Value::of(&map).err(), Value::of(&(1, 2)).err()] {
+            assert!(err.is_some_and(|e| e.to_string().contains("not expected")));
         }
     }
 
