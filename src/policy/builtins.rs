@@ -149,10 +149,9 @@ pub const SECRET_SETTINGS: &[&str] = &[
     "ssl_passphrase_command",
 ];
 
-/// Whether showing setting `name` (any case; `all` for SHOW ALL) may show
-/// a secret.
-pub fn shows_secret_setting(name: &str) -> bool {
-    name.eq_ignore_ascii_case("all") || SECRET_SETTINGS.iter().any(|s| name.eq_ignore_ascii_case(s))
+/// Whether setting `name` (any case) may hold a secret.
+pub fn is_secret_setting(name: &str) -> bool {
+    SECRET_SETTINGS.iter().any(|s| name.eq_ignore_ascii_case(s))
 }
 
 /// System catalogs that hold credentials: password hashes (an MD5 one

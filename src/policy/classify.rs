@@ -352,7 +352,7 @@ impl Walker<'_> {
             "VariableShowStmt" => {
                 self.st.reason(Read, "SHOW");
                 let name = str_field(n, "name");
-                if builtins::shows_secret_setting(name) {
+                if name.eq_ignore_ascii_case("all") || builtins::is_secret_setting(name) {
                     self.server_secrets(format!("SHOW {name}"));
                 }
                 return;
@@ -820,21 +820,13 @@ impl Walker<'_> {
 
     /// `current_setting(name)` of a secret setting, or of a name known
     /// only at run time; `pg_show_all_settings()`, behind pg_settings.
-    /// Calls inside a view are the view owner's (as with the tables a
-    /// view reads): views commonly read `current_setting('app.tenant')`.
     fn reads_settings(&mut self, name: &str, args: &[Option<String>], via: &str) {
-        if via.starts_with(" (through view ") {
-            return;
-        }
         match name {
             "current_setting" => {
                 // The verdict depends on the literal: never share it by shape.
                 self.st.literal_sensitive = true;
                 match args.first() {
-                    // current_setting('all') is not a setting.
-                    Some(Some(setting))
-                        if !builtins::shows_secret_setting(setting)
-                            || setting.eq_ignore_ascii_case("all") => {}
+                    Some(Some(setting)) if !builtins::is_secret_setting(setting) => {}
                     Some(Some(setting)) => {
                         self.server_secrets(format!("current_setting('{setting}'){via}"))
                     }
@@ -928,6 +920,7 @@ impl Walker<'_> {
             Some(s) => format!("{s}.{name}"),
             None => name.to_owned(),
         };
+        let in_view = via.starts_with("view ");
         let via = if via.is_empty() {
             String::new()
         } else {
@@ -978,7 +971,11 @@ impl Walker<'_> {
                 }
             }
             self.reads_by_name(name, args);
-            self.reads_settings(name, args, &via);
+            // A view's own calls are its owner's, as are the tables it
+            // reads: views commonly read current_setting('app.tenant').
+            if !in_view {
+                self.reads_settings(name, args, &via);
+            }
             if builtins::runs_sql_text(name) {
                 self.hidden_read(format!(
                     "{name}() runs SQL given as text, which may read any table"
