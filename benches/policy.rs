@@ -35,6 +35,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("bulk_insert_1000_rows", |b| {
         b.iter(|| classify(black_box(&bulk), &cat))
     });
+    // A migration script's worth of statements in one Query (about 50 kB):
+    // parsed one statement at a time.
+    let script = "UPDATE orders SET amount = amount + 1 WHERE id = 7;\n".repeat(1000);
+    g.bench_function("script_1000_statements", |b| {
+        b.iter(|| classify(black_box(&script), &cat))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("decision_cached");
