@@ -48,6 +48,9 @@ pub struct Shared {
     /// Session threads; without them sessions run on the caller's runtime.
     workers: std::sync::OnceLock<crate::workers::Workers>,
     pub cancels: Arc<CancelRegistry>,
+    /// Classifications of long texts running apart from the session
+    /// threads (see `session::guard::CLASSIFY_APART`): one per core.
+    pub classify_slots: Arc<tokio::sync::Semaphore>,
     /// Salts the mock SCRAM verifiers of unknown users.
     pub instance_secret: [u8; 32],
     pub phase: watch::Receiver<Phase>,
@@ -109,6 +112,9 @@ impl Shared {
             enforce_policy: std::sync::atomic::AtomicBool::new(true),
             workers: std::sync::OnceLock::new(),
             cancels: Arc::new(CancelRegistry::default()),
+            classify_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             instance_secret,
             phase,
             phase_tx,

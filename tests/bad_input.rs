@@ -304,3 +304,71 @@ async fn sql_larger_than_the_classification_limit() {
     assert_eq!(completed(c.simple_query(&fits).await.unwrap()), 400);
     still_serving(&h).await;
 }
+
+/// A long SQL text is classified on a thread of its own, not on the
+/// session thread: with one session thread, another session keeps running
+/// statements while it is classified. Then it is judged as usual, in both
+/// protocols: denied when one of its statements is, run otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_classifications_hold_up_no_other_session() {
+    let h = Harness::start_with(Setup {
+        server: "worker_threads = 1".into(),
+        setup_sql: vec!["CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)".into()],
+        ..Setup::default()
+    })
+    .await;
+    let slow = h.connect(ALICE).await;
+    let other = h.connect(ALICE).await;
+    // Alice may not delete: nothing of this string runs upstream, so its
+    // answer waits only for its classification.
+    let text = "SELECT 1;".repeat(40_000) + "DELETE FROM customers";
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(async move {
+        let result = slow.simple_query(&text).await;
+        (result, slow)
+    });
+    let mut ran = 0;
+    while !task.is_finished() {
+        other.simple_query("SELECT 1").await.unwrap();
+        ran += 1;
+    }
+    let (result, slow) = task.await.unwrap();
+    let took = started.elapsed();
+    let e = result.unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+    let message = e.as_db_error().map(|d| d.message()).unwrap_or_default();
+    assert!(
+        message.contains("write"),
+        "the denial names the class: {message}"
+    );
+    assert!(
+        ran >= 20,
+        "only {ran} statements ran on the other session in the {took:?} the long text took"
+    );
+
+    // Allowed long texts run, in simple and extended protocol.
+    let reads = "SELECT 1;".repeat(5_000);
+    assert!(reads.len() > pgward::session::guard::CLASSIFY_APART);
+    let answers = slow.simple_query(&reads).await.unwrap();
+    let completed = answers
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_)))
+        .count();
+    assert_eq!(completed, 5_000);
+    let list = vec!["1"; 12_000].join(",");
+    let rows = slow
+        .query(
+            &format!("SELECT count(*) FROM customers WHERE id IN ({list})"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    let e = slow
+        .prepare(&format!("DELETE FROM customers WHERE id IN ({list})"))
+        .await
+        .unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+    assert_eq!(slow.simple_query("SELECT 1").await.unwrap().len(), 3);
+    still_serving(&h).await;
+}

@@ -21,6 +21,12 @@ use crate::upstream::Upstream;
 /// Classifications a session keeps to itself (exact texts and shapes).
 const LOCAL_CACHE: usize = 64;
 
+/// SQL texts at least this long are classified on a thread of their own
+/// while their session waits: classifying 32 KiB takes milliseconds (1 MiB,
+/// up to seconds), and on the session thread it would hold up every other
+/// session there. Texts this long are never cached.
+pub const CLASSIFY_APART: usize = 32 << 10;
+
 pub struct Guard {
     shared: Arc<Shared>,
     identity: Identity,
@@ -43,6 +49,17 @@ pub struct Guard {
     prepared: HashMap<String, Prepared>,
     /// What the last `check` judged, for the audit log.
     pub last: Judged,
+    /// A classification done apart for the next text to judge.
+    provided: Option<Classified>,
+}
+
+/// A classification done off the session thread (`classify_apart`), for
+/// `provide`.
+pub struct Classified {
+    sql: Box<str>,
+    /// The catalog generation it was made under.
+    cat_gen: u64,
+    analysis: Arc<Analysis>,
 }
 
 /// Small, per session and cleared when full, so a fast hasher is safe:
@@ -114,7 +131,68 @@ impl Guard {
             local_shapes: LocalCache::default(),
             prepared: HashMap::new(),
             last: Judged::default(),
+            provided: None,
         }
+    }
+
+    /// For a Query or Parse whose text is slow to classify and has not been
+    /// classified: the classification, to be run by the caller while this
+    /// message waits, and handed to `provide` before the message is judged.
+    pub fn classify_apart(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+    ) -> Option<impl std::future::Future<Output = Classified> + Send + 'static> {
+        let sql = match tag {
+            b'Q' => parse_query(body)?,
+            b'P' => parse_parse(body)?.1,
+            _ => return None,
+        };
+        if sql.len() < CLASSIFY_APART
+            || sql.len() > self.shared.config.server.max_sql_bytes
+            || self.provided.as_ref().is_some_and(|p| *p.sql == *sql)
+        {
+            return None;
+        }
+        self.refresh_snapshots();
+        let cat = self.cat.clone();
+        let cat_gen = self.cat_gen;
+        let slots = self.shared.classify_slots.clone();
+        let sql: Box<str> = sql.into();
+        Some(async move {
+            // At most one classification apart per core at once: each may
+            // hold hundreds of times its text's size in memory. The thread
+            // keeps its slot until it is done, even if the session is gone.
+            let slot = slots.acquire_owned().await;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let text = sql.clone();
+            let started = std::thread::Builder::new()
+                .name("pgward-classify".into())
+                .stack_size(policy::classify::CLASSIFY_STACK)
+                .spawn(move || {
+                    policy::classify::mark_big_stack_thread();
+                    let _ = tx.send(cat.analyze(&text));
+                    drop(slot);
+                });
+            let analysis = match started {
+                Ok(_) => rx
+                    .await
+                    .unwrap_or_else(|_| Arc::new(Err("the classifier failed".into()))),
+                Err(e) => Arc::new(Err(format!("cannot start a classifier thread: {e}"))),
+            };
+            Classified {
+                sql,
+                cat_gen,
+                analysis,
+            }
+        })
+    }
+
+    /// Hands over a classification from `classify_apart`: the next judgment
+    /// of its text uses it, if the catalog is still the one it was made
+    /// under.
+    pub fn provide(&mut self, classified: Classified) {
+        self.provided = Some(classified);
     }
 
     /// Picks up reloaded rules and a refreshed catalog.
@@ -141,6 +219,12 @@ impl Guard {
     /// the catalog's shared one (copied, so later uses stay private).
     /// Also says whether it is known to be allowed under the current rules.
     fn analyze(&mut self, sql: &str) -> (Arc<Analysis>, bool, Found) {
+        if let Some(p) = self.provided.take() {
+            if *p.sql == *sql && p.cat_gen == self.cat_gen {
+                // Too long to cache: nobody else holds it.
+                return (p.analysis, false, Found::Nowhere);
+            }
+        }
         let gen = Some(self.rules_gen);
         if let Some(c) = self.local.get(sql) {
             return (c.analysis.clone(), c.allowed_under == gen, Found::Text);

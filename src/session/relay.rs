@@ -15,7 +15,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
-use super::guard::{self, Guard};
+use super::guard::{self, Classified, Guard};
 use super::recorder::Recorder;
 use super::state::ProtocolState;
 use crate::net::Stream;
@@ -57,9 +57,13 @@ pub struct Relay {
     recorder: Option<Recorder>,
     /// When pgward ends the session, and with which error (a token's expiry).
     deadline: Option<(tokio::time::Instant, PgError)>,
+    /// The classification of a long text at the head of `cin`, running
+    /// apart; the client is not read meanwhile.
+    classifying: Option<Pin<Box<dyn std::future::Future<Output = Classified> + Send>>>,
 }
 
 enum Event {
+    Classified(Classified),
     Client(usize),
     Upstream(usize),
     ClientErr(io::Error),
@@ -95,6 +99,7 @@ impl Relay {
             guard,
             recorder,
             deadline: None,
+            classifying: None,
         }
     }
 
@@ -181,6 +186,12 @@ impl Relay {
                 }
                 ev = poll_fn(|cx| self.poll_io(cx)) => {
                     let step = match ev {
+                        Event::Classified(c) => {
+                            if let Some(g) = &mut self.guard {
+                                g.provide(c);
+                            }
+                            self.on_client_data()
+                        }
                         Event::Client(0) => Err(End::ClientGone(None)),
                         Event::Client(_) => {
                             if let Some(t) = idle_timeout {
@@ -256,6 +267,12 @@ impl Relay {
     }
 
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Some(work) = &mut self.classifying {
+            if let Poll::Ready(c) = work.as_mut().poll(cx) {
+                self.classifying = None;
+                return Poll::Ready(Event::Classified(c));
+            }
+        }
         // Every wake-up first pushes pending output.
         if let Err(e) = write_some(&mut self.upstream, &mut self.to_up, &mut self.dirty_up, cx) {
             return Poll::Ready(Event::UpstreamErr(e));
@@ -268,8 +285,9 @@ impl Relay {
         ) {
             return Poll::Ready(Event::ClientErr(e));
         }
-        // Read a side only while its destination has room.
-        if self.to_up.len() < HIGH_WATER {
+        // Read a side only while its destination has room (and the client
+        // not while its message waits for its classification).
+        if self.to_up.len() < HIGH_WATER && self.classifying.is_none() {
             reserve(&mut self.cin);
             match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.cin) {
                 Poll::Ready(Ok(n)) => return Poll::Ready(Event::Client(n)),
@@ -303,6 +321,14 @@ impl Relay {
                 return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
             }
             let body = &self.cin[at + 5..at + total];
+            if let Some(g) = &mut self.guard {
+                if let Some(work) = g.classify_apart(tag, body) {
+                    // Judged when its classification is done; what came
+                    // before it goes on now.
+                    self.classifying = Some(Box::pin(work));
+                    break;
+                }
+            }
             let mut denial = match &mut self.guard {
                 Some(g) if matches!(tag, b'Q' | b'P' | b'E' | b'F' | b'C') => {
                     g.check(tag, body, &self.state)
