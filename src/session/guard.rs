@@ -143,6 +143,10 @@ impl Guard {
         tag: u8,
         body: &[u8],
     ) -> Option<impl std::future::Future<Output = Classified> + Send + 'static> {
+        if body.len() < CLASSIFY_APART {
+            // Every Query and Parse passes here: no parsing for short ones.
+            return None;
+        }
         let sql = match tag {
             b'Q' => parse_query(body)?,
             b'P' => parse_parse(body)?.1,
