@@ -152,13 +152,17 @@ impl Guard {
             b'P' => parse_parse(body)?.1,
             _ => return None,
         };
-        if sql.len() < CLASSIFY_APART
-            || sql.len() > self.shared.config.server.max_sql_bytes
-            || self.provided.as_ref().is_some_and(|p| *p.sql == *sql)
-        {
+        if sql.len() < CLASSIFY_APART || sql.len() > self.shared.config.server.max_sql_bytes {
             return None;
         }
         self.refresh_snapshots();
+        if let Some(p) = &self.provided {
+            // Done, unless the catalog changed meanwhile: then again, so
+            // the session thread never classifies it.
+            if *p.sql == *sql && p.cat_gen == self.cat_gen {
+                return None;
+            }
+        }
         let cat = self.cat.clone();
         let cat_gen = self.cat_gen;
         let slots = self.shared.classify_slots.clone();
@@ -243,7 +247,12 @@ impl Guard {
             );
         }
         let shared = self.cat.analyze(sql);
-        let private = Arc::new((*shared).clone());
+        let private = if sql.len() > policy::catalog::MAX_CACHED_TEXT {
+            // Not in the shared cache: already this session's alone.
+            shared
+        } else {
+            Arc::new((*shared).clone())
+        };
         let (map, key, found) = match key {
             Some(k) if policy::catalog::shareable(&private) => {
                 (&mut self.local_shapes, k.clone(), Found::Shape(k))
