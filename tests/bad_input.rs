@@ -307,13 +307,19 @@ async fn sql_larger_than_the_classification_limit() {
 
 /// A long SQL text is classified on a thread of its own, not on the
 /// session thread: with one session thread, another session keeps running
-/// statements while it is classified. Then it is judged as usual, in both
-/// protocols: denied when one of its statements is, run otherwise.
+/// statements while it is classified, and its own session is not closed as
+/// idle. Then it is judged as usual, in both protocols: denied when one of
+/// its statements is, run otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_classifications_hold_up_no_other_session() {
     let h = Harness::start_with(Setup {
-        server: "worker_threads = 1".into(),
+        // A session waiting for its text's classification is not idle.
+        server: "worker_threads = 1\nidle_timeout_secs = 1".into(),
         setup_sql: vec!["CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)".into()],
+        // Each of the 80,000 denied statements would be an audit event,
+        // more than the audit queue holds by default: this test is about
+        // classification alone.
+        audit: "enabled = false".into(),
         ..Setup::default()
     })
     .await;
@@ -321,7 +327,7 @@ async fn long_classifications_hold_up_no_other_session() {
     let other = h.connect(ALICE).await;
     // Alice may not delete: nothing of this string runs upstream, so its
     // answer waits only for its classification.
-    let text = "SELECT 1;".repeat(40_000) + "DELETE FROM customers";
+    let text = "SELECT 1;".repeat(80_000) + "DELETE FROM customers";
     let started = std::time::Instant::now();
     let task = tokio::spawn(async move {
         let result = slow.simple_query(&text).await;
@@ -344,6 +350,10 @@ async fn long_classifications_hold_up_no_other_session() {
     assert!(
         ran >= 20,
         "only {ran} statements ran on the other session in the {took:?} the long text took"
+    );
+    assert!(
+        took > std::time::Duration::from_secs(1),
+        "{took:?}: the idle timeout was not tested"
     );
 
     // Allowed long texts run, in simple and extended protocol.

@@ -144,7 +144,7 @@ impl Relay {
         let mut current = *phase.borrow_and_update();
         let mut changed = PhaseWatch::new(phase);
         let end = loop {
-            if current == Phase::Force || (current == Phase::Draining && self.state.is_idle()) {
+            if current == Phase::Force || (current == Phase::Draining && self.is_idle()) {
                 break End::Closed(
                     PgError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -169,7 +169,7 @@ impl Relay {
                     changed = PhaseWatch::new(rx);
                 }
                 _ = &mut idle, if idle_timeout.is_some() => {
-                    if self.state.is_idle() {
+                    if self.is_idle() {
                         break End::Closed(PgError::fatal(
                             sqlstate::IDLE_SESSION_TIMEOUT,
                             "terminating connection due to idle-session timeout",
@@ -264,6 +264,11 @@ impl Relay {
             }
         }
         end
+    }
+
+    /// Nothing in flight, and no message waiting for its classification.
+    fn is_idle(&self) -> bool {
+        self.state.is_idle() && self.classifying.is_none()
     }
 
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
