@@ -727,3 +727,95 @@ async fn duckdb_runs_the_documented_queries_on_the_files() {
         "a documented query found nothing: {results:?}"
     );
 }
+
+/// A message of more statements than the audit queue has room for would
+/// overflow it (events lost, and every session refused while the writer
+/// caught up). An allowed one is refused alone, with how many fit; a
+/// denied one is recorded as one event holding the whole text. Nothing is
+/// lost, other sessions are not refused, and one that fits runs and is
+/// recorded statement by statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_more_statements_than_the_queue_holds() {
+    let h = Harness::start_with(Setup {
+        audit: "queue_capacity = 1024\nflush_interval_ms = 50".into(),
+        setup_sql: vec!["CREATE TABLE t (id int)".into()],
+        ..Setup::default()
+    })
+    .await;
+    let dba = h.connect(DANA).await;
+    let other = h.connect(ALICE).await;
+    let inserts = "INSERT INTO t VALUES (1);".repeat(2000);
+    let e = dba.simple_query(&inserts).await.unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "58030");
+    assert!(
+        db.message().contains("this message has 2000 statements"),
+        "{db:?}"
+    );
+    assert!(
+        db.hint()
+            .unwrap_or_default()
+            .contains("send at most 1024 statements in one message"),
+        "{db:?}"
+    );
+    let direct = h.direct().await;
+    let count: i64 = direct
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "nothing of the refused message ran");
+
+    // Alice may not delete: 2,000 denied statements, one event.
+    let deletes = "SELECT 1;".repeat(1999) + "DELETE FROM t";
+    let e = other.simple_query(&deletes).await.unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+    // The queue did not overflow: nobody is refused.
+    other.simple_query("SELECT 'still served'").await.unwrap();
+    let fits = "INSERT INTO t VALUES (2);".repeat(500);
+    dba.simple_query(&fits).await.unwrap();
+
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = h.audit_events();
+        if events
+            .iter()
+            .any(|e| e.statement.as_deref() == Some("SELECT 'still served'"))
+            && statements(&events)
+                .iter()
+                .filter(|e| e.statement.as_deref() == Some("INSERT INTO t VALUES (2)"))
+                .count()
+                == 500
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = find(&events, &inserts);
+    assert_eq!(s(&refused.decision), Some("deny"));
+    assert_eq!(s(&refused.sqlstate), Some("58030"));
+    let denied = find(&events, &deletes);
+    assert_eq!(s(&denied.decision), Some("deny"));
+    assert_eq!(
+        statements(&events)
+            .iter()
+            .filter(|e| e.statement.as_deref() == Some("SELECT 1"))
+            .count(),
+        0,
+        "the denied message is one event"
+    );
+    assert_eq!(
+        statements(&events)
+            .iter()
+            .filter(|e| e.statement.as_deref() == Some("INSERT INTO t VALUES (2)"))
+            .count(),
+        500
+    );
+    assert!(of_kind(&events, Kind::Gap).is_empty(), "no events lost");
+    let count: i64 = direct
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 500);
+}

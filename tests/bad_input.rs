@@ -316,10 +316,6 @@ async fn long_classifications_hold_up_no_other_session() {
         // A session waiting for its text's classification is not idle.
         server: "worker_threads = 1\nidle_timeout_secs = 1".into(),
         setup_sql: vec!["CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)".into()],
-        // Each of the 80,000 denied statements would be an audit event,
-        // more than the audit queue holds by default: this test is about
-        // classification alone.
-        audit: "enabled = false".into(),
         ..Setup::default()
     })
     .await;

@@ -188,11 +188,34 @@ impl AuditLog {
         }
     }
 
-    /// Whether a new statement may run: with `on_failure = "deny"`, not
-    /// while the log cannot be written or is behind.
-    pub fn admit(&self) -> Result<(), PgError> {
-        if self.shared.on_failure == OnFailure::Allow || self.shared.open.load(Ordering::Relaxed) {
+    /// Whether a message of `statements` statements may run: with
+    /// `on_failure = "deny"`, not while the log cannot be written or is
+    /// behind, nor when the queue has no room for an event per statement
+    /// (a message of many statements would overflow it, and every session
+    /// would be refused while the writer caught up).
+    pub fn admit(&self, statements: usize) -> Result<(), PgError> {
+        if self.shared.on_failure == OnFailure::Allow {
             return Ok(());
+        }
+        if self.shared.open.load(Ordering::Relaxed) {
+            if statements <= 1 || statements <= self.room() {
+                return Ok(());
+            }
+            let capacity = self.shared.queue.capacity();
+            let hint = if statements > capacity {
+                format!("send at most {capacity} statements in one message, or raise audit.queue_capacity")
+            } else {
+                "audit.on_failure = \"deny\": the message can run once the audit log has caught up"
+                    .into()
+            };
+            return Err(PgError::error(
+                sqlstate::IO_ERROR,
+                format!(
+                    "pgward: statement refused: the audit log has room for {} more events now, and this message has {statements} statements",
+                    self.room()
+                ),
+            )
+            .with_hint(hint));
         }
         let why = self
             .failure()
@@ -204,6 +227,14 @@ impl AuditLog {
         .with_hint(
             "audit.on_failure = \"deny\": statements run again as soon as the audit log recovers",
         ))
+    }
+
+    /// Events the queue can take now.
+    pub fn room(&self) -> usize {
+        self.shared
+            .queue
+            .capacity()
+            .saturating_sub(self.shared.queue.len())
     }
 
     /// Events dropped since start because the queue was full.

@@ -30,6 +30,16 @@ pub struct Judged {
     pub execute: Option<(Arc<Statement>, Arc<str>)>,
 }
 
+impl Judged {
+    /// How many statements the judged message holds (1 unless a Query or
+    /// Parse that parsed into more).
+    pub fn statements(&self) -> usize {
+        self.analysis
+            .as_ref()
+            .map_or(1, |a| a.as_ref().as_ref().map_or(1, Vec::len))
+    }
+}
+
 /// Fields every event of the session carries.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -160,9 +170,15 @@ impl Recorder {
                     _ => judged.and_then(|j| j.sql.clone()).map(Str::Shared),
                 };
                 let sql = sql.unwrap_or(Str::Static(""));
-                let items = self
-                    .described
-                    .items(&sql, judged.and_then(|j| j.analysis.as_ref()));
+                let analysis = judged.and_then(|j| j.analysis.as_ref());
+                let count = judged.map_or(1, Judged::statements);
+                if let (Some(err), true) = (denial, count > 1 && count > self.log.room()) {
+                    // More denied statements than the queue has room for:
+                    // the message as one event, whole, rather than a gap.
+                    self.emit_denied(bare_item(sql), err);
+                    return;
+                }
+                let items = self.described.items(&sql, analysis);
                 match denial {
                     Some(err) => {
                         for item in items {
@@ -278,9 +294,10 @@ impl Recorder {
         }
     }
 
-    /// Whether a new statement may run (`audit.on_failure`).
-    pub fn admit(&self) -> Result<(), PgError> {
-        self.log.admit()
+    /// Whether a message of `statements` statements may run
+    /// (`audit.on_failure`).
+    pub fn admit(&self, statements: usize) -> Result<(), PgError> {
+        self.log.admit(statements)
     }
 
     /// The session is over: statements still waiting were interrupted.

@@ -342,7 +342,14 @@ impl Relay {
             };
             if denial.is_none() && matches!(tag, b'Q' | b'E' | b'F') {
                 // audit.on_failure = "deny": nothing runs unrecorded.
-                denial = self.recorder.as_ref().and_then(|r| r.admit().err());
+                let statements = match (tag, &self.guard) {
+                    (b'Q', Some(g)) => g.last.statements(),
+                    _ => 1,
+                };
+                denial = self
+                    .recorder
+                    .as_ref()
+                    .and_then(|r| r.admit(statements).err());
             }
             if self.state.on_frontend(tag, body).is_err() {
                 return Err(End::Closed(PgError::fatal(
