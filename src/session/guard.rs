@@ -166,6 +166,9 @@ impl Guard {
         let cat = self.cat.clone();
         let cat_gen = self.cat_gen;
         let slots = self.shared.classify_slots.clone();
+        // The audit log describes each statement by its fingerprint, one
+        // more parse each: done there too, not on the session thread.
+        let fingerprints = self.shared.audit.is_some();
         let sql: Box<str> = sql.into();
         Some(async move {
             // At most one classification apart per core at once: each may
@@ -179,7 +182,13 @@ impl Guard {
                 .stack_size(policy::classify::CLASSIFY_STACK)
                 .spawn(move || {
                     policy::classify::mark_big_stack_thread();
-                    let _ = tx.send(cat.analyze(&text));
+                    let analysis = cat.analyze(&text);
+                    if let (true, Ok(statements)) = (fingerprints, analysis.as_ref()) {
+                        for st in statements {
+                            st.fingerprint();
+                        }
+                    }
+                    let _ = tx.send(analysis);
                     drop(slot);
                 });
             let analysis = match started {
