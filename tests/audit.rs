@@ -759,11 +759,7 @@ async fn messages_of_more_statements_than_the_queue_holds() {
         "{db:?}"
     );
     let direct = h.direct().await;
-    let count: i64 = direct
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count = one_number(&direct, "SELECT count(*) FROM t").await;
     assert_eq!(count, 0, "nothing of the refused message ran");
 
     // Alice may not delete: 2,000 denied statements, one event.
@@ -812,10 +808,5 @@ async fn messages_of_more_statements_than_the_queue_holds() {
         500
     );
     assert!(of_kind(&events, Kind::Gap).is_empty(), "no events lost");
-    let count: i64 = direct
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 500);
+    assert_eq!(one_number(&direct, "SELECT count(*) FROM t").await, 500);
 }

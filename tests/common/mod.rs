@@ -292,6 +292,11 @@ pub async fn connect_when_up(info: &str) -> tokio_postgres::Client {
     panic!("pgward did not come up for {info}");
 }
 
+/// The single bigint a query returns (`SELECT count(*) FROM t`).
+pub async fn one_number(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
