@@ -198,7 +198,8 @@ impl AuditLog {
             return Ok(());
         }
         if self.shared.open.load(Ordering::Relaxed) {
-            if statements <= 1 || statements <= self.room() {
+            let room = self.room();
+            if statements <= 1 || statements <= room {
                 return Ok(());
             }
             let capacity = self.shared.queue.capacity();
@@ -211,8 +212,7 @@ impl AuditLog {
             return Err(PgError::error(
                 sqlstate::IO_ERROR,
                 format!(
-                    "pgward: statement refused: the audit log has room for {} more events now, and this message has {statements} statements",
-                    self.room()
+                    "pgward: statement refused: the audit log has room for {room} more events now, and this message has {statements} statements"
                 ),
             )
             .with_hint(hint));

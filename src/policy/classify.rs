@@ -143,6 +143,15 @@ pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
     on_big_stack(|| classify_here(sql, cat))?
 }
 
+/// A thread to classify on, with `CLASSIFY_STACK` bytes of stack. A thread
+/// that calls `mark_big_stack_thread` first classifies in place, without
+/// a helper.
+pub fn classifier_thread() -> std::thread::Builder {
+    std::thread::Builder::new()
+        .name("pgward-classify".into())
+        .stack_size(CLASSIFY_STACK)
+}
+
 /// Runs `f` on a stack of `CLASSIFY_STACK` bytes: this thread's, when it
 /// has one, else a helper thread's.
 fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
@@ -150,9 +159,7 @@ fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
         return Ok(f());
     }
     std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("pgward-classify".into())
-            .stack_size(CLASSIFY_STACK)
+        classifier_thread()
             .spawn_scoped(scope, f)
             .map_err(|e| format!("cannot start a classifier thread: {e}"))?
             .join()

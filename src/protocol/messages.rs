@@ -263,6 +263,15 @@ pub fn parse_query(body: &[u8]) -> Option<&str> {
     r.is_empty().then_some(sql)
 }
 
+/// The SQL text of a Query or a Parse; None for other messages.
+pub fn sql_text(tag: u8, body: &[u8]) -> Option<&str> {
+    match tag {
+        b'Q' => parse_query(body),
+        b'P' => parse_parse(body).map(|(_, sql)| sql),
+        _ => None,
+    }
+}
+
 /// Statement name and SQL text of a Parse ('P').
 pub fn parse_parse(body: &[u8]) -> Option<(&str, &str)> {
     let mut r = Reader::new(body);

@@ -13,7 +13,7 @@ use super::recorder::Judged;
 use super::state::ProtocolState;
 use crate::auth::Identity;
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Role, Statement, Verdict};
-use crate::protocol::messages::{parse_execute, parse_parse, parse_query, Reader};
+use crate::protocol::messages::{parse_execute, parse_parse, parse_query, sql_text, Reader};
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Shared;
 use crate::upstream::Upstream;
@@ -147,11 +147,7 @@ impl Guard {
             // Every Query and Parse passes here: no parsing for short ones.
             return None;
         }
-        let sql = match tag {
-            b'Q' => parse_query(body)?,
-            b'P' => parse_parse(body)?.1,
-            _ => return None,
-        };
+        let sql = sql_text(tag, body)?;
         if sql.len() < CLASSIFY_APART || sql.len() > self.shared.config.server.max_sql_bytes {
             return None;
         }
@@ -177,20 +173,17 @@ impl Guard {
             let slot = slots.acquire_owned().await;
             let (tx, rx) = tokio::sync::oneshot::channel();
             let text = sql.clone();
-            let started = std::thread::Builder::new()
-                .name("pgward-classify".into())
-                .stack_size(policy::classify::CLASSIFY_STACK)
-                .spawn(move || {
-                    policy::classify::mark_big_stack_thread();
-                    let analysis = cat.analyze(&text);
-                    if let (true, Ok(statements)) = (fingerprints, analysis.as_ref()) {
-                        for st in statements {
-                            st.fingerprint();
-                        }
+            let started = policy::classify::classifier_thread().spawn(move || {
+                policy::classify::mark_big_stack_thread();
+                let analysis = cat.analyze(&text);
+                if let (true, Ok(statements)) = (fingerprints, analysis.as_ref()) {
+                    for st in statements {
+                        st.fingerprint();
                     }
-                    let _ = tx.send(analysis);
-                    drop(slot);
-                });
+                }
+                let _ = tx.send(analysis);
+                drop(slot);
+            });
             let analysis = match started {
                 Ok(_) => rx
                     .await

@@ -15,7 +15,7 @@ use crate::audit::event::{list, static_list, text, List, Str, Text};
 use crate::audit::record::{Described, Failure, Outcome, SessionContext, StatementRecord};
 use crate::audit::{now_us, AuditLog, Event, Kind};
 use crate::policy::{Analysis, Statement};
-use crate::protocol::messages::{parse_error_fields, parse_parse, parse_query, Reader};
+use crate::protocol::messages::{parse_error_fields, sql_text, Reader};
 use crate::protocol::PgError;
 
 /// What the guard judged for the message just seen.
@@ -164,10 +164,9 @@ impl Recorder {
     ) {
         match tag {
             b'Q' | b'P' | b'F' => {
-                let sql = match tag {
-                    b'Q' => parse_query(body).map(Str::from),
-                    b'P' => parse_parse(body).map(|(_, sql)| Str::from(sql)),
-                    _ => judged.and_then(|j| j.sql.clone()).map(Str::Shared),
+                let sql = match sql_text(tag, body) {
+                    Some(sql) => Some(Str::from(sql)),
+                    None => judged.and_then(|j| j.sql.clone()).map(Str::Shared),
                 };
                 let sql = sql.unwrap_or(Str::Static(""));
                 let analysis = judged.and_then(|j| j.analysis.as_ref());
