@@ -502,6 +502,32 @@ async fn role_upstream_user_and_session_settings() {
         });
         assert_eq!(value.as_deref(), Some("on"), "after {reset}");
     }
+    // Drivers that ask for read-only sessions in their own words (pgjdbc's
+    // readOnlyMode=always sends SET SESSION CHARACTERISTICS, which sets the
+    // value 1) restate the pinned value: allowed. Turning it off is not.
+    for same in [
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "SET default_transaction_read_only = true",
+        "SET default_transaction_read_only TO 'ON'",
+        "SELECT set_config('default_transaction_read_only', 'yes', false)",
+    ] {
+        c.batch_execute(same).await.unwrap();
+    }
+    for off in [
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "SET default_transaction_read_only = 0",
+        "SET default_transaction_read_only = 'of'",
+    ] {
+        assert_denied(
+            &c.simple_query(off).await.expect_err(off),
+            "default_transaction_read_only is set to on",
+        );
+    }
+    let row = c
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "on");
     assert_eq!(c.query("SELECT * FROM orders", &[]).await.unwrap().len(), 2);
     // A timeout the role sets is not the client's to lift (it is harmless
     // to change otherwise).

@@ -181,7 +181,7 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
             .settings
             .iter()
             .any(|p| p.text != "*" && p.matches(name));
-        if !unpinned && value != Some(pinned) {
+        if !unpinned && !value.is_some_and(|v| same_value(name, v, pinned)) {
             return refuse(
                 format!("{name} is set to {pinned} for this role's sessions"),
                 format!(
@@ -261,6 +261,164 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
         _ if harmless(name) => Ok(()),
         _ => listed(role, name),
     }
+}
+
+/// PostgreSQL 15's boolean settings, sorted (`postgres --describe-config`
+/// plus the ones it does not list).
+const BOOL_SETTINGS: &[&str] = &[
+    "allow_system_table_mods",
+    "array_nulls",
+    "autovacuum",
+    "bonjour",
+    "check_function_bodies",
+    "data_sync_retry",
+    "db_user_namespace",
+    "debug_pretty_print",
+    "debug_print_parse",
+    "debug_print_plan",
+    "debug_print_rewritten",
+    "default_transaction_deferrable",
+    "default_transaction_read_only",
+    "enable_async_append",
+    "enable_bitmapscan",
+    "enable_gathermerge",
+    "enable_hashagg",
+    "enable_hashjoin",
+    "enable_incremental_sort",
+    "enable_indexonlyscan",
+    "enable_indexscan",
+    "enable_material",
+    "enable_memoize",
+    "enable_mergejoin",
+    "enable_nestloop",
+    "enable_parallel_append",
+    "enable_parallel_hash",
+    "enable_partition_pruning",
+    "enable_partitionwise_aggregate",
+    "enable_partitionwise_join",
+    "enable_seqscan",
+    "enable_sort",
+    "enable_tidscan",
+    "escape_string_warning",
+    "exit_on_error",
+    "fsync",
+    "full_page_writes",
+    "geqo",
+    "hot_standby",
+    "hot_standby_feedback",
+    "ignore_checksum_failure",
+    "ignore_invalid_pages",
+    "ignore_system_indexes",
+    "jit",
+    "jit_debugging_support",
+    "jit_dump_bitcode",
+    "jit_expressions",
+    "jit_profiling_support",
+    "jit_tuple_deforming",
+    "krb_caseins_users",
+    "lo_compat_privileges",
+    "log_checkpoints",
+    "log_connections",
+    "log_disconnections",
+    "log_duration",
+    "log_executor_stats",
+    "log_hostname",
+    "log_lock_waits",
+    "log_parser_stats",
+    "log_planner_stats",
+    "log_recovery_conflict_waits",
+    "log_replication_commands",
+    "log_statement_stats",
+    "log_truncate_on_rotation",
+    "logging_collector",
+    "parallel_leader_participation",
+    "quote_all_identifiers",
+    "recovery_target_inclusive",
+    "restart_after_crash",
+    "row_security",
+    "ssl",
+    "ssl_passphrase_command_supports_reload",
+    "ssl_prefer_server_ciphers",
+    "standard_conforming_strings",
+    "synchronize_seqscans",
+    "syslog_sequence_numbers",
+    "syslog_split_messages",
+    "trace_notify",
+    "trace_sort",
+    "track_activities",
+    "track_commit_timestamp",
+    "track_counts",
+    "track_io_timing",
+    "track_wal_io_timing",
+    "transaction_deferrable",
+    "transaction_read_only",
+    "transform_null_equals",
+    "update_process_title",
+    "wal_init_zero",
+    "wal_log_hints",
+    "wal_receiver_create_temp_slot",
+    "wal_recycle",
+    "zero_damaged_pages",
+];
+
+/// PostgreSQL 15's enum settings, sorted. Their values are matched without
+/// regard to case, and many take on/off/true/false/yes/no/1/0 as aliases.
+const ENUM_SETTINGS: &[&str] = &[
+    "archive_mode",
+    "backslash_quote",
+    "bytea_output",
+    "client_min_messages",
+    "compute_query_id",
+    "constraint_exclusion",
+    "default_toast_compression",
+    "default_transaction_isolation",
+    "dynamic_shared_memory_type",
+    "force_parallel_mode",
+    "huge_pages",
+    "intervalstyle",
+    "log_error_verbosity",
+    "log_min_error_statement",
+    "log_min_messages",
+    "log_statement",
+    "password_encryption",
+    "plan_cache_mode",
+    "recovery_init_sync_method",
+    "recovery_prefetch",
+    "recovery_target_action",
+    "session_replication_role",
+    "shared_memory_type",
+    "ssl_max_protocol_version",
+    "ssl_min_protocol_version",
+    "stats_fetch_consistency",
+    "synchronous_commit",
+    "syslog_facility",
+    "trace_recovery_messages",
+    "track_functions",
+    "transaction_isolation",
+    "wal_compression",
+    "wal_level",
+    "wal_sync_method",
+    "xmlbinary",
+    "xmloption",
+];
+
+/// Whether PostgreSQL takes `a` and `b` as the same value of setting
+/// `name`. A client that sets a pinned setting to the value it already has
+/// (`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY` sets
+/// default_transaction_read_only to 1, not "on") changes nothing. Other
+/// spellings (units, case of strings) count as different: refused, never
+/// wrongly allowed.
+fn same_value(name: &str, a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let name = name.to_ascii_lowercase();
+    let same_bool = || matches!((parse_pg_bool(a), parse_pg_bool(b)), (Some(x), Some(y)) if x == y);
+    if BOOL_SETTINGS.binary_search(&name.as_str()).is_ok() {
+        return same_bool();
+    }
+    ENUM_SETTINGS.binary_search(&name.as_str()).is_ok()
+        && (a.eq_ignore_ascii_case(b) || same_bool())
 }
 
 fn listed(role: &Role, name: &str) -> Result<(), Refusal> {
@@ -362,6 +520,13 @@ mod tests {
         assert!(check(&set("search_path", "pg_catalog, public"), &r).is_ok());
     }
 
+    #[test]
+    fn setting_type_lists_are_sorted_for_binary_search() {
+        for list in [BOOL_SETTINGS, ENUM_SETTINGS] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
+    }
+
     /// A setting the role's session sets is a protection: clients may not
     /// change it, unless the role names it in `settings` ("*" does not).
     #[test]
@@ -378,6 +543,23 @@ mod tests {
         // A role that may write could otherwise leave read-only mode.
         assert!(check(&set("default_transaction_read_only", "off"), &r).is_err());
         assert!(check(&set("lock_timeout", "0"), &r).is_ok());
+        // The same value in other words is no change; units are not
+        // understood, so another spelling of 30s stays refused.
+        for same in ["1", "true", "ON", "yes", "t"] {
+            assert!(check(&set("default_transaction_read_only", same), &r).is_ok());
+        }
+        for other in ["0", "of", "false", "no", "o", "maybe"] {
+            assert!(check(&set("default_transaction_read_only", other), &r).is_err());
+        }
+        assert!(check(&set("statement_timeout", "30000"), &r).is_err());
+        // Enum values ignore case and take boolean aliases; strings do not.
+        r.session.push(("synchronous_commit".into(), "on".into()));
+        r.session.push(("application_name".into(), "on".into()));
+        assert!(check(&set("synchronous_commit", "ON"), &r).is_ok());
+        assert!(check(&set("synchronous_commit", "true"), &r).is_ok());
+        assert!(check(&set("synchronous_commit", "local"), &r).is_err());
+        assert!(check(&set("application_name", "ON"), &r).is_err());
+        assert!(check(&set("application_name", "true"), &r).is_err());
         r.settings.push(crate::policy::role::Pattern::new("*"));
         assert!(check(&set("statement_timeout", "0"), &r).is_err());
         r.settings
