@@ -669,6 +669,30 @@ async fn table_rules_cannot_be_read_around() {
         first_text(analyst.simple_query(sql).await.unwrap()),
         "sk_live_demo_only"
     );
+    // Any role may set its search_path (ORMs do when they connect): names
+    // are judged in every schema that holds them whatever it is.
+    agent
+        .batch_execute("SET search_path = hr, public")
+        .await
+        .unwrap();
+    let err = agent.simple_query(sql).await.unwrap_err();
+    assert_denied(&err, "hr.payroll is not in the allowed tables");
+    // But no schema may come ahead of pg_catalog, however it is spelled:
+    // PostgreSQL lowercases the unquoted PG_CATALOG and puts it second.
+    let shadow = "SELECT set_config('search_path', 'hr,PG_CATALOG', false)";
+    direct.batch_execute(shadow).await.unwrap();
+    assert_eq!(
+        first_text(
+            direct
+                .simple_query("SELECT current_schemas(true)::text")
+                .await
+                .unwrap()
+        ),
+        "{hr,pg_catalog}"
+    );
+    direct.batch_execute("RESET search_path").await.unwrap();
+    let err = agent.simple_query(shadow).await.unwrap_err();
+    assert_denied(&err, "before pg_catalog");
     // Once the catalog is refreshed (the refusal asks for it), the new
     // table is placed in hr and refused as such.
     let sql = "SELECT note FROM bonus";

@@ -2,8 +2,9 @@
 //!
 //! Read-only protections live in settings (`default_transaction_read_only`,
 //! `transaction_read_only`), and so do the lexer's assumptions
-//! (`standard_conforming_strings`, `client_encoding`) and the name
-//! resolution pgward relies on (`search_path`, `role`). Every way to change
+//! (`standard_conforming_strings`, `client_encoding`), the built-ins
+//! pgward takes names for (`search_path` keeps pg_catalog first) and the
+//! identity upstream (`role`). Every way to change
 //! them (SET, SET LOCAL, SET TRANSACTION, BEGIN READ WRITE, SET SESSION
 //! CHARACTERISTICS, set_config(), startup parameters and `options`) ends
 //! up here as a `SettingChange`.
@@ -241,25 +242,55 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
             ),
             _ => Ok(()),
         },
-        "search_path" => {
-            let schemas: Vec<String> = value
-                .unwrap_or("")
-                .split(',')
-                .map(|s| s.trim().trim_matches('"').to_owned())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if let Some(pos) = schemas.iter().position(|s| s == "pg_catalog") {
-                if pos > 0 {
-                    return refuse(
-                        "a search_path with schemas before pg_catalog lets user functions shadow built-ins",
-                        "built-in: pg_catalog must come first",
-                    );
-                }
-            }
-            listed(role, name)
-        }
+        // Open to every role: pgward judges an unqualified name by every
+        // schema that holds it, whatever the search_path. What it may not
+        // do is put a schema ahead of pg_catalog, where user functions
+        // would shadow built-ins pgward takes for what they are.
+        "search_path" => match search_path_schemas(value.unwrap_or(""))
+            .iter()
+            .position(|s| s == "pg_catalog")
+        {
+            Some(pos) if pos > 0 => refuse(
+                "a search_path with schemas before pg_catalog lets user functions shadow built-ins",
+                "built-in: pg_catalog must come first",
+            ),
+            _ => Ok(()),
+        },
         _ if harmless(name) => Ok(()),
         _ => listed(role, name),
+    }
+}
+
+/// The schema names of a search_path value, read as PostgreSQL reads a
+/// list of identifiers: split at commas outside double quotes, quoted
+/// names kept as written (`""` is a quote), others trimmed and lowercased
+/// (`'x, PG_CATALOG'` puts pg_catalog second). A SET's arguments arrive
+/// joined with commas, so a name holding a comma or capitals can only be
+/// taken for more names or for pg_catalog: refused, never wrongly allowed.
+fn search_path_schemas(value: &str) -> Vec<String> {
+    let mut schemas = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut name = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                if c == '"' && chars.next_if_eq(&'"').is_none() {
+                    break;
+                }
+                name.push(c);
+            }
+            while chars.next_if(|c| *c != ',').is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                name.push(c.to_ascii_lowercase());
+            }
+            name.truncate(name.trim_end().len());
+        }
+        schemas.push(name);
+        if chars.next().is_none() {
+            return schemas;
+        }
     }
 }
 
@@ -510,14 +541,45 @@ mod tests {
         assert!(check(&set("enable_seqscan", "off"), &r).is_ok());
         assert!(check(&set("session_replication_role", "replica"), &r).is_err());
         assert!(check(&set("app.tenant", "7"), &r).is_err());
-        assert!(check(&set("search_path", "public"), &r).is_err());
         r.settings.push(crate::policy::role::Pattern::new("app.*"));
-        r.settings
-            .push(crate::policy::role::Pattern::new("search_path"));
         assert!(check(&set("app.tenant", "7"), &r).is_ok());
-        assert!(check(&set("search_path", "public"), &r).is_ok());
-        assert!(check(&set("search_path", "public, pg_catalog"), &r).is_err());
-        assert!(check(&set("search_path", "pg_catalog, public"), &r).is_ok());
+    }
+
+    /// Any role may set search_path (ORMs do on connect), but never put a
+    /// schema ahead of pg_catalog, however the list is spelled.
+    #[test]
+    fn search_path_keeps_pg_catalog_first() {
+        let r = role(&[Class::Read]);
+        for ok in [
+            "public",
+            "\"$user\", public",
+            "pg_catalog, public",
+            " PG_CATALOG ,evil",
+            "\"pg_catalog\",evil",
+            "pg_temp, public",
+            "",
+        ] {
+            assert!(check(&set("search_path", ok), &r).is_ok(), "{ok}");
+        }
+        for shadowing in [
+            "public, pg_catalog",
+            "evil,PG_CATALOG",
+            "evil, \"pg_catalog\"",
+            "\"e,\"\"vil\" , pg_catalog",
+            "pg_temp, pg_catalog",
+            ", pg_catalog",
+        ] {
+            let e = check(&set("search_path", shadowing), &r).unwrap_err();
+            assert!(
+                e.why.contains("before pg_catalog"),
+                "{shadowing}: {}",
+                e.why
+            );
+        }
+        assert_eq!(
+            search_path_schemas(" A , \"B \"\"c\"\"\" ,,\"D,E\""),
+            ["a", "B \"c\"", "", "D,E"]
+        );
     }
 
     #[test]
