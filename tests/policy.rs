@@ -580,6 +580,9 @@ async fn table_rules_cannot_be_read_around() {
             "CREATE SCHEMA hr; CREATE TABLE hr.payroll (name text, note text); INSERT INTO hr.payroll VALUES ('Ada', 'sk_live_demo_only'); ALTER DATABASE postgres SET search_path = hr, public;".into(),
             // A large object holds data no table rule names.
             "SELECT lo_from_bytea(0, 'sk_live_demo_only')".into(),
+            // Extensions whose STABLE functions run SQL given as text, or
+            // read pages of a relation named as text.
+            "CREATE SCHEMA ext; CREATE EXTENSION tablefunc SCHEMA ext; CREATE EXTENSION xml2; CREATE EXTENSION pageinspect".into(),
         ],
         ..Setup::default()
     })
@@ -648,6 +651,10 @@ async fn table_rules_cannot_be_read_around() {
         "SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata",
         "SELECT convert_from(loread(lo_open(oid, 262144), 100), 'UTF8') FROM pg_largeobject_metadata",
         "SELECT convert_from(data, 'UTF8') FROM pg_largeobject",
+        "SELECT v FROM ext.crosstab('SELECT 1, 1, secret FROM api_keys ORDER BY id LIMIT 1') AS t(r int, v text)",
+        "SELECT string_agg(k, ' ') FROM ext.connectby('api_keys', 'secret', 'service', 'long', 1) AS t(k text, p text, l int)",
+        "SELECT string_agg(s, ' ') FROM xpath_table('id', 'xmlelement(name a, secret)', 'api_keys', '/a', 'true') AS t(id int, s text)",
+        "SELECT encode(get_raw_page('api_keys', 0), 'escape')",
     ] {
         let through_postgres = first_text(direct.simple_query(sql).await.unwrap());
         assert!(through_postgres.contains("sk_live_demo_only"), "{sql}: {through_postgres}");

@@ -197,10 +197,16 @@ pub const HIDDEN_READS: &[(&str, &str)] = &[
     ("loread", LARGE_OBJECTS),
 ];
 /// The same, from extensions, which install into any schema.
-pub const EXTENSION_HIDDEN_READS: &[(&str, &str)] = &[(
-    "pg_stat_statements",
-    "shows the statements of every session, the literal values of utility statements (passwords in ALTER ROLE, SET values) included",
-)];
+pub const EXTENSION_HIDDEN_READS: &[(&str, &str)] = &[
+    (
+        "pg_stat_statements",
+        "shows the statements of every session, the literal values of utility statements (passwords in ALTER ROLE, SET values) included",
+    ),
+    // pageinspect: the relation is named by a string.
+    ("get_raw_page", PAGES),
+    ("bt_page_items", PAGES),
+];
+const PAGES: &str = "reads the raw pages of a table or index named as text, values included";
 const STATISTICS: &str = "shows values sampled from the columns of every table";
 const LARGE_OBJECTS: &str = "reads large objects, which are stored outside the tables rules name";
 const ACTIVITY: &str = "shows the statements of other sessions, literal values included";
@@ -285,6 +291,17 @@ pub fn runs_sql_text(name: &str) -> bool {
             | "ts_rewrite"
             | "cursor_to_xml"
             | "cursor_to_xmlschema"
+    )
+}
+
+/// Extension functions (in any schema) that run SQL the client passes as
+/// text, or build it from table and column names given as text: tablefunc's
+/// crosstab and connectby, xml2's xpath_table. They are declared STABLE,
+/// so the catalog alone would take them for reads of nothing.
+pub fn extension_runs_sql_text(name: &str) -> bool {
+    matches!(
+        name,
+        "crosstab" | "crosstab2" | "crosstab3" | "crosstab4" | "connectby" | "xpath_table"
     )
 }
 

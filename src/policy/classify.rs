@@ -1002,6 +1002,17 @@ impl Walker<'_> {
         if let Some(why) = builtins::hidden_read(name, builtin_scope) {
             self.hidden_read(format!("{shown}(){via} {why}"));
         }
+        if builtins::extension_runs_sql_text(name) {
+            push(
+                self.st,
+                Class::Write,
+                format!("{shown}(){via} runs SQL given as text, which pgward cannot see"),
+            );
+            self.hidden_read(format!(
+                "{shown}() runs SQL given as text, which may read any table"
+            ));
+            known = true;
+        }
         if builtin_scope {
             if let Some((class, why)) = builtins::builtin_effect(name) {
                 push(self.st, class, format!("{name}(){via} {why}"));
@@ -1414,9 +1425,20 @@ mod tests {
             "SELECT query FROM pg_stat_activity",
             "SELECT * FROM pg_stat_get_activity(NULL)",
             "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
+            // Extensions, in whatever schema they were installed.
+            "SELECT * FROM crosstab('select 1, 1, secret from api_keys') AS t(r int, v text)",
+            "SELECT * FROM ext.connectby('api_keys', 'secret', 'service', 'x', 0) AS t(k text, p text, l int)",
+            "SELECT * FROM xpath_table('id', 'doc', 'api_keys', '/a', 'true') AS t(id int, a text)",
+            "SELECT get_raw_page('api_keys', 0)",
+            "SELECT * FROM tools.bt_page_items('api_keys_pkey', 1)",
         ] {
             assert_eq!(one(sql).hidden_reads.len(), 1, "{sql}");
         }
+        // Declared STABLE, but the SQL they run is the client's.
+        assert_eq!(
+            classes("SELECT * FROM public.crosstab2('select 1')"),
+            "read,write"
+        );
         assert_eq!(
             one("SELECT chunk_data FROM pg_toast.pg_toast_16390")
                 .hidden_reads
