@@ -132,7 +132,7 @@ pub const DANGEROUS_COMMANDS: &[Dangerous] = &[
     d(
         "server_secrets",
         Admin,
-        "shows server settings that may hold passwords or keys (primary_conninfo, archive and restore commands)",
+        "shows server settings that may hold passwords or keys (primary_conninfo, archive and restore commands); SHOW or current_setting() of a setting that holds none is allowed",
     ),
 ];
 
