@@ -987,6 +987,39 @@ async fn connected_role_cannot_be_dropped() {
     }
 }
 
+/// SET ROLE NONE is harmless, but PostgreSQL matches "none" exactly: any
+/// other spelling names a role, and switching to it is SET ROLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_role_none_is_spelled_exactly() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            pgward::demo::SAMPLE_SCHEMA.into(),
+            "CREATE ROLE \"NONE\"; GRANT \"NONE\" TO CURRENT_USER".into(),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let direct = h.direct().await;
+    direct.batch_execute("SET ROLE 'NONE'").await.unwrap();
+    let row = direct
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "NONE");
+    let agent = h.connect(AGENT).await;
+    for sql in [
+        "SET ROLE 'NONE'",
+        "SET ROLE \"NONE\"",
+        "SELECT set_config('role', 'NONE', false)",
+    ] {
+        assert_denied(
+            &agent.simple_query(sql).await.expect_err(sql),
+            "SET ROLE switches to another database role",
+        );
+    }
+    agent.batch_execute("SET ROLE NONE").await.unwrap();
+}
+
 /// What only the live catalog shows: volatile user functions (also through
 /// attribute notation, views, casts, domains and operators), and a
 /// user function that shadows a built-in's name.

@@ -197,7 +197,9 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
             // SET ROLE NONE returns to the login user: harmless unless the
             // role's session settings connect as another role, which it
             // would drop (RESET ROLE returns to that one instead).
-            let none = value.is_some_and(|v| v.eq_ignore_ascii_case("none"));
+            // PostgreSQL compares with "none" exactly: SET ROLE 'NONE' (or
+            // "NONE") switches to a role of that name.
+            let none = value == Some("none");
             match pinned {
                 Some(connected_as) if none => dangerous(role, "set_role").map_err(|r| Refusal {
                     why: format!(
@@ -523,6 +525,7 @@ mod tests {
         assert!(check(&set("client_encoding", "UTF8"), &dba).is_ok());
         assert!(check(&set("role", "postgres"), &dba).is_err());
         assert!(check(&set("role", "none"), &dba).is_ok());
+        assert!(check(&set("role", "NONE"), &dba).is_err());
         // Connected as a role (a startup setting): NONE would leave it.
         let mut ro = role(&[Class::Read]);
         ro.session.push(("role".into(), "readers".into()));
