@@ -154,7 +154,7 @@ fn refuse(why: impl Into<String>, rule: impl Into<String>) -> Result<(), Refusal
 
 /// Whether `role` may make `change`.
 pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
-    let name = change.name.as_str();
+    let name = canonical_name(&change.name);
     let value = change.value.as_deref();
     match change.kind {
         ChangeKind::Computed => {
@@ -454,6 +454,18 @@ fn same_value(name: &str, a: &str, b: &str) -> bool {
         && (a.eq_ignore_ascii_case(b) || same_bool())
 }
 
+/// The setting PostgreSQL changes for this name: it still takes two old
+/// names for their successors (`SET sort_mem` sets work_mem).
+fn canonical_name(name: &str) -> &str {
+    if name.eq_ignore_ascii_case("sort_mem") {
+        "work_mem"
+    } else if name.eq_ignore_ascii_case("vacuum_mem") {
+        "maintenance_work_mem"
+    } else {
+        name
+    }
+}
+
 fn listed(role: &Role, name: &str) -> Result<(), Refusal> {
     if role.settings.iter().any(|p| p.matches(name)) {
         Ok(())
@@ -617,6 +629,12 @@ mod tests {
             assert!(check(&set("default_transaction_read_only", other), &r).is_err());
         }
         assert!(check(&set("statement_timeout", "30000"), &r).is_err());
+        // An old name for a pinned setting is that setting.
+        r.session.push(("work_mem".into(), "64MB".into()));
+        r.settings.push(crate::policy::role::Pattern::new("*"));
+        assert!(check(&set("SORT_MEM", "1GB"), &r).is_err());
+        assert!(check(&set("sort_mem", "64MB"), &r).is_ok());
+        r.settings.pop();
         // Enum values ignore case and take boolean aliases; strings do not.
         r.session.push(("synchronous_commit".into(), "on".into()));
         r.session.push(("application_name".into(), "on".into()));
