@@ -655,6 +655,11 @@ async fn table_rules_cannot_be_read_around() {
         "SELECT string_agg(k, ' ') FROM ext.connectby('api_keys', 'secret', 'service', 'long', 1) AS t(k text, p text, l int)",
         "SELECT string_agg(s, ' ') FROM xpath_table('id', 'xmlelement(name a, secret)', 'api_keys', '/a', 'true') AS t(id int, s text)",
         "SELECT encode(get_raw_page('api_keys', 0), 'escape')",
+        // A WITH query of the same name only shadows the table where
+        // PostgreSQL's scoping says so.
+        "SELECT secret FROM (WITH api_keys AS (SELECT 1) SELECT 1) s, api_keys",
+        "WITH api_keys AS (SELECT secret FROM api_keys) SELECT secret FROM api_keys",
+        "SELECT string_agg(secret, ' ') FROM ((WITH api_keys AS (SELECT 'x'::text AS secret) SELECT secret FROM api_keys) UNION ALL SELECT secret FROM api_keys) u",
     ] {
         let through_postgres = first_text(direct.simple_query(sql).await.unwrap());
         assert!(through_postgres.contains("sk_live_demo_only"), "{sql}: {through_postgres}");
@@ -662,6 +667,12 @@ async fn table_rules_cannot_be_read_around() {
             assert_denied(&who.simple_query(sql).await.expect_err(sql), "");
         }
     }
+    // Where it does shadow the table, nothing of the table is read.
+    let shadowed = "WITH api_keys AS (SELECT 'shadow'::text AS secret) SELECT secret FROM api_keys";
+    assert_eq!(
+        first_text(agent.simple_query(shadowed).await.unwrap()),
+        "shadow"
+    );
     // The database's search_path finds hr.payroll for an unqualified name:
     // the agent, whose allowed tables are in public, is refused it; the
     // analyst, who may read it, gets it.

@@ -251,9 +251,6 @@ fn classify_statement(
         depth: 0,
     };
     w.top(kind, inner, false);
-    let ctes = std::mem::take(&mut w.ctes);
-    st.relations
-        .retain(|r| !(r.schema.is_none() && ctes.contains(&r.name)));
     // EXECUTE takes the classes of what was prepared (the session
     // knows); anything else without a class is unknown.
     if st.reasons.is_empty() && st.executes.is_none() {
@@ -382,6 +379,8 @@ const MAX_DEPTH: usize = 16;
 struct Walker<'a> {
     cat: &'a Catalog,
     st: &'a mut Statement,
+    /// The WITH query names visible where the walk is, innermost last:
+    /// an unqualified name in FROM that is one of them is no table.
     ctes: Vec<String>,
     depth: usize,
 }
@@ -695,16 +694,73 @@ impl Walker<'_> {
         if kind == "SelectStmt" {
             self.select(map, plan_only);
         }
+        let scope = self.with_clause(map, plan_only);
         for (key, value) in map {
             // The statement's target gets its class; what it reads from
             // (sub-selects, USING, FROM) is read.
             let access = match key {
+                "with_clause" => continue,
                 "relation" if dml && plan_only => Class::Read,
                 "relation" | "relations" | "objects" | "rels" | "into" => base,
                 _ => Class::Read,
             };
-            self.walk(value, access, plan_only);
+            // A DML statement's target is a table even where a WITH query
+            // has its name: PostgreSQL never resolves it to the WITH query.
+            if dml && key == "relation" {
+                self.outside_ctes(|w| w.walk(value, access, plan_only));
+            } else if key == "into_clause" {
+                self.select_into(value, plan_only);
+            } else {
+                self.walk(value, access, plan_only);
+            }
         }
+        self.ctes.truncate(scope);
+    }
+
+    /// Walks a statement's WITH queries as PostgreSQL scopes them, and
+    /// leaves their names visible for the rest of the statement. Returns
+    /// the scope to restore once the statement is walked. Without
+    /// RECURSIVE a WITH query sees only the ones before it (its own name
+    /// in its body is a table); with it, all of them.
+    fn with_clause(&mut self, map: &Map, plan_only: bool) -> usize {
+        let scope = self.ctes.len();
+        let Some(with) = map.get("with_clause").filter(|w| !w.is_null()) else {
+            return scope;
+        };
+        let recursive = with["recursive"].as_bool().unwrap_or(false);
+        let queries: Vec<(&str, &Value)> = with["ctes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(variant).collect())
+            .unwrap_or_default();
+        if recursive {
+            for (_, n) in &queries {
+                self.ctes.push(str_field(n, "ctename").to_owned());
+            }
+        }
+        for (kind, n) in &queries {
+            // Anything but a WITH query here is walked like any node, and
+            // adds no name (so a name it would have had means a table).
+            self.walk(n, Class::Read, plan_only);
+            if !recursive && *kind == "CommonTableExpr" {
+                self.ctes.push(str_field(n, "ctename").to_owned());
+            }
+        }
+        scope
+    }
+
+    /// SELECT ... INTO creates the table it names (unless only planned),
+    /// which is never a WITH query.
+    fn select_into(&mut self, into: &Value, plan_only: bool) {
+        let access = if plan_only { Class::Read } else { Class::Ddl };
+        self.outside_ctes(|w| w.walk(into, access, plan_only));
+    }
+
+    /// Runs `f` with no WITH query name visible: for names that always
+    /// mean a table (DML targets, SELECT INTO).
+    fn outside_ctes(&mut self, f: impl FnOnce(&mut Self)) {
+        let ctes = std::mem::take(&mut self.ctes);
+        f(self);
+        self.ctes = ctes;
     }
 
     /// Visits every node below `v`.
@@ -739,23 +795,21 @@ impl Walker<'_> {
         } else if map.contains_key("into_clause") && map.contains_key("locking_clause") {
             self.select(map, plan_only);
         }
+        let scope = self.with_clause(map, plan_only);
         for (key, value) in map {
-            let access = if key == "into_clause" {
-                Class::Ddl
-            } else {
-                access
-            };
-            self.walk(value, access, plan_only);
+            match key {
+                "with_clause" => {}
+                "into_clause" => self.select_into(value, plan_only),
+                _ => self.walk(value, access, plan_only),
+            }
         }
+        self.ctes.truncate(scope);
     }
 
     fn nested(&mut self, kind: &str, n: &Value, access: Class, plan_only: bool) {
         match kind {
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
                 return self.node(kind, n, Class::Write, plan_only)
-            }
-            "CommonTableExpr" => {
-                self.ctes.push(str_field(n, "ctename").to_owned());
             }
             "ColumnRef" => {
                 // `t.f` may call f(t) (attribute notation).
@@ -807,6 +861,10 @@ impl Walker<'_> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
         let name = str_field(rv, "relname").to_owned();
+        if schema.is_none() && self.ctes.contains(&name) {
+            // A WITH query of this statement: what it reads was walked.
+            return;
+        }
         self.relation_named(schema, name, access);
     }
 
@@ -1388,6 +1446,71 @@ mod tests {
         assert_eq!(classes("SELECT random(), now(), lower('A')"), "read");
         assert_eq!(classes("SELECT pg_switch_wal()"), "read,admin");
         assert_eq!(classes("SELECT no_such_function()"), "read,unknown");
+    }
+
+    /// A name in FROM is a WITH query only where PostgreSQL would find
+    /// one: in the statement the WITH belongs to and below it, after the
+    /// query's own definition unless RECURSIVE. Elsewhere it is a table.
+    #[test]
+    fn with_queries_are_scoped_as_postgres_scopes_them() {
+        let uses = |sql: &str| -> Vec<String> {
+            one(sql)
+                .relations
+                .iter()
+                .map(|r| format!("{} {}", r.access, r.qualified()))
+                .collect()
+        };
+        let none: [&str; 0] = [];
+        for sql in [
+            "WITH k AS (SELECT 1) SELECT * FROM k",
+            "WITH k AS (SELECT 1) SELECT * FROM k UNION SELECT * FROM k",
+            "WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 3) SELECT * FROM k",
+            "WITH b AS (SELECT 1), k AS (SELECT * FROM b) SELECT * FROM k",
+            "WITH k AS (SELECT 1), b AS (SELECT * FROM k) SELECT * FROM b",
+            "WITH RECURSIVE b AS (SELECT * FROM k), k AS (SELECT 1) SELECT * FROM b",
+            "WITH k AS (SELECT 1) SELECT * FROM (SELECT * FROM k) s WHERE EXISTS (SELECT FROM k)",
+        ] {
+            assert_eq!(uses(sql), none, "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM (WITH k AS (SELECT 1) SELECT 1) s, k",
+            "SELECT (WITH k AS (SELECT 1) SELECT 1), * FROM k",
+            "SELECT * FROM k WHERE EXISTS (WITH k AS (SELECT 1) SELECT * FROM k)",
+            "WITH a AS (WITH k AS (SELECT 1) SELECT * FROM k) SELECT * FROM a, k",
+            "WITH k AS (SELECT * FROM k) SELECT * FROM k",
+            "WITH b AS (SELECT * FROM k), k AS (SELECT 1) SELECT * FROM b",
+            "(WITH k AS (SELECT 1) SELECT * FROM k) UNION SELECT * FROM k",
+            "SELECT * FROM k UNION (WITH k AS (SELECT 1) SELECT * FROM k)",
+            "WITH k AS (SELECT 1) SELECT table_to_xml('k', true, true, '')",
+        ] {
+            assert_eq!(uses(sql), ["read k"], "{sql}");
+        }
+        // Targets are tables whatever the WITH queries are called.
+        assert_eq!(
+            uses("WITH k AS (SELECT 1) DELETE FROM k USING k AS x"),
+            ["write k"]
+        );
+        assert_eq!(
+            uses("WITH k AS (SELECT 1) UPDATE k SET a = 1 FROM k AS x"),
+            ["write k"]
+        );
+        assert_eq!(
+            uses("WITH k AS (SELECT 1) INSERT INTO k SELECT * FROM k"),
+            ["write k"]
+        );
+        assert_eq!(
+            uses("WITH k AS (SELECT 1) MERGE INTO k USING k AS s ON true WHEN MATCHED THEN DELETE"),
+            ["write k"]
+        );
+        assert_eq!(
+            uses("WITH k AS (SELECT 1) SELECT * INTO k FROM k"),
+            ["ddl k"]
+        );
+        // A data-modifying WITH query's target too.
+        assert_eq!(
+            uses("WITH k AS (SELECT 1), d AS (DELETE FROM k RETURNING *) SELECT * FROM d, k"),
+            ["write k"]
+        );
     }
 
     #[test]
