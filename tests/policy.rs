@@ -1055,6 +1055,10 @@ async fn live_catalog_cases() {
              CREATE FUNCTION text_plus(text, text) RETURNS text LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING $1 || $2';
              CREATE OPERATOR + (leftarg = text, rightarg = text, function = text_plus);
              CREATE FUNCTION public.lower(int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING 1';
+             CREATE FUNCTION logging_step(int, int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING coalesce($1, 0) + $2';
+             CREATE AGGREGATE logged_sum(int) (sfunc = logging_step, stype = int);
+             CREATE FUNCTION pure_step(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT coalesce($1, 0) + $2';
+             CREATE AGGREGATE plain_sum(int) (sfunc = pure_step, stype = int);
              CREATE EXTENSION dblink;"
                 .into(),
         ],
@@ -1078,6 +1082,8 @@ async fn live_catalog_cases() {
         "SELECT 'a'::text + 'b'::text",
         "SELECT lower(1)",
         "SELECT lower('X')",
+        // pg_proc calls every aggregate IMMUTABLE; this one's step writes.
+        "SELECT logged_sum(x) FROM generate_series(1, 3) x",
     ] {
         let e = c.simple_query(sql).await.map(|_| ()).unwrap_err();
         assert!(Harness::is_denial(&e), "{sql}: {e:?}");
@@ -1090,6 +1096,7 @@ async fn live_catalog_cases() {
     for sql in [
         "SELECT pure(2)",
         "SELECT looks(1)",
+        "SELECT plain_sum(x) FROM generate_series(1, 3) x",
         "SELECT * FROM calm",
         "SELECT 2 * 3",
         "SELECT 'a' || 'b'",
@@ -1105,6 +1112,18 @@ async fn live_catalog_cases() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "no denied call ran");
+    // What pgward refused does write when PostgreSQL runs it.
+    direct
+        .batch_execute("SELECT logged_sum(x) FROM generate_series(1, 3) x")
+        .await
+        .unwrap();
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3, "the aggregate's step function writes");
+    direct.batch_execute("TRUNCATE log").await.unwrap();
 
     // Extensions install where they are told: dblink in public, named with
     // its schema, is still on the dangerous list for a role that may write.

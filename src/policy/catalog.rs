@@ -37,6 +37,10 @@ pub struct FuncInfo {
     pub volatility: u8,
     pub language: Box<str>,
     pub nargs: i16,
+    /// For an aggregate: the support function (`schema.name`) whose
+    /// volatility and language this entry carries. pg_proc says every
+    /// aggregate is IMMUTABLE; what it runs is its support functions.
+    pub support: Option<Box<str>>,
 }
 
 type FuncRef = (String, String);
@@ -140,6 +144,7 @@ impl Catalog {
                     volatility: vol.bytes().next().unwrap_or(b'v'),
                     language: (*lang).into(),
                     nargs: nargs.parse().unwrap_or(0),
+                    support: None,
                 }),
                 ["r", schema, name, kind] => {
                     cat.add_relation(schema, name, kind.bytes().next().unwrap_or(b'r'))
@@ -153,7 +158,9 @@ impl Catalog {
     fn add_function(&mut self, f: FuncInfo) {
         let i = self.funcs.len();
         self.by_name.entry(f.name.clone()).or_default().push(i);
-        self.by_oid.insert(f.oid, i);
+        if f.support.is_none() {
+            self.by_oid.insert(f.oid, i);
+        }
         self.funcs.push(f);
     }
 
@@ -324,6 +331,29 @@ impl Catalog {
                     volatility: v.bytes().next().unwrap_or(b'v'),
                     language: l.as_str().into(),
                     nargs: a.parse().unwrap_or(0),
+                    support: None,
+                });
+            }
+        }
+        // An aggregate runs its support functions: one more entry under
+        // its name for each (pg_catalog's own are PostgreSQL's, trusted).
+        for row in conn
+            .simple_query(
+                "SELECT ap.oid, an.nspname, ap.proname, ap.pronargs,                  fn.nspname || '.' || f.proname, f.provolatile, l.lanname                  FROM pg_catalog.pg_aggregate a                  JOIN pg_catalog.pg_proc ap ON ap.oid = a.aggfnoid                  JOIN pg_catalog.pg_namespace an ON an.oid = ap.pronamespace                  JOIN pg_catalog.pg_proc f ON f.oid IN (a.aggtransfn, a.aggfinalfn,                    a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn,                    a.aggminvtransfn, a.aggmfinalfn)                  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace                  JOIN pg_catalog.pg_language l ON l.oid = f.prolang                  WHERE an.nspname <> 'pg_catalog'",
+            )
+            .await?
+        {
+            if let [Some(oid), Some(s), Some(n), Some(a), Some(support), Some(v), Some(l)] =
+                row.as_slice()
+            {
+                cat.add_function(FuncInfo {
+                    oid: oid.parse().unwrap_or(0),
+                    schema: s.as_str().into(),
+                    name: n.as_str().into(),
+                    volatility: v.bytes().next().unwrap_or(b'v'),
+                    language: l.as_str().into(),
+                    nargs: a.parse().unwrap_or(0),
+                    support: Some(support.as_str().into()),
                 });
             }
         }

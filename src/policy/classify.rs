@@ -1141,6 +1141,11 @@ impl Walker<'_> {
                 }
                 continue;
             }
+            // An aggregate's entry for a support function speaks of that.
+            let what = match &f.support {
+                Some(support) => format!("{}.{}(){via} runs {support}(), which", f.schema, f.name),
+                None => format!("{}.{}(){via}", f.schema, f.name),
+            };
             if matches!(
                 &*f.language,
                 "plperlu" | "plpython3u" | "plpythonu" | "plpython2u" | "pltclu"
@@ -1148,19 +1153,13 @@ impl Walker<'_> {
                 push(
                     self.st,
                     Class::Unknown,
-                    format!(
-                        "{}.{}(){via} is written in the untrusted language {}",
-                        f.schema, f.name, f.language
-                    ),
+                    format!("{what} is written in the untrusted language {}", f.language),
                 );
             } else if f.volatility == b'v' {
                 push(
                     self.st,
                     Class::Write,
-                    format!(
-                        "{}.{}(){via} is VOLATILE, so it may write",
-                        f.schema, f.name
-                    ),
+                    format!("{what} is VOLATILE, so it may write"),
                 );
             }
         }
