@@ -1059,6 +1059,13 @@ async fn live_catalog_cases() {
              CREATE AGGREGATE logged_sum(int) (sfunc = logging_step, stype = int);
              CREATE FUNCTION pure_step(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT coalesce($1, 0) + $2';
              CREATE AGGREGATE plain_sum(int) (sfunc = pure_step, stype = int);
+             CREATE TABLE watched (n int); INSERT INTO watched VALUES (1);
+             CREATE FUNCTION noted() RETURNS bool LANGUAGE sql VOLATILE AS 'INSERT INTO log DEFAULT VALUES RETURNING true';
+             ALTER TABLE watched ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY seen ON watched USING (noted());
+             CREATE ROLE rls_reader; GRANT SELECT ON watched TO rls_reader; GRANT INSERT ON log TO rls_reader;
+             CREATE TABLE tenants (id int); ALTER TABLE tenants ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY own ON tenants USING (id = current_setting('app.tenant', true)::int);
              CREATE EXTENSION dblink;"
                 .into(),
         ],
@@ -1084,10 +1091,17 @@ async fn live_catalog_cases() {
         "SELECT lower('X')",
         // pg_proc calls every aggregate IMMUTABLE; this one's step writes.
         "SELECT logged_sum(x) FROM generate_series(1, 3) x",
+        // Row security policies run on every read of their table.
+        "SELECT * FROM watched",
+        "SELECT count(*) FROM (SELECT 1 FROM watched) w",
     ] {
         let e = c.simple_query(sql).await.map(|_| ()).unwrap_err();
         assert!(Harness::is_denial(&e), "{sql}: {e:?}");
     }
+    assert_denied(
+        &c.simple_query("TABLE watched").await.unwrap_err(),
+        "noted() (through row security policies of watched) is VOLATILE",
+    );
     // Operators are matched by name: with a user `+` in the database, every
     // `+` is suspect (denied), while other operators stay allowed.
     assert!(Harness::is_denial(
@@ -1097,6 +1111,7 @@ async fn live_catalog_cases() {
         "SELECT pure(2)",
         "SELECT looks(1)",
         "SELECT plain_sum(x) FROM generate_series(1, 3) x",
+        "SELECT * FROM tenants",
         "SELECT * FROM calm",
         "SELECT 2 * 3",
         "SELECT 'a' || 'b'",
@@ -1123,6 +1138,18 @@ async fn live_catalog_cases() {
         .unwrap()
         .get(0);
     assert_eq!(n, 3, "the aggregate's step function writes");
+    direct.batch_execute("TRUNCATE log").await.unwrap();
+    // A role the policy applies to (not a superuser) writes by reading.
+    direct
+        .batch_execute("SET ROLE rls_reader; SELECT * FROM watched; RESET ROLE")
+        .await
+        .unwrap();
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the policy's function writes");
     direct.batch_execute("TRUNCATE log").await.unwrap();
 
     // Extensions install where they are told: dblink in public, named with

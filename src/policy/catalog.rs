@@ -196,8 +196,18 @@ impl Catalog {
             .any(|f| f.nargs == nargs && &*f.schema != "pg_catalog")
     }
 
-    /// Functions a view's definition calls; for an unqualified name, those
-    /// of every view of that name.
+    /// Whether a relation of this name (in `schema` when given) is a view.
+    pub fn is_view(&self, schema: Option<&str>, name: &str) -> bool {
+        self.relations.get(name).is_some_and(|places| {
+            places
+                .iter()
+                .any(|(s, k)| matches!(k, b'v' | b'm') && schema.is_none_or(|want| want == s))
+        })
+    }
+
+    /// Functions a view's definition, or a table's row security policies,
+    /// call; for an unqualified name, those of every relation of that
+    /// name.
     pub fn view_functions(
         &self,
         schema: Option<&str>,
@@ -405,6 +415,18 @@ impl Catalog {
                  WHERE c.contype = 'c' AND tn.nspname <> 'pg_catalog'",
             )
             .await?;
+        // Row security policies run their expressions on every read of
+        // the table, as a view runs its definition.
+        let policies = conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, pg_catalog.string_agg('(' || \
+                 coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || '), (' || \
+                 coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') || ')', ', ') \
+                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relrowsecurity GROUP BY n.nspname, c.relname",
+            )
+            .await?;
         let relations = conn
             .simple_query(
                 "SELECT n.nspname, c.relname, c.relkind, \
@@ -451,6 +473,11 @@ impl Catalog {
                 if let Some(def) = def {
                     view_defs.push(((s.clone(), n.clone()), def.clone()));
                 }
+            }
+        }
+        for row in &policies {
+            if let [Some(s), Some(n), Some(exprs)] = row.as_slice() {
+                view_defs.push(((s.clone(), n.clone()), format!("SELECT {exprs}")));
             }
         }
         cat.add_views(view_defs);

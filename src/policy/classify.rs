@@ -375,6 +375,8 @@ pub fn parse_pg_bool(s: &str) -> Option<bool> {
 
 /// How deep views may refer to views before pgward gives up (fail closed).
 const MAX_DEPTH: usize = 16;
+/// How a call made by a table's row security policies is shown.
+const POLICY_OF: &str = "row security policies of ";
 
 struct Walker<'a> {
     cat: &'a Catalog,
@@ -897,12 +899,18 @@ impl Walker<'_> {
                 }
             }
         }
-        // Views run their definition: judge the functions it calls.
+        // Views run their definition, and tables their row security
+        // policies: judge the functions they call.
         if self.depth < MAX_DEPTH {
             if let Some(refs) = self.cat.view_functions(schema.as_deref(), &name) {
                 self.depth += 1;
+                let via = if self.cat.is_view(schema.as_deref(), &name) {
+                    format!("view {name}")
+                } else {
+                    format!("{POLICY_OF}{name}")
+                };
                 for (fs, fname) in refs {
-                    self.function(fs.as_deref(), &fname, &[], &format!("view {name}"));
+                    self.function(fs.as_deref(), &fname, &[], &via);
                 }
                 self.depth -= 1;
             }
@@ -1029,7 +1037,7 @@ impl Walker<'_> {
             Some(s) => format!("{s}.{name}"),
             None => name.to_owned(),
         };
-        let in_view = via.starts_with("view ");
+        let in_view = via.starts_with("view ") || via.starts_with(POLICY_OF);
         let via = if via.is_empty() {
             String::new()
         } else {
