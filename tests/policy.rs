@@ -583,6 +583,11 @@ async fn table_rules_cannot_be_read_around() {
             // Extensions whose STABLE functions run SQL given as text, or
             // read pages of a relation named as text.
             "CREATE SCHEMA ext; CREATE EXTENSION tablefunc SCHEMA ext; CREATE EXTENSION xml2; CREATE EXTENSION pageinspect".into(),
+            // file_fdw tables run a program or read a server file per read.
+            "CREATE EXTENSION file_fdw; CREATE SERVER files FOREIGN DATA WRAPPER file_fdw; \
+             CREATE FOREIGN TABLE public.prog (line text) SERVER files OPTIONS (program 'echo sk_live_demo_only'); \
+             DO $$BEGIN EXECUTE format('CREATE FOREIGN TABLE public.version_file (line text) SERVER files OPTIONS (filename %L)', \
+             current_setting('data_directory') || '/PG_VERSION'); END$$".into(),
         ],
         ..Setup::default()
     })
@@ -665,6 +670,34 @@ async fn table_rules_cannot_be_read_around() {
         assert!(through_postgres.contains("sk_live_demo_only"), "{sql}: {through_postgres}");
         for who in [&agent, &analyst] {
             assert_denied(&who.simple_query(sql).await.expect_err(sql), "");
+        }
+    }
+    // A file_fdw table is COPY FROM a program or a server file.
+    assert_eq!(
+        first_text(
+            direct
+                .simple_query("SELECT line FROM version_file")
+                .await
+                .unwrap()
+        ),
+        "15"
+    );
+    for (sql, why) in [
+        (
+            "SELECT line FROM prog",
+            "copy_program: a file_fdw foreign table with a program",
+        ),
+        (
+            "COPY prog TO STDOUT",
+            "copy_program: a file_fdw foreign table with a program",
+        ),
+        (
+            "SELECT line FROM public.version_file",
+            "copy_file: a file_fdw foreign table reads a file",
+        ),
+    ] {
+        for who in [&agent, &analyst] {
+            assert_denied(&who.simple_query(sql).await.expect_err(sql), why);
         }
     }
     // Where it does shadow the table, nothing of the table is read.

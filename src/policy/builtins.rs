@@ -101,6 +101,19 @@ pub const DANGEROUS_FUNCTIONS: &[Dangerous] = &[
     ),
 ];
 
+/// Reading a file_fdw foreign table is COPY FROM its program or file,
+/// and takes the same opt-in.
+pub const FILE_FDW_PROGRAM: Dangerous = d(
+    "copy_program",
+    FileOrProgram,
+    "a file_fdw foreign table with a program runs a shell command on the database server on every read",
+);
+pub const FILE_FDW_FILE: Dangerous = d(
+    "copy_file",
+    FileOrProgram,
+    "a file_fdw foreign table reads a file on the database server on every read",
+);
+
 /// Dangerous commands (not functions), by the name roles opt in with.
 pub const DANGEROUS_COMMANDS: &[Dangerous] = &[
     d(

@@ -64,6 +64,9 @@ pub struct Catalog {
     pub lists_user_relations: bool,
     /// (schema, view) → functions its definition calls, transitively.
     views: HashMap<ViewKey, Vec<FuncName>>,
+    /// (schema, foreign table) of file_fdw → whether it runs a program
+    /// (else it reads a server file) on every read.
+    file_tables: HashMap<ViewKey, bool>,
     /// type name → [(schema, functions a cast to it can run)]
     types: HashMap<String, Vec<(String, Vec<FuncRef>)>>,
     /// user operator name → its functions
@@ -123,6 +126,7 @@ impl Catalog {
             children: HashMap::new(),
             lists_user_relations: false,
             views: HashMap::new(),
+            file_tables: HashMap::new(),
             types: HashMap::new(),
             operators: HashMap::new(),
             source,
@@ -194,6 +198,17 @@ impl Catalog {
         self.functions(None, name)
             .iter()
             .any(|f| f.nargs == nargs && &*f.schema != "pg_catalog")
+    }
+
+    /// For a file_fdw foreign table of this name (in `schema` when given,
+    /// else in any): whether reading it runs a program (else it reads a
+    /// server file).
+    pub fn file_table(&self, schema: Option<&str>, name: &str) -> Option<bool> {
+        self.file_tables
+            .iter()
+            .filter(|((s, n), _)| n == name && schema.is_none_or(|want| want == s))
+            .map(|(_, program)| *program)
+            .reduce(|a, b| a || b)
     }
 
     /// Whether a relation of this name (in `schema` when given) is a view.
@@ -427,6 +442,27 @@ impl Catalog {
                  WHERE c.relrowsecurity GROUP BY n.nspname, c.relname",
             )
             .await?;
+        // file_fdw foreign tables read a server file, or run a program,
+        // on every read: COPY FROM in disguise.
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, EXISTS (SELECT FROM \
+                 pg_catalog.pg_options_to_table(ft.ftoptions) o WHERE o.option_name = 'program') \
+                 FROM pg_catalog.pg_foreign_table ft \
+                 JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver \
+                 JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw \
+                 JOIN pg_catalog.pg_proc h ON h.oid = w.fdwhandler \
+                 WHERE h.proname = 'file_fdw_handler'",
+            )
+            .await?
+        {
+            if let [Some(s), Some(n), Some(program)] = row.as_slice() {
+                cat.file_tables
+                    .insert((s.clone(), n.clone()), program == "t");
+            }
+        }
         let relations = conn
             .simple_query(
                 "SELECT n.nspname, c.relname, c.relkind, \

@@ -899,6 +899,17 @@ impl Walker<'_> {
                 }
             }
         }
+        if matches!(access, Class::Read | Class::CopyOut) {
+            if let Some(program) = self.cat.file_table(schema.as_deref(), &name) {
+                let d: &'static Dangerous = if program {
+                    &builtins::FILE_FDW_PROGRAM
+                } else {
+                    &builtins::FILE_FDW_FILE
+                };
+                self.st.dangerous(d);
+                self.st.reason(d.class, format!("{name}: {}", d.why));
+            }
+        }
         // Views run their definition, and tables their row security
         // policies: judge the functions they call.
         if self.depth < MAX_DEPTH {
