@@ -587,7 +587,9 @@ async fn table_rules_cannot_be_read_around() {
             "CREATE EXTENSION file_fdw; CREATE SERVER files FOREIGN DATA WRAPPER file_fdw; \
              CREATE FOREIGN TABLE public.prog (line text) SERVER files OPTIONS (program 'echo sk_live_demo_only'); \
              DO $$BEGIN EXECUTE format('CREATE FOREIGN TABLE public.version_file (line text) SERVER files OPTIONS (filename %L)', \
-             current_setting('data_directory') || '/PG_VERSION'); END$$".into(),
+             current_setting('data_directory') || '/PG_VERSION'); END$$; \
+             CREATE VIEW public.prog_view AS SELECT * FROM public.prog; \
+             CREATE VIEW public.prog_view_view AS SELECT * FROM public.prog_view".into(),
         ],
         ..Setup::default()
     })
@@ -682,18 +684,31 @@ async fn table_rules_cannot_be_read_around() {
         ),
         "15"
     );
+    assert_eq!(
+        first_text(
+            direct
+                .simple_query("SELECT line FROM prog_view_view")
+                .await
+                .unwrap()
+        ),
+        "sk_live_demo_only"
+    );
     for (sql, why) in [
         (
             "SELECT line FROM prog",
-            "copy_program: a file_fdw foreign table with a program",
+            "copy_program: a read of a file_fdw foreign table with a program",
         ),
         (
             "COPY prog TO STDOUT",
-            "copy_program: a file_fdw foreign table with a program",
+            "copy_program: a read of a file_fdw foreign table with a program",
+        ),
+        (
+            "SELECT line FROM prog_view_view",
+            "copy_program: a read of a file_fdw foreign table with a program",
         ),
         (
             "SELECT line FROM public.version_file",
-            "copy_file: a file_fdw foreign table reads a file",
+            "copy_file: a read of a file_fdw foreign table",
         ),
     ] {
         for who in [&agent, &analyst] {

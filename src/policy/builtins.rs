@@ -106,12 +106,12 @@ pub const DANGEROUS_FUNCTIONS: &[Dangerous] = &[
 pub const FILE_FDW_PROGRAM: Dangerous = d(
     "copy_program",
     FileOrProgram,
-    "a file_fdw foreign table with a program runs a shell command on the database server on every read",
+    "a read of a file_fdw foreign table with a program (directly or through a view) runs a shell command on the database server",
 );
 pub const FILE_FDW_FILE: Dangerous = d(
     "copy_file",
     FileOrProgram,
-    "a file_fdw foreign table reads a file on the database server on every read",
+    "a read of a file_fdw foreign table (directly or through a view) reads a file on the database server",
 );
 
 /// Dangerous commands (not functions), by the name roles opt in with.

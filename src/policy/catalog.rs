@@ -64,8 +64,9 @@ pub struct Catalog {
     pub lists_user_relations: bool,
     /// (schema, view) → functions its definition calls, transitively.
     views: HashMap<ViewKey, Vec<FuncName>>,
-    /// (schema, foreign table) of file_fdw → whether it runs a program
-    /// (else it reads a server file) on every read.
+    /// (schema, foreign table) of file_fdw, and views reading one through
+    /// any depth of views → whether a read runs a program (else it reads
+    /// a server file).
     file_tables: HashMap<ViewKey, bool>,
     /// type name → [(schema, functions a cast to it can run)]
     types: HashMap<String, Vec<(String, Vec<FuncRef>)>>,
@@ -548,6 +549,24 @@ impl Catalog {
                 Err(_) => (vec![(None, "pgward_unparsable_view".into())], Vec::new()),
             };
             direct.insert(key, (funcs, rels));
+        }
+        // Views reading file_fdw tables (by name, in any schema), through
+        // views of views.
+        for _ in 0..16 {
+            let mut changed = false;
+            for (key, (_, rels)) in &direct {
+                let program = rels
+                    .iter()
+                    .filter_map(|r| self.file_table(None, r))
+                    .reduce(|a, b| a || b);
+                if let Some(program) = program {
+                    let now = program || self.file_tables.get(key) == Some(&true);
+                    changed |= self.file_tables.insert(key.clone(), now) != Some(now);
+                }
+            }
+            if !changed {
+                break;
+            }
         }
         let mut full: HashMap<ViewKey, Vec<FuncName>> = direct
             .iter()
