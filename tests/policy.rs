@@ -485,13 +485,20 @@ async fn role_upstream_user_and_session_settings() {
         .unwrap()
         .get(0);
     assert_eq!(user, "pgward_ro");
-    for reset in [
+    // Resets return to the pinned value. Drivers that ask for read-only
+    // sessions in their own words (pgjdbc's readOnlyMode=always sends SET
+    // SESSION CHARACTERISTICS, which sets the value 1) restate it: allowed.
+    for keeps in [
         "RESET ALL",
         "DISCARD ALL",
         "RESET default_transaction_read_only",
         "SET default_transaction_read_only TO DEFAULT",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "SET default_transaction_read_only = true",
+        "SET default_transaction_read_only TO 'ON'",
+        "SELECT set_config('default_transaction_read_only', 'yes', false)",
     ] {
-        c.batch_execute(reset).await.unwrap();
+        c.batch_execute(keeps).await.unwrap();
         let ro = c
             .simple_query("SHOW default_transaction_read_only")
             .await
@@ -500,28 +507,37 @@ async fn role_upstream_user_and_session_settings() {
             SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
             _ => None,
         });
-        assert_eq!(value.as_deref(), Some("on"), "after {reset}");
+        assert_eq!(value.as_deref(), Some("on"), "after {keeps}");
     }
-    // Drivers that ask for read-only sessions in their own words (pgjdbc's
-    // readOnlyMode=always sends SET SESSION CHARACTERISTICS, which sets the
-    // value 1) restate the pinned value: allowed. Turning it off is not.
-    for same in [
-        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-        "SET default_transaction_read_only = true",
-        "SET default_transaction_read_only TO 'ON'",
-        "SELECT set_config('default_transaction_read_only', 'yes', false)",
-    ] {
-        c.batch_execute(same).await.unwrap();
-    }
-    for off in [
-        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
-        "SET default_transaction_read_only = 0",
-        "SET default_transaction_read_only = 'of'",
-    ] {
-        assert_denied(
-            &c.simple_query(off).await.expect_err(off),
+    // Turning it off is not allowed, however it is spelled; nor is lifting
+    // a timeout the role sets (harmless to change otherwise).
+    for (sql, why) in [
+        (
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
             "default_transaction_read_only is set to on",
-        );
+        ),
+        (
+            "SET default_transaction_read_only = 0",
+            "default_transaction_read_only is set to on",
+        ),
+        (
+            "SET default_transaction_read_only = 'of'",
+            "default_transaction_read_only is set to on",
+        ),
+        (
+            "SET statement_timeout = 0",
+            "statement_timeout is set to 5s",
+        ),
+        (
+            "SET LOCAL statement_timeout = 0",
+            "statement_timeout is set to 5s",
+        ),
+        (
+            "SELECT set_config('statement_timeout', '0', false)",
+            "statement_timeout is set to 5s",
+        ),
+    ] {
+        assert_denied(&c.simple_query(sql).await.expect_err(sql), why);
     }
     let row = c
         .query_one("SHOW default_transaction_read_only", &[])
@@ -529,18 +545,6 @@ async fn role_upstream_user_and_session_settings() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "on");
     assert_eq!(c.query("SELECT * FROM orders", &[]).await.unwrap().len(), 2);
-    // A timeout the role sets is not the client's to lift (it is harmless
-    // to change otherwise).
-    for sql in [
-        "SET statement_timeout = 0",
-        "SET LOCAL statement_timeout = 0",
-        "SELECT set_config('statement_timeout', '0', false)",
-    ] {
-        assert_denied(
-            &c.simple_query(sql).await.expect_err(sql),
-            "statement_timeout is set to 5s",
-        );
-    }
     c.batch_execute("SET statement_timeout = '5s'; SET lock_timeout = 0")
         .await
         .unwrap();
@@ -1169,36 +1173,19 @@ async fn live_catalog_cases() {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
     let direct = h.direct().await;
-    let n: i64 = direct
-        .query_one("SELECT count(*) FROM log", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = one_number(&direct, "SELECT count(*) FROM log").await;
     assert_eq!(n, 0, "no denied call ran");
-    // What pgward refused does write when PostgreSQL runs it.
-    direct
-        .batch_execute("SELECT logged_sum(x) FROM generate_series(1, 3) x")
-        .await
-        .unwrap();
-    let n: i64 = direct
-        .query_one("SELECT count(*) FROM log", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 3, "the aggregate's step function writes");
-    direct.batch_execute("TRUNCATE log").await.unwrap();
-    // A role the policy applies to (not a superuser) writes by reading.
-    direct
-        .batch_execute("SET ROLE rls_reader; SELECT * FROM watched; RESET ROLE")
-        .await
-        .unwrap();
-    let n: i64 = direct
-        .query_one("SELECT count(*) FROM log", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1, "the policy's function writes");
-    direct.batch_execute("TRUNCATE log").await.unwrap();
+    // What pgward refused does write when PostgreSQL runs it (the policy
+    // as a role it applies to: not a superuser).
+    for (sql, rows) in [
+        ("SELECT logged_sum(x) FROM generate_series(1, 3) x", 3),
+        ("SET ROLE rls_reader; SELECT * FROM watched; RESET ROLE", 1),
+    ] {
+        direct.batch_execute(sql).await.unwrap();
+        let n = one_number(&direct, "SELECT count(*) FROM log").await;
+        assert_eq!(n, rows, "{sql} writes");
+        direct.batch_execute("TRUNCATE log").await.unwrap();
+    }
 
     // Extensions install where they are told: dblink in public, named with
     // its schema, is still on the dangerous list for a role that may write.
@@ -1209,11 +1196,7 @@ async fn live_catalog_cases() {
         assert_denied(&writer.simple_query(&sql).await.unwrap_err(), "dblink");
         direct.simple_query(&sql).await.unwrap();
     }
-    let n: i64 = direct
-        .query_one("SELECT count(*) FROM log", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = one_number(&direct, "SELECT count(*) FROM log").await;
     assert_eq!(n, 2, "PostgreSQL runs what pgward refused");
     direct.batch_execute("TRUNCATE log").await.unwrap();
 

@@ -43,6 +43,29 @@ pub struct FuncInfo {
     pub support: Option<Box<str>>,
 }
 
+impl FuncInfo {
+    /// From pg_proc's text: oid, schema, name, provolatile, language,
+    /// pronargs. What does not parse errs towards VOLATILE.
+    fn from_row(
+        oid: &str,
+        schema: &str,
+        name: &str,
+        vol: &str,
+        lang: &str,
+        nargs: &str,
+    ) -> FuncInfo {
+        FuncInfo {
+            oid: oid.parse().unwrap_or(0),
+            schema: schema.into(),
+            name: name.into(),
+            volatility: vol.bytes().next().unwrap_or(b'v'),
+            language: lang.into(),
+            nargs: nargs.parse().unwrap_or(0),
+            support: None,
+        }
+    }
+}
+
 type FuncRef = (String, String);
 /// A function as written: (schema if qualified, name).
 pub type FuncName = (Option<String>, String);
@@ -142,15 +165,9 @@ impl Catalog {
         for line in SNAPSHOT.lines().filter(|l| !l.starts_with('#')) {
             let f: Vec<&str> = line.split('\t').collect();
             match f.as_slice() {
-                ["f", oid, schema, name, vol, lang, nargs] => cat.add_function(FuncInfo {
-                    oid: oid.parse().unwrap_or(0),
-                    schema: (*schema).into(),
-                    name: (*name).into(),
-                    volatility: vol.bytes().next().unwrap_or(b'v'),
-                    language: (*lang).into(),
-                    nargs: nargs.parse().unwrap_or(0),
-                    support: None,
-                }),
+                ["f", oid, schema, name, vol, lang, nargs] => {
+                    cat.add_function(FuncInfo::from_row(oid, schema, name, vol, lang, nargs))
+                }
                 ["r", schema, name, kind] => {
                     cat.add_relation(schema, name, kind.bytes().next().unwrap_or(b'r'))
                 }
@@ -350,22 +367,24 @@ impl Catalog {
             .await?
         {
             if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a)] = row.as_slice() {
-                cat.add_function(FuncInfo {
-                    oid: oid.parse().unwrap_or(0),
-                    schema: s.as_str().into(),
-                    name: n.as_str().into(),
-                    volatility: v.bytes().next().unwrap_or(b'v'),
-                    language: l.as_str().into(),
-                    nargs: a.parse().unwrap_or(0),
-                    support: None,
-                });
+                cat.add_function(FuncInfo::from_row(oid, s, n, v, l, a));
             }
         }
         // An aggregate runs its support functions: one more entry under
         // its name for each (pg_catalog's own are PostgreSQL's, trusted).
         for row in conn
             .simple_query(
-                "SELECT ap.oid, an.nspname, ap.proname, ap.pronargs,                  fn.nspname || '.' || f.proname, f.provolatile, l.lanname                  FROM pg_catalog.pg_aggregate a                  JOIN pg_catalog.pg_proc ap ON ap.oid = a.aggfnoid                  JOIN pg_catalog.pg_namespace an ON an.oid = ap.pronamespace                  JOIN pg_catalog.pg_proc f ON f.oid IN (a.aggtransfn, a.aggfinalfn,                    a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn,                    a.aggminvtransfn, a.aggmfinalfn)                  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace                  JOIN pg_catalog.pg_language l ON l.oid = f.prolang                  WHERE an.nspname <> 'pg_catalog'",
+                "SELECT ap.oid, an.nspname, ap.proname, ap.pronargs, \
+                 fn.nspname || '.' || f.proname, f.provolatile, l.lanname \
+                 FROM pg_catalog.pg_aggregate a \
+                 JOIN pg_catalog.pg_proc ap ON ap.oid = a.aggfnoid \
+                 JOIN pg_catalog.pg_namespace an ON an.oid = ap.pronamespace \
+                 JOIN pg_catalog.pg_proc f ON f.oid IN (a.aggtransfn, a.aggfinalfn, \
+                 a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, \
+                 a.aggminvtransfn, a.aggmfinalfn) \
+                 JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace \
+                 JOIN pg_catalog.pg_language l ON l.oid = f.prolang \
+                 WHERE an.nspname <> 'pg_catalog'",
             )
             .await?
         {
@@ -373,13 +392,8 @@ impl Catalog {
                 row.as_slice()
             {
                 cat.add_function(FuncInfo {
-                    oid: oid.parse().unwrap_or(0),
-                    schema: s.as_str().into(),
-                    name: n.as_str().into(),
-                    volatility: v.bytes().next().unwrap_or(b'v'),
-                    language: l.as_str().into(),
-                    nargs: a.parse().unwrap_or(0),
                     support: Some(support.as_str().into()),
+                    ..FuncInfo::from_row(oid, s, n, v, l, a)
                 });
             }
         }
