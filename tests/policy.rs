@@ -1118,6 +1118,7 @@ async fn live_catalog_cases() {
              CREATE ROLE rls_reader; GRANT SELECT ON watched TO rls_reader; GRANT INSERT ON log TO rls_reader;
              CREATE TABLE tenants (id int); ALTER TABLE tenants ENABLE ROW LEVEL SECURITY;
              CREATE POLICY own ON tenants USING (id = current_setting('app.tenant', true)::int);
+             CREATE MATERIALIZED VIEW busy_snapshot AS SELECT writes() AS w; TRUNCATE log;
              CREATE EXTENSION dblink;"
                 .into(),
         ],
@@ -1143,6 +1144,7 @@ async fn live_catalog_cases() {
         "SELECT lower('X')",
         // pg_proc calls every aggregate IMMUTABLE; this one's step writes.
         "SELECT logged_sum(x) FROM generate_series(1, 3) x",
+        "REFRESH MATERIALIZED VIEW busy_snapshot",
         // Row security policies run on every read of their table.
         "SELECT * FROM watched",
         "SELECT count(*) FROM (SELECT 1 FROM watched) w",
@@ -1164,6 +1166,8 @@ async fn live_catalog_cases() {
         "SELECT looks(1)",
         "SELECT plain_sum(x) FROM generate_series(1, 3) x",
         "SELECT * FROM tenants",
+        // Reading a materialized view runs nothing of its definition.
+        "SELECT * FROM busy_snapshot",
         "SELECT * FROM calm",
         "SELECT 2 * 3",
         "SELECT 'a' || 'b'",

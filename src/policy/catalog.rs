@@ -234,7 +234,7 @@ impl Catalog {
         self.relations.get(name).is_some_and(|places| {
             places
                 .iter()
-                .any(|(s, k)| matches!(k, b'v' | b'm') && schema.is_none_or(|want| want == s))
+                .any(|(s, k)| *k == b'v' && schema.is_none_or(|want| want == s))
         })
     }
 
@@ -478,10 +478,12 @@ impl Catalog {
                     .insert((s.clone(), n.clone()), program == "t");
             }
         }
+        // Views' definitions (a materialized view's read runs nothing of
+        // its definition: only REFRESH does, and that is a write).
         let relations = conn
             .simple_query(
                 "SELECT n.nspname, c.relname, c.relkind, \
-                 CASE WHEN c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 CASE WHEN c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                  THEN pg_catalog.pg_get_viewdef(c.oid) END \
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
