@@ -359,6 +359,23 @@ fn def_elems(v: &Value) -> Vec<(String, Option<String>, bool)> {
         .unwrap_or_default()
 }
 
+/// The modes of BEGIN, SET TRANSACTION and SET SESSION CHARACTERISTICS as
+/// settings: READ WRITE arrives as transaction_read_only = 0, shown (and
+/// compared) as off.
+fn transaction_modes(v: &Value) -> Vec<(String, Option<String>)> {
+    def_elems(v)
+        .into_iter()
+        .map(|(opt, value, _)| {
+            let value = value.map(|v| match v.as_str() {
+                "0" => "off".to_owned(),
+                "1" => "on".to_owned(),
+                _ => v,
+            });
+            (opt, value)
+        })
+        .collect()
+}
+
 /// PostgreSQL's boolean parsing (parse_bool): on/off/true/false/yes/no/1/0
 /// and any unambiguous prefix ("of" is off, "t" is true).
 pub fn parse_pg_bool(s: &str) -> Option<bool> {
@@ -621,7 +638,7 @@ impl Walker<'_> {
                 };
                 self.st
                     .reason(class, format!("SET {}", name.to_uppercase()));
-                for (opt, value, _) in def_elems(&n["args"]) {
+                for (opt, value) in transaction_modes(&n["args"]) {
                     let target = if session {
                         format!("default_{opt}")
                     } else {
@@ -669,13 +686,7 @@ impl Walker<'_> {
             ),
             _ => self.st.reason(Class::Transaction, "transaction control"),
         }
-        for (opt, value, _) in def_elems(&n["options"]) {
-            // BEGIN READ WRITE arrives as transaction_read_only = 0.
-            let value = value.map(|v| match v.as_str() {
-                "0" => "off".to_owned(),
-                "1" => "on".to_owned(),
-                _ => v,
-            });
+        for (opt, value) in transaction_modes(&n["options"]) {
             self.st.settings.push(SettingChange::set(opt, value, true));
         }
     }
@@ -1660,6 +1671,20 @@ mod tests {
         assert_eq!(st.settings[0].value.as_deref(), Some("off"));
         let st = one("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE");
         assert_eq!(st.settings[0].name, "default_transaction_read_only");
+        assert_eq!(st.settings[0].value.as_deref(), Some("off"));
+        let st = one("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY");
+        let modes: Vec<_> = st
+            .settings
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_deref()))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("transaction_isolation", Some("serializable")),
+                ("transaction_read_only", Some("on"))
+            ]
+        );
         let st = one("SELECT set_config('default_transaction_read_only', 'off', false)");
         assert_eq!(st.settings[0].name, "default_transaction_read_only");
         assert_eq!(classes("PREPARE TRANSACTION 'x'"), "admin");
