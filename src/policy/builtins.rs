@@ -284,7 +284,6 @@ pub fn builtin_effect(name: &str) -> Option<(Class, &'static str)> {
         | "lo_truncate" | "lo_truncate64" => (Write, "writes a large object"),
         "pg_notify" => (Write, "sends a notification to other sessions"),
         "set_config" => (Session, "changes a setting"),
-        n if runs_sql_text(n) => (Write, "runs SQL given as text, which pgward cannot see"),
         n if n.starts_with("pg_advisory") || n.starts_with("pg_try_advisory") => {
             (Class::Lock, "takes an advisory lock")
         }
@@ -292,10 +291,15 @@ pub fn builtin_effect(name: &str) -> Option<(Class, &'static str)> {
     })
 }
 
-/// Built-ins that run SQL the client passes as a string (or read a cursor
-/// by name): what they read and write is hidden from the parse tree.
-pub fn runs_sql_text(name: &str) -> bool {
-    matches!(
+/// Functions that run SQL the client passes as a string, build it from
+/// table and column names given as text, or read a cursor by name: what
+/// they read and write is hidden from the parse tree. `builtin_scope`: the
+/// name is unqualified or in pg_catalog, where the system's own live
+/// (query_to_xml, ts_stat, ...); extensions' are matched in any schema
+/// (tablefunc's crosstab and connectby, xml2's xpath_table, declared
+/// STABLE, so the catalog alone would take them for reads of nothing).
+pub fn runs_sql_text(name: &str, builtin_scope: bool) -> bool {
+    let system = matches!(
         name,
         "query_to_xml"
             | "query_to_xmlschema"
@@ -304,18 +308,12 @@ pub fn runs_sql_text(name: &str) -> bool {
             | "ts_rewrite"
             | "cursor_to_xml"
             | "cursor_to_xmlschema"
-    )
-}
-
-/// Extension functions (in any schema) that run SQL the client passes as
-/// text, or build it from table and column names given as text: tablefunc's
-/// crosstab and connectby, xml2's xpath_table. They are declared STABLE,
-/// so the catalog alone would take them for reads of nothing.
-pub fn extension_runs_sql_text(name: &str) -> bool {
-    matches!(
+    );
+    let extension = matches!(
         name,
         "crosstab" | "crosstab2" | "crosstab3" | "crosstab4" | "connectby" | "xpath_table"
-    )
+    );
+    (builtin_scope && system) || extension
 }
 
 /// Volatile built-ins that only read (clocks, random numbers, sizes,

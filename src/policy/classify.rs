@@ -1090,7 +1090,7 @@ impl Walker<'_> {
         if let Some(why) = builtins::hidden_read(name, builtin_scope) {
             self.hidden_read(format!("{shown}(){via} {why}"));
         }
-        if builtins::extension_runs_sql_text(name) {
+        if builtins::runs_sql_text(name, builtin_scope) {
             push(
                 self.st,
                 Class::Write,
@@ -1125,11 +1125,6 @@ impl Walker<'_> {
             // reads: views commonly read current_setting('app.tenant').
             if !in_view {
                 self.reads_settings(name, args, &via);
-            }
-            if builtins::runs_sql_text(name) {
-                self.hidden_read(format!(
-                    "{name}() runs SQL given as text, which may read any table"
-                ));
             }
             if name == "lo_open" {
                 self.st.literal_sensitive = true;
