@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod rules;
 pub mod server;
 pub mod session;
+pub mod timer;
 pub mod tls;
 pub mod upstream;
 pub mod workers;

@@ -268,7 +268,7 @@ impl Upstream {
         params: &[(String, String)],
     ) -> Result<UpstreamConn, UpstreamError> {
         let secs = self.connect_timeout.as_secs();
-        tokio::time::timeout(self.connect_timeout, self.connect_inner(database, params))
+        crate::timer::timeout(self.connect_timeout, self.connect_inner(database, params))
             .await
             .map_err(|_| UpstreamError::Timeout {
                 addr: self.addr(),
@@ -453,7 +453,7 @@ impl Upstream {
 
     /// Sends a CancelRequest for an upstream backend key.
     pub async fn cancel(&self, process_id: i32, secret_key: i32) -> Result<(), UpstreamError> {
-        let mut stream = tokio::time::timeout(self.connect_timeout, self.open_stream())
+        let mut stream = crate::timer::timeout(self.connect_timeout, self.open_stream())
             .await
             .map_err(|_| UpstreamError::Timeout {
                 addr: self.addr(),
@@ -465,7 +465,7 @@ impl Upstream {
         stream.flush().await.map_err(|e| self.io_err(e))?;
         // The server closes the connection when done; wait for that briefly.
         let mut sink = [0u8; 16];
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
+        let _ = crate::timer::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
         Ok(())
     }
 }

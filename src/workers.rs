@@ -24,6 +24,8 @@ pub struct Workers {
 impl Workers {
     /// Starts `n` session threads (at least one).
     pub fn start(n: usize) -> std::io::Result<Workers> {
+        // Session threads have no time driver of their own (see timer.rs).
+        crate::timer::start()?;
         let mut handles = Vec::new();
         let mut stops = Vec::new();
         let mut threads = Vec::new();
@@ -37,7 +39,7 @@ impl Workers {
                 .spawn(move || {
                     mark_big_stack_thread();
                     let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
+                        .enable_io()
                         .build()
                     {
                         Ok(rt) => rt,

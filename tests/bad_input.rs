@@ -231,10 +231,19 @@ async fn slow_and_silent_clients_time_out() {
     let (code, msg) = fatal_code(&read_until_close(&mut s).await).unwrap();
     assert_eq!(code, "08006");
     assert!(msg.contains("timeout"), "{msg}");
-    // Idle after login: closed with 57P05; a busy session is not.
+    // Idle after login: closed with 57P05; a busy session is not, nor one
+    // that keeps sending statements less than a timeout apart.
     let idle = h.connect(ALICE).await;
     let busy = h.connect(BOB).await;
-    busy.query("select pg_sleep(2.5)", &[]).await.unwrap();
+    let active = h.connect(ALICE).await;
+    let chatty = async {
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            active.query("select 1", &[]).await.unwrap();
+        }
+    };
+    let (slept, ()) = tokio::join!(busy.query("select pg_sleep(2.5)", &[]), chatty);
+    slept.unwrap();
     let err = idle.query("select 1", &[]).await.unwrap_err();
     assert!(idle.is_closed(), "{err}");
     still_serving(&h).await;

@@ -208,34 +208,42 @@ impl Provider {
     }
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
-        let mut resp = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
+        // reqwest arms tokio timers, which session threads do not have.
+        let (http, owned) = (self.http.clone(), url.to_owned());
+        crate::timer::in_background(async move { get_json(&http, &owned).await })
             .await
-            .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-        if !resp.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", resp.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT {
-                return Err(format!("GET {url}: larger than {MAX_DOCUMENT} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+            .map_err(|e| format!("GET {url}: {e}"))?
     }
 
     /// Fetches the keys ahead of the first sign-in; failures are only logged.
     pub async fn warm_up(&self) {
         let _ = self.key(Some("\0warm-up"), Algorithm::RS256).await;
     }
+}
+
+/// One JSON document, at most MAX_DOCUMENT bytes.
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let mut resp = http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(format!("GET {url}: larger than {MAX_DOCUMENT} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
 }
 
 /// The reason and its causes: reqwest's own message is only "error

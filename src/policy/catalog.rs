@@ -777,7 +777,7 @@ impl CatalogStore {
         );
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                crate::timer::sleep(every).await;
                 let Some(slot) = weak.upgrade() else { return };
                 // One reference is the store's and one is this one: more
                 // are sessions'.

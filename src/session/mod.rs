@@ -38,7 +38,7 @@ enum Opening {
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitted: bool) {
     let _ = tcp.set_nodelay(true);
     let auth_timeout = shared.config.server.auth_timeout();
-    let opened = tokio::time::timeout(auth_timeout, open(tcp, &shared)).await;
+    let opened = crate::timer::timeout(auth_timeout, open(tcp, &shared)).await;
     let (stream, message) = match opened {
         Ok(Ok(Opening::Startup { stream, message })) => (stream, message),
         Ok(Ok(Opening::Cancelled)) => return,
@@ -66,7 +66,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         return;
     }
     let ready =
-        tokio::time::timeout(auth_timeout, establish(&mut conn, &message, peer, &shared)).await;
+        crate::timer::timeout(auth_timeout, establish(&mut conn, &message, peer, &shared)).await;
     let established = match ready {
         Ok(Ok(e)) => e,
         Ok(Err(err)) => {

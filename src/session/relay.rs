@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use super::guard::{self, Classified, Guard};
@@ -56,7 +57,7 @@ pub struct Relay {
     /// The session's audit trail, when the audit log is on.
     recorder: Option<Recorder>,
     /// When pgward ends the session, and with which error (a token's expiry).
-    deadline: Option<(tokio::time::Instant, PgError)>,
+    deadline: Option<(Instant, PgError)>,
     /// The classification of a long text at the head of `cin`, running
     /// apart; the client is not read meanwhile.
     classifying: Option<Pin<Box<dyn std::future::Future<Output = Classified> + Send>>>,
@@ -104,7 +105,7 @@ impl Relay {
     }
 
     /// Ends the session at `at` with `err`, whatever it is doing then.
-    pub fn end_at(mut self, at: tokio::time::Instant, err: PgError) -> Relay {
+    pub fn end_at(mut self, at: Instant, err: PgError) -> Relay {
         self.deadline = Some((at, err));
         self
     }
@@ -115,14 +116,13 @@ impl Relay {
         idle_timeout: Option<Duration>,
         mut phase: watch::Receiver<Phase>,
     ) -> End {
-        let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::from_secs(3600)));
-        tokio::pin!(idle);
+        // Timers only when configured; they run on the timer thread.
+        let mut idle = idle_timeout.map(crate::timer::sleep);
+        let mut last_client = Instant::now();
         let mut deadline = self.deadline.take();
-        let expiry = tokio::time::sleep_until(match &deadline {
-            Some((at, _)) => *at,
-            None => tokio::time::Instant::now() + Duration::from_secs(86400 * 365),
-        });
-        tokio::pin!(expiry);
+        let mut expiry = deadline
+            .as_ref()
+            .map(|(at, _)| crate::timer::sleep_until(*at));
         let pending = if self.uin.is_empty() {
             Ok(())
         } else {
@@ -168,18 +168,21 @@ impl Relay {
                     current = *rx.borrow_and_update();
                     changed = PhaseWatch::new(rx);
                 }
-                _ = &mut idle, if idle_timeout.is_some() => {
-                    if self.is_idle() {
+                () = fired(&mut idle), if idle.is_some() => {
+                    let t = idle_timeout.unwrap_or_default();
+                    let (now, due) = (Instant::now(), last_client + t);
+                    if now >= due && self.is_idle() {
                         break End::Closed(PgError::fatal(
                             sqlstate::IDLE_SESSION_TIMEOUT,
                             "terminating connection due to idle-session timeout",
                         ).with_detail("pgward closes sessions idle longer than server.idle_timeout_secs"));
                     }
-                    if let Some(t) = idle_timeout {
-                        idle.as_mut().reset(tokio::time::Instant::now() + t);
-                    }
+                    // The client spoke since (or a statement is running):
+                    // look again when it could next be idle that long.
+                    idle = Some(crate::timer::sleep_until(if now >= due { now + t } else { due }));
                 }
-                _ = &mut expiry, if deadline.is_some() => {
+                () = fired(&mut expiry), if expiry.is_some() => {
+                    expiry = None;
                     if let Some((_, err)) = deadline.take() {
                         break End::Closed(err);
                     }
@@ -194,8 +197,8 @@ impl Relay {
                         }
                         Event::Client(0) => Err(End::ClientGone(None)),
                         Event::Client(_) => {
-                            if let Some(t) = idle_timeout {
-                                idle.as_mut().reset(tokio::time::Instant::now() + t);
+                            if idle_timeout.is_some() {
+                                last_client = Instant::now();
                             }
                             self.on_client_data()
                         }
@@ -231,7 +234,7 @@ impl Relay {
                 if matches!(end, End::ClientGone(_)) {
                     self.to_up.extend_from_slice(b"X\0\0\0\x04");
                 }
-                let _ = tokio::time::timeout(LAST_WORDS, async {
+                let _ = crate::timer::timeout(LAST_WORDS, async {
                     self.upstream.write_all(&self.to_up).await?;
                     self.upstream.shutdown().await
                 })
@@ -248,14 +251,14 @@ impl Relay {
                     .with_detail("pgward lost its connection to the upstream PostgreSQL server")
                     .encode(&mut self.to_client);
                 }
-                let _ = tokio::time::timeout(LAST_WORDS, async {
+                let _ = crate::timer::timeout(LAST_WORDS, async {
                     self.client.write_all(&self.to_client).await?;
                     self.client.shutdown().await
                 })
                 .await;
                 linger(&mut self.client).await;
                 if matches!(end, End::Closed(_)) {
-                    let _ = tokio::time::timeout(LAST_WORDS, async {
+                    let _ = crate::timer::timeout(LAST_WORDS, async {
                         self.upstream.write_all(b"X\0\0\0\x04").await?;
                         self.upstream.shutdown().await
                     })
@@ -512,6 +515,14 @@ impl PhaseWatch {
     }
 }
 
+/// Resolves when `timer` fires; never without one.
+async fn fired(timer: &mut Option<crate::timer::Sleep>) {
+    match timer {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads and discards what the client is still sending, for a moment, after
 /// our last words. Closing a socket with unread input makes the kernel send
 /// a reset, which can destroy the error message before the client reads it.
@@ -519,7 +530,7 @@ async fn linger(client: &mut Stream) {
     const MAX_DRAIN: usize = 64 << 20;
     let mut scratch = vec![0u8; 64 * 1024];
     let mut drained = 0;
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let _ = crate::timer::timeout(Duration::from_secs(2), async {
         while drained < MAX_DRAIN {
             match tokio::io::AsyncReadExt::read(client, &mut scratch).await {
                 Ok(0) | Err(_) => break,
