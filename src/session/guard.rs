@@ -46,7 +46,7 @@ pub struct Guard {
     local_shapes: LocalCache,
     /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
     /// so `EXECUTE name` and Execute of its portals are judged by it.
-    prepared: HashMap<String, Prepared>,
+    prepared: super::state::NameMap<Prepared>,
     /// What the last `check` judged, for the audit log.
     pub last: Judged,
     /// A classification done apart for the next text to judge.
@@ -129,7 +129,7 @@ impl Guard {
             cat,
             local: LocalCache::default(),
             local_shapes: LocalCache::default(),
-            prepared: HashMap::new(),
+            prepared: Default::default(),
             last: Judged::default(),
             provided: None,
         }

@@ -4,6 +4,11 @@
 //! statement a portal runs, where an injected error must go) read it.
 
 use std::collections::{HashMap, VecDeque};
+
+/// Statement and portal names to what they stand for. Looked up for every
+/// Bind and Execute, so hashed with foldhash (seeded per map, as the
+/// session's statement cache is) rather than SipHash.
+pub type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use crate::protocol::messages::{
@@ -48,9 +53,9 @@ pub struct ProtocolState {
     /// Status byte of the last ReadyForQuery: 'I', 'T' or 'E'.
     pub tx_status: u8,
     /// Prepared statements by name ("" is the unnamed one): their SQL.
-    pub statements: HashMap<String, Arc<str>>,
+    pub statements: NameMap<Arc<str>>,
     /// Portals by name: the statement each was bound from.
-    pub portals: HashMap<String, String>,
+    pub portals: NameMap<String>,
     pub owed: VecDeque<Owed>,
     pub copy: CopyState,
     /// Protocol mismatches seen (for diagnostics; the relay never trusts
@@ -69,8 +74,8 @@ impl Default for ProtocolState {
     fn default() -> Self {
         ProtocolState {
             tx_status: b'I',
-            statements: HashMap::new(),
-            portals: HashMap::new(),
+            statements: NameMap::default(),
+            portals: NameMap::default(),
             owed: VecDeque::new(),
             copy: CopyState::None,
             anomalies: 0,
