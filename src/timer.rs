@@ -2,7 +2,7 @@
 //!
 //! Session threads run tokio without its time driver. With it, every sleep
 //! and wake-up of a thread (two per relayed pgbench transaction) also locks
-//! and scans a timer wheel: about 900 of the transaction's 10k user-space
+//! and scans a timer wheel: about 550 of the transaction's 10k user-space
 //! instructions, on the path between reading a message and passing it on.
 //! Their timers fire rarely (authentication and connect timeouts, idle
 //! sessions, a token's expiry), so they live on the background thread,

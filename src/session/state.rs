@@ -4,17 +4,17 @@
 //! statement a portal runs, where an injected error must go) read it.
 
 use std::collections::{HashMap, VecDeque};
-
-/// Statement and portal names to what they stand for. Looked up for every
-/// Bind and Execute, so hashed with foldhash (seeded per map, as the
-/// session's statement cache is) rather than SipHash.
-pub type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use crate::protocol::messages::{
     parse_bind, parse_execute, parse_parse, parse_query, parse_target,
 };
 use crate::protocol::PgError;
+
+/// Statement and portal names to what they stand for. Looked up for every
+/// Bind and Execute, so hashed with foldhash (seeded per map, as the
+/// session's statement cache is) rather than SipHash.
+pub type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 /// A response the client is waiting for, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
