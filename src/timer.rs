@@ -52,7 +52,7 @@ pub fn sleep_until(at: Instant) -> Sleep {
             });
             Sleep::Remote {
                 rx,
-                abort: task.abort_handle(),
+                timer: AbortOnDrop(task.abort_handle()),
             }
         }
         None => Sleep::Local(Box::pin(tokio::time::sleep_until(at))),
@@ -67,7 +67,7 @@ pub fn sleep(d: Duration) -> Sleep {
 pub enum Sleep {
     Remote {
         rx: oneshot::Receiver<()>,
-        abort: AbortHandle,
+        timer: AbortOnDrop,
     },
     Local(Pin<Box<tokio::time::Sleep>>),
 }
@@ -81,14 +81,6 @@ impl Future for Sleep {
             // fired: a timeout that cannot be timed ends what it guards.
             Sleep::Remote { rx, .. } => Pin::new(rx).poll(cx).map(|_| ()),
             Sleep::Local(s) => s.as_mut().poll(cx),
-        }
-    }
-}
-
-impl Drop for Sleep {
-    fn drop(&mut self) {
-        if let Sleep::Remote { abort, .. } = self {
-            abort.abort();
         }
     }
 }
@@ -125,16 +117,13 @@ where
         Some(bg) => bg.spawn(f),
         None => tokio::spawn(f),
     };
-    let abort = AbortOnDrop(task.abort_handle());
-    let out = task
-        .await
-        .map_err(|e| format!("background task failed: {e}"));
-    drop(abort);
-    out
+    let _cancel = AbortOnDrop(task.abort_handle());
+    task.await
+        .map_err(|e| format!("background task failed: {e}"))
 }
 
-/// Cancels the background work when its caller gives up on it.
-struct AbortOnDrop(AbortHandle);
+/// Cancels background work (a timer, a fetch) when its owner is dropped.
+pub struct AbortOnDrop(AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -180,10 +169,10 @@ mod tests {
         start().unwrap();
         let timer = session_like().block_on(async {
             let s = sleep(Duration::from_secs(3600));
-            let Sleep::Remote { abort, .. } = &s else {
+            let Sleep::Remote { timer, .. } = &s else {
                 panic!("after start, sleeps are on the background thread");
             };
-            let timer = abort.clone();
+            let timer = timer.0.clone();
             drop(s);
             timer
         });
