@@ -137,6 +137,12 @@ async fn copy_in_and_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_every_row() {
+    let h = Harness::start().await;
+    slow_reader_gets_every_row(&h, DANA).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_notify_reaches_the_listener() {
     let h = Harness::start().await;
     let (listener, mut conn) = tokio_postgres::connect(&h.conninfo(DANA), tokio_postgres::NoTls)

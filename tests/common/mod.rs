@@ -297,6 +297,57 @@ pub async fn one_number(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// Reads a ~20 MB COPY result slowly, pausing after each MiB so that the
+/// socket toward the client fills, pgward's queue reaches its limit and it
+/// stops reading the server, then resumes when the client reads again.
+/// Meanwhile another session keeps answering. Checks every row arrives.
+pub async fn slow_reader_gets_every_row(h: &Harness, who: (&str, &str)) {
+    use futures_util::StreamExt;
+    const ROWS: u64 = 20_000;
+    let c = h.connect(who).await;
+    let other = h.connect(who).await;
+    let stream = c
+        .copy_out("copy (select g, repeat('x', 1000) from generate_series(1, 20000) g) to stdout")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(stream);
+    let (mut rows, mut sum, mut unpaused, mut pauses) = (0u64, 0u64, 0usize, 0u32);
+    let mut data = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .expect("the whole result within a minute")
+    {
+        let chunk = chunk.unwrap();
+        unpaused += chunk.len();
+        data.extend_from_slice(&chunk);
+        while let Some(end) = data.iter().position(|&b| b == b'\n') {
+            let line = std::str::from_utf8(&data[..end]).unwrap().to_owned();
+            data.drain(..=end);
+            let (id, payload) = line.split_once('\t').expect("two columns");
+            assert_eq!(payload.len(), 1000, "row {id}");
+            sum += id.parse::<u64>().unwrap();
+            rows += 1;
+        }
+        if unpaused >= 1 << 20 {
+            unpaused = 0;
+            pauses += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if pauses % 4 == 0 {
+                let answer =
+                    tokio::time::timeout(Duration::from_secs(5), other.simple_query("select 1"))
+                        .await
+                        .expect("another session answers while this one is stalled");
+                assert!(answer.is_ok());
+            }
+        }
+    }
+    assert!(data.is_empty());
+    assert_eq!((rows, sum), (ROWS, ROWS * (ROWS + 1) / 2));
+    assert!(pauses >= 15, "{pauses} pauses");
+    assert_eq!(one_number(&c, "select 42::bigint").await, 42);
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
