@@ -44,6 +44,8 @@ pub struct Guard {
     /// Session-private copies of classifications, by text and by shape.
     local: LocalCache,
     local_shapes: LocalCache,
+    /// The shape of the text being judged (a buffer kept between texts).
+    shape: String,
     /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
     /// so `EXECUTE name` and Execute of its portals are judged by it.
     prepared: super::state::NameMap<Prepared>,
@@ -78,7 +80,8 @@ struct Cached {
 /// Where `analyze` found a classification, to record its verdict there.
 enum Found {
     Text,
-    Shape(String),
+    /// Under the shape left in `Guard::shape`.
+    Shape,
     Nowhere,
 }
 
@@ -129,6 +132,7 @@ impl Guard {
             cat,
             local: LocalCache::default(),
             local_shapes: LocalCache::default(),
+            shape: String::new(),
             prepared: Default::default(),
             last: Judged::default(),
             provided: None,
@@ -236,17 +240,17 @@ impl Guard {
             }
         }
         let gen = Some(self.rules_gen);
+        // By shape first: a text with a shape is in `local` only when its
+        // classification may not be shared, which is rare.
+        let has_shape = sql.len() <= policy::catalog::MAX_CACHED_TEXT
+            && policy::shape::shape_into(sql, &mut self.shape);
+        if has_shape {
+            if let Some(c) = self.local_shapes.get(self.shape.as_str()) {
+                return (c.analysis.clone(), c.allowed_under == gen, Found::Shape);
+            }
+        }
         if let Some(c) = self.local.get(sql) {
             return (c.analysis.clone(), c.allowed_under == gen, Found::Text);
-        }
-        let key = policy::catalog::shape_key(sql);
-        if let Some(c) = key.as_deref().and_then(|k| self.local_shapes.get(k)) {
-            let allowed = c.allowed_under == gen;
-            return (
-                c.analysis.clone(),
-                allowed,
-                Found::Shape(key.unwrap_or_default()),
-            );
         }
         let shared = self.cat.analyze(sql);
         let private = if sql.len() > policy::catalog::MAX_CACHED_TEXT {
@@ -255,11 +259,10 @@ impl Guard {
         } else {
             Arc::new((*shared).clone())
         };
-        let (map, key, found) = match key {
-            Some(k) if policy::catalog::shareable(&private) => {
-                (&mut self.local_shapes, k.clone(), Found::Shape(k))
-            }
-            _ => (&mut self.local, sql.to_owned(), Found::Text),
+        let (map, key, found) = if has_shape && policy::catalog::shareable(&private) {
+            (&mut self.local_shapes, self.shape.as_str(), Found::Shape)
+        } else {
+            (&mut self.local, sql, Found::Text)
         };
         if map.len() >= LOCAL_CACHE {
             map.clear();
@@ -282,9 +285,9 @@ impl Guard {
     /// Records that the classification `analyze` found for `sql` was
     /// allowed under the current rules.
     fn mark_allowed(&mut self, sql: &str, found: Found) {
-        let entry = match &found {
+        let entry = match found {
             Found::Text => self.local.get_mut(sql),
-            Found::Shape(k) => self.local_shapes.get_mut(k.as_str()),
+            Found::Shape => self.local_shapes.get_mut(self.shape.as_str()),
             Found::Nowhere => None,
         };
         if let Some(c) = entry {
