@@ -51,6 +51,9 @@ pub struct Guard {
     prepared: super::state::NameMap<Prepared>,
     /// What the last `check` judged, for the audit log.
     pub last: Judged,
+    /// Whether `check` fills `last`: only the audit log reads it, and
+    /// filling it costs reference counting on every message.
+    pub keep_judged: bool,
     /// A classification done apart for the next text to judge.
     provided: Option<Classified>,
 }
@@ -135,6 +138,7 @@ impl Guard {
             shape: String::new(),
             prepared: Default::default(),
             last: Judged::default(),
+            keep_judged: true,
             provided: None,
         }
     }
@@ -298,7 +302,9 @@ impl Guard {
     /// Judges one client message. `None` lets it through; `Some(error)`
     /// denies it with that error.
     pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
-        self.last = Judged::default();
+        if self.keep_judged {
+            self.last = Judged::default();
+        }
         match tag {
             b'Q' => {
                 let sql = parse_query(body)?;
@@ -338,7 +344,7 @@ impl Guard {
                 "statement \"{statement}\" was not prepared through pgward"
             )));
         };
-        if let Some(st) = entry.statements.last() {
+        if let Some(st) = entry.statements.last().filter(|_| self.keep_judged) {
             self.last.execute = Some((st.clone(), entry.sql.clone()));
         }
         if entry.allowed_under == self.rules_gen {
@@ -412,7 +418,9 @@ impl Guard {
             Err(e) => return Some(e),
         };
         let (analysis, known_allowed, found) = self.analyze(sql);
-        self.last.analysis = Some(analysis.clone());
+        if self.keep_judged {
+            self.last.analysis = Some(analysis.clone());
+        }
         let statements = match analysis.as_ref() {
             Ok(s) => s,
             Err(message) => {
@@ -505,7 +513,9 @@ impl Guard {
             f.name.replace('"', "\"\"")
         );
         let verdict = self.judge_sql(&sql, None);
-        self.last.sql = Some(sql.into());
+        if self.keep_judged {
+            self.last.sql = Some(sql.into());
+        }
         verdict
     }
 }

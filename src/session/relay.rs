@@ -74,7 +74,7 @@ impl Relay {
     /// beyond the startup phase (a pipelined first query, say).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        guard: Option<Guard>,
+        mut guard: Option<Guard>,
         recorder: Option<Recorder>,
         client: Stream,
         client_pending: BytesMut,
@@ -83,6 +83,9 @@ impl Relay {
         status: u8,
         max_message: usize,
     ) -> Relay {
+        if let Some(g) = &mut guard {
+            g.keep_judged = recorder.is_some();
+        }
         Relay {
             client,
             upstream,
@@ -358,7 +361,11 @@ impl Relay {
                 return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
             }
             let body = &self.cin[at + 5..at + total];
-            if let Some(g) = &mut self.guard {
+            if let Some(g) = self
+                .guard
+                .as_mut()
+                .filter(|_| body.len() >= guard::CLASSIFY_APART)
+            {
                 if let Some(work) = g.classify_apart(tag, body) {
                     // Judged when its classification is done; what came
                     // before it goes on now.

@@ -236,10 +236,10 @@ impl ProtocolState {
             },
             // RowDescription ends a Describe; in a Query or Execute it only
             // announces rows.
-            b'T' | b'n' if self.owed.front() == Some(&Owed::Describe) => {
+            b'T' | b'n' if matches!(self.owed.front(), Some(Owed::Describe)) => {
                 self.pop();
             }
-            b'C' | b'I' | b's' if self.owed.front() == Some(&Owed::Execute) => {
+            b'C' | b'I' | b's' if matches!(self.owed.front(), Some(Owed::Execute)) => {
                 self.copy = CopyState::None;
                 self.pop();
             }
