@@ -283,25 +283,8 @@ impl Relay {
             }
             let mut ccx = Context::from_waker(&w.client.waker);
             let mut ucx = Context::from_waker(&w.upstream.waker);
-            if !self.to_up.is_empty() || self.dirty_up {
-                if let Err(e) = write_some(
-                    &mut self.upstream,
-                    &mut self.to_up,
-                    &mut self.dirty_up,
-                    &mut ucx,
-                ) {
-                    return Poll::Ready(End::UpstreamGone(Some(e)));
-                }
-            }
-            if !self.to_client.is_empty() || self.dirty_client {
-                if let Err(e) = write_some(
-                    &mut self.client,
-                    &mut self.to_client,
-                    &mut self.dirty_client,
-                    &mut ccx,
-                ) {
-                    return Poll::Ready(End::ClientGone(Some(e)));
-                }
+            if let Err(end) = self.write_both(&mut ccx, &mut ucx) {
+                return Poll::Ready(end);
             }
             // Read a side only while its destination has room (and the
             // client not while its message waits for its classification).
@@ -344,6 +327,19 @@ impl Relay {
             }
             return Poll::Pending;
         }
+    }
+
+    /// Writes what is queued for each side, as far as each takes it now.
+    fn write_both(&mut self, ccx: &mut Context<'_>, ucx: &mut Context<'_>) -> Result<(), End> {
+        write_some(&mut self.upstream, &mut self.to_up, &mut self.dirty_up, ucx)
+            .map_err(|e| End::UpstreamGone(Some(e)))?;
+        write_some(
+            &mut self.client,
+            &mut self.to_client,
+            &mut self.dirty_client,
+            ccx,
+        )
+        .map_err(|e| End::ClientGone(Some(e)))
     }
 
     /// Frames what the client sent and queues whole messages upstream.
@@ -667,6 +663,9 @@ fn write_some(
     dirty: &mut bool,
     cx: &mut Context<'_>,
 ) -> io::Result<()> {
+    if buf.is_empty() && !*dirty {
+        return Ok(());
+    }
     while !buf.is_empty() {
         match Pin::new(&mut *stream).poll_write(cx, buf) {
             Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
