@@ -20,7 +20,7 @@
 
 /// What a byte can start, for the scanner's dispatch: one table look-up
 /// per token instead of a chain of comparisons per byte.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Start {
     /// Whitespace and operator or punctuation characters with no special
     /// meaning here.
@@ -116,7 +116,7 @@ fn shape_to(sql: &str, out: &mut String) -> Option<()> {
             Start::Ident => {
                 let start = i;
                 i += 1;
-                while i < b.len() && IDENT_CONT[b[i] as usize] {
+                while i < b.len() && ident_cont(b[i]) {
                     i += 1;
                 }
                 // E'..', B'..', X'..', N'..', U&'..', U&"..", UESCAPE.

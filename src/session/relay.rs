@@ -524,10 +524,7 @@ impl SocketWakers {
 
 impl SocketWaker {
     fn new(task: &Waker) -> SocketWaker {
-        let flag = Arc::new(FlagWaker {
-            fired: AtomicBool::new(false),
-            task: task.clone(),
-        });
+        let flag = FlagWaker::new(task);
         SocketWaker {
             waker: Waker::from(flag.clone()),
             flag,
@@ -545,6 +542,15 @@ impl SocketWaker {
 struct FlagWaker {
     fired: AtomicBool,
     task: Waker,
+}
+
+impl FlagWaker {
+    fn new(task: &Waker) -> Arc<FlagWaker> {
+        Arc::new(FlagWaker {
+            fired: AtomicBool::new(false),
+            task: task.clone(),
+        })
+    }
 }
 
 impl Wake for FlagWaker {
@@ -581,10 +587,7 @@ impl PhaseWatch {
             }
             // First poll, or the task's waker changed: register anew.
             _ => {
-                let w = Arc::new(FlagWaker {
-                    fired: AtomicBool::new(false),
-                    task: cx.waker().clone(),
-                });
+                let w = FlagWaker::new(cx.waker());
                 self.waker = Some(w.clone());
                 w
             }
