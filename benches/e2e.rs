@@ -12,6 +12,9 @@
 //! audit files go; default: the run's temporary directory).
 //!
 //! Compare ratios within a run; absolute numbers depend on the machine.
+//! Every pgbench run gets a proxy started for it (a new PgBouncer process,
+//! a new pgward instance in this process with threads of its own), so no
+//! target keeps a lucky or unlucky placement for the whole run.
 //! Two tables: ratios of the targets' medians, and the same ratios paired
 //! by round (the median of each round's ratio of two targets run back to
 //! back), which drift in the machine's load over the run does not skew.
@@ -155,18 +158,90 @@ impl Drop for Bouncer {
     }
 }
 
+fn find_pgbouncer() -> Option<PathBuf> {
+    find_program("pgbouncer").or_else(|| {
+        ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    })
+}
+
+/// One target of the benchmark: how pgbench reaches PostgreSQL.
+struct Target {
+    name: &'static str,
+    user: String,
+    password: String,
+    proxy: Proxy,
+}
+
+enum Proxy {
+    /// Straight to PostgreSQL.
+    None,
+    Bouncer,
+    /// pgward with or without its policy and audit log.
+    Pgward {
+        enforce: bool,
+        audit: bool,
+    },
+}
+
+/// The proxy started for one pgbench run.
+enum Running {
+    Nothing,
+    Bouncer(Bouncer),
+    Pgward(Pgward),
+}
+
+/// A pgward instance in this process: its own session threads, listener
+/// and (when on) audit log, started for one pgbench run. A fresh instance
+/// per run because a long-lived one kept whatever placement its threads
+/// got (the scheduler's, the cache's) for the whole run: in one run the
+/// instance without a policy was 5% slower than the one with it in every
+/// round, in another the other way round.
+struct Pgward {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Pgward {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        config: pgward::config::Config,
+        enforce: bool,
+    ) -> (u16, Pgward) {
+        let shared =
+            pgward::server::Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
+        shared.start_workers().unwrap();
+        if !enforce {
+            shared.disable_policy_for_benchmarks();
+        }
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = rt.spawn(pgward::server::run(listener, shared, async move {
+            let _ = stopped.await;
+        }));
+        (port, Pgward { stop, done })
+    }
+
+    /// Shuts the instance down (its sessions have ended) and waits until
+    /// its threads and audit log are gone.
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        rt.block_on(self.done).unwrap();
+    }
+}
+
 fn start_pgbouncer(
     pg: &LocalPg,
     dir: &std::path::Path,
     user: &str,
     password: &str,
 ) -> Option<(Bouncer, u16)> {
-    let bin = find_program("pgbouncer").or_else(|| {
-        ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-    })?;
+    let bin = find_pgbouncer()?;
     let port = free_port();
     std::fs::write(
         dir.join("userlist.txt"),
@@ -246,20 +321,17 @@ fn main() {
     )
     .unwrap();
 
-    // Three pgward instances in this process, on one runtime: one relaying
-    // only (the policy switched off: the baseline), one enforcing the
-    // example read-only role "analyst" (alice), and one also recording
-    // every session and statement to the audit log.
+    // pgward runs in this process, on one runtime, in three set-ups: relaying
+    // only (the policy switched off: the baseline), enforcing the example
+    // read-only role "analyst" (alice), and also recording every session
+    // and statement to the audit log.
     let (user, password) = ("bob", "bob-demo-password");
     let (ro_user, ro_password) = ("alice", "alice-demo-password");
     std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
-    let pgward_port = free_port();
-    let policy_port = free_port();
-    let audit_port = free_port();
     std::fs::write(
         dir.path().join("pgward.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:{pgward_port}\"\n[upstream]\nurl = \"{}\"\npassword_file = \"pw\"\nsslmode = \"disable\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\npassword_file = \"pw\"\nsslmode = \"disable\"\n",
             pg.url("postgres")
         ),
     )
@@ -271,82 +343,50 @@ fn main() {
     {
         config.server.worker_threads = n;
     }
+    // PGWARD_BENCH_AUDIT_DIR puts the audit files elsewhere (a tmpfs
+    // separates the recording's own cost from the disk's).
+    if let Ok(d) = std::env::var("PGWARD_BENCH_AUDIT_DIR") {
+        config.audit.dir = PathBuf::from(d);
+    }
     let rt = config.server.runtime().unwrap();
-    for (port, enforce, audit) in [
-        (pgward_port, false, false),
-        (policy_port, true, false),
-        (audit_port, true, true),
-    ] {
-        let mut config = config.clone();
-        config.audit.enabled = audit;
-        // PGWARD_BENCH_AUDIT_DIR puts the audit files elsewhere (a tmpfs
-        // separates the recording's own cost from the disk's).
-        if let Ok(d) = std::env::var("PGWARD_BENCH_AUDIT_DIR") {
-            config.audit.dir = PathBuf::from(d);
-        }
-        let shared =
-            pgward::server::Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
-        shared.start_workers().unwrap();
-        if !enforce {
-            shared.disable_policy_for_benchmarks();
-        }
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .unwrap();
-        rt.spawn(pgward::server::run(
-            listener,
-            shared,
-            std::future::pending(),
-        ));
+    let bouncer_found = find_pgbouncer().is_some();
+    if !bouncer_found {
+        eprintln!("PgBouncer not found (Debian: apt-get install pgbouncer); its rows are skipped");
     }
 
-    let bouncer = start_pgbouncer(&pg, dir.path(), user, password);
-    if bouncer.is_none() {
-        eprintln!("PgBouncer not found or did not start (Debian: apt-get install pgbouncer); its rows are skipped");
-    }
-
-    let conn = |port: u16, u: &str| {
-        format!("host=127.0.0.1 port={port} user={u} dbname=postgres sslmode=disable")
-    };
-    // (name, conninfo, password, pid whose CPU time is the proxy's)
+    // Every pgward runs in this process: its CPU time is the process's.
     let me = std::process::id();
-    let mut targets: Vec<(String, String, String, Option<u32>)> = vec![(
-        "direct".into(),
-        conn(pg.port, &pg.superuser),
-        pg.password.clone(),
-        None,
-    )];
-    if let Some((child, port)) = &bouncer {
-        targets.push((
-            "pgbouncer".into(),
-            conn(*port, user),
-            password.into(),
-            Some(child.0.id()),
-        ));
+    let mut targets = vec![Target {
+        name: "direct",
+        user: pg.superuser.clone(),
+        password: pg.password.clone(),
+        proxy: Proxy::None,
+    }];
+    if bouncer_found {
+        targets.push(Target {
+            name: "pgbouncer",
+            user: user.into(),
+            password: password.into(),
+            proxy: Proxy::Bouncer,
+        });
     }
-    targets.push((
-        "pgward".into(),
-        conn(pgward_port, user),
-        password.into(),
-        Some(me),
-    ));
-    targets.push((
-        "pgward+policy".into(),
-        conn(policy_port, ro_user),
-        ro_password.into(),
-        Some(me),
-    ));
-    targets.push((
-        "pgward+policy+audit".into(),
-        conn(audit_port, ro_user),
-        ro_password.into(),
-        Some(me),
-    ));
+    for (name, user, password, enforce, audit) in [
+        ("pgward", user, password, false, false),
+        ("pgward+policy", ro_user, ro_password, true, false),
+        ("pgward+policy+audit", ro_user, ro_password, true, true),
+    ] {
+        targets.push(Target {
+            name,
+            user: user.into(),
+            password: password.into(),
+            proxy: Proxy::Pgward { enforce, audit },
+        });
+    }
 
     // PGWARD_BENCH_ONLY=name,name runs only those targets (for profiling).
     if let Ok(only) = std::env::var("PGWARD_BENCH_ONLY") {
         let keep: Vec<&str> = only.split(',').collect();
-        targets.retain(|t| keep.contains(&t.0.as_str()));
+        targets.retain(|t| keep.contains(&t.name));
     }
     let modes: Vec<String> = std::env::var("PGWARD_BENCH_MODES")
         .map(|m| m.split(',').map(str::to_owned).collect())
@@ -361,12 +401,38 @@ fn main() {
             for round in 0..rounds {
                 for k in 0..targets.len() {
                     let t = (k + round) % targets.len();
-                    let (name, c, pw, pid) = &targets[t];
+                    let target = &targets[t];
+                    let name = target.name;
+                    // Each run gets a proxy of its own, started for it.
+                    let (port, pid, running) = match target.proxy {
+                        Proxy::None => (pg.port, None, Running::Nothing),
+                        Proxy::Bouncer => {
+                            let (b, port) = start_pgbouncer(&pg, dir.path(), user, password)
+                                .expect("PgBouncer did not start");
+                            (port, Some(b.0.id()), Running::Bouncer(b))
+                        }
+                        Proxy::Pgward { enforce, audit } => {
+                            let mut config = config.clone();
+                            config.audit.enabled = audit;
+                            let (port, p) = Pgward::start(&rt, config, enforce);
+                            (port, Some(me), Running::Pgward(p))
+                        }
+                    };
+                    let c = format!(
+                        "host=127.0.0.1 port={port} user={} dbname=postgres sslmode=disable",
+                        target.user
+                    );
                     let before = pid.and_then(cpu_secs);
-                    let (tps, lat, txs) = pgbench(&pgbench_bin, c, pw, mode, clients, secs);
+                    let (tps, lat, txs) =
+                        pgbench(&pgbench_bin, &c, &target.password, mode, clients, secs);
                     let cpu = before
                         .zip(pid.and_then(cpu_secs))
                         .map(|(b, a)| (a - b) * 1e6 / txs);
+                    match running {
+                        Running::Pgward(p) => p.stop(&rt),
+                        Running::Bouncer(b) => drop(b),
+                        Running::Nothing => {}
+                    }
                     eprintln!(
                         "{mode:>8} c={clients} round {round} {name:>14}: {tps:>10.0} tps {lat:>7.3} ms {:>6.1} µs CPU/tx",
                         cpu.unwrap_or(f64::NAN)
@@ -377,15 +443,15 @@ fn main() {
             let per_round = targets
                 .iter()
                 .zip(&runs)
-                .map(|((name, _, _, _), r)| (name.clone(), r.iter().map(|x| x.0).collect()))
+                .map(|(t, r)| (t.name.to_owned(), r.iter().map(|x| x.0).collect()))
                 .collect();
             let results = targets
                 .iter()
                 .zip(runs)
-                .map(|((name, _, _, _), r)| {
+                .map(|(t, r)| {
                     let cpu: Vec<f64> = r.iter().filter_map(|x| x.2).collect();
                     (
-                        name.clone(),
+                        t.name.to_owned(),
                         median(r.iter().map(|x| x.0).collect()),
                         median(r.iter().map(|x| x.1).collect()),
                         (!cpu.is_empty()).then(|| median(cpu)),
@@ -403,16 +469,17 @@ fn main() {
 
     println!("\npgbench -S, scale 10, median of {rounds} runs of {secs} s per target and cell (targets in rotating order), connections excluded\n");
     let mut header = String::from("| mode | clients |");
-    for (n, _, _, pid) in &targets {
+    for t in &targets {
+        let n = t.name;
         header.push_str(&format!(" {n} TPS | {n} ms |"));
-        if pid.is_some() {
+        if !matches!(t.proxy, Proxy::None) {
             header.push_str(&format!(" {n} CPU µs/tx |"));
         }
     }
     // Ratios with a target that did not run (PgBouncer missing) are left out.
     let ratios: Vec<_> = RATIOS
         .iter()
-        .filter(|(_, a, b)| [a, b].iter().all(|t| targets.iter().any(|x| x.0 == **t)))
+        .filter(|(_, a, b)| [a, b].iter().all(|t| targets.iter().any(|x| x.name == **t)))
         .collect();
     let ratio_header: String = ratios.iter().map(|(l, _, _)| format!(" {l} |")).collect();
     header.push_str(&ratio_header);
@@ -444,7 +511,6 @@ fn main() {
             line
         }),
     );
-    drop(bouncer);
     drop(rt);
     drop(pg);
 }
