@@ -20,6 +20,8 @@
 //! back), which drift in the machine's load over the run does not skew.
 
 use std::net::TcpListener;
+
+use rand::seq::SliceRandom;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -294,7 +296,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    // Each cell runs every target this many times, in rotating order, and
+    // Each cell runs every target this many times, in random order, and
     // reports the median: a shared 2-core machine drifts within a run.
     let rounds: usize = std::env::var("PGWARD_BENCH_ROUNDS")
         .ok()
@@ -399,8 +401,14 @@ fn main() {
         for &clients in &client_counts {
             let mut runs: Vec<Vec<(f64, f64, Option<f64>)>> = vec![Vec::new(); targets.len()];
             for round in 0..rounds {
-                for k in 0..targets.len() {
-                    let t = (k + round) % targets.len();
+                // A new random order each round: in a fixed (even a
+                // rotating) order each target always follows the same
+                // one, and what the previous run leaves behind (its
+                // backends and proxy exiting, the caches it warmed) then
+                // favours or hurts the same target every round.
+                let mut order: Vec<usize> = (0..targets.len()).collect();
+                order.shuffle(&mut rand::rng());
+                for t in order {
                     let target = &targets[t];
                     let name = target.name;
                     // Each run gets a proxy of its own, started for it.
@@ -467,7 +475,7 @@ fn main() {
         }
     }
 
-    println!("\npgbench -S, scale 10, median of {rounds} runs of {secs} s per target and cell (targets in rotating order), connections excluded\n");
+    println!("\npgbench -S, scale 10, median of {rounds} runs of {secs} s per target and cell (targets in random order), connections excluded\n");
     let mut header = String::from("| mode | clients |");
     for t in &targets {
         let n = t.name;
