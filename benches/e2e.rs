@@ -20,14 +20,13 @@
 //! back), which drift in the machine's load over the run does not skew.
 
 use std::net::TcpListener;
-
-use rand::seq::SliceRandom;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pgward::localpg::{find_program, non_root_user, LocalPg};
+use rand::seq::SliceRandom;
 
 struct Row {
     mode: String,
@@ -178,8 +177,8 @@ struct Target {
 }
 
 enum Proxy {
-    /// Straight to PostgreSQL.
-    None,
+    /// None: straight to PostgreSQL.
+    Direct,
     Bouncer,
     /// pgward with or without its policy and audit log.
     Pgward {
@@ -362,7 +361,7 @@ fn main() {
         name: "direct",
         user: pg.superuser.clone(),
         password: pg.password.clone(),
-        proxy: Proxy::None,
+        proxy: Proxy::Direct,
     }];
     if bouncer_found {
         targets.push(Target {
@@ -413,7 +412,7 @@ fn main() {
                     let name = target.name;
                     // Each run gets a proxy of its own, started for it.
                     let (port, pid, running) = match target.proxy {
-                        Proxy::None => (pg.port, None, Running::Nothing),
+                        Proxy::Direct => (pg.port, None, Running::Nothing),
                         Proxy::Bouncer => {
                             let (b, port) = start_pgbouncer(&pg, dir.path(), user, password)
                                 .expect("PgBouncer did not start");
@@ -480,7 +479,7 @@ fn main() {
     for t in &targets {
         let n = t.name;
         header.push_str(&format!(" {n} TPS | {n} ms |"));
-        if !matches!(t.proxy, Proxy::None) {
+        if !matches!(t.proxy, Proxy::Direct) {
             header.push_str(&format!(" {n} CPU µs/tx |"));
         }
     }
