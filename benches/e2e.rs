@@ -16,8 +16,9 @@
 //! a new pgward instance in this process with threads of its own), so no
 //! target keeps a lucky or unlucky placement for the whole run.
 //! Two tables: ratios of the targets' medians, and the same ratios paired
-//! by round (the median of each round's ratio of two targets run back to
-//! back), which drift in the machine's load over the run does not skew.
+//! by round (the median of each round's ratio of two targets, both run
+//! within that round), which drift in the machine's load over the run does
+//! not skew.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
