@@ -99,15 +99,18 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         Some(log) if enforce => Some(recorder::Recorder::new(log.clone(), info)),
         _ => None,
     };
-    let relay = relay::Relay::new(
+    let core = relay::Core::new(
         enforce.then_some(guard),
         recorder,
+        upstream.status,
+        shared.config.server.max_message_bytes,
+    );
+    let relay = relay::Relay::new(
+        core,
         conn.stream,
         conn.rbuf,
         upstream.conn.stream,
         upstream.conn.rbuf,
-        upstream.status,
-        shared.config.server.max_message_bytes,
     );
     let relay = match token_expiry(&identity, &shared.config.oidc) {
         Some((at, err)) => relay.end_at(at, err),

@@ -39,6 +39,30 @@ pub enum End {
     Closed(PgError),
 }
 
+/// A long text's classification, running apart from the session.
+pub type Apart = Pin<Box<dyn std::future::Future<Output = Classified> + Send>>;
+
+/// What both directions of a session share: the protocol state, the guard
+/// and the audit trail. Drivers (this async relay, or the two session
+/// threads of `threads.rs`) read and write the sockets; the core frames,
+/// judges and records what passes.
+pub struct Core {
+    max_message: usize,
+    /// The server's last message was a FATAL/PANIC error.
+    upstream_said_fatal: bool,
+    pub state: ProtocolState,
+    /// None only in the benchmark's no-policy baseline.
+    guard: Option<Guard>,
+    /// The session's audit trail, when the audit log is on.
+    recorder: Option<Recorder>,
+    /// A message waits for a classification running apart.
+    apart: bool,
+    /// When the client last sent something; kept only with an idle timeout.
+    pub last_client: Option<Instant>,
+    /// pgward is shutting down: end the session when it is next idle.
+    pub draining: bool,
+}
+
 pub struct Relay {
     client: Stream,
     upstream: Stream,
@@ -48,44 +72,90 @@ pub struct Relay {
     to_client: BytesMut,
     dirty_up: bool,
     dirty_client: bool,
-    max_message: usize,
-    /// The server's last message was a FATAL/PANIC error.
-    upstream_said_fatal: bool,
-    pub state: ProtocolState,
-    /// None only in the benchmark's no-policy baseline.
-    guard: Option<Guard>,
-    /// The session's audit trail, when the audit log is on.
-    recorder: Option<Recorder>,
+    core: Core,
     /// When pgward ends the session, and with which error (a token's expiry).
     deadline: Option<(Instant, PgError)>,
     /// The classification of a long text at the head of `cin`, running
     /// apart; the client is not read meanwhile.
-    classifying: Option<Pin<Box<dyn std::future::Future<Output = Classified> + Send>>>,
-    /// When the client last sent something; kept only with an idle timeout.
-    last_client: Option<Instant>,
+    classifying: Option<Apart>,
     /// Wakers that tell which socket woke the task (see `SocketWakers`).
     wakers: Option<SocketWakers>,
-    /// pgward is shutting down: end the session when it is next idle.
-    draining: bool,
+}
+
+impl Core {
+    pub fn new(
+        mut guard: Option<Guard>,
+        recorder: Option<Recorder>,
+        status: u8,
+        max_message: usize,
+    ) -> Core {
+        if let Some(g) = &mut guard {
+            g.keep_judged = recorder.is_some();
+        }
+        Core {
+            max_message,
+            upstream_said_fatal: false,
+            state: ProtocolState::with_status(status),
+            guard,
+            recorder,
+            apart: false,
+            last_client: None,
+            draining: false,
+        }
+    }
+
+    /// Nothing in flight, and no message waiting for its classification.
+    pub fn is_idle(&self) -> bool {
+        self.state.is_idle() && !self.apart
+    }
+
+    /// Hands over a classification that ran apart (see `on_client_data`).
+    pub fn provide(&mut self, c: Classified) {
+        self.apart = false;
+        if let Some(g) = &mut self.guard {
+            g.provide(c);
+        }
+    }
+
+    /// Records how the session ended in its audit trail.
+    pub fn record_end(&mut self, end: &End) {
+        if let Some(rec) = self.recorder.take() {
+            rec.end(&match end {
+                End::ClientTerminated => "client terminated the session".to_owned(),
+                End::ClientGone(_) => "client went away".to_owned(),
+                End::UpstreamGone(_) => "upstream server closed the connection".to_owned(),
+                End::Closed(err) => format!("closed by pgward: {}", err.message),
+            });
+        }
+    }
+
+    /// The error the client is told last, when pgward or the server ends
+    /// the session.
+    pub fn last_words(&self, end: &End) -> Option<PgError> {
+        match end {
+            End::Closed(err) => Some(err.clone()),
+            End::UpstreamGone(_) if !self.upstream_said_fatal => Some(
+                PgError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    "server closed the connection unexpectedly",
+                )
+                .with_detail("pgward lost its connection to the upstream PostgreSQL server"),
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl Relay {
     /// `client_pending` and `upstream_pending` are bytes each side sent
     /// beyond the startup phase (a pipelined first query, say).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        mut guard: Option<Guard>,
-        recorder: Option<Recorder>,
+        core: Core,
         client: Stream,
         client_pending: BytesMut,
         upstream: Stream,
         upstream_pending: BytesMut,
-        status: u8,
-        max_message: usize,
     ) -> Relay {
-        if let Some(g) = &mut guard {
-            g.keep_judged = recorder.is_some();
-        }
         Relay {
             client,
             upstream,
@@ -95,16 +165,10 @@ impl Relay {
             to_client: BytesMut::new(),
             dirty_up: false,
             dirty_client: false,
-            max_message,
-            upstream_said_fatal: false,
-            state: ProtocolState::with_status(status),
-            guard,
-            recorder,
+            core,
             deadline: None,
             classifying: None,
-            last_client: None,
             wakers: None,
-            draining: false,
         }
     }
 
@@ -122,7 +186,7 @@ impl Relay {
     ) -> End {
         // Timers only when configured; they run on the timer thread.
         let mut idle = idle_timeout.map(crate::timer::sleep);
-        self.last_client = idle_timeout.map(|_| Instant::now());
+        self.core.last_client = idle_timeout.map(|_| Instant::now());
         let mut deadline = self.deadline.take();
         let mut expiry = deadline
             .as_ref()
@@ -130,7 +194,8 @@ impl Relay {
         let pending = if self.uin.is_empty() {
             Ok(())
         } else {
-            self.on_upstream_data()
+            self.core
+                .on_upstream_data(&mut self.uin, &mut self.to_client)
         };
         let pending = pending.and_then(|()| {
             if self.cin.is_empty() {
@@ -148,8 +213,8 @@ impl Relay {
         let mut current = *phase.borrow_and_update();
         let mut changed = PhaseWatch::new(phase);
         let end = loop {
-            self.draining = current == Phase::Draining;
-            if current == Phase::Force || (self.draining && self.is_idle()) {
+            self.core.draining = current == Phase::Draining;
+            if current == Phase::Force || (self.core.draining && self.is_idle()) {
                 break End::Closed(shutting_down());
             }
             // Biased: no random order to draw per wake-up; the control
@@ -169,7 +234,7 @@ impl Relay {
                 }
                 () = fired(&mut idle), if idle.is_some() => {
                     let t = idle_timeout.unwrap_or_default();
-                    let last_client = self.last_client.unwrap_or_else(Instant::now);
+                    let last_client = self.core.last_client.unwrap_or_else(Instant::now);
                     let (now, due) = (Instant::now(), last_client + t);
                     if now >= due && self.is_idle() {
                         break End::Closed(PgError::fatal(
@@ -197,14 +262,7 @@ impl Relay {
     /// says goodbye upstream.
     async fn finish(mut self, end: End) -> End {
         const LAST_WORDS: Duration = Duration::from_secs(5);
-        if let Some(rec) = self.recorder.take() {
-            rec.end(&match &end {
-                End::ClientTerminated => "client terminated the session".to_owned(),
-                End::ClientGone(_) => "client went away".to_owned(),
-                End::UpstreamGone(_) => "upstream server closed the connection".to_owned(),
-                End::Closed(err) => format!("closed by pgward: {}", err.message),
-            });
-        }
+        self.core.record_end(&end);
         match &end {
             End::ClientTerminated | End::ClientGone(_) => {
                 // Pass a clean Terminate on so the server logs no EOF.
@@ -218,15 +276,8 @@ impl Relay {
                 .await;
             }
             End::UpstreamGone(_) | End::Closed(_) => {
-                if let End::Closed(err) = &end {
+                if let Some(err) = self.core.last_words(&end) {
                     err.encode(&mut self.to_client);
-                } else if !self.upstream_said_fatal {
-                    PgError::fatal(
-                        sqlstate::CONNECTION_FAILURE,
-                        "server closed the connection unexpectedly",
-                    )
-                    .with_detail("pgward lost its connection to the upstream PostgreSQL server")
-                    .encode(&mut self.to_client);
                 }
                 let _ = crate::timer::timeout(LAST_WORDS, async {
                     self.client.write_all(&self.to_client).await?;
@@ -248,7 +299,16 @@ impl Relay {
 
     /// Nothing in flight, and no message waiting for its classification.
     fn is_idle(&self) -> bool {
-        self.state.is_idle() && self.classifying.is_none()
+        self.core.is_idle()
+    }
+
+    /// Frames and judges what the client sent; a long text waits for its
+    /// classification, made apart.
+    fn on_client_data(&mut self) -> Result<(), End> {
+        if let Some(work) = self.core.on_client_data(&mut self.cin, &mut self.to_up)? {
+            self.classifying = Some(work);
+        }
+        Ok(())
     }
 
     /// Moves bytes both ways until neither socket has anything to do now;
@@ -273,9 +333,7 @@ impl Relay {
             if let Some(work) = &mut self.classifying {
                 if let Poll::Ready(c) = work.as_mut().poll(cx) {
                     self.classifying = None;
-                    if let Some(g) = &mut self.guard {
-                        g.provide(c);
-                    }
+                    self.core.provide(c);
                     if let Err(end) = self.on_client_data() {
                         return Poll::Ready(end);
                     }
@@ -294,8 +352,8 @@ impl Relay {
                     Poll::Ready(Ok(0)) => return Poll::Ready(End::ClientGone(None)),
                     Poll::Ready(Ok(_)) => {
                         w.client.waiting = false;
-                        if self.last_client.is_some() {
-                            self.last_client = Some(Instant::now());
+                        if self.core.last_client.is_some() {
+                            self.core.last_client = Some(Instant::now());
                         }
                         if let Err(end) = self.on_client_data() {
                             return Poll::Ready(end);
@@ -312,10 +370,13 @@ impl Relay {
                     Poll::Ready(Ok(0)) => return Poll::Ready(End::UpstreamGone(None)),
                     Poll::Ready(Ok(_)) => {
                         w.upstream.waiting = false;
-                        if let Err(end) = self.on_upstream_data() {
+                        if let Err(end) = self
+                            .core
+                            .on_upstream_data(&mut self.uin, &mut self.to_client)
+                        {
                             return Poll::Ready(end);
                         }
-                        if self.draining && self.is_idle() {
+                        if self.core.draining && self.is_idle() {
                             // Its last response is queued; `finish` sends it.
                             return Poll::Ready(End::Closed(shutting_down()));
                         }
@@ -341,22 +402,32 @@ impl Relay {
         )
         .map_err(|e| End::ClientGone(Some(e)))
     }
+}
 
+impl Core {
     /// Frames what the client sent and queues whole messages upstream.
-    fn on_client_data(&mut self) -> Result<(), End> {
+    /// Returns the classification to wait for when a long text at the head
+    /// of `cin` must be classified apart; the rest of `cin` stays unread
+    /// until it is provided.
+    pub fn on_client_data(
+        &mut self,
+        cin: &mut BytesMut,
+        to_up: &mut BytesMut,
+    ) -> Result<Option<Apart>, End> {
         let mut at = 0;
         let mut terminate = false;
+        let mut apart = None;
         loop {
-            let total = match frame::check(&self.cin[at..], self.max_message) {
+            let total = match frame::check(&cin[at..], self.max_message) {
                 Ok(Some(total)) => total,
                 Ok(None) => break,
                 Err(e) => return Err(End::Closed(frame_error(e))),
             };
-            let tag = self.cin[at];
+            let tag = cin[at];
             if !frame::is_frontend_type(tag) {
                 return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
             }
-            let body = &self.cin[at + 5..at + total];
+            let body = &cin[at + 5..at + total];
             if let Some(g) = self
                 .guard
                 .as_mut()
@@ -365,7 +436,7 @@ impl Relay {
                 if let Some(work) = g.classify_apart(tag, body) {
                     // Judged when its classification is done; what came
                     // before it goes on now.
-                    self.classifying = Some(Box::pin(work));
+                    apart = Some(Box::pin(work) as Apart);
                     break;
                 }
             }
@@ -404,9 +475,9 @@ impl Relay {
                 // that fails in the parser takes its place, and its error
                 // is swapped for this one on the way back.
                 self.state.deny_last(err);
-                move_frames(&mut self.cin, at, &mut self.to_up);
-                self.cin.advance(total);
-                self.to_up.extend_from_slice(guard::stand_in(tag));
+                move_frames(cin, at, to_up);
+                cin.advance(total);
+                to_up.extend_from_slice(guard::stand_in(tag));
                 at = 0;
                 continue;
             }
@@ -416,18 +487,23 @@ impl Relay {
                 break;
             }
         }
-        move_frames(&mut self.cin, at, &mut self.to_up);
+        move_frames(cin, at, to_up);
         if terminate {
             return Err(End::ClientTerminated);
         }
-        Ok(())
+        self.apart = apart.is_some();
+        Ok(apart)
     }
 
     /// Frames what the server sent and queues whole messages to the client.
-    fn on_upstream_data(&mut self) -> Result<(), End> {
+    pub fn on_upstream_data(
+        &mut self,
+        uin: &mut BytesMut,
+        to_client: &mut BytesMut,
+    ) -> Result<(), End> {
         let mut at = 0;
         loop {
-            let total = match frame::check(&self.uin[at..], POSTGRES_MAX_MESSAGE) {
+            let total = match frame::check(&uin[at..], POSTGRES_MAX_MESSAGE) {
                 Ok(Some(total)) => total,
                 Ok(None) => break,
                 Err(e) => {
@@ -438,8 +514,8 @@ impl Relay {
                     )));
                 }
             };
-            let tag = self.uin[at];
-            let body = &self.uin[at + 5..at + total];
+            let tag = uin[at];
+            let body = &uin[at + 5..at + total];
             if let Some(rec) = &mut self.recorder {
                 rec.on_backend(tag, body, self.state.front_index());
             }
@@ -465,15 +541,15 @@ impl Relay {
             });
             if let Some(err) = replacement.filter(|_| code != "25P02" && !self.upstream_said_fatal)
             {
-                move_frames(&mut self.uin, at, &mut self.to_client);
-                self.uin.advance(total);
-                err.encode(&mut self.to_client);
+                move_frames(uin, at, to_client);
+                uin.advance(total);
+                err.encode(to_client);
                 at = 0;
                 continue;
             }
             at += total;
         }
-        move_frames(&mut self.uin, at, &mut self.to_client);
+        move_frames(uin, at, to_client);
         Ok(())
     }
 }
