@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Runtime worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// Relay a plain-TCP session on two threads of its own, one per
+    /// direction (see `session/threads.rs`); off: on the worker threads.
+    pub relay_threads: bool,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 0,
             shutdown_grace_secs: 30,
             worker_threads: 0,
+            relay_threads: true,
         }
     }
 }

@@ -106,6 +106,8 @@ pub mod sqlstate {
     pub const SYNTAX_ERROR: &str = "42601";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     pub const IO_ERROR: &str = "58030";
+    pub const INSUFFICIENT_RESOURCES: &str = "53000";
+    pub const INTERNAL_ERROR: &str = "XX000";
 }
 
 /// Writes one message: type byte, length placeholder, body, patched length.

@@ -5,6 +5,7 @@ pub mod guard;
 pub mod recorder;
 pub mod relay;
 pub mod state;
+pub mod threads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,9 +117,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         Some((at, err)) => relay.end_at(at, err),
         None => relay,
     };
-    let end = relay
-        .run(shared.config.server.idle_timeout(), shared.phase.clone())
-        .await;
+    let (idle, phase) = (shared.config.server.idle_timeout(), shared.phase.clone());
+    let end = if shared.config.server.relay_threads && relay.is_plain() {
+        threads::run(relay, idle, phase).await
+    } else {
+        relay.run(idle, phase).await
+    };
     drop(registration);
     tracing::info!(%peer, identity = %identity.name, "session ended: {end:?}");
 }

@@ -172,6 +172,33 @@ impl Relay {
         }
     }
 
+    /// Both sockets are plain TCP (threads.rs relays only those).
+    pub fn is_plain(&self) -> bool {
+        !self.client.is_tls() && !self.upstream.is_tls()
+    }
+
+    /// The session's core, sockets and pending bytes, for `threads::run`.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn into_parts(
+        self,
+    ) -> (
+        Core,
+        Stream,
+        BytesMut,
+        Stream,
+        BytesMut,
+        Option<(Instant, PgError)>,
+    ) {
+        (
+            self.core,
+            self.client,
+            self.cin,
+            self.upstream,
+            self.uin,
+            self.deadline,
+        )
+    }
+
     /// Ends the session at `at` with `err`, whatever it is doing then.
     pub fn end_at(mut self, at: Instant, err: PgError) -> Relay {
         self.deadline = Some((at, err));
@@ -566,7 +593,7 @@ type PhaseChange = Pin<
 /// back. The channel is shared by every session, and polling its wait takes
 /// its lock; so the wait is polled only after it has woken this session
 /// (its waker raises a flag), not on every wake-up of the relay.
-struct PhaseWatch {
+pub(super) struct PhaseWatch {
     wait: PhaseChange,
     waker: Option<Arc<FlagWaker>>,
 }
@@ -640,7 +667,7 @@ impl Wake for FlagWaker {
 }
 
 impl PhaseWatch {
-    fn new(mut rx: watch::Receiver<Phase>) -> PhaseWatch {
+    pub(super) fn new(mut rx: watch::Receiver<Phase>) -> PhaseWatch {
         PhaseWatch {
             wait: Box::pin(async move {
                 let result = rx.changed().await;
@@ -650,7 +677,7 @@ impl PhaseWatch {
         }
     }
 
-    fn poll(
+    pub(super) fn poll(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<(Result<(), watch::error::RecvError>, watch::Receiver<Phase>)> {
@@ -674,7 +701,7 @@ impl PhaseWatch {
 }
 
 /// Resolves when `timer` fires; never without one.
-async fn fired(timer: &mut Option<crate::timer::Sleep>) {
+pub(super) async fn fired(timer: &mut Option<crate::timer::Sleep>) {
     match timer {
         Some(t) => t.await,
         None => std::future::pending().await,
@@ -699,7 +726,7 @@ async fn linger(client: &mut Stream) {
     .await;
 }
 
-fn shutting_down() -> PgError {
+pub(super) fn shutting_down() -> PgError {
     PgError::fatal(
         sqlstate::ADMIN_SHUTDOWN,
         "terminating connection due to administrator command",
