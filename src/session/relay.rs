@@ -264,10 +264,7 @@ impl Relay {
                     let last_client = self.core.last_client.unwrap_or_else(Instant::now);
                     let (now, due) = (Instant::now(), last_client + t);
                     if now >= due && self.is_idle() {
-                        break End::Closed(PgError::fatal(
-                            sqlstate::IDLE_SESSION_TIMEOUT,
-                            "terminating connection due to idle-session timeout",
-                        ).with_detail("pgward closes sessions idle longer than server.idle_timeout_secs"));
+                        break End::Closed(idle_timeout_error());
                     }
                     // The client spoke since (or a statement is running):
                     // look again when it could next be idle that long.
@@ -724,6 +721,14 @@ async fn linger(client: &mut Stream) {
         }
     })
     .await;
+}
+
+pub(super) fn idle_timeout_error() -> PgError {
+    PgError::fatal(
+        sqlstate::IDLE_SESSION_TIMEOUT,
+        "terminating connection due to idle-session timeout",
+    )
+    .with_detail("pgward closes sessions idle longer than server.idle_timeout_secs")
 }
 
 pub(super) fn shutting_down() -> PgError {

@@ -28,7 +28,7 @@ use bytes::BytesMut;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::relay::{fired, shutting_down, Core, End, PhaseWatch, Relay};
+use super::relay::{fired, idle_timeout_error, shutting_down, Core, End, PhaseWatch, Relay};
 use crate::net::Stream;
 use crate::policy::classify::{mark_big_stack_thread, CLASSIFY_STACK};
 use crate::protocol::{sqlstate, PgError};
@@ -187,10 +187,7 @@ pub async fn run(
     {
         let mut l = inner.lock();
         if l.end.is_none() {
-            l.end = Some(End::Closed(PgError::fatal(
-                sqlstate::INTERNAL_ERROR,
-                "pgward's session thread failed",
-            )));
+            l.end = Some(End::Closed(thread_failed()));
         }
         let Locked { core, end } = &mut *l;
         if let Some(end) = end {
@@ -251,10 +248,7 @@ async fn supervise(
                 *cl_done = None;
                 // The client thread ends only after deciding the end; if
                 // it failed without, the session cannot go on.
-                inner.close(PgError::fatal(
-                    sqlstate::INTERNAL_ERROR,
-                    "pgward's session thread failed",
-                ));
+                inner.close(thread_failed());
             }
             (result, mut rx) = poll_fn(|cx| changed.poll(cx)) => {
                 if result.is_err() {
@@ -274,10 +268,7 @@ async fn supervise(
                 };
                 let (now, due) = (Instant::now(), last_client + t);
                 if now >= due && is_idle {
-                    inner.close(PgError::fatal(
-                        sqlstate::IDLE_SESSION_TIMEOUT,
-                        "terminating connection due to idle-session timeout",
-                    ).with_detail("pgward closes sessions idle longer than server.idle_timeout_secs"));
+                    inner.close(idle_timeout_error());
                     idle = None;
                 } else {
                     idle = Some(crate::timer::sleep_until(if now >= due { now + t } else { due }));
@@ -485,6 +476,10 @@ fn blocking(stream: Stream) -> io::Result<TcpStream> {
             "a TLS stream cannot be relayed on threads",
         )),
     }
+}
+
+fn thread_failed() -> PgError {
+    PgError::fatal(sqlstate::INTERNAL_ERROR, "pgward's session thread failed")
 }
 
 fn no_threads(e: io::Error) -> PgError {
