@@ -260,15 +260,10 @@ impl Relay {
                     changed = PhaseWatch::new(rx);
                 }
                 () = fired(&mut idle), if idle.is_some() => {
-                    let t = idle_timeout.unwrap_or_default();
-                    let last_client = self.core.last_client.unwrap_or_else(Instant::now);
-                    let (now, due) = (Instant::now(), last_client + t);
-                    if now >= due && self.is_idle() {
-                        break End::Closed(idle_timeout_error());
+                    match idle_recheck(self.core.last_client, idle_timeout, self.is_idle()) {
+                        None => break End::Closed(idle_timeout_error()),
+                        Some(at) => idle = Some(crate::timer::sleep_until(at)),
                     }
-                    // The client spoke since (or a statement is running):
-                    // look again when it could next be idle that long.
-                    idle = Some(crate::timer::sleep_until(if now >= due { now + t } else { due }));
                 }
                 () = fired(&mut expiry), if expiry.is_some() => {
                     expiry = None;
@@ -721,6 +716,27 @@ async fn linger(client: &mut Stream) {
         }
     })
     .await;
+}
+
+/// The idle timer fired: `None` if the session has been idle (`is_idle`,
+/// nothing from the client) for the whole timeout, else when to look again.
+/// The client spoke since, or a statement is running: look again when it
+/// could next have been idle that long.
+pub(super) fn idle_recheck(
+    last_client: Option<Instant>,
+    timeout: Option<Duration>,
+    is_idle: bool,
+) -> Option<Instant> {
+    let t = timeout.unwrap_or_default();
+    let now = Instant::now();
+    let due = last_client.unwrap_or(now) + t;
+    if now >= due && is_idle {
+        None
+    } else if now >= due {
+        Some(now + t)
+    } else {
+        Some(due)
+    }
 }
 
 pub(super) fn idle_timeout_error() -> PgError {

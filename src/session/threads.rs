@@ -28,7 +28,9 @@ use bytes::BytesMut;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::relay::{fired, idle_timeout_error, shutting_down, Core, End, PhaseWatch, Relay};
+use super::relay::{
+    fired, idle_recheck, idle_timeout_error, shutting_down, Core, End, PhaseWatch, Relay,
+};
 use crate::net::Stream;
 use crate::policy::classify::{mark_big_stack_thread, CLASSIFY_STACK};
 use crate::protocol::{sqlstate, PgError};
@@ -136,19 +138,10 @@ pub async fn run(
     let (up_tx, mut up_done) = oneshot::channel::<()>();
     let (cl_tx, cl_done) = oneshot::channel::<()>();
     let mut cl_done = Some(cl_done);
-    // The guard spawns catalog reloads onto this runtime.
-    let rt = tokio::runtime::Handle::current();
-    let started = {
-        let (inner, rt) = (inner.clone(), rt.clone());
-        std::thread::Builder::new()
-            .name("pgward-upstream".into())
-            .stack_size(UPSTREAM_STACK)
-            .spawn(move || {
-                let _rt = rt.enter();
-                upstream_side(&inner, uin);
-                drop(up_tx);
-            })
-    };
+    let started = spawn(&inner, "pgward-upstream", UPSTREAM_STACK, move |inner| {
+        upstream_side(inner, uin);
+        drop(up_tx);
+    });
     if let Err(e) = started {
         let err = no_threads(e);
         let mut buf = BytesMut::new();
@@ -158,20 +151,12 @@ pub async fn run(
         inner.close_upstream();
         return End::Closed(err);
     }
-    let started = {
-        let inner = inner.clone();
-        let rt = rt.clone();
-        std::thread::Builder::new()
-            .name("pgward-client".into())
-            // Classification runs here, on this stack (see classify.rs).
-            .stack_size(CLASSIFY_STACK)
-            .spawn(move || {
-                let _rt = rt.enter();
-                mark_big_stack_thread();
-                client_side(&inner, cin);
-                drop(cl_tx);
-            })
-    };
+    // Classification runs on this thread's stack (see classify.rs).
+    let started = spawn(&inner, "pgward-client", CLASSIFY_STACK, move |inner| {
+        mark_big_stack_thread();
+        client_side(inner, cin);
+        drop(cl_tx);
+    });
     if let Err(e) = started {
         inner.close(no_threads(e));
     }
@@ -203,6 +188,26 @@ pub async fn run(
     }
     let end = inner.lock().end.take();
     end.unwrap_or(End::ClientGone(None))
+}
+
+/// Starts one of the session's threads, inside this runtime (the guard
+/// spawns catalog reloads onto it).
+fn spawn(
+    inner: &Arc<Inner>,
+    name: &str,
+    stack: usize,
+    body: impl FnOnce(&Inner) + Send + 'static,
+) -> io::Result<()> {
+    let inner = inner.clone();
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(stack)
+        .spawn(move || {
+            let _rt = rt.enter();
+            body(&inner);
+        })
+        .map(drop)
 }
 
 /// Runs the session's timers and follows the server's phase until the
@@ -261,17 +266,13 @@ async fn supervise(
                 changed = PhaseWatch::new(rx);
             }
             () = fired(&mut idle), if idle.is_some() => {
-                let t = idle_timeout.unwrap_or_default();
-                let (last_client, is_idle) = {
+                let next = {
                     let l = inner.lock();
-                    (l.core.last_client.unwrap_or_else(Instant::now), l.core.is_idle())
+                    idle_recheck(l.core.last_client, idle_timeout, l.core.is_idle())
                 };
-                let (now, due) = (Instant::now(), last_client + t);
-                if now >= due && is_idle {
+                idle = next.map(crate::timer::sleep_until);
+                if idle.is_none() {
                     inner.close(idle_timeout_error());
-                    idle = None;
-                } else {
-                    idle = Some(crate::timer::sleep_until(if now >= due { now + t } else { due }));
                 }
             }
             () = fired(&mut expiry), if expiry.is_some() => {
