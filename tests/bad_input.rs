@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use common::*;
+
+both_relays!(garbage_after_login, slow_and_silent_clients_time_out);
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -134,13 +136,8 @@ async fn garbage_during_authentication() {
     still_serving(&h).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_after_login() {
-    let h = Harness::start_with(Setup {
-        server: "max_message_bytes = 1048576".into(),
-        ..Setup::default()
-    })
-    .await;
+async fn garbage_after_login(relay: &str) {
+    let h = start_relay(relay, "max_message_bytes = 1048576").await;
     let cases: Vec<(&[u8], &str, &str)> = vec![
         (
             b"\x00\0\0\0\x04",
@@ -211,13 +208,8 @@ async fn protocol_version_negotiation() {
     assert_eq!(tag, b'R');
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_and_silent_clients_time_out() {
-    let h = Harness::start_with(Setup {
-        server: "auth_timeout_secs = 1\nidle_timeout_secs = 1".into(),
-        ..Setup::default()
-    })
-    .await;
+async fn slow_and_silent_clients_time_out(relay: &str) {
+    let h = start_relay(relay, "auth_timeout_secs = 1\nidle_timeout_secs = 1").await;
     // Connects and never speaks.
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     let start = std::time::Instant::now();

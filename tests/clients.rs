@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+
+both_relays!(
+    pipelined_queries_with_a_failure_in_the_middle,
+    copy_in_and_out,
+    a_slow_reader_gets_every_row,
+    listen_notify_reaches_the_listener,
+    cancel_request_cancels_only_with_the_right_key
+);
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,10 +79,13 @@ async fn prepared_statements_binary_results_and_transactions() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelined_queries_with_a_failure_in_the_middle() {
-    let h = Harness::start().await;
+async fn pipelined_queries_with_a_failure_in_the_middle(relay: &str) {
+    let h = start_relay(relay, "").await;
     let c = h.connect(DANA).await;
+    if relay.is_empty() {
+        // The default relays this plain session on threads of its own.
+        assert!(client_relay_threads() >= 1);
+    }
     let s = c.prepare("select $1::int4 * 2").await.unwrap();
     // tokio-postgres pipelines concurrent queries on one connection.
     let futs: Vec<_> = (0..50i32)
@@ -100,9 +111,8 @@ async fn pipelined_queries_with_a_failure_in_the_middle() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copy_in_and_out() {
-    let h = Harness::start().await;
+async fn copy_in_and_out(relay: &str) {
+    let h = start_relay(relay, "").await;
     let c = h.connect(DANA).await;
     c.batch_execute("create table big (id int, payload text)")
         .await
@@ -136,15 +146,13 @@ async fn copy_in_and_out() {
     assert_eq!(sum, expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_reader_gets_every_row() {
-    let h = Harness::start().await;
+async fn a_slow_reader_gets_every_row(relay: &str) {
+    let h = start_relay(relay, "").await;
     slow_reader_gets_every_row(&h, DANA).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listen_notify_reaches_the_listener() {
-    let h = Harness::start().await;
+async fn listen_notify_reaches_the_listener(relay: &str) {
+    let h = start_relay(relay, "").await;
     let (listener, mut conn) = tokio_postgres::connect(&h.conninfo(DANA), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -174,9 +182,8 @@ async fn listen_notify_reaches_the_listener() {
     assert_eq!(second, Some(("jobs".into(), "second".into())));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_request_cancels_only_with_the_right_key() {
-    let h = Harness::start().await;
+async fn cancel_request_cancels_only_with_the_right_key(relay: &str) {
+    let h = start_relay(relay, "").await;
     let c = h.connect(DANA).await;
     let token = c.cancel_token();
     let started = std::time::Instant::now();

@@ -6,6 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+
+both_relays!(
+    shutdown_lets_transactions_finish_then_closes,
+    shutdown_grace_expires_for_stuck_sessions
+);
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,13 +39,8 @@ async fn connection_limit() {
     h.connect(DANA).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_lets_transactions_finish_then_closes() {
-    let mut h = Harness::start_with(Setup {
-        server: "shutdown_grace_secs = 20".into(),
-        ..Setup::default()
-    })
-    .await;
+async fn shutdown_lets_transactions_finish_then_closes(relay: &str) {
+    let mut h = start_relay(relay, "shutdown_grace_secs = 20").await;
     let idle = h.connect(DANA).await;
     let busy = h.connect(DANA).await;
     busy.batch_execute("create table done (x int); begin; insert into done values (1)")
@@ -71,13 +71,8 @@ async fn shutdown_lets_transactions_finish_then_closes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_grace_expires_for_stuck_sessions() {
-    let mut h = Harness::start_with(Setup {
-        server: "shutdown_grace_secs = 1".into(),
-        ..Setup::default()
-    })
-    .await;
+async fn shutdown_grace_expires_for_stuck_sessions(relay: &str) {
+    let mut h = start_relay(relay, "shutdown_grace_secs = 1").await;
     let stuck = h.connect(DANA).await;
     stuck.batch_execute("begin; select 1").await.unwrap();
     let started = std::time::Instant::now();

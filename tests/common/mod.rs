@@ -355,3 +355,46 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// `[server]` TOML selecting the async relay for plain sessions too (the
+/// default relays them on threads of their own; TLS sessions always use
+/// the async relay).
+pub const ASYNC_RELAY: &str = "relay_threads = false";
+
+/// A harness whose `[server]` section is `relay` plus `more`.
+pub async fn start_relay(relay: &str, more: &str) -> Harness {
+    Harness::start_with(Setup {
+        server: format!("{relay}\n{more}"),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// How many threads of this process relay a client's side of a session
+/// (the thread relay names them `pgward-client`).
+pub fn client_relay_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "pgward-client")
+        .count()
+}
+
+/// Runs `async fn $scenario(relay: &str)` once per relay a plain session
+/// can have: `$scenario::threads` (the default) and `$scenario::async_relay`
+/// (`relay` is `ASYNC_RELAY`).
+#[macro_export]
+macro_rules! both_relays {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn threads() {
+                super::$scenario("").await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn async_relay() {
+                super::$scenario(super::common::ASYNC_RELAY).await
+            }
+        }
+    )+};
+}
