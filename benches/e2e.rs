@@ -8,8 +8,10 @@
 //! a shared 2-core machine one short pgbench run can differ from the next
 //! by 10-25%, so many rounds and their median. Also: PGWARD_BENCH_ONLY
 //! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_CLIENTS
-//! (1,8), PGWARD_BENCH_WORKERS (session threads, for A/B runs), PGWARD_BENCH_AUDIT_DIR (where the
-//! audit files go; default: the run's temporary directory).
+//! (1,8), PGWARD_BENCH_WORKERS (session threads, for A/B runs),
+//! PGWARD_BENCH_RELAY (threads, the default, or async: server.relay_threads),
+//! PGWARD_BENCH_AUDIT_DIR (where the audit files go; default: the run's
+//! temporary directory).
 //!
 //! Compare ratios within a run; absolute numbers depend on the machine.
 //! Every pgbench run gets a proxy started for it (a new PgBouncer process,
@@ -344,6 +346,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         config.server.worker_threads = n;
+    }
+    // PGWARD_BENCH_RELAY=async relays plain sessions on the async relay
+    // instead of threads of their own (server.relay_threads = false).
+    match std::env::var("PGWARD_BENCH_RELAY").as_deref() {
+        Ok("async") => config.server.relay_threads = false,
+        Ok("threads") | Err(_) => {}
+        Ok(other) => panic!("PGWARD_BENCH_RELAY={other}: expected async or threads"),
     }
     // PGWARD_BENCH_AUDIT_DIR puts the audit files elsewhere (a tmpfs
     // separates the recording's own cost from the disk's).
