@@ -9,7 +9,8 @@
 //! by 10-25%, so many rounds and their median. Also: PGWARD_BENCH_ONLY
 //! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_CLIENTS
 //! (1,8), PGWARD_BENCH_WORKERS (session threads, for A/B runs),
-//! PGWARD_BENCH_RELAY (threads, the default, or async: server.relay_threads),
+//! PGWARD_BENCH_RELAY (threads, the default; unpinned; async: see
+//! server.relay_threads and pin_relay_threads),
 //! PGWARD_BENCH_AUDIT_DIR (where the audit files go; default: the run's
 //! temporary directory).
 //!
@@ -348,11 +349,13 @@ fn main() {
         config.server.worker_threads = n;
     }
     // PGWARD_BENCH_RELAY=async relays plain sessions on the async relay
-    // instead of threads of their own (server.relay_threads = false).
+    // instead of threads of their own (server.relay_threads = false);
+    // unpinned on threads the kernel places (pin_relay_threads = false).
     match std::env::var("PGWARD_BENCH_RELAY").as_deref() {
         Ok("async") => config.server.relay_threads = false,
+        Ok("unpinned") => config.server.pin_relay_threads = false,
         Ok("threads") | Err(_) => {}
-        Ok(other) => panic!("PGWARD_BENCH_RELAY={other}: expected async or threads"),
+        Ok(other) => panic!("PGWARD_BENCH_RELAY={other}: expected threads, unpinned or async"),
     }
     // PGWARD_BENCH_AUDIT_DIR puts the audit files elsewhere (a tmpfs
     // separates the recording's own cost from the disk's).

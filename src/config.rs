@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// Relay a plain-TCP session on two threads of its own, one per
     /// direction (see `session/threads.rs`); off: on the worker threads.
     pub relay_threads: bool,
+    /// Run both relay threads of a session on one CPU, the one with the
+    /// fewest sessions (see `session/placement.rs`).
+    pub pin_relay_threads: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             worker_threads: 0,
             relay_threads: true,
+            pin_relay_threads: true,
         }
     }
 }

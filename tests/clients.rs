@@ -83,8 +83,31 @@ async fn pipelined_queries_with_a_failure_in_the_middle(relay: &str) {
     let h = start_relay(relay, "").await;
     let c = h.connect(DANA).await;
     if relay.is_empty() {
-        // The default relays this plain session on threads of its own.
-        assert!(client_relay_threads() >= 1);
+        c.simple_query("select 1").await.unwrap();
+        // The default relays this plain session on threads of its own,
+        // each bound to one CPU when there is more than one. (Other tests'
+        // sessions start concurrently: a thread is briefly unbound between
+        // its start and its binding, so look more than once.)
+        let multi = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
+        let mut threads = Vec::new();
+        for _ in 0..40 {
+            threads = relay_thread_cpus();
+            if !multi
+                || threads
+                    .iter()
+                    .all(|(_, cpus)| cpus.parse::<usize>().is_ok())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(threads.iter().any(|(name, _)| name == "pgward-client"));
+        assert!(threads.iter().any(|(name, _)| name == "pgward-upstream"));
+        if multi {
+            for (name, cpus) in &threads {
+                assert!(cpus.parse::<usize>().is_ok(), "{name} may run on {cpus}");
+            }
+        }
     }
     let s = c.prepare("select $1::int4 * 2").await.unwrap();
     // tokio-postgres pipelines concurrent queries on one connection.

@@ -2,6 +2,7 @@
 //! startup, authentication, the upstream connection, then the relay.
 
 pub mod guard;
+mod placement;
 pub mod recorder;
 pub mod relay;
 pub mod state;
@@ -119,7 +120,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     };
     let (idle, phase) = (shared.config.server.idle_timeout(), shared.phase.clone());
     let end = if shared.config.server.relay_threads && relay.is_plain() {
-        threads::run(relay, idle, phase).await
+        let pin = shared.config.server.pin_relay_threads;
+        threads::run(relay, idle, phase, pin).await
     } else {
         relay.run(idle, phase).await
     };

@@ -28,6 +28,7 @@ use bytes::BytesMut;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::placement::{self, Seat};
 use super::relay::{
     fired, idle_recheck, idle_timeout_error, shutting_down, Core, End, PhaseWatch, Relay,
 };
@@ -116,10 +117,13 @@ impl Inner {
 
 /// Relays `relay`'s session on two threads until it ends; for plain TCP
 /// on both sides only (`Relay::is_plain`).
+/// With `pin`, both threads run on the CPU with the fewest sessions
+/// (`placement.rs`).
 pub async fn run(
     relay: Relay,
     idle_timeout: Option<Duration>,
     phase: watch::Receiver<Phase>,
+    pin: bool,
 ) -> End {
     let (core, client, cin, upstream, uin, deadline) = relay.into_parts();
     let (client, upstream) = match (blocking(client), blocking(upstream)) {
@@ -135,13 +139,22 @@ pub async fn run(
         upstream,
         up_writer: Mutex::new(()),
     });
+    // Held until the session ends: counts it on its CPU.
+    let seat = if pin { Seat::take() } else { None };
+    let cpu = seat.as_ref().map(Seat::cpu);
     let (up_tx, mut up_done) = oneshot::channel::<()>();
     let (cl_tx, cl_done) = oneshot::channel::<()>();
     let mut cl_done = Some(cl_done);
-    let started = spawn(&inner, "pgward-upstream", UPSTREAM_STACK, move |inner| {
-        upstream_side(inner, uin);
-        drop(up_tx);
-    });
+    let started = spawn(
+        &inner,
+        "pgward-upstream",
+        UPSTREAM_STACK,
+        cpu,
+        move |inner| {
+            upstream_side(inner, uin);
+            drop(up_tx);
+        },
+    );
     if let Err(e) = started {
         let err = no_threads(e);
         let mut buf = BytesMut::new();
@@ -152,7 +165,7 @@ pub async fn run(
         return End::Closed(err);
     }
     // Classification runs on this thread's stack (see classify.rs).
-    let started = spawn(&inner, "pgward-client", CLASSIFY_STACK, move |inner| {
+    let started = spawn(&inner, "pgward-client", CLASSIFY_STACK, cpu, move |inner| {
         mark_big_stack_thread();
         client_side(inner, cin);
         drop(cl_tx);
@@ -190,12 +203,13 @@ pub async fn run(
     end.unwrap_or(End::ClientGone(None))
 }
 
-/// Starts one of the session's threads, inside this runtime (the guard
-/// spawns catalog reloads onto it).
+/// Starts one of the session's threads, on `cpu` if given, inside this
+/// runtime (the guard spawns catalog reloads onto it).
 fn spawn(
     inner: &Arc<Inner>,
     name: &str,
     stack: usize,
+    cpu: Option<usize>,
     body: impl FnOnce(&Inner) + Send + 'static,
 ) -> io::Result<()> {
     let inner = inner.clone();
@@ -204,6 +218,9 @@ fn spawn(
         .name(name.into())
         .stack_size(stack)
         .spawn(move || {
+            if let Some(cpu) = cpu {
+                placement::bind_current_thread(cpu);
+            }
             let _rt = rt.enter();
             body(&inner);
         })

@@ -370,14 +370,26 @@ pub async fn start_relay(relay: &str, more: &str) -> Harness {
     .await
 }
 
-/// How many threads of this process relay a client's side of a session
-/// (the thread relay names them `pgward-client`).
-pub fn client_relay_threads() -> usize {
+/// The CPUs each relay thread of this process may run on (the thread
+/// relay names them `pgward-client` and `pgward-upstream`), as the
+/// kernel lists them ("1", "0-3").
+pub fn relay_thread_cpus() -> Vec<(String, String)> {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end() == "pgward-client")
-        .count()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let name = name.trim_end();
+            if name != "pgward-client" && name != "pgward-upstream" {
+                return None;
+            }
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+            Some((name.to_owned(), cpus.trim().to_owned()))
+        })
+        .collect()
 }
 
 /// Runs `async fn $scenario(relay: &str)` once per relay a plain session
