@@ -59,6 +59,18 @@ struct Locked {
     core: Core,
     /// How the session ends; the first to decide wins.
     end: Option<End>,
+    /// The end is in the audit log.
+    recorded: bool,
+}
+
+impl Locked {
+    /// Records the session's end once it is decided, once.
+    fn record_end(&mut self) {
+        if let (Some(end), false) = (&self.end, self.recorded) {
+            self.core.record_end(end);
+            self.recorded = true;
+        }
+    }
 }
 
 impl Inner {
@@ -134,7 +146,11 @@ pub async fn run(
         }
     };
     let inner = Arc::new(Inner {
-        locked: Mutex::new(Locked { core, end: None }),
+        locked: Mutex::new(Locked {
+            core,
+            end: None,
+            recorded: false,
+        }),
         client,
         upstream,
         up_writer: Mutex::new(()),
@@ -157,6 +173,11 @@ pub async fn run(
     );
     if let Err(e) = started {
         let err = no_threads(e);
+        {
+            let mut l = inner.lock();
+            l.end = Some(End::Closed(err.clone()));
+            l.record_end();
+        }
         let mut buf = BytesMut::new();
         err.encode(&mut buf);
         let _ = (&inner.client).write_all(&buf);
@@ -187,10 +208,7 @@ pub async fn run(
         if l.end.is_none() {
             l.end = Some(End::Closed(thread_failed()));
         }
-        let Locked { core, end } = &mut *l;
-        if let Some(end) = end {
-            core.record_end(end);
-        }
+        l.record_end();
     }
     // The client has its last words; it hangs up, or is hung up on.
     if let Some(mut cl_done) = cl_done {
@@ -460,7 +478,9 @@ fn upstream_side(inner: &Inner, mut uin: BytesMut) {
         }
     }
     let words = {
-        let l = inner.lock();
+        let mut l = inner.lock();
+        // In the audit log before the client hears of it.
+        l.record_end();
         match &l.end {
             Some(end @ (End::UpstreamGone(_) | End::Closed(_))) => {
                 Some((l.core.last_words(end), matches!(end, End::Closed(_))))
