@@ -71,6 +71,12 @@ impl Seat {
     }
 }
 
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.cpus.sessions[self.slot].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Binds the calling thread to `cpu`. Failing (a cgroup changed the
 /// process's CPUs since) leaves the thread unbound: the session is relayed
 /// all the same.
@@ -80,12 +86,6 @@ pub fn bind_current_thread(cpu: usize) {
         if let Err(e) = sched_setaffinity(Pid::from_raw(0), &set) {
             tracing::debug!("cannot bind a session thread to CPU {cpu}: {e}");
         }
-    }
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        self.cpus.sessions[self.slot].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -106,11 +106,13 @@ mod tests {
         let Some(cpus) = cpus() else {
             return; // one CPU: nothing to place
         };
-        let before: Vec<usize> = cpus
-            .sessions
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .collect();
+        let loads = || -> Vec<usize> {
+            cpus.sessions
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect()
+        };
+        let before = loads();
         let seats: Vec<Seat> = (0..cpus.ids.len()).filter_map(|_| Seat::take()).collect();
         assert_eq!(seats.len(), cpus.ids.len());
         if before.iter().all(|&n| n == before[0]) {
@@ -120,18 +122,10 @@ mod tests {
             on.dedup();
             assert_eq!(on, cpus.ids);
         }
-        let after: usize = cpus
-            .sessions
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .sum();
-        assert_eq!(after, before.iter().sum::<usize>() + seats.len());
+        let total = || loads().iter().sum::<usize>();
+        let before_total: usize = before.iter().sum();
+        assert_eq!(total(), before_total + seats.len());
         drop(seats);
-        let back: usize = cpus
-            .sessions
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .sum();
-        assert_eq!(back, before.iter().sum::<usize>());
+        assert_eq!(total(), before_total);
     }
 }

@@ -27,7 +27,14 @@ use crate::server::Phase;
 
 /// Stop reading a side while this much is waiting to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
+/// How long the client gets to read pgward's last words (and the server
+/// to take its goodbye) before the socket is shut regardless.
+pub(super) const LAST_WORDS: Duration = Duration::from_secs(5);
+/// How long the client gets to hang up after its last words.
+pub(super) const LINGER: Duration = Duration::from_secs(2);
+/// Terminate, passed upstream so the server logs a clean end, not an EOF.
+pub(super) const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
 /// How a session ended.
 #[derive(Debug)]
@@ -280,13 +287,12 @@ impl Relay {
     /// Delivers what is owed, tells the client why the session ends, and
     /// says goodbye upstream.
     async fn finish(mut self, end: End) -> End {
-        const LAST_WORDS: Duration = Duration::from_secs(5);
         self.core.record_end(&end);
         match &end {
             End::ClientTerminated | End::ClientGone(_) => {
                 // Pass a clean Terminate on so the server logs no EOF.
                 if matches!(end, End::ClientGone(_)) {
-                    self.to_up.extend_from_slice(b"X\0\0\0\x04");
+                    self.to_up.extend_from_slice(TERMINATE);
                 }
                 let _ = crate::timer::timeout(LAST_WORDS, async {
                     self.upstream.write_all(&self.to_up).await?;
@@ -306,7 +312,7 @@ impl Relay {
                 linger(&mut self.client).await;
                 if matches!(end, End::Closed(_)) {
                     let _ = crate::timer::timeout(LAST_WORDS, async {
-                        self.upstream.write_all(b"X\0\0\0\x04").await?;
+                        self.upstream.write_all(TERMINATE).await?;
                         self.upstream.shutdown().await
                     })
                     .await;
@@ -707,7 +713,7 @@ async fn linger(client: &mut Stream) {
     const MAX_DRAIN: usize = 64 << 20;
     let mut scratch = vec![0u8; 64 * 1024];
     let mut drained = 0;
-    let _ = crate::timer::timeout(Duration::from_secs(2), async {
+    let _ = crate::timer::timeout(LINGER, async {
         while drained < MAX_DRAIN {
             match tokio::io::AsyncReadExt::read(client, &mut scratch).await {
                 Ok(0) | Err(_) => break,

@@ -31,20 +31,15 @@ use tokio::time::Instant;
 use super::placement::{self, Seat};
 use super::relay::{
     fired, idle_recheck, idle_timeout_error, shutting_down, Core, End, PhaseWatch, Relay,
+    LAST_WORDS, LINGER, READ_CHUNK, TERMINATE,
 };
 use crate::net::Stream;
 use crate::policy::classify::{mark_big_stack_thread, CLASSIFY_STACK};
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Phase;
 
-const READ_CHUNK: usize = 16 * 1024;
-/// How long the client gets to read its last words and hang up, and the
-/// upstream thread to deliver them, before the sockets are shut.
-const LAST_WORDS: Duration = Duration::from_secs(5);
-const LINGER: Duration = Duration::from_secs(2);
 /// The upstream thread only frames, records and writes: a small stack.
 const UPSTREAM_STACK: usize = 256 << 10;
-const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
 struct Inner {
     locked: Mutex<Locked>,
@@ -178,11 +173,7 @@ pub async fn run(
             l.end = Some(End::Closed(err.clone()));
             l.record_end();
         }
-        let mut buf = BytesMut::new();
-        err.encode(&mut buf);
-        let _ = (&inner.client).write_all(&buf);
-        let _ = inner.client.shutdown(Shutdown::Write);
-        inner.close_upstream();
+        say_last_words(&inner, &mut BytesMut::new(), Some(&err), true);
         return End::Closed(err);
     }
     // Classification runs on this thread's stack (see classify.rs).
@@ -349,7 +340,7 @@ fn client_side(inner: &Inner, mut cin: BytesMut) {
                     // What came before a long text goes on while it is
                     // classified.
                     if let Err(e) = inner.send_up(&mut to_up) {
-                        upstream_failed(inner, e);
+                        upstream_failed(inner, Some(e));
                         lingering = true;
                         continue;
                     }
@@ -413,16 +404,14 @@ fn client_ended(inner: &Inner, end: End, to_up: &mut BytesMut) -> bool {
             true
         }
         End::UpstreamGone(e) => {
-            if inner.set_end(End::UpstreamGone(e)) {
-                let _ = inner.upstream.shutdown(Shutdown::Both);
-            }
+            upstream_failed(inner, e);
             true
         }
     }
 }
 
-fn upstream_failed(inner: &Inner, e: io::Error) {
-    if inner.set_end(End::UpstreamGone(Some(e))) {
+fn upstream_failed(inner: &Inner, e: Option<io::Error>) {
+    if inner.set_end(End::UpstreamGone(e)) {
         let _ = inner.upstream.shutdown(Shutdown::Both);
     }
 }
@@ -489,16 +478,23 @@ fn upstream_side(inner: &Inner, mut uin: BytesMut) {
         }
     };
     if let Some((err, closed)) = words {
-        if let Some(err) = err {
-            err.encode(&mut to_client);
-            let _ = (&inner.client).write_all(&to_client);
-        }
-        let _ = inner.client.shutdown(Shutdown::Write);
-        if closed {
-            inner.close_upstream();
-        } else {
-            let _ = inner.upstream.shutdown(Shutdown::Both);
-        }
+        say_last_words(inner, &mut to_client, err.as_ref(), closed);
+    }
+}
+
+/// Tells the client why the session ends (after `to_client`, which it is
+/// still owed) and stops writing to it; says goodbye upstream when pgward
+/// `closed` the session, or just shuts the socket when the server is gone.
+fn say_last_words(inner: &Inner, to_client: &mut BytesMut, err: Option<&PgError>, closed: bool) {
+    if let Some(err) = err {
+        err.encode(to_client);
+        let _ = (&inner.client).write_all(to_client);
+    }
+    let _ = inner.client.shutdown(Shutdown::Write);
+    if closed {
+        inner.close_upstream();
+    } else {
+        let _ = inner.upstream.shutdown(Shutdown::Both);
     }
 }
 
