@@ -153,6 +153,18 @@ impl Core {
     }
 }
 
+/// A relay taken apart for another driver (`threads::run`).
+pub(super) struct Parts {
+    pub core: Core,
+    pub client: Stream,
+    /// Bytes the client sent that are not yet framed.
+    pub client_pending: BytesMut,
+    pub upstream: Stream,
+    pub upstream_pending: BytesMut,
+    /// When pgward ends the session, and with what error.
+    pub deadline: Option<(Instant, PgError)>,
+}
+
 impl Relay {
     /// `client_pending` and `upstream_pending` are bytes each side sent
     /// beyond the startup phase (a pipelined first query, say).
@@ -185,25 +197,15 @@ impl Relay {
     }
 
     /// The session's core, sockets and pending bytes, for `threads::run`.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn into_parts(
-        self,
-    ) -> (
-        Core,
-        Stream,
-        BytesMut,
-        Stream,
-        BytesMut,
-        Option<(Instant, PgError)>,
-    ) {
-        (
-            self.core,
-            self.client,
-            self.cin,
-            self.upstream,
-            self.uin,
-            self.deadline,
-        )
+    pub(super) fn into_parts(self) -> Parts {
+        Parts {
+            core: self.core,
+            client: self.client,
+            client_pending: self.cin,
+            upstream: self.upstream,
+            upstream_pending: self.uin,
+            deadline: self.deadline,
+        }
     }
 
     /// Ends the session at `at` with `err`, whatever it is doing then.

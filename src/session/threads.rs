@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::placement::{self, Seat};
 use super::relay::{
-    fired, idle_recheck, idle_timeout_error, shutting_down, Core, End, PhaseWatch, Relay,
+    fired, idle_recheck, idle_timeout_error, shutting_down, Core, End, Parts, PhaseWatch, Relay,
     LAST_WORDS, LINGER, READ_CHUNK, TERMINATE,
 };
 use crate::net::Stream;
@@ -132,7 +132,14 @@ pub async fn run(
     phase: watch::Receiver<Phase>,
     pin: bool,
 ) -> End {
-    let (core, client, cin, upstream, uin, deadline) = relay.into_parts();
+    let Parts {
+        core,
+        client,
+        client_pending: cin,
+        upstream,
+        upstream_pending: uin,
+        deadline,
+    } = relay.into_parts();
     let (client, upstream) = match (blocking(client), blocking(upstream)) {
         (Ok(c), Ok(u)) => (c, u),
         (Err(e), _) | (_, Err(e)) => {
