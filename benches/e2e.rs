@@ -88,11 +88,38 @@ impl Row {
     /// frequency) cancels in each ratio instead of landing in one
     /// target's median.
     fn paired(&self, a: &str, b: &str) -> f64 {
+        median(self.ratios(a, b))
+    }
+
+    /// Each round's TPS of `a` over `b`.
+    fn ratios(&self, a: &str, b: &str) -> Vec<f64> {
         match (self.rounds(a), self.rounds(b)) {
-            (Some(x), Some(y)) => median(x.iter().zip(y).map(|(x, y)| x / y).collect()),
-            _ => f64::NAN,
+            (Some(x), Some(y)) => x.iter().zip(y).map(|(x, y)| x / y).collect(),
+            _ => Vec::new(),
         }
     }
+}
+
+/// A confidence interval of at least 95% for the median of the
+/// distribution `v` was drawn from: the k-th smallest and k-th largest
+/// values, for the largest k with P(Binomial(n, 1/2) < k) <= 2.5%. It
+/// needs no assumption about the distribution (rounds on a shared machine
+/// are far from normal); None under 6 values.
+fn median_interval(mut v: Vec<f64>) -> Option<(f64, f64)> {
+    let n = v.len();
+    // P(B = i) for i = 0.., summed while the tail stays within 2.5%.
+    let mut p = 0.5f64.powi(n as i32);
+    let (mut tail, mut k) = (0.0, 0);
+    while k < n / 2 && tail + p <= 0.025 {
+        tail += p;
+        p *= (n - k) as f64 / (k + 1) as f64;
+        k += 1;
+    }
+    if k == 0 {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some((v[k - 1], v[n - k]))
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
@@ -520,13 +547,17 @@ fn main() {
         }),
     );
 
-    println!("\nThe same ratios paired by round: the median over the {rounds} rounds of the two targets' TPS ratio within the round\n");
+    println!("\nThe same ratios paired by round: the median over the {rounds} rounds of the two targets' TPS ratio within the round, and in brackets a 95% confidence interval for that median (order statistics; from 6 rounds)\n");
     print_table(
         &format!("| mode | clients |{ratio_header}"),
         rows.iter().map(|row| {
             let mut line = format!("| {} | {} |", row.mode, row.clients);
             for (_, a, b) in &ratios {
-                line.push_str(&format!(" {:.2} |", row.paired(a, b)));
+                line.push_str(&format!(" {:.2}", row.paired(a, b)));
+                if let Some((lo, hi)) = median_interval(row.ratios(a, b)) {
+                    line.push_str(&format!(" ({lo:.2}-{hi:.2})"));
+                }
+                line.push_str(" |");
             }
             line
         }),
