@@ -1,12 +1,21 @@
 //! End-to-end benchmark: pgbench -S straight to PostgreSQL, through
 //! PgBouncer (session mode) and through pgward, in one run, on one machine.
 //!
-//!     cargo bench --bench e2e            # 3 rounds of 5 s per target and cell
+//!     cargo bench --bench e2e            # 3 rounds of 2 + 5 s per target and cell
 //!     PGWARD_BENCH_SECS=4 PGWARD_BENCH_ROUNDS=9 cargo bench --bench e2e
 //!
-//! The second form (about 15 minutes) is what the closing notes report: on
+//! The second form (about 20 minutes) is what the closing notes report: on
 //! a shared 2-core machine one short pgbench run can differ from the next
-//! by 10-25%, so many rounds and their median. Also: PGWARD_BENCH_ONLY
+//! by 10-25%, so many rounds and their median.
+//!
+//! Each run's first PGWARD_BENCH_WARMUP seconds (default 2; 0 counts the
+//! whole run) are not counted. At 8 clients, new sessions through pgward
+//! (every relay) ran at about half their steady rate for their first 1-3 s
+//! (per-second pgbench progress, 2-core machine: 25-30k TPS, then 48-54k),
+//! until the kernel had settled which CPU each of the 32 threads wakes on;
+//! PgBouncer's and PostgreSQL's rates were flat. In 4 s runs that start-up
+//! decided most of a round's result and most of the spread between rounds.
+//! Also: PGWARD_BENCH_ONLY
 //! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_CLIENTS
 //! (1,8), PGWARD_BENCH_WORKERS (session threads, for A/B runs),
 //! PGWARD_BENCH_RELAY (threads, the default; unpinned; async: see
@@ -142,17 +151,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// One pgbench -S run of `warmup` + `secs` seconds: TPS and mean latency
+/// (ms) over the last `secs` seconds only, from pgbench's per-second
+/// progress reports, and the transactions of the whole run. The latency is
+/// pgbench's "latency average" (clients / TPS), not its per-second "lat",
+/// which leaves out the time a client thread waits to be run.
 fn pgbench(
     bin: &PathBuf,
     conn: &str,
     password: &str,
     mode: &str,
     clients: u32,
-    secs: u64,
+    (warmup, secs): (u64, u64),
 ) -> (f64, f64, f64) {
     let out = Command::new(bin)
-        .args(["-n", "-S", "-M", mode, "-T"])
-        .arg(secs.to_string())
+        .args(["-n", "-S", "-M", mode, "-P", "1", "-T"])
+        .arg((warmup + secs).to_string())
         .args(["-c", &clients.to_string(), "-j", &clients.to_string()])
         // The database (a conninfo string) is positional: pgbench's -d is --debug.
         .arg(conn)
@@ -161,11 +175,8 @@ fn pgbench(
         .output()
         .expect("run pgbench");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pgbench failed: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pgbench failed: {progress}\n{text}");
     let field = |prefix: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(prefix))
@@ -173,11 +184,27 @@ fn pgbench(
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{text}"))
     };
-    (
-        field("tps = "),
-        field("latency average = "),
-        field("number of transactions actually processed: "),
-    )
+    let txs = field("number of transactions actually processed: ");
+    if warmup == 0 {
+        return (field("tps = "), field("latency average = "), txs);
+    }
+    // "progress: 3.0 s, 48213.9 tps, lat 0.166 ms stddev 0.052, 0 failed"
+    // (pgbench may leave out the last second's report).
+    let seconds: Vec<f64> = progress
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.strip_prefix("progress: ")?.split_whitespace().collect();
+            let at: f64 = f.first()?.parse().ok()?;
+            let tps: f64 = f.get(2)?.parse().ok()?;
+            (at > warmup as f64).then_some(tps)
+        })
+        .collect();
+    assert!(
+        !seconds.is_empty(),
+        "no progress report after the warm-up in pgbench's output:\n{progress}"
+    );
+    let tps = seconds.iter().sum::<f64>() / seconds.len() as f64;
+    (tps, f64::from(clients) * 1000.0 / tps, txs)
 }
 
 /// PgBouncer, stopped when dropped: also when a pgbench run panics.
@@ -326,6 +353,13 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    // Each run starts with this many seconds that are not counted: new
+    // sessions through a proxy reach their steady rate only after the
+    // kernel has settled where each thread runs (see the module comment).
+    let warmup: u64 = std::env::var("PGWARD_BENCH_WARMUP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     // Each cell runs every target this many times, in random order, and
     // reports the median: a shared 2-core machine drifts within a run.
     let rounds: usize = std::env::var("PGWARD_BENCH_ROUNDS")
@@ -470,8 +504,14 @@ fn main() {
                         target.user
                     );
                     let before = pid.and_then(cpu_secs);
-                    let (tps, lat, txs) =
-                        pgbench(&pgbench_bin, &c, &target.password, mode, clients, secs);
+                    let (tps, lat, txs) = pgbench(
+                        &pgbench_bin,
+                        &c,
+                        &target.password,
+                        mode,
+                        clients,
+                        (warmup, secs),
+                    );
                     let cpu = before
                         .zip(pid.and_then(cpu_secs))
                         .map(|(b, a)| (a - b) * 1e6 / txs);
@@ -514,7 +554,7 @@ fn main() {
         }
     }
 
-    println!("\npgbench -S, scale 10, median of {rounds} runs of {secs} s per target and cell (targets in random order), connections excluded\n");
+    println!("\npgbench -S, scale 10, median of {rounds} runs per target and cell (targets in random order); each run {warmup} s of warm-up, then {secs} s counted (TPS and latency of those seconds; CPU per transaction over the whole run), connections excluded\n");
     let mut header = String::from("| mode | clients |");
     for t in &targets {
         let n = t.name;
