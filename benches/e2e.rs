@@ -12,7 +12,8 @@
 //! whole run) are not counted. At 8 clients, new sessions through pgward
 //! (every relay) ran at about half their steady rate for their first 1-3 s
 //! (per-second pgbench progress, 2-core machine: 25-30k TPS, then 48-54k),
-//! until the kernel had settled which CPU each of the 32 threads wakes on;
+//! until the scheduler had settled the 32 threads into an order in which
+//! PostgreSQL's backends are no longer preempted (docs/architecture.md);
 //! PgBouncer's and PostgreSQL's rates were flat. In 4 s runs that start-up
 //! decided most of a round's result and most of the spread between rounds.
 //! Also: PGWARD_BENCH_ONLY
@@ -354,8 +355,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     // Each run starts with this many seconds that are not counted: new
-    // sessions through a proxy reach their steady rate only after the
-    // kernel has settled where each thread runs (see the module comment).
+    // sessions through pgward reach their steady rate only after the
+    // scheduler has settled (see the module comment).
     let warmup: u64 = std::env::var("PGWARD_BENCH_WARMUP")
         .ok()
         .and_then(|s| s.parse().ok())
