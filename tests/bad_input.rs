@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use common::*;
-
-both_relays!(garbage_after_login, slow_and_silent_clients_time_out);
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+both_relays!(garbage_after_login, slow_and_silent_clients_time_out);
 
 /// Reads backend messages until the server closes; returns (type, body) pairs.
 async fn read_until_close(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {

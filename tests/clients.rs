@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 
 both_relays!(
     pipelined_queries_with_a_failure_in_the_middle,
@@ -14,7 +15,6 @@ both_relays!(
     listen_notify_reaches_the_listener,
     cancel_request_cancels_only_with_the_right_key
 );
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_binary_results_and_transactions() {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 both_relays!(
     shutdown_lets_transactions_finish_then_closes,
     shutdown_grace_expires_for_stuck_sessions
 );
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit() {
