@@ -930,13 +930,28 @@ async fn code_passed_as_text_cannot_read_denied_tables() {
         direct.simple_query(sql).await.unwrap();
         assert_denied(&w.simple_query(sql).await.expect_err(sql), "");
     }
-    // pgward does not look inside the text, so the refusal says why, and
-    // the same call over an allowed table is refused too.
-    let err = w
+    // pgward judges constant text as what it runs: the same call over an
+    // allowed table runs, and returns its rows.
+    let rows = w
         .simple_query("SELECT query_to_xml('SELECT name FROM customers', true, false, '')::text")
         .await
+        .unwrap();
+    let xml = rows
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a row");
+    assert!(xml.contains("<name>"), "{xml}");
+    // Text it cannot see is unknown, whatever it says at run time.
+    let err = w
+        .simple_query(
+            "SELECT query_to_xml(current_setting('application_name'), true, false, '')::text",
+        )
+        .await
         .unwrap_err();
-    assert_denied(&err, "runs SQL given as text, which may read any table");
+    assert_denied(&err, "");
     // Plain reads of allowed tables run.
     assert_eq!(
         w.query("SELECT name FROM customers", &[])
@@ -1222,6 +1237,66 @@ async fn live_catalog_cases() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(seen, "the catalog refresh never saw fresh()");
+}
+
+/// Calls with no function-call node of their own (issue 26): attribute
+/// notation of built-ins and of user functions with defaults, operators in
+/// sub-links and ORDER BY USING, and the comparison operators that
+/// CASE, IN and JOIN USING look up by name. Each refused statement is then
+/// run directly, and PostgreSQL's own log shows it would have run the
+/// function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_calls_are_judged_as_calls() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE TABLE log (n int);
+             CREATE FUNCTION touch_later(customers, int DEFAULT 1) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING 1';
+             CREATE FUNCTION touch_any(VARIADIC int[]) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING 1';
+             CREATE FUNCTION noisy_eq(int, int) RETURNS bool LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING $1 = $2';
+             CREATE OPERATOR === (leftarg = int, rightarg = int, function = noisy_eq);
+             CREATE TYPE pair AS (a int);
+             CREATE FUNCTION pair_eq(pair, pair) RETURNS bool LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING ($1).a = ($2).a';
+             CREATE OPERATOR = (leftarg = pair, rightarg = pair, function = pair_eq);
+             CREATE TABLE pairs (p pair); INSERT INTO pairs VALUES (ROW(1)::pair);"
+                .into(),
+        ],
+        rules: Some(corpus_rules_with_identities()),
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(READER).await;
+    let direct = h.direct().await;
+    for sql in [
+        "SELECT u.touch_later FROM customers u",
+        "SELECT s.touch_any FROM unnest(ARRAY[1]) s",
+        "SELECT s.lo_create FROM unnest(ARRAY[0::oid]) s",
+        "SELECT s.nextval FROM unnest(ARRAY['orders_id_seq'::regclass]) s",
+        "SELECT 2 === ANY (SELECT 2)",
+        "SELECT 2 OPERATOR(public.===) ALL (SELECT 2)",
+        "SELECT 2 === ANY (ARRAY[2])",
+        "SELECT CASE p WHEN ROW(1)::pair THEN 1 END FROM pairs",
+        "SELECT p IN (ROW(1)::pair) FROM pairs",
+        "SELECT * FROM pairs a JOIN pairs b USING (p)",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).unwrap_err();
+        assert!(Harness::is_denial(&e), "{sql}: {e:?}");
+        let before = one_number(&direct, "SELECT count(*) FROM log").await
+            + one_number(&direct, "SELECT count(*) FROM pg_largeobject_metadata").await
+            + one_number(&direct, "SELECT last_value FROM orders_id_seq").await;
+        direct
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql} directly: {e:?}"));
+        let after = one_number(&direct, "SELECT count(*) FROM log").await
+            + one_number(&direct, "SELECT count(*) FROM pg_largeobject_metadata").await
+            + one_number(&direct, "SELECT last_value FROM orders_id_seq").await;
+        assert!(after > before, "{sql} wrote nothing when run directly");
+    }
+    // A column of a name no function has is a column.
+    c.simple_query("SELECT u.name, (u).email FROM customers u")
+        .await
+        .unwrap();
 }
 
 /// SIGHUP reloads the rules: sessions stay up and follow the new rules; a

@@ -99,9 +99,23 @@ fn every_statement_gets_its_expected_classes_and_verdicts() {
     );
 }
 
-/// Changes every literal PostgreSQL's own lexer finds: numbers become 7,
-/// strings 'zz'.
-fn with_other_literals(sql: &str) -> Option<String> {
+/// Strings and numbers a literal may be replaced with: what a shared
+/// verdict could be wrong about (an empty or a real file name, a setting
+/// value or name, SQL text, a large-object mode).
+const STRINGS: [&str; 7] = [
+    "'zz'",
+    "''",
+    "'/tmp/pgward-mutant'",
+    "'off'",
+    "'archive_command'",
+    "'SELECT pg_read_file(''/etc/passwd'')'",
+    "'131072'",
+];
+const NUMBERS: [&str; 3] = ["7", "0", "131072"];
+
+/// Changes every literal PostgreSQL's own lexer finds: numbers become
+/// `number`, strings `string`.
+fn with_other_literals(sql: &str, string: &str, number: &str) -> Option<String> {
     use pg_query::protobuf::Token;
     let scan = pg_query::scan(sql).ok()?;
     let mut out = String::new();
@@ -109,8 +123,8 @@ fn with_other_literals(sql: &str) -> Option<String> {
     for t in &scan.tokens {
         let (start, end) = (t.start as usize, t.end as usize);
         let replacement = match Token::try_from(t.token) {
-            Ok(Token::Iconst) | Ok(Token::Fconst) => "7",
-            Ok(Token::Sconst) => "'zz'",
+            Ok(Token::Iconst) | Ok(Token::Fconst) => number,
+            Ok(Token::Sconst) => string,
             _ => continue,
         };
         out.push_str(&sql[at..start]);
@@ -119,6 +133,63 @@ fn with_other_literals(sql: &str) -> Option<String> {
     }
     out.push_str(&sql[at..]);
     Some(out)
+}
+
+/// What a classification decides with: everything but the text.
+fn judged(a: &pgward::policy::Analysis) -> Result<Vec<String>, String> {
+    a.as_ref().map_err(Clone::clone).map(|stmts| {
+        stmts
+            .iter()
+            .map(|st| {
+                let dangerous: Vec<&str> = st.dangerous.iter().map(|d| d.name).collect();
+                format!(
+                    "{} {dangerous:?} {:?} {:?} {:?} {:?} {:?} {}",
+                    st.classes(),
+                    st.relations,
+                    st.functions,
+                    st.settings,
+                    st.hidden_reads,
+                    (&st.prepares, &st.executes, &st.deallocates),
+                    st.unknown_function
+                )
+            })
+            .collect()
+    })
+}
+
+/// A cached verdict is reused only where classifying the text afresh
+/// gives the same: every corpus statement, with its literals replaced by
+/// each of `STRINGS` and `NUMBERS`, is classified through a cache that
+/// has seen the original (and so may answer by shape) and without one.
+#[test]
+fn the_cache_never_changes_a_classification() {
+    let warm = Catalog::builtin();
+    let cold = Catalog::builtin();
+    let mut failures = Vec::new();
+    let mut mutants = 0;
+    for case in corpus() {
+        let _ = warm.analyze(&case.sql);
+        for (i, string) in STRINGS.iter().enumerate() {
+            let number = NUMBERS[i % NUMBERS.len()];
+            let Some(mutant) = with_other_literals(&case.sql, string, number) else {
+                continue;
+            };
+            if mutant == case.sql {
+                continue;
+            }
+            mutants += 1;
+            let cached = judged(&warm.analyze(&mutant));
+            let fresh = judged(&pgward::policy::classify::classify(&mutant, &cold));
+            if cached != fresh {
+                failures.push(format!(
+                    "line {}: {mutant}\n  cached: {cached:?}\n  fresh:  {fresh:?}",
+                    case.line
+                ));
+            }
+        }
+    }
+    assert!(mutants >= 1000, "{mutants} mutants");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Statements that share a shape (literals blanked by pgward's scanner)
@@ -132,7 +203,7 @@ fn shape_sharing_is_sound_over_the_corpus() {
         let Some(shape) = pgward::policy::shape::shape(&case.sql) else {
             continue;
         };
-        let Some(variant) = with_other_literals(&case.sql) else {
+        let Some(variant) = with_other_literals(&case.sql, "'zz'", "7") else {
             continue;
         };
         assert_eq!(

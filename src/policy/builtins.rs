@@ -143,6 +143,11 @@ pub const DANGEROUS_COMMANDS: &[Dangerous] = &[
         "SET SESSION AUTHORIZATION switches to another database user",
     ),
     d(
+        "catalog_write",
+        Admin,
+        "writes a system catalog directly (a new function, role or privilege that no DDL or GRANT statement shows)",
+    ),
+    d(
         "server_secrets",
         Admin,
         "shows server settings that may hold passwords or keys (primary_conninfo, archive and restore commands); SHOW or current_setting() of a setting that holds none is allowed",
@@ -291,29 +296,34 @@ pub fn builtin_effect(name: &str) -> Option<(Class, &'static str)> {
     })
 }
 
-/// Functions that run SQL the client passes as a string, build it from
-/// table and column names given as text, or read a cursor by name: what
-/// they read and write is hidden from the parse tree. `builtin_scope`: the
-/// name is unqualified or in pg_catalog, where the system's own live
-/// (query_to_xml, ts_stat, ...); extensions' are matched in any schema
-/// (tablefunc's crosstab and connectby, xml2's xpath_table, declared
-/// STABLE, so the catalog alone would take them for reads of nothing).
-pub fn runs_sql_text(name: &str, builtin_scope: bool) -> bool {
-    let system = matches!(
-        name,
-        "query_to_xml"
-            | "query_to_xmlschema"
-            | "query_to_xml_and_xmlschema"
-            | "ts_stat"
-            | "ts_rewrite"
-            | "cursor_to_xml"
-            | "cursor_to_xmlschema"
-    );
-    let extension = matches!(
-        name,
-        "crosstab" | "crosstab2" | "crosstab3" | "crosstab4" | "connectby" | "xpath_table"
-    );
-    (builtin_scope && system) || extension
+/// Functions that run SQL the client passes as a string, and which of
+/// their arguments (by position, for a call with `nargs` arguments) hold
+/// that SQL. An empty list: the function builds SQL from table and column
+/// names given as text (tablefunc's connectby, xml2's xpath_table), which
+/// pgward does not judge. `builtin_scope`: the name is unqualified or in
+/// pg_catalog, where the system's own live (query_to_xml, ts_stat, ...);
+/// extensions' are matched in any schema (tablefunc and xml2 declare
+/// theirs STABLE, so the catalog alone would take them for reads of
+/// nothing). PostgreSQL runs all of them read-only (SPI), yet the SQL may
+/// read any table and call any function.
+pub fn sql_text_args(name: &str, builtin_scope: bool, nargs: usize) -> Option<Vec<usize>> {
+    let system = match name {
+        "query_to_xml" | "query_to_xmlschema" | "query_to_xml_and_xmlschema" | "ts_stat" => {
+            Some(vec![0])
+        }
+        // ts_rewrite(query, target, substitute) runs nothing.
+        "ts_rewrite" if nargs != 3 => Some(vec![nargs.saturating_sub(1)]),
+        _ => None,
+    };
+    let extension = match name {
+        // crosstab(source_sql text, category_sql text) runs both; with an
+        // integer second argument, only the first.
+        "crosstab" if nargs >= 2 => Some(vec![0, 1]),
+        "crosstab" | "crosstab2" | "crosstab3" | "crosstab4" => Some(vec![0]),
+        "connectby" | "xpath_table" => Some(Vec::new()),
+        _ => None,
+    };
+    system.filter(|_| builtin_scope).or(extension)
 }
 
 /// Volatile built-ins that only read (clocks, random numbers, sizes,

@@ -210,14 +210,6 @@ impl Catalog {
         self.by_oid.get(&oid).map(|&i| &self.funcs[i])
     }
 
-    /// A function outside pg_catalog named `name` taking `nargs` arguments
-    /// (what attribute notation `t.name` can call).
-    pub fn has_user_function(&self, name: &str, nargs: i16) -> bool {
-        self.functions(None, name)
-            .iter()
-            .any(|f| f.nargs == nargs && &*f.schema != "pg_catalog")
-    }
-
     /// For a file_fdw foreign table of this name (in `schema` when given,
     /// else in any): whether reading it runs a program (else it reads a
     /// server file).

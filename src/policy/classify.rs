@@ -177,7 +177,7 @@ fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
     for piece in pieces {
         let parsed = pg_query::parse(piece, 0).map_err(parser_message)?;
         for raw in &parsed.protobuf.stmts {
-            out.push(classify_statement(piece, raw, cat)?);
+            out.push(classify_statement(piece, raw, cat, 0)?);
         }
     }
     if out.is_empty() {
@@ -231,6 +231,7 @@ fn classify_statement(
     sql: &str,
     raw: &pg_query::protobuf::RawStmt,
     cat: &Catalog,
+    depth: usize,
 ) -> Result<Statement, String> {
     // One statement's tree at a time: as a tree of values it is many
     // times the size of its text, and a string may hold thousands.
@@ -248,9 +249,13 @@ fn classify_statement(
         cat,
         st: &mut st,
         ctes: Vec::new(),
-        depth: 0,
+        depth,
+        compares: false,
     };
     w.top(kind, inner, false);
+    if w.compares {
+        w.implicit_operators();
+    }
     // EXECUTE takes the classes of what was prepared (the session
     // knows); anything else without a class is unknown.
     if st.reasons.is_empty() && st.executes.is_none() {
@@ -314,6 +319,40 @@ pub(crate) fn const_text(node: &Value) -> Option<String> {
         _ => return None,
     };
     simple_value(kind, v)
+}
+
+/// A function argument's constant value, also through a cast to a
+/// built-in string type (`'SELECT ...'::text`), whose input function only
+/// copies the text.
+fn text_arg(node: &Value) -> Option<String> {
+    if let Some(v) = const_text(node) {
+        return Some(v);
+    }
+    let (kind, cast) = variant(node)?;
+    if kind != "TypeCast" {
+        return None;
+    }
+    let ty = names(&cast["type_name"]["names"]);
+    let string_type = match ty.as_slice() {
+        [t] | [_, t] if ty.len() == 1 || ty[0] == "pg_catalog" => {
+            matches!(t.as_str(), "text" | "varchar" | "name")
+        }
+        _ => false,
+    };
+    // A type modifier (varchar(3)) would cut the text.
+    let modified = cast["type_name"]["typmods"]
+        .as_array()
+        .is_some_and(|m| !m.is_empty());
+    if string_type
+        && !modified
+        && cast["type_name"]["array_bounds"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+    {
+        text_arg(&cast["arg"])
+    } else {
+        None
+    }
 }
 
 fn simple_value(kind: &str, v: &Value) -> Option<String> {
@@ -402,6 +441,10 @@ struct Walker<'a> {
     /// an unqualified name in FROM that is one of them is no table.
     ctes: Vec<String>,
     depth: usize,
+    /// The statement compares values without naming an operator (ORDER
+    /// BY, GROUP BY, DISTINCT, JOIN USING, UNION, CASE x WHEN, BETWEEN,
+    /// GREATEST, min()): PostgreSQL looks the operators up by name.
+    compares: bool,
 }
 
 impl Walker<'_> {
@@ -599,11 +642,14 @@ impl Walker<'_> {
             (Class::CopyOut, "COPY TO returns rows")
         };
         self.st.reason(class, what);
+        // Never shared by shape: pg_query's tree shows `TO ''` like `TO
+        // STDOUT`, so the file name's literal decides.
+        self.st.literal_sensitive = true;
         if n["is_program"].as_bool().unwrap_or(false) {
             let d = builtins::dangerous_command("copy_program");
             self.st.dangerous(d);
             self.st.reason(Class::FileOrProgram, d.why);
-        } else if !str_field(n, "filename").is_empty() {
+        } else if !str_field(n, "filename").is_empty() || copy_names_a_file(&self.st.text) {
             let d = builtins::dangerous_command("copy_file");
             self.st.dangerous(d);
             self.st.reason(Class::FileOrProgram, d.why);
@@ -807,6 +853,13 @@ impl Walker<'_> {
             self.type_name(map);
         } else if map.contains_key("into_clause") && map.contains_key("locking_clause") {
             self.select(map, plan_only);
+        } else if map
+            .get("partition_clause")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            // OVER (PARTITION BY ...), held directly by its FuncCall.
+            self.compares = true;
         }
         let scope = self.with_clause(map, plan_only);
         for (key, value) in map {
@@ -839,12 +892,26 @@ impl Walker<'_> {
                 }
             }
             "AExpr" => {
-                if let Some(op) = names(&n["name"]).last() {
-                    for (schema, func) in self.cat.operator_functions(op).to_vec() {
-                        self.function(Some(&schema), &func, &[], &format!("operator {op}"));
-                    }
+                self.operator(&names(&n["name"]));
+                // BETWEEN uses >= and <= without naming them.
+                if (11..=14).contains(&n["kind"].as_i64().unwrap_or(0)) {
+                    self.compares = true;
                 }
             }
+            "SortBy" | "MinMaxExpr" | "GroupingSet" | "WindowDef" => {
+                self.compares = true;
+                self.operator(&names(&n["use_op"]));
+            }
+            "CaseExpr" if n.get("arg").is_some_and(|a| !a.is_null()) => self.compares = true,
+            "JoinExpr"
+                if n["is_natural"].as_bool().unwrap_or(false)
+                    || n["using_clause"].as_array().is_some_and(|u| !u.is_empty()) =>
+            {
+                self.compares = true
+            }
+            // `x op ANY (SELECT ...)`, `x OPERATOR(s.op) ALL (...)`.
+            "SubLink" => self.operator(&names(&n["oper_name"])),
+
             "SQLValueFunction" | "AConst" | "String" | "ParamRef" => return,
             _ => {}
         }
@@ -852,6 +919,18 @@ impl Walker<'_> {
     }
 
     fn select(&mut self, map: &Map, plan_only: bool) {
+        let listed = |key: &str| {
+            map.get(key)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        };
+        let set_op = map
+            .get("op")
+            .and_then(Value::as_i64)
+            .is_some_and(|op| op > 1);
+        if listed("group_clause") || listed("distinct_clause") || set_op {
+            self.compares = true;
+        }
         if plan_only {
             return;
         }
@@ -890,6 +969,14 @@ impl Walker<'_> {
             self.hidden_read(format!(
                 "pg_toast.{name} holds the out-of-line values of another table's columns"
             ));
+        }
+        if matches!(access, Class::Write | Class::CopyIn)
+            && self.is_system_relation(schema.as_deref(), &name)
+        {
+            let d = builtins::dangerous_command("catalog_write");
+            self.st.dangerous(d);
+            self.st
+                .reason(d.class, format!("a write to {name} {}", d.why));
         }
         if builtin_scope {
             if name == "pg_settings" {
@@ -947,6 +1034,20 @@ impl Walker<'_> {
         };
         if !self.st.relations.contains(&r) {
             self.st.relations.push(r);
+        }
+    }
+
+    /// Whether a relation is one of the system's: in pg_catalog,
+    /// information_schema or pg_toast, or unqualified with a pg_catalog
+    /// relation of that name (pg_catalog comes first in every search_path
+    /// pgward allows).
+    fn is_system_relation(&self, schema: Option<&str>, name: &str) -> bool {
+        match schema {
+            Some(s) => matches!(s, "pg_catalog" | "information_schema" | "pg_toast"),
+            None => self
+                .cat
+                .relation_schemas(name)
+                .is_some_and(|places| places.contains(&"pg_catalog")),
         }
     }
 
@@ -1025,17 +1126,53 @@ impl Walker<'_> {
         let Some((schema, name)) = qualified(&parts) else {
             return;
         };
+        if map.get("agg_distinct").and_then(Value::as_bool) == Some(true)
+            || matches!(name, "min" | "max")
+        {
+            self.compares = true;
+        }
         let args: Vec<Option<String>> = map
             .get("args")
             .and_then(Value::as_array)
-            .map(|a| a.iter().map(const_text).collect())
+            .map(|a| a.iter().map(text_arg).collect())
             .unwrap_or_default();
         self.function(schema, name, &args, "");
     }
 
+    /// `x.name` and `(expr).name` call `name(x)` when no column of that
+    /// name exists: any function taking one argument, or more with
+    /// defaults or VARIADIC. pgward does not know the columns, so such a
+    /// name is judged as the plain call with an argument it cannot see;
+    /// it is kept on record only when that call does something a column
+    /// read does not.
     fn attribute_call(&mut self, name: &str) {
-        if builtins::dangerous_function(name).is_some() || self.cat.has_user_function(name, 1) {
-            self.function(None, name, &[], "attribute notation");
+        let candidates = self.cat.functions(None, name);
+        let named = builtins::dangerous_function(name).is_some()
+            || builtins::builtin_effect(name).is_some()
+            || builtins::sql_text_args(name, true, 1).is_some()
+            || builtins::hidden_read(name, true).is_some();
+        if !named && candidates.iter().all(|f| f.nargs == 0) {
+            return;
+        }
+        let before = (
+            self.st.reasons.len(),
+            self.st.dangerous.len(),
+            self.st.hidden_reads.len(),
+            self.st.settings.len(),
+            self.st.relations.len(),
+            self.st.functions.len(),
+        );
+        self.function(None, name, &[None], "attribute notation");
+        let after = (
+            self.st.reasons.len(),
+            self.st.dangerous.len(),
+            self.st.hidden_reads.len(),
+            self.st.settings.len(),
+            self.st.relations.len(),
+        );
+        if after == (before.0, before.1, before.2, before.3, before.4) {
+            // A harmless function, or just a column of that name.
+            self.st.functions.truncate(before.5);
         }
     }
 
@@ -1049,6 +1186,115 @@ impl Walker<'_> {
         }
         for (fs, fname) in self.cat.type_functions(schema, name).to_vec() {
             self.function(Some(&fs), &fname, &[], &format!("type {name}"));
+        }
+    }
+
+    /// Judges SQL text that `func` runs (query_to_xml, ts_stat, crosstab,
+    /// ...) as the statements it is, and takes their classes, tables,
+    /// functions, settings and dangers as this statement's own.
+    fn sql_text(&mut self, func: &str, via: &str, sql: &str) {
+        let unknown = |w: &mut Self, why: String| {
+            w.st.reasons.push(Reason {
+                class: Class::Unknown,
+                why,
+                function: Some(func.to_owned()),
+            });
+            w.hidden_read(format!("{func}() runs SQL text pgward cannot judge"));
+        };
+        if self.depth >= MAX_DEPTH {
+            return unknown(
+                self,
+                format!("{func}(){via} runs SQL text nested too deeply to inspect"),
+            );
+        }
+        let parsed = match pg_query::parse(sql, 0) {
+            Ok(p) => p,
+            Err(e) => {
+                return unknown(
+                    self,
+                    format!(
+                        "{func}(){via} runs SQL text that does not parse: {}",
+                        parser_message(e)
+                    ),
+                )
+            }
+        };
+        for raw in &parsed.protobuf.stmts {
+            let inner = match classify_statement(sql, raw, self.cat, self.depth + 1) {
+                Ok(st) => st,
+                Err(e) => return unknown(self, format!("{func}(){via} runs SQL text: {e}")),
+            };
+            self.take_nested(func, via, inner);
+        }
+    }
+
+    /// Makes what a statement run by `func` does part of this statement.
+    fn take_nested(&mut self, func: &str, via: &str, inner: Statement) {
+        if inner.executes.is_some() || inner.prepares.is_some() || inner.deallocates.is_some() {
+            self.st.reasons.push(Reason {
+                class: Class::Unknown,
+                why: format!("{func}(){via} runs a prepared-statement command"),
+                function: Some(func.to_owned()),
+            });
+        }
+        for r in inner.reasons {
+            let r = Reason {
+                class: r.class,
+                why: format!("{func}(){via} runs: {}", r.why),
+                function: r.function.or_else(|| Some(func.to_owned())),
+            };
+            if !self.st.reasons.contains(&r) {
+                self.st.reasons.push(r);
+            }
+        }
+        for rel in inner.relations {
+            if !self.st.relations.contains(&rel) {
+                self.st.relations.push(rel);
+            }
+        }
+        for f in inner.functions {
+            if !self.st.functions.contains(&f) {
+                self.st.functions.push(f);
+            }
+        }
+        self.st.settings.extend(inner.settings);
+        for d in inner.dangerous {
+            self.st.dangerous(d);
+        }
+        for h in inner.hidden_reads {
+            self.hidden_read(h);
+        }
+        self.st.unknown_function |= inner.unknown_function;
+        self.st.literal_sensitive = true;
+    }
+
+    /// User-defined comparison operators run where no operator is written:
+    /// ORDER BY, GROUP BY, DISTINCT, JOIN USING, UNION, CASE x WHEN,
+    /// BETWEEN, GREATEST, min()/max(), window PARTITION BY. Which ones run
+    /// depends on column types pgward does not track, so a statement that
+    /// compares values that way is judged to call every user operator of
+    /// those names.
+    fn implicit_operators(&mut self) {
+        for op in ["=", "<>", "<", ">", "<=", ">="] {
+            for (schema, func) in self.cat.operator_functions(op).to_vec() {
+                self.function(
+                    Some(&schema),
+                    &func,
+                    &[],
+                    &format!(
+                        "the comparison operator {op}, which sorting, grouping and matching use"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A call of the functions behind an operator written by name.
+    fn operator(&mut self, names: &[String]) {
+        if let Some(op) = names.last() {
+            for (schema, func) in self.cat.operator_functions(op).to_vec() {
+                self.function(Some(&schema), &func, &[], &format!("operator {op}"));
+            }
         }
     }
 
@@ -1090,16 +1336,54 @@ impl Walker<'_> {
         if let Some(why) = builtins::hidden_read(name, builtin_scope) {
             self.hidden_read(format!("{shown}(){via} {why}"));
         }
-        if builtins::runs_sql_text(name, builtin_scope) {
+        if let Some(text_args) = builtins::sql_text_args(name, builtin_scope, args.len()) {
+            known = true;
+            self.st.literal_sensitive = true;
+            if text_args.is_empty() {
+                push(
+                    self.st,
+                    Class::Unknown,
+                    format!(
+                        "{shown}(){via} builds SQL from its arguments, which pgward cannot judge"
+                    ),
+                );
+                self.hidden_read(format!("{shown}() runs SQL built from text"));
+            }
+            for i in text_args {
+                match args.get(i) {
+                    // crosstab(text, integer): the second is a column count.
+                    Some(Some(n)) if i > 0 && n.bytes().all(|b| b.is_ascii_digit()) => {}
+                    Some(Some(sql)) => self.sql_text(&shown, &via, sql),
+                    _ => {
+                        push(
+                            self.st,
+                            Class::Unknown,
+                            format!(
+                                "{shown}(){via} runs SQL text that is not a constant, which pgward cannot see"
+                            ),
+                        );
+                        self.hidden_read(format!(
+                            "{shown}() runs SQL text that may read any table"
+                        ));
+                    }
+                }
+            }
+        }
+        // ts_rewrite(query, target, substitute) only rewrites a tsquery;
+        // the catalog's VOLATILE is its other form's, which runs SQL.
+        if builtin_scope && name == "ts_rewrite" && args.len() == 3 {
+            known = true;
+        }
+        if builtin_scope && matches!(name, "cursor_to_xml" | "cursor_to_xmlschema") {
+            known = true;
             push(
                 self.st,
-                Class::Write,
-                format!("{shown}(){via} runs SQL given as text, which pgward cannot see"),
+                Class::Read,
+                format!("{shown}(){via} reads an open cursor by name"),
             );
             self.hidden_read(format!(
-                "{shown}() runs SQL given as text, which may read any table"
+                "{shown}() reads a cursor named at run time, whose query pgward does not pair with it"
             ));
-            known = true;
         }
         if builtin_scope {
             if let Some((class, why)) = builtins::builtin_effect(name) {
@@ -1245,6 +1529,34 @@ fn regclass_name(text: &str) -> Option<(Option<String>, String)> {
             Err(_) => None,
         },
     }
+}
+
+/// Whether a COPY statement's text names a file where its tree shows none:
+/// pg_query gives `TO ''` an empty file name, as it gives `TO STDOUT`, while
+/// PostgreSQL takes it for a file. The first TO or FROM outside
+/// parentheses is the direction; a string after it is a file name. Text
+/// the scanner refuses counts as a file (fail closed).
+fn copy_names_a_file(text: &str) -> bool {
+    use pg_query::protobuf::Token;
+    let Ok(scan) = pg_query::scan(text) else {
+        return true;
+    };
+    let mut depth = 0i32;
+    let mut tokens = scan.tokens.iter().map(|t| t.token);
+    while let Some(t) = tokens.next() {
+        match Token::try_from(t) {
+            Ok(Token::Ascii40) => depth += 1,
+            Ok(Token::Ascii41) => depth -= 1,
+            Ok(Token::To | Token::From) if depth == 0 => {
+                return !matches!(
+                    tokens.next().map(Token::try_from),
+                    Some(Ok(Token::Stdin | Token::Stdout | Token::Program))
+                );
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Whether an ALTER TABLE has an `OWNER TO` subcommand.
@@ -1566,14 +1878,12 @@ mod tests {
             "SELECT schema_to_xml_and_xmlschema('public', true, true, '')",
             "SELECT database_to_xml(true, true, '')",
             "SELECT * FROM pg_stats",
-            "SELECT query_to_xml('select * from api_keys', true, true, '')",
             "DO $$BEGIN PERFORM 1; END$$",
             "SELECT * FROM pg_catalog.pg_statistic",
             "SELECT query FROM pg_stat_activity",
             "SELECT * FROM pg_stat_get_activity(NULL)",
             "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
             // Extensions, in whatever schema they were installed.
-            "SELECT * FROM crosstab('select 1, 1, secret from api_keys') AS t(r int, v text)",
             "SELECT * FROM ext.connectby('api_keys', 'secret', 'service', 'x', 0) AS t(k text, p text, l int)",
             "SELECT * FROM xpath_table('id', 'doc', 'api_keys', '/a', 'true') AS t(id int, a text)",
             "SELECT get_raw_page('api_keys', 0)",
@@ -1581,9 +1891,18 @@ mod tests {
         ] {
             assert_eq!(one(sql).hidden_reads.len(), 1, "{sql}");
         }
+        // SQL text that is a constant is judged as what it reads.
+        for sql in [
+            "SELECT query_to_xml('select * from api_keys', true, true, '')",
+            "SELECT * FROM crosstab('select 1, 1, secret from api_keys') AS t(r int, v text)",
+            "SELECT * FROM ext.crosstab('select 1, 1, secret from api_keys') AS t(r int, v text)",
+        ] {
+            assert!(one(sql).hidden_reads.is_empty(), "{sql}");
+            assert_eq!(rels(sql), ["api_keys"], "{sql}");
+        }
         // Declared STABLE, but the SQL they run is the client's.
         assert_eq!(
-            classes("SELECT * FROM public.crosstab2('select 1')"),
+            classes("SELECT * FROM public.crosstab2('select nextval(''s'')')"),
             "read,write"
         );
         assert_eq!(
@@ -1741,6 +2060,148 @@ mod tests {
         }
         assert_eq!(parse_pg_bool("o"), None);
         assert_eq!(parse_pg_bool("maybe"), None);
+    }
+
+    fn dangerous_names(sql: &str) -> Vec<&'static str> {
+        one(sql).dangerous.iter().map(|d| d.name).collect()
+    }
+
+    /// Attribute notation `x.f` and `(expr).f` is judged as the call f(x).
+    #[test]
+    fn attribute_notation_is_a_call() {
+        assert_eq!(
+            classes("SELECT s.lo_create FROM unnest(ARRAY[0::oid]) s"),
+            "read,write"
+        );
+        assert_eq!(
+            classes("SELECT (s).nextval FROM unnest(ARRAY['t_id_seq'::regclass]) s"),
+            "read,write"
+        );
+        assert_eq!(
+            classes("SELECT k.pg_advisory_lock FROM unnest(ARRAY[1::int8]) k"),
+            "read,lock"
+        );
+        assert_eq!(
+            dangerous_names("SELECT n.current_setting FROM unnest(ARRAY['archive_command']) n"),
+            ["server_secrets"]
+        );
+        assert!(
+            !one("SELECT b.pg_stat_get_backend_activity FROM unnest(ARRAY[1]) b")
+                .hidden_reads
+                .is_empty()
+        );
+        assert!(
+            !one("SELECT (s.pg_stat_get_activity).query FROM unnest(ARRAY[1]) s")
+                .hidden_reads
+                .is_empty()
+        );
+        let st = one("SELECT (('SELECT secret FROM api_keys'::text).ts_stat).word");
+        assert!(st.classes().contains(Class::Unknown), "{:?}", st.reasons);
+        assert_eq!(
+            dangerous_names("SELECT ('/etc/passwd'::text).pg_read_file"),
+            ["pg_read_file"]
+        );
+        // Columns that share no name with a function with an effect stay
+        // plain reads, with no function on record.
+        let st = one("SELECT c.name, c.lower, (c).upper, c.id FROM customers c");
+        assert_eq!(st.classes().to_string(), "read");
+        assert!(st.functions.is_empty(), "{:?}", st.functions);
+    }
+
+    /// SQL given as text to an executor is judged as what it runs.
+    #[test]
+    fn sql_text_is_judged_as_what_it_runs() {
+        let st =
+            one("SELECT query_to_xml('SELECT pg_read_file(''/etc/hostname'')', true, false, '')");
+        assert_eq!(
+            st.dangerous.iter().map(|d| d.name).collect::<Vec<_>>(),
+            ["pg_read_file"]
+        );
+        assert!(st.literal_sensitive, "never shared by shape");
+        let st = one("SELECT query_to_xml('SELECT rolpassword FROM pg_authid', true, false, '')");
+        assert_eq!(
+            st.dangerous.iter().map(|d| d.name).collect::<Vec<_>>(),
+            ["pg_authid"]
+        );
+        assert!(st.relations.iter().any(|r| r.name == "pg_authid"));
+        let st = one("SELECT query_to_xml('SELECT name FROM customers', true, false, '')");
+        assert_eq!(st.classes().to_string(), "read");
+        assert_eq!(st.relations.len(), 1);
+        assert_eq!(st.relations[0].name, "customers");
+        assert!(st.hidden_reads.is_empty(), "{:?}", st.hidden_reads);
+        // Nested, dollar-quoted, through a cast: still seen.
+        let st = one(
+            "SELECT query_to_xml($a$SELECT ts_stat($b$SELECT setval('s', 1)$b$::text)$a$, true, false, '')",
+        );
+        assert!(st.classes().contains(Class::Write), "{:?}", st.reasons);
+        assert!(
+            st.functions.iter().any(|f| f == "setval"),
+            "{:?}",
+            st.functions
+        );
+        // Settings changed by the text are the statement's.
+        let st = one("SELECT query_to_xml('SELECT set_config(''default_transaction_read_only'', ''off'', false)', true, false, '')");
+        assert_eq!(st.settings.len(), 1);
+        assert_eq!(st.settings[0].name, "default_transaction_read_only");
+        // Text pgward cannot see: unknown, never read.
+        for sql in [
+            "SELECT query_to_xml($1, true, false, '')",
+            "SELECT query_to_xml(current_setting('x'), true, false, '')",
+            "SELECT query_to_xml(convert_from(decode('U0VMRUNUIDE=', 'base64'), 'UTF8'), true, false, '')",
+            "SELECT * FROM ts_stat('SELEC oops')",
+            "SELECT * FROM connectby('t', 'id', 'parent', '1', 0) AS t(id int, parent int, level int)",
+        ] {
+            let st = one(sql);
+            assert!(st.classes().contains(Class::Unknown), "{sql}: {:?}", st.reasons);
+            assert!(!st.hidden_reads.is_empty(), "{sql}");
+        }
+        // Deep nesting ends in unknown, not a stack overflow.
+        let mut sql = "SELECT 1".to_owned();
+        for i in 0..40 {
+            sql = format!("SELECT query_to_xml($q{i}${sql}$q{i}$, true, false, '')");
+        }
+        assert!(one(&sql).classes().contains(Class::Unknown));
+    }
+
+    #[test]
+    fn catalog_writes_are_dangerous() {
+        for sql in [
+            "INSERT INTO pg_catalog.pg_proc SELECT * FROM pg_catalog.pg_proc WHERE proname = 'pg_read_file'",
+            "INSERT INTO pg_proc SELECT * FROM pg_proc WHERE false",
+            "UPDATE pg_catalog.pg_authid SET rolsuper = true",
+            "DELETE FROM information_schema.sql_parts",
+            "COPY information_schema.sql_parts (feature_id) FROM STDIN",
+            "WITH x AS (DELETE FROM pg_catalog.pg_description RETURNING 1) SELECT * FROM x",
+            "MERGE INTO pg_catalog.pg_description d USING (SELECT 1) s ON false WHEN NOT MATCHED THEN DO NOTHING",
+        ] {
+            assert!(dangerous_names(sql).contains(&"catalog_write"), "{sql}");
+            assert!(one(sql).classes().contains(Class::Admin), "{sql}");
+        }
+        // Reading the catalogs is not writing them; a user table is not one.
+        assert!(dangerous_names("SELECT * FROM pg_proc").is_empty());
+        assert!(dangerous_names("INSERT INTO public.pg_things VALUES (1)").is_empty());
+    }
+
+    /// pg_query shows `TO ''` like `TO STDOUT`; PostgreSQL takes it for a
+    /// file name.
+    #[test]
+    fn copy_with_an_empty_file_name_is_a_file() {
+        for sql in [
+            "COPY orders (id, amount) TO ''",
+            "COPY information_schema.sql_parts (feature_id) FROM ''",
+            "COPY (SELECT 'STDOUT') TO ''",
+            "COPY t FROM '' WHERE a IS DISTINCT FROM b",
+        ] {
+            assert!(dangerous_names(sql).contains(&"copy_file"), "{sql}");
+            assert!(one(sql).literal_sensitive, "{sql}");
+        }
+        for sql in [
+            "COPY orders TO STDOUT",
+            "COPY (SELECT 'x' FROM t) TO STDOUT WITH (FORMAT csv)",
+            "COPY t (a, b) FROM STDIN WHERE a IS DISTINCT FROM b",
+        ] {
+            assert!(dangerous_names(sql).is_empty(), "{sql}");
+        }
     }
 
     #[test]

@@ -163,8 +163,18 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
                 "built-in: settings must be readable to be judged",
             )
         }
-        // A reset returns to what pgward connected with: never a value the
-        // client chose, since every SET of a protected setting is refused.
+        // transaction_read_only has no startup form: RESET (and SET ... TO
+        // DEFAULT) lands on its boot value, off, which a block that has
+        // not yet taken a snapshot accepts. Judge it as that SET.
+        ChangeKind::Reset if name == "transaction_read_only" => {
+            return check(
+                &SettingChange::set(name, Some("off".into()), change.local),
+                role,
+            )
+        }
+        // Any other reset returns to what pgward connected with: never a
+        // value the client chose, since every SET of a protected setting
+        // is refused (startup parameters included).
         ChangeKind::Reset => return Ok(()),
         ChangeKind::Set => {}
     }
@@ -606,6 +616,24 @@ mod tests {
 
     /// A setting the role's session sets is a protection: clients may not
     /// change it, unless the role names it in `settings` ("*" does not).
+    #[test]
+    fn reset_of_transaction_read_only_is_switching_it_off() {
+        let ro = role(&[Class::Read]);
+        let writer = role(&[Class::Read, Class::Write]);
+        assert!(check(&SettingChange::reset("transaction_read_only"), &writer).is_ok());
+        for change in [
+            SettingChange::reset("transaction_read_only"),
+            SettingChange {
+                local: true,
+                ..SettingChange::reset("transaction_read_only")
+            },
+        ] {
+            assert!(check(&change, &ro).is_err(), "{change:?}");
+        }
+        // Other resets land on what pgward connected with.
+        assert!(check(&SettingChange::reset("default_transaction_read_only"), &ro).is_ok());
+    }
+
     #[test]
     fn session_settings_are_pinned() {
         let mut r = role(&[Class::Read, Class::Write]);

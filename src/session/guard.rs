@@ -455,7 +455,10 @@ impl Guard {
                 self.mark_allowed(sql, found);
             }
         }
-        // Allowed: remember what was prepared.
+        // Allowed: remember what was prepared. A single statement may come
+        // from the shape cache with another text's literals: keep the text
+        // the client sent, which the audit of its EXECUTE shows.
+        let single = statements.len() == 1;
         for st in statements {
             match &st.deallocates {
                 Some(Some(name)) => {
@@ -465,7 +468,8 @@ impl Guard {
                 None => {}
             }
             if let Some(name) = &st.prepares {
-                self.remember(name, st, st.text.as_str(), false);
+                let text = if single { sql.trim() } else { st.text.as_str() };
+                self.remember(name, st, text, false);
             }
         }
         if let (Some(name), Some(first)) = (parse_name, statements.first()) {
