@@ -453,3 +453,137 @@ async fn responses_and_audit_follow_the_server() {
     parse_then_sql_execute_audit(&events);
     refused_parse_audit(&events);
 }
+
+/// Issue 26, item 9: startup keys are matched as PostgreSQL matches them.
+/// `user`, `database`, `options` and `replication` only in lower case; any
+/// other spelling is a setting name, and no setting has those names. Before,
+/// they were lower-cased into the real keys of the upstream startup packet:
+/// `DATABASE=` beat the `upstream.database` pin, `USER=` changed the
+/// upstream user, `OPTIONS=` carried settings past the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_keys_are_matched_exactly() {
+    let h = Harness::start_with(Setup {
+        upstream: "database = \"postgres\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let dana = |extra: (&'static str, &'static str)| {
+        vec![("user", "dana"), ("database", "postgres"), extra]
+    };
+    for extra in [
+        ("DATABASE", "template1"),
+        ("USER", "nobody"),
+        ("Options", "-c standard_conforming_strings=off"),
+        ("REPLICATION", "database"),
+        ("_PQ_.anything", "1"),
+        ("options", "-c DATABASE=template1"),
+        ("options", "-c user=nobody"),
+    ] {
+        let got = login_with(&h, &dana(extra), DANA.1).await;
+        let (code, msg) = got
+            .err()
+            .unwrap_or_else(|| panic!("{extra:?} was accepted"));
+        assert_eq!(code, "42704", "{extra:?}: {msg}");
+        assert!(
+            msg.starts_with("unrecognized configuration parameter"),
+            "{msg}"
+        );
+    }
+    // Any other case of a setting's name is that setting, judged as such:
+    // the app role may set only app.* settings.
+    let bob = [
+        ("user", "bob"),
+        ("database", "postgres"),
+        ("STANDARD_CONFORMING_STRINGS", "off"),
+    ];
+    let (code, msg) = login_with(&h, &bob, BOB.1).await.expect_err("refused");
+    assert_eq!(code, "42501", "{msg}");
+    assert!(msg.contains("standard_conforming_strings"), "{msg}");
+    // And applied as that setting when allowed.
+    let mut c = login_with(&h, &dana(("Application_Name", "mixed-case")), DANA.1)
+        .await
+        .expect("signed in");
+    msgs()
+        .query("SELECT current_setting('application_name') || ' ' || current_database()")
+        .send(&mut c)
+        .await;
+    let r = until_ready(&mut c).await;
+    assert_eq!(first_value(&r), "mixed-case postgres");
+}
+
+/// Issue 26, item 10: one session cannot grow pgward's memory at everyone
+/// else's expense. Denied Parses without Sync cost nothing per message
+/// (the server skips them, so pgward drops them); past
+/// `server.max_session_pending` owed answers or held statements the
+/// session ends with FATAL 54000, and other sessions keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_cannot_hoard() {
+    let h = Harness::start_with(Setup {
+        server: "max_session_pending = 64".into(),
+        ..Setup::default()
+    })
+    .await;
+    let other = h.connect(DANA).await;
+
+    // 100,000 denied Parses and one Sync: one error, one ReadyForQuery,
+    // and the session goes on.
+    let mut flood = login(&h, AGENT).await;
+    let mut b = msgs();
+    for i in 0..100_000 {
+        b = b.parse("", &format!("DELETE FROM pg_class WHERE oid = {i}"));
+    }
+    let sender = tokio::spawn(async move {
+        b.sync().send(&mut flood).await;
+        flood
+    });
+    let answer: i32 = other.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
+    assert_eq!(answer, 42);
+    let mut flood = sender.await.unwrap();
+    let r = until_ready(&mut flood).await;
+    assert_eq!((tags(&r).as_str(), code(&r).as_str()), ("EZ", "42501"));
+    msgs().query("SELECT 8").send(&mut flood).await;
+    assert_eq!(first_value(&until_ready(&mut flood).await), "8");
+
+    // More Queries in flight than a session may have owed: FATAL 54000.
+    let mut greedy = login(&h, AGENT).await;
+    let mut b = msgs();
+    for _ in 0..200 {
+        b = b.query("SELECT 1");
+    }
+    b.send(&mut greedy).await;
+    let (code, msg) = fatal_after(&mut greedy).await;
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("waiting for the server's answer"), "{msg}");
+
+    // More prepared statements held than a session may hold: FATAL 54000.
+    let mut hoarder = login(&h, AGENT).await;
+    for batch in 0..2 {
+        let mut b = msgs();
+        for i in 0..40 {
+            b = b.parse(&format!("s{batch}_{i}"), "SELECT 1");
+        }
+        b.sync().send(&mut hoarder).await;
+        if batch == 0 {
+            assert_eq!(until_ready(&mut hoarder).await.len(), 41);
+        }
+    }
+    let (code, msg) = fatal_after(&mut hoarder).await;
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("prepared statements"), "{msg}");
+
+    let answer: i32 = other.query_one("SELECT 6 * 7", &[]).await.unwrap().get(0);
+    assert_eq!(answer, 42);
+}
+
+/// Reads until a FATAL error and the end of the connection; its code and
+/// message.
+async fn fatal_after(s: &mut TcpStream) -> (String, String) {
+    loop {
+        let (tag, body) = tokio::time::timeout(Duration::from_secs(10), read_msg(s))
+            .await
+            .expect("a FATAL error within 10 s");
+        if tag == b'E' && error_field(&body, b'V') == "FATAL" {
+            return (error_field(&body, b'C'), error_field(&body, b'M'));
+        }
+    }
+}
