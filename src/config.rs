@@ -36,6 +36,10 @@ pub struct ServerConfig {
     /// larger ones are refused. A parse tree takes hundreds of times its
     /// text's size in memory while it is classified.
     pub max_sql_bytes: usize,
+    /// Most messages a session may have waiting for the server's answer,
+    /// and most prepared statements and portals it may hold; past either
+    /// the session ends with FATAL 54000.
+    pub max_session_pending: usize,
     /// Seconds a client has to finish authentication.
     pub auth_timeout_secs: u64,
     /// Seconds without client traffic outside a transaction before the
@@ -60,6 +64,7 @@ impl Default for ServerConfig {
             max_connections: 1000,
             max_message_bytes: 64 << 20,
             max_sql_bytes: 1 << 20,
+            max_session_pending: 100_000,
             auth_timeout_secs: 10,
             idle_timeout_secs: 0,
             shutdown_grace_secs: 30,
@@ -463,6 +468,9 @@ impl Config {
                 "server.max_sql_bytes = {} is out of range; use 1024 to server.max_message_bytes ({})",
                 self.server.max_sql_bytes, self.server.max_message_bytes
             ));
+        }
+        if self.server.max_session_pending < 16 {
+            return err("server.max_session_pending must be at least 16".into());
         }
         if self.server.max_connections == 0 {
             return err("server.max_connections must be at least 1".into());

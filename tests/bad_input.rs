@@ -156,6 +156,18 @@ async fn garbage_after_login(relay: &str) {
             "over the limit of 1048576 bytes",
         ),
         (b"Q\0\0\0\x08abcd", "08P01", "invalid message format"),
+        // A second SSLRequest or StartupMessage mid-session: type 0x00 and
+        // a length that would be waited for until the idle timeout.
+        (
+            b"\0\0\0\x08\x04\xd2\x16\x2f",
+            "08P01",
+            "invalid frontend message type 0x00",
+        ),
+        (
+            b"\0\0\0\x15\0\x03\0\0user\0alice\0\0",
+            "08P01",
+            "invalid frontend message type 0x00",
+        ),
         (b"P\0\0\0\x09s\0x\0\xff", "08P01", "invalid message format"),
     ];
     for (bytes, want_code, want_msg) in cases {

@@ -9,6 +9,10 @@ use std::sync::Arc;
 
 use super::event::{lit, Event, Kind, List, Str, Text};
 
+/// The detail of a Parse's event: the statement was prepared (its classes
+/// and tables are on record), not run.
+pub const PREPARED: &str = "prepared (Parse)";
+
 /// Who a session is: the same in each of its statement events.
 #[derive(Debug)]
 pub struct SessionContext {

@@ -241,6 +241,10 @@ pub async fn replay(events: &[Event], client: &tokio_postgres::Client) -> Replay
         if e.kind != Kind::Statement || e.decision.as_deref() != Some("allow") {
             continue;
         }
+        if e.detail.as_deref() == Some(crate::audit::record::PREPARED) {
+            // A Parse ran nothing; its Executes are events of their own.
+            continue;
+        }
         let recorded = match e.outcome.as_deref() {
             Some("ok") => Outcome::Ok(e.rows),
             Some("error") => Outcome::Error(

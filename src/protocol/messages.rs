@@ -102,6 +102,7 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYNTAX_ERROR: &str = "42601";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::recorder::Judged;
-use super::state::ProtocolState;
+use super::state::{Effect, Prepared, ProtocolState};
 use crate::auth::Identity;
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, sql_text, Reader};
@@ -46,9 +46,11 @@ pub struct Guard {
     local_shapes: LocalCache,
     /// The shape of the text being judged (a buffer kept between texts).
     shape: String,
-    /// What each prepared statement (protocol Parse or SQL PREPARE) runs,
-    /// so `EXECUTE name` and Execute of its portals are judged by it.
-    prepared: super::state::NameMap<Prepared>,
+    /// What the message judged last does to prepared statements once the
+    /// server completes it (handed to `ProtocolState::on_frontend_with`):
+    /// the statement an allowed Parse prepares, or one entry per statement
+    /// of a Query that prepares or deallocates.
+    pub effects: Vec<Effect>,
     /// What the last `check` judged, for the audit log.
     pub last: Judged,
     /// Whether `check` fills `last`: only the audit log reads it, and
@@ -86,16 +88,6 @@ enum Found {
     /// Under the shape left in `Guard::shape`.
     Shape,
     Nowhere,
-}
-
-/// Everything ever prepared under one name in this session (a PREPARE that
-/// fails upstream leaves the old statement in place, so all of them count),
-/// and the rules generation it was last found allowed under.
-struct Prepared {
-    statements: Vec<Arc<Statement>>,
-    /// The text of the latest statement, as the client sent it.
-    sql: Arc<str>,
-    allowed_under: u64,
 }
 
 /// The message pgward sends upstream instead of a denied one: it fails in
@@ -136,7 +128,7 @@ impl Guard {
             local: LocalCache::default(),
             local_shapes: LocalCache::default(),
             shape: String::new(),
-            prepared: Default::default(),
+            effects: Vec::new(),
             last: Judged::default(),
             keep_judged: true,
             provided: None,
@@ -305,74 +297,92 @@ impl Guard {
         if self.keep_judged {
             self.last = Judged::default();
         }
+        self.effects.clear();
         match tag {
             b'Q' => {
                 let sql = parse_query(body)?;
-                self.judge_sql(sql, None)
+                self.judge_sql(sql, None, state)
             }
             b'P' => {
                 let (name, sql) = parse_parse(body)?;
-                self.judge_sql(sql, Some(name))
+                self.judge_sql(sql, Some(name), state)
             }
             b'E' => {
                 let portal = parse_execute(body)?;
-                match state.portal_statement(portal) {
-                    Some(statement) => self.judge_execute(statement),
-                    None => Some(denied(format!(
-                        "portal \"{portal}\" was not bound through pgward, so its statement was never judged"
-                    ))),
-                }
+                self.judge_execute(portal, state)
             }
-            b'C' => {
-                // Close of a statement: its name is free again.
-                if let Some((b'S', name)) = crate::protocol::messages::parse_target(body) {
-                    self.prepared.remove(name);
-                }
-                None
-            }
-            b'F' => self.judge_function_call(body),
+            b'F' => self.judge_function_call(body, state),
             _ => None,
         }
     }
 
-    /// Execute of a portal of `statement`: allowed when the statement was
-    /// allowed under the current rules; after a reload, judged again.
-    fn judge_execute(&mut self, statement: &str) -> Option<PgError> {
+    /// Execute of `portal`: every statement the server may run for it must
+    /// be allowed under the current rules (a statement is judged again
+    /// after a reload).
+    fn judge_execute(&mut self, portal: &str, state: &ProtocolState) -> Option<PgError> {
         self.refresh_snapshots();
-        let Some(entry) = self.prepared.get(statement) else {
+        let mut candidates: Vec<Option<Arc<Prepared>>> = Vec::new();
+        let n = state.execute_candidates(portal, &mut |p| candidates.push(p.cloned()));
+        if n == 0 {
             return Some(denied(format!(
-                "statement \"{statement}\" was not prepared through pgward"
+                "portal \"{portal}\" was not bound through pgward, so its statement was never judged"
             )));
-        };
-        if let Some(st) = entry.statements.last().filter(|_| self.keep_judged) {
-            self.last.execute = Some((st.clone(), entry.sql.clone()));
         }
-        if entry.allowed_under == self.rules_gen {
+        if self.keep_judged {
+            // Until the server says which one ran, the latest is the guess.
+            self.last.execute = candidates.last().cloned().flatten();
+        }
+        let generation = self.rules_gen;
+        if candidates
+            .iter()
+            .all(|c| c.as_ref().is_some_and(|p| p.allowed_under() == generation))
+        {
             return None;
         }
         let role = match self.current_role() {
             Ok(r) => r,
             Err(e) => return Some(e),
         };
-        for st in &entry.statements {
-            if let Some(e) = self.refusal(&role, std::slice::from_ref(&**st), None) {
+        for candidate in &candidates {
+            let Some(st) = candidate.as_ref().and_then(|p| p.statement()) else {
+                return Some(denied(format!(
+                    "portal \"{portal}\" may run a statement that was not prepared through pgward"
+                )));
+            };
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(st), None, state) {
                 return Some(e);
             }
         }
-        let generation = self.rules_gen;
-        if let Some(entry) = self.prepared.get_mut(statement) {
-            entry.allowed_under = generation;
+        for p in candidates.iter().flatten() {
+            p.set_allowed_under(generation);
         }
         None
     }
 
     /// The error for the first statement `role` may not run, if any.
-    fn refusal(&self, role: &Role, statements: &[Statement], sql: Option<&str>) -> Option<PgError> {
+    fn refusal(
+        &self,
+        role: &Role,
+        statements: &[Statement],
+        sql: Option<&str>,
+        state: &ProtocolState,
+    ) -> Option<PgError> {
+        // What `EXECUTE name` may run: what the server holds under the name
+        // now and what queued messages may put there. One pgward does not
+        // know makes the list empty, so the EXECUTE is denied.
         let prepared = |name: &str| {
-            self.prepared
-                .get(name)
-                .map(|p| p.statements.clone())
-                .unwrap_or_default()
+            let mut out = Vec::new();
+            let mut unknown = false;
+            state.statement_candidates(name, state.owed.len(), &mut |p| match p
+                .and_then(|p| p.statement())
+            {
+                Some(st) => out.push(Arc::new(st.clone())),
+                None => unknown = true,
+            });
+            if unknown {
+                out.clear();
+            }
+            out
         };
         let verdicts = policy::decide::decide_all(role, statements, &self.cat, &prepared);
         for (st, verdict) in statements.iter().zip(verdicts) {
@@ -396,7 +406,12 @@ impl Guard {
 
     /// Judges SQL text: every statement must be allowed, or nothing runs.
     /// `parse_name` is the statement name of a Parse message.
-    fn judge_sql(&mut self, sql: &str, parse_name: Option<&str>) -> Option<PgError> {
+    fn judge_sql(
+        &mut self,
+        sql: &str,
+        parse_name: Option<&str>,
+        state: &ProtocolState,
+    ) -> Option<PgError> {
         let limit = self.shared.config.server.max_sql_bytes;
         if sql.len() > limit {
             // Classifying it would hold this session thread, and memory
@@ -448,62 +463,53 @@ impl Guard {
                 self.catalog
                     .refresh(&self.upstream, self.shared.catalogs.min_gap);
             }
-            if let Some(e) = self.refusal(&role, statements, Some(sql)) {
+            if let Some(e) = self.refusal(&role, statements, Some(sql), state) {
                 return Some(e);
             }
             if cacheable {
                 self.mark_allowed(sql, found);
             }
         }
-        // Allowed: remember what was prepared. A single statement may come
-        // from the shape cache with another text's literals: keep the text
-        // the client sent, which the audit of its EXECUTE shows.
-        let single = statements.len() == 1;
-        for st in statements {
-            match &st.deallocates {
-                Some(Some(name)) => {
-                    self.prepared.remove(name);
+        // Allowed: what it prepares or deallocates takes effect when the
+        // server completes it (see `ProtocolState`).
+        let generation = self.rules_gen;
+        match parse_name {
+            Some(name) => {
+                if !statements.is_empty() {
+                    let p = Prepared::new(analysis.clone(), 0, sql.into(), generation);
+                    self.effects
+                        .push(Effect::Prepare(name.to_owned(), Arc::new(p)));
                 }
-                Some(None) => self.prepared.clear(),
-                None => {}
             }
-            if let Some(name) = &st.prepares {
-                let text = if single { sql.trim() } else { st.text.as_str() };
-                self.remember(name, st, text, false);
+            None => {
+                let changes = |st: &Statement| st.prepares.is_some() || st.deallocates.is_some();
+                if statements.iter().any(changes) {
+                    // A single statement may come from the shape cache with
+                    // another text's literals: keep the text the client
+                    // sent, which the audit of its EXECUTE shows.
+                    let single = statements.len() == 1;
+                    for (i, st) in statements.iter().enumerate() {
+                        self.effects.push(match (&st.prepares, &st.deallocates) {
+                            (Some(name), _) => {
+                                let text =
+                                    if single { sql.trim() } else { st.text.as_str() }.into();
+                                let p = Prepared::new(analysis.clone(), i, text, generation);
+                                Effect::Prepare(name.clone(), Arc::new(p))
+                            }
+                            (None, Some(Some(name))) => Effect::Deallocate(name.clone()),
+                            (None, Some(None)) => Effect::DeallocateAll,
+                            (None, None) => Effect::None,
+                        });
+                    }
+                }
             }
-        }
-        if let (Some(name), Some(first)) = (parse_name, statements.first()) {
-            // The unnamed statement is replaced by every Parse.
-            self.remember(name, first, sql, name.is_empty());
         }
         None
     }
 
-    fn remember(&mut self, name: &str, st: &Statement, sql: &str, replace: bool) {
-        let generation = self.rules_gen;
-        let entry = self
-            .prepared
-            .entry(name.to_owned())
-            .or_insert_with(|| Prepared {
-                statements: Vec::new(),
-                sql: Arc::from(""),
-                allowed_under: generation,
-            });
-        if *entry.sql != *sql {
-            entry.sql = Arc::from(sql);
-        }
-        if replace {
-            entry.statements.clear();
-        }
-        if !entry.statements.iter().any(|s| s.text == st.text) {
-            entry.statements.push(Arc::new(st.clone()));
-        }
-        entry.allowed_under = generation;
-    }
-
     /// A FunctionCall message names its function by OID: judge it as a
     /// call of that function.
-    fn judge_function_call(&mut self, body: &[u8]) -> Option<PgError> {
+    fn judge_function_call(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
         let oid = Reader::new(body).i32()? as u32;
         self.refresh_snapshots();
         let Some(f) = self.cat.function_by_oid(oid) else {
@@ -516,7 +522,7 @@ impl Guard {
             f.schema.replace('"', "\"\""),
             f.name.replace('"', "\"\"")
         );
-        let verdict = self.judge_sql(&sql, None);
+        let verdict = self.judge_sql(&sql, None, state);
         if self.keep_judged {
             self.last.sql = Some(sql.into());
         }

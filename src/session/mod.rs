@@ -106,6 +106,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         recorder,
         upstream.status,
         shared.config.server.max_message_bytes,
+        shared.config.server.max_session_pending,
     );
     let relay = relay::Relay::new(
         core,
@@ -400,6 +401,22 @@ async fn establish(
     let denied =
         |m: String| PgError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}"));
     let startup = settings::from_startup(&message.params).map_err(denied)?;
+    // PostgreSQL matches `user`, `database`, `options` and `replication`
+    // exactly; any other key (`DATABASE`, `-c USER=x` in options) is a
+    // setting name, and no setting has these names. Lower-cased, they would
+    // reach the upstream startup packet as the real keys.
+    if let Some((name, _)) = startup.settings.iter().find(|(n, _)| is_reserved_key(n)) {
+        let sent = message
+            .params
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .unwrap_or(name.as_str());
+        return Err(PgError::fatal(
+            sqlstate::UNDEFINED_OBJECT,
+            format!("unrecognized configuration parameter \"{sent}\""),
+        ));
+    }
     let role = shared
         .rules()
         .session_role(&identity, startup.role.as_deref())
@@ -477,6 +494,12 @@ async fn establish(
         guard,
         info,
     })
+}
+
+/// Startup keys PostgreSQL reads as something other than a setting, in
+/// the lower case `settings::from_startup` gives setting names.
+fn is_reserved_key(name: &str) -> bool {
+    matches!(name, "user" | "database" | "options" | "replication") || name.starts_with("_pq_.")
 }
 
 /// What the client learns when pgward cannot open its upstream session.

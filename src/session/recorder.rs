@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::state::Prepared;
 use crate::audit::event::{list, static_list, text, List, Str, Text};
 use crate::audit::record::{Described, Failure, Outcome, SessionContext, StatementRecord};
 use crate::audit::{now_us, AuditLog, Event, Kind};
@@ -26,8 +27,8 @@ pub struct Judged {
     pub analysis: Option<Arc<Analysis>>,
     /// SQL pgward judged in place of the message (FunctionCall).
     pub sql: Option<Arc<str>>,
-    /// For an Execute: the prepared statement and its SQL as sent.
-    pub execute: Option<(Arc<Statement>, Arc<str>)>,
+    /// For an Execute: the prepared statement it is expected to run.
+    pub execute: Option<Arc<Prepared>>,
 }
 
 impl Judged {
@@ -77,9 +78,13 @@ struct Item {
     parameters: Option<Box<(List, List)>>,
 }
 
+pub use crate::audit::record::PREPARED;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Query,
+    /// A Parse: done at its ParseComplete.
+    Parse,
     Execute,
     Call,
 }
@@ -94,6 +99,9 @@ struct Pending {
     mark: Instant,
     data_rows: i64,
     failed: bool,
+    /// For an Execute: the statement its portal was bound to is known (the
+    /// guess made when it was sent is replaced by what the server holds).
+    resolved: bool,
 }
 
 impl Pending {
@@ -105,6 +113,7 @@ impl Pending {
             mark: Instant::now(),
             data_rows: 0,
             failed: false,
+            resolved: false,
         }
     }
 }
@@ -184,10 +193,14 @@ impl Recorder {
                             self.emit_denied(item, err);
                         }
                     }
-                    // An allowed Parse runs nothing yet: its Executes do.
-                    None if tag == b'P' => {}
+                    // An allowed Parse runs nothing yet, but puts a statement
+                    // on record: done when the server confirms it.
                     None => {
-                        let flow = if tag == b'Q' { Flow::Query } else { Flow::Call };
+                        let flow = match tag {
+                            b'Q' => Flow::Query,
+                            b'P' => Flow::Parse,
+                            _ => Flow::Call,
+                        };
                         self.pending
                             .push_back(Pending::new(index, flow, items.into()));
                     }
@@ -203,7 +216,7 @@ impl Recorder {
                 let portal = crate::protocol::messages::parse_execute(body).unwrap_or_default();
                 let parameters = self.params.get(portal).cloned();
                 let mut item = match judged.and_then(|j| j.execute.as_ref()) {
-                    Some((st, sql)) => self.described.execute_item(st, Str::Shared(sql.clone())),
+                    Some(p) => self.described.prepared_item(p),
                     None => bare_item(Str::from(format!("EXECUTE portal \"{portal}\""))),
                 };
                 item.parameters = parameters;
@@ -220,23 +233,46 @@ impl Recorder {
         }
     }
 
-    /// A server message, before the protocol state consumes it; `front`
-    /// is the index of the response it belongs to.
-    pub fn on_backend(&mut self, tag: u8, body: &[u8], front: u64) {
-        // Responses skipped (the extended protocol discards up to Sync
-        // after an error): their statements never ran.
+    /// Messages before `front` were read by the server without an answer
+    /// (skipped after an error until Sync): their statements never ran.
+    pub fn catch_up(&mut self, front: u64) {
         while self.pending.front().is_some_and(|p| p.index < front) {
             if let Some(p) = self.pending.pop_front() {
                 self.finish_rest(p, Outcome::NotRun, None);
             }
         }
+    }
+
+    /// A server message, before the protocol state consumes it; `front`
+    /// is the index of the message it answers, and `bound` the statement
+    /// that message's portal was bound to, when it is an Execute.
+    pub fn on_backend(&mut self, tag: u8, body: &[u8], front: u64, bound: Option<&Arc<Prepared>>) {
+        self.catch_up(front);
         let Some(p) = self.pending.front_mut() else {
             return;
         };
         if p.index != front {
             return;
         }
+        if p.flow == Flow::Execute && !p.resolved {
+            p.resolved = true;
+            // The audit names the statement the server ran.
+            if let (Some(prepared), Some(item)) = (bound, p.items.front_mut()) {
+                let parameters = item.parameters.take();
+                *item = self.described.prepared_item(prepared);
+                item.parameters = parameters;
+            }
+        }
         match tag {
+            b'1' if p.flow == Flow::Parse => {
+                let duration = p.mark.elapsed();
+                if let Some(item) = p.items.pop_front() {
+                    let mut r = self.statement(item, Outcome::Ok, Some(PREPARED));
+                    r.duration_us = Some(duration.as_micros() as i64);
+                    self.log.record_statement(r);
+                }
+                self.pending.pop_front();
+            }
             b'D' => p.data_rows += 1,
             b'C' | b's' | b'I' | b'V' => {
                 let rows = match tag {
@@ -264,9 +300,10 @@ impl Recorder {
                 let (_, code, message) = parse_error_fields(body);
                 let duration = p.mark.elapsed();
                 p.failed = true;
-                let done = p.flow == Flow::Execute;
+                let done = matches!(p.flow, Flow::Execute | Flow::Parse);
+                let detail = (p.flow == Flow::Parse).then_some(PREPARED);
                 if let Some(item) = p.items.pop_front() {
-                    let mut r = self.statement(item, Outcome::Error, None);
+                    let mut r = self.statement(item, Outcome::Error, detail);
                     r.duration_us = Some(duration.as_micros() as i64);
                     r.failure = Some(Box::new(Failure {
                         sqlstate: text(code),
@@ -322,6 +359,7 @@ impl Recorder {
     }
 
     fn finish_rest(&mut self, p: Pending, outcome: Outcome, detail: Option<&'static str>) {
+        let detail = detail.or((p.flow == Flow::Parse).then_some(PREPARED));
         for item in p.items {
             let r = self.statement(item, outcome, detail);
             self.log.record_statement(r);
@@ -394,7 +432,6 @@ fn item(described: Arc<Described>, statement: Str) -> Item {
 #[allow(dead_code)]
 enum Holder {
     Analysis(Arc<Analysis>),
-    Statement(Arc<Statement>),
 }
 
 /// Descriptions a session keeps, by the address of the classification.
@@ -448,9 +485,19 @@ impl DescribedCache {
             .collect()
     }
 
-    fn execute_item(&mut self, st: &Arc<Statement>, sql: Str) -> Item {
-        let key = (Arc::as_ptr(st) as usize, usize::MAX);
-        item(self.get(key, || Holder::Statement(st.clone()), st), sql)
+    /// A prepared statement as an audit item: its text as the client sent
+    /// it, with its classification's description.
+    fn prepared_item(&mut self, p: &Arc<Prepared>) -> Item {
+        let sql = Str::Shared(p.sql.clone());
+        let (analysis, index) = p.analysis();
+        match p.statement() {
+            Some(st) => {
+                let key = (Arc::as_ptr(analysis) as usize, index);
+                let d = self.get(key, || Holder::Analysis(analysis.clone()), st);
+                item(d, sql)
+            }
+            None => bare_item(sql),
+        }
     }
 }
 

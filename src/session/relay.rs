@@ -95,6 +95,7 @@ impl Core {
         recorder: Option<Recorder>,
         status: u8,
         max_message: usize,
+        max_pending: usize,
     ) -> Core {
         if let Some(g) = &mut guard {
             g.keep_judged = recorder.is_some();
@@ -102,7 +103,7 @@ impl Core {
         Core {
             max_message,
             upstream_said_fatal: false,
-            state: ProtocolState::with_status(status),
+            state: ProtocolState::with_status(status).with_limit(max_pending),
             guard,
             recorder,
             apart: false,
@@ -445,16 +446,30 @@ impl Core {
         let mut terminate = false;
         let mut apart = None;
         loop {
+            // The type byte is judged before the length: a StartupMessage or
+            // SSLRequest sent mid-session begins with 0x00 and a length that
+            // would otherwise be waited for until the idle timeout.
+            if let Some(&tag) = cin.get(at) {
+                if !frame::is_frontend_type(tag) {
+                    return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
+                }
+            }
             let total = match frame::check(&cin[at..], self.max_message) {
                 Ok(Some(total)) => total,
                 Ok(None) => break,
                 Err(e) => return Err(End::Closed(frame_error(e))),
             };
             let tag = cin[at];
-            if !frame::is_frontend_type(tag) {
-                return Err(End::Closed(frame_error(FrameError::UnknownType { tag })));
-            }
             let body = &cin[at + 5..at + total];
+            if self.state.doomed && matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'Q' | b'F') {
+                // After a denied Parse or Execute the server skips all up to
+                // Sync (the stand-in fails): these would never run, so they
+                // are neither judged, recorded nor sent.
+                move_frames(cin, at, to_up);
+                cin.advance(total);
+                at = 0;
+                continue;
+            }
             if let Some(g) = self
                 .guard
                 .as_mut()
@@ -484,7 +499,12 @@ impl Core {
                     .as_ref()
                     .and_then(|r| r.admit(statements).err());
             }
-            if self.state.on_frontend(tag, body).is_err() {
+            let mut no_effects = Vec::new();
+            let effects = match &mut self.guard {
+                Some(g) if denial.is_none() => &mut g.effects,
+                _ => &mut no_effects,
+            };
+            if self.state.on_frontend_with(tag, body, effects).is_err() {
                 return Err(End::Closed(PgError::fatal(
                     sqlstate::PROTOCOL_VIOLATION,
                     format!(
@@ -496,8 +516,15 @@ impl Core {
             if let Some(rec) = &mut self.recorder {
                 let judged = self.guard.as_ref().map(|g| &g.last);
                 rec.on_client(tag, body, self.state.last_index(), judged, denial.as_ref());
+                rec.catch_up(self.state.front_index());
+            }
+            if let Some(err) = self.state.over_limit() {
+                return Err(End::Closed(err));
             }
             if let Some(err) = denial {
+                if matches!(tag, b'P' | b'E') {
+                    self.state.doomed = true;
+                }
                 // Nothing of a denied message goes upstream: a stand-in
                 // that fails in the parser takes its place, and its error
                 // is swapped for this one on the way back.
@@ -543,10 +570,21 @@ impl Core {
             };
             let tag = uin[at];
             let body = &uin[at + 5..at + total];
+            self.state.settle();
             if let Some(rec) = &mut self.recorder {
-                rec.on_backend(tag, body, self.state.front_index());
+                let bound = self.state.front_bound();
+                rec.on_backend(tag, body, self.state.front_index(), bound);
             }
             let replacement = self.state.on_backend(tag, body);
+            if let Some(why) = self.state.lost {
+                tracing::error!("session closed: {why}");
+                move_frames(uin, at, to_client);
+                uin.advance(total);
+                return Err(End::Closed(PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("pgward: {why}; the session cannot go on"),
+                )));
+            }
             let (sev, code) = if tag == b'E' {
                 let (sev, code, _) = parse_error_fields(body);
                 (sev, code)
@@ -577,7 +615,11 @@ impl Core {
             at += total;
         }
         move_frames(uin, at, to_client);
-        Ok(())
+        // Statements and portals are held once the server confirms them.
+        match self.state.over_limit() {
+            Some(err) => Err(End::Closed(err)),
+            None => Ok(()),
+        }
     }
 }
 

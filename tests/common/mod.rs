@@ -252,16 +252,31 @@ pub async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
 
 /// Signs in over a raw socket with SCRAM and waits for ReadyForQuery.
 pub async fn login(h: &Harness, (user, password): (&str, &str)) -> TcpStream {
+    login_with(h, &[("user", user), ("database", "postgres")], password)
+        .await
+        .unwrap_or_else(|(code, msg)| panic!("login failed: {code} {msg}"))
+}
+
+/// Sends a StartupMessage of `params` over a raw socket, signs in with
+/// SCRAM, and waits for ReadyForQuery; or the error's (code, message).
+pub async fn login_with(
+    h: &Harness,
+    params: &[(&str, &str)],
+    password: &str,
+) -> Result<TcpStream, (String, String)> {
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     let mut b = BytesMut::new();
-    frontend::startup_message([("user", user), ("database", "postgres")], &mut b).unwrap();
+    frontend::startup_message(params.iter().copied(), &mut b).unwrap();
     s.write_all(&b).await.unwrap();
     let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
     loop {
         let (tag, body) = read_msg(&mut s).await;
         let mut out = BytesMut::new();
         if tag == b'Z' {
-            return s;
+            return Ok(s);
+        }
+        if tag == b'E' {
+            return Err((error_field(&body, b'C'), error_field(&body, b'M')));
         }
         let code = (tag == b'R').then(|| i32::from_be_bytes([body[0], body[1], body[2], body[3]]));
         match (tag, code.unwrap_or(-1)) {
@@ -277,6 +292,14 @@ pub async fn login(h: &Harness, (user, password): (&str, &str)) -> TcpStream {
         }
         s.write_all(&out).await.unwrap();
     }
+}
+
+/// One field of an ErrorResponse body ('C' the code, 'M' the message).
+pub fn error_field(body: &[u8], field: u8) -> String {
+    body.split(|b| *b == 0)
+        .find(|f| f.first() == Some(&field))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default()
 }
 
 /// Connects with tokio-postgres to a pgward that is still starting (a
