@@ -1299,6 +1299,72 @@ async fn hidden_calls_are_judged_as_calls() {
         .unwrap();
 }
 
+/// STABLE and IMMUTABLE are promises PostgreSQL does not enforce: a user
+/// function is judged by what its body runs (SQL and PL/pgSQL, through
+/// other functions, with cycles), and a body pgward cannot see is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_bodies_are_judged_by_what_they_run() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE TABLE log (n int);
+             CREATE FUNCTION peek() RETURNS text LANGUAGE sql STABLE AS 'SELECT secret FROM api_keys LIMIT 1';
+             CREATE FUNCTION peek_atomic() RETURNS text LANGUAGE sql STABLE BEGIN ATOMIC SELECT secret FROM api_keys LIMIT 1; END;
+             CREATE FUNCTION sneaky(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN PERFORM nextval('orders_id_seq'); RETURN $1; END $$;
+             CREATE FUNCTION files() RETURNS text LANGUAGE sql STABLE AS $$ SELECT pg_read_file('/etc/hostname') $$;
+             CREATE FUNCTION dynamic(t text) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN EXECUTE 'SELECT count(*) FROM ' || t; RETURN 1; END $$;
+             CREATE FUNCTION constant_sql() RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN EXECUTE 'SELECT setval(''orders_id_seq'', 1000)'; RETURN 1; END $$;
+             CREATE FUNCTION outer_f() RETURNS int LANGUAGE sql STABLE AS 'SELECT sneaky(1)';
+             CREATE FUNCTION ping(n int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN IF n > 0 THEN RETURN pong(n - 1); END IF; RETURN 0; END $$;
+             CREATE FUNCTION pong(n int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN ping(n); END $$;
+             CREATE FUNCTION double_it(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';"
+                .into(),
+        ],
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"session\", \"transaction\"]\n\
+             [role.r.tables]\nread = { deny = [\"public.api_keys\"] }\n",
+            "r",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(("r", "r-password")).await;
+    for (sql, says) in [
+        ("SELECT peek()", "api_keys"),
+        ("SELECT peek_atomic()", "api_keys"),
+        ("SELECT sneaky(1)", "class write"),
+        ("SELECT outer_f()", "class write"),
+        ("SELECT files()", "pg_read_file"),
+        ("SELECT dynamic('customers')", "built at run time"),
+        ("SELECT constant_sql()", "class write"),
+    ] {
+        assert_denied(&c.simple_query(sql).await.unwrap_err(), says);
+    }
+    for sql in [
+        "SELECT double_it(2)",
+        "SELECT ping(3)",
+        "SELECT name FROM customers",
+    ] {
+        c.simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    // PostgreSQL runs the writes pgward refused (sequences move, which
+    // no ROLLBACK undoes), STABLE or IMMUTABLE as they say they are.
+    let direct = h.direct().await;
+    for sql in [
+        "SELECT sneaky(1)",
+        "SELECT outer_f()",
+        "SELECT constant_sql()",
+    ] {
+        let seq = "SELECT last_value FROM orders_id_seq";
+        let before = one_number(&direct, seq).await;
+        direct.simple_query(sql).await.unwrap();
+        let after = one_number(&direct, seq).await;
+        assert_ne!(after, before, "{sql}");
+    }
+}
+
 /// SIGHUP reloads the rules: sessions stay up and follow the new rules; a
 /// broken rules file is refused and the old rules stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

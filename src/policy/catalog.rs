@@ -41,6 +41,10 @@ pub struct FuncInfo {
     /// volatility and language this entry carries. pg_proc says every
     /// aggregate is IMMUTABLE; what it runs is its support functions.
     pub support: Option<Box<str>>,
+    /// What a user function runs: a `LANGUAGE sql` body, or the CREATE
+    /// FUNCTION text of a PL/pgSQL one (see `body.rs`). None for built-ins
+    /// and C functions.
+    pub body: Option<Arc<str>>,
 }
 
 impl FuncInfo {
@@ -62,6 +66,7 @@ impl FuncInfo {
             language: lang.into(),
             nargs: nargs.parse().unwrap_or(0),
             support: None,
+            body: None,
         }
     }
 }
@@ -351,15 +356,25 @@ impl Catalog {
         ));
         for row in conn
             .simple_query(
-                "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs \
+                "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs, \
+                 CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') \
+                 OR l.lanname IN ('internal', 'c') THEN NULL \
+                 WHEN l.lanname = 'sql' AND p.prosqlbody IS NOT NULL \
+                 THEN pg_catalog.pg_get_function_sqlbody(p.oid) \
+                 WHEN l.lanname = 'plpgsql' AND p.prokind IN ('f', 'p') \
+                 THEN pg_catalog.pg_get_functiondef(p.oid) \
+                 ELSE p.prosrc END \
                  FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = p.prolang",
             )
             .await?
         {
-            if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a)] = row.as_slice() {
-                cat.add_function(FuncInfo::from_row(oid, s, n, v, l, a));
+            if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a), body] = row.as_slice() {
+                cat.add_function(FuncInfo {
+                    body: body.as_deref().map(Arc::from),
+                    ..FuncInfo::from_row(oid, s, n, v, l, a)
+                });
             }
         }
         // An aggregate runs its support functions: one more entry under

@@ -177,7 +177,7 @@ fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
     for piece in pieces {
         let parsed = pg_query::parse(piece, 0).map_err(parser_message)?;
         for raw in &parsed.protobuf.stmts {
-            out.push(classify_statement(piece, raw, cat, 0)?);
+            out.push(classify_statement(piece, raw, cat, 0, &[])?);
         }
     }
     if out.is_empty() {
@@ -232,6 +232,7 @@ fn classify_statement(
     raw: &pg_query::protobuf::RawStmt,
     cat: &Catalog,
     depth: usize,
+    calling: &[u32],
 ) -> Result<Statement, String> {
     // One statement's tree at a time: as a tree of values it is many
     // times the size of its text, and a string may hold thousands.
@@ -251,6 +252,7 @@ fn classify_statement(
         ctes: Vec::new(),
         depth,
         compares: false,
+        calling: calling.to_vec(),
     };
     w.top(kind, inner, false);
     if w.compares {
@@ -445,6 +447,9 @@ struct Walker<'a> {
     /// BY, GROUP BY, DISTINCT, JOIN USING, UNION, CASE x WHEN, BETWEEN,
     /// GREATEST, min()): PostgreSQL looks the operators up by name.
     compares: bool,
+    /// The user functions whose bodies are being judged, outermost first
+    /// (a function that calls itself is judged once).
+    calling: Vec<u32>,
 }
 
 impl Walker<'_> {
@@ -1220,7 +1225,8 @@ impl Walker<'_> {
             }
         };
         for raw in &parsed.protobuf.stmts {
-            let inner = match classify_statement(sql, raw, self.cat, self.depth + 1) {
+            let inner = match classify_statement(sql, raw, self.cat, self.depth + 1, &self.calling)
+            {
                 Ok(st) => st,
                 Err(e) => return unknown(self, format!("{func}(){via} runs SQL text: {e}")),
             };
@@ -1471,7 +1477,47 @@ impl Walker<'_> {
                     format!("{what} is VOLATILE, so it may write"),
                 );
             }
+            if let Some(body) = f.body.clone() {
+                let (oid, language) = (f.oid, f.language.to_string());
+                self.function_body(
+                    &format!("{}.{}", f.schema, f.name),
+                    oid,
+                    &language,
+                    &body,
+                    &via,
+                );
+            }
         }
+    }
+
+    /// Judges what a user function's body runs as part of the statement
+    /// that calls it: STABLE and IMMUTABLE are promises, not enforcement.
+    fn function_body(&mut self, func: &str, oid: u32, language: &str, definition: &str, via: &str) {
+        if self.calling.contains(&oid) {
+            return;
+        }
+        if self.depth >= MAX_DEPTH {
+            self.st.reasons.push(Reason {
+                class: Class::Unknown,
+                why: format!("{func}(){via} calls functions nested too deeply to inspect"),
+                function: Some(func.to_owned()),
+            });
+            return;
+        }
+        let body = super::body::statements(language, definition);
+        for why in body.hidden {
+            self.st.reasons.push(Reason {
+                class: Class::Unknown,
+                why: format!("{func}(){via}: {why}"),
+                function: Some(func.to_owned()),
+            });
+            self.hidden_read(format!("{func}() runs SQL pgward cannot see"));
+        }
+        self.calling.push(oid);
+        for sql in body.statements {
+            self.sql_text(func, via, &sql);
+        }
+        self.calling.pop();
     }
 }
 

@@ -1,6 +1,7 @@
 //! The policy engine: statement classification with PostgreSQL's own
 //! parser, roles, and the decision for each statement.
 
+pub mod body;
 pub mod builtins;
 pub mod catalog;
 pub mod class;
