@@ -193,3 +193,98 @@ async fn serve_warns_at_start_naming_role_user_and_why() {
     let _ = child.wait().await;
 }
 
+/// docker/initdb/pgward-users.sh, run as the postgres image runs it, gives
+/// the example roles users the check finds nothing wrong with, and that
+/// PostgreSQL holds to their roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_init_script_creates_users_with_only_what_their_roles_need() {
+    let pg = tokio::task::spawn_blocking(|| LocalPg::start().expect("start localpg"))
+        .await
+        .unwrap();
+    let bindir = pgward::localpg::find_bindir().expect("PostgreSQL binaries");
+    let path = std::env::join_paths(std::iter::once(bindir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/initdb/pgward-users.sh");
+    let out = tokio::process::Command::new("sh")
+        .arg(script)
+        .env("PATH", path)
+        .env("POSTGRES_USER", &pg.superuser)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGPASSWORD", &pg.password)
+        .env("PGWARD_DBA_PASSWORD", "dba-pw")
+        .env("PGWARD_APP_PASSWORD", "app-pw")
+        .env("PGWARD_ANALYST_PASSWORD", "it's-analyst")
+        .env("PGWARD_AGENT_PASSWORD", "agent-pw")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let config = pgward::config::Config::parse(
+        &format!(
+            "[upstream]\nurl = \"postgres://{}@127.0.0.1:{}/app\"\nsslmode = \"disable\"\n",
+            pg.superuser, pg.port
+        ),
+        Path::new("docker.toml"),
+    )
+    .unwrap();
+    let mut control = pgward::upstream::Upstream::from_config(&config).unwrap();
+    control.password = Some(pg.password.clone());
+    let findings = pgward::privileges::check(&control, &pgward::demo::example_rules().unwrap())
+        .await
+        .unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+
+    let connect = |user: &str, password: &str| {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname=app",
+            pg.port
+        )
+    };
+    let open = |info: String| async move {
+        let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{info}: {e}"));
+        tokio::spawn(conn);
+        c
+    };
+    let dba = open(connect("pgward_dba", "dba-pw")).await;
+    dba.batch_execute(
+        "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) VALUES ('a')",
+    )
+    .await
+    .unwrap();
+    let app = open(connect("pgward_app", "app-pw")).await;
+    app.batch_execute(
+        "INSERT INTO t (v) VALUES ('b'); UPDATE t SET v = 'c'; DELETE FROM t WHERE v = 'x'",
+    )
+    .await
+    .unwrap();
+    let analyst = open(connect("pgward_analyst", "it's-analyst")).await;
+    let n: i64 = analyst
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    for sql in [
+        "INSERT INTO t (v) VALUES ('z')",
+        "CREATE TEMP TABLE x (a int)",
+        "SELECT lo_create(0)",
+        "SELECT pg_read_file('/etc/passwd')",
+    ] {
+        let e = analyst.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(
+            e.as_db_error().map(|d| d.code().code()),
+            Some("42501"),
+            "{sql}: {e}"
+        );
+    }
+}
