@@ -5,7 +5,8 @@
 //! a control connection, which such roles connect as a superuser (or a
 //! member of one, who can `SET ROLE` to it) or as a member of the roles
 //! that read, write or run things on the server's host. `pgward serve`
-//! logs each finding at start; `pgward check --config` prints them.
+//! logs each finding at start and after each rules reload; `pgward check
+//! --config` prints them.
 
 use std::fmt;
 
@@ -151,6 +152,9 @@ pub async fn check(control: &Upstream, rules: &Rules) -> Result<Vec<Finding>, Up
         }
         if !exists {
             reasons = vec![Reason::Missing];
+        } else if reasons.contains(&Reason::Superuser) {
+            // A superuser is a member of every role: that says it all.
+            reasons = vec![Reason::Superuser];
         }
         if !reasons.is_empty() {
             findings.push(Finding {
@@ -164,8 +168,8 @@ pub async fn check(control: &Upstream, rules: &Rules) -> Result<Vec<Finding>, Up
 }
 
 /// Runs `check` and logs each finding as a warning (`pgward serve` and
-/// `pgward demo` at start); a failure to check is logged too, and serving
-/// goes on.
+/// `pgward demo` at start, and after each rules reload); a failure to
+/// check is logged too, and serving goes on.
 pub async fn warn_at_start(control: Upstream, rules: std::sync::Arc<Rules>) {
     match check(&control, &rules).await {
         Ok(findings) => {

@@ -288,6 +288,11 @@ pub fn spawn_reload_on_sighup(shared: Arc<Shared>, dir: std::path::PathBuf) {
                         dir.display()
                     );
                     shared.set_rules(rules);
+                    // New rules may map a role to another upstream user.
+                    tokio::spawn(crate::privileges::warn_at_start(
+                        shared.upstream.clone(),
+                        shared.rules(),
+                    ));
                 }
                 Err(e) => tracing::error!("rules reload failed, keeping the old rules: {e}"),
             }

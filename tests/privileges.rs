@@ -83,7 +83,7 @@ fn expected() -> Vec<(&'static str, &'static str, &'static str)> {
             "climber",
             "is a member of superuser role \"hidden_admin\"",
         ),
-        ("default_user", "postgres", "is a superuser"),
+        ("default_user", "postgres", "which is a superuser:"),
         ("missing", "nobody_here", "does not exist upstream"),
     ]
 }
@@ -189,6 +189,32 @@ async fn serve_warns_at_start_naming_role_user_and_why() {
         "{}",
         log.join("\n")
     );
+    // Rules reloaded on SIGHUP are checked again: "fine" now connects as
+    // the superuser.
+    std::fs::write(
+        dir.path().join("rules/roles.toml"),
+        ROLES.replace("upstream_user = \"plain\"\n", ""),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let reloaded = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("WARN")
+                && line.contains("role \"fine\"")
+                && line.contains("\"postgres\", which is a superuser")
+            {
+                return true;
+            }
+            log.push(line);
+        }
+        false
+    })
+    .await;
+    assert!(matches!(reloaded, Ok(true)), "{}", log.join("\n"));
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
