@@ -270,8 +270,14 @@ impl Pgward {
         config: pgward::config::Config,
         enforce: bool,
     ) -> (u16, Pgward) {
-        let shared =
-            pgward::server::Shared::new(config, pgward::demo::example_rules().unwrap()).unwrap();
+        let shared = pgward::server::Shared::new(
+            config,
+            // The roles connect as the benchmark's upstream user.
+            pgward::demo::example_rules()
+                .unwrap()
+                .without_upstream_users(),
+        )
+        .unwrap();
         shared.start_workers().unwrap();
         if !enforce {
             shared.disable_policy_for_benchmarks();

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod localpg;
 pub mod net;
 pub mod policy;
+pub mod privileges;
 pub mod protocol;
 pub mod rules;
 pub mod server;

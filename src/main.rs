@@ -47,10 +47,17 @@ enum Command {
         audit_dir: PathBuf,
     },
     /// Validate a rules directory: files, identities, roles, references.
+    /// With --config, also ask the upstream whether a role that may not
+    /// run everything connects as a superuser or a member of
+    /// pg_read_server_files, pg_write_server_files or
+    /// pg_execute_server_program.
     Check {
-        /// The rules directory.
-        #[arg(default_value = "rules")]
-        dir: PathBuf,
+        /// The rules directory (default: the config's rules.dir, else "rules").
+        dir: Option<PathBuf>,
+        /// A config file: validate it, and check the upstream users'
+        /// privileges over its upstream connection.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Show how each statement is classified and what a role may do with it.
     Explain {
@@ -127,7 +134,7 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { dir },
         } => verify(&dir),
-        Command::Check { dir } => check(dir),
+        Command::Check { dir, config } => check(dir, config),
         Command::Explain {
             role,
             rules,
@@ -184,13 +191,25 @@ fn serve(
             "pgward listening on {addr}, upstream {}",
             shared.config.upstream.url
         );
+        // The second lock: warn about roles whose upstream user could do
+        // what the role may not (in the background; serving starts now).
+        tokio::spawn(pgward::privileges::warn_at_start(
+            shared.upstream.clone(),
+            shared.rules(),
+        ));
         pgward::server::spawn_reload_on_sighup(shared.clone(), rules_dir);
         pgward::server::run(listener, shared, pgward::server::termination()).await;
         Ok(())
     })
 }
 
-fn check(dir: PathBuf) -> Result<(), String> {
+fn check(dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
+    let config = config
+        .map(|path| Config::load(&path).map_err(|e| e.to_string()))
+        .transpose()?;
+    let dir = dir
+        .or_else(|| config.as_ref().map(|c| c.rules.dir.clone()))
+        .unwrap_or_else(|| PathBuf::from("rules"));
     let rules = Rules::load(&dir).map_err(|e| e.to_string())?;
     let mut roles: Vec<&String> = rules.roles.keys().collect();
     roles.sort();
@@ -205,6 +224,53 @@ fn check(dir: PathBuf) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(config) = config {
+        check_upstream_users(&config, &rules)?;
+    }
+    Ok(())
+}
+
+/// Prints what `pgward::privileges::check` finds, or that each checked
+/// role's upstream user is neither a superuser nor reaches server files.
+fn check_upstream_users(config: &Config, rules: &Rules) -> Result<(), String> {
+    let upstream = pgward::upstream::Upstream::from_config(config)?;
+    let findings = runtime()?
+        .block_on(pgward::privileges::check(&upstream, rules))
+        .map_err(|e| {
+            format!(
+                "checking the upstream users' privileges as {:?}: {e}",
+                upstream.target.user
+            )
+        })?;
+    let checked = pgward::privileges::roles_to_check(rules, &upstream.target.user);
+    for f in &findings {
+        println!("warning: {f}");
+    }
+    let fine: Vec<String> = checked
+        .iter()
+        .filter(|(role, _)| !findings.iter().any(|f| &f.role == role))
+        .map(|(role, user)| format!("{role} as {user}"))
+        .collect();
+    let mut everything: Vec<&str> = rules
+        .roles
+        .values()
+        .filter(|r| r.allows_every_class())
+        .map(|r| r.name.as_str())
+        .collect();
+    everything.sort();
+    if !everything.is_empty() {
+        println!(
+            "upstream users: not checked for {} (allow every class)",
+            everything.join(", ")
+        );
+    }
+    if !fine.is_empty() {
+        println!(
+            "upstream users: OK for {} (neither superusers nor members of {})",
+            fine.join(", "),
+            pgward::privileges::SERVER_FILE_ROLES.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -239,12 +305,7 @@ fn explain(
             // Only the catalog is wanted here, not a second audit writer.
             config.audit.enabled = false;
             let shared = pgward::server::Shared::new(config, Rules::default())?;
-            let database = shared
-                .upstream
-                .pinned_database
-                .clone()
-                .or_else(|| shared.upstream.target.database.clone())
-                .unwrap_or_else(|| shared.upstream.target.user.clone());
+            let database = shared.upstream.default_database();
             runtime()?
                 .block_on(pgward::policy::Catalog::load(&shared.upstream, &database))
                 .map_err(|e| format!("loading the catalog of {database}: {e}"))?

@@ -98,6 +98,16 @@ impl Rules {
         Ok(rules)
     }
 
+    /// The same rules with every role connecting upstream as pgward's own
+    /// upstream user (each `upstream_user` cleared): for test and benchmark
+    /// clusters that do not have the users the example roles name.
+    pub fn without_upstream_users(mut self) -> Rules {
+        for role in self.roles.values_mut() {
+            Arc::make_mut(role).upstream_user = None;
+        }
+        self
+    }
+
     /// Checks what spans files: every role an identity holds is declared.
     pub fn validate(&self) -> Result<(), RulesError> {
         let mut names: Vec<&String> = self.identities.keys().collect();

@@ -15,7 +15,7 @@ use crate::config::{Config, TlsMode};
 use crate::policy::CatalogStore;
 use crate::rules::Rules;
 use crate::tls::ServerTls;
-use crate::upstream::{Upstream, UpstreamTarget};
+use crate::upstream::Upstream;
 
 /// Where the server is in its life; sessions watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,17 +69,7 @@ impl Shared {
                 Some(crate::tls::server_from_files(cert, key)?)
             }
         };
-        let target = UpstreamTarget::from_url(&config.upstream.url)
-            .map_err(|e| format!("upstream.url: {e}"))?;
-        let password = config.upstream_password()?;
-        let upstream = Upstream {
-            target,
-            password,
-            sslmode: config.upstream.sslmode,
-            tls: crate::tls::upstream_client(config.upstream.ca_file.as_deref())?,
-            pinned_database: config.upstream.database.clone(),
-            connect_timeout: Duration::from_secs(config.upstream.connect_timeout_secs),
-        };
+        let upstream = Upstream::from_config(&config)?;
         let upstream_users = config
             .upstream_user_passwords()?
             .into_iter()
@@ -298,6 +288,11 @@ pub fn spawn_reload_on_sighup(shared: Arc<Shared>, dir: std::path::PathBuf) {
                         dir.display()
                     );
                     shared.set_rules(rules);
+                    // New rules may map a role to another upstream user.
+                    tokio::spawn(crate::privileges::warn_at_start(
+                        shared.upstream.clone(),
+                        shared.rules(),
+                    ));
                 }
                 Err(e) => tracing::error!("rules reload failed, keeping the old rules: {e}"),
             }

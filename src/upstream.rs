@@ -203,6 +203,30 @@ impl UpstreamConn {
 }
 
 impl Upstream {
+    /// The upstream `[upstream]` describes: its URL, password, TLS.
+    pub fn from_config(config: &crate::config::Config) -> Result<Upstream, String> {
+        let target = UpstreamTarget::from_url(&config.upstream.url)
+            .map_err(|e| format!("upstream.url: {e}"))?;
+        Ok(Upstream {
+            target,
+            password: config.upstream_password()?,
+            sslmode: config.upstream.sslmode,
+            tls: crate::tls::upstream_client(config.upstream.ca_file.as_deref())?,
+            pinned_database: config.upstream.database.clone(),
+            connect_timeout: Duration::from_secs(config.upstream.connect_timeout_secs),
+        })
+    }
+
+    /// The database to open when no client names one (catalog look-ups of
+    /// `explain`, the privilege check): the pinned one, else the URL's,
+    /// else the one named like the user, as libpq would pick.
+    pub fn default_database(&self) -> String {
+        self.pinned_database
+            .clone()
+            .or_else(|| self.target.database.clone())
+            .unwrap_or_else(|| self.target.user.clone())
+    }
+
     /// The same server, as another PostgreSQL user (a role's
     /// `upstream_user`).
     pub fn as_user(&self, user: &str, password: Option<String>) -> Upstream {

@@ -257,8 +257,8 @@ async fn spawn_pgward(h: &Harness, audit: &str) -> Child {
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
         .replace("[audit]\n", &format!("[audit]\n{audit}\n"))
         + &format!(
-            "\n[rules]\ndir = \"{}/rules\"\n",
-            env!("CARGO_MANIFEST_DIR")
+            "\n[rules]\ndir = \"{}\"\n",
+            example_rules_dir(h.dir.path()).display()
         );
     let live = h.dir.path().join("child.toml");
     std::fs::write(&live, text).unwrap();

@@ -148,15 +148,8 @@ async fn tls_required_refuses_plain_clients() {
 async fn serve_binary_with_config_overrides_and_sigterm() {
     let h = Harness::start().await;
     let dir = h.dir.path();
-    let rules = dir.join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    for file in ["identities.toml", "roles.toml"] {
-        std::fs::copy(
-            format!("{}/rules/{file}", env!("CARGO_MANIFEST_DIR")),
-            rules.join(file),
-        )
-        .unwrap();
-    }
+    // Beside serve.toml, where its rules.dir (default "rules") finds it.
+    example_rules_dir(dir);
     let port = free_port();
     std::fs::write(
         dir.join("serve.toml"),

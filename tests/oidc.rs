@@ -26,7 +26,9 @@ roles = ["dba"]
 "#;
 
 fn rules() -> pgward::rules::Rules {
-    let mut r = pgward::demo::example_rules().expect("example rules");
+    let mut r = pgward::demo::example_rules()
+        .expect("example rules")
+        .without_upstream_users();
     r.add_file(Path::new("bindings.toml"), BINDINGS)
         .expect("bindings");
     r.validate().expect("valid rules");
@@ -758,7 +760,9 @@ async fn several_issuers_scoped_bindings_and_a_bindings_reload() {
         "[[binding]]\nissuer = \"{}\"\nclaims = {{ team = \"data\" }}\nroles = [\"analyst\"]\n\n[[binding]]\nissuer = \"{}\"\nclaims = {{ team = \"data\" }}\nroles = [\"dba\"]\n",
         a.issuer, b.issuer
     );
-    let mut r = pgward::demo::example_rules().expect("example rules");
+    let mut r = pgward::demo::example_rules()
+        .expect("example rules")
+        .without_upstream_users();
     r.add_file(Path::new("bindings.toml"), &bindings)
         .expect("bindings");
     r.validate().expect("valid");
@@ -806,7 +810,9 @@ async fn several_issuers_scoped_bindings_and_a_bindings_reload() {
 
     // Reloaded bindings apply to running sessions at their next statement:
     // A's tokens now bind to nothing, so its session loses its role.
-    let mut r = pgward::demo::example_rules().expect("example rules");
+    let mut r = pgward::demo::example_rules()
+        .expect("example rules")
+        .without_upstream_users();
     let only_b = format!(
         "[[binding]]\nissuer = \"{}\"\nclaims = {{ team = \"data\" }}\nroles = [\"dba\"]\n",
         b.issuer

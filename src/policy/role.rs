@@ -97,6 +97,14 @@ pub struct Role {
     pub source: String,
 }
 
+impl Role {
+    /// Whether `allow` names every class (`"*"`): such a role needs an
+    /// upstream user that may do everything it may.
+    pub fn allows_every_class(&self) -> bool {
+        self.allow == ClassSet::all()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRole {

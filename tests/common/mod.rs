@@ -56,7 +56,8 @@ pub struct Setup {
     pub setup_sql: Vec<String>,
     /// Files (name, contents) written beside pgward.toml.
     pub files: Vec<(String, String)>,
-    /// Rules instead of the example rules.
+    /// Rules instead of the example rules (which are used without their
+    /// `upstream_user`s).
     pub rules: Option<pgward::rules::Rules>,
     /// More TOML at the end of pgward.toml (e.g. an [oidc] section).
     pub extra: String,
@@ -101,7 +102,12 @@ impl Harness {
         let config = Config::load(&path).expect("config");
         let rules = match setup.rules {
             Some(r) => r,
-            None => pgward::demo::example_rules().unwrap(),
+            // The test clusters have no example users: every role
+            // connects as the harness's upstream user (tests/demo.rs runs
+            // the example roles as their own users).
+            None => pgward::demo::example_rules()
+                .unwrap()
+                .without_upstream_users(),
         };
         let shared = Shared::new(config, rules).unwrap();
         shared.start_workers().unwrap();
@@ -369,6 +375,28 @@ pub async fn slow_reader_gets_every_row(h: &Harness, who: (&str, &str)) {
     assert_eq!((rows, sum), (ROWS, ROWS * (ROWS + 1) / 2));
     assert!(pauses >= 15, "{pauses} pauses");
     assert_eq!(one_number(&c, "select 42::bigint").await, 42);
+}
+
+/// A copy of the repository's `rules/` at `dir/rules` without the example
+/// roles' `upstream_user` lines (test clusters do not have those users, so
+/// every role connects as the config's upstream user), for a pgward binary
+/// to serve. Returns the copy's path.
+pub fn example_rules_dir(dir: &std::path::Path) -> PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("upstream_user"))
+                .collect();
+            std::fs::write(rules.join(path.file_name().unwrap()), kept.join("\n")).unwrap();
+        }
+    }
+    rules
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
