@@ -254,21 +254,6 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Reads messages up to and including the next ReadyForQuery.
-async fn until_ready(s: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), read_msg(s))
-            .await
-            .expect("an answer");
-        let done = m.0 == b'Z';
-        out.push(m);
-        if done {
-            return out;
-        }
-    }
-}
-
 /// Asserts a tokio-postgres error is pgward's denial (42501) saying `says`.
 fn assert_denied(err: &tokio_postgres::Error, says: &str) {
     let db = err.as_db_error();

@@ -72,21 +72,6 @@ fn msgs() -> Msgs {
 
 type Reply = Vec<(u8, Vec<u8>)>;
 
-/// Reads messages up to and including the next ReadyForQuery.
-async fn until_ready(s: &mut TcpStream) -> Reply {
-    let mut out = Vec::new();
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), read_msg(s))
-            .await
-            .expect("an answer within 10 s");
-        let done = m.0 == b'Z';
-        out.push(m);
-        if done {
-            return out;
-        }
-    }
-}
-
 /// Reads exactly `n` messages.
 async fn read_n(s: &mut TcpStream, n: usize) -> Reply {
     let mut out = Vec::new();

@@ -256,6 +256,21 @@ pub async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
     (tag, body)
 }
 
+/// Reads messages up to and including the next ReadyForQuery.
+pub async fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), read_msg(s))
+            .await
+            .expect("an answer within 10 s");
+        let done = m.0 == b'Z';
+        out.push(m);
+        if done {
+            return out;
+        }
+    }
+}
+
 /// Signs in over a raw socket with SCRAM and waits for ReadyForQuery.
 pub async fn login(h: &Harness, (user, password): (&str, &str)) -> TcpStream {
     login_with(h, &[("user", user), ("database", "postgres")], password)
