@@ -1284,6 +1284,76 @@ async fn hidden_calls_are_judged_as_calls() {
         .unwrap();
 }
 
+/// What an independent attack found running unjudged: a domain's CHECK
+/// through arrays, domains over it and composites; coercion of a
+/// function's arguments and result to a domain, and its defaults; user
+/// casts into built-in types, written or implicit; the `=` that `IN
+/// (SELECT ...)` leaves unnamed. Each is refused, and run directly it
+/// calls the writing function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_casts_and_defaults_are_judged_as_calls() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE SEQUENCE hits; SELECT nextval('hits');
+             CREATE FUNCTION logit(t text) RETURNS boolean LANGUAGE plpgsql VOLATILE
+               AS $$BEGIN PERFORM nextval('hits'); RETURN true; END$$;
+             CREATE DOMAIN audited_text AS text CHECK (logit(VALUE));
+             CREATE DOMAIN audited2 AS audited_text;
+             CREATE TYPE comp AS (a audited_text);
+             CREATE FUNCTION show_it(x audited_text) RETURNS text LANGUAGE sql STABLE AS 'SELECT x::text';
+             CREATE FUNCTION deflt(x int DEFAULT (CASE WHEN logit('default') THEN 1 END)) RETURNS int LANGUAGE sql STABLE AS 'SELECT x';
+             CREATE FUNCTION ret_dom() RETURNS audited_text LANGUAGE sql STABLE AS $$SELECT 'ret'$$;
+             CREATE TYPE mood AS ENUM ('happy');
+             CREATE FUNCTION mood_to_int(m mood) RETURNS int LANGUAGE plpgsql VOLATILE
+               AS $$BEGIN PERFORM nextval('hits'); RETURN 1; END$$;
+             CREATE CAST (mood AS int) WITH FUNCTION mood_to_int(mood) AS IMPLICIT;
+             CREATE TABLE moods (m mood); INSERT INTO moods VALUES ('happy');
+             CREATE FUNCTION mood_eq_int(mood, int) RETURNS boolean LANGUAGE plpgsql VOLATILE
+               AS $$BEGIN PERFORM nextval('hits'); RETURN true; END$$;
+             CREATE OPERATOR = (leftarg = mood, rightarg = int, function = mood_eq_int);"
+                .into(),
+        ],
+        rules: Some(corpus_rules_with_identities()),
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(READER).await;
+    let direct = h.direct().await;
+    for sql in [
+        "SELECT '{x}'::_audited_text",
+        "SELECT 'x'::audited2",
+        "SELECT '(x)'::comp",
+        "SELECT show_it('y')",
+        "SELECT ret_dom()",
+        "SELECT deflt()",
+        "SELECT m::int FROM moods",
+        "SELECT CAST(m AS integer) FROM moods",
+        "SELECT m + 1 FROM moods",
+        "SELECT 1 FROM moods WHERE m IN (SELECT 7)",
+        "SELECT 1 FROM moods WHERE m NOT IN (SELECT 8)",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).unwrap_err();
+        assert!(Harness::is_denial(&e), "{sql}: {e:?}");
+        let before = one_number(&direct, "SELECT last_value FROM hits").await;
+        direct
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql} directly: {e:?}"));
+        let after = one_number(&direct, "SELECT last_value FROM hits").await;
+        assert!(after > before, "{sql} called nothing when run directly");
+    }
+    // Which values an IMPLICIT cast applies to depends on types pgward
+    // does not track: a VOLATILE one makes every statement suspect, as a
+    // VOLATILE user operator makes every use of its name.
+    assert_denied(
+        &c.simple_query("SELECT name FROM customers")
+            .await
+            .unwrap_err(),
+        "through an implicit cast",
+    );
+}
+
 /// STABLE and IMMUTABLE are promises PostgreSQL does not enforce: a user
 /// function is judged by what its body runs (SQL and PL/pgSQL, through
 /// other functions, with cycles), and a body pgward cannot see is unknown.

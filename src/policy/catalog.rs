@@ -45,6 +45,10 @@ pub struct FuncInfo {
     /// FUNCTION text of a PL/pgSQL one (see `body.rs`). None for built-ins
     /// and C functions.
     pub body: Option<Arc<str>>,
+    /// What else a call of this user function runs: the domain checks of
+    /// its argument and result types (PostgreSQL coerces to them) and the
+    /// functions in its argument defaults (run in the caller).
+    pub implied: Vec<FuncRef>,
 }
 
 impl FuncInfo {
@@ -67,11 +71,12 @@ impl FuncInfo {
             nargs: nargs.parse().unwrap_or(0),
             support: None,
             body: None,
+            implied: Vec::new(),
         }
     }
 }
 
-type FuncRef = (String, String);
+pub type FuncRef = (String, String);
 /// A function as written: (schema if qualified, name).
 pub type FuncName = (Option<String>, String);
 type ViewKey = (String, String);
@@ -100,6 +105,9 @@ pub struct Catalog {
     types: HashMap<String, Vec<(String, Vec<FuncRef>)>>,
     /// user operator name → its functions
     operators: HashMap<String, Vec<FuncRef>>,
+    /// User functions of casts PostgreSQL applies unasked (IMPLICIT and
+    /// AS ASSIGNMENT casts).
+    implicit_casts: Vec<FuncRef>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
     /// Classifications by exact text.
@@ -158,6 +166,7 @@ impl Catalog {
             file_tables: HashMap::new(),
             types: HashMap::new(),
             operators: HashMap::new(),
+            implicit_casts: Vec::new(),
             source,
             cache: new_cache(),
             shapes: new_cache(),
@@ -268,6 +277,12 @@ impl Catalog {
             .unwrap_or_default()
     }
 
+    /// Functions of user casts that PostgreSQL may apply without one being
+    /// written.
+    pub fn implicit_casts(&self) -> &[FuncRef] {
+        &self.implicit_casts
+    }
+
     /// Functions behind a user-defined operator of this name.
     pub fn operator_functions(&self, op: &str) -> &[FuncRef] {
         self.operators.get(op).map(Vec::as_slice).unwrap_or(&[])
@@ -354,6 +369,8 @@ impl Catalog {
             "live catalog of database {database:?}, loaded at {}",
             time_now()
         ));
+        // (function index, its user argument/result types, its defaults)
+        let mut implied: Vec<(usize, Option<String>, Option<String>)> = Vec::new();
         for row in conn
             .simple_query(
                 "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs, \
@@ -363,18 +380,31 @@ impl Catalog {
                  THEN pg_catalog.pg_get_function_sqlbody(p.oid) \
                  WHEN l.lanname = 'plpgsql' AND p.prokind IN ('f', 'p') \
                  THEN pg_catalog.pg_get_functiondef(p.oid) \
-                 ELSE p.prosrc END \
+                 ELSE p.prosrc END, \
+                 (SELECT pg_catalog.string_agg(tn.nspname || '.' || t.typname, ' ') \
+                 FROM pg_catalog.unnest(p.proargtypes::pg_catalog.oid[] || p.prorettype) u(o) \
+                 JOIN pg_catalog.pg_type t ON t.oid = u.o \
+                 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+                 WHERE tn.nspname <> 'pg_catalog'), \
+                 pg_catalog.pg_get_expr(p.proargdefaults, 0) \
                  FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = p.prolang",
             )
             .await?
         {
-            if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a), body] = row.as_slice() {
-                cat.add_function(FuncInfo {
+            if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a), body, types, defaults] =
+                row.as_slice()
+            {
+                let mut f = FuncInfo {
                     body: body.as_deref().map(Arc::from),
                     ..FuncInfo::from_row(oid, s, n, v, l, a)
-                });
+                };
+                if types.is_some() || defaults.is_some() {
+                    implied.push((cat.funcs.len(), types.clone(), defaults.clone()));
+                }
+                f.implied = Vec::new();
+                cat.add_function(f);
             }
         }
         // An aggregate runs its support functions: one more entry under
@@ -421,6 +451,19 @@ impl Catalog {
                     .push((s.clone(), f.clone()));
             }
         }
+        for row in conn
+            .simple_query(
+                "SELECT pn.nspname, p.proname FROM pg_catalog.pg_cast c \
+                 JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE pn.nspname <> 'pg_catalog' AND c.castcontext IN ('i', 'a')",
+            )
+            .await?
+        {
+            if let [Some(s), Some(f)] = row.as_slice() {
+                cat.implicit_casts.push((s.clone(), f.clone()));
+            }
+        }
         // Functions a value of a user type can run: casts into it and its
         // input function.
         for row in conn
@@ -446,10 +489,24 @@ impl Catalog {
         }
         let domain_checks = conn
             .simple_query(
-                "SELECT tn.nspname, t.typname, pg_catalog.pg_get_constraintdef(c.oid) \
-                 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_type t ON t.oid = c.contypid \
-                 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
-                 WHERE c.contype = 'c' AND tn.nspname <> 'pg_catalog'",
+                // A domain's CHECK runs for every value of a type that holds
+                // it: domains over it, its arrays, composites (and tables'
+                // row types) with a column of it, ranges and multiranges.
+                "WITH RECURSIVE edge(inner_t, outer_t) AS ( \
+                 SELECT typbasetype, oid FROM pg_catalog.pg_type WHERE typtype = 'd' \
+                 UNION ALL SELECT typelem, oid FROM pg_catalog.pg_type WHERE typelem <> 0 \
+                 UNION ALL SELECT a.atttypid, t.oid FROM pg_catalog.pg_type t \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid \
+                 WHERE t.typrelid <> 0 AND a.attnum > 0 AND NOT a.attisdropped \
+                 UNION ALL SELECT rngsubtype, rngtypid FROM pg_catalog.pg_range \
+                 UNION ALL SELECT rngtypid, rngmultitypid FROM pg_catalog.pg_range), \
+                 holds(t, con) AS ( \
+                 SELECT c.contypid, c.oid FROM pg_catalog.pg_constraint c \
+                 WHERE c.contype = 'c' AND c.contypid <> 0 \
+                 UNION SELECT e.outer_t, h.con FROM holds h JOIN edge e ON e.inner_t = h.t) \
+                 SELECT tn.nspname, t.typname, pg_catalog.pg_get_constraintdef(h.con) \
+                 FROM holds h JOIN pg_catalog.pg_type t ON t.oid = h.t \
+                 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace",
             )
             .await?;
         // Row security policies run their expressions on every read of
@@ -517,13 +574,26 @@ impl Catalog {
             if let [Some(ts), Some(tn), Some(def)] = row.as_slice() {
                 let expr = def.strip_prefix("CHECK ").unwrap_or(def);
                 for f in called_functions(&format!("SELECT {expr}"), &cat) {
-                    cat.add_type_function(
-                        ts,
-                        tn,
-                        (f.0.unwrap_or_else(|| "pg_catalog".into()), f.1),
-                    );
+                    let f = cat.placed(f);
+                    cat.add_type_function(ts, tn, f);
                 }
             }
+        }
+        // Only now are the types' functions known.
+        for (i, types, defaults) in implied {
+            let mut funcs: Vec<FuncRef> = Vec::new();
+            for ty in types.iter().flat_map(|t| t.split(' ')) {
+                if let Some((schema, name)) = ty.split_once('.') {
+                    funcs.extend(cat.type_functions(Some(schema), name));
+                }
+            }
+            if let Some(defaults) = defaults {
+                for f in called_functions(&format!("SELECT {defaults}"), &cat) {
+                    funcs.push(cat.placed(f));
+                }
+            }
+            funcs.dedup();
+            cat.funcs[i].implied = funcs;
         }
         cat.lists_user_relations = true;
         let mut view_defs = Vec::new();
@@ -542,6 +612,20 @@ impl Catalog {
         }
         cat.add_views(view_defs);
         Ok(cat)
+    }
+
+    /// A function named in a definition the catalog connection printed:
+    /// an unqualified name is one visible on its search_path, pg_catalog
+    /// first, then public.
+    fn placed(&self, (schema, name): FuncName) -> FuncRef {
+        let schema = schema.unwrap_or_else(|| {
+            if self.functions(Some("pg_catalog"), &name).is_empty() {
+                "public".into()
+            } else {
+                "pg_catalog".into()
+            }
+        });
+        (schema, name)
     }
 
     fn add_type_function(&mut self, schema: &str, name: &str, f: FuncRef) {

@@ -258,6 +258,7 @@ fn classify_statement(
     if w.compares {
         w.implicit_operators();
     }
+    w.implicit_casts();
     // EXECUTE takes the classes of what was prepared (the session
     // knows); anything else without a class is unknown.
     if st.reasons.is_empty() && st.executes.is_none() {
@@ -914,8 +915,18 @@ impl Walker<'_> {
             {
                 self.compares = true
             }
-            // `x op ANY (SELECT ...)`, `x OPERATOR(s.op) ALL (...)`.
-            "SubLink" => self.operator(&names(&n["oper_name"])),
+            // `x op ANY (SELECT ...)`, `x OPERATOR(s.op) ALL (...)`; `x IN
+            // (SELECT ...)` is ANY with the `=` left unnamed.
+            "SubLink" => {
+                let op = names(&n["oper_name"]);
+                let quantified = matches!(n["sub_link_type"].as_i64(), Some(2 | 3));
+                if op.is_empty() && quantified {
+                    self.operator(&["=".to_owned()]);
+                    self.compares = true;
+                } else {
+                    self.operator(&op);
+                }
+            }
 
             "SQLValueFunction" | "AConst" | "String" | "ParamRef" => return,
             _ => {}
@@ -1159,26 +1170,9 @@ impl Walker<'_> {
         if !named && candidates.iter().all(|f| f.nargs == 0) {
             return;
         }
-        let before = (
-            self.st.reasons.len(),
-            self.st.dangerous.len(),
-            self.st.hidden_reads.len(),
-            self.st.settings.len(),
-            self.st.relations.len(),
-            self.st.functions.len(),
-        );
-        self.function(None, name, &[None], "attribute notation");
-        let after = (
-            self.st.reasons.len(),
-            self.st.dangerous.len(),
-            self.st.hidden_reads.len(),
-            self.st.settings.len(),
-            self.st.relations.len(),
-        );
-        if after == (before.0, before.1, before.2, before.3, before.4) {
-            // A harmless function, or just a column of that name.
-            self.st.functions.truncate(before.5);
-        }
+        // A harmless function, or just a column of that name, leaves no
+        // record.
+        self.call_if_it_matters(None, name, "attribute notation");
     }
 
     fn type_name(&mut self, map: &Map) {
@@ -1186,9 +1180,7 @@ impl Walker<'_> {
         let Some((schema, name)) = qualified(&parts) else {
             return;
         };
-        if schema == Some("pg_catalog") {
-            return;
-        }
+        // Built-in type names too: a user cast into int4 runs on `::int`.
         for (fs, fname) in self.cat.type_functions(schema, name).to_vec() {
             self.function(Some(&fs), &fname, &[], &format!("type {name}"));
         }
@@ -1292,6 +1284,40 @@ impl Walker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// User casts PostgreSQL applies without one written (IMPLICIT or AS
+    /// ASSIGNMENT): judged for every statement, on record only where the
+    /// call does something.
+    fn implicit_casts(&mut self) {
+        for (schema, func) in self.cat.implicit_casts().to_vec() {
+            self.call_if_it_matters(Some(&schema), &func, "an implicit cast");
+        }
+    }
+
+    /// Judges a call that may not happen (attribute notation that may be a
+    /// column, a cast that may not apply): kept on record only when it
+    /// adds something to the statement.
+    fn call_if_it_matters(&mut self, schema: Option<&str>, name: &str, via: &str) {
+        let before = (
+            self.st.reasons.len(),
+            self.st.dangerous.len(),
+            self.st.hidden_reads.len(),
+            self.st.settings.len(),
+            self.st.relations.len(),
+            self.st.functions.len(),
+        );
+        self.function(schema, name, &[None], via);
+        let after = (
+            self.st.reasons.len(),
+            self.st.dangerous.len(),
+            self.st.hidden_reads.len(),
+            self.st.settings.len(),
+            self.st.relations.len(),
+        );
+        if after == (before.0, before.1, before.2, before.3, before.4) {
+            self.st.functions.truncate(before.5);
         }
     }
 
@@ -1486,6 +1512,18 @@ impl Walker<'_> {
                     &body,
                     &via,
                 );
+            }
+            if !f.implied.is_empty() && !self.calling.contains(&f.oid) {
+                let (oid, implied) = (f.oid, f.implied.clone());
+                let via = format!(
+                    "the arguments, result or defaults of {}.{}",
+                    f.schema, f.name
+                );
+                self.calling.push(oid);
+                for (schema, name) in implied {
+                    self.function(Some(&schema), &name, &[], &via);
+                }
+                self.calling.pop();
             }
         }
     }
