@@ -193,6 +193,15 @@ impl ProtocolState {
             b'S' => self.push(Owed::Sync),
             b'F' => self.push(Owed::FunctionCall),
             b'c' | b'f' if self.copy == CopyState::In || self.copy == CopyState::Both => {
+                // The server ignores a Sync that reaches it in COPY IN mode
+                // (tokio-postgres sends Bind, Execute, Sync before the
+                // data): no ReadyForQuery answers those sent after the
+                // COPY's own message, which is at the front.
+                if self.owed.len() > 1 && self.owed.iter().skip(1).all(|o| *o == Owed::Sync) {
+                    let ignored = self.owed.len() - 1;
+                    self.owed.truncate(1);
+                    self.pushed -= ignored as u64;
+                }
                 self.copy = if self.copy == CopyState::Both {
                     CopyState::Out
                 } else {
