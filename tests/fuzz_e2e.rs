@@ -17,6 +17,7 @@ use common::*;
 use fuzzing::{apply, mutations, Dir, Mutation, Recording};
 use pgward::protocol::frame;
 use pgward::protocol::messages::parse_error_fields;
+use pgward::protocol::startup::{self, StartupPacket};
 use pgward::session::state::ProtocolState;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -270,6 +271,13 @@ fn check_answer(answer: &[u8], input: &[u8], untyped: bool) -> Result<(), TestCa
         );
         prop_assert_eq!(i, msgs.len() - 1, "messages after a FATAL error");
     }
+    if untyped && breaks_startup(input) {
+        prop_assert!(
+            fatal_at.is_some(),
+            "a client whose first packets are malformed got no FATAL error; pgward said {:?}",
+            msgs.iter().map(|(t, _)| *t as char).collect::<String>()
+        );
+    }
     if !untyped && breaks_protocol(input) {
         prop_assert!(
             fatal_at.is_some(),
@@ -294,6 +302,35 @@ fn frames(buf: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
         at += total;
     }
     Some(out)
+}
+
+/// Whether pgward must refuse this stream's first packets with a FATAL
+/// error: a length out of range, a packet it cannot parse, a startup
+/// message without a user, read as `session::open` reads them.
+fn breaks_startup(input: &[u8]) -> bool {
+    if input.first() == Some(&0x16) {
+        return false; // direct TLS while TLS is off: closed without a word
+    }
+    let mut at = 0;
+    loop {
+        let rest = &input[at..];
+        if rest.len() < 4 {
+            return false;
+        }
+        let len = match startup::packet_len([rest[0], rest[1], rest[2], rest[3]]) {
+            Ok(len) => len,
+            Err(_) => return true,
+        };
+        if rest.len() < len {
+            return false;
+        }
+        match startup::parse(&rest[4..len]) {
+            Err(_) => return true,
+            Ok(StartupPacket::Ssl | StartupPacket::GssEnc) => at += len,
+            Ok(StartupPacket::Cancel { .. }) => return false,
+            Ok(StartupPacket::Startup(m)) => return m.get("user").is_none_or(str::is_empty),
+        }
+    }
 }
 
 /// Whether pgward must end this post-sign-in stream with a FATAL error: a

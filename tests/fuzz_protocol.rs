@@ -113,7 +113,7 @@ fn walk(buf: &[u8], max: usize) -> (Vec<(u8, usize)>, Option<FrameError>, usize)
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(256))]
+    #![proptest_config(fuzzing::config(128))]
 
     /// Framing never panics, never claims bytes it does not have, and
     /// frames a stream the same however the socket splits it.
