@@ -5,8 +5,9 @@
 #
 #   scripts/fuzz-long.sh [SECONDS]      # default 3600 (an hour)
 #
-# Environment: PROPTEST_CASES per property and round (default 5000 for the
-# unit-level properties; the end-to-end test runs E2E_CASES, default 60),
+# Environment: PROPTEST_CASES per property and round (default 1000 for the
+# unit-level properties; the end-to-end test runs E2E_CASES, default 30),
+# FUZZ_NO_BUILD=1 to run again the binaries a previous run copied,
 # ROUND_TIMEOUT (default 1200 s: a round that takes longer is a hang).
 # A failing case is printed shrunk; proptest also saves its seed under
 # tests/*.proptest-regressions (check it in, and add the input as a
@@ -15,14 +16,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${1:-3600}"
-CASES="${PROPTEST_CASES:-5000}"
-E2E_CASES="${E2E_CASES:-60}"
+CASES="${PROPTEST_CASES:-1000}"
+E2E_CASES="${E2E_CASES:-30}"
 ROUND_TIMEOUT="${ROUND_TIMEOUT:-1200}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pgward-target}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 LOG_DIR="${FUZZ_LOG_DIR:-$CARGO_TARGET_DIR/fuzz-long}"
 mkdir -p "$LOG_DIR"
 
+if [ -n "${FUZZ_NO_BUILD:-}" ] && [ -x "$LOG_DIR/bin/fuzz_protocol" ] && [ -x "$LOG_DIR/bin/fuzz_e2e" ]; then
+    echo "fuzz-long: FUZZ_NO_BUILD: running the test binaries already in $LOG_DIR/bin"
+else
 echo "fuzz-long: building the fuzz tests"
 cargo test --no-run --test fuzz_protocol --test fuzz_e2e >"$LOG_DIR/build.log" 2>&1 || {
     cat "$LOG_DIR/build.log"
@@ -36,6 +40,7 @@ for t in fuzz_protocol fuzz_e2e; do
     [ -x "$exe" ] || { echo "fuzz-long: no test binary for $t"; exit 1; }
     cp "$exe" "$LOG_DIR/bin/$t"
 done
+fi
 
 end=$(($(date +%s) + DURATION))
 round=0
