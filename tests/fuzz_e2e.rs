@@ -365,3 +365,45 @@ fn breaks_protocol(input: &[u8]) -> bool {
         }
     }
 }
+
+/// Regression for the COPY IN Sync found by the fuzz tests' replay of the
+/// tokio-postgres recording: tokio-postgres sends Bind, Execute, Sync before
+/// the COPY data, and PostgreSQL ignores that Sync. pgward owed a
+/// ReadyForQuery for it, so after the COPY it matched each answer with the
+/// message before its own: a denied statement got the raw error of its
+/// stand-in, and the next statement's error was replaced by that denial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_after_copy_in_answer_their_own_statement() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec!["CREATE TABLE copied (a int, b text)".into()],
+        ..Setup::default()
+    })
+    .await;
+    let c = h.connect(BOB).await;
+    // A statement kept alive: no Close + Sync realigns the queue after the COPY.
+    let copy = c.prepare("COPY copied FROM STDIN").await.unwrap();
+    let sink = c.copy_in(&copy).await.unwrap();
+    futures_util::pin_mut!(sink);
+    use futures_util::SinkExt;
+    sink.send(bytes::Bytes::from_static(b"1\tone\n2\ttwo\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+    // Denied for the app role (a dangerous function): pgward's own error.
+    let denied = c
+        .simple_query("SELECT pg_cancel_backend(0)")
+        .await
+        .unwrap_err();
+    assert!(Harness::is_denial(&denied), "{denied:?}");
+    // The next failing statement gets its own error, not the denial.
+    let failed = c.simple_query("SELECT 1/0").await.unwrap_err();
+    let db = failed.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "22012", "{db:?}");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM copied", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    drop(copy);
+}
