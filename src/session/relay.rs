@@ -386,6 +386,7 @@ impl Relay {
                     if let Err(end) = self.on_client_data() {
                         return Poll::Ready(end);
                     }
+                    continue;
                 }
             }
             if let Some(retry) = &mut self.audit_wait {
@@ -394,6 +395,8 @@ impl Relay {
                     if let Err(end) = self.on_client_data() {
                         return Poll::Ready(end);
                     }
+                    // A new wait's timer is polled (armed) at the top.
+                    continue;
                 }
             }
             let mut ccx = Context::from_waker(&w.client.waker);
