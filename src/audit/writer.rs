@@ -1037,6 +1037,66 @@ mod tests {
         log.close();
     }
 
+    /// Each session may hold its share of the queue (more only while it
+    /// holds nothing), all together at most the capacity; the writer
+    /// gives the room back as it takes the events.
+    #[test]
+    fn sessions_reserve_their_share_and_the_writer_gives_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            queue_capacity: 1024,
+            ..config(dir.path())
+        };
+        let log = AuditLog::start(&cfg).unwrap();
+        let (a, b, c) = (Quota::default(), Quota::default(), Quota::default());
+        for _ in 0..4 {
+            log.session_opened();
+        }
+        // Share: 1024 / 4 = 256.
+        assert!(log.reserve(&a, 200));
+        assert!(log.reserve(&a, 56));
+        assert!(!log.reserve(&a, 1), "over its share");
+        // A session holding nothing may take a big message at once.
+        assert!(log.reserve(&b, 700));
+        assert!(!log.reserve(&b, 1));
+        // The rest of the queue: 1024 - 956 = 68.
+        assert!(!log.reserve(&c, 69), "over the capacity");
+        assert!(log.reserve(&c, 68));
+        assert_eq!(log.room(), 0);
+        log.release(&b, 700);
+        assert_eq!(b.in_flight(), 0);
+        assert_eq!(log.room(), 700);
+        // Events recorded in a's room: taken by the writer, room back.
+        let context = Arc::new(crate::audit::record::SessionContext {
+            session_id: text("0a"),
+            identity: text("alice"),
+            role: None,
+            database: None,
+            allow_rule: None,
+            quota: Quota::default(),
+        });
+        assert!(log.reserve(&context.quota, 3));
+        for _ in 0..3 {
+            log.record_reserved(crate::audit::record::StatementRecord {
+                time_us: 1,
+                session: context.clone(),
+                statement: Str::Static("SELECT 1"),
+                described: None,
+                outcome: crate::audit::record::Outcome::Ok,
+                detail: None,
+                rows: None,
+                duration_us: None,
+                failure: None,
+                parameters: None,
+            });
+        }
+        assert!(log.rotate_now(Duration::from_secs(20)));
+        assert_eq!(context.quota.in_flight(), 0);
+        assert_eq!(log.room(), 700);
+        log.close();
+        assert_eq!(files::read_all(dir.path()).unwrap().len(), 3);
+    }
+
     #[test]
     fn a_full_queue_drops_and_records_the_gap() {
         let dir = tempfile::tempdir().unwrap();

@@ -253,7 +253,7 @@ impl Recorder {
             self.unused -= 1;
             self.log.record_reserved(r);
         } else {
-            self.put(r);
+            self.log.record_statement(r);
         }
     }
 
