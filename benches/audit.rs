@@ -64,6 +64,7 @@ fn writer(c: &mut Criterion) {
         role: template.role.clone(),
         database: template.database.clone(),
         allow_rule: template.rule.clone(),
+        quota: Default::default(),
     });
     let described = Arc::new(Described {
         fingerprint: template.fingerprint.clone(),

@@ -813,3 +813,104 @@ async fn messages_of_more_statements_than_the_queue_holds() {
     assert!(of_kind(&events, Kind::Gap).is_empty(), "no events lost");
     assert_eq!(one_number(&direct, "SELECT count(*) FROM t").await, 500);
 }
+
+both_relays!(flooding_sessions_wait_for_audit_room_and_nobody_else_is_refused);
+
+/// Reads one backend message from a raw connection's read half.
+async fn read_backend(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let tag = r.read_u8().await.unwrap();
+    let len = r.read_i32().await.unwrap() as usize;
+    let mut body = vec![0; len - 4];
+    r.read_exact(&mut body).await.unwrap();
+    (tag, body)
+}
+
+/// Issue 26 item 10c: sessions flooding denied Parses fill a small audit
+/// queue many times over. A session whose events cannot be queued waits
+/// (pgward stops reading it) instead of dropping them or refusing other
+/// sessions: another identity's statements keep running, no event is
+/// lost (every one is counted in the files, and no `gap`), and the
+/// flooders get every answer.
+async fn flooding_sessions_wait_for_audit_room_and_nobody_else_is_refused(relay: &str) {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    const FLOODERS: usize = 4;
+    const PARSES: usize = 6000;
+    let h = Harness::start_with(Setup {
+        server: relay.into(),
+        audit: "queue_capacity = 1024\nflush_interval_ms = 1000".into(),
+        setup_sql: vec!["CREATE TABLE t (id int)".into()],
+        ..Setup::default()
+    })
+    .await;
+    let log = h.shared.audit.clone().unwrap();
+    // Parse of a statement alice may not run, then Sync: one denial each.
+    let sql = "DELETE FROM t";
+    let mut pair = Vec::new();
+    pair.push(b'P');
+    pair.extend_from_slice(&((4 + 1 + sql.len() + 1 + 2) as i32).to_be_bytes());
+    pair.push(0);
+    pair.extend_from_slice(sql.as_bytes());
+    pair.extend_from_slice(&[0, 0, 0]);
+    pair.extend_from_slice(b"S\0\0\0\x04");
+    let flood = pair.repeat(PARSES);
+    let mut flooders = Vec::new();
+    for _ in 0..FLOODERS {
+        let (r, mut w) = login(&h, ALICE).await.into_split();
+        let bytes = flood.clone();
+        // Written in one go while another task reads the answers.
+        let writer = tokio::spawn(async move { w.write_all(&bytes).await.map(|_| w) });
+        let reader = tokio::spawn(async move {
+            let mut r = BufReader::new(r);
+            let (mut ready, mut codes) = (0, std::collections::BTreeMap::new());
+            while ready < PARSES {
+                match read_backend(&mut r).await {
+                    (b'Z', _) => ready += 1,
+                    (b'E', body) => *codes.entry(error_field(&body, b'C')).or_insert(0) += 1,
+                    _ => {}
+                }
+            }
+            codes
+        });
+        flooders.push((writer, reader));
+    }
+    // Meanwhile another identity runs statement after statement.
+    let dba = h.connect(DANA).await;
+    let mut served = 0;
+    for i in 0..300 {
+        match dba.simple_query(&format!("SELECT {i} AS served")).await {
+            Ok(_) => served += 1,
+            Err(e) => panic!("statement {i} of another identity failed: {e:?}"),
+        }
+    }
+    assert_eq!(served, 300);
+    for (writer, reader) in flooders {
+        let codes = tokio::time::timeout(Duration::from_secs(300), reader)
+            .await
+            .expect("a flooder did not get all its answers")
+            .unwrap();
+        // Every Parse was denied by the policy; none refused for the log.
+        assert_eq!(
+            codes,
+            std::collections::BTreeMap::from([("42501".to_string(), PARSES)]),
+        );
+        let _w = writer.await.unwrap().unwrap();
+    }
+    assert_eq!(log.dropped(), 0, "no event was dropped");
+    let events = h.audit_events();
+    assert!(of_kind(&events, Kind::Gap).is_empty(), "no events lost");
+    let denied: Vec<&Event> = statements(&events)
+        .into_iter()
+        .filter(|e| e.statement.as_deref() == Some(sql))
+        .collect();
+    assert_eq!(denied.len(), FLOODERS * PARSES, "every denial is on record");
+    assert!(denied.iter().all(|e| s(&e.decision) == Some("deny")
+        && s(&e.sqlstate) == Some("42501")
+        && s(&e.identity) == Some("alice")));
+    for i in 0..300 {
+        let e = find(&events, &format!("SELECT {i} AS served"));
+        assert_eq!(s(&e.outcome), Some("ok"));
+    }
+    let report = pgward::audit::verify::verify(&h.dir.path().join("audit")).unwrap();
+    assert!(report.ok(), "{report}");
+}

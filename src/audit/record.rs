@@ -22,6 +22,8 @@ pub struct SessionContext {
     pub database: Text,
     /// The rule of an allowed statement ("role analyst: allowed").
     pub allow_rule: Text,
+    /// The session's share of the writer's queue.
+    pub quota: super::writer::Quota,
 }
 
 impl SessionContext {
@@ -165,6 +167,7 @@ mod tests {
             role: text("analyst"),
             database: text("shop"),
             allow_rule: text("role analyst: allowed"),
+            quota: Default::default(),
         })
     }
 

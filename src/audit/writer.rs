@@ -1,10 +1,10 @@
-//! The audit writer: sessions hand events to a bounded lock-free queue and
-//! never wait; one thread drains it, chains and appends the events to the
+//! The audit writer: sessions hand events to a bounded lock-free queue; one
+//! thread drains it, chains and appends the events to the
 //! write-ahead segment at least every flush interval, and turns segments
 //! into Parquet files when they reach their size or age.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,6 +29,26 @@ const MAX_PENDING_BYTES: usize = 256 << 20;
 const QUIET_TURNS: u32 = 20;
 /// The longest an idle writer parks without being woken.
 const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// How long sessions may wait for room while the writer takes nothing
+/// from a non-empty queue before the log counts as broken
+/// (`on_failure` then decides).
+pub const STALL: Duration = Duration::from_secs(10);
+
+/// One session's share of the queue: the events it has reserved (for
+/// messages let through whose outcomes are still to come) or queued, and
+/// the writer has not yet taken. A statement's record carries it (in its
+/// `SessionContext`), so the writer gives the room back as it takes each.
+#[derive(Debug, Default)]
+pub struct Quota {
+    inflight: AtomicUsize,
+}
+
+impl Quota {
+    /// Events of this session reserved or queued, not yet taken.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
 
 /// The running audit log of this instance.
 pub struct AuditLog {
@@ -38,11 +58,21 @@ pub struct AuditLog {
 
 struct Inner {
     queue: ArrayQueue<Record>,
+    /// Events sessions may have reserved or queued at once
+    /// (`audit.queue_capacity`); the queue holds an eighth more, for the
+    /// events nobody reserves (session start and end, refused sign-ins).
+    capacity: usize,
+    /// Events reserved or queued by all sessions, not yet taken.
+    inflight: AtomicUsize,
+    /// Sessions with an audit trail open: each may hold
+    /// `capacity / sessions` events, or more when it holds none.
+    sessions: AtomicUsize,
+    /// Events the writer has taken from the queue since start.
+    taken: AtomicU64,
     instance: Arc<str>,
     on_failure: OnFailure,
     pub record_parameters: bool,
-    /// False while the writer cannot write, or the queue overflowed since
-    /// the writer last caught up.
+    /// False while the writer cannot write.
     open: AtomicBool,
     failure: Mutex<Option<String>>,
     /// A failure of the syncer thread (fsync, publishing a file).
@@ -86,8 +116,13 @@ impl AuditLog {
         );
         let (lock, unclosed) = InstanceLock::acquire(&wal_dir, &instance, &started)?;
         let (next_seq, head) = recover(&dir, &wal_dir, &instance)?;
+        let capacity = cfg.queue_capacity.max(16);
         let shared = Arc::new(Inner {
-            queue: ArrayQueue::new(cfg.queue_capacity.max(16)),
+            queue: ArrayQueue::new(capacity + capacity / 8),
+            capacity,
+            inflight: AtomicUsize::new(0),
+            sessions: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
             instance: instance.as_str().into(),
             on_failure: cfg.on_failure,
             record_parameters: cfg.record_parameters,
@@ -157,24 +192,35 @@ impl AuditLog {
         self.shared.record_parameters
     }
 
-    /// Queues an event; never blocks. A full queue drops it, counted, and
-    /// the count is recorded as a `gap` event when the writer catches up.
+    /// Queues an event nobody reserved room for (session start and end, a
+    /// refused sign-in); never blocks. The queue keeps an eighth of its
+    /// capacity for these; if even that is full the event is dropped,
+    /// counted, and the count is recorded as a `gap` event.
     pub fn record(&self, event: Event) {
         self.push(Record::Event(Box::new(event)));
     }
 
-    /// Queues a statement's event, as `record` does.
+    /// Queues a statement's event, counting it against its session's
+    /// share (without waiting: see `reserve` for that).
     pub fn record_statement(&self, statement: StatementRecord) {
+        self.force(&statement.session.quota, 1);
+        self.push(Record::Statement(statement));
+    }
+
+    /// Queues a statement's event for which `reserve` made room.
+    pub fn record_reserved(&self, statement: StatementRecord) {
         self.push(Record::Statement(statement));
     }
 
     fn push(&self, record: Record) {
         // The writer names the instance: a count shared by every session
         // thread, touched per event, would bounce between their cores.
-        if self.shared.queue.push(record).is_err() {
+        if let Err(record) = self.shared.queue.push(record) {
+            if let Record::Statement(s) = &record {
+                self.release(&s.session.quota, 1);
+            }
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
-            self.shared.open.store(false, Ordering::Relaxed);
             self.wake();
             return;
         }
@@ -188,53 +234,129 @@ impl AuditLog {
         }
     }
 
-    /// Whether a message of `statements` statements may run: with
-    /// `on_failure = "deny"`, not while the log cannot be written or is
-    /// behind, nor when the queue has no room for an event per statement
-    /// (a message of many statements would overflow it, and every session
-    /// would be refused while the writer caught up).
+    /// Reserves room for `events` events of the session holding `quota`,
+    /// if its fair share and the queue have it now: a session may hold
+    /// `queue_capacity / sessions` events (more only while it holds none,
+    /// for a message of many statements), and all together at most
+    /// `queue_capacity`. Two atomic additions when there is room.
+    pub fn reserve(&self, quota: &Quota, events: usize) -> bool {
+        let inner = &*self.shared;
+        let own = quota.inflight.load(Ordering::Relaxed);
+        if own != 0 {
+            let share = inner.capacity / inner.sessions.load(Ordering::Relaxed).max(1);
+            if own + events > share.max(1) {
+                return false;
+            }
+        }
+        let before = inner.inflight.fetch_add(events, Ordering::Relaxed);
+        if before + events > inner.capacity {
+            inner.inflight.fetch_sub(events, Ordering::Relaxed);
+            return false;
+        }
+        quota.inflight.fetch_add(events, Ordering::Relaxed);
+        true
+    }
+
+    /// Counts `events` against the session's share without waiting for
+    /// room (an estimate that fell short, or the log is broken and
+    /// `on_failure` says go on).
+    pub fn force(&self, quota: &Quota, events: usize) {
+        self.shared.inflight.fetch_add(events, Ordering::Relaxed);
+        quota.inflight.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Gives back room reserved and not used.
+    pub fn release(&self, quota: &Quota, events: usize) {
+        if events > 0 {
+            quota.inflight.fetch_sub(events, Ordering::Relaxed);
+            self.shared.inflight.fetch_sub(events, Ordering::Relaxed);
+        }
+    }
+
+    /// A session with an audit trail opens (its share is counted).
+    pub fn session_opened(&self) {
+        self.shared.sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session's audit trail closed.
+    pub fn session_closed(&self) {
+        self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Events sessions may reserve or queue at once (`audit.queue_capacity`).
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// Whether the writer is taking events: a count that moves whenever it
+    /// takes some, and whether anything waits in the queue.
+    pub fn progress(&self) -> (u64, bool) {
+        (
+            self.shared.taken.load(Ordering::Relaxed),
+            !self.shared.queue.is_empty(),
+        )
+    }
+
+    /// Whether `on_failure = "deny"`.
+    pub fn denies_on_failure(&self) -> bool {
+        self.shared.on_failure == OnFailure::Deny
+    }
+
+    /// Whether an allowed message of `statements` statements may run with
+    /// `on_failure = "deny"`: not while the log cannot be written, nor
+    /// when it holds more statements than the queue has room for at all.
+    /// (Room now is `reserve`'s: a session waits for it.)
     pub fn admit(&self, statements: usize) -> Result<(), PgError> {
         if self.shared.on_failure == OnFailure::Allow {
             return Ok(());
         }
-        if self.shared.open.load(Ordering::Relaxed) {
-            let room = self.room();
-            if statements <= 1 || statements <= room {
-                return Ok(());
-            }
-            let capacity = self.shared.queue.capacity();
-            let hint = if statements > capacity {
-                format!("send at most {capacity} statements in one message, or raise audit.queue_capacity")
-            } else {
-                "audit.on_failure = \"deny\": the message can run once the audit log has caught up"
-                    .into()
-            };
+        if !self.shared.open.load(Ordering::Relaxed) {
+            let why = self
+                .failure()
+                .unwrap_or_else(|| "the audit writer is failing".into());
+            return Err(PgError::error(
+                sqlstate::IO_ERROR,
+                format!("pgward: statement refused: the audit log cannot be written ({why})"),
+            )
+            .with_hint(
+                "audit.on_failure = \"deny\": statements run again as soon as the audit log recovers",
+            ));
+        }
+        let capacity = self.shared.capacity;
+        if statements > capacity {
             return Err(PgError::error(
                 sqlstate::IO_ERROR,
                 format!(
-                    "pgward: statement refused: the audit log has room for {room} more events now, and this message has {statements} statements"
+                    "pgward: statement refused: the audit log has room for {capacity} events at most, and this message has {statements} statements"
                 ),
             )
-            .with_hint(hint));
+            .with_hint(format!(
+                "send at most {capacity} statements in one message, or raise audit.queue_capacity"
+            )));
         }
-        let why = self
-            .failure()
-            .unwrap_or_else(|| "the audit queue is full".into());
-        Err(PgError::error(
+        Ok(())
+    }
+
+    /// The error for a message that waited `STALL` for room while the
+    /// writer took nothing (`on_failure = "deny"`).
+    pub fn stalled(&self) -> PgError {
+        PgError::error(
             sqlstate::IO_ERROR,
-            format!("pgward: statement refused: the audit log cannot be written ({why})"),
+            format!(
+                "pgward: statement refused: the audit writer has taken no event for {} s",
+                STALL.as_secs()
+            ),
         )
         .with_hint(
             "audit.on_failure = \"deny\": statements run again as soon as the audit log recovers",
-        ))
+        )
     }
 
     /// Events the queue can take now.
     pub fn room(&self) -> usize {
         self.shared
-            .queue
-            .capacity()
-            .saturating_sub(self.shared.queue.len())
+            .capacity
+            .saturating_sub(self.shared.inflight.load(Ordering::Relaxed))
     }
 
     /// Events dropped since start because the queue was full.
@@ -521,12 +643,22 @@ impl Writer {
     /// how many.
     fn drain(&mut self, inner: &Inner) -> usize {
         let mut moved = 0;
+        let mut released = 0;
         while self.pending.len() < MAX_PENDING_BYTES {
             let Some(record) = inner.queue.pop() else {
                 break;
             };
+            if let Record::Statement(s) = &record {
+                // Its session's room is free again.
+                s.session.quota.inflight.fetch_sub(1, Ordering::Relaxed);
+                released += 1;
+            }
             self.chain(record, &inner.instance);
             moved += 1;
+        }
+        if moved > 0 {
+            inner.inflight.fetch_sub(released, Ordering::Relaxed);
+            inner.taken.fetch_add(moved as u64, Ordering::Relaxed);
         }
         let lost = inner.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
@@ -903,6 +1035,66 @@ mod tests {
         }
         assert!(rotated, "no file after the rotation age");
         log.close();
+    }
+
+    /// Each session may hold its share of the queue (more only while it
+    /// holds nothing), all together at most the capacity; the writer
+    /// gives the room back as it takes the events.
+    #[test]
+    fn sessions_reserve_their_share_and_the_writer_gives_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            queue_capacity: 1024,
+            ..config(dir.path())
+        };
+        let log = AuditLog::start(&cfg).unwrap();
+        let (a, b, c) = (Quota::default(), Quota::default(), Quota::default());
+        for _ in 0..4 {
+            log.session_opened();
+        }
+        // Share: 1024 / 4 = 256.
+        assert!(log.reserve(&a, 200));
+        assert!(log.reserve(&a, 56));
+        assert!(!log.reserve(&a, 1), "over its share");
+        // A session holding nothing may take a big message at once.
+        assert!(log.reserve(&b, 700));
+        assert!(!log.reserve(&b, 1));
+        // The rest of the queue: 1024 - 956 = 68.
+        assert!(!log.reserve(&c, 69), "over the capacity");
+        assert!(log.reserve(&c, 68));
+        assert_eq!(log.room(), 0);
+        log.release(&b, 700);
+        assert_eq!(b.in_flight(), 0);
+        assert_eq!(log.room(), 700);
+        // Events recorded in a's room: taken by the writer, room back.
+        let context = Arc::new(crate::audit::record::SessionContext {
+            session_id: text("0a"),
+            identity: text("alice"),
+            role: None,
+            database: None,
+            allow_rule: None,
+            quota: Quota::default(),
+        });
+        assert!(log.reserve(&context.quota, 3));
+        for _ in 0..3 {
+            log.record_reserved(crate::audit::record::StatementRecord {
+                time_us: 1,
+                session: context.clone(),
+                statement: Str::Static("SELECT 1"),
+                described: None,
+                outcome: crate::audit::record::Outcome::Ok,
+                detail: None,
+                rows: None,
+                duration_us: None,
+                failure: None,
+                parameters: None,
+            });
+        }
+        assert!(log.rotate_now(Duration::from_secs(20)));
+        assert_eq!(context.quota.in_flight(), 0);
+        assert_eq!(log.room(), 700);
+        log.close();
+        assert_eq!(files::read_all(dir.path()).unwrap().len(), 3);
     }
 
     #[test]

@@ -229,12 +229,14 @@ impl Guard {
     /// the catalog's shared one (copied, so later uses stay private).
     /// Also says whether it is known to be allowed under the current rules.
     fn analyze(&mut self, sql: &str) -> (Arc<Analysis>, bool, Found) {
-        if let Some(p) = self.provided.take() {
+        if let Some(p) = &self.provided {
             if *p.sql == *sql && p.cat_gen == self.cat_gen {
-                // Too long to cache: nobody else holds it.
-                return (p.analysis, false, Found::Nowhere);
+                // Too long to cache; kept until another text is judged, in
+                // case its message waits for audit room and is judged again.
+                return (p.analysis.clone(), false, Found::Nowhere);
             }
         }
+        self.provided = None;
         let gen = Some(self.rules_gen);
         // By shape first: a text with a shape is in `local` only when its
         // classification may not be shared, which is rare.

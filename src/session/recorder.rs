@@ -127,6 +127,25 @@ pub struct Recorder {
     described: DescribedCache,
     /// `session_end` is recorded.
     ended: bool,
+    /// Events reserved in the audit queue (`admit`) and not yet recorded.
+    unused: usize,
+    /// The message admitted last is recorded as one event (its
+    /// statements did not get room each).
+    whole: bool,
+    /// Since when a message waits for room, and the writer's count of
+    /// events taken then.
+    waiting: Option<(Instant, u64)>,
+}
+
+/// Whether a message may go on, as far as the audit log is concerned.
+#[derive(Debug)]
+pub enum Admission {
+    Go,
+    /// No room for its events now: read nothing more from the client
+    /// until there is.
+    Wait,
+    /// Refused (`on_failure = "deny"`): the log cannot take its events.
+    Refuse(PgError),
 }
 
 impl Drop for Recorder {
@@ -149,8 +168,10 @@ impl Recorder {
                 "role {}: allowed",
                 info.role.as_deref().unwrap_or("?")
             )),
+            quota: Default::default(),
         });
         log.record(info.start_event(&context));
+        log.session_opened();
         Recorder {
             log,
             context,
@@ -158,6 +179,90 @@ impl Recorder {
             params: HashMap::new(),
             described: DescribedCache::default(),
             ended: false,
+            unused: 0,
+            whole: false,
+            waiting: None,
+        }
+    }
+
+    /// Room in the audit queue for the events of the next message, of
+    /// `statements` statements, which the guard `denied` or not; `runs`
+    /// when, allowed, it runs a statement (not a Parse), so that a log
+    /// that cannot be written refuses it under `on_failure = "deny"`.
+    ///
+    /// A session that has no room waits: it reads no more of its client
+    /// until the writer has taken enough of its events (its share is the
+    /// queue's capacity over the sessions). Waiting turns into the
+    /// `on_failure` behaviour only when the writer has taken nothing from
+    /// a non-empty queue for `STALL`.
+    pub fn admit(&mut self, statements: usize, denied: bool, runs: bool) -> Admission {
+        let refusable = runs && !denied;
+        if refusable {
+            if let Err(e) = self.log.admit(statements) {
+                // Refused: one event says so, whatever it held.
+                self.whole = statements > 1;
+                return Admission::Refuse(e);
+            }
+        }
+        let capacity = self.log.capacity();
+        // A denied message of more statements than fit is one event.
+        let want = if denied && statements > capacity {
+            1
+        } else {
+            statements
+        };
+        if want > capacity {
+            // Allowed with on_failure = "allow": recorded as it goes.
+            return Admission::Go;
+        }
+        let quota = &self.context.quota;
+        if self.log.reserve(quota, want) {
+            self.unused += want;
+            self.whole = want < statements;
+            self.waiting = None;
+            return Admission::Go;
+        }
+        if denied && want > 1 && self.log.reserve(quota, 1) {
+            self.unused += 1;
+            self.whole = true;
+            self.waiting = None;
+            return Admission::Go;
+        }
+        let (taken, queued) = self.log.progress();
+        let now = Instant::now();
+        match self.waiting {
+            Some((since, t)) if t == taken && queued => {
+                if now.saturating_duration_since(since) >= crate::audit::writer::STALL {
+                    // The writer is stuck, not slow.
+                    self.waiting = None;
+                    self.whole = statements > 1;
+                    if refusable && self.log.denies_on_failure() {
+                        return Admission::Refuse(self.log.stalled());
+                    }
+                    return Admission::Go;
+                }
+            }
+            _ => self.waiting = Some((now, taken)),
+        }
+        Admission::Wait
+    }
+
+    /// Records a statement's event, in room reserved for it if any is left.
+    fn put(&mut self, r: StatementRecord) {
+        if self.unused > 0 {
+            self.unused -= 1;
+            self.log.record_reserved(r);
+        } else {
+            self.log.record_statement(r);
+        }
+    }
+
+    /// Nothing waits for its outcome: room reserved and not used is given
+    /// back.
+    fn settle(&mut self) {
+        if self.unused > 0 && self.pending.is_empty() {
+            self.log.release(&self.context.quota, self.unused);
+            self.unused = 0;
         }
     }
 
@@ -171,6 +276,19 @@ impl Recorder {
         judged: Option<&Judged>,
         denial: Option<&PgError>,
     ) {
+        self.on_client_message(tag, body, index, judged, denial);
+        self.settle();
+    }
+
+    fn on_client_message(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        index: u64,
+        judged: Option<&Judged>,
+        denial: Option<&PgError>,
+    ) {
+        let whole = std::mem::take(&mut self.whole);
         match tag {
             b'Q' | b'P' | b'F' => {
                 let sql = match sql_text(tag, body) {
@@ -180,8 +298,8 @@ impl Recorder {
                 let sql = sql.unwrap_or(Str::Static(""));
                 let analysis = judged.and_then(|j| j.analysis.as_ref());
                 let count = judged.map_or(1, Judged::statements);
-                if let (Some(err), true) = (denial, count > 1 && count > self.log.room()) {
-                    // More denied statements than the queue has room for:
+                if let (Some(err), true) = (denial, count > 1 && whole) {
+                    // More denied statements than the queue had room for:
                     // the message as one event, whole, rather than a gap.
                     self.emit_denied(bare_item(sql), err);
                     return;
@@ -241,12 +359,24 @@ impl Recorder {
                 self.finish_rest(p, Outcome::NotRun, None);
             }
         }
+        self.settle();
     }
 
     /// A server message, before the protocol state consumes it; `front`
     /// is the index of the message it answers, and `bound` the statement
     /// that message's portal was bound to, when it is an Execute.
     pub fn on_backend(&mut self, tag: u8, body: &[u8], front: u64, bound: Option<&Arc<Prepared>>) {
+        self.on_backend_message(tag, body, front, bound);
+        self.settle();
+    }
+
+    fn on_backend_message(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        front: u64,
+        bound: Option<&Arc<Prepared>>,
+    ) {
         self.catch_up(front);
         let Some(p) = self.pending.front_mut() else {
             return;
@@ -269,7 +399,7 @@ impl Recorder {
                 if let Some(item) = p.items.pop_front() {
                     let mut r = self.statement(item, Outcome::Ok, Some(PREPARED));
                     r.duration_us = Some(duration.as_micros() as i64);
-                    self.log.record_statement(r);
+                    self.put(r);
                 }
                 self.pending.pop_front();
             }
@@ -290,7 +420,7 @@ impl Recorder {
                     let mut r = self.statement(item, Outcome::Ok, detail);
                     r.duration_us = Some(duration.as_micros() as i64);
                     r.rows = rows;
-                    self.log.record_statement(r);
+                    self.put(r);
                 }
                 if done {
                     self.pending.pop_front();
@@ -310,7 +440,7 @@ impl Recorder {
                         message: text(message),
                         rule: None,
                     }));
-                    self.log.record_statement(r);
+                    self.put(r);
                 }
                 if done {
                     self.pending.pop_front();
@@ -328,12 +458,6 @@ impl Recorder {
             }
             _ => {}
         }
-    }
-
-    /// Whether a message of `statements` statements may run
-    /// (`audit.on_failure`).
-    pub fn admit(&self, statements: usize) -> Result<(), PgError> {
-        self.log.admit(statements)
     }
 
     /// The session is over: statements still waiting were interrupted.
@@ -356,13 +480,16 @@ impl Recorder {
         let mut e = self.context.event(Kind::SessionEnd, now_us());
         e.detail = text(how);
         self.log.record(e);
+        self.log.release(&self.context.quota, self.unused);
+        self.unused = 0;
+        self.log.session_closed();
     }
 
     fn finish_rest(&mut self, p: Pending, outcome: Outcome, detail: Option<&'static str>) {
         let detail = detail.or((p.flow == Flow::Parse).then_some(PREPARED));
         for item in p.items {
             let r = self.statement(item, outcome, detail);
-            self.log.record_statement(r);
+            self.put(r);
         }
     }
 
@@ -387,7 +514,7 @@ impl Recorder {
         }
     }
 
-    fn emit_denied(&self, item: Item, err: &PgError) {
+    fn emit_denied(&mut self, item: Item, err: &PgError) {
         let mut r = self.statement(item, Outcome::Denied, None);
         r.failure = Some(Box::new(Failure {
             sqlstate: text(err.code.as_ref()),
@@ -397,7 +524,7 @@ impl Recorder {
                 .as_deref()
                 .map(|h| Str::from(h.strip_prefix("rule: ").unwrap_or(h))),
         }));
-        self.log.record_statement(r);
+        self.put(r);
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use super::guard::{self, Classified, Guard};
-use super::recorder::Recorder;
+use super::recorder::{Admission, Recorder};
 use super::state::ProtocolState;
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
@@ -48,6 +48,18 @@ pub enum End {
 
 /// A long text's classification, running apart from the session.
 pub type Apart = Pin<Box<dyn std::future::Future<Output = Classified> + Send>>;
+
+/// Why the message at the head of the client's input waits.
+pub enum Blocked {
+    /// Its text is being classified apart.
+    Classify(Apart),
+    /// The audit queue has no room for its events (this session's share
+    /// is taken): the client is not read until there is.
+    AuditRoom,
+}
+
+/// How often a session waiting for room in the audit queue looks again.
+pub(super) const AUDIT_RETRY: Duration = Duration::from_millis(5);
 
 /// What both directions of a session share: the protocol state, the guard
 /// and the audit trail. Drivers (this async relay, or the two session
@@ -85,6 +97,10 @@ pub struct Relay {
     /// The classification of a long text at the head of `cin`, running
     /// apart; the client is not read meanwhile.
     classifying: Option<Apart>,
+    /// The message at the head of `cin` waits for room in the audit
+    /// queue; the timer of its next try. The client is read meanwhile only
+    /// while `cin` is small (to see it hang up).
+    audit_wait: Option<crate::timer::Sleep>,
     /// Wakers that tell which socket woke the task (see `SocketWakers`).
     wakers: Option<SocketWakers>,
 }
@@ -188,6 +204,7 @@ impl Relay {
             core,
             deadline: None,
             classifying: None,
+            audit_wait: None,
             wakers: None,
         }
     }
@@ -333,8 +350,12 @@ impl Relay {
     /// Frames and judges what the client sent; a long text waits for its
     /// classification, made apart.
     fn on_client_data(&mut self) -> Result<(), End> {
-        if let Some(work) = self.core.on_client_data(&mut self.cin, &mut self.to_up)? {
-            self.classifying = Some(work);
+        match self.core.on_client_data(&mut self.cin, &mut self.to_up)? {
+            Some(Blocked::Classify(work)) => self.classifying = Some(work),
+            Some(Blocked::AuditRoom) => {
+                self.audit_wait = Some(crate::timer::sleep(AUDIT_RETRY));
+            }
+            None => {}
         }
         Ok(())
     }
@@ -365,6 +386,17 @@ impl Relay {
                     if let Err(end) = self.on_client_data() {
                         return Poll::Ready(end);
                     }
+                    continue;
+                }
+            }
+            if let Some(retry) = &mut self.audit_wait {
+                if std::future::Future::poll(Pin::new(retry), cx).is_ready() {
+                    self.audit_wait = None;
+                    if let Err(end) = self.on_client_data() {
+                        return Poll::Ready(end);
+                    }
+                    // A new wait's timer is polled (armed) at the top.
+                    continue;
                 }
             }
             let mut ccx = Context::from_waker(&w.client.waker);
@@ -373,8 +405,14 @@ impl Relay {
                 return Poll::Ready(end);
             }
             // Read a side only while its destination has room (and the
-            // client not while its message waits for its classification).
-            if self.to_up.len() < HIGH_WATER && self.classifying.is_none() && w.client.due() {
+            // client not while its message waits for its classification;
+            // while it waits for audit room, only enough to see it hang up).
+            let waiting = self.audit_wait.is_some();
+            if self.to_up.len() < HIGH_WATER
+                && self.classifying.is_none()
+                && (!waiting || self.cin.len() < HIGH_WATER)
+                && w.client.due()
+            {
                 reserve(&mut self.cin);
                 match poll_read_buf(Pin::new(&mut self.client), &mut ccx, &mut self.cin) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(End::ClientGone(None)),
@@ -382,6 +420,10 @@ impl Relay {
                         w.client.waiting = false;
                         if self.core.last_client.is_some() {
                             self.core.last_client = Some(Instant::now());
+                        }
+                        if waiting {
+                            // Judged when the retry finds room.
+                            continue;
                         }
                         if let Err(end) = self.on_client_data() {
                             return Poll::Ready(end);
@@ -441,10 +483,11 @@ impl Core {
         &mut self,
         cin: &mut BytesMut,
         to_up: &mut BytesMut,
-    ) -> Result<Option<Apart>, End> {
+    ) -> Result<Option<Blocked>, End> {
         let mut at = 0;
         let mut terminate = false;
         let mut apart = None;
+        let mut blocked = None;
         loop {
             // The type byte is judged before the length: a StartupMessage or
             // SSLRequest sent mid-session begins with 0x00 and a length that
@@ -488,16 +531,25 @@ impl Core {
                 }
                 _ => None,
             };
-            if denial.is_none() && matches!(tag, b'Q' | b'E' | b'F') {
-                // audit.on_failure = "deny": nothing runs unrecorded.
+            if let (Some(rec), true) =
+                (&mut self.recorder, matches!(tag, b'Q' | b'P' | b'E' | b'F'))
+            {
+                // Room for its events, or the message waits; and with
+                // audit.on_failure = "deny", nothing runs unrecorded.
                 let statements = match (tag, &self.guard) {
-                    (b'Q', Some(g)) => g.last.statements(),
-                    _ => 1,
+                    (b'E', _) | (_, None) => 1,
+                    (_, Some(g)) => g.last.statements(),
                 };
-                denial = self
-                    .recorder
-                    .as_ref()
-                    .and_then(|r| r.admit(statements).err());
+                match rec.admit(statements, denial.is_some(), tag != b'P') {
+                    Admission::Go => {}
+                    Admission::Refuse(err) => denial = Some(err),
+                    Admission::Wait => {
+                        // Judged again when there is room: nothing of it
+                        // has taken effect.
+                        blocked = Some(Blocked::AuditRoom);
+                        break;
+                    }
+                }
             }
             let mut no_effects = Vec::new();
             let effects = match &mut self.guard {
@@ -546,7 +598,7 @@ impl Core {
             return Err(End::ClientTerminated);
         }
         self.apart = apart.is_some();
-        Ok(apart)
+        Ok(apart.map(Blocked::Classify).or(blocked))
     }
 
     /// Frames what the server sent and queues whole messages to the client.

@@ -30,8 +30,8 @@ use tokio::time::Instant;
 
 use super::placement::{self, Seat};
 use super::relay::{
-    fired, idle_recheck, idle_timeout_error, shutting_down, Core, End, Parts, PhaseWatch, Relay,
-    LAST_WORDS, LINGER, READ_CHUNK, TERMINATE,
+    fired, idle_recheck, idle_timeout_error, shutting_down, Blocked, Core, End, Parts, PhaseWatch,
+    Relay, AUDIT_RETRY, LAST_WORDS, LINGER, READ_CHUNK, TERMINATE,
 };
 use crate::net::Stream;
 use crate::policy::classify::{mark_big_stack_thread, CLASSIFY_STACK};
@@ -351,10 +351,24 @@ fn client_side(inner: &Inner, mut cin: BytesMut) {
                         lingering = true;
                         continue;
                     }
-                    if let Some(work) = apart {
-                        let classified = block_on(work);
-                        inner.lock().core.provide(classified);
-                        continue;
+                    match apart {
+                        Some(Blocked::Classify(work)) => {
+                            let classified = block_on(work);
+                            inner.lock().core.provide(classified);
+                            continue;
+                        }
+                        Some(Blocked::AuditRoom) => {
+                            // Reads nothing until the retry finds room;
+                            // but a client that hangs up ends the session.
+                            if hung_up(&inner.client, AUDIT_RETRY) {
+                                lingering = client_ended(inner, End::ClientGone(None), &mut to_up);
+                                if !lingering {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                        None => {}
                     }
                 }
                 Err(end) => {
@@ -503,6 +517,21 @@ fn say_last_words(inner: &Inner, to_client: &mut BytesMut, err: Option<&PgError>
     } else {
         let _ = inner.upstream.shutdown(Shutdown::Both);
     }
+}
+
+/// Waits up to `wait` for the client to hang up, without reading what it
+/// sent; whether it did.
+fn hung_up(client: &TcpStream, wait: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: client.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    let ms = wait.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid, initialized pollfd for the duration of the call;
+    // the socket outlives it.
+    let n = unsafe { libc::poll(&mut fd, 1, ms) };
+    n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// The session's socket as a blocking std socket.
