@@ -684,6 +684,8 @@ impl<'a> FileRun<'a> {
             });
         if trial {
             read_only_error = self.trial(item).await;
+            report.trials += 1;
+            report.refused += usize::from(read_only_error.is_some());
         }
         let t = Instant::now();
         let result = self.execute(item).await;
@@ -1270,6 +1272,9 @@ struct Report {
     observed: usize,
     unparsable: usize,
     catalog_loads: usize,
+    /// Read-only trial runs, and how many the server refused (25006).
+    trials: usize,
+    refused: usize,
     catalog_time: Duration,
     snapshot_time: Duration,
     failures: Vec<Failure>,
@@ -1284,6 +1289,10 @@ impl Report {
     }
 
     fn print(&self, known: &KnownFailures, took: Duration) {
+        println!(
+            "differential: {} read-only trials, {} refused with 25006",
+            self.trials, self.refused
+        );
         println!(
             "differential: {} statements, {} ran and were observed, {} not parsed by pgward, \
              {} catalog loads ({:.1} s), snapshots {:.1} s, {:.1} s in all",
