@@ -848,7 +848,7 @@ impl<'a> FileRun<'a> {
             }
             // Functions called.
             for (name, role) in &called {
-                let listed = st.functions.iter().any(|f| bare(f) == bare(&name));
+                let listed = st.functions.iter().any(|f| bare(f) == bare(name));
                 if !listed && !fixed {
                     fail("function", format!("{name} called ({role})"));
                 }
