@@ -1138,7 +1138,8 @@ impl<'a> FileRun<'a> {
 }
 
 /// The statements of one text as one: EXECUTE brings what was prepared.
-/// FETCH and MOVE run the query of a cursor, judged when it was declared:
+/// FETCH and MOVE run the query of a cursor, judged when it was declared
+/// (and COMMIT what is left of a WITH HOLD cursor's):
 /// they bring what every cursor declared so far reads (pgward's statement
 /// does not name the cursor; the union errs towards accounting).
 fn merge(
@@ -1152,7 +1153,8 @@ fn merge(
         if let Some(p) = s.executes.as_ref().and_then(|n| prepared.get(n)) {
             parts.push(p);
         }
-        if s.kind == "FetchStmt" {
+        // COMMIT runs the rest of a WITH HOLD cursor's query to keep it.
+        if matches!(s.kind.as_str(), "FetchStmt" | "TransactionStmt") {
             parts.extend(cursors);
         }
         for p in parts {
