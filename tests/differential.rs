@@ -749,9 +749,17 @@ impl<'a> FileRun<'a> {
             }
             // What ran on its own: trigger functions (found first, to say
             // so beside what they did).
+            let ends_block = kinds.contains(&"TransactionStmt");
             let mut called = Vec::new();
             for (oid, n) in &after.functions {
-                if *n > before.functions.get(oid).copied().unwrap_or(0) {
+                // A function a ROLLBACK brings back (its DROP undone)
+                // comes back with its old counts.
+                let old = match before.functions.get(oid) {
+                    Some(old) => *old,
+                    None if ends_block => *n,
+                    None => 0,
+                };
+                if *n > old {
                     called.push(self.function_role(*oid).await);
                 }
             }
@@ -766,7 +774,6 @@ impl<'a> FileRun<'a> {
             // TRUNCATE restores the counts it set aside). What runs at
             // COMMIT (deferred triggers) shows as functions and nested
             // statements.
-            let ends_block = kinds.contains(&"TransactionStmt");
             for (oid, (_, w)) in &after.tables {
                 let old = before.tables.get(oid).map_or(0, |v| v.1);
                 if *w > old && !ends_block {
