@@ -895,8 +895,11 @@ impl<'a> FileRun<'a> {
                     })
                     .map(|(k, (v, _))| format!("{k}={v}"))
                     .collect();
+                // Ending a block (PREPARE TRANSACTION too) puts the
+                // block's settings back.
                 let accounted = !st.settings.is_empty()
                     || classes.contains(Class::Transaction)
+                    || ends_block
                     || classes.contains(Class::Unknown);
                 if !accounted && !changed.is_empty() {
                     let why = if fixed { " (in a function)" } else { "" };
