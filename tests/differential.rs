@@ -729,7 +729,7 @@ impl<'a> FileRun<'a> {
             let mut fail = |kind: &'static str, detail: String| {
                 failures.push(Failure {
                     kind,
-                    sql: one_line(&item.sql),
+                    sql: self.stable(&item.sql),
                     detail,
                     file: self.name.clone(),
                     line: item.line,
@@ -1021,6 +1021,16 @@ impl<'a> FileRun<'a> {
                 })
                 && (n.hidden_reads.is_empty() || !st.hidden_reads.is_empty())
         })
+    }
+
+    /// The statement on one line, with the sandbox and the regression
+    /// directory (which differ from run to run) as `@sandbox@`, `@srcdir@`.
+    fn stable(&self, sql: &str) -> String {
+        let mut text = one_line(sql).replace(&self.sandbox.display().to_string(), "@sandbox@");
+        if let Some(dir) = regress_dir() {
+            text = text.replace(&dir.display().to_string(), "@srcdir@");
+        }
+        text
     }
 
     fn is_user_function(&self, name: &str) -> bool {
