@@ -299,7 +299,12 @@ async fn run_regress(pg: &LocalPg, dir: &Path, sandbox: &Path, report: &mut Repo
     drop(template);
     for name in regress_files(dir) {
         let items = read(&name);
-        let db = Db::create(pg, &format!("diff_{name}"), Some("diff_template"), &[]).await;
+        // collate.icu.utf8 and the like: a database name without dots.
+        let db_name: String = format!("diff_{name}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let db = Db::create(pg, &db_name, Some("diff_template"), &[]).await;
         let t = Instant::now();
         let mut file = FileRun::new(pg, db, &name, sandbox).await;
         file.run(&items, report).await;
@@ -311,7 +316,7 @@ async fn run_regress(pg: &LocalPg, dir: &Path, sandbox: &Path, report: &mut Repo
         // Each file's database goes (and its sessions with it).
         let c = connect(pg, "postgres").await;
         let _ = c
-            .simple_query(&format!("DROP DATABASE IF EXISTS diff_{name} WITH (FORCE)"))
+            .simple_query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
             .await;
     }
 }
