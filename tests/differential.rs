@@ -556,6 +556,7 @@ async fn settings(c: &Client) -> BTreeMap<String, (String, String)> {
     match c.simple_query(SETTINGS_SQL).await {
         Ok(m) => rows(m)
             .into_iter()
+            .filter(|r| r.len() == 3)
             .map(|r| (r[0].clone(), (r[1].clone(), r[2].clone())))
             .collect(),
         Err(_) => BTreeMap::new(),
@@ -987,14 +988,31 @@ impl<'a> FileRun<'a> {
 
     async fn execute(&self, item: &Item) -> Result<(), tokio_postgres::Error> {
         let c = &self.client;
-        if let Some(data) = &item.copy_data {
-            return copy_in(c, &item.sql, data).await;
-        }
         let lower = item.sql.to_ascii_lowercase();
-        if lower.trim_start().starts_with("copy") && lower.contains("to stdout") {
-            return copy_out(c, &item.sql).await;
+        let r = if let Some(data) = &item.copy_data {
+            copy_in(c, &item.sql, data).await
+        } else if lower.trim_start().starts_with("copy") && lower.contains("to stdout") {
+            copy_out(c, &item.sql).await
+        } else {
+            return c.simple_query(&item.sql).await.map(|_| ());
+        };
+        self.resync().await;
+        r
+    }
+
+    /// After COPY through the extended protocol an error can leave
+    /// answers behind that a later query would take for its own: read
+    /// until a marker query answers with its marker.
+    async fn resync(&self) {
+        for i in 0..8 {
+            let marker = format!("pgward-sync-{i}");
+            let q = format!("SELECT '{marker}'");
+            if let Ok(r) = self.client.simple_query(&q).await.map(rows) {
+                if r.len() == 1 && r[0] == [marker] {
+                    return;
+                }
+            }
         }
-        c.simple_query(&item.sql).await.map(|_| ())
     }
 
     /// Whether the statement's classification already covers what the
