@@ -790,8 +790,9 @@ impl<'a> FileRun<'a> {
                     write_seen.push(format!("{} rows written in {name}", w - old));
                 }
             }
+            // A ROLLBACK of TRUNCATE ... RESTART IDENTITY puts sequences back.
             for (oid, v) in &after.sequences {
-                if before.sequences.get(oid).is_some_and(|old| old != v) {
+                if !ends_block && before.sequences.get(oid).is_some_and(|old| old != v) {
                     let (name, _) = self.relation_name(*oid).await;
                     write_seen.push(format!("sequence {name} moved to {v}"));
                 }
