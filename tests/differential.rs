@@ -477,6 +477,7 @@ struct Snapshot {
 }
 
 const SNAPSHOT_SQL: &str = "
+SELECT 'pgward-snapshot';
 SELECT coalesce(ix.indrelid, c.oid)::text,
        sum(pg_catalog.pg_stat_get_numscans(c.oid) + pg_catalog.pg_stat_get_xact_numscans(c.oid))::text,
        sum(CASE WHEN c.relkind = 'i' THEN 0 ELSE
@@ -507,7 +508,7 @@ SELECT pgward_diff.pg_stat_statements_reset();
 ";
 
 const SETTINGS_SQL: &str =
-    "SELECT name, coalesce(setting, ''), coalesce(boot_val, '') FROM pg_catalog.pg_settings ORDER BY name";
+    "SELECT 'pgward-settings', '', ''; SELECT name, coalesce(setting, ''), coalesce(boot_val, '') FROM pg_catalog.pg_settings ORDER BY name";
 
 fn rows(msgs: Vec<SimpleQueryMessage>) -> Vec<Vec<String>> {
     msgs.into_iter()
@@ -526,6 +527,10 @@ fn rows(msgs: Vec<SimpleQueryMessage>) -> Vec<Vec<String>> {
 /// session cannot run it (an aborted transaction).
 async fn snapshot(c: &Client) -> Option<(Snapshot, Vec<String>)> {
     let rows = rows(c.simple_query(SNAPSHOT_SQL).await.ok()?);
+    // Answers that are not this query's (see `resync`): nothing observed.
+    if rows.first().map(|r| r.as_slice()) != Some(&["pgward-snapshot".to_owned()][..]) {
+        return None;
+    }
     let mut s = Snapshot::default();
     let mut nested = Vec::new();
     for r in rows {
@@ -556,6 +561,8 @@ async fn settings(c: &Client) -> BTreeMap<String, (String, String)> {
     match c.simple_query(SETTINGS_SQL).await {
         Ok(m) => rows(m)
             .into_iter()
+            .skip_while(|r| r[0] != "pgward-settings")
+            .skip(1)
             .filter(|r| r.len() == 3)
             .map(|r| (r[0].clone(), (r[1].clone(), r[2].clone())))
             .collect(),
@@ -726,7 +733,15 @@ impl<'a> FileRun<'a> {
         }
         let before = self.base.take();
         let t = Instant::now();
-        let after = snapshot(&self.client).await;
+        let mut after = snapshot(&self.client).await;
+        if after.is_none() {
+            self.resync().await;
+            after = snapshot(&self.client).await.map(|(s, _)| (s, Vec::new()));
+            // A snapshot after a resync starts a new baseline only.
+            if let Some((s, _)) = after.take() {
+                self.base = Some(s);
+            }
+        }
         report.snapshot_time += t.elapsed();
         let now_files = files(self.sandbox);
         if let (true, Some(before), Some((after, nested))) = (ok, &before, &after) {
@@ -889,8 +904,13 @@ impl<'a> FileRun<'a> {
                 fail("nested", format!("ran {}{cause}", one_line(q)));
             }
             // Settings.
-            if after.settings_hash != before.settings_hash {
-                let now = settings(&self.client).await;
+            let now = if after.settings_hash != before.settings_hash {
+                settings(&self.client).await
+            } else {
+                BTreeMap::new()
+            };
+            // An empty answer is one lost to a resync: nothing to compare.
+            if !now.is_empty() {
                 // A module loaded (plpgsql on first use, LOAD) defines its
                 // settings at their boot values: no change. Settings gone
                 // are a module's that a new session has not loaded.
