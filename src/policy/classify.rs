@@ -928,6 +928,10 @@ impl Walker<'_> {
                 }
             }
 
+            // CREATE TABLE ... AS EXECUTE name runs what is prepared.
+            "ExecuteStmt" => {
+                self.st.executes = Some(str_field(n, "name").to_owned());
+            }
             "SQLValueFunction" | "AConst" | "String" | "ParamRef" => return,
             _ => {}
         }
