@@ -1372,7 +1372,11 @@ async fn function_bodies_are_judged_by_what_they_run() {
              CREATE FUNCTION outer_f() RETURNS int LANGUAGE sql STABLE AS 'SELECT sneaky(1)';
              CREATE FUNCTION ping(n int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN IF n > 0 THEN RETURN pong(n - 1); END IF; RETURN 0; END $$;
              CREATE FUNCTION pong(n int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN ping(n); END $$;
-             CREATE FUNCTION double_it(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';"
+             CREATE FUNCTION double_it(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+             CREATE SEQUENCE hits; SELECT nextval('hits');
+             CREATE FUNCTION logit(t text) RETURNS boolean LANGUAGE plpgsql VOLATILE
+               AS $$BEGIN PERFORM nextval('hits'); RETURN true; END$$;
+             CREATE DOMAIN audited_text AS text CHECK (logit(VALUE));"
                 .into(),
         ],
         rules: Some(one_role_rules(
@@ -1404,9 +1408,34 @@ async fn function_bodies_are_judged_by_what_they_run() {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
+    let direct = h.direct().await;
+    // A Parse that declares its parameter's type as the domain, with no
+    // type in the SQL, runs the CHECK on the value.
+    let oid: u32 = direct
+        .query_one("SELECT 'audited_text'::regtype::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let domain = tokio_postgres::types::Type::new(
+        "audited_text".into(),
+        oid,
+        tokio_postgres::types::Kind::Domain(tokio_postgres::types::Type::TEXT),
+        "public".into(),
+    );
+    let e = c
+        .prepare_typed("SELECT $1", &[domain])
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_denied(&e, "audited_text");
+    let before = one_number(&direct, "SELECT last_value FROM hits").await;
+    direct
+        .batch_execute("PREPARE typed(audited_text) AS SELECT $1; EXECUTE typed('x')")
+        .await
+        .unwrap();
+    assert!(one_number(&direct, "SELECT last_value FROM hits").await > before);
     // PostgreSQL runs the writes pgward refused (sequences move, which
     // no ROLLBACK undoes), STABLE or IMMUTABLE as they say they are.
-    let direct = h.direct().await;
     for sql in [
         "SELECT sneaky(1)",
         "SELECT outer_f()",

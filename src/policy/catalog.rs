@@ -108,6 +108,9 @@ pub struct Catalog {
     /// User functions of casts PostgreSQL applies unasked (IMPLICIT and
     /// AS ASSIGNMENT casts).
     implicit_casts: Vec<FuncRef>,
+    /// User types whose values run functions (input functions, domain
+    /// checks), by OID: a Parse message may name them for its parameters.
+    types_by_oid: HashMap<u32, (String, String)>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
     /// Classifications by exact text.
@@ -167,6 +170,7 @@ impl Catalog {
             types: HashMap::new(),
             operators: HashMap::new(),
             implicit_casts: Vec::new(),
+            types_by_oid: HashMap::new(),
             source,
             cache: new_cache(),
             shapes: new_cache(),
@@ -281,6 +285,13 @@ impl Catalog {
     /// written.
     pub fn implicit_casts(&self) -> &[FuncRef] {
         &self.implicit_casts
+    }
+
+    /// The user type an OID names, when a value of it runs functions.
+    pub fn type_by_oid(&self, oid: u32) -> Option<(&str, &str)> {
+        self.types_by_oid
+            .get(&oid)
+            .map(|(s, n)| (s.as_str(), n.as_str()))
     }
 
     /// Functions behind a user-defined operator of this name.
@@ -553,6 +564,13 @@ impl Catalog {
                  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
             )
             .await?;
+        let user_types = conn
+            .simple_query(
+                "SELECT t.oid, tn.nspname, t.typname FROM pg_catalog.pg_type t \
+                 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+                 WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .await?;
         let inherits = conn
             .simple_query(
                 "SELECT cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname \
@@ -580,6 +598,15 @@ impl Catalog {
             }
         }
         // Only now are the types' functions known.
+        for row in &user_types {
+            if let [Some(oid), Some(s), Some(n)] = row.as_slice() {
+                if let Ok(oid) = oid.parse::<u32>() {
+                    if !cat.type_functions(Some(s), n).is_empty() {
+                        cat.types_by_oid.insert(oid, (s.clone(), n.clone()));
+                    }
+                }
+            }
+        }
         for (i, types, defaults) in implied {
             let mut funcs: Vec<FuncRef> = Vec::new();
             for ty in types.iter().flat_map(|t| t.split(' ')) {

@@ -288,6 +288,18 @@ pub fn parse_parse(body: &[u8]) -> Option<(&str, &str)> {
     r.is_empty().then_some((name, sql))
 }
 
+/// The parameter type OIDs a Parse ('P') declares (0: unspecified).
+pub fn parse_param_types(body: &[u8]) -> Option<Vec<u32>> {
+    let mut r = Reader::new(body);
+    r.cstr()?;
+    r.cstr()?;
+    let n = r.i16()?;
+    if n < 0 {
+        return None;
+    }
+    (0..n).map(|_| r.i32().map(|oid| oid as u32)).collect()
+}
+
 /// Portal and statement names of a Bind ('B'); the parameters are not decoded.
 pub fn parse_bind(body: &[u8]) -> Option<(&str, &str)> {
     let mut r = Reader::new(body);

@@ -308,6 +308,7 @@ impl Guard {
             b'P' => {
                 let (name, sql) = parse_parse(body)?;
                 self.judge_sql(sql, Some(name), state)
+                    .or_else(|| self.judge_param_types(body, state))
             }
             b'E' => {
                 let portal = parse_execute(body)?;
@@ -316,6 +317,37 @@ impl Guard {
             b'F' => self.judge_function_call(body, state),
             _ => None,
         }
+    }
+
+    /// A Parse may declare its parameters' types by OID, and PostgreSQL
+    /// converts each value to its type (its input function, its domain
+    /// checks) although no type is named in the SQL: each user type that
+    /// runs functions is judged as a cast to it would be.
+    fn judge_param_types(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        let types = crate::protocol::messages::parse_param_types(body)?;
+        for oid in types.into_iter().filter(|o| *o != 0) {
+            let Some((schema, name)) = self.cat.type_by_oid(oid) else {
+                continue;
+            };
+            let sql = format!(
+                "SELECT NULL::\"{}\".\"{}\"",
+                schema.replace('"', "\"\""),
+                name.replace('"', "\"\"")
+            );
+            let role = match self.current_role() {
+                Ok(r) => r,
+                Err(e) => return Some(e),
+            };
+            let analysis = self.cat.analyze(&sql);
+            let statements = match analysis.as_ref() {
+                Ok(s) => s,
+                Err(m) => return Some(denied(format!("parameter type {oid}: {m}"))),
+            };
+            if let Some(e) = self.refusal(&role, statements, Some(&sql), state) {
+                return Some(e);
+            }
+        }
+        None
     }
 
     /// Execute of `portal`: every statement the server may run for it must
