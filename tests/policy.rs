@@ -1354,6 +1354,57 @@ async fn checks_casts_and_defaults_are_judged_as_calls() {
     );
 }
 
+/// Writing a table runs its triggers: a role that may write is still
+/// refused what the trigger function does that the role may not (found by
+/// the differential test: trigger functions were never judged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_are_judged_with_the_write() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE TABLE trig_log (n int);
+             CREATE FUNCTION peeks() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO trig_log VALUES (1); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); RETURN NEW; END $$;
+             CREATE TRIGGER peek BEFORE INSERT OR UPDATE ON scratch FOR EACH ROW EXECUTE FUNCTION peeks();
+             CREATE TABLE quiet (a int);
+             CREATE FUNCTION counts() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO trig_log VALUES (2); RETURN NEW; END $$;
+             CREATE TRIGGER count_it AFTER INSERT ON quiet FOR EACH ROW EXECUTE FUNCTION counts();"
+                .into(),
+        ],
+        rules: Some(corpus_rules_with_identities()),
+        ..Setup::default()
+    })
+    .await;
+    let w = h.connect(WRITER).await;
+    let direct = h.direct().await;
+    for sql in [
+        "INSERT INTO scratch VALUES (1)",
+        "UPDATE scratch SET a = 2",
+        "WITH x AS (INSERT INTO scratch VALUES (3) RETURNING a) SELECT * FROM x",
+    ] {
+        assert_denied(&w.simple_query(sql).await.unwrap_err(), "pg_stat_file");
+    }
+    let before = one_number(&direct, "SELECT count(*) FROM trig_log").await;
+    direct
+        .batch_execute("INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        one_number(&direct, "SELECT count(*) FROM trig_log").await,
+        before + 1,
+        "PostgreSQL runs the trigger"
+    );
+    // A trigger that does only what the role may do lets the write run.
+    w.simple_query("INSERT INTO quiet VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        one_number(&direct, "SELECT count(*) FROM trig_log WHERE n = 2").await,
+        1
+    );
+}
+
 /// STABLE and IMMUTABLE are promises PostgreSQL does not enforce: a user
 /// function is judged by what its body runs (SQL and PL/pgSQL, through
 /// other functions, with cycles), and a body pgward cannot see is unknown.

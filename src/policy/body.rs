@@ -59,7 +59,19 @@ fn sql_body(text: &str) -> String {
 
 fn plpgsql(definition: &str) -> Body {
     let mut body = Body::default();
-    match pg_query::parse_plpgsql(definition) {
+    // libpg_query writes malformed JSON for trigger and event trigger
+    // functions (their NEW/OLD and TG_ variables); the body parses the same
+    // when the header says it returns a record.
+    let header_end = definition
+        .find("\nAS ")
+        .or_else(|| definition.find(" AS "))
+        .unwrap_or(0);
+    let (header, rest) = definition.split_at(header_end);
+    let header = header
+        .replacen("RETURNS trigger", "RETURNS record", 1)
+        .replacen("RETURNS event_trigger", "RETURNS record", 1);
+    let definition = format!("{header}{rest}");
+    match pg_query::parse_plpgsql(&definition) {
         Ok(tree) => visit(&tree, &mut body),
         Err(e) => body
             .hidden
@@ -219,6 +231,23 @@ mod tests {
             );
         }
         assert!(b.hidden.is_empty(), "{:?}", b.hidden);
+    }
+
+    #[test]
+    fn trigger_functions_parse() {
+        for returns in ["trigger", "event_trigger"] {
+            let b = statements(
+                "plpgsql",
+                &format!(
+                    "CREATE OR REPLACE FUNCTION public.t()\n RETURNS {returns}\n LANGUAGE plpgsql\nAS $function$ BEGIN INSERT INTO log VALUES (1); RETURN NULL; END $function$"
+                ),
+            );
+            assert!(b.hidden.is_empty(), "{returns}: {:?}", b.hidden);
+            assert!(b
+                .statements
+                .iter()
+                .any(|s| s == "INSERT INTO log VALUES (1)"));
+        }
     }
 
     #[test]

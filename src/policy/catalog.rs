@@ -111,6 +111,9 @@ pub struct Catalog {
     /// User types whose values run functions (input functions, domain
     /// checks), by OID: a Parse message may name them for its parameters.
     types_by_oid: HashMap<u32, (String, String)>,
+    /// (schema, table) → the functions of its user triggers, which run
+    /// when rows are written (or the table truncated).
+    triggers: HashMap<ViewKey, Vec<FuncRef>>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
     /// Classifications by exact text.
@@ -171,6 +174,7 @@ impl Catalog {
             operators: HashMap::new(),
             implicit_casts: Vec::new(),
             types_by_oid: HashMap::new(),
+            triggers: HashMap::new(),
             source,
             cache: new_cache(),
             shapes: new_cache(),
@@ -285,6 +289,16 @@ impl Catalog {
     /// written.
     pub fn implicit_casts(&self) -> &[FuncRef] {
         &self.implicit_casts
+    }
+
+    /// Functions of the triggers on a table (in `schema` when given, else
+    /// on every table of that name).
+    pub fn trigger_functions(&self, schema: Option<&str>, name: &str) -> Vec<FuncRef> {
+        self.triggers
+            .iter()
+            .filter(|((s, n), _)| n == name && schema.is_none_or(|want| want == s))
+            .flat_map(|(_, f)| f.iter().cloned())
+            .collect()
     }
 
     /// The user type an OID names, when a value of it runs functions.
@@ -564,6 +578,24 @@ impl Catalog {
                  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
             )
             .await?;
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, pn.nspname, p.proname \
+                 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE NOT t.tgisinternal",
+            )
+            .await?
+        {
+            if let [Some(s), Some(n), Some(fs), Some(f)] = row.as_slice() {
+                cat.triggers
+                    .entry((s.clone(), n.clone()))
+                    .or_default()
+                    .push((fs.clone(), f.clone()));
+            }
+        }
         let user_types = conn
             .simple_query(
                 "SELECT t.oid, tn.nspname, t.typname FROM pg_catalog.pg_type t \

@@ -1028,6 +1028,23 @@ impl Walker<'_> {
                 self.st.reason(d.class, format!("{name}: {}", d.why));
             }
         }
+        // Writes run the table's triggers (in the writing statement's
+        // transaction, with its privileges unless SECURITY DEFINER).
+        if matches!(access, Class::Write | Class::CopyIn) {
+            let triggers = self.cat.trigger_functions(schema.as_deref(), &name);
+            if !triggers.is_empty() {
+                if self.depth < MAX_DEPTH {
+                    self.depth += 1;
+                    for (fs, fname) in triggers {
+                        self.function(Some(&fs), &fname, &[], &format!("a trigger on {name}"));
+                    }
+                    self.depth -= 1;
+                } else {
+                    self.st
+                        .reason(Class::Unknown, "triggers nested too deeply to inspect");
+                }
+            }
+        }
         // Views run their definition, and tables their row security
         // policies: judge the functions they call.
         if self.depth < MAX_DEPTH {
