@@ -1295,11 +1295,13 @@ impl Walker<'_> {
     /// those names.
     fn implicit_operators(&mut self) {
         for op in ["=", "<>", "<", ">", "<=", ">="] {
+            // The statement may not compare values of the operator's
+            // types at all: harmless operators (an extension's) leave no
+            // trace on the statement's record.
             for (schema, func) in self.cat.operator_functions(op).to_vec() {
-                self.function(
+                self.call_if_it_matters(
                     Some(&schema),
                     &func,
-                    &[],
                     &format!(
                         "the comparison operator {op}, which sorting, grouping and matching use"
                     ),
