@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use super::builtins::{self, Dangerous};
-use super::catalog::Catalog;
+use super::catalog::{Catalog, FuncName};
 use super::class::{Class, ClassSet};
 use super::settings::SettingChange;
 use super::tree::{Map, Value};
@@ -108,6 +108,19 @@ impl Statement {
                 why,
                 function: None,
             });
+        }
+    }
+
+    /// A reason brought by a call of `function` (which a role's
+    /// `functions.allow` can vouch for), once.
+    fn reason_of(&mut self, class: Class, why: String, function: &str) {
+        let r = Reason {
+            class,
+            why,
+            function: Some(function.to_owned()),
+        };
+        if !self.reasons.contains(&r) {
+            self.reasons.push(r);
         }
     }
 
@@ -1034,11 +1047,8 @@ impl Walker<'_> {
             let triggers = self.cat.trigger_functions(schema.as_deref(), &name);
             if !triggers.is_empty() {
                 if self.depth < MAX_DEPTH {
-                    self.depth += 1;
-                    for (fs, fname) in triggers {
-                        self.function(Some(&fs), &fname, &[], &format!("a trigger on {name}"));
-                    }
-                    self.depth -= 1;
+                    let refs = triggers.into_iter().map(|(s, f)| (Some(s), f));
+                    self.calls_below(refs, &format!("a trigger on {name}"));
                 } else {
                     self.st
                         .reason(Class::Unknown, "triggers nested too deeply to inspect");
@@ -1049,16 +1059,12 @@ impl Walker<'_> {
         // policies: judge the functions they call.
         if self.depth < MAX_DEPTH {
             if let Some(refs) = self.cat.view_functions(schema.as_deref(), &name) {
-                self.depth += 1;
                 let via = if self.cat.is_view(schema.as_deref(), &name) {
                     format!("view {name}")
                 } else {
                     format!("{POLICY_OF}{name}")
                 };
-                for (fs, fname) in refs {
-                    self.function(fs.as_deref(), &fname, &[], &via);
-                }
-                self.depth -= 1;
+                self.calls_below(refs, &via);
             }
         } else {
             self.st
@@ -1086,6 +1092,16 @@ impl Walker<'_> {
                 .relation_schemas(name)
                 .is_some_and(|places| places.contains(&"pg_catalog")),
         }
+    }
+
+    /// Judges the calls a relation makes when it is used (its view
+    /// definition, row security policies, triggers), one level deeper.
+    fn calls_below(&mut self, refs: impl IntoIterator<Item = FuncName>, via: &str) {
+        self.depth += 1;
+        for (fs, fname) in refs {
+            self.function(fs.as_deref(), &fname, &[], via);
+        }
+        self.depth -= 1;
     }
 
     /// A read of server settings that may hold credentials.
@@ -1211,25 +1227,17 @@ impl Walker<'_> {
     /// ...) as the statements it is, and takes their classes, tables,
     /// functions, settings and dangers as this statement's own.
     fn sql_text(&mut self, func: &str, via: &str, sql: &str) {
-        let unknown = |w: &mut Self, why: String| {
-            w.st.reasons.push(Reason {
-                class: Class::Unknown,
-                why,
-                function: Some(func.to_owned()),
-            });
-            w.hidden_read(format!("{func}() runs SQL text pgward cannot judge"));
-        };
         if self.depth >= MAX_DEPTH {
-            return unknown(
-                self,
+            return self.unseen_sql(
+                func,
                 format!("{func}(){via} runs SQL text nested too deeply to inspect"),
             );
         }
         let parsed = match pg_query::parse(sql, 0) {
             Ok(p) => p,
             Err(e) => {
-                return unknown(
-                    self,
+                return self.unseen_sql(
+                    func,
                     format!(
                         "{func}(){via} runs SQL text that does not parse: {}",
                         parser_message(e)
@@ -1241,20 +1249,29 @@ impl Walker<'_> {
             let inner = match classify_statement(sql, raw, self.cat, self.depth + 1, &self.calling)
             {
                 Ok(st) => st,
-                Err(e) => return unknown(self, format!("{func}(){via} runs SQL text: {e}")),
+                Err(e) => {
+                    return self.unseen_sql(func, format!("{func}(){via} runs SQL text: {e}"))
+                }
             };
             self.take_nested(func, via, inner);
         }
     }
 
+    /// SQL that `func` runs and pgward cannot judge: unknown, and a read
+    /// of tables pgward cannot name.
+    fn unseen_sql(&mut self, func: &str, why: String) {
+        self.st.reason_of(Class::Unknown, why, func);
+        self.hidden_read(format!("{func}() runs SQL pgward cannot see"));
+    }
+
     /// Makes what a statement run by `func` does part of this statement.
     fn take_nested(&mut self, func: &str, via: &str, inner: Statement) {
         if inner.executes.is_some() || inner.prepares.is_some() || inner.deallocates.is_some() {
-            self.st.reasons.push(Reason {
-                class: Class::Unknown,
-                why: format!("{func}(){via} runs a prepared-statement command"),
-                function: Some(func.to_owned()),
-            });
+            self.st.reason_of(
+                Class::Unknown,
+                format!("{func}(){via} runs a prepared-statement command"),
+                func,
+            );
         }
         for r in inner.reasons {
             let r = Reason {
@@ -1369,16 +1386,7 @@ impl Walker<'_> {
         if !self.st.functions.contains(&shown) {
             self.st.functions.push(shown.clone());
         }
-        let push = |st: &mut Statement, class: Class, why: String| {
-            let r = Reason {
-                class,
-                why,
-                function: Some(shown.clone()),
-            };
-            if !st.reasons.contains(&r) {
-                st.reasons.push(r);
-            }
-        };
+        let push = |st: &mut Statement, class: Class, why: String| st.reason_of(class, why, &shown);
         let builtin_scope = schema.is_none_or(|s| s == "pg_catalog");
         let mut known = false;
         // In any schema: extensions such as dblink install where they are
@@ -1395,32 +1403,24 @@ impl Walker<'_> {
             known = true;
             self.st.literal_sensitive = true;
             if text_args.is_empty() {
-                push(
-                    self.st,
-                    Class::Unknown,
+                self.unseen_sql(
+                    &shown,
                     format!(
                         "{shown}(){via} builds SQL from its arguments, which pgward cannot judge"
                     ),
                 );
-                self.hidden_read(format!("{shown}() runs SQL built from text"));
             }
             for i in text_args {
                 match args.get(i) {
                     // crosstab(text, integer): the second is a column count.
                     Some(Some(n)) if i > 0 && n.bytes().all(|b| b.is_ascii_digit()) => {}
                     Some(Some(sql)) => self.sql_text(&shown, &via, sql),
-                    _ => {
-                        push(
-                            self.st,
-                            Class::Unknown,
-                            format!(
-                                "{shown}(){via} runs SQL text that is not a constant, which pgward cannot see"
-                            ),
-                        );
-                        self.hidden_read(format!(
-                            "{shown}() runs SQL text that may read any table"
-                        ));
-                    }
+                    _ => self.unseen_sql(
+                        &shown,
+                        format!(
+                            "{shown}(){via} runs SQL text that is not a constant, which pgward cannot see"
+                        ),
+                    ),
                 }
             }
         }
@@ -1558,21 +1558,15 @@ impl Walker<'_> {
             return;
         }
         if self.depth >= MAX_DEPTH {
-            self.st.reasons.push(Reason {
-                class: Class::Unknown,
-                why: format!("{func}(){via} calls functions nested too deeply to inspect"),
-                function: Some(func.to_owned()),
-            });
-            return;
+            return self.st.reason_of(
+                Class::Unknown,
+                format!("{func}(){via} calls functions nested too deeply to inspect"),
+                func,
+            );
         }
         let body = super::body::statements(language, definition);
         for why in body.hidden {
-            self.st.reasons.push(Reason {
-                class: Class::Unknown,
-                why: format!("{func}(){via}: {why}"),
-                function: Some(func.to_owned()),
-            });
-            self.hidden_read(format!("{func}() runs SQL pgward cannot see"));
+            self.unseen_sql(func, format!("{func}(){via}: {why}"));
         }
         self.calling.push(oid);
         for sql in body.statements {
