@@ -105,15 +105,7 @@ const FIRST: &[&str] = &[
 ];
 
 /// The repo corpus runs against the schema tests/policy.rs uses.
-const CORPUS_SCHEMA: &str = "
-CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, ssn text NOT NULL);
-CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers(id), amount numeric(10,2), created_at timestamptz DEFAULT now());
-INSERT INTO customers (name, email, ssn) VALUES ('Ada', 'ada@example.com', '1'), ('Alan', 'alan@example.com', '2');
-INSERT INTO orders (customer_id, amount) VALUES (1, 10), (2, 20);
-CREATE TABLE scratch (a int);
-CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(amount) FROM orders GROUP BY 1;
-CREATE TABLE api_keys (id int, secret text);
-";
+const CORPUS_SCHEMA: &str = include_str!("corpus/schema.sql");
 
 /// The schema the instrumentation lives in (kept out of what is observed).
 const OWN_SCHEMA: &str = "pgward_diff";

@@ -17,15 +17,8 @@ use postgres_protocol::message::frontend;
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::SimpleQueryMessage;
 
-const SCHEMA: &str = "
-CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, ssn text NOT NULL);
-CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers(id), amount numeric(10,2), created_at timestamptz DEFAULT now());
-INSERT INTO customers (name, email, ssn) VALUES ('Ada', 'ada@example.com', '1'), ('Alan', 'alan@example.com', '2');
-INSERT INTO orders (customer_id, amount) VALUES (1, 10), (2, 20);
-CREATE TABLE scratch (a int);
-CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(amount) FROM orders GROUP BY 1;
-CREATE TABLE api_keys (id int, secret text);
-";
+/// The tables the corpus runs against (tests/corpus/schema.sql).
+const SCHEMA: &str = include_str!("corpus/schema.sql");
 
 const READER: (&str, &str) = ("reader", "reader-password");
 const WRITER: (&str, &str) = ("writer", "writer-password");

@@ -1,0 +1,9 @@
+-- The tables the policy corpus (statements.txt) runs against end to end,
+-- in tests/policy.rs and tests/differential.rs.
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, ssn text NOT NULL);
+CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers(id), amount numeric(10,2), created_at timestamptz DEFAULT now());
+INSERT INTO customers (name, email, ssn) VALUES ('Ada', 'ada@example.com', '1'), ('Alan', 'alan@example.com', '2');
+INSERT INTO orders (customer_id, amount) VALUES (1, 10), (2, 20);
+CREATE TABLE scratch (a int);
+CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(amount) FROM orders GROUP BY 1;
+CREATE TABLE api_keys (id int, secret text);
