@@ -301,6 +301,12 @@ impl Catalog {
             .collect()
     }
 
+    /// Whether any user type's values run functions (so a Parse's declared
+    /// parameter types need looking up at all).
+    pub fn has_typed_values(&self) -> bool {
+        !self.types_by_oid.is_empty()
+    }
+
     /// The user type an OID names, when a value of it runs functions.
     pub fn type_by_oid(&self, oid: u32) -> Option<(&str, &str)> {
         self.types_by_oid

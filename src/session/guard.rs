@@ -324,6 +324,10 @@ impl Guard {
     /// checks) although no type is named in the SQL: each user type that
     /// runs functions is judged as a cast to it would be.
     fn judge_param_types(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        // Most databases have no such type: no decoding per Parse.
+        if !self.cat.has_typed_values() {
+            return None;
+        }
         let types = crate::protocol::messages::parse_param_types(body)?;
         for oid in types.into_iter().filter(|o| *o != 0) {
             let Some((schema, name)) = self.cat.type_by_oid(oid) else {
