@@ -259,6 +259,41 @@ pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
     (sev, code, msg)
 }
 
+/// One field of an ErrorResponse or NoticeResponse ('R': the routine).
+pub fn error_field(body: &[u8], field: u8) -> Option<&str> {
+    let mut r = Reader::new(body);
+    while let Some(kind) = r.u8() {
+        if kind == 0 {
+            break;
+        }
+        let v = r.cstr()?;
+        if kind == field {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// An ErrorResponse or NoticeResponse (tag and body) with its position
+/// field moved back by `by` characters (a text the server saw behind a
+/// prefix of that many).
+pub fn shift_error_position(tag: u8, body: &[u8], by: u32, out: &mut BytesMut) {
+    message(out, tag, |b| {
+        let mut r = Reader::new(body);
+        while let Some(kind) = r.u8() {
+            if kind == 0 {
+                break;
+            }
+            let Some(v) = r.cstr() else { break };
+            match (kind, v.parse::<u32>()) {
+                (b'P', Ok(p)) => field(b, b'P', &p.saturating_sub(by).max(1).to_string()),
+                _ => field(b, kind, v),
+            }
+        }
+        b.put_u8(0);
+    });
+}
+
 /// Body of a Query ('Q').
 pub fn parse_query(body: &[u8]) -> Option<&str> {
     let mut r = Reader::new(body);

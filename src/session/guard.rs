@@ -61,6 +61,9 @@ pub struct Guard {
     /// Whether this session prepared a statement judged at Bind: until it
     /// does, a Bind costs nothing here.
     bind_judging: bool,
+    /// Set by `check` when it refused the message because pgward's parser
+    /// could not parse it (see `syntax_probe`).
+    pub unparsed: bool,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
@@ -106,6 +109,42 @@ pub fn stand_in(tag: u8) -> &'static [u8] {
     }
 }
 
+/// What `syntax_probe` puts before the client's text: two statements, so
+/// that whatever follows makes the string more than one.
+pub const PROBE_PREFIX: &str = "SELECT;SELECT;";
+
+/// For a Query or Parse pgward's parser refused: the stand-in that lets
+/// the server's parser have its say on the same text, without running or
+/// even analysing anything. The text is sent as a Parse (under the name the
+/// client gave, or the unnamed statement, which a simple Query drops
+/// anyway) behind two empty SELECTs: PostgreSQL raw-parses the whole string
+/// first, so a syntax error comes back as the server words it (its
+/// position moved back past the prefix, its hint, its version's grammar),
+/// and a string it can parse fails at once as more than one statement,
+/// before analysis. After a `;` the scanner starts afresh, so the text
+/// scans as it would alone.
+pub fn syntax_probe(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+    let (name, sql) = match tag {
+        b'Q' => ("", parse_query(body)?),
+        b'P' => parse_parse(body)?,
+        _ => return None,
+    };
+    let text = format!("{PROBE_PREFIX}{sql}");
+    let mut out = Vec::with_capacity(text.len() + name.len() + 16);
+    let len = 4 + name.len() + 1 + text.len() + 1 + 2;
+    out.push(b'P');
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&[0, 0, 0]);
+    if tag == b'Q' {
+        // A Query ends in ReadyForQuery: so does Parse, Sync.
+        out.extend_from_slice(b"S\0\0\0\x04");
+    }
+    Some(out)
+}
+
 impl Guard {
     pub fn new(
         shared: Arc<Shared>,
@@ -136,6 +175,7 @@ impl Guard {
             keep_judged: true,
             provided: None,
             bind_judging: false,
+            unparsed: false,
         }
     }
 
@@ -307,6 +347,7 @@ impl Guard {
             self.last = Judged::default();
         }
         self.effects.clear();
+        self.unparsed = false;
         match tag {
             b'Q' => {
                 let sql = parse_query(body)?;
@@ -402,7 +443,11 @@ impl Guard {
                 )
             )
         };
-        if !analysis.as_ref().as_ref().is_ok_and(|s| takes_parameters(s)) {
+        if !analysis
+            .as_ref()
+            .as_ref()
+            .is_ok_and(|s| takes_parameters(s))
+        {
             return Some(refused);
         }
         let p = Prepared::judged_at_bind(analysis, sql.into(), types);
@@ -579,10 +624,12 @@ impl Guard {
         let statements = match analysis.as_ref() {
             Ok(s) => s,
             Err(message) => {
+                self.unparsed = true;
                 return Some(
-                    PgError::error(sqlstate::SYNTAX_ERROR, message.clone())
-                        .with_hint("pgward denies what PostgreSQL's parser cannot parse"),
-                )
+                    PgError::error(sqlstate::SYNTAX_ERROR, format!("pgward: {message}")).with_hint(
+                        "pgward's parser (PostgreSQL 18's) cannot parse it, though the server's can",
+                    ),
+                );
             }
         };
         if statements.iter().any(|st| st.unknown_function) {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use crate::policy::{Analysis, Statement};
 use crate::protocol::messages::{
-    parse_bind, parse_error_fields, parse_execute, parse_param_description, parse_parse,
-    parse_query, parse_target, Reader,
+    error_field, parse_bind, parse_error_fields, parse_execute, parse_param_description,
+    parse_parse, parse_query, parse_target, Reader,
 };
 use crate::protocol::{sqlstate, PgError};
 
@@ -223,7 +223,13 @@ pub struct ProtocolState {
     pushed: u64,
     /// Denied messages by owed index: the upstream error that answers the
     /// stand-in pgward sent is replaced by this one.
-    denials: VecDeque<(u64, PgError)>,
+    /// Errors owed for denied messages, by index; `true`: the message was
+    /// refused as unparsable and its stand-in let the server parse it, whose
+    /// own syntax error (with its position and hint) goes to the client.
+    denials: VecDeque<(u64, PgError, bool)>,
+    /// The error `on_backend` saw last is the server's answer to a syntax
+    /// probe: its position counts the probe's prefix.
+    pub probe_answered: bool,
 }
 
 impl Default for ProtocolState {
@@ -241,6 +247,7 @@ impl Default for ProtocolState {
             lost: None,
             pushed: 0,
             denials: VecDeque::new(),
+            probe_answered: false,
         }
     }
 }
@@ -314,7 +321,7 @@ impl ProtocolState {
 
     fn prune_denials(&mut self) {
         let front = self.front_index();
-        while self.denials.front().is_some_and(|(i, _)| *i < front) {
+        while self.denials.front().is_some_and(|(i, _, _)| *i < front) {
             self.denials.pop_front();
         }
     }
@@ -322,9 +329,21 @@ impl ProtocolState {
     /// Marks the message just recorded as denied: the error answering it
     /// will be `err`.
     pub fn deny_last(&mut self, err: PgError) {
+        self.deny_last_with(err, false)
+    }
+
+    /// Marks the message just recorded as refused because pgward's parser
+    /// could not parse it, its stand-in a parse of the same text upstream
+    /// (see `guard::syntax_probe`): the server's syntax error answers it,
+    /// else `err`.
+    pub fn deny_last_unparsed(&mut self, err: PgError) {
+        self.deny_last_with(err, true)
+    }
+
+    fn deny_last_with(&mut self, err: PgError, server_syntax_wins: bool) {
         let last = self.last_index();
         if self.owed.back().is_some_and(|(i, _)| *i == last) {
-            self.denials.push_back((last, err));
+            self.denials.push_back((last, err, server_syntax_wins));
         }
     }
 
@@ -516,13 +535,26 @@ impl ProtocolState {
     pub fn on_backend(&mut self, tag: u8, body: &[u8]) -> Option<PgError> {
         self.settle();
         let mut replacement = None;
+        let mut answers_denial = false;
+        self.probe_answered = false;
         if tag == b'E'
             && self
                 .denials
                 .front()
-                .is_some_and(|(i, _)| *i == self.front_index())
+                .is_some_and(|(i, _, _)| *i == self.front_index())
         {
-            replacement = self.denials.pop_front().map(|(_, e)| e);
+            answers_denial = true;
+            replacement = self.denials.pop_front().and_then(|(_, err, syntax_wins)| {
+                let (_, code, _) = parse_error_fields(body);
+                // The probe parsed: its one complaint is then that it is
+                // more than one statement (raised in exec_parse_message,
+                // whatever language the server speaks).
+                let server_syntax = syntax_wins
+                    && code == sqlstate::SYNTAX_ERROR
+                    && error_field(body, b'R') != Some("exec_parse_message");
+                self.probe_answered = server_syntax;
+                (!server_syntax).then_some(err)
+            });
         }
         match tag {
             b'1' => match self.pop() {
@@ -586,7 +618,7 @@ impl ProtocolState {
             b'G' => self.copy = CopyState::In,
             b'H' => self.copy = CopyState::Out,
             b'W' => self.copy = CopyState::Both,
-            b'E' => self.on_error(body, replacement.is_some()),
+            b'E' => self.on_error(body, answers_denial),
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
                 loop {
