@@ -98,6 +98,11 @@ async fn every_message_flow_is_recorded() {
         .execute("INSERT INTO t VALUES ($1, 'dup')", &[&1i32])
         .await;
     assert_eq!(dup.unwrap_err().code().unwrap().code(), "23505");
+    // SQL PREPARE and EXECUTE: the EXECUTE's event shows what ran.
+    c.batch_execute("PREPARE hid AS INSERT INTO t VALUES (99, 'p')")
+        .await
+        .unwrap();
+    c.simple_query("EXECUTE hid").await.unwrap();
     // A denial, for another identity.
     let agent = h.connect(AGENT).await;
     let denied = agent.simple_query("DELETE FROM t").await.unwrap_err();
@@ -227,6 +232,10 @@ async fn every_message_flow_is_recorded() {
     );
     assert!(s(&del.error_message).unwrap().contains("agent"));
 
+    let hid = find(&events, "EXECUTE hid");
+    assert_eq!(items(&hid.classes), vec![Some("write".into())]);
+    assert_eq!(items(&hid.tables), vec![Some("t".into())]);
+    assert_eq!(hid.rows, Some(1));
     let ran: Vec<&Event> = events
         .iter()
         .filter(|e| s(&e.statement) == Some("SELECT set_config($1, $2, false)"))

@@ -640,6 +640,15 @@ impl Guard {
         // EXECUTE is judged by what is prepared now, which changes: never
         // from the cache.
         let cacheable = statements.iter().all(|st| st.executes.is_none());
+        if !cacheable && self.keep_judged {
+            for name in statements.iter().filter_map(|st| st.executes.as_deref()) {
+                let mut last = None;
+                state.statement_candidates(name, state.owed.len(), &mut |p| last = p.cloned());
+                if let Some(p) = last {
+                    self.last.executed.push((name.to_owned(), p));
+                }
+            }
+        }
         if !(known_allowed && cacheable) {
             let unplaced = statements.iter().flat_map(|st| &st.relations);
             if unplaced

@@ -29,6 +29,9 @@ pub struct Judged {
     pub sql: Option<Arc<str>>,
     /// For an Execute: the prepared statement it is expected to run.
     pub execute: Option<Arc<Prepared>>,
+    /// For SQL `EXECUTE name` statements: what each name holds, so the
+    /// event shows what runs.
+    pub executed: Vec<(String, Arc<Prepared>)>,
 }
 
 impl Judged {
@@ -304,7 +307,8 @@ impl Recorder {
                     self.emit_denied(bare_item(sql), err);
                     return;
                 }
-                let items = self.described.items(&sql, analysis);
+                let executed = judged.map_or(&[][..], |j| &j.executed[..]);
+                let items = self.described.items(&sql, analysis, executed);
                 match denial {
                     Some(err) => {
                         for item in items {
@@ -335,7 +339,7 @@ impl Recorder {
                 let parameters = bind_parameters(body)
                     .filter(|_| self.log.records_parameters())
                     .map(|(_, params, formats)| Box::new((params, formats)));
-                for mut item in self.described.items(&sql, analysis) {
+                for mut item in self.described.items(&sql, analysis, &[]) {
                     item.parameters = parameters.clone();
                     self.emit_denied(item, err);
                 }
@@ -604,7 +608,12 @@ impl DescribedCache {
     /// The statements of a message as audit items. A single statement
     /// shows the text the client sent (its classification may be shared
     /// with another text of the same shape).
-    fn items(&mut self, sql: &Str, analysis: Option<&Arc<Analysis>>) -> Vec<Item> {
+    fn items(
+        &mut self,
+        sql: &Str,
+        analysis: Option<&Arc<Analysis>>,
+        executed: &[(String, Arc<Prepared>)],
+    ) -> Vec<Item> {
         let Some(a) = analysis else {
             return vec![bare_item(sql.clone())];
         };
@@ -617,7 +626,18 @@ impl DescribedCache {
             .iter()
             .enumerate()
             .map(|(i, st)| {
-                let d = self.get((base, i), || Holder::Analysis(a.clone()), st);
+                // `EXECUTE name` is described by what it runs.
+                let runs = st.executes.as_ref().and_then(|name| {
+                    let (_, p) = executed.iter().find(|(n, _)| n == name)?;
+                    Some((p.analysis(), p.statement()?))
+                });
+                let d = match runs {
+                    Some(((analysis, index), prepared)) => {
+                        let key = (Arc::as_ptr(analysis) as usize, index);
+                        self.get(key, || Holder::Analysis(analysis.clone()), prepared)
+                    }
+                    None => self.get((base, i), || Holder::Analysis(a.clone()), st),
+                };
                 let text = if statements.len() == 1 {
                     sql.clone()
                 } else {
