@@ -124,19 +124,26 @@ pub const PROBE_PREFIX: &str = "SELECT;SELECT;";
 /// before analysis. After a `;` the scanner starts afresh, so the text
 /// scans as it would alone.
 pub fn syntax_probe(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
-    let (name, sql) = match tag {
-        b'Q' => ("", parse_query(body)?),
-        b'P' => parse_parse(body)?,
+    // As bytes: the text is in the client's encoding, which the server
+    // converts as it would the client's own message.
+    let cstr = |b: &[u8]| b.iter().position(|&c| c == 0);
+    let (name, sql): (&[u8], &[u8]) = match tag {
+        b'Q' => (b"", &body[..cstr(body)?]),
+        b'P' => {
+            let n = cstr(body)?;
+            let rest = &body[n + 1..];
+            (&body[..n], &rest[..cstr(rest)?])
+        }
         _ => return None,
     };
-    let text = format!("{PROBE_PREFIX}{sql}");
-    let mut out = Vec::with_capacity(text.len() + name.len() + 16);
-    let len = 4 + name.len() + 1 + text.len() + 1 + 2;
+    let mut out = Vec::with_capacity(PROBE_PREFIX.len() + sql.len() + name.len() + 16);
+    let len = 4 + name.len() + 1 + PROBE_PREFIX.len() + sql.len() + 1 + 2;
     out.push(b'P');
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&u32::try_from(len).ok()?.to_be_bytes());
+    out.extend_from_slice(name);
     out.push(0);
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(PROBE_PREFIX.as_bytes());
+    out.extend_from_slice(sql);
     out.extend_from_slice(&[0, 0, 0]);
     if tag == b'Q' {
         // A Query ends in ReadyForQuery: so does Parse, Sync.
@@ -746,6 +753,21 @@ fn denied(m: String) -> PgError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syntax_probes_are_well_framed() {
+        let q = syntax_probe(b'Q', b"SELEC 1\0").unwrap();
+        assert_eq!(q, b"P\0\0\0\x1d\0SELECT;SELECT;SELEC 1\0\0\0S\0\0\0\x04");
+        let p = syntax_probe(b'P', b"s1\0SELEC $1\0\0\x01\0\0\0\x17").unwrap();
+        let (name, sql) = parse_parse(&p[5..]).unwrap();
+        assert_eq!((name, sql), ("s1", "SELECT;SELECT;SELEC $1"));
+        assert_eq!(
+            p.len(),
+            1 + u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize
+        );
+        assert!(syntax_probe(b'Q', b"no terminator").is_none());
+        assert!(syntax_probe(b'E', b"\0\0\0\0\0").is_none());
+    }
 
     #[test]
     fn stand_ins_are_well_framed() {
