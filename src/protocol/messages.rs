@@ -308,6 +308,66 @@ pub fn parse_bind(body: &[u8]) -> Option<(&str, &str)> {
     Some((portal, stmt))
 }
 
+/// One parameter value of a Bind: NULL, or its bytes in text (format 0)
+/// or binary (any other format code) form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindValue<'a> {
+    pub binary: bool,
+    pub bytes: Option<&'a [u8]>,
+}
+
+/// A Bind ('B') with its parameter values decoded (result formats are not).
+#[derive(Debug)]
+pub struct Bind<'a> {
+    pub portal: &'a str,
+    pub statement: &'a str,
+    pub values: Vec<BindValue<'a>>,
+}
+
+/// Decodes a Bind's names and parameter values. None when malformed,
+/// including a format list whose length is neither 0, 1 nor the number of
+/// values (PostgreSQL refuses those too).
+pub fn parse_bind_values(body: &[u8]) -> Option<Bind<'_>> {
+    let mut r = Reader::new(body);
+    let portal = r.cstr()?;
+    let statement = r.cstr()?;
+    let nformats = usize::try_from(r.i16()?).ok()?;
+    let formats = r.take(2 * nformats)?;
+    let nvalues = usize::try_from(r.i16()?).ok()?;
+    if nformats > 1 && nformats != nvalues {
+        return None;
+    }
+    let format = |i: usize| {
+        let at = if nformats == 1 { 0 } else { 2 * i };
+        formats.get(at..at + 2).is_some_and(|f| f != [0, 0])
+    };
+    let mut values = Vec::with_capacity(nvalues.min(1024));
+    for i in 0..nvalues {
+        let len = r.i32()?;
+        let bytes = match usize::try_from(len) {
+            Ok(n) => Some(r.take(n)?),
+            Err(_) => None,
+        };
+        values.push(BindValue {
+            binary: nformats > 0 && format(i),
+            bytes,
+        });
+    }
+    Some(Bind {
+        portal,
+        statement,
+        values,
+    })
+}
+
+/// The parameter type OIDs of a ParameterDescription ('t').
+pub fn parse_param_description(body: &[u8]) -> Option<Vec<u32>> {
+    let mut r = Reader::new(body);
+    let n = usize::try_from(r.i16()?).ok()?;
+    let types: Option<Vec<u32>> = (0..n).map(|_| r.i32().map(|oid| oid as u32)).collect();
+    r.is_empty().then_some(types?)
+}
+
 /// Kind ('S' statement or 'P' portal) and name of a Describe ('D') or Close ('C').
 pub fn parse_target(body: &[u8]) -> Option<(u8, &str)> {
     let mut r = Reader::new(body);

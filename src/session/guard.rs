@@ -58,6 +58,9 @@ pub struct Guard {
     pub keep_judged: bool,
     /// A classification done apart for the next text to judge.
     provided: Option<Classified>,
+    /// Whether this session prepared a statement judged at Bind: until it
+    /// does, a Bind costs nothing here.
+    bind_judging: bool,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
@@ -132,6 +135,7 @@ impl Guard {
             last: Judged::default(),
             keep_judged: true,
             provided: None,
+            bind_judging: false,
         }
     }
 
@@ -296,6 +300,9 @@ impl Guard {
     /// Judges one client message. `None` lets it through; `Some(error)`
     /// denies it with that error.
     pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        if tag == b'B' && !self.bind_judging {
+            return None;
+        }
         if self.keep_judged {
             self.last = Judged::default();
         }
@@ -307,9 +314,12 @@ impl Guard {
             }
             b'P' => {
                 let (name, sql) = parse_parse(body)?;
-                self.judge_sql(sql, Some(name), state)
-                    .or_else(|| self.judge_param_types(body, state))
+                match self.judge_sql(sql, Some(name), state) {
+                    None => self.judge_param_types(body, state),
+                    Some(refused) => self.judge_at_bind(name, sql, body, refused, state),
+                }
             }
+            b'B' => self.judge_bind(body, state),
             b'E' => {
                 let portal = parse_execute(body)?;
                 self.judge_execute(portal, state)
@@ -350,6 +360,98 @@ impl Guard {
             if let Some(e) = self.refusal(&role, statements, Some(&sql), state) {
                 return Some(e);
             }
+        }
+        None
+    }
+
+    /// A Parse refused as written whose verdict may depend on its
+    /// parameters (`set_config('TimeZone', $1, false)`): it goes upstream,
+    /// where a Parse only parses and analyses, and each Bind of it is
+    /// judged with the values in place. Anything else keeps its refusal.
+    fn judge_at_bind(
+        &mut self,
+        name: &str,
+        sql: &str,
+        body: &[u8],
+        refused: PgError,
+        state: &ProtocolState,
+    ) -> Option<PgError> {
+        if refused.code != sqlstate::INSUFFICIENT_PRIVILEGE
+            || !sql.contains('$')
+            || policy::params::placeholders(sql).is_empty()
+        {
+            return Some(refused);
+        }
+        // The declared types' own functions run at Bind, whatever the values.
+        if let Some(e) = self.judge_param_types(body, state) {
+            return Some(e);
+        }
+        let Some(types) = crate::protocol::messages::parse_param_types(body) else {
+            return Some(refused);
+        };
+        let (analysis, _, _) = self.analyze(sql);
+        // Only a statement the server plans takes protocol parameters: a
+        // `$1` in PREPARE or CREATE FUNCTION is the statement's own.
+        let takes_parameters = |st: &[Statement]| {
+            matches!(
+                st,
+                [s] if matches!(
+                    s.kind.as_str(),
+                    "SelectStmt" | "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
+                        | "CallStmt" | "ExplainStmt" | "DeclareCursorStmt"
+                )
+            )
+        };
+        if !analysis.as_ref().as_ref().is_ok_and(|s| takes_parameters(s)) {
+            return Some(refused);
+        }
+        let p = Prepared::judged_at_bind(analysis, sql.into(), types);
+        self.effects
+            .push(Effect::Prepare(name.to_owned(), Arc::new(p)));
+        self.bind_judging = true;
+        None
+    }
+
+    /// A Bind of a statement judged at Bind: the statement with the Bind's
+    /// values in place must be allowed, and its portal runs that.
+    fn judge_bind(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        let bind = crate::protocol::messages::parse_bind_values(body)?;
+        let mut waiting: Vec<Arc<Prepared>> = Vec::new();
+        state.statement_candidates(bind.statement, state.owed.len(), &mut |p| {
+            if let Some(p) = p.filter(|p| p.judged_at_bind.is_some()) {
+                waiting.push(p.clone());
+            }
+        });
+        if waiting.is_empty() {
+            return None;
+        }
+        self.refresh_snapshots();
+        let role = match self.current_role() {
+            Ok(r) => r,
+            Err(e) => return Some(e),
+        };
+        for p in waiting {
+            let sql = policy::params::with_values(&p.sql, &p.param_types(), &bind.values)
+                .unwrap_or_else(|| p.sql.to_string());
+            let (analysis, _, _) = self.analyze(&sql);
+            if self.keep_judged {
+                self.last.analysis = Some(analysis.clone());
+                self.last.sql = Some(sql.as_str().into());
+            }
+            let statements = match analysis.as_ref() {
+                Ok(s) if s.len() == 1 => s,
+                Ok(_) => {
+                    return Some(denied(
+                        "a parameter value changed how many statements there are".into(),
+                    ))
+                }
+                Err(m) => return Some(denied(format!("with its parameter values: {m}"))),
+            };
+            if let Some(e) = self.refusal(&role, statements, Some(&sql), state) {
+                return Some(e);
+            }
+            let bound = Prepared::new(analysis.clone(), 0, p.sql.clone(), self.rules_gen);
+            self.effects.push(Effect::Bound(p, Arc::new(bound)));
         }
         None
     }

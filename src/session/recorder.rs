@@ -324,6 +324,22 @@ impl Recorder {
                     }
                 }
             }
+            // A Bind refused with its values (a statement judged at Bind):
+            // the statement as judged, with the values, is the event.
+            b'B' if denial.is_some() => {
+                let Some(err) = denial else { return };
+                let sql = judged
+                    .and_then(|j| j.sql.clone())
+                    .map_or(Str::Static(""), Str::Shared);
+                let analysis = judged.and_then(|j| j.analysis.as_ref());
+                let parameters = bind_parameters(body)
+                    .filter(|_| self.log.records_parameters())
+                    .map(|(_, params, formats)| Box::new((params, formats)));
+                for mut item in self.described.items(&sql, analysis) {
+                    item.parameters = parameters.clone();
+                    self.emit_denied(item, err);
+                }
+            }
             b'B' if self.log.records_parameters() => {
                 if let Some((portal, params, formats)) = bind_parameters(body) {
                     self.params
@@ -654,47 +670,28 @@ fn rows_of_tag(body: &[u8]) -> Option<i64> {
 /// A Bind's portal, parameters (text as is, binary as `\x` hex, NULL as
 /// NULL) and their formats ("text" or "binary").
 fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
-    let mut r = Reader::new(body);
-    let portal = r.cstr()?;
-    r.cstr()?;
-    let nformats = r.i16()?.max(0) as usize;
-    let mut formats = Vec::with_capacity(nformats.min(1024));
-    for _ in 0..nformats {
-        formats.push(r.i16()?);
-    }
-    let nparams = r.i16()?.max(0) as usize;
-    let mut out = Vec::with_capacity(nparams.min(1024));
-    let mut shown_formats = Vec::with_capacity(nparams.min(1024));
-    for i in 0..nparams {
-        let format = match formats.len() {
-            0 => 0,
-            1 => formats[0],
-            _ => *formats.get(i)?,
-        };
-        shown_formats.push(Some(Str::Static(if format == 0 {
-            "text"
-        } else {
-            "binary"
-        })));
-        let len = r.i32()?;
-        if len < 0 {
+    let bind = crate::protocol::messages::parse_bind_values(body)?;
+    let mut out = Vec::with_capacity(bind.values.len());
+    let mut shown_formats = Vec::with_capacity(bind.values.len());
+    for v in &bind.values {
+        shown_formats.push(Some(Str::Static(if v.binary { "binary" } else { "text" })));
+        let Some(bytes) = v.bytes else {
             out.push(None);
             continue;
-        }
-        let bytes = r.take(len as usize)?;
-        let shown: Str = if format == 0 {
-            Str::from(&*String::from_utf8_lossy(bytes))
-        } else {
+        };
+        let shown: Str = if v.binary {
             let mut hex = String::with_capacity(2 + 2 * bytes.len());
             hex.push_str("\\x");
             for b in bytes {
                 hex.push_str(&format!("{b:02x}"));
             }
             hex.into()
+        } else {
+            Str::from(&*String::from_utf8_lossy(bytes))
         };
         out.push(Some(shown));
     }
-    Some((portal, Some(out.into()), Some(shown_formats.into())))
+    Some((bind.portal, Some(out.into()), Some(shown_formats.into())))
 }
 
 #[cfg(test)]

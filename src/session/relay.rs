@@ -526,14 +526,13 @@ impl Core {
                 }
             }
             let mut denial = match &mut self.guard {
-                Some(g) if matches!(tag, b'Q' | b'P' | b'E' | b'F' | b'C') => {
+                Some(g) if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F' | b'C') => {
                     g.check(tag, body, &self.state)
                 }
                 _ => None,
             };
-            if let (Some(rec), true) =
-                (&mut self.recorder, matches!(tag, b'Q' | b'P' | b'E' | b'F'))
-            {
+            let recorded = matches!(tag, b'Q' | b'P' | b'E' | b'F') || denial.is_some();
+            if let (Some(rec), true) = (&mut self.recorder, recorded) {
                 // Room for its events, or the message waits; and with
                 // audit.on_failure = "deny", nothing runs unrecorded.
                 let statements = match (tag, &self.guard) {
@@ -574,7 +573,7 @@ impl Core {
                 return Err(End::Closed(err));
             }
             if let Some(err) = denial {
-                if matches!(tag, b'P' | b'E') {
+                if matches!(tag, b'P' | b'B' | b'E') {
                     self.state.doomed = true;
                 }
                 // Nothing of a denied message goes upstream: a stand-in

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use crate::policy::{Analysis, Statement};
 use crate::protocol::messages::{
-    parse_bind, parse_error_fields, parse_execute, parse_parse, parse_query, parse_target, Reader,
+    parse_bind, parse_error_fields, parse_execute, parse_param_description, parse_parse,
+    parse_query, parse_target, Reader,
 };
 use crate::protocol::{sqlstate, PgError};
 
@@ -33,6 +34,15 @@ pub struct Prepared {
     pub sql: Arc<str>,
     /// The rules generation it was last found allowed under.
     pub allowed_under: AtomicU64,
+    /// Set when its verdict waits for the parameter values: a Parse that
+    /// would be refused as written, but has parameters, is judged again at
+    /// each Bind with the values in place (the Parse's declared parameter
+    /// types, to cast them as the server will). Never allowed as is.
+    pub judged_at_bind: Option<Box<[u32]>>,
+    /// Its parameter types as the server reported them (ParameterDescription
+    /// of a Describe), for a statement judged at Bind: what a binary value
+    /// of a type the Parse left open is.
+    described: std::sync::OnceLock<Box<[u32]>>,
 }
 
 impl Prepared {
@@ -42,6 +52,30 @@ impl Prepared {
             index,
             sql,
             allowed_under: AtomicU64::new(allowed_under),
+            judged_at_bind: None,
+            described: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The type OID of each parameter as far as known (0: not known): the
+    /// Parse's declaration, else the server's description.
+    pub fn param_types(&self) -> Vec<u32> {
+        let declared = self.judged_at_bind.as_deref().unwrap_or(&[]);
+        let described = self.described.get().map_or(&[][..], |d| &d[..]);
+        (0..declared.len().max(described.len()))
+            .map(|i| match declared.get(i) {
+                Some(&t) if t != 0 => t,
+                _ => described.get(i).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// A statement whose verdict waits for each Bind's values (see
+    /// `judged_at_bind`).
+    pub fn judged_at_bind(analysis: Arc<Analysis>, sql: Arc<str>, types: Vec<u32>) -> Self {
+        Prepared {
+            judged_at_bind: Some(types.into()),
+            ..Prepared::new(analysis, 0, sql, NEVER_ALLOWED)
         }
     }
 
@@ -64,6 +98,31 @@ impl Prepared {
     }
 }
 
+/// Statements a Bind judged with its values, each with what a portal bound
+/// to it runs instead.
+pub type BoundAtBind = Box<[(Arc<Prepared>, Arc<Prepared>)]>;
+
+/// What a portal bound to `held` runs: the statement judged with the
+/// Bind's values when `held` waited for them (see `Effect::Bound`).
+fn bound_in<'a>(
+    bound: &'a Option<BoundAtBind>,
+    held: Option<&'a Arc<Prepared>>,
+) -> Option<&'a Arc<Prepared>> {
+    let held = held?;
+    match bound.as_deref() {
+        Some(pairs) => Some(
+            pairs
+                .iter()
+                .find(|(of, _)| Arc::ptr_eq(of, held))
+                .map_or(held, |(_, to)| to),
+        ),
+        None => Some(held),
+    }
+}
+
+/// An `allowed_under` no rules generation reaches.
+pub const NEVER_ALLOWED: u64 = u64::MAX;
+
 /// What a statement of a Query does to the names of prepared statements
 /// once the server completes it.
 #[derive(Debug, Clone)]
@@ -72,6 +131,10 @@ pub enum Effect {
     Prepare(String, Arc<Prepared>),
     Deallocate(String),
     DeallocateAll,
+    /// A Bind of a statement judged at Bind: the portal runs the second,
+    /// the statement judged with the Bind's values, when the name holds
+    /// the first once the server reads the Bind.
+    Bound(Arc<Prepared>, Arc<Prepared>),
 }
 
 /// A client message the server has still to read or answer, in order.
@@ -92,8 +155,14 @@ pub enum Owed {
     Bind {
         portal: String,
         statement: String,
+        /// Statements judged at this Bind with its values, each with what
+        /// its portal runs in its place (`Effect::Bound`).
+        bound: Option<BoundAtBind>,
     },
-    Describe,
+    Describe {
+        /// The statement of a Describe of a statement (not a portal).
+        statement: Option<String>,
+    },
     Execute {
         portal: String,
     },
@@ -292,7 +361,12 @@ impl ProtocolState {
             .iter()
             .rposition(|(_, o)| matches!(o, Owed::Bind { portal: p, .. } if p == portal));
         match bind.map(|k| (k, &self.owed[k].1)) {
-            Some((k, Owed::Bind { statement, .. })) => self.statement_candidates(statement, k, f),
+            Some((
+                k,
+                Owed::Bind {
+                    statement, bound, ..
+                },
+            )) => self.statement_candidates(statement, k, &mut |p| f(bound_in(bound, p))),
             _ => match self.portals.get(portal) {
                 Some(p) => {
                     f(p.as_ref());
@@ -388,14 +462,23 @@ impl ProtocolState {
             }
             b'B' => {
                 let (portal, statement) = parse_bind(body).ok_or_else(bad)?;
+                let bound: Vec<_> = effects
+                    .drain(..)
+                    .filter_map(|e| match e {
+                        Effect::Bound(of, to) => Some((of, to)),
+                        _ => None,
+                    })
+                    .collect();
                 self.push(Owed::Bind {
                     portal: portal.to_owned(),
                     statement: statement.to_owned(),
+                    bound: (!bound.is_empty()).then(|| bound.into()),
                 });
             }
             b'D' => {
-                parse_target(body).ok_or_else(bad)?;
-                self.push(Owed::Describe);
+                let (kind, name) = parse_target(body).ok_or_else(bad)?;
+                let statement = (kind == b'S').then(|| name.to_owned());
+                self.push(Owed::Describe { statement });
             }
             b'E' => {
                 let portal = parse_execute(body).ok_or_else(bad)?;
@@ -449,9 +532,14 @@ impl ProtocolState {
                 _ => self.anomalies += 1,
             },
             b'2' => match self.pop() {
-                Some(Owed::Bind { portal, statement }) => {
-                    let bound = self.statements.get(&statement).cloned().flatten();
-                    self.portals.insert(portal, bound);
+                Some(Owed::Bind {
+                    portal,
+                    statement,
+                    bound,
+                }) => {
+                    let held = self.statements.get(&statement).and_then(Option::as_ref);
+                    let runs = bound_in(&bound, held).cloned();
+                    self.portals.insert(portal, runs);
                 }
                 _ => self.anomalies += 1,
             },
@@ -467,8 +555,25 @@ impl ProtocolState {
             },
             // RowDescription ends a Describe; in a Query it only announces
             // rows.
-            b'T' | b'n' if matches!(self.owed.front(), Some((_, Owed::Describe))) => {
+            b'T' | b'n' if matches!(self.owed.front(), Some((_, Owed::Describe { .. }))) => {
                 self.pop();
+            }
+            b't' => {
+                if let Some((
+                    _,
+                    Owed::Describe {
+                        statement: Some(name),
+                    },
+                )) = self.owed.front()
+                {
+                    if let Some(Some(p)) = self.statements.get(name) {
+                        if p.judged_at_bind.is_some() {
+                            if let Some(types) = parse_param_description(body) {
+                                let _ = p.described.set(types.into());
+                            }
+                        }
+                    }
+                }
             }
             b'C' | b'I' | b's' if matches!(self.owed.front(), Some((_, Owed::Execute { .. }))) => {
                 self.end_copy(false);
