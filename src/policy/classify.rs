@@ -62,6 +62,9 @@ pub struct Statement {
     pub prepares: Option<String>,
     /// `EXECUTE name`: judged by what was prepared under `name`.
     pub executes: Option<String>,
+    /// `FETCH`/`MOVE` reads this portal: a protocol portal is judged by
+    /// the statement it was bound to.
+    pub fetches: Option<String>,
     /// `DEALLOCATE name` (`Some(None)` for ALL, DISCARD ALL).
     pub deallocates: Option<Option<String>>,
     /// Reads of tables pgward cannot name (a table given to table_to_xml
@@ -608,6 +611,9 @@ impl Walker<'_> {
             }
             "FetchStmt" | "ClosePortalStmt" => {
                 self.st.reason(Read, "FETCH, MOVE or CLOSE of a cursor");
+                if kind == "FetchStmt" {
+                    self.st.fetches = Some(str_field(n, "portalname").to_owned());
+                }
                 return;
             }
             "DoStmt" => {
