@@ -425,6 +425,14 @@ async fn catalog_mark(c: &Client) -> String {
         "pg_aggregate",
         "pg_foreign_table",
         "pg_language",
+        // What a write runs: triggers, defaults, column types, indexes,
+        // operator classes; what DDL runs: event triggers.
+        "pg_trigger",
+        "pg_attrdef",
+        "pg_attribute",
+        "pg_index",
+        "pg_amproc",
+        "pg_event_trigger",
     ]
     .iter()
     .map(|t| {
