@@ -1409,7 +1409,7 @@ async fn triggers_are_judged_with_the_write() {
 /// the column's domain), generated columns, CHECK constraints, the domain
 /// checks of column types (also arrays of domains), index expressions,
 /// partial-index predicates and the support functions of user operator
-/// classes. A role that may write is refused what they do that it may not
+/// classes; through updatable views too. A role that may write is refused what they do that it may not
 /// (here a dangerous built-in); run directly, each statement calls the
 /// function (it moves a sequence).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1431,6 +1431,8 @@ async fn writes_run_defaults_checks_and_index_expressions() {
              CREATE TABLE t_generated (a int, b int GENERATED ALWAYS AS (peek(a)) STORED);
              INSERT INTO t_generated (a) VALUES (1);
              CREATE TABLE t_check (a int CHECK (peek(a) > 0));
+             CREATE VIEW t_check_view AS SELECT a FROM t_check WHERE a > 0;
+             CREATE VIEW t_check_view_view AS SELECT a FROM t_check_view;
              CREATE TABLE t_domain (a peeked);
              CREATE TABLE t_domain_array (a peeked[]);
              CREATE TABLE t_index (a int); CREATE INDEX ON t_index (peek(a));
@@ -1456,6 +1458,8 @@ async fn writes_run_defaults_checks_and_index_expressions() {
         "INSERT INTO t_generated (a) VALUES (2)",
         "UPDATE t_generated SET a = 3",
         "INSERT INTO t_check VALUES (1)",
+        "INSERT INTO t_check_view VALUES (4)",
+        "UPDATE t_check_view_view SET a = 5",
         "INSERT INTO t_domain VALUES (1)",
         "INSERT INTO t_domain_array VALUES ('{1}')",
         "INSERT INTO t_index VALUES (1)",

@@ -160,6 +160,10 @@ pub struct Catalog {
     pub lists_user_relations: bool,
     /// (schema, view) → functions its definition calls, transitively.
     views: HashMap<ViewKey, Vec<FuncName>>,
+    /// (schema, view) → the one relation its FROM names: a write through
+    /// an updatable view writes that base table, which runs what writing
+    /// that table runs.
+    view_relations: HashMap<ViewKey, Vec<(Option<String>, String)>>,
     /// (schema, foreign table) of file_fdw, and views reading one through
     /// any depth of views → whether a read runs a program (else it reads
     /// a server file).
@@ -235,6 +239,7 @@ impl Catalog {
             children: HashMap::new(),
             lists_user_relations: false,
             views: HashMap::new(),
+            view_relations: HashMap::new(),
             file_tables: HashMap::new(),
             types: HashMap::new(),
             operators: HashMap::new(),
@@ -337,6 +342,23 @@ impl Catalog {
             }
         }
         (!out.is_empty()).then_some(out)
+    }
+
+    /// The base relations of the views of this name (in `schema` when
+    /// given): the one relation each view's FROM names.
+    pub fn view_relations(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Vec<(Option<String>, String)> {
+        if self.view_relations.is_empty() {
+            return Vec::new();
+        }
+        self.view_relations
+            .iter()
+            .filter(|((s, n), _)| n == name && schema.is_none_or(|want| want == s))
+            .flat_map(|(_, r)| r.iter().cloned())
+            .collect()
     }
 
     /// Functions a cast to (or a literal of) the type can run.
@@ -946,9 +968,15 @@ impl Catalog {
     /// it reads (iterated to a fixed point, bounded).
     fn add_views(&mut self, defs: Vec<((String, String), String)>) {
         let mut direct: HashMap<ViewKey, (Vec<FuncName>, Vec<String>)> = HashMap::new();
+        let mut view_relations = HashMap::new();
         for (key, def) in defs {
             let (funcs, rels) = match classify::classify(&def, self) {
                 Ok(stmts) => {
+                    if self.is_view(Some(&key.0), &key.1) {
+                        if let Some(base) = view_base(&def) {
+                            view_relations.insert(key.clone(), vec![base]);
+                        }
+                    }
                     stmts
                         .into_iter()
                         .fold((Vec::new(), Vec::new()), |(mut f, mut r), st| {
@@ -1008,6 +1036,7 @@ impl Catalog {
         }
         full.retain(|_, v| !v.is_empty());
         self.views = full;
+        self.view_relations = view_relations;
     }
 }
 
@@ -1026,6 +1055,28 @@ fn called_functions(sql: &str, cat: &Catalog) -> Vec<(Option<String>, String)> {
             .collect(),
         Err(_) => vec![(None, "pgward_unparsable_check".into())],
     }
+}
+
+/// The base relation of a view that PostgreSQL may write through: the one
+/// table or view its top-level FROM names (a view with anything else in
+/// FROM is not updatable).
+fn view_base(def: &str) -> Option<(Option<String>, String)> {
+    use pg_query::protobuf::node::Node;
+    let parsed = pg_query::parse(def, 0).ok()?;
+    let [raw] = parsed.protobuf.stmts.as_slice() else {
+        return None;
+    };
+    let Some(Node::SelectStmt(select)) = raw.stmt.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    let [from] = select.from_clause.as_slice() else {
+        return None;
+    };
+    let Some(Node::RangeVar(rv)) = from.node.as_ref() else {
+        return None;
+    };
+    let schema = Some(rv.schemaname.clone()).filter(|s| !s.is_empty());
+    Some((schema, rv.relname.clone()))
 }
 
 /// Whether expressions a write evaluates (as one `SELECT`) do more than a

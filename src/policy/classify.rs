@@ -1094,6 +1094,7 @@ impl Walker<'_> {
                 e => e,
             };
             self.written(schema.as_deref(), &name, events);
+            self.written_through_view(schema.as_deref(), &name, events);
         } else if self.events == events::MAINTAIN {
             self.written(schema.as_deref(), &name, events::MAINTAIN);
         }
@@ -1225,6 +1226,28 @@ impl Walker<'_> {
                 self.events = saved;
             }
         }
+    }
+
+    /// A write to an updatable view writes its base table (as the view's
+    /// owner), which runs what writing that table runs. The view is the
+    /// relation the statement writes (as GRANT sees it); what its base
+    /// table runs is judged with it.
+    fn written_through_view(&mut self, schema: Option<&str>, name: &str, ev: u8) {
+        let bases = self.cat.view_relations(schema, name);
+        if bases.is_empty() {
+            return;
+        }
+        if self.depth >= MAX_DEPTH {
+            return self
+                .st
+                .reason(Class::Unknown, "views nested too deeply to inspect");
+        }
+        self.depth += 1;
+        for (s, n) in bases {
+            self.written(s.as_deref(), &n, ev);
+            self.written_through_view(s.as_deref(), &n, ev);
+        }
+        self.depth -= 1;
     }
 
     /// DDL (and GRANT, REFRESH MATERIALIZED VIEW) fires the enabled event
