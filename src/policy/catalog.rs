@@ -1349,6 +1349,38 @@ mod tests {
     }
 
     #[test]
+    fn rules_are_taken_apart_into_condition_and_actions() {
+        let (cond, actions) = rule_statements(
+            "CREATE RULE r2 AS\n    ON UPDATE TO public.c\n   WHERE (old.x > 1) DO INSTEAD ( UPDATE p SET a = 1\n  WHERE (p.id = old.id);\n DELETE FROM p\n  WHERE (p.id = new.x);\n);",
+        );
+        let cond = cond.expect("a condition");
+        assert!(
+            cond.starts_with("SELECT") && cond.contains("old.x > 1"),
+            "{cond}"
+        );
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert!(actions[0].starts_with("UPDATE p SET a = 1"), "{actions:?}");
+        assert!(actions[1].starts_with("DELETE FROM p"), "{actions:?}");
+        let (cond, actions) =
+            rule_statements("CREATE RULE r4 AS\n    ON DELETE TO public.p DO INSTEAD NOTHING;");
+        assert!(cond.is_none() && actions.is_empty());
+        // What pgward cannot take apart is kept as text that does not
+        // parse: judged unknown.
+        let (_, actions) = rule_statements("not a rule");
+        assert!(actions.len() == 1 && pg_query::parse(&actions[0], 0).is_err());
+    }
+
+    #[test]
+    fn a_view_is_written_through_the_one_relation_of_its_from() {
+        assert_eq!(
+            view_base(" SELECT t.a\n   FROM s.t\n  WHERE (t.a IN ( SELECT u.a FROM u));"),
+            Some((Some("s".into()), "t".into()))
+        );
+        assert_eq!(view_base(" SELECT t.a FROM t, u;"), None);
+        assert_eq!(view_base(" SELECT 1 AS a;"), None);
+    }
+
+    #[test]
     fn cache_returns_the_same_analysis_for_the_same_text_only() {
         let cat = Catalog::builtin();
         let a = cat.analyze("SET default_transaction_read_only = 'on'");
