@@ -1487,8 +1487,8 @@ async fn writes_run_defaults_checks_and_index_expressions() {
 /// rules run their actions as the table's owner: a role allowed to write
 /// `fk_parent` but denied `fk_child` must not reach `fk_child` through ON
 /// DELETE (a cascade that then sets NULL), ON UPDATE CASCADE or TRUNCATE
-/// ... CASCADE, nor `rule_target` through a DO ALSO rule of a table or a
-/// DO INSTEAD rule of a view.
+/// ... CASCADE, nor `rule_target` through a DO ALSO rule of a table, a
+/// DO INSTEAD rule of a view or a view's INSTEAD OF trigger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cascades_and_rules_write_what_table_rules_deny() {
     let h = Harness::start_with(Setup {
@@ -1505,7 +1505,11 @@ async fn cascades_and_rules_write_what_table_rules_deny() {
              CREATE TABLE ruled (a int); CREATE TABLE rule_target (a int);
              CREATE RULE copy_it AS ON INSERT TO ruled DO ALSO INSERT INTO rule_target VALUES (new.a);
              CREATE VIEW ruled_view AS SELECT a FROM ruled;
-             CREATE RULE instead_it AS ON INSERT TO ruled_view DO INSTEAD INSERT INTO rule_target VALUES (new.a);"
+             CREATE RULE instead_it AS ON INSERT TO ruled_view DO INSTEAD INSERT INTO rule_target VALUES (new.a);
+             CREATE VIEW trig_view AS SELECT 1 AS a;
+             CREATE FUNCTION to_target() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO rule_target VALUES (NEW.a); RETURN NEW; END $$;
+             CREATE TRIGGER instead_trig INSTEAD OF INSERT ON trig_view FOR EACH ROW EXECUTE FUNCTION to_target();"
                 .into(),
         ],
         rules: Some(one_role_rules(
@@ -1525,6 +1529,7 @@ async fn cascades_and_rules_write_what_table_rules_deny() {
         ("UPDATE fk_parent SET id = 10 WHERE id = 2", "fk_child"),
         ("INSERT INTO ruled VALUES (1)", "rule_target"),
         ("INSERT INTO ruled_view VALUES (1)", "rule_target"),
+        ("INSERT INTO trig_view VALUES (1)", "rule_target"),
     ] {
         let e = w.simple_query(sql).await.map(|_| ()).expect_err(sql);
         assert_denied(&e, denied);
