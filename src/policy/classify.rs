@@ -961,6 +961,12 @@ impl Walker<'_> {
                 if (11..=14).contains(&n["kind"].as_i64().unwrap_or(0)) {
                     self.compares = true;
                 }
+                // `x NOT IN (...)` names `<>`, but a hashed NOT IN runs
+                // its negator `=` (and `IN` may run `<>` the same way).
+                if n["kind"].as_i64() == Some(7) {
+                    self.operator(&["=".to_owned()]);
+                    self.operator(&["<>".to_owned()]);
+                }
             }
             "SortBy" | "MinMaxExpr" | "GroupingSet" | "WindowDef" => {
                 self.compares = true;
