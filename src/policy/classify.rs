@@ -962,10 +962,11 @@ impl Walker<'_> {
                     self.compares = true;
                 }
                 // `x NOT IN (...)` names `<>`, but a hashed NOT IN runs
-                // its negator `=` (and `IN` may run `<>` the same way).
-                if n["kind"].as_i64() == Some(7) {
+                // the function of its negator (`=`).
+                if n["kind"].as_i64() == Some(7)
+                    && names(&n["name"]).last().is_some_and(|o| o == "<>")
+                {
                     self.operator(&["=".to_owned()]);
-                    self.operator(&["<>".to_owned()]);
                 }
             }
             "SortBy" | "MinMaxExpr" | "GroupingSet" | "WindowDef" => {
