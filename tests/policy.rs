@@ -1420,6 +1420,194 @@ async fn triggers_are_judged_with_the_write() {
     );
 }
 
+/// A write runs more than the table's triggers: column defaults (also of
+/// the column's domain), generated columns, CHECK constraints, the domain
+/// checks of column types (also arrays of domains), index expressions,
+/// partial-index predicates and the support functions of user operator
+/// classes; through updatable views too. A role that may write is refused what they do that it may not
+/// (here a dangerous built-in); run directly, each statement calls the
+/// function (it moves a sequence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_run_defaults_checks_and_index_expressions() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE SEQUENCE hits; SELECT nextval('hits');
+             CREATE FUNCTION peek(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+               BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); RETURN $1; END $$;
+             CREATE FUNCTION peek_cmp(int, int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+               BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); RETURN btint4cmp($1, $2); END $$;
+             CREATE OPERATOR CLASS peek_ops FOR TYPE int USING btree AS
+               OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 peek_cmp(int, int);
+             CREATE DOMAIN peeked AS int CHECK (peek(VALUE) > 0);
+             CREATE DOMAIN peeked_default AS int DEFAULT peek(7);
+             CREATE TABLE t_default (a int DEFAULT peek(1), b int);
+             CREATE TABLE t_dom_default (a peeked_default, b int);
+             CREATE TABLE t_generated (a int, b int GENERATED ALWAYS AS (peek(a)) STORED);
+             INSERT INTO t_generated (a) VALUES (1);
+             CREATE TABLE t_check (a int CHECK (peek(a) > 0));
+             CREATE VIEW t_check_view AS SELECT a FROM t_check WHERE a > 0;
+             CREATE VIEW t_check_view_view AS SELECT a FROM t_check_view;
+             CREATE TABLE t_domain (a peeked);
+             CREATE TABLE t_domain_array (a peeked[]);
+             CREATE TABLE t_index (a int); CREATE INDEX ON t_index (peek(a));
+             CREATE TABLE t_partial (a int); CREATE INDEX ON t_partial (a) WHERE peek(a) > 0;
+             CREATE TABLE t_opclass (a int); CREATE INDEX ON t_opclass (a peek_ops);
+             INSERT INTO t_opclass VALUES (1);
+             CREATE TABLE t_plain (a int DEFAULT 1, b timestamptz DEFAULT now(), c serial CHECK (c > 0));
+             CREATE INDEX ON t_plain (lower(a::text));"
+                .into(),
+        ],
+        rules: Some(corpus_rules_with_identities()),
+        ..Setup::default()
+    })
+    .await;
+    let w = h.connect(WRITER).await;
+    let direct = h.direct().await;
+    for sql in [
+        "INSERT INTO t_default (b) VALUES (1)",
+        "INSERT INTO t_default DEFAULT VALUES",
+        "UPDATE t_default SET a = DEFAULT",
+        "MERGE INTO t_default t USING (SELECT 1 AS b) s ON false WHEN NOT MATCHED THEN INSERT (b) VALUES (s.b)",
+        "INSERT INTO t_dom_default (b) VALUES (1)",
+        "INSERT INTO t_generated (a) VALUES (2)",
+        "UPDATE t_generated SET a = 3",
+        "INSERT INTO t_check VALUES (1)",
+        "INSERT INTO t_check_view VALUES (4)",
+        "UPDATE t_check_view_view SET a = 5",
+        "INSERT INTO t_domain VALUES (1)",
+        "INSERT INTO t_domain_array VALUES ('{1}')",
+        "INSERT INTO t_index VALUES (1)",
+        "INSERT INTO t_partial VALUES (1)",
+        "INSERT INTO t_opclass VALUES (2)",
+        "WITH x AS (INSERT INTO t_check VALUES (2) RETURNING a) SELECT * FROM x",
+    ] {
+        let e = w.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert_denied(&e, "pg_stat_file");
+        refused_yet_effective(&w, &direct, sql, "SELECT last_value FROM hits").await;
+    }
+    assert_denied(
+        &w.simple_query("COPY t_check FROM STDIN").await.unwrap_err(),
+        "pg_stat_file",
+    );
+    // A DELETE evaluates none of them; a table whose expressions are
+    // built-in computations costs nothing and passes.
+    w.simple_query("DELETE FROM t_check").await.unwrap();
+    w.simple_query("INSERT INTO t_plain DEFAULT VALUES; UPDATE t_plain SET a = 2")
+        .await
+        .unwrap();
+}
+
+/// Foreign key actions write the referencing tables as their owner, and
+/// rules run their actions as the table's owner: a role allowed to write
+/// `fk_parent` but denied `fk_child` must not reach `fk_child` through ON
+/// DELETE (a cascade that then sets NULL), ON UPDATE CASCADE or TRUNCATE
+/// ... CASCADE, nor `rule_target` through a DO ALSO rule of a table, a
+/// DO INSTEAD rule of a view or a view's INSTEAD OF trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascades_and_rules_write_what_table_rules_deny() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE TABLE fk_parent (id int PRIMARY KEY);
+             CREATE TABLE fk_mid (id int PRIMARY KEY, pid int REFERENCES fk_parent ON DELETE CASCADE);
+             CREATE TABLE fk_child (mid int REFERENCES fk_mid ON DELETE SET NULL,
+                                    pid int REFERENCES fk_parent ON UPDATE CASCADE);
+             INSERT INTO fk_parent VALUES (1), (2); INSERT INTO fk_mid VALUES (1, 1);
+             INSERT INTO fk_child VALUES (1, 2);
+             CREATE TABLE plain_parent (id int PRIMARY KEY);
+             CREATE TABLE plain_child (pid int REFERENCES plain_parent);
+             INSERT INTO plain_parent VALUES (1), (5);
+             CREATE TABLE ruled (a int); CREATE TABLE rule_target (a int);
+             CREATE RULE copy_it AS ON INSERT TO ruled DO ALSO INSERT INTO rule_target VALUES (new.a);
+             CREATE VIEW ruled_view AS SELECT a FROM ruled;
+             CREATE RULE instead_it AS ON INSERT TO ruled_view DO INSTEAD INSERT INTO rule_target VALUES (new.a);
+             CREATE VIEW trig_view AS SELECT 1 AS a;
+             CREATE FUNCTION to_target() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO rule_target VALUES (NEW.a); RETURN NEW; END $$;
+             CREATE TRIGGER instead_trig INSTEAD OF INSERT ON trig_view FOR EACH ROW EXECUTE FUNCTION to_target();"
+                .into(),
+        ],
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"write\", \"session\", \"transaction\"]\n\
+             [role.r.tables]\nwrite = { deny = [\"public.fk_child\", \"public.rule_target\"] }\n",
+            "w",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let w = h.connect(("w", "w-password")).await;
+    let direct = h.direct().await;
+    let effect = "SELECT (SELECT count(*) FROM fk_child WHERE mid IS NULL) \
+                  + (SELECT count(*) FROM fk_child WHERE pid = 10) + (SELECT count(*) FROM rule_target)";
+    for (sql, denied) in [
+        ("DELETE FROM fk_parent WHERE id = 1", "fk_child"),
+        ("UPDATE fk_parent SET id = 10 WHERE id = 2", "fk_child"),
+        ("INSERT INTO ruled VALUES (1)", "rule_target"),
+        ("INSERT INTO ruled_view VALUES (1)", "rule_target"),
+        ("INSERT INTO trig_view VALUES (1)", "rule_target"),
+    ] {
+        let e = w.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert_denied(&e, denied);
+        refused_yet_effective(&w, &direct, sql, effect).await;
+    }
+    assert_denied(
+        &w.simple_query("TRUNCATE fk_parent CASCADE")
+            .await
+            .unwrap_err(),
+        "fk_child",
+    );
+    // Foreign keys without actions write nothing else: allowed.
+    w.simple_query("DELETE FROM plain_parent WHERE id = 5")
+        .await
+        .unwrap();
+    w.simple_query("INSERT INTO fk_parent VALUES (3); UPDATE ruled SET a = 2")
+        .await
+        .unwrap();
+    assert_eq!(
+        one_number(&direct, "SELECT count(*) FROM plain_parent").await,
+        1
+    );
+}
+
+/// DDL fires event triggers, whose functions run arbitrary code: a role
+/// that may run DDL is refused what the event trigger does that it may
+/// not; run directly, the DDL runs the trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_runs_event_triggers() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE SEQUENCE hits; SELECT nextval('hits');
+             CREATE FUNCTION on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+               BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); END $$;
+             CREATE EVENT TRIGGER watch ON ddl_command_end EXECUTE FUNCTION on_ddl();
+             CREATE TABLE t (a int);"
+                .into(),
+        ],
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"write\", \"ddl\", \"dcl\", \"session\", \"transaction\"]\n",
+            "d",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let d = h.connect(("d", "d-password")).await;
+    let direct = h.direct().await;
+    for sql in [
+        "CREATE TABLE t2 (a int)",
+        "ALTER TABLE t ADD COLUMN b int",
+        "CREATE INDEX ON t (a)",
+        "GRANT SELECT ON t TO PUBLIC",
+    ] {
+        let e = d.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert_denied(&e, "pg_stat_file");
+        refused_yet_effective(&d, &direct, sql, "SELECT last_value FROM hits").await;
+    }
+    // Statements that are not DDL fire none.
+    d.simple_query("INSERT INTO t (a) VALUES (1)")
+        .await
+        .unwrap();
+}
+
 /// STABLE and IMMUTABLE are promises PostgreSQL does not enforce: a user
 /// function is judged by what its body runs (SQL and PL/pgSQL, through
 /// other functions, with cycles), and a body pgward cannot see is unknown.

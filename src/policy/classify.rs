@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use super::builtins::{self, Dangerous};
-use super::catalog::{Catalog, FuncName};
+use super::catalog::{events, Catalog, FuncName};
 use super::class::{Class, ClassSet};
 use super::settings::SettingChange;
 use super::tree::{Map, Value};
@@ -193,7 +193,7 @@ fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
     for piece in pieces {
         let parsed = pg_query::parse(piece, 0).map_err(parser_message)?;
         for raw in &parsed.protobuf.stmts {
-            out.push(classify_statement(piece, raw, cat, 0, &[])?);
+            out.push(classify_statement(piece, raw, cat, 0, &[], &[])?);
         }
     }
     if out.is_empty() {
@@ -249,6 +249,7 @@ fn classify_statement(
     cat: &Catalog,
     depth: usize,
     calling: &[u32],
+    rules: &[String],
 ) -> Result<Statement, String> {
     // One statement's tree at a time: as a tree of values it is many
     // times the size of its text, and a string may hold thousands.
@@ -270,12 +271,17 @@ fn classify_statement(
         compares: false,
         calling: calling.to_vec(),
         idiom: None,
+        rules: rules.to_vec(),
+        events: 0,
+        truncate_cascade: false,
+        written: Vec::new(),
     };
     w.top(kind, inner, false);
     if w.compares {
         w.implicit_operators();
     }
     w.implicit_casts();
+    w.event_triggers(kind);
     // EXECUTE takes the classes of what was prepared (the session
     // knows); anything else without a class is unknown.
     if st.reasons.is_empty() && st.executes.is_none() {
@@ -549,6 +555,17 @@ struct Walker<'a> {
     /// The statement is one of pg_dump's idioms that pgward recognises by
     /// their exact shape (see `DumpIdiom`).
     idiom: Option<DumpIdiom>,
+    /// The rules whose actions are being judged (`schema.table.rule`):
+    /// PostgreSQL refuses a rule that fires itself again.
+    rules: Vec<String>,
+    /// The kinds of write (`events::*`) of the table being walked, while
+    /// the walk is at a statement's target; 0 elsewhere.
+    events: u8,
+    /// TRUNCATE ... CASCADE: the referencing tables are emptied too.
+    truncate_cascade: bool,
+    /// Tables whose write effects were judged in this statement, with
+    /// the kinds of write (so cascades that loop end).
+    written: Vec<(String, u8)>,
 }
 
 impl Walker<'_> {
@@ -784,7 +801,14 @@ impl Walker<'_> {
         }
         let access = if from { Class::Write } else { Class::Read };
         if let Some(rel) = n.get("relation").filter(|r| !r.is_null()) {
+            let events = if from {
+                events::INSERT | events::NO_RULES
+            } else {
+                0
+            };
+            let saved = std::mem::replace(&mut self.events, events);
             self.relation(rel, access);
+            self.events = saved;
         }
         if let Some((k, q)) = n.get("query").and_then(variant) {
             self.top(k, q, false);
@@ -887,6 +911,26 @@ impl Walker<'_> {
                 "relation" | "relations" | "objects" | "rels" | "into" => base,
                 _ => Class::Read,
             };
+            let events = match (kind, key) {
+                ("InsertStmt", "relation") => {
+                    let upsert = n.get("on_conflict_clause").is_some_and(|c| !c.is_null());
+                    events::INSERT | if upsert { events::UPDATE } else { 0 }
+                }
+                ("UpdateStmt", "relation") => events::UPDATE,
+                ("DeleteStmt", "relation") => events::DELETE,
+                ("MergeStmt", "relation") => events::INSERT | events::UPDATE | events::DELETE,
+                ("TruncateStmt", "relations") => events::TRUNCATE,
+                (
+                    "AlterTableStmt" | "ClusterStmt" | "VacuumStmt" | "ReindexStmt",
+                    "relation" | "rels",
+                ) => events::MAINTAIN,
+                _ => 0,
+            };
+            let saved = std::mem::replace(&mut self.events, events);
+            if kind == "TruncateStmt" {
+                // DropBehavior: DROP_CASCADE is 2.
+                self.truncate_cascade = n["behavior"].as_i64() == Some(2);
+            }
             // A DML statement's target is a table even where a WITH query
             // has its name: PostgreSQL never resolves it to the WITH query.
             if dml && key == "relation" {
@@ -896,6 +940,7 @@ impl Walker<'_> {
             } else {
                 self.walk(value, access, plan_only);
             }
+            self.events = saved;
         }
         self.ctes.truncate(scope);
     }
@@ -1020,6 +1065,13 @@ impl Walker<'_> {
                 // BETWEEN uses >= and <= without naming them.
                 if (11..=14).contains(&n["kind"].as_i64().unwrap_or(0)) {
                     self.compares = true;
+                }
+                // `x NOT IN (...)` names `<>`, but a hashed NOT IN runs
+                // the function of its negator (`=`).
+                if n["kind"].as_i64() == Some(7)
+                    && names(&n["name"]).last().is_some_and(|o| o == "<>")
+                {
+                    self.operator(&["=".to_owned()]);
                 }
             }
             "SortBy" | "MinMaxExpr" | "GroupingSet" | "WindowDef" => {
@@ -1169,19 +1221,17 @@ impl Walker<'_> {
                 self.st.reason(d.class, format!("{name}: {}", d.why));
             }
         }
-        // Writes run the table's triggers (in the writing statement's
-        // transaction, with its privileges unless SECURITY DEFINER).
+        // Writes run more than the write: triggers, defaults, checks,
+        // index expressions, rules, foreign key actions (see `written`).
         if matches!(access, Class::Write | Class::CopyIn) {
-            let triggers = self.cat.trigger_functions(schema.as_deref(), &name);
-            if !triggers.is_empty() {
-                if self.depth < MAX_DEPTH {
-                    let refs = triggers.into_iter().map(|(s, f)| (Some(s), f));
-                    self.calls_below(refs, &format!("a trigger on {name}"));
-                } else {
-                    self.st
-                        .reason(Class::Unknown, "triggers nested too deeply to inspect");
-                }
-            }
+            let events = match self.events {
+                0 => events::ANY,
+                e => e,
+            };
+            self.written(schema.as_deref(), &name, events);
+            self.written_through_view(schema.as_deref(), &name, events);
+        } else if self.events == events::MAINTAIN {
+            self.written(schema.as_deref(), &name, events::MAINTAIN);
         }
         // Views run their definition, and tables their row security
         // policies: judge the functions they call.
@@ -1205,6 +1255,152 @@ impl Walker<'_> {
         };
         if !self.st.relations.contains(&r) {
             self.st.relations.push(r);
+        }
+    }
+
+    /// What a write of the kinds `events` to a table runs besides the
+    /// write, for the table and the partitions and children below it, all
+    /// judged as part of the statement: its user triggers (in the writing
+    /// statement's transaction, with its privileges unless SECURITY
+    /// DEFINER); on INSERT and UPDATE (and a rewrite) the expressions of
+    /// its defaults, generated columns, CHECK constraints, column types
+    /// and indexes, and its indexes' operator classes; its rules (their
+    /// actions run with the table owner's rights); and the foreign keys
+    /// whose ON DELETE / ON UPDATE actions, or TRUNCATE ... CASCADE,
+    /// write other tables (as their owner): those tables count as written
+    /// by the statement, with all they run in turn.
+    fn written(&mut self, schema: Option<&str>, name: &str, ev: u8) {
+        let effects = self.cat.write_effects(schema, name);
+        if effects.is_empty() {
+            return;
+        }
+        if self.depth >= MAX_DEPTH {
+            return self.st.reason(
+                Class::Unknown,
+                "triggers, rules or foreign key actions nested too deeply to inspect",
+            );
+        }
+        for (table, e) in effects {
+            if self
+                .written
+                .iter()
+                .any(|(t, done)| *t == table && done & ev == ev)
+            {
+                continue;
+            }
+            self.written.push((table.clone(), ev));
+            if ev != events::MAINTAIN && !e.triggers.is_empty() {
+                let refs = e.triggers.iter().map(|(s, f)| (Some(s.clone()), f.clone()));
+                self.calls_below(refs, &format!("a trigger on {table}"));
+            }
+            if ev & (events::INSERT | events::UPDATE | events::MAINTAIN) != 0 {
+                if let Some(sql) = &e.expressions {
+                    let label = format!("the defaults, constraints and indexes of {table}");
+                    self.run_sql(None, &label, sql, true);
+                }
+                if !e.functions.is_empty() {
+                    let refs = e
+                        .functions
+                        .iter()
+                        .map(|(s, f)| (Some(s.clone()), f.clone()));
+                    self.calls_below(
+                        refs,
+                        &format!("an index or exclusion constraint of {table}"),
+                    );
+                }
+            }
+            if ev & events::NO_RULES == 0 {
+                for rule in e.rules.iter().filter(|r| r.events & ev != 0) {
+                    let id = format!("{table}.{}", rule.name);
+                    if self.rules.contains(&id) {
+                        continue;
+                    }
+                    self.rules.push(id);
+                    let label = format!("the rule {} on {table}", rule.name);
+                    if let Some(sql) = &rule.condition {
+                        self.run_sql(None, &label, sql, true);
+                    }
+                    for sql in &rule.actions {
+                        self.run_sql(None, &label, sql, false);
+                    }
+                    self.rules.pop();
+                }
+            }
+            for fk in &e.referenced_by {
+                let acts = |action: u8| match action {
+                    b'c' => 1,
+                    b'n' | b'd' => 2,
+                    _ => 0,
+                };
+                let mut child = 0;
+                if ev & events::DELETE != 0 {
+                    child |= match acts(fk.on_delete) {
+                        1 => events::DELETE,
+                        2 => events::UPDATE,
+                        _ => 0,
+                    };
+                }
+                if ev & events::UPDATE != 0 && acts(fk.on_update) != 0 {
+                    child |= events::UPDATE;
+                }
+                if ev & events::TRUNCATE != 0 && self.truncate_cascade {
+                    child |= events::TRUNCATE;
+                }
+                if child == 0 {
+                    continue;
+                }
+                let target = format!("{}.{}", fk.schema, fk.table);
+                self.st.reason(
+                    Class::Write,
+                    format!("a foreign key of {target} referencing {table} writes {target} (as its owner)"),
+                );
+                let saved = std::mem::replace(&mut self.events, child);
+                self.depth += 1;
+                self.relation_named(Some(fk.schema.clone()), fk.table.clone(), Class::Write);
+                self.depth -= 1;
+                self.events = saved;
+            }
+        }
+    }
+
+    /// A write to an updatable view writes its base table (as the view's
+    /// owner), which runs what writing that table runs. The view is the
+    /// relation the statement writes (as GRANT sees it); what its base
+    /// table runs is judged with it.
+    fn written_through_view(&mut self, schema: Option<&str>, name: &str, ev: u8) {
+        let bases = self.cat.view_relations(schema, name);
+        if bases.is_empty() {
+            return;
+        }
+        if self.depth >= MAX_DEPTH {
+            return self
+                .st
+                .reason(Class::Unknown, "views nested too deeply to inspect");
+        }
+        self.depth += 1;
+        for (s, n) in bases {
+            self.written(s.as_deref(), &n, ev);
+            self.written_through_view(s.as_deref(), &n, ev);
+        }
+        self.depth -= 1;
+    }
+
+    /// DDL (and GRANT, REFRESH MATERIALIZED VIEW) fires the enabled event
+    /// triggers, whose functions run arbitrary code: judged as calls of
+    /// the statement, whatever tags they filter on.
+    fn event_triggers(&mut self, kind: &str) {
+        let funcs = self.cat.event_trigger_functions();
+        if funcs.is_empty() {
+            return;
+        }
+        let fires = self.st.classes().contains(Class::Ddl)
+            || matches!(
+                kind,
+                "GrantStmt" | "AlterDefaultPrivilegesStmt" | "RefreshMatViewStmt"
+            );
+        if fires {
+            let refs = funcs.iter().map(|(s, f)| (Some(s.clone()), f.clone()));
+            self.calls_below(refs.collect::<Vec<_>>(), "an event trigger");
         }
     }
 
@@ -1361,57 +1557,92 @@ impl Walker<'_> {
     /// ...) as the statements it is, and takes their classes, tables,
     /// functions, settings and dangers as this statement's own.
     fn sql_text(&mut self, func: &str, via: &str, sql: &str) {
+        self.run_sql(Some(func), &format!("{func}(){via}"), sql, false);
+    }
+
+    /// Judges SQL that runs as part of this statement: run by the function
+    /// `func`, or by the server (`func` None: a rule's actions, a table's
+    /// defaults and constraints). `label` says what runs it. `values`:
+    /// the SQL is a `SELECT` of expressions the server evaluates, which
+    /// returns nothing to the client (its own `SELECT` is no read).
+    fn run_sql(&mut self, func: Option<&str>, label: &str, sql: &str, values: bool) {
         if self.depth >= MAX_DEPTH {
-            return self.unseen_sql(
+            return self.unseen(
                 func,
-                format!("{func}(){via} runs SQL text nested too deeply to inspect"),
+                label,
+                format!("{label} runs SQL text nested too deeply to inspect"),
             );
         }
         let parsed = match pg_query::parse(sql, 0) {
             Ok(p) => p,
             Err(e) => {
-                return self.unseen_sql(
+                return self.unseen(
                     func,
+                    label,
                     format!(
-                        "{func}(){via} runs SQL text that does not parse: {}",
+                        "{label} runs SQL text that does not parse: {}",
                         parser_message(e)
                     ),
                 )
             }
         };
         for raw in &parsed.protobuf.stmts {
-            let inner = match classify_statement(sql, raw, self.cat, self.depth + 1, &self.calling)
-            {
+            let mut inner = match classify_statement(
+                sql,
+                raw,
+                self.cat,
+                self.depth + 1,
+                &self.calling,
+                &self.rules,
+            ) {
                 Ok(st) => st,
-                Err(e) => {
-                    return self.unseen_sql(func, format!("{func}(){via} runs SQL text: {e}"))
-                }
+                Err(e) => return self.unseen(func, label, format!("{label} runs SQL text: {e}")),
             };
-            self.take_nested(func, via, inner);
+            if values {
+                inner
+                    .reasons
+                    .retain(|r| !(r.class == Class::Read && r.why == "SELECT"));
+            }
+            self.take_nested(func, label, inner);
         }
     }
 
     /// SQL that `func` runs and pgward cannot judge: unknown, and a read
     /// of tables pgward cannot name.
     fn unseen_sql(&mut self, func: &str, why: String) {
-        self.st.reason_of(Class::Unknown, why, func);
-        self.hidden_read(format!("{func}() runs SQL pgward cannot see"));
+        self.unseen(Some(func), &format!("{func}()"), why);
     }
 
-    /// Makes what a statement run by `func` does part of this statement.
-    fn take_nested(&mut self, func: &str, via: &str, inner: Statement) {
+    fn unseen(&mut self, func: Option<&str>, label: &str, why: String) {
+        match func {
+            Some(f) => self.st.reason_of(Class::Unknown, why, f),
+            None => self.st.reason(Class::Unknown, why),
+        }
+        self.hidden_read(format!("{label} runs SQL pgward cannot see"));
+    }
+
+    /// Makes what a statement run by `func` (or by the server, for a rule
+    /// or a table's expressions) does part of this statement.
+    fn take_nested(&mut self, func: Option<&str>, label: &str, mut inner: Statement) {
         if inner.executes.is_some() || inner.prepares.is_some() || inner.deallocates.is_some() {
-            self.st.reason_of(
-                Class::Unknown,
-                format!("{func}(){via} runs a prepared-statement command"),
-                func,
-            );
+            let why = format!("{label} runs a prepared-statement command");
+            match func {
+                Some(f) => self.st.reason_of(Class::Unknown, why, f),
+                None => self.st.reason(Class::Unknown, why),
+            }
+        }
+        if func.is_none() {
+            // A rule's NEW and OLD are the rows of the statement that
+            // fired it, not tables.
+            inner
+                .relations
+                .retain(|r| r.schema.is_some() || !matches!(r.name.as_str(), "new" | "old"));
         }
         for r in inner.reasons {
             let r = Reason {
                 class: r.class,
-                why: format!("{func}(){via} runs: {}", r.why),
-                function: r.function.or_else(|| Some(func.to_owned())),
+                why: format!("{label} runs: {}", r.why),
+                function: r.function.or_else(|| func.map(str::to_owned)),
             };
             if !self.st.reasons.contains(&r) {
                 self.st.reasons.push(r);
@@ -1435,7 +1666,11 @@ impl Walker<'_> {
             self.hidden_read(h);
         }
         self.st.unknown_function |= inner.unknown_function;
-        self.st.literal_sensitive = true;
+        // SQL text a function is given may be a literal of this statement;
+        // a rule's or a table's comes from the catalog.
+        if func.is_some() {
+            self.st.literal_sensitive = true;
+        }
     }
 
     /// User-defined comparison operators run where no operator is written:
