@@ -1082,8 +1082,9 @@ impl Walker<'_> {
 
     /// Whether a relation is one of the system's: in pg_catalog,
     /// information_schema or pg_toast, or unqualified with a pg_catalog
-    /// relation of that name (pg_catalog comes first in every search_path
-    /// pgward allows).
+    /// relation of that name (which it is, unless a role allowed to put a
+    /// schema ahead of pg_catalog has one of that name there: counted as
+    /// the system's all the same).
     fn is_system_relation(&self, schema: Option<&str>, name: &str) -> bool {
         match schema {
             Some(s) => matches!(s, "pg_catalog" | "information_schema" | "pg_toast"),
