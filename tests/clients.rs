@@ -454,3 +454,67 @@ async fn every_pid_a_client_sees_is_the_backends() {
         "the listener's and other's keys remain"
     );
 }
+
+/// Deeply nested SQL: what PostgreSQL 15 runs at its default
+/// max_stack_depth (about 4,090 terms of `1+1+...`, 2,111 nested
+/// sub-selects) runs through pgward with the same result, in the simple
+/// and the extended protocol, and what is deeper gets an error for that
+/// statement alone (PostgreSQL's SQLSTATE 54001), never a crash: the
+/// session and every other one go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_expressions_run_as_they_do_direct() {
+    let h = Harness::start_with(Setup {
+        // A million terms is 2 MB of SQL.
+        server: "max_sql_bytes = 4194304".into(),
+        ..Setup::default()
+    })
+    .await;
+    let plus = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
+    let direct = h.direct().await;
+    let c = h.connect(DANA).await;
+    let other = h.connect(DANA).await;
+    let first = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+    };
+    for sql in [
+        plus(3_000),
+        plus(4_000),
+        format!("SELECT {}1", "+".repeat(3_000)),
+        format!("SELECT {}1{}", "(SELECT ".repeat(1_500), ")".repeat(1_500)),
+        format!("SELECT {}1{}", "abs(".repeat(1_000), ")".repeat(1_000)),
+    ] {
+        let want = first(direct.simple_query(&sql).await.unwrap());
+        assert_eq!(
+            first(c.simple_query(&sql).await.unwrap()),
+            want,
+            "{}",
+            &sql[..40]
+        );
+        let row = c.query_one(sql.as_str(), &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0).to_string(), want);
+    }
+    // Deeper than PostgreSQL runs: its error directly, pgward's through
+    // pgward, with the same SQLSTATE; deeper still, and far deeper.
+    for sql in [plus(5_000), plus(1_000_000)] {
+        let direct_err = direct.simple_query(&sql).await.unwrap_err();
+        assert_eq!(direct_err.code().unwrap().code(), "54001", "{direct_err:?}");
+        let err = c.simple_query(&sql).await.unwrap_err();
+        let db = err.as_db_error().expect("an error response");
+        assert_eq!(db.code().code(), "54001", "{err:?}");
+        assert!(
+            db.message().contains("nested too deeply"),
+            "{}",
+            db.message()
+        );
+        // The session goes on, and so does every other.
+        assert_eq!(one_number(&c, "SELECT 7::bigint").await, 7);
+        assert_eq!(one_number(&other, "SELECT 8::bigint").await, 8);
+    }
+    assert!(c.prepare(&plus(5_000)).await.is_err());
+    assert_eq!(one_number(&c, "SELECT 9::bigint").await, 9);
+}
