@@ -1708,7 +1708,10 @@ async fn search_path_before_pg_catalog_for_roles_that_allow_it() {
                AS $$ INSERT INTO calls VALUES (1); SELECT upper($1) $$; \
              CREATE FUNCTION public.touch() RETURNS int VOLATILE LANGUAGE sql \
                AS $$ INSERT INTO calls VALUES (2) RETURNING n $$; \
-             CREATE VIEW public.pg_tables AS SELECT public.touch() AS tablename"
+             CREATE VIEW public.pg_tables AS SELECT public.touch() AS tablename; \
+             CREATE FUNCTION public.sneaky_eq(text, text) RETURNS boolean IMMUTABLE \
+               LANGUAGE sql AS $$ SELECT pg_catalog.texteq($1, 'default_transaction_read_only') $$; \
+             CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.sneaky_eq)"
             .into()],
         rules: Some(rules),
         ..Setup::default()
@@ -1811,6 +1814,42 @@ async fn search_path_before_pg_catalog_for_roles_that_allow_it() {
         .filter_map(|c| c.as_deref())
         .collect();
     assert!(classes.contains(&"write"), "{classes:?}");
+
+    // pg_dump's `set_config(name, ...) FROM pg_settings WHERE name = 'x'`
+    // is taken for `SET x` only while `=` is the built-in: a user `=` on
+    // text, ahead of pg_catalog, picks which settings it sets. Directly,
+    // with the path, it switches off read-only mode under a harmless name.
+    let idiom =
+        "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'application_name'";
+    let sneaky = h.direct().await;
+    sneaky
+        .batch_execute(
+            "SET default_transaction_read_only = on; SET search_path = public, pg_catalog",
+        )
+        .await
+        .unwrap();
+    sneaky.batch_execute(idiom).await.unwrap();
+    let read_only: String = sneaky
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read_only, "off", "the user's = chose the setting");
+    // Through pgward, not the idiom: a read of pg_settings and a
+    // set_config of names pgward cannot read, refused.
+    let orm = h.connect(ORM).await;
+    orm.batch_execute(path).await.unwrap();
+    orm.batch_execute("SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    let err = orm.simple_query(idiom).await.unwrap_err();
+    assert_denied(&err, "server_secrets");
+    let read_only: String = orm
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read_only, "on", "still read-only");
 
     // A read-only role whose settings do not name search_path is refused
     // the path, however it is asked for.

@@ -529,6 +529,25 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
+    /// Whether an idiom's names can only be the built-ins it takes them
+    /// for. A role may be allowed a search_path that puts a schema ahead
+    /// of pg_catalog, and pgward does not track the path: a user relation
+    /// named pg_settings, or a user `=` on text (what `name = 'x'` would
+    /// call, choosing for which settings set_config runs), could take
+    /// their place.
+    fn idiom_holds(&self, idiom: &DumpIdiom) -> bool {
+        match idiom {
+            DumpIdiom::SetConfig(_) => {
+                !self.cat.user_text_equals
+                    && self
+                        .cat
+                        .relation_schemas("pg_settings")
+                        .is_some_and(|places| places == ["pg_catalog"])
+            }
+            DumpIdiom::CountSubscriptions => true,
+        }
+    }
+
     /// Classifies a statement node. `plan_only` is set under EXPLAIN without
     /// ANALYZE: the statement is planned, not run.
     fn top(&mut self, kind: &str, n: &Value, plan_only: bool) {
@@ -536,7 +555,7 @@ impl Walker<'_> {
         let base = match kind {
             "SelectStmt" => {
                 self.st.reason(Read, "SELECT");
-                if let Some(idiom) = DumpIdiom::of(n) {
+                if let Some(idiom) = DumpIdiom::of(n).filter(|i| self.idiom_holds(i)) {
                     // Its exact shape is known: one call, one relation.
                     self.idiom = Some(idiom);
                     self.node(kind, n, Read, plan_only);
@@ -2439,6 +2458,31 @@ mod tests {
         ] {
             assert!(dangerous_names(sql).is_empty(), "{sql}");
         }
+    }
+
+    /// pg_dump's set_config idiom is `SET x` only while `pg_settings` and
+    /// `=` can only be the built-ins: a user relation named pg_settings, or
+    /// a user `=` on text, ahead of pg_catalog on a search_path a role may
+    /// be allowed, would pick other settings.
+    #[test]
+    fn set_config_idiom_needs_the_builtin_names() {
+        let sql = "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'application_name'";
+        let mut cat = Catalog::builtin();
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings[0].name,
+            "application_name"
+        );
+        cat.user_text_equals = true;
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings,
+            [SettingChange::computed()]
+        );
+        let mut cat = Catalog::builtin();
+        cat.add_relation("public", "pg_settings", b'v');
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings,
+            [SettingChange::computed()]
+        );
     }
 
     /// pg_dump's `set_config(name, ...) FROM pg_settings WHERE name = 'x'`
