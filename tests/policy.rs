@@ -1874,6 +1874,198 @@ async fn builtin_snapshot_matches_the_server() {
     assert!(rows.len() > 2500);
 }
 
+/// A role that lists search_path (here through `settings = ["*"]`) may put
+/// a schema ahead of pg_catalog, as pgjdbc and some ORMs do. What such a
+/// path shadows is judged: a VOLATILE `public.lower(text)` that writes is
+/// what `lower('x')` runs then, and a user view `public.pg_tables` is what
+/// `pg_tables` reads; pgward judges every object of an unqualified name,
+/// so a read-only role is refused both, while built-ins still work. A role
+/// without the permission is refused the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_path_before_pg_catalog_for_roles_that_allow_it() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let v = Verifier::generate("orm-password", 4096);
+    rules
+        .add_file(
+            Path::new("orm.toml"),
+            &format!(
+                "[[identity]]\nname = \"orm\"\nscram = \"{v}\"\nroles = [\"orm\"]\n\n\
+                 [role.orm]\nallow = [\"read\", \"session\", \"transaction\"]\nsettings = [\"*\"]\n"
+            ),
+        )
+        .unwrap();
+    rules.validate().unwrap();
+    let h = Harness::start_with(Setup {
+        setup_sql: vec!["CREATE TABLE calls (n int); \
+             CREATE FUNCTION public.lower(text) RETURNS text VOLATILE LANGUAGE sql \
+               AS $$ INSERT INTO calls VALUES (1); SELECT upper($1) $$; \
+             CREATE FUNCTION public.touch() RETURNS int VOLATILE LANGUAGE sql \
+               AS $$ INSERT INTO calls VALUES (2) RETURNING n $$; \
+             CREATE VIEW public.pg_tables AS SELECT public.touch() AS tablename; \
+             CREATE FUNCTION public.sneaky_eq(text, text) RETURNS boolean IMMUTABLE \
+               LANGUAGE sql AS $$ SELECT pg_catalog.texteq($1, 'default_transaction_read_only') $$; \
+             CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.sneaky_eq)"
+            .into()],
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    const ORM: (&str, &str) = ("orm", "orm-password");
+    let path = "SET search_path = public, pg_catalog";
+    let direct = h.direct().await;
+    let calls = || async {
+        h.direct()
+            .await
+            .query_one("SELECT count(*) FROM calls", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    // Directly, the path makes lower() and pg_tables the user's: both write.
+    direct.batch_execute(path).await.unwrap();
+    let lowered: String = direct
+        .query_one("SELECT lower('x')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lowered, "X", "public.lower shadows the built-in");
+    direct
+        .batch_execute("SELECT * FROM pg_tables")
+        .await
+        .unwrap();
+    assert_eq!(calls().await, 2);
+
+    let orm = h.connect(ORM).await;
+    orm.batch_execute(path).await.unwrap();
+    let shown: String = orm
+        .query_one("SELECT current_schemas(false)::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "{public,pg_catalog}");
+    let err = orm.simple_query("SELECT lower('x')").await.unwrap_err();
+    assert_denied(&err, "class write");
+    assert_denied(&err, "public.lower");
+    let err = orm
+        .simple_query("SELECT * FROM pg_tables")
+        .await
+        .unwrap_err();
+    assert_denied(&err, "class write");
+    assert_eq!(calls().await, 2, "nothing of a refused statement ran");
+    // Built-ins the path does not shadow still work.
+    let row = orm
+        .query_one(
+            "SELECT upper('x'), length('abc'), 1 + 1, now() IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "X");
+    assert_eq!(row.get::<_, i32>(1), 3);
+    // set_config and startup options too.
+    orm.batch_execute(
+        "RESET search_path; SELECT set_config('search_path', 'public,PG_CATALOG', false)",
+    )
+    .await
+    .unwrap();
+    let info = format!(
+        "{} options='-c search_path=public,pg_catalog'",
+        h.conninfo(ORM)
+    );
+    let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let shown: String = c
+        .query_one("SELECT current_schemas(false)::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "{public,pg_catalog}");
+    assert!(c.simple_query("SELECT lower('x')").await.is_err());
+
+    // A role that allows writing runs it, recorded as the write it is.
+    let dana = h.connect(DANA).await;
+    dana.batch_execute(path).await.unwrap();
+    let lowered: String = dana
+        .query_one("SELECT lower('y')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lowered, "Y");
+    assert_eq!(calls().await, 3);
+    let event = h
+        .audit_events()
+        .into_iter()
+        .find(|e| e.statement.as_deref() == Some("SELECT lower('y')"))
+        .expect("audited");
+    let classes: Vec<_> = event
+        .classes
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|c| c.as_deref())
+        .collect();
+    assert!(classes.contains(&"write"), "{classes:?}");
+
+    // pg_dump's `set_config(name, ...) FROM pg_settings WHERE name = 'x'`
+    // is taken for `SET x` only while `=` is the built-in: a user `=` on
+    // text, ahead of pg_catalog, picks which settings it sets. Directly,
+    // with the path, it switches off read-only mode under a harmless name.
+    let idiom =
+        "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'application_name'";
+    let sneaky = h.direct().await;
+    sneaky
+        .batch_execute(
+            "SET default_transaction_read_only = on; SET search_path = public, pg_catalog",
+        )
+        .await
+        .unwrap();
+    sneaky.batch_execute(idiom).await.unwrap();
+    let read_only: String = sneaky
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read_only, "off", "the user's = chose the setting");
+    // Through pgward, not the idiom: a read of pg_settings and a
+    // set_config of names pgward cannot read, refused.
+    let orm = h.connect(ORM).await;
+    orm.batch_execute(path).await.unwrap();
+    orm.batch_execute("SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    let err = orm.simple_query(idiom).await.unwrap_err();
+    assert_denied(&err, "server_secrets");
+    let read_only: String = orm
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read_only, "on", "still read-only");
+
+    // A read-only role whose settings do not name search_path is refused
+    // the path, however it is asked for.
+    let agent = h.connect(AGENT).await;
+    for sql in [
+        path,
+        "SET LOCAL search_path = public, pg_catalog",
+        "SELECT set_config('search_path', 'public,pg_catalog', false)",
+    ] {
+        let err = agent.simple_query(sql).await.unwrap_err();
+        assert_denied(&err, "before pg_catalog");
+    }
+    let info = format!(
+        "{} options='-c search_path=public,pg_catalog'",
+        h.conninfo(AGENT)
+    );
+    assert!(tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .is_err());
+}
+
 /// A statement whose verdict depends on its parameters is judged at each
 /// Bind with the values in place (asyncpg's `set_config('jit', $1, false)`,
 /// Django's TimeZone, SQLAlchemy's `current_setting($1::VARCHAR)`, SQL text

@@ -172,6 +172,10 @@ pub struct Catalog {
     types: HashMap<String, Vec<(String, Vec<FuncRef>)>>,
     /// user operator name → its functions
     operators: HashMap<String, Vec<FuncRef>>,
+    /// Whether a user operator `=` takes two text operands: on a
+    /// search_path that puts its schema ahead of pg_catalog, it is what
+    /// `text = 'x'` calls.
+    pub(crate) user_text_equals: bool,
     /// User functions of casts PostgreSQL applies unasked (IMPLICIT and
     /// AS ASSIGNMENT casts).
     implicit_casts: Vec<FuncRef>,
@@ -243,6 +247,7 @@ impl Catalog {
             file_tables: HashMap::new(),
             types: HashMap::new(),
             operators: HashMap::new(),
+            user_text_equals: false,
             implicit_casts: Vec::new(),
             types_by_oid: HashMap::new(),
             writes: HashMap::new(),
@@ -280,7 +285,7 @@ impl Catalog {
         self.funcs.push(f);
     }
 
-    fn add_relation(&mut self, schema: &str, name: &str, kind: u8) {
+    pub(crate) fn add_relation(&mut self, schema: &str, name: &str, kind: u8) {
         self.relations
             .entry(name.to_owned())
             .or_default()
@@ -583,7 +588,10 @@ impl Catalog {
         }
         for row in conn
             .simple_query(
-                "SELECT o.oprname, pn.nspname, p.proname FROM pg_catalog.pg_operator o \
+                "SELECT o.oprname, pn.nspname, p.proname, \
+                 (o.oprleft = 'pg_catalog.text'::pg_catalog.regtype \
+                 AND o.oprright = 'pg_catalog.text'::pg_catalog.regtype)::text \
+                 FROM pg_catalog.pg_operator o \
                  JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
                  JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
@@ -591,7 +599,10 @@ impl Catalog {
             )
             .await?
         {
-            if let [Some(op), Some(s), Some(f)] = row.as_slice() {
+            if let [Some(op), Some(s), Some(f), text] = row.as_slice() {
+                if op == "=" && text.as_deref() == Some("true") {
+                    cat.user_text_equals = true;
+                }
                 cat.operators
                     .entry(op.clone())
                     .or_default()

@@ -11,6 +11,7 @@ use super::builtins::{self, Dangerous};
 use super::catalog::{events, Catalog, FuncName};
 use super::class::{Class, ClassSet};
 use super::settings::SettingChange;
+use super::stack;
 use super::tree::{Map, Value};
 
 /// Why a statement has a class.
@@ -87,11 +88,13 @@ impl Statement {
             if self.text.is_empty() {
                 return String::new();
             }
-            on_big_stack(|| pg_query::fingerprint(&self.text, 0, 0))
-                .ok()
-                .and_then(Result::ok)
-                .map(|f| f.hex)
-                .unwrap_or_default()
+            stack::on(stack::for_sql(0), || {
+                pg_query::fingerprint(&self.text, 0, 0)
+            })
+            .ok()
+            .and_then(Result::ok)
+            .map(|f| f.hex)
+            .unwrap_or_default()
         })
     }
 
@@ -138,49 +141,19 @@ impl Statement {
 /// error (a string that does not parse runs nothing in PostgreSQL either).
 pub type Analysis = Result<Vec<Statement>, String>;
 
-/// Stack for classification. Parse trees nest as deep as the SQL does
-/// (`a || b || ...`, sub-selects) up to libpg_query's own limits (2 MB of
-/// parser stack, 10,000 protobuf levels), and decoding, walking and dropping
-/// them recurse. pgward's runtime threads get a stack this large; any other
-/// thread classifies on a helper thread that has one.
-pub const CLASSIFY_STACK: usize = 64 << 20;
-
-thread_local! {
-    static BIG_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Declares that the current thread's stack is `CLASSIFY_STACK` bytes.
-pub fn mark_big_stack_thread() {
-    BIG_STACK.with(|b| b.set(true));
-}
-
-/// Parses and classifies `sql`.
+/// Parses and classifies `sql`, on a stack large enough for it (see
+/// `stack.rs`).
 pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
-    on_big_stack(|| classify_here(sql, cat))?
+    stack::on(stack::for_sql(sql.len()), || classify_here(sql, cat))?
 }
 
-/// A thread to classify on, with `CLASSIFY_STACK` bytes of stack. A thread
-/// that calls `mark_big_stack_thread` first classifies in place, without
-/// a helper.
-pub fn classifier_thread() -> std::thread::Builder {
-    std::thread::Builder::new()
-        .name("pgward-classify".into())
-        .stack_size(CLASSIFY_STACK)
-}
-
-/// Runs `f` on a stack of `CLASSIFY_STACK` bytes: this thread's, when it
-/// has one, else a helper thread's.
-fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
-    if BIG_STACK.with(|b| b.get()) {
-        return Ok(f());
-    }
-    std::thread::scope(|scope| {
-        classifier_thread()
-            .spawn_scoped(scope, f)
-            .map_err(|e| format!("cannot start a classifier thread: {e}"))?
-            .join()
-            .map_err(|_| "the classifier failed".to_string())
-    })
+/// Parses `sql` and hands the result to `f`, on a stack large enough to
+/// decode, use and drop the tree (see `stack.rs`).
+pub fn with_parse<R: Send>(
+    sql: &str,
+    f: impl FnOnce(Result<pg_query::ParseResult, pg_query::Error>) -> R + Send,
+) -> Result<R, String> {
+    stack::on(stack::for_sql(sql.len()), || f(pg_query::parse(sql, 0)))
 }
 
 fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
@@ -212,11 +185,22 @@ fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
 }
 
 fn parser_message(e: pg_query::Error) -> String {
-    match e {
+    let m = match e {
         pg_query::Error::Parse(m) | pg_query::Error::Split(m) => m,
         other => other.to_string(),
+    };
+    // libpg_query's limits: its parser's stack depth (2 MB, like
+    // PostgreSQL's default max_stack_depth) and 10,000 protobuf levels.
+    if m.contains("stack depth limit exceeded") || m.contains("nested too deeply") {
+        format!("{TOO_DEEP}: {m}")
+    } else {
+        m
     }
 }
+
+/// How a parser error for a statement nested deeper than pgward can judge
+/// begins.
+pub const TOO_DEEP: &str = "statement is nested too deeply for pgward to judge";
 
 /// Strings longer than this that hold more than one statement are parsed
 /// one statement at a time.
@@ -569,6 +553,25 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
+    /// Whether an idiom's names can only be the built-ins it takes them
+    /// for. A role may be allowed a search_path that puts a schema ahead
+    /// of pg_catalog, and pgward does not track the path: a user relation
+    /// named pg_settings, or a user `=` on text (what `name = 'x'` would
+    /// call, choosing for which settings set_config runs), could take
+    /// their place.
+    fn idiom_holds(&self, idiom: &DumpIdiom) -> bool {
+        match idiom {
+            DumpIdiom::SetConfig(_) => {
+                !self.cat.user_text_equals
+                    && self
+                        .cat
+                        .relation_schemas("pg_settings")
+                        .is_some_and(|places| places == ["pg_catalog"])
+            }
+            DumpIdiom::CountSubscriptions => true,
+        }
+    }
+
     /// Classifies a statement node. `plan_only` is set under EXPLAIN without
     /// ANALYZE: the statement is planned, not run.
     fn top(&mut self, kind: &str, n: &Value, plan_only: bool) {
@@ -576,7 +579,7 @@ impl Walker<'_> {
         let base = match kind {
             "SelectStmt" => {
                 self.st.reason(Read, "SELECT");
-                if let Some(idiom) = DumpIdiom::of(n) {
+                if let Some(idiom) = DumpIdiom::of(n).filter(|i| self.idiom_holds(i)) {
                     // Its exact shape is known: one call, one relation.
                     self.idiom = Some(idiom);
                     self.node(kind, n, Read, plan_only);
@@ -1406,8 +1409,9 @@ impl Walker<'_> {
 
     /// Whether a relation is one of the system's: in pg_catalog,
     /// information_schema or pg_toast, or unqualified with a pg_catalog
-    /// relation of that name (pg_catalog comes first in every search_path
-    /// pgward allows).
+    /// relation of that name (which it is, unless a role allowed to put a
+    /// schema ahead of pg_catalog has one of that name there: counted as
+    /// the system's all the same).
     fn is_system_relation(&self, schema: Option<&str>, name: &str) -> bool {
         match schema {
             Some(s) => matches!(s, "pg_catalog" | "information_schema" | "pg_toast"),
@@ -1573,37 +1577,41 @@ impl Walker<'_> {
                 format!("{label} runs SQL text nested too deeply to inspect"),
             );
         }
-        let parsed = match pg_query::parse(sql, 0) {
-            Ok(p) => p,
-            Err(e) => {
+        // Parsed and classified on a stack large enough for the text (it
+        // may nest deeper than what called it); taken in here.
+        let (cat, depth, calling, rules) = (self.cat, self.depth + 1, &self.calling, &self.rules);
+        let nested = stack::on(stack::for_sql(sql.len()), || -> Result<_, String> {
+            let parsed = pg_query::parse(sql, 0).map_err(parser_message)?;
+            let mut statements = Vec::new();
+            for raw in &parsed.protobuf.stmts {
+                match classify_statement(sql, raw, cat, depth, calling, rules) {
+                    Ok(st) => statements.push(st),
+                    Err(e) => return Ok((statements, Some(e))),
+                }
+            }
+            Ok((statements, None))
+        });
+        let (statements, failed) = match nested {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
                 return self.unseen(
                     func,
                     label,
-                    format!(
-                        "{label} runs SQL text that does not parse: {}",
-                        parser_message(e)
-                    ),
+                    format!("{label} runs SQL text that does not parse: {e}"),
                 )
             }
+            Err(e) => (Vec::new(), Some(e)),
         };
-        for raw in &parsed.protobuf.stmts {
-            let mut inner = match classify_statement(
-                sql,
-                raw,
-                self.cat,
-                self.depth + 1,
-                &self.calling,
-                &self.rules,
-            ) {
-                Ok(st) => st,
-                Err(e) => return self.unseen(func, label, format!("{label} runs SQL text: {e}")),
-            };
+        for mut inner in statements {
             if values {
                 inner
                     .reasons
                     .retain(|r| !(r.class == Class::Read && r.why == "SELECT"));
             }
             self.take_nested(func, label, inner);
+        }
+        if let Some(e) = failed {
+            self.unseen(func, label, format!("{label} runs SQL text: {e}"));
         }
     }
 
@@ -2640,6 +2648,44 @@ mod tests {
         assert!(one(&sql).classes().contains(Class::Unknown));
     }
 
+    /// Trees as deep as libpg_query hands over (about 5,000 levels, deeper
+    /// than PostgreSQL 15 runs) classify on any thread, this test's small
+    /// stack included, also SQL text nested deep inside a deep statement;
+    /// deeper ones are refused as too deep. None overflows the stack.
+    #[test]
+    fn deep_trees_classify_without_overflowing() {
+        let plus = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
+        for sql in [
+            plus(4_900),
+            format!("SELECT {}1", "+".repeat(4_990)),
+            format!("SELECT {}1{}", "(SELECT ".repeat(1_600), ")".repeat(1_600)),
+            format!("SELECT {}1{}", "ARRAY[".repeat(2_400), "]".repeat(2_400)),
+            format!("SELECT {}true", "NOT ".repeat(4_900)),
+        ] {
+            assert_eq!(one(&sql).classes().to_string(), "read", "{}", &sql[..30]);
+        }
+        // SQL text nested deep in a deep statement: judged as what it runs.
+        let inner = format!("SELECT {}nextval(''s'')", "+".repeat(4_900));
+        let sql = format!(
+            "SELECT {}length(query_to_xml('{inner}', true, false, '')::text)",
+            "+".repeat(4_000)
+        );
+        let st = one(&sql);
+        assert!(st.classes().contains(Class::Write), "{:?}", st.reasons);
+        assert!(st.functions.iter().any(|f| f == "nextval"));
+        // Deeper than libpg_query hands over, or than its 2 MB parser
+        // stack takes: refused, saying so.
+        let cat = Catalog::builtin();
+        for sql in [plus(5_000), plus(1_000_000)] {
+            let e = classify(&sql, &cat).unwrap_err();
+            assert!(e.starts_with(TOO_DEEP), "{e}");
+        }
+        // Too deep inside SQL text: unknown, never read.
+        let inner = format!("SELECT {}1", "+".repeat(6_000));
+        let st = one(&format!("SELECT query_to_xml('{inner}', true, false, '')"));
+        assert!(st.classes().contains(Class::Unknown), "{:?}", st.reasons);
+    }
+
     #[test]
     fn catalog_writes_are_dangerous() {
         for sql in [
@@ -2679,6 +2725,31 @@ mod tests {
         ] {
             assert!(dangerous_names(sql).is_empty(), "{sql}");
         }
+    }
+
+    /// pg_dump's set_config idiom is `SET x` only while `pg_settings` and
+    /// `=` can only be the built-ins: a user relation named pg_settings, or
+    /// a user `=` on text, ahead of pg_catalog on a search_path a role may
+    /// be allowed, would pick other settings.
+    #[test]
+    fn set_config_idiom_needs_the_builtin_names() {
+        let sql = "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'application_name'";
+        let mut cat = Catalog::builtin();
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings[0].name,
+            "application_name"
+        );
+        cat.user_text_equals = true;
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings,
+            [SettingChange::computed()]
+        );
+        let mut cat = Catalog::builtin();
+        cat.add_relation("public", "pg_settings", b'v');
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings,
+            [SettingChange::computed()]
+        );
     }
 
     /// pg_dump's `set_config(name, ...) FROM pg_settings WHERE name = 'x'`

@@ -34,7 +34,7 @@ use super::relay::{
     Relay, AUDIT_RETRY, LAST_WORDS, LINGER, READ_CHUNK, TERMINATE,
 };
 use crate::net::Stream;
-use crate::policy::classify::{mark_big_stack_thread, CLASSIFY_STACK};
+use crate::policy::stack::THREAD_STACK;
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Phase;
 
@@ -184,8 +184,7 @@ pub async fn run(
         return End::Closed(err);
     }
     // Classification runs on this thread's stack (see classify.rs).
-    let started = spawn(&inner, "pgward-client", CLASSIFY_STACK, cpu, move |inner| {
-        mark_big_stack_thread();
+    let started = spawn(&inner, "pgward-client", THREAD_STACK, cpu, move |inner| {
         client_side(inner, cin);
         drop(cl_tx);
     });
