@@ -151,9 +151,76 @@ pub fn mark_big_stack_thread() {
     BIG_STACK.with(|b| b.set(true));
 }
 
-/// Parses and classifies `sql`.
+/// How the server's lexer reads a session's SQL: the settings that change
+/// where a string literal ends. `backslash_quote` only decides whether
+/// `\'` is an error, and `escape_string_warning` only warns, so neither
+/// changes what a text means; `standard_conforming_strings` does (off, a
+/// backslash escapes the next character in every `'...'` string).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Lexer {
+    /// `standard_conforming_strings = off`.
+    pub escapes_in_strings: bool,
+}
+
+impl Lexer {
+    /// PostgreSQL's default (and the control connection's).
+    pub const STANDARD: Lexer = Lexer {
+        escapes_in_strings: false,
+    };
+
+    fn options(self) -> pg_query::ParserOptions {
+        if self.escapes_in_strings {
+            pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+        } else {
+            pg_query::ParserOptions::DEFAULT
+        }
+    }
+}
+
+thread_local! {
+    /// The lexer of the session whose SQL this thread classifies now.
+    static LEXER: std::cell::Cell<Lexer> = const { std::cell::Cell::new(Lexer::STANDARD) };
+}
+
+/// The lexer the SQL being classified is read with.
+pub fn current_lexer() -> Lexer {
+    LEXER.with(|l| l.get())
+}
+
+/// Runs `f` with SQL read by `lexer` (restored after, even on a panic).
+pub fn with_lexer<R>(lexer: Lexer, f: impl FnOnce() -> R) -> R {
+    struct Restore(Lexer);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LEXER.with(|l| l.set(self.0));
+        }
+    }
+    let _restore = Restore(LEXER.with(|l| l.replace(lexer)));
+    f()
+}
+
+/// Parses SQL as the session's lexer reads it. libpg_query sets its
+/// lexer's globals from the options for the parse and puts the defaults
+/// back only when the parse succeeds: after a failed parse with other
+/// options, a trivial parse puts them back, so no later scan or PL/pgSQL
+/// parse on this thread reads with them.
+pub fn parse(sql: &str) -> pg_query::Result<pg_query::ParseResult> {
+    let options = current_lexer().options();
+    let parsed = pg_query::parse(sql, options);
+    if parsed.is_err() && options != pg_query::ParserOptions::DEFAULT {
+        let _ = pg_query::parse("", pg_query::ParserOptions::DEFAULT);
+    }
+    parsed
+}
+
+/// Parses and classifies `sql` as PostgreSQL's default lexer reads it.
 pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
-    on_big_stack(|| classify_here(sql, cat))?
+    classify_with(sql, cat, Lexer::STANDARD)
+}
+
+/// Parses and classifies `sql` as a session with `lexer` has it read.
+pub fn classify_with(sql: &str, cat: &Catalog, lexer: Lexer) -> Analysis {
+    on_big_stack(|| with_lexer(lexer, || classify_here(sql, cat)))?
 }
 
 /// A thread to classify on, with `CLASSIFY_STACK` bytes of stack. A thread
@@ -181,6 +248,10 @@ fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
 }
 
 fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
+    // The parser's splitter reads with the standard lexer only.
+    if current_lexer() != Lexer::STANDARD {
+        return classify_pieces(vec![sql], cat);
+    }
     classify_pieces(pieces(sql)?, cat)
 }
 
@@ -188,7 +259,7 @@ fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
 fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
     let mut out = Vec::new();
     for piece in pieces {
-        let parsed = pg_query::parse(piece, 0).map_err(parser_message)?;
+        let parsed = parse(piece).map_err(parser_message)?;
         for raw in &parsed.protobuf.stmts {
             out.push(classify_statement(piece, raw, cat, 0, &[])?);
         }
@@ -1233,7 +1304,7 @@ impl Walker<'_> {
                 format!("{func}(){via} runs SQL text nested too deeply to inspect"),
             );
         }
-        let parsed = match pg_query::parse(sql, 0) {
+        let parsed = match parse(sql) {
             Ok(p) => p,
             Err(e) => {
                 return self.unseen_sql(
@@ -1564,14 +1635,34 @@ impl Walker<'_> {
                 func,
             );
         }
+        // A standard SQL body (BEGIN ATOMIC, RETURN) was parsed when it was
+        // created, and the catalog shows it as the server deparses it, for
+        // the standard lexer. Other bodies are read at each call, with the
+        // session's settings; a backslash in one may then mean what pgward
+        // cannot see (libpg_query reads PL/pgSQL with the standard lexer).
+        let lexer = if super::body::is_parsed_sql_body(language, definition) {
+            Lexer::STANDARD
+        } else {
+            current_lexer()
+        };
+        if lexer != Lexer::STANDARD && definition.contains('\\') {
+            return self.unseen_sql(
+                func,
+                format!(
+                    "{func}(){via}: its body has a backslash, which standard_conforming_strings = off reads as an escape; pgward does not judge it so"
+                ),
+            );
+        }
         let body = super::body::statements(language, definition);
         for why in body.hidden {
             self.unseen_sql(func, format!("{func}(){via}: {why}"));
         }
         self.calling.push(oid);
-        for sql in body.statements {
-            self.sql_text(func, via, &sql);
-        }
+        with_lexer(lexer, || {
+            for sql in body.statements {
+                self.sql_text(func, via, &sql);
+            }
+        });
         self.calling.pop();
     }
 }
@@ -1639,6 +1730,11 @@ fn regclass_name(text: &str) -> Option<(Option<String>, String)> {
 /// the scanner refuses counts as a file (fail closed).
 fn copy_names_a_file(text: &str) -> bool {
     use pg_query::protobuf::Token;
+    // The scanner reads strings as standard_conforming_strings = on does:
+    // where a backslash may mean otherwise, count it as a file.
+    if current_lexer() != Lexer::STANDARD && text.contains('\\') {
+        return true;
+    }
     let Ok(scan) = pg_query::scan(text) else {
         return true;
     };

@@ -2,7 +2,7 @@
 //!
 //! Read-only protections live in settings (`default_transaction_read_only`,
 //! `transaction_read_only`), and so do the lexer's assumptions
-//! (`standard_conforming_strings`, `client_encoding`), the built-ins
+//! (`standard_conforming_strings`), the built-ins
 //! pgward takes names for (`search_path` keeps pg_catalog first) and the
 //! identity upstream (`role`). Every way to change
 //! them (SET, SET LOCAL, SET TRANSACTION, BEGIN READ WRITE, SET SESSION
@@ -105,37 +105,6 @@ fn harmless(name: &str) -> bool {
             | "row_security"
     ) || name.starts_with("enable_")
         || name.starts_with("geqo")
-}
-
-/// Client encodings whose multibyte characters can contain the bytes of
-/// `\` or `'`: the server would split statements differently from pgward.
-fn unsafe_encoding(value: &str) -> bool {
-    let norm: String = value
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    matches!(
-        norm.as_str(),
-        "sjis"
-            | "shiftjis"
-            | "mskanji"
-            | "win932"
-            | "windows932"
-            | "shiftjis2004"
-            | "big5"
-            | "win950"
-            | "windows950"
-            | "gbk"
-            | "cp936"
-            | "win936"
-            | "windows936"
-            | "uhc"
-            | "win949"
-            | "windows949"
-            | "gb18030"
-            | "johab"
-    )
 }
 
 /// Why a change is refused: the reason, and the rule that says so.
@@ -245,15 +214,10 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
                 "built-in: the SQL lexer's assumptions",
             ),
         },
-        "client_encoding" => match value {
-            Some(v) if unsafe_encoding(v) => refuse(
-                format!(
-                    "client_encoding {v} lets multibyte characters hide quotes from the parser"
-                ),
-                "built-in: the SQL lexer's assumptions",
-            ),
-            _ => Ok(()),
-        },
+        // pgward reads the session's text in its encoding, as the server
+        // does, following what the server reports; what it cannot decode
+        // faithfully, it refuses.
+        "client_encoding" => Ok(()),
         // Open to every role: pgward judges an unqualified name by every
         // schema that holds it, whatever the search_path. What it may not
         // do is put a schema ahead of pg_catalog, where user functions
@@ -542,9 +506,10 @@ mod tests {
         let mut dba = role(&[Class::Read, Class::Write]);
         assert!(check(&set("standard_conforming_strings", "off"), &dba).is_err());
         assert!(check(&set("standard_conforming_strings", "on"), &dba).is_ok());
-        assert!(check(&set("client_encoding", "SJIS"), &dba).is_err());
-        assert!(check(&set("client_encoding", "Shift_JIS"), &dba).is_err());
-        assert!(check(&set("client_encoding", "UTF8"), &dba).is_ok());
+        // pgward follows every encoding the server reports.
+        for enc in ["SJIS", "Shift_JIS", "UTF8", "LATIN1", "BIG5", "GB18030"] {
+            assert!(check(&set("client_encoding", enc), &dba).is_ok(), "{enc}");
+        }
         assert!(check(&set("role", "postgres"), &dba).is_err());
         assert!(check(&set("role", "none"), &dba).is_ok());
         assert!(check(&set("role", "NONE"), &dba).is_err());

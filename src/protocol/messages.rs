@@ -105,6 +105,9 @@ pub mod sqlstate {
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYNTAX_ERROR: &str = "42601";
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    pub const UNTRANSLATABLE_CHARACTER: &str = "22P05";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     pub const IO_ERROR: &str = "58030";
     pub const INSUFFICIENT_RESOURCES: &str = "53000";

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use super::recorder::Judged;
 use super::state::{Effect, Prepared, ProtocolState};
+use super::text::TextChange;
 use crate::auth::Identity;
-use crate::policy::{self, Analysis, Catalog, CatalogSlot, Role, Statement, Verdict};
+use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, sql_text, Reader};
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Shared;
@@ -58,12 +59,17 @@ pub struct Guard {
     pub keep_judged: bool,
     /// A classification done apart for the next text to judge.
     provided: Option<Classified>,
+    /// What the message judged last, let through, may change of how the
+    /// server reads text (see `SessionText`).
+    pub text_change: TextChange,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
 /// `provide`.
 pub struct Classified {
     sql: Box<str>,
+    /// The lexer it was read with.
+    lexer: Lexer,
     /// The catalog generation it was made under.
     cat_gen: u64,
     analysis: Arc<Analysis>,
@@ -132,6 +138,7 @@ impl Guard {
             last: Judged::default(),
             keep_judged: true,
             provided: None,
+            text_change: TextChange::default(),
         }
     }
 
@@ -142,6 +149,7 @@ impl Guard {
         &mut self,
         tag: u8,
         body: &[u8],
+        lexer: Lexer,
     ) -> Option<impl std::future::Future<Output = Classified> + Send + 'static> {
         if body.len() < CLASSIFY_APART {
             // Every Query and Parse passes here: no parsing for short ones.
@@ -155,7 +163,7 @@ impl Guard {
         if let Some(p) = &self.provided {
             // Done, unless the catalog changed meanwhile: then again, so
             // the session thread never classifies it.
-            if *p.sql == *sql && p.cat_gen == self.cat_gen {
+            if *p.sql == *sql && p.cat_gen == self.cat_gen && p.lexer == lexer {
                 return None;
             }
         }
@@ -175,7 +183,7 @@ impl Guard {
             let text = sql.clone();
             let started = policy::classify::classifier_thread().spawn(move || {
                 policy::classify::mark_big_stack_thread();
-                let analysis = cat.analyze(&text);
+                let analysis = cat.analyze_with(&text, lexer);
                 if let (true, Ok(statements)) = (fingerprints, analysis.as_ref()) {
                     for st in statements {
                         st.fingerprint();
@@ -192,6 +200,7 @@ impl Guard {
             };
             Classified {
                 sql,
+                lexer,
                 cat_gen,
                 analysis,
             }
@@ -225,12 +234,13 @@ impl Guard {
         self.role.clone().map_err(denied)
     }
 
-    /// The classification of `sql`: from this session's cache, else from
-    /// the catalog's shared one (copied, so later uses stay private).
+    /// The classification of `sql` read by `lexer`: from this session's
+    /// cache, else from the catalog's shared one (copied, so later uses
+    /// stay private). `key` is its key by text (`catalog::cache_key`).
     /// Also says whether it is known to be allowed under the current rules.
-    fn analyze(&mut self, sql: &str) -> (Arc<Analysis>, bool, Found) {
+    fn analyze(&mut self, sql: &str, key: &str, lexer: Lexer) -> (Arc<Analysis>, bool, Found) {
         if let Some(p) = &self.provided {
-            if *p.sql == *sql && p.cat_gen == self.cat_gen {
+            if *p.sql == *sql && p.cat_gen == self.cat_gen && p.lexer == lexer {
                 // Too long to cache; kept until another text is judged, in
                 // case its message waits for audit room and is judged again.
                 return (p.analysis.clone(), false, Found::Nowhere);
@@ -239,18 +249,24 @@ impl Guard {
         self.provided = None;
         let gen = Some(self.rules_gen);
         // By shape first: a text with a shape is in `local` only when its
-        // classification may not be shared, which is rare.
+        // classification may not be shared, which is rare. Shapes of text
+        // read with escapes in strings begin with a NUL, as their keys do
+        // in the catalog's caches.
+        let escapes = lexer.escapes_in_strings;
         let has_shape = sql.len() <= policy::catalog::MAX_CACHED_TEXT
-            && policy::shape::shape_into(sql, &mut self.shape);
+            && policy::shape::shape_into_with(sql, &mut self.shape, escapes);
+        if has_shape && escapes {
+            self.shape.insert(0, '\0');
+        }
         if has_shape {
             if let Some(c) = self.local_shapes.get(self.shape.as_str()) {
                 return (c.analysis.clone(), c.allowed_under == gen, Found::Shape);
             }
         }
-        if let Some(c) = self.local.get(sql) {
+        if let Some(c) = self.local.get(key) {
             return (c.analysis.clone(), c.allowed_under == gen, Found::Text);
         }
-        let shared = self.cat.analyze(sql);
+        let shared = self.cat.analyze_with(sql, lexer);
         let private = if sql.len() > policy::catalog::MAX_CACHED_TEXT {
             // Not in the shared cache: already this session's alone.
             shared
@@ -260,12 +276,12 @@ impl Guard {
         let (map, key, found) = if has_shape && policy::catalog::shareable(&private) {
             (&mut self.local_shapes, self.shape.as_str(), Found::Shape)
         } else {
-            (&mut self.local, sql, Found::Text)
+            (&mut self.local, key, Found::Text)
         };
         if map.len() >= LOCAL_CACHE {
             map.clear();
         }
-        let found = if key.len() <= policy::catalog::MAX_CACHED_TEXT {
+        let found = if key.len() <= policy::catalog::MAX_CACHED_TEXT + 1 {
             map.insert(
                 key.into(),
                 Cached {
@@ -280,17 +296,27 @@ impl Guard {
         (private, false, found)
     }
 
-    /// Records that the classification `analyze` found for `sql` was
-    /// allowed under the current rules.
-    fn mark_allowed(&mut self, sql: &str, found: Found) {
+    /// Records that the classification `analyze` found under text key
+    /// `key` was allowed under the current rules.
+    fn mark_allowed(&mut self, key: &str, found: Found) {
         let entry = match found {
-            Found::Text => self.local.get_mut(sql),
+            Found::Text => self.local.get_mut(key),
             Found::Shape => self.local_shapes.get_mut(self.shape.as_str()),
             Found::Nowhere => None,
         };
         if let Some(c) = entry {
             c.allowed_under = Some(self.rules_gen);
         }
+    }
+
+    /// A message refused before it was judged (its text could not be
+    /// read): nothing of the last judgment applies to it.
+    pub fn skip(&mut self) {
+        if self.keep_judged {
+            self.last = Judged::default();
+        }
+        self.effects.clear();
+        self.text_change = TextChange::default();
     }
 
     /// Judges one client message. `None` lets it through; `Some(error)`
@@ -300,6 +326,7 @@ impl Guard {
             self.last = Judged::default();
         }
         self.effects.clear();
+        self.text_change = TextChange::default();
         match tag {
             b'Q' => {
                 let sql = parse_query(body)?;
@@ -371,6 +398,9 @@ impl Guard {
             self.last.execute = candidates.last().cloned().flatten();
         }
         let generation = self.rules_gen;
+        self.text_change = state
+            .text
+            .changes(candidates.iter().flatten().filter_map(|p| p.statement()));
         if candidates
             .iter()
             .all(|c| c.as_ref().is_some_and(|p| p.allowed_under() == generation))
@@ -470,7 +500,9 @@ impl Guard {
             Ok(r) => r,
             Err(e) => return Some(e),
         };
-        let (analysis, known_allowed, found) = self.analyze(sql);
+        let lexer = state.text.lexer();
+        let key = policy::catalog::cache_key(sql, lexer);
+        let (analysis, known_allowed, found) = self.analyze(sql, &key, lexer);
         if self.keep_judged {
             self.last.analysis = Some(analysis.clone());
         }
@@ -505,12 +537,16 @@ impl Guard {
                 return Some(e);
             }
             if cacheable {
-                self.mark_allowed(sql, found);
+                self.mark_allowed(&key, found);
             }
         }
         // Allowed: what it prepares or deallocates takes effect when the
-        // server completes it (see `ProtocolState`).
+        // server completes it (see `ProtocolState`); a Query may change how
+        // the server reads what follows (a Parse runs nothing).
         let generation = self.rules_gen;
+        if parse_name.is_none() {
+            self.text_change = state.text.changes(statements);
+        }
         match parse_name {
             Some(name) => {
                 if !statements.is_empty() {

@@ -18,6 +18,8 @@ use crate::protocol::messages::{
 };
 use crate::protocol::{sqlstate, PgError};
 
+use super::text::SessionText;
+
 /// Statement and portal names to what they stand for. Looked up for every
 /// Bind and Execute, so hashed with foldhash (seeded per map, as the
 /// session's statement cache is) rather than SipHash.
@@ -155,6 +157,9 @@ pub struct ProtocolState {
     /// Denied messages by owed index: the upstream error that answers the
     /// stand-in pgward sent is replaced by this one.
     denials: VecDeque<(u64, PgError)>,
+    /// How the server reads the session's text (client encoding,
+    /// standard_conforming_strings), from its ParameterStatus reports.
+    pub text: SessionText,
 }
 
 impl Default for ProtocolState {
@@ -172,6 +177,7 @@ impl Default for ProtocolState {
             lost: None,
             pushed: 0,
             denials: VecDeque::new(),
+            text: SessionText::default(),
         }
     }
 }
@@ -482,9 +488,12 @@ impl ProtocolState {
             b'H' => self.copy = CopyState::Out,
             b'W' => self.copy = CopyState::Both,
             b'E' => self.on_error(body, replacement.is_some()),
+            b'S' => self.text.on_parameter_status(body),
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
+                let mut ended;
                 loop {
+                    ended = self.front_index();
                     match self.pop() {
                         Some(Owed::Sync | Owed::Query { .. } | Owed::FunctionCall) => break,
                         None => {
@@ -496,6 +505,7 @@ impl ProtocolState {
                 }
                 self.skipping = false;
                 self.tx_status = status;
+                self.text.on_ready(ended, status);
                 self.copy = CopyState::None;
                 if status == b'I' {
                     // Portals do not outlive their transaction.
