@@ -2,7 +2,8 @@
 //!
 //! Read-only protections live in settings (`default_transaction_read_only`,
 //! `transaction_read_only`), and so do the lexer's assumptions
-//! (`standard_conforming_strings`), the built-ins
+//! (`standard_conforming_strings`, which pgward follows but a role must
+//! list to turn off), the built-ins
 //! pgward takes names for (`search_path` keeps pg_catalog first) and the
 //! identity upstream (`role`). Every way to change
 //! them (SET, SET LOCAL, SET TRANSACTION, BEGIN READ WRITE, SET SESSION
@@ -207,12 +208,13 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
                 ),
             }
         }
+        // pgward parses a session's SQL with the setting the server
+        // reports for it (and its shape cache follows): off is a legacy
+        // mode a role opts into by listing the setting (as
+        // `backslash_quote`, which only decides whether `\'` is an error).
         "standard_conforming_strings" => match value.and_then(parse_pg_bool) {
             Some(true) => Ok(()),
-            _ => refuse(
-                "standard_conforming_strings must stay on: pgward parses SQL the way it does",
-                "built-in: the SQL lexer's assumptions",
-            ),
+            _ => listed(role, name),
         },
         // pgward reads the session's text in its encoding, as the server
         // does, following what the server reports; what it cannot decode
@@ -506,6 +508,18 @@ mod tests {
         let mut dba = role(&[Class::Read, Class::Write]);
         assert!(check(&set("standard_conforming_strings", "off"), &dba).is_err());
         assert!(check(&set("standard_conforming_strings", "on"), &dba).is_ok());
+        assert!(check(&set("backslash_quote", "on"), &dba).is_err());
+        // A role that lists them may read strings with escapes.
+        let mut legacy = dba.clone();
+        legacy.settings.push(crate::policy::role::Pattern::new("*"));
+        for (name, value) in [
+            ("standard_conforming_strings", "off"),
+            ("standard_conforming_strings", "of"),
+            ("backslash_quote", "on"),
+            ("escape_string_warning", "off"),
+        ] {
+            assert!(check(&set(name, value), &legacy).is_ok(), "{name}");
+        }
         // pgward follows every encoding the server reports.
         for enc in ["SJIS", "Shift_JIS", "UTF8", "LATIN1", "BIG5", "GB18030"] {
             assert!(check(&set("client_encoding", enc), &dba).is_ok(), "{enc}");
