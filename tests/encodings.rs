@@ -344,6 +344,20 @@ async fn sessions_follow_their_client_encoding() {
     let row = answer.iter().find(|(t, _)| *t == b'D').expect("a row");
     assert!(row.1.ends_with(b"\x95\x5c"), "{answer:?}");
 
+    // A portal name that is not SJIS: refused as the server refuses it,
+    // and the session goes on after Sync.
+    let mut pipeline = message(b'P', b"\0SELECT 1\0\0\0");
+    pipeline.extend(message(b'B', b"\x81\x27\0\0\0\0\0\0\0\0"));
+    pipeline.extend(message(b'E', b"\x81\x27\0\0\0\0\0"));
+    pipeline.extend(message(b'S', b""));
+    s.write_all(&pipeline).await.unwrap();
+    let answer = until_ready(&mut s).await;
+    let err = answer.iter().find(|(t, _)| *t == b'E').expect("refused");
+    assert_eq!(error_field(&err.1, b'C'), "22021", "{answer:?}");
+    s.write_all(&query(b"SELECT 2")).await.unwrap();
+    let answer = until_ready(&mut s).await;
+    assert!(answer.iter().any(|(t, _)| *t == b'D'), "{answer:?}");
+
     // Pipelined behind a change not yet confirmed, non-ASCII text cannot
     // be read with certainty: refused; ASCII text passes.
     let mut pipeline = query(b"SET client_encoding TO 'LATIN1'");

@@ -243,6 +243,9 @@ impl<'a> Reader<'a> {
 }
 
 /// The severity, SQLSTATE and message of an ErrorResponse or NoticeResponse body.
+/// The server writes them in the client's encoding: a field that is not
+/// UTF-8 is read with replacement characters, and the fields after it
+/// still count.
 pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
     let mut r = Reader::new(body);
     let (mut sev, mut code, mut msg) = (String::new(), String::new(), String::new());
@@ -250,7 +253,12 @@ pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
         if kind == 0 {
             break;
         }
-        let Some(v) = r.cstr() else { break };
+        let Some(end) = r.rest().iter().position(|b| *b == 0) else {
+            break;
+        };
+        let Some(raw) = r.take(end + 1) else { break };
+        let v = String::from_utf8_lossy(&raw[..end]);
+        let v = v.as_ref();
         match kind {
             b'V' => sev = v.to_owned(),
             b'S' if sev.is_empty() => sev = v.to_owned(),

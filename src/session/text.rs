@@ -193,6 +193,10 @@ impl SessionText {
     /// Sync or Query it ends), with transaction status `status`: what the
     /// server reported before it is what it reads with now.
     pub fn on_ready(&mut self, index: u64, status: u8) {
+        if !self.changed_in_block {
+            // Nothing was let through that could change them.
+            return;
+        }
         for unsettled in [&mut self.encoding_unsettled, &mut self.strings_unsettled] {
             if unsettled.is_some_and(|u| u <= index) {
                 *unsettled = None;
