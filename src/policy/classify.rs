@@ -73,6 +73,8 @@ pub struct Statement {
     /// The classification read a literal's value (SET, set_config, EXPLAIN
     /// option values, lo_open modes): it may not be shared by shape.
     pub literal_sensitive: bool,
+    /// The lexer its text was read with (for the fingerprint's parse).
+    pub lexer: Lexer,
 }
 
 impl Statement {
@@ -84,7 +86,8 @@ impl Statement {
             if self.text.is_empty() {
                 return String::new();
             }
-            on_big_stack(|| pg_query::fingerprint(&self.text, 0, 0))
+            let options = self.lexer.options();
+            on_big_stack(|| pg_query::fingerprint(&self.text, options, 0))
                 .ok()
                 .and_then(Result::ok)
                 .map(|f| f.hex)
@@ -248,7 +251,9 @@ fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
 }
 
 fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
-    // The parser's splitter reads with the standard lexer only.
+    // libpg_query's splitter parses with the standard lexer whatever the
+    // session's: a session with escapes in strings is parsed whole (its
+    // memory bounded by server.max_sql_bytes, not by the largest piece).
     if current_lexer() != Lexer::STANDARD {
         return classify_pieces(vec![sql], cat);
     }
@@ -326,6 +331,7 @@ fn classify_statement(
     let text = slice_text(sql, start, len);
     let mut st = Statement {
         text: text.trim().to_owned(),
+        lexer: current_lexer(),
         ..Statement::default()
     };
     let (kind, inner) = variant(&raw["stmt"]).ok_or("empty statement")?;
@@ -1926,11 +1932,40 @@ mod tests {
             Some("SELECT 2 /* the end; */")
         );
 
+        // With standard_conforming_strings off, parsed whole: a string
+        // holding `\';` stays one string.
+        let lexer = Lexer {
+            escapes_in_strings: true,
+        };
+        let off = format!("SELECT 'a\\'; DELETE FROM t; --';\n{sql}");
+        let whole = classify_with(&off, &cat, lexer).expect("classifies");
+        assert_eq!(whole.len(), split.len() + 1);
+        assert_eq!(whole[0].text, "SELECT 'a\\'; DELETE FROM t; --'");
+        assert_eq!(whole[0].classes().to_string(), "read");
+
         sql.push_str("; SELECT FROM WHERE;");
         let split = classify(&sql, &cat).expect_err("does not parse");
         let whole = classify_pieces(vec![&sql], &cat).expect_err("does not parse");
         assert_eq!(split, whole);
         assert!(split.contains("syntax error"), "{split}");
+    }
+
+    /// A parse with escapes in strings that fails leaves libpg_query's
+    /// lexer settings behind on its thread; pgward's `parse` puts the
+    /// standard ones back, so a later scan (COPY's file check) or PL/pgSQL
+    /// parse on the thread reads as the server's default does.
+    #[test]
+    fn a_failed_parse_with_escapes_leaves_the_standard_lexer() {
+        let lexer = Lexer {
+            escapes_in_strings: true,
+        };
+        with_lexer(lexer, || {
+            assert!(parse("SELECT 'a\\'").is_err());
+            assert!(parse("SELECT 'a\\'b'").is_ok());
+        });
+        assert_eq!(current_lexer(), Lexer::STANDARD);
+        assert_eq!(pg_query::scan("SELECT 'a\\'").unwrap().tokens.len(), 2);
+        assert!(parse("SELECT 'a\\'").is_ok());
     }
 
     /// The fingerprint, worked out on demand, ignores literal values and
