@@ -160,6 +160,16 @@ impl SessionText {
         self.decoder
     }
 
+    /// A text value of a Bind (a parameter) as the server will read it;
+    /// None when it cannot be read (not valid in the encoding, or
+    /// non-ASCII while the encoding may be changing).
+    pub fn value(&self, bytes: &[u8]) -> Option<String> {
+        if self.encoding_unsettled.is_some() && !bytes.is_ascii() {
+            return None;
+        }
+        self.decoder.decode(bytes).ok().map(Cow::into_owned)
+    }
+
     /// What running `statements` may change (see `changes_text`).
     pub fn changes<'a>(&self, statements: impl IntoIterator<Item = &'a Statement>) -> TextChange {
         let mut change = TextChange::default();
