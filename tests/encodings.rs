@@ -329,6 +329,20 @@ async fn sessions_follow_their_client_encoding() {
     let row = answer.iter().find(|(t, _)| *t == b'D').expect("a row");
     assert!(row.1.ends_with(b"\xe9\xdf"), "{answer:?}");
 
+    // A statement judged at Bind reads its text values in LATIN1 too.
+    let mut pipeline = message(b'P', b"\0SELECT set_config('search_path', $1, false)\0\0\0");
+    pipeline.extend(message(b'B', b"\0\0\0\0\0\x01\0\0\0\x02\xe9t\0\0"));
+    pipeline.extend(message(b'E', b"\0\0\0\0\0"));
+    pipeline.extend(message(b'S', b""));
+    s.write_all(&pipeline).await.unwrap();
+    let answer = until_ready(&mut s).await;
+    assert!(
+        answer
+            .iter()
+            .any(|(t, b)| *t == b'D' && b.ends_with(b"\xe9t")),
+        "{answer:?}"
+    );
+
     // SET within the session: the server reports SJIS, pgward follows.
     s.write_all(&query(b"SET client_encoding TO 'SJIS'"))
         .await
