@@ -430,3 +430,58 @@ async fn sessions_follow_their_client_encoding() {
     assert_eq!(error_field(&err.1, b'C'), "0A000", "{a:?}");
     assert!(error_field(&err.1, b'M').contains("EUC_TW"));
 }
+
+/// An SQL_ASCII database converts nothing: a client in an encoding a
+/// database could use has its text checked in that encoding and read as it
+/// is; one in a client-only encoding (SJIS) may send ASCII only, as the
+/// server says; and an SQL_ASCII client there sends any bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sql_ascii_database_reads_text_as_it_is() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE DATABASE raw ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+                .into(),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let login = |encoding: &'static str| {
+        let h = &h;
+        async move {
+            login_with(
+                h,
+                &[
+                    ("user", DANA.0),
+                    ("database", "raw"),
+                    ("client_encoding", encoding),
+                ],
+                DANA.1,
+            )
+            .await
+            .expect("login")
+        }
+    };
+    let mut s = login("SJIS").await;
+    s.write_all(&query(b"SELECT 'ok'")).await.unwrap();
+    let a = until_ready(&mut s).await;
+    assert!(a.iter().any(|(t, _)| *t == b'D'), "{a:?}");
+    s.write_all(&query(b"SELECT '\x95\x5c'")).await.unwrap();
+    let a = until_ready(&mut s).await;
+    let err = a.iter().find(|(t, _)| *t == b'E').expect("refused");
+    assert_eq!(error_field(&err.1, b'C'), "22P05", "{a:?}");
+    let mut s = login("LATIN1").await;
+    s.write_all(&query(b"SELECT '\xdf'")).await.unwrap();
+    let a = until_ready(&mut s).await;
+    assert!(
+        a.iter().any(|(t, b)| *t == b'D' && b.ends_with(b"\xdf")),
+        "{a:?}"
+    );
+    let mut s = login("SQL_ASCII").await;
+    s.write_all(&query(b"SELECT '\xff\x5c'")).await.unwrap();
+    let a = until_ready(&mut s).await;
+    assert!(
+        a.iter()
+            .any(|(t, b)| *t == b'D' && b.ends_with(b"\xff\x5c")),
+        "{a:?}"
+    );
+}
