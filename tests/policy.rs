@@ -1264,7 +1264,10 @@ async fn hidden_calls_are_judged_as_calls() {
              CREATE TYPE pair AS (a int);
              CREATE FUNCTION pair_eq(pair, pair) RETURNS bool LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING ($1).a = ($2).a';
              CREATE OPERATOR = (leftarg = pair, rightarg = pair, function = pair_eq);
-             CREATE TABLE pairs (p pair); INSERT INTO pairs VALUES (ROW(1)::pair);"
+             CREATE TABLE pairs (p pair); INSERT INTO pairs VALUES (ROW(1)::pair);
+             CREATE FUNCTION json_scalar(int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING 1';
+             CREATE FUNCTION json_serialize(int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING 1';
+             CREATE FUNCTION json_array(int) RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO log VALUES (1) RETURNING 1';"
                 .into(),
         ],
         rules: Some(corpus_rules_with_identities()),
@@ -1284,6 +1287,10 @@ async fn hidden_calls_are_judged_as_calls() {
         "SELECT CASE p WHEN ROW(1)::pair THEN 1 END FROM pairs",
         "SELECT p IN (ROW(1)::pair) FROM pairs",
         "SELECT * FROM pairs a JOIN pairs b USING (p)",
+        // PostgreSQL 16+ syntax, a plain call on this server (15).
+        "SELECT json_scalar(1)",
+        "SELECT json_serialize(1)",
+        "SELECT json_array(1)",
     ] {
         refused_yet_effective(
             &c,

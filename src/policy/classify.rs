@@ -62,6 +62,9 @@ pub struct Statement {
     pub prepares: Option<String>,
     /// `EXECUTE name`: judged by what was prepared under `name`.
     pub executes: Option<String>,
+    /// `FETCH`/`MOVE` reads this portal: a protocol portal is judged by
+    /// the statement it was bound to.
+    pub fetches: Option<String>,
     /// `DEALLOCATE name` (`Some(None)` for ALL, DISCARD ALL).
     pub deallocates: Option<Option<String>>,
     /// Reads of tables pgward cannot name (a table given to table_to_xml
@@ -396,6 +399,9 @@ fn qualified(parts: &[String]) -> Option<(Option<&str>, &str)> {
     }
 }
 
+/// How a call hidden in SQL/JSON syntax is named on the record.
+const SQL_JSON: &str = "SQL/JSON syntax, a call on servers before PostgreSQL 16";
+
 /// The value of a constant node as PostgreSQL would print it.
 pub(crate) fn const_text(node: &Value) -> Option<String> {
     let (kind, c) = variant(node)?;
@@ -417,7 +423,8 @@ pub(crate) fn const_text(node: &Value) -> Option<String> {
 
 /// A function argument's constant value, also through a cast to a
 /// built-in string type (`'SELECT ...'::text`), whose input function only
-/// copies the text.
+/// copies the text. Not `name`: it cuts the text to 63 bytes, so the
+/// server would run less than pgward read.
 fn text_arg(node: &Value) -> Option<String> {
     if let Some(v) = const_text(node) {
         return Some(v);
@@ -429,7 +436,7 @@ fn text_arg(node: &Value) -> Option<String> {
     let ty = names(&cast["type_name"]["names"]);
     let string_type = match ty.as_slice() {
         [t] | [_, t] if ty.len() == 1 || ty[0] == "pg_catalog" => {
-            matches!(t.as_str(), "text" | "varchar" | "name")
+            matches!(t.as_str(), "text" | "varchar")
         }
         _ => false,
     };
@@ -681,6 +688,9 @@ impl Walker<'_> {
             }
             "FetchStmt" | "ClosePortalStmt" => {
                 self.st.reason(Read, "FETCH, MOVE or CLOSE of a cursor");
+                if kind == "FetchStmt" {
+                    self.st.fetches = Some(str_field(n, "portalname").to_owned());
+                }
                 return;
             }
             "DoStmt" => {
@@ -1117,6 +1127,25 @@ impl Walker<'_> {
             "ExecuteStmt" => {
                 self.st.executes = Some(str_field(n, "name").to_owned());
             }
+            // SQL/JSON syntax of PostgreSQL 16-18, which an older server
+            // parses as a plain call of a function of that name (a user
+            // function in any schema of the path).
+            "JsonScalarExpr" => self.call_if_it_matters(None, "json_scalar", SQL_JSON),
+            "JsonSerializeExpr" => self.call_if_it_matters(None, "json_serialize", SQL_JSON),
+            "JsonParseExpr" => self.call_if_it_matters(None, "json", SQL_JSON),
+            "JsonArrayConstructor" | "JsonArrayQueryConstructor" => {
+                self.call_if_it_matters(None, "json_array", SQL_JSON)
+            }
+            "JsonObjectConstructor" => self.call_if_it_matters(None, "json_object", SQL_JSON),
+            "JsonArrayAgg" => self.call_if_it_matters(None, "json_arrayagg", SQL_JSON),
+            "JsonObjectAgg" => self.call_if_it_matters(None, "json_objectagg", SQL_JSON),
+            "JsonFuncExpr" => {
+                for name in ["json_value", "json_query", "json_exists"] {
+                    self.call_if_it_matters(None, name, SQL_JSON);
+                }
+            }
+            "JsonTable" => self.call_if_it_matters(None, "json_table", SQL_JSON),
+            "MergeSupportFunc" => self.call_if_it_matters(None, "merge_action", SQL_JSON),
             "SQLValueFunction" | "AConst" | "String" | "ParamRef" => return,
             _ => {}
         }
@@ -2455,6 +2484,13 @@ mod tests {
             ["pg_read_file"]
         );
         assert!(st.literal_sensitive, "never shared by shape");
+        // `name` cuts text to 63 bytes: the server would run less than
+        // pgward read, so it is text pgward cannot see.
+        let padded = format!("{}SELECT * FROM api_keys_not_a_table", " ".repeat(41));
+        let st = one(&format!(
+            "SELECT query_to_xml('{padded}'::name, true, false, '')"
+        ));
+        assert!(st.classes().contains(Class::Unknown), "{:?}", st.reasons);
         let st = one("SELECT query_to_xml('SELECT rolpassword FROM pg_authid', true, false, '')");
         assert_eq!(
             st.dangerous.iter().map(|d| d.name).collect::<Vec<_>>(),
