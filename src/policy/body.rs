@@ -36,12 +36,26 @@ pub fn statements(language: &str, definition: &str) -> Body {
     }
 }
 
+/// Whether `definition` is a `LANGUAGE sql` body the server parsed at
+/// creation (`BEGIN ATOMIC ... END` or `RETURN expr`, as
+/// `pg_get_function_sqlbody` shows it) rather than a string it parses at
+/// each call.
+pub fn is_parsed_sql_body(language: &str, definition: &str) -> bool {
+    if language != "sql" {
+        return false;
+    }
+    let upper: String = definition.trim().chars().take(12).collect();
+    let upper = upper.to_ascii_uppercase();
+    upper == "BEGIN ATOMIC" || upper.starts_with("RETURN ") || upper.starts_with("RETURN(")
+}
+
 /// A `LANGUAGE sql` body as statements: a string body is SQL already;
 /// `pg_get_function_sqlbody` shows a standard body as `BEGIN ATOMIC ...
 /// END` or `RETURN expr`.
 fn sql_body(text: &str) -> String {
     let t = text.trim();
-    let upper = t.get(..12).unwrap_or("").to_ascii_uppercase();
+    let upper: String = t.chars().take(12).collect();
+    let upper = upper.to_ascii_uppercase();
     if upper == "BEGIN ATOMIC" {
         let inner = &t[12..];
         let inner = inner

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::classify::{self, Analysis};
+use super::classify::{self, Analysis, Lexer};
 use crate::upstream::{Upstream, UpstreamError};
 
 const SNAPSHOT: &str = include_str!("pg15_catalog.tsv");
@@ -205,6 +205,28 @@ pub fn shape_key(sql: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// The key a classification of `sql` read by `lexer` is cached under:
+/// the text itself for the standard lexer, else the text after a NUL.
+pub fn cache_key(sql: &str, lexer: Lexer) -> std::borrow::Cow<'_, str> {
+    if lexer == Lexer::STANDARD {
+        std::borrow::Cow::Borrowed(sql)
+    } else {
+        std::borrow::Cow::Owned(format!("\0{sql}"))
+    }
+}
+
+/// `shape_key` for a text read by `lexer` (after a NUL when it is not the
+/// standard one).
+pub fn shape_key_with(sql: &str, lexer: Lexer) -> Option<String> {
+    if lexer == Lexer::STANDARD {
+        return shape_key(sql);
+    }
+    if sql.len() > MAX_CACHED_TEXT {
+        return None;
+    }
+    super::shape::shape_with(sql, lexer.escapes_in_strings).map(|s| format!("\0{s}"))
 }
 
 /// Whether a classification may be shared by shape: one statement that
@@ -493,6 +515,39 @@ impl Catalog {
     /// `SET x = 'on'` and `SET x = 'of'` never do. Statement texts in a
     /// shared analysis are those of the first text seen.
     pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
+        self.analyze_with(sql, Lexer::STANDARD)
+    }
+
+    /// `analyze` for a session whose lexer reads `sql` as `lexer` says.
+    /// With standard_conforming_strings off the same text means something
+    /// else: its classification is cached under keys no standard text or
+    /// shape has (they begin with a NUL, which no SQL text holds).
+    pub fn analyze_with(&self, sql: &str, lexer: Lexer) -> Arc<Analysis> {
+        if lexer == Lexer::STANDARD {
+            return self.analyze_standard(sql);
+        }
+        let key = cache_key(sql, lexer);
+        if let Some(hit) = lock(&self.cache).get(key.as_ref()) {
+            return hit.clone();
+        }
+        let shape = shape_key_with(sql, lexer);
+        if let Some(shape) = &shape {
+            if let Some(hit) = lock(&self.shapes).get(shape.as_str()) {
+                return hit.clone();
+            }
+        }
+        let analysis = Arc::new(classify::classify_with(sql, self, lexer));
+        if sql.len() > MAX_CACHED_TEXT {
+            return analysis;
+        }
+        if let Some(shape) = shape.filter(|_| shareable(&analysis)) {
+            lock(&self.shapes).put(shape.into(), analysis.clone());
+        }
+        lock(&self.cache).put(key.into(), analysis.clone());
+        analysis
+    }
+
+    fn analyze_standard(&self, sql: &str) -> Arc<Analysis> {
         if let Some(hit) = lock(&self.cache).get(sql) {
             return hit.clone();
         }

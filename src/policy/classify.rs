@@ -77,6 +77,8 @@ pub struct Statement {
     /// The classification read a literal's value (SET, set_config, EXPLAIN
     /// option values, lo_open modes): it may not be shared by shape.
     pub literal_sensitive: bool,
+    /// The lexer its text was read with (for the fingerprint's parse).
+    pub lexer: Lexer,
 }
 
 impl Statement {
@@ -88,8 +90,9 @@ impl Statement {
             if self.text.is_empty() {
                 return String::new();
             }
-            stack::on(stack::for_sql(0), || {
-                pg_query::fingerprint(&self.text, 0, 0)
+            let options = self.lexer.options();
+            stack::on(stack::for_sql(self.text.len()), || {
+                pg_query::fingerprint(&self.text, options, 0)
             })
             .ok()
             .and_then(Result::ok)
@@ -141,10 +144,80 @@ impl Statement {
 /// error (a string that does not parse runs nothing in PostgreSQL either).
 pub type Analysis = Result<Vec<Statement>, String>;
 
-/// Parses and classifies `sql`, on a stack large enough for it (see
-/// `stack.rs`).
+/// How the server's lexer reads a session's SQL: the settings that change
+/// where a string literal ends. `backslash_quote` only decides whether
+/// `\'` is an error, and `escape_string_warning` only warns, so neither
+/// changes what a text means; `standard_conforming_strings` does (off, a
+/// backslash escapes the next character in every `'...'` string).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Lexer {
+    /// `standard_conforming_strings = off`.
+    pub escapes_in_strings: bool,
+}
+
+impl Lexer {
+    /// PostgreSQL's default (and the control connection's).
+    pub const STANDARD: Lexer = Lexer {
+        escapes_in_strings: false,
+    };
+
+    fn options(self) -> pg_query::ParserOptions {
+        if self.escapes_in_strings {
+            pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+        } else {
+            pg_query::ParserOptions::DEFAULT
+        }
+    }
+}
+
+thread_local! {
+    /// The lexer of the session whose SQL this thread classifies now.
+    static LEXER: std::cell::Cell<Lexer> = const { std::cell::Cell::new(Lexer::STANDARD) };
+}
+
+/// The lexer the SQL being classified is read with.
+pub fn current_lexer() -> Lexer {
+    LEXER.with(|l| l.get())
+}
+
+/// Runs `f` with SQL read by `lexer` (restored after, even on a panic).
+pub fn with_lexer<R>(lexer: Lexer, f: impl FnOnce() -> R) -> R {
+    struct Restore(Lexer);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LEXER.with(|l| l.set(self.0));
+        }
+    }
+    let _restore = Restore(LEXER.with(|l| l.replace(lexer)));
+    f()
+}
+
+/// Parses SQL as the session's lexer reads it. libpg_query sets its
+/// lexer's globals from the options for the parse and puts the defaults
+/// back only when the parse succeeds: after a failed parse with other
+/// options, a trivial parse puts them back, so no later scan or PL/pgSQL
+/// parse on this thread reads with them.
+pub fn parse(sql: &str) -> pg_query::Result<pg_query::ParseResult> {
+    let options = current_lexer().options();
+    let parsed = pg_query::parse(sql, options);
+    if parsed.is_err() && options != pg_query::ParserOptions::DEFAULT {
+        let _ = pg_query::parse("", pg_query::ParserOptions::DEFAULT);
+    }
+    parsed
+}
+
+/// Parses and classifies `sql` as PostgreSQL's default lexer reads it.
 pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
-    stack::on(stack::for_sql(sql.len()), || classify_here(sql, cat))?
+    classify_with(sql, cat, Lexer::STANDARD)
+}
+
+/// Parses and classifies `sql` as a session with `lexer` has it read.
+pub fn classify_with(sql: &str, cat: &Catalog, lexer: Lexer) -> Analysis {
+    // On a stack large enough for it (see `stack.rs`), which may be
+    // another thread's: the lexer goes with it.
+    stack::on(stack::for_sql(sql.len()), || {
+        with_lexer(lexer, || classify_here(sql, cat))
+    })?
 }
 
 /// Parses `sql` and hands the result to `f`, on a stack large enough to
@@ -153,10 +226,19 @@ pub fn with_parse<R: Send>(
     sql: &str,
     f: impl FnOnce(Result<pg_query::ParseResult, pg_query::Error>) -> R + Send,
 ) -> Result<R, String> {
-    stack::on(stack::for_sql(sql.len()), || f(pg_query::parse(sql, 0)))
+    let lexer = current_lexer();
+    stack::on(stack::for_sql(sql.len()), || {
+        with_lexer(lexer, || f(parse(sql)))
+    })
 }
 
 fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
+    // libpg_query's splitter parses with the standard lexer whatever the
+    // session's: a session with escapes in strings is parsed whole (its
+    // memory bounded by server.max_sql_bytes, not by the largest piece).
+    if current_lexer() != Lexer::STANDARD {
+        return classify_pieces(vec![sql], cat);
+    }
     classify_pieces(pieces(sql)?, cat)
 }
 
@@ -164,7 +246,7 @@ fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
 fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
     let mut out = Vec::new();
     for piece in pieces {
-        let parsed = pg_query::parse(piece, 0).map_err(parser_message)?;
+        let parsed = parse(piece).map_err(parser_message)?;
         for raw in &parsed.protobuf.stmts {
             out.push(classify_statement(piece, raw, cat, 0, &[], &[])?);
         }
@@ -243,6 +325,7 @@ fn classify_statement(
     let text = slice_text(sql, start, len);
     let mut st = Statement {
         text: text.trim().to_owned(),
+        lexer: current_lexer(),
         ..Statement::default()
     };
     let (kind, inner) = variant(&raw["stmt"]).ok_or("empty statement")?;
@@ -1580,16 +1663,19 @@ impl Walker<'_> {
         // Parsed and classified on a stack large enough for the text (it
         // may nest deeper than what called it); taken in here.
         let (cat, depth, calling, rules) = (self.cat, self.depth + 1, &self.calling, &self.rules);
+        let lexer = current_lexer();
         let nested = stack::on(stack::for_sql(sql.len()), || -> Result<_, String> {
-            let parsed = pg_query::parse(sql, 0).map_err(parser_message)?;
-            let mut statements = Vec::new();
-            for raw in &parsed.protobuf.stmts {
-                match classify_statement(sql, raw, cat, depth, calling, rules) {
-                    Ok(st) => statements.push(st),
-                    Err(e) => return Ok((statements, Some(e))),
+            with_lexer(lexer, || {
+                let parsed = parse(sql).map_err(parser_message)?;
+                let mut statements = Vec::new();
+                for raw in &parsed.protobuf.stmts {
+                    match classify_statement(sql, raw, cat, depth, calling, rules) {
+                        Ok(st) => statements.push(st),
+                        Err(e) => return Ok((statements, Some(e))),
+                    }
                 }
-            }
-            Ok((statements, None))
+                Ok((statements, None))
+            })
         });
         let (statements, failed) = match nested {
             Ok(Ok(done)) => done,
@@ -1941,14 +2027,34 @@ impl Walker<'_> {
                 func,
             );
         }
+        // A standard SQL body (BEGIN ATOMIC, RETURN) was parsed when it was
+        // created, and the catalog shows it as the server deparses it, for
+        // the standard lexer. Other bodies are read at each call, with the
+        // session's settings; a backslash in one may then mean what pgward
+        // cannot see (libpg_query reads PL/pgSQL with the standard lexer).
+        let lexer = if super::body::is_parsed_sql_body(language, definition) {
+            Lexer::STANDARD
+        } else {
+            current_lexer()
+        };
+        if lexer != Lexer::STANDARD && definition.contains('\\') {
+            return self.unseen_sql(
+                func,
+                format!(
+                    "{func}(){via}: its body has a backslash, which standard_conforming_strings = off reads as an escape; pgward does not judge it so"
+                ),
+            );
+        }
         let body = super::body::statements(language, definition);
         for why in body.hidden {
             self.unseen_sql(func, format!("{func}(){via}: {why}"));
         }
         self.calling.push(oid);
-        for sql in body.statements {
-            self.sql_text(func, via, &sql);
-        }
+        with_lexer(lexer, || {
+            for sql in body.statements {
+                self.sql_text(func, via, &sql);
+            }
+        });
         self.calling.pop();
     }
 }
@@ -2016,6 +2122,11 @@ fn regclass_name(text: &str) -> Option<(Option<String>, String)> {
 /// the scanner refuses counts as a file (fail closed).
 fn copy_names_a_file(text: &str) -> bool {
     use pg_query::protobuf::Token;
+    // The scanner reads strings as standard_conforming_strings = on does:
+    // where a backslash may mean otherwise, count it as a file.
+    if current_lexer() != Lexer::STANDARD && text.contains('\\') {
+        return true;
+    }
     let Ok(scan) = pg_query::scan(text) else {
         return true;
     };
@@ -2207,11 +2318,40 @@ mod tests {
             Some("SELECT 2 /* the end; */")
         );
 
+        // With standard_conforming_strings off, parsed whole: a string
+        // holding `\';` stays one string.
+        let lexer = Lexer {
+            escapes_in_strings: true,
+        };
+        let off = format!("SELECT 'a\\'; DELETE FROM t; --';\n{sql}");
+        let whole = classify_with(&off, &cat, lexer).expect("classifies");
+        assert_eq!(whole.len(), split.len() + 1);
+        assert_eq!(whole[0].text, "SELECT 'a\\'; DELETE FROM t; --'");
+        assert_eq!(whole[0].classes().to_string(), "read");
+
         sql.push_str("; SELECT FROM WHERE;");
         let split = classify(&sql, &cat).expect_err("does not parse");
         let whole = classify_pieces(vec![&sql], &cat).expect_err("does not parse");
         assert_eq!(split, whole);
         assert!(split.contains("syntax error"), "{split}");
+    }
+
+    /// A parse with escapes in strings that fails leaves libpg_query's
+    /// lexer settings behind on its thread; pgward's `parse` puts the
+    /// standard ones back, so a later scan (COPY's file check) or PL/pgSQL
+    /// parse on the thread reads as the server's default does.
+    #[test]
+    fn a_failed_parse_with_escapes_leaves_the_standard_lexer() {
+        let lexer = Lexer {
+            escapes_in_strings: true,
+        };
+        with_lexer(lexer, || {
+            assert!(parse("SELECT 'a\\'").is_err());
+            assert!(parse("SELECT 'a\\'b'").is_ok());
+        });
+        assert_eq!(current_lexer(), Lexer::STANDARD);
+        assert_eq!(pg_query::scan("SELECT 'a\\'").unwrap().tokens.len(), 2);
+        assert!(parse("SELECT 'a\\'").is_ok());
     }
 
     /// The fingerprint, worked out on demand, ignores literal values and

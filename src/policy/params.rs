@@ -41,6 +41,20 @@ pub fn placeholders(sql: &str) -> Vec<(usize, usize, usize)> {
 /// parenthesised, cast literal). `types[i]` is parameter i+1's type OID (0:
 /// not known). None when no placeholder could be replaced.
 pub fn with_values(sql: &str, types: &[u32], values: &[BindValue<'_>]) -> Option<String> {
+    with_values_in(sql, types, values, &|b| {
+        std::str::from_utf8(b).ok().map(str::to_owned)
+    })
+}
+
+/// `with_values` for a session whose text values (a text-format value, or
+/// the binary form of a text type) are in another encoding: `text` reads
+/// one as the server will (None: it cannot be read, and its `$n` stays).
+pub fn with_values_in(
+    sql: &str,
+    types: &[u32],
+    values: &[BindValue<'_>],
+    text: &dyn Fn(&[u8]) -> Option<String>,
+) -> Option<String> {
     let mut out = String::with_capacity(sql.len() + 16 * values.len());
     // What the classifier reads is bounded as a Query's text is on the
     // session thread: a larger value stays `$n` (a setting's name or value
@@ -60,7 +74,7 @@ pub fn with_values(sql: &str, types: &[u32], values: &[BindValue<'_>]) -> Option
         if value.bytes.map_or(0, <[u8]>::len) > MAX_VALUE {
             continue;
         }
-        let Some(literal) = literal(value, ty) else {
+        let Some(literal) = literal(value, ty, text) else {
             continue;
         };
         let Some(left) = room.checked_sub(literal.len()) else {
@@ -81,7 +95,11 @@ pub fn with_values(sql: &str, types: &[u32], values: &[BindValue<'_>]) -> Option
 
 /// The value as SQL: `(NULL::t)`, `(E'...'::t)`, or None when it cannot be
 /// written faithfully.
-fn literal(value: &BindValue<'_>, ty: u32) -> Option<String> {
+fn literal(
+    value: &BindValue<'_>,
+    ty: u32,
+    text: &dyn Fn(&[u8]) -> Option<String>,
+) -> Option<String> {
     let cast = type_name(ty);
     let text = match value.bytes {
         None => {
@@ -90,8 +108,8 @@ fn literal(value: &BindValue<'_>, ty: u32) -> Option<String> {
                 None => "(NULL)".to_owned(),
             })
         }
-        Some(bytes) if !value.binary => std::str::from_utf8(bytes).ok()?.to_owned(),
-        Some(bytes) => binary_text(bytes, ty)?,
+        Some(bytes) if !value.binary => text(bytes)?,
+        Some(bytes) => binary_text(bytes, ty, text)?,
     };
     // PostgreSQL refuses a NUL in text; an E'' literal cannot hold one.
     if text.contains('\0') {
@@ -116,12 +134,12 @@ fn literal(value: &BindValue<'_>, ty: u32) -> Option<String> {
 }
 
 /// A binary value as its type's text form, for the types pgward can read.
-fn binary_text(b: &[u8], ty: u32) -> Option<String> {
+fn binary_text(b: &[u8], ty: u32, text: &dyn Fn(&[u8]) -> Option<String>) -> Option<String> {
     Some(match ty {
         // text, varchar, bpchar, name, json: the bytes are the text.
-        25 | 1043 | 1042 | 19 | 114 => std::str::from_utf8(b).ok()?.to_owned(),
+        25 | 1043 | 1042 | 19 | 114 => text(b)?,
         // jsonb: a version byte, then the text.
-        3802 => std::str::from_utf8(b.strip_prefix(&[1])?).ok()?.to_owned(),
+        3802 => text(b.strip_prefix(&[1])?)?,
         16 => match b {
             [0] => "false".to_owned(),
             [1] => "true".to_owned(),

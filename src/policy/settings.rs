@@ -2,7 +2,8 @@
 //!
 //! Read-only protections live in settings (`default_transaction_read_only`,
 //! `transaction_read_only`), and so do the lexer's assumptions
-//! (`standard_conforming_strings`, `client_encoding`), the built-ins
+//! (`standard_conforming_strings`, which pgward follows but a role must
+//! list to turn off), the built-ins
 //! pgward takes names for (`search_path` keeps pg_catalog first unless the
 //! role lists it) and the
 //! identity upstream (`role`). Every way to change
@@ -122,37 +123,6 @@ fn harmless(name: &str) -> bool {
         || name.starts_with("geqo")
 }
 
-/// Client encodings whose multibyte characters can contain the bytes of
-/// `\` or `'`: the server would split statements differently from pgward.
-fn unsafe_encoding(value: &str) -> bool {
-    let norm: String = value
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    matches!(
-        norm.as_str(),
-        "sjis"
-            | "shiftjis"
-            | "mskanji"
-            | "win932"
-            | "windows932"
-            | "shiftjis2004"
-            | "big5"
-            | "win950"
-            | "windows950"
-            | "gbk"
-            | "cp936"
-            | "win936"
-            | "windows936"
-            | "uhc"
-            | "win949"
-            | "windows949"
-            | "gb18030"
-            | "johab"
-    )
-}
-
 /// Why a change is refused: the reason, and the rule that says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -253,22 +223,18 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
                 ),
             }
         }
+        // pgward parses a session's SQL with the setting the server
+        // reports for it (and its shape cache follows): off is a legacy
+        // mode a role opts into by listing the setting (as
+        // `backslash_quote`, which only decides whether `\'` is an error).
         "standard_conforming_strings" => match value.and_then(parse_pg_bool) {
             Some(true) => Ok(()),
-            _ => refuse(
-                "standard_conforming_strings must stay on: pgward parses SQL the way it does",
-                "built-in: the SQL lexer's assumptions",
-            ),
+            _ => listed(role, name),
         },
-        "client_encoding" => match value {
-            Some(v) if unsafe_encoding(v) => refuse(
-                format!(
-                    "client_encoding {v} lets multibyte characters hide quotes from the parser"
-                ),
-                "built-in: the SQL lexer's assumptions",
-            ),
-            _ => Ok(()),
-        },
+        // pgward reads the session's text in its encoding, as the server
+        // does, following what the server reports; what it cannot decode
+        // faithfully, it refuses.
+        "client_encoding" => Ok(()),
         // Open to every role: pgward judges an unqualified name (function,
         // relation, type, operator) by every object of that name in any
         // schema, whatever the search_path, so no path hides a call or a
@@ -563,9 +529,22 @@ mod tests {
         let mut dba = role(&[Class::Read, Class::Write]);
         assert!(check(&set("standard_conforming_strings", "off"), &dba).is_err());
         assert!(check(&set("standard_conforming_strings", "on"), &dba).is_ok());
-        assert!(check(&set("client_encoding", "SJIS"), &dba).is_err());
-        assert!(check(&set("client_encoding", "Shift_JIS"), &dba).is_err());
-        assert!(check(&set("client_encoding", "UTF8"), &dba).is_ok());
+        assert!(check(&set("backslash_quote", "on"), &dba).is_err());
+        // A role that lists them may read strings with escapes.
+        let mut legacy = dba.clone();
+        legacy.settings.push(crate::policy::role::Pattern::new("*"));
+        for (name, value) in [
+            ("standard_conforming_strings", "off"),
+            ("standard_conforming_strings", "of"),
+            ("backslash_quote", "on"),
+            ("escape_string_warning", "off"),
+        ] {
+            assert!(check(&set(name, value), &legacy).is_ok(), "{name}");
+        }
+        // pgward follows every encoding the server reports.
+        for enc in ["SJIS", "Shift_JIS", "UTF8", "LATIN1", "BIG5", "GB18030"] {
+            assert!(check(&set("client_encoding", enc), &dba).is_ok(), "{enc}");
+        }
         assert!(check(&set("role", "postgres"), &dba).is_err());
         assert!(check(&set("role", "none"), &dba).is_ok());
         assert!(check(&set("role", "NONE"), &dba).is_err());

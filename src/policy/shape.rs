@@ -9,8 +9,10 @@
 //! numbers, quoted identifiers, nested comments, `$n` parameters) and gives
 //! up, returning None, on everything else: escape strings (`E'..'`), bit
 //! strings, Unicode escapes and `UESCAPE`, dollar quoting, unusual numbers,
-//! control characters. pgward keeps `standard_conforming_strings` on, which
-//! this relies on. A classification that read a literal's value (a SET, a
+//! control characters. It reads `'...'` strings as the session's
+//! `standard_conforming_strings` has them read: on, `''` is the only escape;
+//! off, a backslash also escapes the character after it (`'\''` is one
+//! string). A classification that read a literal's value (a SET, a
 //! `set_config`, EXPLAIN option values) is never shared by shape.
 
 // Blanked strings and numbers become STRING_SHAPE and NUMBER_SHAPE
@@ -88,19 +90,30 @@ fn digits(b: &[u8]) -> usize {
 /// The shape of `sql`, or None when the scanner is not certain (or there
 /// is no literal to blank).
 pub fn shape(sql: &str) -> Option<String> {
+    shape_with(sql, false)
+}
+
+/// The shape of `sql` as a session with `standard_conforming_strings` off
+/// (`escapes` true) or on reads it.
+pub fn shape_with(sql: &str, escapes: bool) -> Option<String> {
     let mut out = String::new();
-    shape_into(sql, &mut out).then_some(out)
+    shape_into_with(sql, &mut out, escapes).then_some(out)
 }
 
 /// `shape` into a buffer the caller keeps (cleared first), so a cache hit
 /// allocates nothing; false where `shape` gives None.
 pub fn shape_into(sql: &str, out: &mut String) -> bool {
-    out.clear();
-    out.reserve(sql.len());
-    shape_to(sql, out).is_some()
+    shape_into_with(sql, out, false)
 }
 
-fn shape_to(sql: &str, out: &mut String) -> Option<()> {
+/// `shape_with` into a buffer the caller keeps.
+pub fn shape_into_with(sql: &str, out: &mut String, escapes: bool) -> bool {
+    out.clear();
+    out.reserve(sql.len());
+    shape_to(sql, out, escapes).is_some()
+}
+
+fn shape_to(sql: &str, out: &mut String, escapes: bool) -> Option<()> {
     let b = sql.as_bytes();
     // Text before `copied` is in `out`; literals are replaced as found.
     let mut copied = 0;
@@ -144,8 +157,13 @@ fn shape_to(sql: &str, out: &mut String) -> Option<()> {
                 }
             }
             Start::Quote => {
-                // A standard string: '' is the only escape.
-                let end = quoted_end(b, i, b'\'')?;
+                // A standard string: '' is the only escape; with
+                // standard_conforming_strings off, \ is one too.
+                let end = if escapes {
+                    escaped_end(b, i)?
+                } else {
+                    quoted_end(b, i, b'\'')?
+                };
                 blank(out, &mut copied, i, end, STRING_SHAPE);
                 i = end;
             }
@@ -247,6 +265,23 @@ fn quoted_end(b: &[u8], start: usize, quote: u8) -> Option<usize> {
     }
 }
 
+/// The end of the string opening at `start` where a backslash escapes
+/// the byte after it, as in PostgreSQL's lexer for strings with escapes
+/// (every escape is a backslash and at least one more character); None
+/// when it is not closed.
+fn escaped_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut j = start + 1;
+    loop {
+        match b.get(j) {
+            None => return None,
+            Some(b'\\') => j += 2,
+            Some(b'\'') if b.get(j + 1) == Some(&b'\'') => j += 2,
+            Some(b'\'') => return Some(j + 1),
+            Some(_) => j += 1,
+        }
+    }
+}
+
 const STRING_SHAPE: &str = "'\u{1}'";
 const NUMBER_SHAPE: &str = "\u{2}";
 
@@ -317,18 +352,51 @@ mod tests {
         }
     }
 
+    /// `pg_query::scan` as a session with `standard_conforming_strings`
+    /// off (`escapes`) or on reads: libpg_query's scanner reads the lexer
+    /// settings the last parse left, and a failed parse leaves its own.
+    fn scan_with(sql: &str, escapes: bool) -> pg_query::Result<pg_query::protobuf::ScanResult> {
+        if escapes {
+            let off = pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS;
+            assert!(pg_query::parse("(", off).is_err());
+        }
+        let scanned = pg_query::scan(sql);
+        if escapes {
+            let _ = pg_query::parse("", 0);
+        }
+        scanned
+    }
+
+    #[test]
+    fn the_scan_helper_reads_with_escapes() {
+        assert_eq!(scan_with("SELECT 'a\\'b'", true).unwrap().tokens.len(), 2);
+        assert!(scan_with("SELECT 'a\\'b'", false).is_err());
+        assert_eq!(scan_with("SELECT 'a\\'", false).unwrap().tokens.len(), 2);
+    }
+
     /// Random texts from lexically tricky pieces: wherever the scanner
     /// gives a shape, PostgreSQL's own lexer must see the same tokens in
     /// the text and in its shape, apart from the literals blanked.
     #[test]
     fn shapes_agree_with_postgres_lexer_on_random_texts() {
+        agree_on_random_texts(false);
+    }
+
+    /// The same, for sessions with standard_conforming_strings off.
+    #[test]
+    fn shapes_agree_with_postgres_lexer_without_standard_strings() {
+        agree_on_random_texts(true);
+    }
+
+    fn agree_on_random_texts(escapes: bool) {
         use pg_query::protobuf::Token;
         const PIECES: &[&str] = &[
             "a", "E", "e", "x", "U", "&", "'", "''", "\"", "$", "$1", "1", "0", "9", ".", "-",
             "--", "/", "*", "/*", "*/", " ", "\n", "\t", "é", "_", "uescape", "+", "(", ")", ",",
-            "select ", "b", "N", "1.5", "2e3", "$$", "\r", ";", "=", "<", "::", "[", "\\",
+            "select ", "b", "N", "1.5", "2e3", "$$", "\r", ";", "=", "<", "::", "[", "\\", "\\'",
+            "\\\\",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(escapes);
         let mut next = || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -341,11 +409,13 @@ mod tests {
             let sql: String = (0..len)
                 .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
                 .collect();
-            let Some(shaped) = shape(&sql) else { continue };
-            let Ok(original) = pg_query::scan(&sql) else {
+            let Some(shaped) = shape_with(&sql, escapes) else {
                 continue;
             };
-            let blanked = pg_query::scan(&shaped).expect("a shape lexes");
+            let Ok(original) = scan_with(&sql, escapes) else {
+                continue;
+            };
+            let blanked = scan_with(&shaped, escapes).expect("a shape lexes");
             assert_eq!(
                 original.tokens.len(),
                 blanked.tokens.len(),
@@ -366,6 +436,24 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 1000, "only {checked} texts had a shape");
+    }
+
+    /// With standard_conforming_strings off, `'a\'; DELETE FROM t; --'` is
+    /// one string; on, it is a string and a DELETE. Never one shape.
+    #[test]
+    fn escapes_change_where_strings_end() {
+        let sql = "SELECT 'a\\'; DELETE FROM t; --'";
+        assert_eq!(shape_with(sql, true).unwrap(), "SELECT '\u{1}'");
+        assert_eq!(
+            shape_with(sql, false).unwrap(),
+            "SELECT '\u{1}'; DELETE FROM t; --'"
+        );
+        let two = "SELECT 'a\\\\'; DELETE FROM t; --'";
+        assert_eq!(
+            shape_with(two, true).unwrap(),
+            "SELECT '\u{1}'; DELETE FROM t; --'"
+        );
+        assert_eq!(shape_with("SELECT 'a\\", true), None);
     }
 
     #[test]

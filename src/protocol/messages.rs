@@ -106,6 +106,9 @@ pub mod sqlstate {
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYNTAX_ERROR: &str = "42601";
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    pub const UNTRANSLATABLE_CHARACTER: &str = "22P05";
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     pub const IO_ERROR: &str = "58030";
@@ -242,6 +245,9 @@ impl<'a> Reader<'a> {
 }
 
 /// The severity, SQLSTATE and message of an ErrorResponse or NoticeResponse body.
+/// The server writes them in the client's encoding: a field that is not
+/// UTF-8 is read with replacement characters, and the fields after it
+/// still count.
 pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
     let mut r = Reader::new(body);
     let (mut sev, mut code, mut msg) = (String::new(), String::new(), String::new());
@@ -249,7 +255,12 @@ pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
         if kind == 0 {
             break;
         }
-        let Some(v) = r.cstr() else { break };
+        let Some(end) = r.rest().iter().position(|b| *b == 0) else {
+            break;
+        };
+        let Some(raw) = r.take(end + 1) else { break };
+        let v = String::from_utf8_lossy(&raw[..end]);
+        let v = v.as_ref();
         match kind {
             b'V' => sev = v.to_owned(),
             b'S' if sev.is_empty() => sev = v.to_owned(),

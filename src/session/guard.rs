@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use super::recorder::Judged;
 use super::state::{Effect, Prepared, ProtocolState};
+use super::text::TextChange;
 use crate::auth::Identity;
-use crate::policy::{self, Analysis, Catalog, CatalogSlot, Role, Statement, Verdict};
+use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, sql_text, Reader};
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Shared;
@@ -58,6 +59,9 @@ pub struct Guard {
     pub keep_judged: bool,
     /// A classification done apart for the next text to judge.
     provided: Option<Classified>,
+    /// What the message judged last, let through, may change of how the
+    /// server reads text (see `SessionText`).
+    pub text_change: TextChange,
     /// Whether this session prepared a statement judged at Bind: until it
     /// does, a Bind costs nothing here.
     bind_judging: bool,
@@ -70,6 +74,8 @@ pub struct Guard {
 /// `provide`.
 pub struct Classified {
     sql: Box<str>,
+    /// The lexer it was read with.
+    lexer: Lexer,
     /// The catalog generation it was made under.
     cat_gen: u64,
     analysis: Arc<Analysis>,
@@ -185,6 +191,7 @@ impl Guard {
             last: Judged::default(),
             keep_judged: true,
             provided: None,
+            text_change: TextChange::default(),
             bind_judging: false,
             unparsed: false,
         }
@@ -197,6 +204,7 @@ impl Guard {
         &mut self,
         tag: u8,
         body: &[u8],
+        lexer: Lexer,
     ) -> Option<impl std::future::Future<Output = Classified> + Send + 'static> {
         if body.len() < CLASSIFY_APART {
             // Every Query and Parse passes here: no parsing for short ones.
@@ -210,7 +218,7 @@ impl Guard {
         if let Some(p) = &self.provided {
             // Done, unless the catalog changed meanwhile: then again, so
             // the session thread never classifies it.
-            if *p.sql == *sql && p.cat_gen == self.cat_gen {
+            if *p.sql == *sql && p.cat_gen == self.cat_gen && p.lexer == lexer {
                 return None;
             }
         }
@@ -230,7 +238,7 @@ impl Guard {
             let text = sql.clone();
             let stack = policy::stack::for_sql(text.len());
             let started = policy::stack::thread(stack).spawn(move || {
-                let analysis = cat.analyze(&text);
+                let analysis = cat.analyze_with(&text, lexer);
                 if let (true, Ok(statements)) = (fingerprints, analysis.as_ref()) {
                     for st in statements {
                         st.fingerprint();
@@ -247,6 +255,7 @@ impl Guard {
             };
             Classified {
                 sql,
+                lexer,
                 cat_gen,
                 analysis,
             }
@@ -280,12 +289,13 @@ impl Guard {
         self.role.clone().map_err(denied)
     }
 
-    /// The classification of `sql`: from this session's cache, else from
-    /// the catalog's shared one (copied, so later uses stay private).
+    /// The classification of `sql` read by `lexer`: from this session's
+    /// cache, else from the catalog's shared one (copied, so later uses
+    /// stay private). `key` is its key by text (`catalog::cache_key`).
     /// Also says whether it is known to be allowed under the current rules.
-    fn analyze(&mut self, sql: &str) -> (Arc<Analysis>, bool, Found) {
+    fn analyze(&mut self, sql: &str, key: &str, lexer: Lexer) -> (Arc<Analysis>, bool, Found) {
         if let Some(p) = &self.provided {
-            if *p.sql == *sql && p.cat_gen == self.cat_gen {
+            if *p.sql == *sql && p.cat_gen == self.cat_gen && p.lexer == lexer {
                 // Too long to cache; kept until another text is judged, in
                 // case its message waits for audit room and is judged again.
                 return (p.analysis.clone(), false, Found::Nowhere);
@@ -294,18 +304,24 @@ impl Guard {
         self.provided = None;
         let gen = Some(self.rules_gen);
         // By shape first: a text with a shape is in `local` only when its
-        // classification may not be shared, which is rare.
+        // classification may not be shared, which is rare. Shapes of text
+        // read with escapes in strings begin with a NUL, as their keys do
+        // in the catalog's caches.
+        let escapes = lexer.escapes_in_strings;
         let has_shape = sql.len() <= policy::catalog::MAX_CACHED_TEXT
-            && policy::shape::shape_into(sql, &mut self.shape);
+            && policy::shape::shape_into_with(sql, &mut self.shape, escapes);
+        if has_shape && escapes {
+            self.shape.insert(0, '\0');
+        }
         if has_shape {
             if let Some(c) = self.local_shapes.get(self.shape.as_str()) {
                 return (c.analysis.clone(), c.allowed_under == gen, Found::Shape);
             }
         }
-        if let Some(c) = self.local.get(sql) {
+        if let Some(c) = self.local.get(key) {
             return (c.analysis.clone(), c.allowed_under == gen, Found::Text);
         }
-        let shared = self.cat.analyze(sql);
+        let shared = self.cat.analyze_with(sql, lexer);
         let private = if sql.len() > policy::catalog::MAX_CACHED_TEXT {
             // Not in the shared cache: already this session's alone.
             shared
@@ -315,12 +331,12 @@ impl Guard {
         let (map, key, found) = if has_shape && policy::catalog::shareable(&private) {
             (&mut self.local_shapes, self.shape.as_str(), Found::Shape)
         } else {
-            (&mut self.local, sql, Found::Text)
+            (&mut self.local, key, Found::Text)
         };
         if map.len() >= LOCAL_CACHE {
             map.clear();
         }
-        let found = if key.len() <= policy::catalog::MAX_CACHED_TEXT {
+        let found = if key.len() <= policy::catalog::MAX_CACHED_TEXT + 1 {
             map.insert(
                 key.into(),
                 Cached {
@@ -335,17 +351,28 @@ impl Guard {
         (private, false, found)
     }
 
-    /// Records that the classification `analyze` found for `sql` was
-    /// allowed under the current rules.
-    fn mark_allowed(&mut self, sql: &str, found: Found) {
+    /// Records that the classification `analyze` found under text key
+    /// `key` was allowed under the current rules.
+    fn mark_allowed(&mut self, key: &str, found: Found) {
         let entry = match found {
-            Found::Text => self.local.get_mut(sql),
+            Found::Text => self.local.get_mut(key),
             Found::Shape => self.local_shapes.get_mut(self.shape.as_str()),
             Found::Nowhere => None,
         };
         if let Some(c) = entry {
             c.allowed_under = Some(self.rules_gen);
         }
+    }
+
+    /// A message refused before it was judged (its text could not be
+    /// read): nothing of the last judgment applies to it.
+    pub fn skip(&mut self) {
+        if self.keep_judged {
+            self.last = Judged::default();
+        }
+        self.effects.clear();
+        self.text_change = TextChange::default();
+        self.unparsed = false;
     }
 
     /// Judges one client message. `None` lets it through; `Some(error)`
@@ -355,6 +382,7 @@ impl Guard {
             self.last = Judged::default();
         }
         self.effects.clear();
+        self.text_change = TextChange::default();
         self.unparsed = false;
         match tag {
             b'Q' => {
@@ -438,7 +466,15 @@ impl Guard {
         let Some(types) = crate::protocol::messages::parse_param_types(body) else {
             return Some(refused);
         };
-        let (analysis, _, _) = self.analyze(sql);
+        // Read with escapes in strings, a text with a backslash may hide
+        // or show a `$n` the scanner (standard strings only) would not:
+        // such a Parse keeps its refusal.
+        let lexer = state.text.lexer();
+        if lexer != Lexer::STANDARD && sql.contains('\\') {
+            return Some(refused);
+        }
+        let key = policy::catalog::cache_key(sql, lexer);
+        let (analysis, _, _) = self.analyze(sql, &key, lexer);
         // Only a SELECT whose classification read a constant's value waits
         // for its values (what ORMs send: set_config, current_setting,
         // query_to_xml). A write, or `SELECT * FROM denied_table WHERE id =
@@ -508,9 +544,14 @@ impl Guard {
             Err(e) => return Some(e),
         };
         for p in waiting {
-            let sql = policy::params::with_values(&p.sql, &p.param_types(), &bind.values)
+            // The values are in the client's encoding; the statement is
+            // read as it was at its Parse.
+            let text = |b: &[u8]| state.text.value(b);
+            let sql = policy::params::with_values_in(&p.sql, &p.param_types(), &bind.values, &text)
                 .unwrap_or_else(|| p.sql.to_string());
-            let (analysis, _, _) = self.analyze(&sql);
+            let lexer = p.statement().map_or(Lexer::STANDARD, |st| st.lexer);
+            let key = policy::catalog::cache_key(&sql, lexer);
+            let (analysis, _, _) = self.analyze(&sql, &key, lexer);
             if self.keep_judged {
                 self.last.analysis = Some(analysis.clone());
                 self.last.sql = Some(sql.as_str().into());
@@ -564,6 +605,9 @@ impl Guard {
             self.last.execute = candidates.last().cloned().flatten();
         }
         let generation = self.rules_gen;
+        self.text_change = state
+            .text
+            .changes(candidates.iter().flatten().filter_map(|p| p.statement()));
         if candidates
             .iter()
             .all(|c| c.as_ref().is_some_and(|p| p.allowed_under() == generation))
@@ -663,7 +707,9 @@ impl Guard {
             Ok(r) => r,
             Err(e) => return Some(e),
         };
-        let (analysis, known_allowed, found) = self.analyze(sql);
+        let lexer = state.text.lexer();
+        let key = policy::catalog::cache_key(sql, lexer);
+        let (analysis, known_allowed, found) = self.analyze(sql, &key, lexer);
         if self.keep_judged {
             self.last.analysis = Some(analysis.clone());
         }
@@ -726,12 +772,16 @@ impl Guard {
                 return Some(e);
             }
             if cacheable {
-                self.mark_allowed(sql, found);
+                self.mark_allowed(&key, found);
             }
         }
         // Allowed: what it prepares or deallocates takes effect when the
-        // server completes it (see `ProtocolState`).
+        // server completes it (see `ProtocolState`); a Query may change how
+        // the server reads what follows (a Parse runs nothing).
         let generation = self.rules_gen;
+        if parse_name.is_none() {
+            self.text_change = state.text.changes(statements);
+        }
         match parse_name {
             Some(name) => {
                 if !statements.is_empty() {

@@ -6,6 +6,7 @@ mod placement;
 pub mod recorder;
 pub mod relay;
 pub mod state;
+pub mod text;
 pub mod threads;
 
 use std::net::SocketAddr;
@@ -101,13 +102,15 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         Some(log) if enforce => Some(recorder::Recorder::new(log.clone(), info)),
         _ => None,
     };
-    let core = relay::Core::new(
+    let mut core = relay::Core::new(
         enforce.then_some(guard),
         recorder,
         upstream.status,
         shared.config.server.max_message_bytes,
         shared.config.server.max_session_pending,
     );
+    // How the server reads the session's text, as it reported at startup.
+    core.state.text = text::SessionText::from_startup(&upstream.startup_frames);
     let relay = relay::Relay::new(
         core,
         conn.stream,

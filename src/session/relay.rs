@@ -2,6 +2,7 @@
 //! framed, recorded in the protocol state and passed on untouched, in one
 //! task, with back-pressure in both directions.
 
+use std::borrow::Cow;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -503,7 +504,19 @@ impl Core {
                 Err(e) => return Err(End::Closed(frame_error(e))),
             };
             let tag = cin[at];
-            let body = &cin[at + 5..at + total];
+            let raw = &cin[at + 5..at + total];
+            // What pgward reads of it: its text in UTF-8, as the server will
+            // read it. A UTF-8 session (with nothing about to change that)
+            // reads the bytes as they are.
+            let (body, unreadable) = if self.state.text.plain {
+                (Cow::Borrowed(raw), None)
+            } else {
+                match self.state.text.view(tag, raw) {
+                    Ok(view) => (view, None),
+                    Err((why, view)) => (view, Some(why.to_pg_error())),
+                }
+            };
+            let body = body.as_ref();
             if self.state.doomed && matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'Q' | b'F') {
                 // After a denied Parse or Execute the server skips all up to
                 // Sync (the stand-in fails): these would never run, so they
@@ -518,15 +531,22 @@ impl Core {
                 .as_mut()
                 .filter(|_| body.len() >= guard::CLASSIFY_APART)
             {
-                if let Some(work) = g.classify_apart(tag, body) {
+                if let Some(work) = g.classify_apart(tag, body, self.state.text.lexer()) {
                     // Judged when its classification is done; what came
                     // before it goes on now.
                     apart = Some(Box::pin(work) as Apart);
                     break;
                 }
             }
-            let mut denial = match &mut self.guard {
-                Some(g) if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F' | b'C') => {
+            let mut denial = match (&mut self.guard, unreadable) {
+                (Some(g), Some(err)) => {
+                    g.skip();
+                    Some(err)
+                }
+                // Without a guard nothing is judged, but what cannot be read
+                // would not run: refused all the same.
+                (None, Some(err)) => Some(err),
+                (Some(g), None) if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F' | b'C') => {
                     g.check(tag, body, &self.state)
                 }
                 _ => None,
@@ -564,6 +584,15 @@ impl Core {
                     ),
                 )));
             }
+            if let (Some(g), None) = (&self.guard, &denial) {
+                if g.text_change.any() {
+                    // Until its ReadyForQuery, what follows may be read
+                    // with other settings.
+                    self.state
+                        .text
+                        .note_change(self.state.last_index(), g.text_change);
+                }
+            }
             if let Some(rec) = &mut self.recorder {
                 let judged = self.guard.as_ref().map(|g| &g.last);
                 rec.on_client(tag, body, self.state.last_index(), judged, denial.as_ref());
@@ -573,14 +602,14 @@ impl Core {
                 return Err(End::Closed(err));
             }
             if let Some(err) = denial {
-                if matches!(tag, b'P' | b'B' | b'E') {
+                if matches!(tag, b'P' | b'B' | b'D' | b'C' | b'E') {
                     self.state.doomed = true;
                 }
                 // Nothing of a denied message goes upstream: a stand-in
                 // that fails in the parser takes its place, and its error
                 // is swapped for this one on the way back.
                 let probe = match &self.guard {
-                    Some(g) if g.unparsed => guard::syntax_probe(tag, body),
+                    Some(g) if g.unparsed => guard::syntax_probe(tag, raw),
                     _ => None,
                 };
                 let stand_in = guard::stand_in(tag, body);

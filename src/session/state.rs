@@ -19,6 +19,8 @@ use crate::protocol::messages::{
 };
 use crate::protocol::{sqlstate, PgError};
 
+use super::text::SessionText;
+
 /// Statement and portal names to what they stand for. Looked up for every
 /// Bind and Execute, so hashed with foldhash (seeded per map, as the
 /// session's statement cache is) rather than SipHash.
@@ -230,6 +232,9 @@ pub struct ProtocolState {
     /// The error `on_backend` saw last is the server's answer to a syntax
     /// probe: its position counts the probe's prefix.
     pub probe_answered: bool,
+    /// How the server reads the session's text (client encoding,
+    /// standard_conforming_strings), from its ParameterStatus reports.
+    pub text: SessionText,
 }
 
 impl Default for ProtocolState {
@@ -247,6 +252,7 @@ impl Default for ProtocolState {
             lost: None,
             pushed: 0,
             denials: VecDeque::new(),
+            text: SessionText::default(),
             probe_answered: false,
         }
     }
@@ -619,9 +625,12 @@ impl ProtocolState {
             b'H' => self.copy = CopyState::Out,
             b'W' => self.copy = CopyState::Both,
             b'E' => self.on_error(body, answers_denial),
+            b'S' => self.text.on_parameter_status(body),
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
+                let mut ended;
                 loop {
+                    ended = self.front_index();
                     match self.pop() {
                         Some(Owed::Sync | Owed::Query { .. } | Owed::FunctionCall) => break,
                         None => {
@@ -633,6 +642,7 @@ impl ProtocolState {
                 }
                 self.skipping = false;
                 self.tx_status = status;
+                self.text.on_ready(ended, status);
                 self.copy = CopyState::None;
                 if status == b'I' {
                     // Portals do not outlive their transaction.
