@@ -307,6 +307,18 @@ fn start_pgbouncer(
     user: &str,
     password: &str,
 ) -> Option<(Bouncer, u16)> {
+    start_pgbouncer_for(pg, dir, user, password, (200, 50))
+}
+
+/// PgBouncer in session mode for up to `clients` clients at once and
+/// `pool` server connections.
+fn start_pgbouncer_for(
+    pg: &LocalPg,
+    dir: &std::path::Path,
+    user: &str,
+    password: &str,
+    (clients, pool): (usize, usize),
+) -> Option<(Bouncer, u16)> {
     let bin = find_pgbouncer()?;
     let port = free_port();
     std::fs::write(
@@ -320,7 +332,7 @@ fn start_pgbouncer(
             "[databases]\npostgres = host=127.0.0.1 port={} dbname=postgres user={} password={}\n\n\
              [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
              auth_type = scram-sha-256\nauth_file = {}\npool_mode = session\n\
-             max_client_conn = 200\ndefault_pool_size = 50\nlogfile = {}\n",
+             max_client_conn = {clients}\ndefault_pool_size = {pool}\nlogfile = {}\n",
             pg.port,
             pg.superuser,
             pg.password,
@@ -352,6 +364,10 @@ fn start_pgbouncer(
 fn main() {
     // `cargo bench` passes --bench; a plain `cargo test --benches` passes nothing.
     if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    if std::env::args().any(|a| a == "idle") {
+        idle_sessions();
         return;
     }
     // pgward runs in this process: tuned as the binary tunes itself.
@@ -607,6 +623,221 @@ fn main() {
                 line.push_str(" |");
             }
             line
+        }),
+    );
+    drop(rt);
+    drop(pg);
+}
+
+/// Resident memory (kB) and thread count of a process, from /proc.
+fn rss_and_threads(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("Threads:")?))
+}
+
+/// A proxy process, killed when dropped (also when the measurement panics).
+struct Child2(Child);
+
+impl Drop for Child2 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_for_port(port: u16) -> bool {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// What a proxy process costs with `n` idle sessions.
+struct IdleCost {
+    name: &'static str,
+    idle: (u64, u64),
+    loaded: (u64, u64),
+    answered: usize,
+}
+
+/// Opens `n` authenticated sessions through `port` (each runs one query,
+/// so each is past its startup), leaves them idle, and reads the proxy's
+/// RSS and threads before (after one session came and went) and with them
+/// all open; then checks each session still answers.
+fn measure_idle(
+    rt: &tokio::runtime::Runtime,
+    name: &'static str,
+    pid: u32,
+    conninfo: &str,
+    n: usize,
+) -> IdleCost {
+    use futures_util::stream::{self, StreamExt};
+    let connect = |conninfo: String| async move {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        tokio::spawn(conn);
+        client
+            .simple_query("SELECT 1")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: first query: {e}"));
+        client
+    };
+    // One session first: what any first session loads (pgward: the
+    // database's catalog) is not a cost per session.
+    rt.block_on(async { drop(connect(conninfo.to_owned()).await) });
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_and_threads(pid).expect("proxy's /proc status");
+    let clients: Vec<_> = rt.block_on(
+        stream::iter((0..n).map(|_| connect(conninfo.to_owned())))
+            .buffer_unordered(16)
+            .collect(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let loaded = rss_and_threads(pid).expect("proxy's /proc status");
+    let answered = rt.block_on(async {
+        let mut ok = 0;
+        for c in &clients {
+            if c.simple_query("SELECT 1").await.is_ok() {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    drop(clients);
+    IdleCost {
+        name,
+        idle,
+        loaded,
+        answered,
+    }
+}
+
+/// `cargo bench --bench e2e -- idle`: what idle sessions cost a proxy.
+/// PGWARD_IDLE_SESSIONS (default 500) sessions through pgward (the built
+/// binary, `pgward serve`, as the read-only role with the policy and the
+/// audit log on) and through PgBouncer (session mode), each proxy in a
+/// process of its own, one after the other.
+fn idle_sessions() {
+    let n: usize = std::env::var("PGWARD_IDLE_SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let pg = LocalPg::start_with(pgward::localpg::Options {
+        conf: vec![format!("max_connections = {}", n + 50)],
+        ..Default::default()
+    })
+    .expect("start PostgreSQL");
+    let dir = tempfile::Builder::new()
+        .prefix("pgward-idle-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut costs = Vec::new();
+
+    // pgward: the example rules, the roles connecting as the superuser.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("upstream_user"))
+                .collect();
+            std::fs::write(rules.join(path.file_name().unwrap()), kept.join("\n")).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("pgward.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = {}\n\
+             [upstream]\nurl = \"{}\"\npassword_file = \"{}\"\nsslmode = \"disable\"\n\
+             [rules]\ndir = \"{}\"\n[audit]\nenabled = true\ndir = \"{}\"\n",
+            n + 10,
+            pg.url("postgres"),
+            dir.path().join("pw").display(),
+            rules.display(),
+            dir.path().join("audit").display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("pgward.log")).unwrap();
+    let child = Child2(
+        Command::new(env!("CARGO_BIN_EXE_pgward"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("pgward.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pgward"),
+    );
+    assert!(wait_for_port(port), "pgward did not start");
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=alice password=alice-demo-password dbname=postgres sslmode=disable"
+    );
+    costs.push(measure_idle(&rt, "pgward", child.0.id(), &conninfo, n));
+    drop(child);
+
+    match find_pgbouncer() {
+        Some(_) => {
+            let (user, password) = ("bob", "bob-demo-password");
+            let (b, port) = start_pgbouncer_for(&pg, dir.path(), user, password, (n + 10, n + 10))
+                .expect("PgBouncer did not start");
+            let conninfo = format!(
+                "host=127.0.0.1 port={port} user={user} password={password} dbname=postgres sslmode=disable"
+            );
+            costs.push(measure_idle(&rt, "PgBouncer", b.0.id(), &conninfo, n));
+        }
+        None => {
+            eprintln!("PgBouncer not found (Debian: apt-get install pgbouncer); its row is skipped")
+        }
+    }
+
+    println!("\n{n} idle sessions, each authenticated and past one query; the proxy's resident memory and threads after one session came and went, and with the {n} open (3 s after the last opened)\n");
+    print_table(
+        "| proxy | RSS idle (MB) | RSS with sessions (MB) | extra RSS (MB) | per session (kB) | threads idle | threads with sessions | sessions answering after |",
+        costs.iter().map(|c| {
+            let extra = c.loaded.0 as f64 - c.idle.0 as f64;
+            format!(
+                "| {} | {:.1} | {:.1} | {:+.1} | {:.1} | {} | {} | {}/{n} |",
+                c.name,
+                c.idle.0 as f64 / 1024.0,
+                c.loaded.0 as f64 / 1024.0,
+                extra / 1024.0,
+                extra / n as f64,
+                c.idle.1,
+                c.loaded.1,
+                c.answered,
+            )
         }),
     );
     drop(rt);
