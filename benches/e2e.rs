@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench e2e            # 3 rounds of 2 + 5 s per target and cell
 //!     PGWARD_BENCH_SECS=4 PGWARD_BENCH_ROUNDS=9 cargo bench --bench e2e
+//!     cargo bench --bench e2e -- idle    # what 500 idle sessions cost (below)
 //!
 //! The second form (about 20 minutes) is what the closing notes report: on
 //! a shared 2-core machine one short pgbench run can differ from the next
@@ -10,7 +11,7 @@
 //!
 //! Each run's first PGWARD_BENCH_WARMUP seconds (default 2; 0 counts the
 //! whole run) are not counted. At 8 clients, new sessions through pgward
-//! (every relay) ran at about half their steady rate for their first 1-3 s
+//! (on each relay pgward had then) ran at about half their steady rate for their first 1-3 s
 //! (per-second pgbench progress, 2-core machine: 25-30k TPS, then 48-54k),
 //! until the scheduler had settled the 32 threads into an order in which
 //! PostgreSQL's backends are no longer preempted (docs/architecture.md);
@@ -19,8 +20,6 @@
 //! Also: PGWARD_BENCH_ONLY
 //! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_CLIENTS
 //! (1,8), PGWARD_BENCH_WORKERS (session threads, for A/B runs),
-//! PGWARD_BENCH_RELAY (threads, the default; unpinned; async: see
-//! server.relay_threads and pin_relay_threads),
 //! PGWARD_BENCH_AUDIT_DIR (where the audit files go; default: the run's
 //! temporary directory).
 //!
@@ -28,6 +27,12 @@
 //! Every pgbench run gets a proxy started for it (a new PgBouncer process,
 //! a new pgward instance in this process with threads of its own), so no
 //! target keeps a lucky or unlucky placement for the whole run.
+//!
+//! The `idle` mode opens PGWARD_IDLE_SESSIONS (default 500) authenticated
+//! sessions through the `pgward serve` binary (policy and audit log on)
+//! and through PgBouncer, each in a process of its own, leaves them idle,
+//! and prints each proxy's extra resident memory and threads
+//! (docs/benchmarks.md).
 //! Two tables: ratios of the targets' medians, and the same ratios paired
 //! by round (the median of each round's ratio of two targets, both run
 //! within that round), which drift in the machine's load over the run does
@@ -431,15 +436,6 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         config.server.worker_threads = n;
-    }
-    // PGWARD_BENCH_RELAY=async relays plain sessions on the async relay
-    // instead of threads of their own (server.relay_threads = false);
-    // unpinned on threads the kernel places (pin_relay_threads = false).
-    match std::env::var("PGWARD_BENCH_RELAY").as_deref() {
-        Ok("async") => config.server.relay_threads = false,
-        Ok("unpinned") => config.server.pin_relay_threads = false,
-        Ok("threads") | Err(_) => {}
-        Ok(other) => panic!("PGWARD_BENCH_RELAY={other}: expected threads, unpinned or async"),
     }
     // PGWARD_BENCH_AUDIT_DIR puts the audit files elsewhere (a tmpfs
     // separates the recording's own cost from the disk's).
