@@ -41,6 +41,10 @@ impl Msgs {
         frontend::execute(portal, 0, &mut self.0).unwrap();
         self
     }
+    fn describe_statement(mut self, name: &str) -> Self {
+        frontend::describe(b'S', name, &mut self.0).unwrap();
+        self
+    }
     fn sync(mut self) -> Self {
         frontend::sync(&mut self.0);
         self
@@ -220,8 +224,19 @@ async fn skipped_parse_keeps_the_unnamed_statement(h: &Harness) {
     let mut c = login(h, DANA).await;
     msgs().parse("", "SELECT 'a'").sync().send(&mut c).await;
     assert_eq!(tags(&until_ready(&mut c).await), "1Z");
+    // A Bind of a statement nobody prepared: the server's error (26000),
+    // which pgward answers itself, and the rest up to Sync is skipped.
     msgs()
         .bind("", "no_such_statement")
+        .parse("", "SELECT 'c'")
+        .sync()
+        .send(&mut c)
+        .await;
+    let r = until_ready(&mut c).await;
+    assert_eq!((tags(&r).as_str(), code(&r).as_str()), ("EZ", "26000"));
+    // The server's own error: the Parse behind it is skipped and on record.
+    msgs()
+        .describe_statement("no_such_statement")
         .parse("", "SELECT 'b'")
         .sync()
         .send(&mut c)

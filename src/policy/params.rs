@@ -13,6 +13,12 @@
 
 use crate::protocol::messages::BindValue;
 
+/// The largest value written in place of its `$n`.
+const MAX_VALUE: usize = 16 << 10;
+/// The longest text the values may make (a Query this long is still
+/// classified on the session thread).
+const MAX_TEXT: usize = 32 << 10;
+
 /// Where the `$n` placeholders are in `sql`: (byte start, byte end, n).
 pub fn placeholders(sql: &str) -> Vec<(usize, usize, usize)> {
     // The scanner knows strings, comments and dollar quotes: a `$1` inside
@@ -36,6 +42,10 @@ pub fn placeholders(sql: &str) -> Vec<(usize, usize, usize)> {
 /// not known). None when no placeholder could be replaced.
 pub fn with_values(sql: &str, types: &[u32], values: &[BindValue<'_>]) -> Option<String> {
     let mut out = String::with_capacity(sql.len() + 16 * values.len());
+    // What the classifier reads is bounded as a Query's text is on the
+    // session thread: a larger value stays `$n` (a setting's name or value
+    // is short; SQL text that long is refused as not seen).
+    let mut room = MAX_TEXT.saturating_sub(sql.len());
     let mut last = 0;
     let mut replaced = false;
     for (start, end, n) in placeholders(sql) {
@@ -47,9 +57,16 @@ pub fn with_values(sql: &str, types: &[u32], values: &[BindValue<'_>]) -> Option
             .and_then(|i| types.get(i))
             .copied()
             .unwrap_or(0);
+        if value.bytes.map_or(0, <[u8]>::len) > MAX_VALUE {
+            continue;
+        }
         let Some(literal) = literal(value, ty) else {
             continue;
         };
+        let Some(left) = room.checked_sub(literal.len()) else {
+            continue;
+        };
+        room = left;
         out.push_str(&sql[last..start]);
         out.push_str(&literal);
         last = end;
@@ -249,6 +266,23 @@ mod tests {
             )
             .unwrap(),
             "SELECT (E'off'::pg_catalog.text)"
+        );
+    }
+
+    #[test]
+    fn large_values_leave_the_placeholder() {
+        let big = "x".repeat(MAX_VALUE + 1);
+        assert_eq!(with_values("SELECT $1", &[], &[text(&big)]), None);
+        let half = "y".repeat(MAX_VALUE - 8);
+        let both = with_values(
+            "SELECT $1, $2, $3",
+            &[],
+            &[text(&half), text(&half), text("z")],
+        );
+        assert_eq!(
+            both.unwrap(),
+            format!("SELECT (E'{half}'), $2, (E'z')"),
+            "the text stays under MAX_TEXT"
         );
     }
 

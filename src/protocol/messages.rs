@@ -105,6 +105,7 @@ pub mod sqlstate {
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYNTAX_ERROR: &str = "42601";
+    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     pub const IO_ERROR: &str = "58030";
     pub const INSUFFICIENT_RESOURCES: &str = "53000";
@@ -328,10 +329,8 @@ pub fn parse_param_types(body: &[u8]) -> Option<Vec<u32>> {
     let mut r = Reader::new(body);
     r.cstr()?;
     r.cstr()?;
-    let n = r.i16()?;
-    if n < 0 {
-        return None;
-    }
+    // Unsigned, as PostgreSQL reads it.
+    let n = r.i16()? as u16;
     (0..n).map(|_| r.i32().map(|oid| oid as u32)).collect()
 }
 
@@ -366,9 +365,10 @@ pub fn parse_bind_values(body: &[u8]) -> Option<Bind<'_>> {
     let mut r = Reader::new(body);
     let portal = r.cstr()?;
     let statement = r.cstr()?;
-    let nformats = usize::try_from(r.i16()?).ok()?;
+    // Counts are unsigned 16-bit, as PostgreSQL reads them.
+    let nformats = r.i16()? as u16 as usize;
     let formats = r.take(2 * nformats)?;
-    let nvalues = usize::try_from(r.i16()?).ok()?;
+    let nvalues = r.i16()? as u16 as usize;
     if nformats > 1 && nformats != nvalues {
         return None;
     }
@@ -398,7 +398,7 @@ pub fn parse_bind_values(body: &[u8]) -> Option<Bind<'_>> {
 /// The parameter type OIDs of a ParameterDescription ('t').
 pub fn parse_param_description(body: &[u8]) -> Option<Vec<u32>> {
     let mut r = Reader::new(body);
-    let n = usize::try_from(r.i16()?).ok()?;
+    let n = r.i16()? as u16 as usize;
     let types: Option<Vec<u32>> = (0..n).map(|_| r.i32().map(|oid| oid as u32)).collect();
     r.is_empty().then_some(types?)
 }

@@ -100,11 +100,15 @@ enum Found {
 /// the parser, so it has no effect beyond what any failing statement has
 /// (the transaction block is aborted, the rest up to Sync is discarded),
 /// and PostgreSQL itself keeps the protocol state exact.
-pub fn stand_in(tag: u8) -> &'static [u8] {
+pub fn stand_in(tag: u8, body: &[u8]) -> &'static [u8] {
     match tag {
         // A Query (also for a FunctionCall: both end in ReadyForQuery).
         b'Q' | b'F' => b"Q\0\0\0\x12PGWARD DENIED\0",
-        // A Parse of an unnamed-looking name that cannot exist.
+        // A denied Parse of the unnamed statement: a failing Parse of it,
+        // which drops the one held before, as the client's own would.
+        b'P' if body.first() == Some(&0) => b"P\0\0\0\x15\0PGWARD DENIED\0\0\0",
+        // A Parse of a name no client can have used: it fails, and what the
+        // server holds under other names stays.
         _ => b"P\0\0\0\x22pgward.denied\0PGWARD DENIED\0\0\0",
     }
 }
@@ -124,19 +128,26 @@ pub const PROBE_PREFIX: &str = "SELECT;SELECT;";
 /// before analysis. After a `;` the scanner starts afresh, so the text
 /// scans as it would alone.
 pub fn syntax_probe(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
-    let (name, sql) = match tag {
-        b'Q' => ("", parse_query(body)?),
-        b'P' => parse_parse(body)?,
+    // As bytes: the text is in the client's encoding, which the server
+    // converts as it would the client's own message.
+    let cstr = |b: &[u8]| b.iter().position(|&c| c == 0);
+    let (name, sql): (&[u8], &[u8]) = match tag {
+        b'Q' => (b"", &body[..cstr(body)?]),
+        b'P' => {
+            let n = cstr(body)?;
+            let rest = &body[n + 1..];
+            (&body[..n], &rest[..cstr(rest)?])
+        }
         _ => return None,
     };
-    let text = format!("{PROBE_PREFIX}{sql}");
-    let mut out = Vec::with_capacity(text.len() + name.len() + 16);
-    let len = 4 + name.len() + 1 + text.len() + 1 + 2;
+    let mut out = Vec::with_capacity(PROBE_PREFIX.len() + sql.len() + name.len() + 16);
+    let len = 4 + name.len() + 1 + PROBE_PREFIX.len() + sql.len() + 1 + 2;
     out.push(b'P');
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&u32::try_from(len).ok()?.to_be_bytes());
+    out.extend_from_slice(name);
     out.push(0);
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(PROBE_PREFIX.as_bytes());
+    out.extend_from_slice(sql);
     out.extend_from_slice(&[0, 0, 0]);
     if tag == b'Q' {
         // A Query ends in ReadyForQuery: so does Parse, Sync.
@@ -340,9 +351,6 @@ impl Guard {
     /// Judges one client message. `None` lets it through; `Some(error)`
     /// denies it with that error.
     pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
-        if tag == b'B' && !self.bind_judging {
-            return None;
-        }
         if self.keep_judged {
             self.last = Judged::default();
         }
@@ -431,16 +439,16 @@ impl Guard {
             return Some(refused);
         };
         let (analysis, _, _) = self.analyze(sql);
-        // Only a statement the server plans takes protocol parameters: a
-        // `$1` in PREPARE or CREATE FUNCTION is the statement's own.
+        // Only a SELECT whose classification read a constant's value waits
+        // for its values (what ORMs send: set_config, current_setting,
+        // query_to_xml). A write, or `SELECT * FROM denied_table WHERE id =
+        // $1`, stays refused at its Parse: its analysis upstream would lock
+        // the tables and its Describe would show them. (A `$1` in PREPARE
+        // or CREATE FUNCTION is the statement's own.)
         let takes_parameters = |st: &[Statement]| {
             matches!(
                 st,
-                [s] if matches!(
-                    s.kind.as_str(),
-                    "SelectStmt" | "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
-                        | "CallStmt" | "ExplainStmt" | "DeclareCursorStmt"
-                )
+                [s] if s.literal_sensitive && s.kind == "SelectStmt"
             )
         };
         if !analysis
@@ -457,19 +465,43 @@ impl Guard {
         None
     }
 
-    /// A Bind of a statement judged at Bind: the statement with the Bind's
-    /// values in place must be allowed, and its portal runs that.
+    /// A Bind: its statement must be one pgward judged (the server plans
+    /// it here, and SQL `FETCH` can run its portal); a statement judged at
+    /// Bind must be allowed with the Bind's values in place, and its portal
+    /// runs that.
     fn judge_bind(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
-        let bind = crate::protocol::messages::parse_bind_values(body)?;
+        let Some((_, name)) = crate::protocol::messages::parse_bind(body) else {
+            return Some(denied("a Bind pgward cannot read".into()));
+        };
+        let mut unknown = false;
         let mut waiting: Vec<Arc<Prepared>> = Vec::new();
-        state.statement_candidates(bind.statement, state.owed.len(), &mut |p| {
-            if let Some(p) = p.filter(|p| p.judged_at_bind.is_some()) {
-                waiting.push(p.clone());
-            }
+        let n = state.statement_candidates(name, state.owed.len(), &mut |p| match p {
+            None => unknown = true,
+            Some(p) if p.judged_at_bind.is_some() => waiting.push(p.clone()),
+            Some(_) => {}
         });
+        if n == 0 {
+            // The server holds none either (pgward follows what it holds):
+            // its own error, without asking it.
+            return Some(PgError::error(
+                sqlstate::INVALID_SQL_STATEMENT_NAME,
+                match name {
+                    "" => "unnamed prepared statement does not exist".to_owned(),
+                    _ => format!("prepared statement \"{name}\" does not exist"),
+                },
+            ));
+        }
+        if unknown {
+            return Some(denied(format!(
+                "statement \"{name}\" was not prepared through pgward, so it was never judged"
+            )));
+        }
         if waiting.is_empty() {
             return None;
         }
+        let Some(bind) = crate::protocol::messages::parse_bind_values(body) else {
+            return Some(denied("a Bind whose values pgward cannot read".into()));
+        };
         self.refresh_snapshots();
         let role = match self.current_role() {
             Ok(r) => r,
@@ -505,15 +537,29 @@ impl Guard {
     /// be allowed under the current rules (a statement is judged again
     /// after a reload).
     fn judge_execute(&mut self, portal: &str, state: &ProtocolState) -> Option<PgError> {
+        self.judge_portal(portal, state, true)
+    }
+
+    /// What a portal runs, for an Execute or an SQL `FETCH`. A name that
+    /// was never bound through the protocol is refused to an Execute and
+    /// left to a FETCH (a cursor DECLAREd in SQL, judged then).
+    fn judge_portal(
+        &mut self,
+        portal: &str,
+        state: &ProtocolState,
+        execute: bool,
+    ) -> Option<PgError> {
         self.refresh_snapshots();
         let mut candidates: Vec<Option<Arc<Prepared>>> = Vec::new();
         let n = state.execute_candidates(portal, &mut |p| candidates.push(p.cloned()));
         if n == 0 {
-            return Some(denied(format!(
-                "portal \"{portal}\" was not bound through pgward, so its statement was never judged"
-            )));
+            return execute.then(|| {
+                denied(format!(
+                    "portal \"{portal}\" was not bound through pgward, so its statement was never judged"
+                ))
+            });
         }
-        if self.keep_judged {
+        if self.keep_judged && execute {
             // Until the server says which one ran, the latest is the guess.
             self.last.execute = candidates.last().cloned().flatten();
         }
@@ -639,7 +685,14 @@ impl Guard {
         }
         // EXECUTE is judged by what is prepared now, which changes: never
         // from the cache.
-        let cacheable = statements.iter().all(|st| st.executes.is_none());
+        let cacheable = statements
+            .iter()
+            .all(|st| st.executes.is_none() && st.fetches.is_none());
+        for portal in statements.iter().filter_map(|st| st.fetches.as_deref()) {
+            if let Some(e) = self.judge_portal(portal, state, false) {
+                return Some(e);
+            }
+        }
         if !cacheable && self.keep_judged {
             for name in statements.iter().filter_map(|st| st.executes.as_deref()) {
                 let mut last = None;
@@ -748,19 +801,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn syntax_probes_are_well_framed() {
+        let q = syntax_probe(b'Q', b"SELEC 1\0").unwrap();
+        assert_eq!(q, b"P\0\0\0\x1d\0SELECT;SELECT;SELEC 1\0\0\0S\0\0\0\x04");
+        let p = syntax_probe(b'P', b"s1\0SELEC $1\0\0\x01\0\0\0\x17").unwrap();
+        let (name, sql) = parse_parse(&p[5..]).unwrap();
+        assert_eq!((name, sql), ("s1", "SELECT;SELECT;SELEC $1"));
+        assert_eq!(
+            p.len(),
+            1 + u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize
+        );
+        assert!(syntax_probe(b'Q', b"no terminator").is_none());
+        assert!(syntax_probe(b'E', b"\0\0\0\0\0").is_none());
+    }
+
+    #[test]
     fn stand_ins_are_well_framed() {
-        for tag in [b'Q', b'P'] {
-            let m = stand_in(tag);
+        for (tag, body) in [(b'Q', &b""[..]), (b'P', b"s\0"), (b'P', b"\0")] {
+            let m = stand_in(tag, body);
             let len = u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize;
             assert_eq!(len + 1, m.len(), "{}", tag as char);
         }
-        let q = crate::protocol::messages::parse_query(&stand_in(b'Q')[5..]).unwrap();
+        let q = crate::protocol::messages::parse_query(&stand_in(b'Q', b"")[5..]).unwrap();
         assert!(
             pg_query::parse(q, 0).is_err(),
             "the stand-in must fail to parse"
         );
-        let (name, sql) = parse_parse(&stand_in(b'P')[5..]).unwrap();
+        let (name, sql) = parse_parse(&stand_in(b'P', b"s\0")[5..]).unwrap();
         assert_eq!(name, "pgward.denied");
+        assert!(pg_query::parse(sql, 0).is_err());
+        let (name, sql) = parse_parse(&stand_in(b'P', b"\0")[5..]).unwrap();
+        assert_eq!(name, "");
         assert!(pg_query::parse(sql, 0).is_err());
     }
 }

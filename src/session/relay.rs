@@ -554,6 +554,7 @@ impl Core {
                     Some(g) if g.unparsed => guard::syntax_probe(tag, body),
                     _ => None,
                 };
+                let stand_in = guard::stand_in(tag, body);
                 match &probe {
                     Some(_) => self.state.deny_last_unparsed(err),
                     None => self.state.deny_last(err),
@@ -562,7 +563,7 @@ impl Core {
                 cin.advance(total);
                 match probe {
                     Some(p) => to_up.extend_from_slice(&p),
-                    None => to_up.extend_from_slice(guard::stand_in(tag)),
+                    None => to_up.extend_from_slice(stand_in),
                 }
                 at = 0;
                 continue;
