@@ -3,7 +3,8 @@
 //! statement (cache lookup plus decision), and the decision alone.
 
 use criterion::{black_box, criterion_group, Criterion};
-use pgward::policy::classify::{classify, mark_big_stack_thread, CLASSIFY_STACK};
+use pgward::policy::classify::classify;
+use pgward::policy::stack::THREAD_STACK;
 use pgward::policy::{decide, Catalog};
 
 const PGBENCH_SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;";
@@ -158,9 +159,8 @@ fn main() {
     // runtime threads are); without one it would start a helper thread per
     // call, which is not what a session does.
     std::thread::Builder::new()
-        .stack_size(CLASSIFY_STACK)
+        .stack_size(THREAD_STACK)
         .spawn(|| {
-            mark_big_stack_thread();
             policy();
             Criterion::default().configure_from_args().final_summary();
         })

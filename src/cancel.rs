@@ -1,6 +1,16 @@
-//! pgward's own BackendKeyData, mapped to the upstream's. Clients only ever
-//! see pgward's keys, so a key cannot be used to cancel someone else's
-//! query directly upstream, and a stale key cancels nothing.
+//! The BackendKeyData clients get, mapped to the upstream's.
+//!
+//! A client sees the upstream backend's real process id, the one that
+//! NotificationResponse carries and `pg_backend_pid()` returns, so every
+//! pid a client sees is one number. The secret key is pgward's own
+//! (random): the upstream's secret never leaves pgward, so a key a client
+//! was given cannot cancel a query by going to the server directly, and a
+//! stale key cancels nothing.
+//!
+//! Keys are held per pid with their secrets: two live sessions may share a
+//! pid (an upstream backend that exited before its session was dropped and
+//! a new one given the same pid, or two upstream servers), and each is
+//! found only by its own secret.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,9 +24,11 @@ pub struct BackendKey {
     pub secret_key: i32,
 }
 
+/// Per client-visible pid: (pgward's secret, the upstream key) of each
+/// live session with that pid.
 #[derive(Default)]
 pub struct CancelRegistry {
-    map: Mutex<HashMap<i32, (i32, BackendKey)>>,
+    map: Mutex<HashMap<i32, Vec<(i32, BackendKey)>>>,
 }
 
 /// Keeps a key registered while the session lives.
@@ -27,44 +39,61 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.registry.map.lock() {
-            map.remove(&self.key.process_id);
+        let mut map = self.registry.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(keys) = map.get_mut(&self.key.process_id) {
+            keys.retain(|(secret, _)| *secret != self.key.secret_key);
+            if keys.is_empty() {
+                map.remove(&self.key.process_id);
+            }
         }
     }
 }
 
 impl CancelRegistry {
-    /// Issues a fresh client-facing key for an upstream key.
+    /// Issues the client-facing key for an upstream key: the upstream's
+    /// pid with a fresh secret, distinct from the secrets of any other
+    /// live session with that pid.
     pub fn register(self: &Arc<Self>, upstream: BackendKey) -> Registration {
         let mut rng = rand::rng();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let process_id = loop {
-            let pid = rng.random_range(1..i32::MAX);
-            if !map.contains_key(&pid) {
-                break pid;
+        let keys = map.entry(upstream.process_id).or_default();
+        let secret_key = loop {
+            let secret = rng.random::<i32>();
+            if !keys.iter().any(|(s, _)| *s == secret) {
+                break secret;
             }
         };
-        let secret_key = rng.random::<i32>();
-        map.insert(process_id, (secret_key, upstream));
+        keys.push((secret_key, upstream));
         Registration {
             registry: self.clone(),
             key: BackendKey {
-                process_id,
+                process_id: upstream.process_id,
                 secret_key,
             },
         }
     }
 
     /// The upstream key for a client key, if the client key is live and its
-    /// secret matches.
+    /// secret matches (compared in constant time, against every live
+    /// secret for that pid).
     pub fn lookup(&self, key: BackendKey) -> Option<BackendKey> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (secret, upstream) = map.get(&key.process_id)?;
-        bool::from(secret.to_be_bytes().ct_eq(&key.secret_key.to_be_bytes())).then_some(*upstream)
+        let wanted = key.secret_key.to_be_bytes();
+        let mut found = None;
+        for (secret, upstream) in map.get(&key.process_id)? {
+            if bool::from(secret.to_be_bytes().ct_eq(&wanted)) {
+                found = Some(*upstream);
+            }
+        }
+        found
     }
 
+    /// The number of live keys.
     pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        self.map
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,7 +113,10 @@ mod tests {
             secret_key: 7,
         };
         let r = reg.register(up);
+        // The client sees the upstream's pid, never its secret.
+        assert_eq!(r.key.process_id, 42);
         assert_eq!(reg.lookup(r.key), Some(up));
+        assert_eq!(reg.lookup(up), (r.key.secret_key == 7).then_some(up));
         let wrong = BackendKey {
             secret_key: r.key.secret_key.wrapping_add(1),
             ..r.key
@@ -93,6 +125,36 @@ mod tests {
         let key = r.key;
         drop(r);
         assert_eq!(reg.lookup(key), None, "a stale key cancels nothing");
+        assert!(reg.is_empty());
+    }
+
+    /// Two sessions with the same upstream pid (two servers, or a pid
+    /// reused before the old session ended) are told apart by their
+    /// secrets, and ending one leaves the other.
+    #[test]
+    fn one_pid_two_sessions() {
+        let reg = Arc::new(CancelRegistry::default());
+        let a_up = BackendKey {
+            process_id: 1000,
+            secret_key: 1,
+        };
+        let b_up = BackendKey {
+            process_id: 1000,
+            secret_key: 2,
+        };
+        let a = reg.register(a_up);
+        let b = reg.register(b_up);
+        assert_eq!(a.key.process_id, b.key.process_id);
+        assert_ne!(a.key.secret_key, b.key.secret_key);
+        assert_eq!(reg.lookup(a.key), Some(a_up));
+        assert_eq!(reg.lookup(b.key), Some(b_up));
+        assert_eq!(reg.len(), 2);
+        let b_key = b.key;
+        drop(a);
+        assert_eq!(reg.lookup(b_key), Some(b_up));
+        assert_eq!(reg.len(), 1);
+        drop(b);
+        assert_eq!(reg.lookup(b_key), None);
         assert!(reg.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use crate::policy::classify::{mark_big_stack_thread, CLASSIFY_STACK};
+use crate::policy::stack::THREAD_STACK;
 
 pub struct Workers {
     handles: Vec<Handle>,
@@ -35,9 +35,8 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("pgward-session-{i}"))
                 // Classification runs here, on this stack (see classify.rs).
-                .stack_size(CLASSIFY_STACK)
+                .stack_size(THREAD_STACK)
                 .spawn(move || {
-                    mark_big_stack_thread();
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_io()
                         .build()

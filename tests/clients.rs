@@ -271,6 +271,224 @@ async fn startup_parameters_are_passed_on() {
     assert_eq!(err.code().unwrap().code(), "3D000");
 }
 
+/// A simple Query over a raw socket: the first column of its rows.
+async fn raw_query(s: &mut tokio::net::TcpStream, sql: &str) -> Result<Vec<String>, String> {
+    let mut b = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query(sql, &mut b).unwrap();
+    tokio::io::AsyncWriteExt::write_all(s, &b).await.unwrap();
+    let mut rows = Vec::new();
+    let mut error = None;
+    for (tag, body) in until_ready(s).await {
+        match tag {
+            b'D' => {
+                let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
+                rows.push(String::from_utf8_lossy(&body[6..6 + len]).into_owned());
+            }
+            b'E' => {
+                error = Some(format!(
+                    "{} {}",
+                    error_field(&body, b'C'),
+                    error_field(&body, b'M')
+                ))
+            }
+            _ => {}
+        }
+    }
+    error.map_or(Ok(rows), Err)
+}
+
+/// Every process id a client sees is one number: BackendKeyData carries
+/// the upstream backend's pid, which `pg_backend_pid()` returns, which a
+/// NotificationResponse from that session carries, and which
+/// `pg_cancel_backend()`/`pg_terminate_backend()` reach. The secret is
+/// pgward's own: a CancelRequest with it works through pgward only, and a
+/// wrong secret for the right pid cancels nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pid_a_client_sees_is_the_backends() {
+    let h = Harness::start().await;
+    let params = [("user", DANA.0), ("database", "postgres")];
+    let (mut b, (b_pid, b_secret)) = login_keyed(&h, &params, DANA.1).await.unwrap();
+    let backend_pid = raw_query(&mut b, "SELECT pg_backend_pid()").await.unwrap();
+    assert_eq!(
+        backend_pid,
+        [b_pid.to_string()],
+        "BackendKeyData pid = pg_backend_pid()"
+    );
+    // The upstream knows a backend of that pid, connected as this session.
+    let direct = h.direct().await;
+    let seen: i64 = direct
+        .query_one(
+            "select count(*) from pg_stat_activity where pid = $1",
+            &[&b_pid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 1);
+
+    // A notification from B carries B's pid.
+    let (listener, mut conn) = tokio_postgres::connect(&h.conninfo(DANA), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+    tokio::spawn(async move {
+        futures_util::pin_mut!(stream);
+        while let Some(Ok(msg)) = stream.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = msg {
+                let _ = tx.send((n.process_id(), n.payload().to_owned()));
+            }
+        }
+    });
+    listener.batch_execute("listen jobs").await.unwrap();
+    raw_query(&mut b, "NOTIFY jobs, 'from b'").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(got, Some((b_pid, "from b".to_owned())));
+
+    // Cancel: a wrong secret for B's pid cancels nothing, nor does B's key
+    // sent to the server directly (its secret is pgward's); B's key through
+    // pgward does.
+    let send_cancel = |addr: std::net::SocketAddr, pid: i32, secret: i32| async move {
+        let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut req = bytes::BytesMut::new();
+        postgres_protocol::message::frontend::cancel_request(pid, secret, &mut req);
+        tokio::io::AsyncWriteExt::write_all(&mut raw, &req)
+            .await
+            .unwrap();
+        // The server closes the connection when it is done with it.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut rest).await;
+    };
+    let started = std::time::Instant::now();
+    let sleeper = tokio::spawn(async move {
+        let r = raw_query(&mut b, "SELECT pg_sleep(30)").await;
+        (b, r)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_cancel(h.addr, b_pid, b_secret.wrapping_add(1)).await;
+    let upstream_addr: std::net::SocketAddr = format!("127.0.0.1:{}", h.pg.port).parse().unwrap();
+    send_cancel(upstream_addr, b_pid, b_secret).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !sleeper.is_finished(),
+        "a wrong key must not cancel the query"
+    );
+    send_cancel(h.addr, b_pid, b_secret).await;
+    let (mut b, result) = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("the cancel took effect")
+        .unwrap();
+    assert!(result.unwrap_err().starts_with("57014"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // pg_cancel_backend and pg_terminate_backend of the pid B was given
+    // reach B's backend.
+    let other = h.connect(DANA).await;
+    let sleeper = tokio::spawn(async move {
+        let r = raw_query(&mut b, "SELECT pg_sleep(30)").await;
+        (b, r)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok: bool = other
+        .query_one("select pg_cancel_backend($1)", &[&b_pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    let (mut b, result) = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("pg_cancel_backend took effect")
+        .unwrap();
+    assert!(result.unwrap_err().starts_with("57014"));
+    let ok: bool = other
+        .query_one("select pg_terminate_backend($1)", &[&b_pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    // B's session ends with the server's FATAL 57P01.
+    let (tag, body) = tokio::time::timeout(Duration::from_secs(10), read_msg(&mut b))
+        .await
+        .expect("B hears of it");
+    assert_eq!((tag, error_field(&body, b'C')), (b'E', "57P01".to_owned()));
+    // pgward forgets B's key when its session ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.shared.cancels.len() != 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.shared.cancels.len(),
+        2,
+        "the listener's and other's keys remain"
+    );
+}
+
+/// Deeply nested SQL: what PostgreSQL 15 runs at its default
+/// max_stack_depth (about 4,090 terms of `1+1+...`, 2,111 nested
+/// sub-selects) runs through pgward with the same result, in the simple
+/// and the extended protocol, and what is deeper gets an error for that
+/// statement alone (PostgreSQL's SQLSTATE 54001), never a crash: the
+/// session and every other one go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_expressions_run_as_they_do_direct() {
+    let h = Harness::start_with(Setup {
+        // A million terms is 2 MB of SQL.
+        server: "max_sql_bytes = 4194304".into(),
+        ..Setup::default()
+    })
+    .await;
+    let plus = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
+    let direct = h.direct().await;
+    let c = h.connect(DANA).await;
+    let other = h.connect(DANA).await;
+    let first = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+    };
+    for sql in [
+        plus(3_000),
+        plus(4_000),
+        format!("SELECT {}1", "+".repeat(3_000)),
+        format!("SELECT {}1{}", "(SELECT ".repeat(1_500), ")".repeat(1_500)),
+        format!("SELECT {}1{}", "abs(".repeat(1_000), ")".repeat(1_000)),
+    ] {
+        let want = first(direct.simple_query(&sql).await.unwrap());
+        assert_eq!(
+            first(c.simple_query(&sql).await.unwrap()),
+            want,
+            "{}",
+            &sql[..40]
+        );
+        let row = c.query_one(sql.as_str(), &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0).to_string(), want);
+    }
+    // Deeper than PostgreSQL runs: its error directly, pgward's through
+    // pgward, with the same SQLSTATE; deeper still, and far deeper.
+    for sql in [plus(5_000), plus(1_000_000)] {
+        let direct_err = direct.simple_query(&sql).await.unwrap_err();
+        assert_eq!(direct_err.code().unwrap().code(), "54001", "{direct_err:?}");
+        let err = c.simple_query(&sql).await.unwrap_err();
+        let db = err.as_db_error().expect("an error response");
+        assert_eq!(db.code().code(), "54001", "{err:?}");
+        assert!(
+            db.message().contains("nested too deeply"),
+            "{}",
+            db.message()
+        );
+        // The session goes on, and so does every other.
+        assert_eq!(one_number(&c, "SELECT 7::bigint").await, 7);
+        assert_eq!(one_number(&other, "SELECT 8::bigint").await, 8);
+    }
+    assert!(c.prepare(&plus(5_000)).await.is_err());
+    assert_eq!(one_number(&c, "SELECT 9::bigint").await, 9);
+}
+
 /// SQL the parser rejects gets the server's own error, position and hint
 /// included, through the simple and the extended protocol, in and out of a
 /// transaction block; the session goes on as it would direct.

@@ -1420,6 +1420,194 @@ async fn triggers_are_judged_with_the_write() {
     );
 }
 
+/// A write runs more than the table's triggers: column defaults (also of
+/// the column's domain), generated columns, CHECK constraints, the domain
+/// checks of column types (also arrays of domains), index expressions,
+/// partial-index predicates and the support functions of user operator
+/// classes; through updatable views too. A role that may write is refused what they do that it may not
+/// (here a dangerous built-in); run directly, each statement calls the
+/// function (it moves a sequence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_run_defaults_checks_and_index_expressions() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            SCHEMA.into(),
+            "CREATE SEQUENCE hits; SELECT nextval('hits');
+             CREATE FUNCTION peek(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+               BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); RETURN $1; END $$;
+             CREATE FUNCTION peek_cmp(int, int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+               BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); RETURN btint4cmp($1, $2); END $$;
+             CREATE OPERATOR CLASS peek_ops FOR TYPE int USING btree AS
+               OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 peek_cmp(int, int);
+             CREATE DOMAIN peeked AS int CHECK (peek(VALUE) > 0);
+             CREATE DOMAIN peeked_default AS int DEFAULT peek(7);
+             CREATE TABLE t_default (a int DEFAULT peek(1), b int);
+             CREATE TABLE t_dom_default (a peeked_default, b int);
+             CREATE TABLE t_generated (a int, b int GENERATED ALWAYS AS (peek(a)) STORED);
+             INSERT INTO t_generated (a) VALUES (1);
+             CREATE TABLE t_check (a int CHECK (peek(a) > 0));
+             CREATE VIEW t_check_view AS SELECT a FROM t_check WHERE a > 0;
+             CREATE VIEW t_check_view_view AS SELECT a FROM t_check_view;
+             CREATE TABLE t_domain (a peeked);
+             CREATE TABLE t_domain_array (a peeked[]);
+             CREATE TABLE t_index (a int); CREATE INDEX ON t_index (peek(a));
+             CREATE TABLE t_partial (a int); CREATE INDEX ON t_partial (a) WHERE peek(a) > 0;
+             CREATE TABLE t_opclass (a int); CREATE INDEX ON t_opclass (a peek_ops);
+             INSERT INTO t_opclass VALUES (1);
+             CREATE TABLE t_plain (a int DEFAULT 1, b timestamptz DEFAULT now(), c serial CHECK (c > 0));
+             CREATE INDEX ON t_plain (lower(a::text));"
+                .into(),
+        ],
+        rules: Some(corpus_rules_with_identities()),
+        ..Setup::default()
+    })
+    .await;
+    let w = h.connect(WRITER).await;
+    let direct = h.direct().await;
+    for sql in [
+        "INSERT INTO t_default (b) VALUES (1)",
+        "INSERT INTO t_default DEFAULT VALUES",
+        "UPDATE t_default SET a = DEFAULT",
+        "MERGE INTO t_default t USING (SELECT 1 AS b) s ON false WHEN NOT MATCHED THEN INSERT (b) VALUES (s.b)",
+        "INSERT INTO t_dom_default (b) VALUES (1)",
+        "INSERT INTO t_generated (a) VALUES (2)",
+        "UPDATE t_generated SET a = 3",
+        "INSERT INTO t_check VALUES (1)",
+        "INSERT INTO t_check_view VALUES (4)",
+        "UPDATE t_check_view_view SET a = 5",
+        "INSERT INTO t_domain VALUES (1)",
+        "INSERT INTO t_domain_array VALUES ('{1}')",
+        "INSERT INTO t_index VALUES (1)",
+        "INSERT INTO t_partial VALUES (1)",
+        "INSERT INTO t_opclass VALUES (2)",
+        "WITH x AS (INSERT INTO t_check VALUES (2) RETURNING a) SELECT * FROM x",
+    ] {
+        let e = w.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert_denied(&e, "pg_stat_file");
+        refused_yet_effective(&w, &direct, sql, "SELECT last_value FROM hits").await;
+    }
+    assert_denied(
+        &w.simple_query("COPY t_check FROM STDIN").await.unwrap_err(),
+        "pg_stat_file",
+    );
+    // A DELETE evaluates none of them; a table whose expressions are
+    // built-in computations costs nothing and passes.
+    w.simple_query("DELETE FROM t_check").await.unwrap();
+    w.simple_query("INSERT INTO t_plain DEFAULT VALUES; UPDATE t_plain SET a = 2")
+        .await
+        .unwrap();
+}
+
+/// Foreign key actions write the referencing tables as their owner, and
+/// rules run their actions as the table's owner: a role allowed to write
+/// `fk_parent` but denied `fk_child` must not reach `fk_child` through ON
+/// DELETE (a cascade that then sets NULL), ON UPDATE CASCADE or TRUNCATE
+/// ... CASCADE, nor `rule_target` through a DO ALSO rule of a table, a
+/// DO INSTEAD rule of a view or a view's INSTEAD OF trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascades_and_rules_write_what_table_rules_deny() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE TABLE fk_parent (id int PRIMARY KEY);
+             CREATE TABLE fk_mid (id int PRIMARY KEY, pid int REFERENCES fk_parent ON DELETE CASCADE);
+             CREATE TABLE fk_child (mid int REFERENCES fk_mid ON DELETE SET NULL,
+                                    pid int REFERENCES fk_parent ON UPDATE CASCADE);
+             INSERT INTO fk_parent VALUES (1), (2); INSERT INTO fk_mid VALUES (1, 1);
+             INSERT INTO fk_child VALUES (1, 2);
+             CREATE TABLE plain_parent (id int PRIMARY KEY);
+             CREATE TABLE plain_child (pid int REFERENCES plain_parent);
+             INSERT INTO plain_parent VALUES (1), (5);
+             CREATE TABLE ruled (a int); CREATE TABLE rule_target (a int);
+             CREATE RULE copy_it AS ON INSERT TO ruled DO ALSO INSERT INTO rule_target VALUES (new.a);
+             CREATE VIEW ruled_view AS SELECT a FROM ruled;
+             CREATE RULE instead_it AS ON INSERT TO ruled_view DO INSTEAD INSERT INTO rule_target VALUES (new.a);
+             CREATE VIEW trig_view AS SELECT 1 AS a;
+             CREATE FUNCTION to_target() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO rule_target VALUES (NEW.a); RETURN NEW; END $$;
+             CREATE TRIGGER instead_trig INSTEAD OF INSERT ON trig_view FOR EACH ROW EXECUTE FUNCTION to_target();"
+                .into(),
+        ],
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"write\", \"session\", \"transaction\"]\n\
+             [role.r.tables]\nwrite = { deny = [\"public.fk_child\", \"public.rule_target\"] }\n",
+            "w",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let w = h.connect(("w", "w-password")).await;
+    let direct = h.direct().await;
+    let effect = "SELECT (SELECT count(*) FROM fk_child WHERE mid IS NULL) \
+                  + (SELECT count(*) FROM fk_child WHERE pid = 10) + (SELECT count(*) FROM rule_target)";
+    for (sql, denied) in [
+        ("DELETE FROM fk_parent WHERE id = 1", "fk_child"),
+        ("UPDATE fk_parent SET id = 10 WHERE id = 2", "fk_child"),
+        ("INSERT INTO ruled VALUES (1)", "rule_target"),
+        ("INSERT INTO ruled_view VALUES (1)", "rule_target"),
+        ("INSERT INTO trig_view VALUES (1)", "rule_target"),
+    ] {
+        let e = w.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert_denied(&e, denied);
+        refused_yet_effective(&w, &direct, sql, effect).await;
+    }
+    assert_denied(
+        &w.simple_query("TRUNCATE fk_parent CASCADE")
+            .await
+            .unwrap_err(),
+        "fk_child",
+    );
+    // Foreign keys without actions write nothing else: allowed.
+    w.simple_query("DELETE FROM plain_parent WHERE id = 5")
+        .await
+        .unwrap();
+    w.simple_query("INSERT INTO fk_parent VALUES (3); UPDATE ruled SET a = 2")
+        .await
+        .unwrap();
+    assert_eq!(
+        one_number(&direct, "SELECT count(*) FROM plain_parent").await,
+        1
+    );
+}
+
+/// DDL fires event triggers, whose functions run arbitrary code: a role
+/// that may run DDL is refused what the event trigger does that it may
+/// not; run directly, the DDL runs the trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_runs_event_triggers() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE SEQUENCE hits; SELECT nextval('hits');
+             CREATE FUNCTION on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+               BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); END $$;
+             CREATE EVENT TRIGGER watch ON ddl_command_end EXECUTE FUNCTION on_ddl();
+             CREATE TABLE t (a int);"
+                .into(),
+        ],
+        rules: Some(one_role_rules(
+            "[role.r]\nallow = [\"read\", \"write\", \"ddl\", \"dcl\", \"session\", \"transaction\"]\n",
+            "d",
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let d = h.connect(("d", "d-password")).await;
+    let direct = h.direct().await;
+    for sql in [
+        "CREATE TABLE t2 (a int)",
+        "ALTER TABLE t ADD COLUMN b int",
+        "CREATE INDEX ON t (a)",
+        "GRANT SELECT ON t TO PUBLIC",
+    ] {
+        let e = d.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert_denied(&e, "pg_stat_file");
+        refused_yet_effective(&d, &direct, sql, "SELECT last_value FROM hits").await;
+    }
+    // Statements that are not DDL fire none.
+    d.simple_query("INSERT INTO t (a) VALUES (1)")
+        .await
+        .unwrap();
+}
+
 /// STABLE and IMMUTABLE are promises PostgreSQL does not enforce: a user
 /// function is judged by what its body runs (SQL and PL/pgSQL, through
 /// other functions, with cycles), and a body pgward cannot see is unknown.
@@ -1684,6 +1872,198 @@ async fn builtin_snapshot_matches_the_server() {
         );
     }
     assert!(rows.len() > 2500);
+}
+
+/// A role that lists search_path (here through `settings = ["*"]`) may put
+/// a schema ahead of pg_catalog, as pgjdbc and some ORMs do. What such a
+/// path shadows is judged: a VOLATILE `public.lower(text)` that writes is
+/// what `lower('x')` runs then, and a user view `public.pg_tables` is what
+/// `pg_tables` reads; pgward judges every object of an unqualified name,
+/// so a read-only role is refused both, while built-ins still work. A role
+/// without the permission is refused the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_path_before_pg_catalog_for_roles_that_allow_it() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let v = Verifier::generate("orm-password", 4096);
+    rules
+        .add_file(
+            Path::new("orm.toml"),
+            &format!(
+                "[[identity]]\nname = \"orm\"\nscram = \"{v}\"\nroles = [\"orm\"]\n\n\
+                 [role.orm]\nallow = [\"read\", \"session\", \"transaction\"]\nsettings = [\"*\"]\n"
+            ),
+        )
+        .unwrap();
+    rules.validate().unwrap();
+    let h = Harness::start_with(Setup {
+        setup_sql: vec!["CREATE TABLE calls (n int); \
+             CREATE FUNCTION public.lower(text) RETURNS text VOLATILE LANGUAGE sql \
+               AS $$ INSERT INTO calls VALUES (1); SELECT upper($1) $$; \
+             CREATE FUNCTION public.touch() RETURNS int VOLATILE LANGUAGE sql \
+               AS $$ INSERT INTO calls VALUES (2) RETURNING n $$; \
+             CREATE VIEW public.pg_tables AS SELECT public.touch() AS tablename; \
+             CREATE FUNCTION public.sneaky_eq(text, text) RETURNS boolean IMMUTABLE \
+               LANGUAGE sql AS $$ SELECT pg_catalog.texteq($1, 'default_transaction_read_only') $$; \
+             CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.sneaky_eq)"
+            .into()],
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    const ORM: (&str, &str) = ("orm", "orm-password");
+    let path = "SET search_path = public, pg_catalog";
+    let direct = h.direct().await;
+    let calls = || async {
+        h.direct()
+            .await
+            .query_one("SELECT count(*) FROM calls", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    // Directly, the path makes lower() and pg_tables the user's: both write.
+    direct.batch_execute(path).await.unwrap();
+    let lowered: String = direct
+        .query_one("SELECT lower('x')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lowered, "X", "public.lower shadows the built-in");
+    direct
+        .batch_execute("SELECT * FROM pg_tables")
+        .await
+        .unwrap();
+    assert_eq!(calls().await, 2);
+
+    let orm = h.connect(ORM).await;
+    orm.batch_execute(path).await.unwrap();
+    let shown: String = orm
+        .query_one("SELECT current_schemas(false)::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "{public,pg_catalog}");
+    let err = orm.simple_query("SELECT lower('x')").await.unwrap_err();
+    assert_denied(&err, "class write");
+    assert_denied(&err, "public.lower");
+    let err = orm
+        .simple_query("SELECT * FROM pg_tables")
+        .await
+        .unwrap_err();
+    assert_denied(&err, "class write");
+    assert_eq!(calls().await, 2, "nothing of a refused statement ran");
+    // Built-ins the path does not shadow still work.
+    let row = orm
+        .query_one(
+            "SELECT upper('x'), length('abc'), 1 + 1, now() IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "X");
+    assert_eq!(row.get::<_, i32>(1), 3);
+    // set_config and startup options too.
+    orm.batch_execute(
+        "RESET search_path; SELECT set_config('search_path', 'public,PG_CATALOG', false)",
+    )
+    .await
+    .unwrap();
+    let info = format!(
+        "{} options='-c search_path=public,pg_catalog'",
+        h.conninfo(ORM)
+    );
+    let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let shown: String = c
+        .query_one("SELECT current_schemas(false)::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "{public,pg_catalog}");
+    assert!(c.simple_query("SELECT lower('x')").await.is_err());
+
+    // A role that allows writing runs it, recorded as the write it is.
+    let dana = h.connect(DANA).await;
+    dana.batch_execute(path).await.unwrap();
+    let lowered: String = dana
+        .query_one("SELECT lower('y')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lowered, "Y");
+    assert_eq!(calls().await, 3);
+    let event = h
+        .audit_events()
+        .into_iter()
+        .find(|e| e.statement.as_deref() == Some("SELECT lower('y')"))
+        .expect("audited");
+    let classes: Vec<_> = event
+        .classes
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|c| c.as_deref())
+        .collect();
+    assert!(classes.contains(&"write"), "{classes:?}");
+
+    // pg_dump's `set_config(name, ...) FROM pg_settings WHERE name = 'x'`
+    // is taken for `SET x` only while `=` is the built-in: a user `=` on
+    // text, ahead of pg_catalog, picks which settings it sets. Directly,
+    // with the path, it switches off read-only mode under a harmless name.
+    let idiom =
+        "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'application_name'";
+    let sneaky = h.direct().await;
+    sneaky
+        .batch_execute(
+            "SET default_transaction_read_only = on; SET search_path = public, pg_catalog",
+        )
+        .await
+        .unwrap();
+    sneaky.batch_execute(idiom).await.unwrap();
+    let read_only: String = sneaky
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read_only, "off", "the user's = chose the setting");
+    // Through pgward, not the idiom: a read of pg_settings and a
+    // set_config of names pgward cannot read, refused.
+    let orm = h.connect(ORM).await;
+    orm.batch_execute(path).await.unwrap();
+    orm.batch_execute("SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    let err = orm.simple_query(idiom).await.unwrap_err();
+    assert_denied(&err, "server_secrets");
+    let read_only: String = orm
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read_only, "on", "still read-only");
+
+    // A read-only role whose settings do not name search_path is refused
+    // the path, however it is asked for.
+    let agent = h.connect(AGENT).await;
+    for sql in [
+        path,
+        "SET LOCAL search_path = public, pg_catalog",
+        "SELECT set_config('search_path', 'public,pg_catalog', false)",
+    ] {
+        let err = agent.simple_query(sql).await.unwrap_err();
+        assert_denied(&err, "before pg_catalog");
+    }
+    let info = format!(
+        "{} options='-c search_path=public,pg_catalog'",
+        h.conninfo(AGENT)
+    );
+    assert!(tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .is_err());
 }
 
 /// A statement whose verdict depends on its parameters is judged at each

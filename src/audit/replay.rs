@@ -317,12 +317,16 @@ pub async fn replay(events: &[Event], client: &tokio_postgres::Client) -> Replay
 
 /// Whether `sql` uses `$n` parameters outside quotes and dollar quotes.
 fn is_parameterized(sql: &str) -> bool {
-    pg_query::parse(sql, 0)
-        .map(|p| {
-            let json = serde_json::to_string(&p.protobuf).unwrap_or_default();
-            json.contains("\"ParamRef\"")
-        })
-        .unwrap_or(true)
+    // On a stack large enough for however deep the statement nests.
+    crate::policy::classify::with_parse(sql, |parsed| {
+        parsed
+            .map(|p| {
+                let json = serde_json::to_string(&p.protobuf).unwrap_or_default();
+                json.contains("\"ParamRef\"")
+            })
+            .unwrap_or(true)
+    })
+    .unwrap_or(true)
 }
 
 #[cfg(test)]

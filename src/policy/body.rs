@@ -164,7 +164,15 @@ fn dynamic(expr: Option<&Json>, body: &mut Body) {
 
 /// The value of an expression that is one string literal.
 fn constant_string(expr: &str) -> Option<String> {
-    let parsed = pg_query::parse(&format!("SELECT {expr}"), 0).ok()?;
+    // On a stack large enough for however deep the expression nests.
+    super::classify::with_parse(&format!("SELECT {expr}"), |parsed| {
+        constant_of(&parsed.ok()?)
+    })
+    .ok()
+    .flatten()
+}
+
+fn constant_of(parsed: &pg_query::ParseResult) -> Option<String> {
     let [raw] = parsed.protobuf.stmts.as_slice() else {
         return None;
     };

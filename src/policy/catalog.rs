@@ -77,6 +77,69 @@ impl FuncInfo {
 }
 
 pub type FuncRef = (String, String);
+
+/// What a write to a table runs besides the write itself (PostgreSQL runs
+/// all of it in the writing statement, most of it with the table owner's
+/// rights): found in the catalog once per load, judged with each write.
+#[derive(Debug, Default)]
+pub struct WriteEffects {
+    /// The functions of its user triggers.
+    pub triggers: Vec<FuncRef>,
+    /// `SELECT e1, e2, ...` of the expressions an INSERT or UPDATE (and
+    /// a rewrite or ANALYZE) evaluates: column defaults (the column's or
+    /// its domain's), generated columns, CHECK constraints, the values of
+    /// column types whose domain checks or input functions run, index
+    /// expressions and partial-index predicates. None when none of them
+    /// does more than a built-in computation.
+    pub expressions: Option<String>,
+    /// Functions an INSERT or UPDATE runs outside those expressions: the
+    /// support functions of user operator classes its indexes use, the
+    /// operators of exclusion constraints.
+    pub functions: Vec<FuncRef>,
+    /// Its rules (CREATE RULE ... DO ALSO / INSTEAD).
+    pub rules: Vec<Rule>,
+    /// The foreign keys of other tables that reference it.
+    pub referenced_by: Vec<ForeignKey>,
+}
+
+/// A rewrite rule of a table or view.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    /// The events it fires on (`events::INSERT`, ...).
+    pub events: u8,
+    /// Its condition, as `SELECT WHERE cond`.
+    pub condition: Option<String>,
+    /// Its actions, as SQL.
+    pub actions: Vec<String>,
+}
+
+/// A foreign key of `schema.table` referencing a table.
+#[derive(Debug)]
+pub struct ForeignKey {
+    pub schema: String,
+    pub table: String,
+    /// confdeltype / confupdtype: `a` no action, `r` restrict, `c`
+    /// cascade, `n` set null, `d` set default.
+    pub on_delete: u8,
+    pub on_update: u8,
+}
+
+/// Kinds of write, as bits.
+pub mod events {
+    pub const INSERT: u8 = 1;
+    pub const UPDATE: u8 = 2;
+    pub const DELETE: u8 = 4;
+    pub const TRUNCATE: u8 = 8;
+    /// A rewrite of the table's rows or statistics (ALTER TABLE, CLUSTER,
+    /// VACUUM FULL, ANALYZE, REINDEX): its column, constraint and index
+    /// expressions run, nothing else.
+    pub const MAINTAIN: u8 = 16;
+    /// COPY FROM: an INSERT that fires no rules.
+    pub const NO_RULES: u8 = 32;
+    /// What a write of unknown kind may be.
+    pub const ANY: u8 = INSERT | UPDATE | DELETE | TRUNCATE;
+}
 /// A function as written: (schema if qualified, name).
 pub type FuncName = (Option<String>, String);
 type ViewKey = (String, String);
@@ -97,6 +160,10 @@ pub struct Catalog {
     pub lists_user_relations: bool,
     /// (schema, view) → functions its definition calls, transitively.
     views: HashMap<ViewKey, Vec<FuncName>>,
+    /// (schema, view) → the one relation its FROM names: a write through
+    /// an updatable view writes that base table, which runs what writing
+    /// that table runs.
+    view_relations: HashMap<ViewKey, Vec<(Option<String>, String)>>,
     /// (schema, foreign table) of file_fdw, and views reading one through
     /// any depth of views → whether a read runs a program (else it reads
     /// a server file).
@@ -105,15 +172,22 @@ pub struct Catalog {
     types: HashMap<String, Vec<(String, Vec<FuncRef>)>>,
     /// user operator name → its functions
     operators: HashMap<String, Vec<FuncRef>>,
+    /// Whether a user operator `=` takes two text operands: on a
+    /// search_path that puts its schema ahead of pg_catalog, it is what
+    /// `text = 'x'` calls.
+    pub(crate) user_text_equals: bool,
     /// User functions of casts PostgreSQL applies unasked (IMPLICIT and
     /// AS ASSIGNMENT casts).
     implicit_casts: Vec<FuncRef>,
     /// User types whose values run functions (input functions, domain
     /// checks), by OID: a Parse message may name them for its parameters.
     types_by_oid: HashMap<u32, (String, String)>,
-    /// (schema, table) → the functions of its user triggers, which run
-    /// when rows are written (or the table truncated).
-    triggers: HashMap<ViewKey, Vec<FuncRef>>,
+    /// `schema.table` → what writing it runs (triggers, defaults,
+    /// constraints, index expressions, rules, foreign key actions); only
+    /// tables that have any.
+    writes: HashMap<String, Arc<WriteEffects>>,
+    /// The functions of enabled event triggers, which DDL runs.
+    event_triggers: Vec<FuncRef>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
     /// Classifications by exact text.
@@ -169,12 +243,15 @@ impl Catalog {
             children: HashMap::new(),
             lists_user_relations: false,
             views: HashMap::new(),
+            view_relations: HashMap::new(),
             file_tables: HashMap::new(),
             types: HashMap::new(),
             operators: HashMap::new(),
+            user_text_equals: false,
             implicit_casts: Vec::new(),
             types_by_oid: HashMap::new(),
-            triggers: HashMap::new(),
+            writes: HashMap::new(),
+            event_triggers: Vec::new(),
             source,
             cache: new_cache(),
             shapes: new_cache(),
@@ -208,7 +285,7 @@ impl Catalog {
         self.funcs.push(f);
     }
 
-    fn add_relation(&mut self, schema: &str, name: &str, kind: u8) {
+    pub(crate) fn add_relation(&mut self, schema: &str, name: &str, kind: u8) {
         self.relations
             .entry(name.to_owned())
             .or_default()
@@ -272,6 +349,23 @@ impl Catalog {
         (!out.is_empty()).then_some(out)
     }
 
+    /// The base relations of the views of this name (in `schema` when
+    /// given): the one relation each view's FROM names.
+    pub fn view_relations(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Vec<(Option<String>, String)> {
+        if self.view_relations.is_empty() {
+            return Vec::new();
+        }
+        self.view_relations
+            .iter()
+            .filter(|((s, n), _)| n == name && schema.is_none_or(|want| want == s))
+            .flat_map(|(_, r)| r.iter().cloned())
+            .collect()
+    }
+
     /// Functions a cast to (or a literal of) the type can run.
     pub fn type_functions(&self, schema: Option<&str>, name: &str) -> Vec<FuncRef> {
         self.types
@@ -291,14 +385,41 @@ impl Catalog {
         &self.implicit_casts
     }
 
-    /// Functions of the triggers on a table (in `schema` when given, else
-    /// on every table of that name).
-    pub fn trigger_functions(&self, schema: Option<&str>, name: &str) -> Vec<FuncRef> {
-        self.triggers
-            .iter()
-            .filter(|((s, n), _)| n == name && schema.is_none_or(|want| want == s))
-            .flat_map(|(_, f)| f.iter().cloned())
-            .collect()
+    /// What a write to the table `name` runs (in `schema` when given, else
+    /// in every schema holding a table of that name), for it and every
+    /// partition and inheritance child below it (a write through a parent
+    /// reaches them): `schema.table` and its effects, for those that have
+    /// any.
+    pub fn write_effects(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Vec<(String, Arc<WriteEffects>)> {
+        let mut out = Vec::new();
+        if self.writes.is_empty() {
+            return out;
+        }
+        let schemas = match schema {
+            Some(s) => vec![s],
+            None => self.relation_schemas(name).unwrap_or_default(),
+        };
+        for s in schemas {
+            let full = format!("{s}.{name}");
+            let below = self.descendants(&full);
+            for t in std::iter::once(full.as_str()).chain(below) {
+                if let Some(e) = self.writes.get(t) {
+                    if !out.iter().any(|(n, _)| n == t) {
+                        out.push((t.to_owned(), e.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The functions of the enabled event triggers, which DDL runs.
+    pub fn event_trigger_functions(&self) -> &[FuncRef] {
+        &self.event_triggers
     }
 
     /// Whether any user type's values run functions (so a Parse's declared
@@ -467,7 +588,10 @@ impl Catalog {
         }
         for row in conn
             .simple_query(
-                "SELECT o.oprname, pn.nspname, p.proname FROM pg_catalog.pg_operator o \
+                "SELECT o.oprname, pn.nspname, p.proname, \
+                 (o.oprleft = 'pg_catalog.text'::pg_catalog.regtype \
+                 AND o.oprright = 'pg_catalog.text'::pg_catalog.regtype)::text \
+                 FROM pg_catalog.pg_operator o \
                  JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
                  JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
@@ -475,7 +599,10 @@ impl Catalog {
             )
             .await?
         {
-            if let [Some(op), Some(s), Some(f)] = row.as_slice() {
+            if let [Some(op), Some(s), Some(f), text] = row.as_slice() {
+                if op == "=" && text.as_deref() == Some("true") {
+                    cat.user_text_equals = true;
+                }
                 cat.operators
                     .entry(op.clone())
                     .or_default()
@@ -584,9 +711,10 @@ impl Catalog {
                  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
             )
             .await?;
+        let mut writes: HashMap<String, WriteEffects> = HashMap::new();
         for row in conn
             .simple_query(
-                "SELECT n.nspname, c.relname, pn.nspname, p.proname \
+                "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
                  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
@@ -595,11 +723,145 @@ impl Catalog {
             )
             .await?
         {
-            if let [Some(s), Some(n), Some(fs), Some(f)] = row.as_slice() {
-                cat.triggers
-                    .entry((s.clone(), n.clone()))
+            if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
+                let triggers = &mut writes.entry(t.clone()).or_default().triggers;
+                let f = (fs.clone(), f.clone());
+                if !triggers.contains(&f) {
+                    triggers.push(f);
+                }
+            }
+        }
+        // What an INSERT or UPDATE evaluates, per table, as SQL
+        // expressions (judged below, once the catalog knows every
+        // function, type and operator).
+        let expressions = conn
+            .simple_query(
+                "SELECT n.nspname || '.' || c.relname, pg_catalog.string_agg(e.expr, ', ') \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 CROSS JOIN LATERAL ( \
+                 SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr \
+                 FROM pg_catalog.pg_attrdef d WHERE d.adrelid = c.oid \
+                 UNION ALL SELECT pg_catalog.pg_get_expr(k.conbin, k.conrelid) \
+                 FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c' \
+                 UNION ALL SELECT pg_catalog.pg_get_expr(i.indexprs, i.indrelid) \
+                 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indexprs IS NOT NULL \
+                 UNION ALL SELECT pg_catalog.pg_get_expr(i.indpred, i.indrelid) \
+                 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indpred IS NOT NULL \
+                 UNION ALL SELECT CASE WHEN tn.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 THEN 'NULL::' || pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.typname) END \
+                 || coalesce(', ' || pg_catalog.pg_get_expr(t.typdefaultbin, 0), '') \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND (tn.nspname NOT IN ('pg_catalog', 'information_schema') OR t.typdefaultbin IS NOT NULL) \
+                 ) e \
+                 WHERE c.relkind IN ('r', 'p', 'm', 'f') AND e.expr IS NOT NULL \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
+                 GROUP BY 1",
+            )
+            .await?;
+        // Functions an INSERT or UPDATE runs outside expressions: the
+        // support functions of the user operator classes of the table's
+        // indexes, the operators of its exclusion constraints.
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
+                 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_opclass oc ON oc.oid = ANY (i.indclass::pg_catalog.oid[]) \
+                 JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily \
+                 JOIN pg_catalog.pg_proc p ON p.oid = ap.amproc \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 UNION \
+                 SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
+                 FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_operator o ON o.oid = ANY (k.conexclop) \
+                 JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE k.contype = 'x' AND pn.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .await?
+        {
+            if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
+                let funcs = &mut writes.entry(t.clone()).or_default().functions;
+                let f = (fs.clone(), f.clone());
+                if !funcs.contains(&f) {
+                    funcs.push(f);
+                }
+            }
+        }
+        // Rules other than a view's own, on tables and views.
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname || '.' || c.relname, r.rulename, r.ev_type, \
+                 pg_catalog.pg_get_ruledef(r.oid) \
+                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE r.rulename <> '_RETURN' AND r.ev_enabled <> 'D'",
+            )
+            .await?
+        {
+            if let [Some(t), Some(name), Some(ev), Some(def)] = row.as_slice() {
+                let events = match ev.as_str() {
+                    "2" => events::UPDATE,
+                    "3" => events::INSERT,
+                    "4" => events::DELETE,
+                    _ => events::ANY,
+                };
+                let (condition, actions) = rule_statements(def);
+                writes.entry(t.clone()).or_default().rules.push(Rule {
+                    name: name.clone(),
+                    events,
+                    condition,
+                    actions,
+                });
+            }
+        }
+        // Foreign keys whose actions write the referencing table (as its
+        // owner) when the referenced one is written; TRUNCATE ... CASCADE
+        // empties every referencing table.
+        for row in conn
+            .simple_query(
+                "SELECT rn.nspname || '.' || r.relname, cn.nspname, c.relname, \
+                 k.confdeltype, k.confupdtype \
+                 FROM pg_catalog.pg_constraint k \
+                 JOIN pg_catalog.pg_class r ON r.oid = k.confrelid \
+                 JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace \
+                 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+                 JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
+                 WHERE k.contype = 'f'",
+            )
+            .await?
+        {
+            if let [Some(t), Some(cs), Some(cn), Some(del), Some(upd)] = row.as_slice() {
+                writes
+                    .entry(t.clone())
                     .or_default()
-                    .push((fs.clone(), f.clone()));
+                    .referenced_by
+                    .push(ForeignKey {
+                        schema: cs.clone(),
+                        table: cn.clone(),
+                        on_delete: del.bytes().next().unwrap_or(b'c'),
+                        on_update: upd.bytes().next().unwrap_or(b'c'),
+                    });
+            }
+        }
+        for row in conn
+            .simple_query(
+                "SELECT pn.nspname, p.proname FROM pg_catalog.pg_event_trigger e \
+                 JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE e.evtenabled <> 'D'",
+            )
+            .await?
+        {
+            if let [Some(fs), Some(f)] = row.as_slice() {
+                let f = (fs.clone(), f.clone());
+                if !cat.event_triggers.contains(&f) {
+                    cat.event_triggers.push(f);
+                }
             }
         }
         let user_types = conn
@@ -676,6 +938,18 @@ impl Catalog {
             }
         }
         cat.add_views(view_defs);
+        // A table's expressions are kept only when one of them does more
+        // than a built-in computation (so a write to a table whose only
+        // default is `now()` costs nothing more).
+        for row in &expressions {
+            if let [Some(t), Some(exprs)] = row.as_slice() {
+                let sql = format!("SELECT {exprs}");
+                if expressions_matter(&sql, &cat) {
+                    writes.entry(t.clone()).or_default().expressions = Some(sql);
+                }
+            }
+        }
+        cat.writes = writes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         Ok(cat)
     }
 
@@ -705,9 +979,15 @@ impl Catalog {
     /// it reads (iterated to a fixed point, bounded).
     fn add_views(&mut self, defs: Vec<((String, String), String)>) {
         let mut direct: HashMap<ViewKey, (Vec<FuncName>, Vec<String>)> = HashMap::new();
+        let mut view_relations = HashMap::new();
         for (key, def) in defs {
             let (funcs, rels) = match classify::classify(&def, self) {
                 Ok(stmts) => {
+                    if self.is_view(Some(&key.0), &key.1) {
+                        if let Some(base) = view_base(&def) {
+                            view_relations.insert(key.clone(), vec![base]);
+                        }
+                    }
                     stmts
                         .into_iter()
                         .fold((Vec::new(), Vec::new()), |(mut f, mut r), st| {
@@ -767,6 +1047,7 @@ impl Catalog {
         }
         full.retain(|_, v| !v.is_empty());
         self.views = full;
+        self.view_relations = view_relations;
     }
 }
 
@@ -784,6 +1065,104 @@ fn called_functions(sql: &str, cat: &Catalog) -> Vec<(Option<String>, String)> {
             .flat_map(|s| s.functions.iter().map(|n| split_name(n)))
             .collect(),
         Err(_) => vec![(None, "pgward_unparsable_check".into())],
+    }
+}
+
+/// The base relation of a view that PostgreSQL may write through: the one
+/// table or view its top-level FROM names (a view with anything else in
+/// FROM is not updatable).
+fn view_base(def: &str) -> Option<(Option<String>, String)> {
+    use pg_query::protobuf::node::Node;
+    let parsed = pg_query::parse(def, 0).ok()?;
+    let [raw] = parsed.protobuf.stmts.as_slice() else {
+        return None;
+    };
+    let Some(Node::SelectStmt(select)) = raw.stmt.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    let [from] = select.from_clause.as_slice() else {
+        return None;
+    };
+    let Some(Node::RangeVar(rv)) = from.node.as_ref() else {
+        return None;
+    };
+    let schema = Some(rv.schemaname.clone()).filter(|s| !s.is_empty());
+    Some((schema, rv.relname.clone()))
+}
+
+/// Whether expressions a write evaluates (as one `SELECT`) do more than a
+/// built-in computation: call a user function, run a dangerous built-in,
+/// change or read settings, read tables, or anything but read and write
+/// (a write runs them, so a VOLATILE built-in such as nextval adds
+/// nothing). What does not parse matters (fail closed).
+fn expressions_matter(sql: &str, cat: &Catalog) -> bool {
+    let Ok(stmts) = classify::classify(sql, cat) else {
+        return true;
+    };
+    stmts.iter().any(|st| {
+        !st.dangerous.is_empty()
+            || !st.settings.is_empty()
+            || !st.hidden_reads.is_empty()
+            || !st.relations.is_empty()
+            || st.unknown_function
+            || st
+                .reasons
+                .iter()
+                .any(|r| !matches!(r.class, super::Class::Read | super::Class::Write))
+            || st.functions.iter().any(|f| {
+                let (schema, name) = split_name(f);
+                cat.functions(schema.as_deref(), &name)
+                    .iter()
+                    .any(|fi| !matches!(&*fi.schema, "pg_catalog" | "information_schema"))
+            })
+    })
+}
+
+/// The condition (as `SELECT WHERE cond`) and actions of a rule, from
+/// `pg_get_ruledef`, each as SQL. A definition pgward cannot take apart is
+/// kept whole, to be judged unknown.
+fn rule_statements(def: &str) -> (Option<String>, Vec<String>) {
+    use pg_query::protobuf::node::Node;
+    type Taken = (Option<String>, Vec<String>);
+    let taken = std::panic::catch_unwind(|| -> Option<Taken> {
+        let parsed = pg_query::parse(def, 0).ok()?;
+        let [raw] = parsed.protobuf.stmts.as_slice() else {
+            return None;
+        };
+        let Some(Node::RuleStmt(rule)) = raw.stmt.as_ref()?.node.as_ref() else {
+            return None;
+        };
+        let mut condition = None;
+        if let Some(cond) = &rule.where_clause {
+            let template = pg_query::parse("SELECT WHERE true", 0).ok()?;
+            let mut select = match template
+                .protobuf
+                .stmts
+                .first()?
+                .stmt
+                .as_ref()?
+                .node
+                .as_ref()?
+            {
+                Node::SelectStmt(s) => s.clone(),
+                _ => return None,
+            };
+            select.where_clause = Some(cond.clone());
+            condition = Some(Node::SelectStmt(select).deparse(Default::default()).ok()?);
+        }
+        let mut actions = Vec::new();
+        for action in &rule.actions {
+            actions.push(action.node.as_ref()?.deparse(Default::default()).ok()?);
+        }
+        Some((condition, actions))
+    });
+    match taken {
+        Ok(Some(taken)) => taken,
+        // Not SQL: judged unknown.
+        _ => (
+            None,
+            vec![format!("pgward cannot take this rule apart: {def}")],
+        ),
     }
 }
 
@@ -978,6 +1357,38 @@ mod tests {
             &*cat.function_by_oid(957).map(|f| f.name.clone()).unwrap(),
             "lo_creat"
         );
+    }
+
+    #[test]
+    fn rules_are_taken_apart_into_condition_and_actions() {
+        let (cond, actions) = rule_statements(
+            "CREATE RULE r2 AS\n    ON UPDATE TO public.c\n   WHERE (old.x > 1) DO INSTEAD ( UPDATE p SET a = 1\n  WHERE (p.id = old.id);\n DELETE FROM p\n  WHERE (p.id = new.x);\n);",
+        );
+        let cond = cond.expect("a condition");
+        assert!(
+            cond.starts_with("SELECT") && cond.contains("old.x > 1"),
+            "{cond}"
+        );
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert!(actions[0].starts_with("UPDATE p SET a = 1"), "{actions:?}");
+        assert!(actions[1].starts_with("DELETE FROM p"), "{actions:?}");
+        let (cond, actions) =
+            rule_statements("CREATE RULE r4 AS\n    ON DELETE TO public.p DO INSTEAD NOTHING;");
+        assert!(cond.is_none() && actions.is_empty());
+        // What pgward cannot take apart is kept as text that does not
+        // parse: judged unknown.
+        let (_, actions) = rule_statements("not a rule");
+        assert!(actions.len() == 1 && pg_query::parse(&actions[0], 0).is_err());
+    }
+
+    #[test]
+    fn a_view_is_written_through_the_one_relation_of_its_from() {
+        assert_eq!(
+            view_base(" SELECT t.a\n   FROM s.t\n  WHERE (t.a IN ( SELECT u.a FROM u));"),
+            Some((Some("s".into()), "t".into()))
+        );
+        assert_eq!(view_base(" SELECT t.a FROM t, u;"), None);
+        assert_eq!(view_base(" SELECT 1 AS a;"), None);
     }
 
     #[test]

@@ -8,9 +8,10 @@
 use std::sync::OnceLock;
 
 use super::builtins::{self, Dangerous};
-use super::catalog::{Catalog, FuncName};
+use super::catalog::{events, Catalog, FuncName};
 use super::class::{Class, ClassSet};
 use super::settings::SettingChange;
+use super::stack;
 use super::tree::{Map, Value};
 
 /// Why a statement has a class.
@@ -87,11 +88,13 @@ impl Statement {
             if self.text.is_empty() {
                 return String::new();
             }
-            on_big_stack(|| pg_query::fingerprint(&self.text, 0, 0))
-                .ok()
-                .and_then(Result::ok)
-                .map(|f| f.hex)
-                .unwrap_or_default()
+            stack::on(stack::for_sql(0), || {
+                pg_query::fingerprint(&self.text, 0, 0)
+            })
+            .ok()
+            .and_then(Result::ok)
+            .map(|f| f.hex)
+            .unwrap_or_default()
         })
     }
 
@@ -138,49 +141,19 @@ impl Statement {
 /// error (a string that does not parse runs nothing in PostgreSQL either).
 pub type Analysis = Result<Vec<Statement>, String>;
 
-/// Stack for classification. Parse trees nest as deep as the SQL does
-/// (`a || b || ...`, sub-selects) up to libpg_query's own limits (2 MB of
-/// parser stack, 10,000 protobuf levels), and decoding, walking and dropping
-/// them recurse. pgward's runtime threads get a stack this large; any other
-/// thread classifies on a helper thread that has one.
-pub const CLASSIFY_STACK: usize = 64 << 20;
-
-thread_local! {
-    static BIG_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Declares that the current thread's stack is `CLASSIFY_STACK` bytes.
-pub fn mark_big_stack_thread() {
-    BIG_STACK.with(|b| b.set(true));
-}
-
-/// Parses and classifies `sql`.
+/// Parses and classifies `sql`, on a stack large enough for it (see
+/// `stack.rs`).
 pub fn classify(sql: &str, cat: &Catalog) -> Analysis {
-    on_big_stack(|| classify_here(sql, cat))?
+    stack::on(stack::for_sql(sql.len()), || classify_here(sql, cat))?
 }
 
-/// A thread to classify on, with `CLASSIFY_STACK` bytes of stack. A thread
-/// that calls `mark_big_stack_thread` first classifies in place, without
-/// a helper.
-pub fn classifier_thread() -> std::thread::Builder {
-    std::thread::Builder::new()
-        .name("pgward-classify".into())
-        .stack_size(CLASSIFY_STACK)
-}
-
-/// Runs `f` on a stack of `CLASSIFY_STACK` bytes: this thread's, when it
-/// has one, else a helper thread's.
-fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
-    if BIG_STACK.with(|b| b.get()) {
-        return Ok(f());
-    }
-    std::thread::scope(|scope| {
-        classifier_thread()
-            .spawn_scoped(scope, f)
-            .map_err(|e| format!("cannot start a classifier thread: {e}"))?
-            .join()
-            .map_err(|_| "the classifier failed".to_string())
-    })
+/// Parses `sql` and hands the result to `f`, on a stack large enough to
+/// decode, use and drop the tree (see `stack.rs`).
+pub fn with_parse<R: Send>(
+    sql: &str,
+    f: impl FnOnce(Result<pg_query::ParseResult, pg_query::Error>) -> R + Send,
+) -> Result<R, String> {
+    stack::on(stack::for_sql(sql.len()), || f(pg_query::parse(sql, 0)))
 }
 
 fn classify_here(sql: &str, cat: &Catalog) -> Analysis {
@@ -193,7 +166,7 @@ fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
     for piece in pieces {
         let parsed = pg_query::parse(piece, 0).map_err(parser_message)?;
         for raw in &parsed.protobuf.stmts {
-            out.push(classify_statement(piece, raw, cat, 0, &[])?);
+            out.push(classify_statement(piece, raw, cat, 0, &[], &[])?);
         }
     }
     if out.is_empty() {
@@ -212,11 +185,22 @@ fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
 }
 
 fn parser_message(e: pg_query::Error) -> String {
-    match e {
+    let m = match e {
         pg_query::Error::Parse(m) | pg_query::Error::Split(m) => m,
         other => other.to_string(),
+    };
+    // libpg_query's limits: its parser's stack depth (2 MB, like
+    // PostgreSQL's default max_stack_depth) and 10,000 protobuf levels.
+    if m.contains("stack depth limit exceeded") || m.contains("nested too deeply") {
+        format!("{TOO_DEEP}: {m}")
+    } else {
+        m
     }
 }
+
+/// How a parser error for a statement nested deeper than pgward can judge
+/// begins.
+pub const TOO_DEEP: &str = "statement is nested too deeply for pgward to judge";
 
 /// Strings longer than this that hold more than one statement are parsed
 /// one statement at a time.
@@ -249,6 +233,7 @@ fn classify_statement(
     cat: &Catalog,
     depth: usize,
     calling: &[u32],
+    rules: &[String],
 ) -> Result<Statement, String> {
     // One statement's tree at a time: as a tree of values it is many
     // times the size of its text, and a string may hold thousands.
@@ -270,12 +255,17 @@ fn classify_statement(
         compares: false,
         calling: calling.to_vec(),
         idiom: None,
+        rules: rules.to_vec(),
+        events: 0,
+        truncate_cascade: false,
+        written: Vec::new(),
     };
     w.top(kind, inner, false);
     if w.compares {
         w.implicit_operators();
     }
     w.implicit_casts();
+    w.event_triggers(kind);
     // EXECUTE takes the classes of what was prepared (the session
     // knows); anything else without a class is unknown.
     if st.reasons.is_empty() && st.executes.is_none() {
@@ -549,9 +539,39 @@ struct Walker<'a> {
     /// The statement is one of pg_dump's idioms that pgward recognises by
     /// their exact shape (see `DumpIdiom`).
     idiom: Option<DumpIdiom>,
+    /// The rules whose actions are being judged (`schema.table.rule`):
+    /// PostgreSQL refuses a rule that fires itself again.
+    rules: Vec<String>,
+    /// The kinds of write (`events::*`) of the table being walked, while
+    /// the walk is at a statement's target; 0 elsewhere.
+    events: u8,
+    /// TRUNCATE ... CASCADE: the referencing tables are emptied too.
+    truncate_cascade: bool,
+    /// Tables whose write effects were judged in this statement, with
+    /// the kinds of write (so cascades that loop end).
+    written: Vec<(String, u8)>,
 }
 
 impl Walker<'_> {
+    /// Whether an idiom's names can only be the built-ins it takes them
+    /// for. A role may be allowed a search_path that puts a schema ahead
+    /// of pg_catalog, and pgward does not track the path: a user relation
+    /// named pg_settings, or a user `=` on text (what `name = 'x'` would
+    /// call, choosing for which settings set_config runs), could take
+    /// their place.
+    fn idiom_holds(&self, idiom: &DumpIdiom) -> bool {
+        match idiom {
+            DumpIdiom::SetConfig(_) => {
+                !self.cat.user_text_equals
+                    && self
+                        .cat
+                        .relation_schemas("pg_settings")
+                        .is_some_and(|places| places == ["pg_catalog"])
+            }
+            DumpIdiom::CountSubscriptions => true,
+        }
+    }
+
     /// Classifies a statement node. `plan_only` is set under EXPLAIN without
     /// ANALYZE: the statement is planned, not run.
     fn top(&mut self, kind: &str, n: &Value, plan_only: bool) {
@@ -559,7 +579,7 @@ impl Walker<'_> {
         let base = match kind {
             "SelectStmt" => {
                 self.st.reason(Read, "SELECT");
-                if let Some(idiom) = DumpIdiom::of(n) {
+                if let Some(idiom) = DumpIdiom::of(n).filter(|i| self.idiom_holds(i)) {
                     // Its exact shape is known: one call, one relation.
                     self.idiom = Some(idiom);
                     self.node(kind, n, Read, plan_only);
@@ -784,7 +804,14 @@ impl Walker<'_> {
         }
         let access = if from { Class::Write } else { Class::Read };
         if let Some(rel) = n.get("relation").filter(|r| !r.is_null()) {
+            let events = if from {
+                events::INSERT | events::NO_RULES
+            } else {
+                0
+            };
+            let saved = std::mem::replace(&mut self.events, events);
             self.relation(rel, access);
+            self.events = saved;
         }
         if let Some((k, q)) = n.get("query").and_then(variant) {
             self.top(k, q, false);
@@ -887,6 +914,26 @@ impl Walker<'_> {
                 "relation" | "relations" | "objects" | "rels" | "into" => base,
                 _ => Class::Read,
             };
+            let events = match (kind, key) {
+                ("InsertStmt", "relation") => {
+                    let upsert = n.get("on_conflict_clause").is_some_and(|c| !c.is_null());
+                    events::INSERT | if upsert { events::UPDATE } else { 0 }
+                }
+                ("UpdateStmt", "relation") => events::UPDATE,
+                ("DeleteStmt", "relation") => events::DELETE,
+                ("MergeStmt", "relation") => events::INSERT | events::UPDATE | events::DELETE,
+                ("TruncateStmt", "relations") => events::TRUNCATE,
+                (
+                    "AlterTableStmt" | "ClusterStmt" | "VacuumStmt" | "ReindexStmt",
+                    "relation" | "rels",
+                ) => events::MAINTAIN,
+                _ => 0,
+            };
+            let saved = std::mem::replace(&mut self.events, events);
+            if kind == "TruncateStmt" {
+                // DropBehavior: DROP_CASCADE is 2.
+                self.truncate_cascade = n["behavior"].as_i64() == Some(2);
+            }
             // A DML statement's target is a table even where a WITH query
             // has its name: PostgreSQL never resolves it to the WITH query.
             if dml && key == "relation" {
@@ -896,6 +943,7 @@ impl Walker<'_> {
             } else {
                 self.walk(value, access, plan_only);
             }
+            self.events = saved;
         }
         self.ctes.truncate(scope);
     }
@@ -1020,6 +1068,13 @@ impl Walker<'_> {
                 // BETWEEN uses >= and <= without naming them.
                 if (11..=14).contains(&n["kind"].as_i64().unwrap_or(0)) {
                     self.compares = true;
+                }
+                // `x NOT IN (...)` names `<>`, but a hashed NOT IN runs
+                // the function of its negator (`=`).
+                if n["kind"].as_i64() == Some(7)
+                    && names(&n["name"]).last().is_some_and(|o| o == "<>")
+                {
+                    self.operator(&["=".to_owned()]);
                 }
             }
             "SortBy" | "MinMaxExpr" | "GroupingSet" | "WindowDef" => {
@@ -1169,19 +1224,17 @@ impl Walker<'_> {
                 self.st.reason(d.class, format!("{name}: {}", d.why));
             }
         }
-        // Writes run the table's triggers (in the writing statement's
-        // transaction, with its privileges unless SECURITY DEFINER).
+        // Writes run more than the write: triggers, defaults, checks,
+        // index expressions, rules, foreign key actions (see `written`).
         if matches!(access, Class::Write | Class::CopyIn) {
-            let triggers = self.cat.trigger_functions(schema.as_deref(), &name);
-            if !triggers.is_empty() {
-                if self.depth < MAX_DEPTH {
-                    let refs = triggers.into_iter().map(|(s, f)| (Some(s), f));
-                    self.calls_below(refs, &format!("a trigger on {name}"));
-                } else {
-                    self.st
-                        .reason(Class::Unknown, "triggers nested too deeply to inspect");
-                }
-            }
+            let events = match self.events {
+                0 => events::ANY,
+                e => e,
+            };
+            self.written(schema.as_deref(), &name, events);
+            self.written_through_view(schema.as_deref(), &name, events);
+        } else if self.events == events::MAINTAIN {
+            self.written(schema.as_deref(), &name, events::MAINTAIN);
         }
         // Views run their definition, and tables their row security
         // policies: judge the functions they call.
@@ -1208,10 +1261,157 @@ impl Walker<'_> {
         }
     }
 
+    /// What a write of the kinds `events` to a table runs besides the
+    /// write, for the table and the partitions and children below it, all
+    /// judged as part of the statement: its user triggers (in the writing
+    /// statement's transaction, with its privileges unless SECURITY
+    /// DEFINER); on INSERT and UPDATE (and a rewrite) the expressions of
+    /// its defaults, generated columns, CHECK constraints, column types
+    /// and indexes, and its indexes' operator classes; its rules (their
+    /// actions run with the table owner's rights); and the foreign keys
+    /// whose ON DELETE / ON UPDATE actions, or TRUNCATE ... CASCADE,
+    /// write other tables (as their owner): those tables count as written
+    /// by the statement, with all they run in turn.
+    fn written(&mut self, schema: Option<&str>, name: &str, ev: u8) {
+        let effects = self.cat.write_effects(schema, name);
+        if effects.is_empty() {
+            return;
+        }
+        if self.depth >= MAX_DEPTH {
+            return self.st.reason(
+                Class::Unknown,
+                "triggers, rules or foreign key actions nested too deeply to inspect",
+            );
+        }
+        for (table, e) in effects {
+            if self
+                .written
+                .iter()
+                .any(|(t, done)| *t == table && done & ev == ev)
+            {
+                continue;
+            }
+            self.written.push((table.clone(), ev));
+            if ev != events::MAINTAIN && !e.triggers.is_empty() {
+                let refs = e.triggers.iter().map(|(s, f)| (Some(s.clone()), f.clone()));
+                self.calls_below(refs, &format!("a trigger on {table}"));
+            }
+            if ev & (events::INSERT | events::UPDATE | events::MAINTAIN) != 0 {
+                if let Some(sql) = &e.expressions {
+                    let label = format!("the defaults, constraints and indexes of {table}");
+                    self.run_sql(None, &label, sql, true);
+                }
+                if !e.functions.is_empty() {
+                    let refs = e
+                        .functions
+                        .iter()
+                        .map(|(s, f)| (Some(s.clone()), f.clone()));
+                    self.calls_below(
+                        refs,
+                        &format!("an index or exclusion constraint of {table}"),
+                    );
+                }
+            }
+            if ev & events::NO_RULES == 0 {
+                for rule in e.rules.iter().filter(|r| r.events & ev != 0) {
+                    let id = format!("{table}.{}", rule.name);
+                    if self.rules.contains(&id) {
+                        continue;
+                    }
+                    self.rules.push(id);
+                    let label = format!("the rule {} on {table}", rule.name);
+                    if let Some(sql) = &rule.condition {
+                        self.run_sql(None, &label, sql, true);
+                    }
+                    for sql in &rule.actions {
+                        self.run_sql(None, &label, sql, false);
+                    }
+                    self.rules.pop();
+                }
+            }
+            for fk in &e.referenced_by {
+                let acts = |action: u8| match action {
+                    b'c' => 1,
+                    b'n' | b'd' => 2,
+                    _ => 0,
+                };
+                let mut child = 0;
+                if ev & events::DELETE != 0 {
+                    child |= match acts(fk.on_delete) {
+                        1 => events::DELETE,
+                        2 => events::UPDATE,
+                        _ => 0,
+                    };
+                }
+                if ev & events::UPDATE != 0 && acts(fk.on_update) != 0 {
+                    child |= events::UPDATE;
+                }
+                if ev & events::TRUNCATE != 0 && self.truncate_cascade {
+                    child |= events::TRUNCATE;
+                }
+                if child == 0 {
+                    continue;
+                }
+                let target = format!("{}.{}", fk.schema, fk.table);
+                self.st.reason(
+                    Class::Write,
+                    format!("a foreign key of {target} referencing {table} writes {target} (as its owner)"),
+                );
+                let saved = std::mem::replace(&mut self.events, child);
+                self.depth += 1;
+                self.relation_named(Some(fk.schema.clone()), fk.table.clone(), Class::Write);
+                self.depth -= 1;
+                self.events = saved;
+            }
+        }
+    }
+
+    /// A write to an updatable view writes its base table (as the view's
+    /// owner), which runs what writing that table runs. The view is the
+    /// relation the statement writes (as GRANT sees it); what its base
+    /// table runs is judged with it.
+    fn written_through_view(&mut self, schema: Option<&str>, name: &str, ev: u8) {
+        let bases = self.cat.view_relations(schema, name);
+        if bases.is_empty() {
+            return;
+        }
+        if self.depth >= MAX_DEPTH {
+            return self
+                .st
+                .reason(Class::Unknown, "views nested too deeply to inspect");
+        }
+        self.depth += 1;
+        for (s, n) in bases {
+            self.written(s.as_deref(), &n, ev);
+            self.written_through_view(s.as_deref(), &n, ev);
+        }
+        self.depth -= 1;
+    }
+
+    /// DDL (and GRANT, REFRESH MATERIALIZED VIEW) fires the enabled event
+    /// triggers, whose functions run arbitrary code: judged as calls of
+    /// the statement, whatever tags they filter on.
+    fn event_triggers(&mut self, kind: &str) {
+        let funcs = self.cat.event_trigger_functions();
+        if funcs.is_empty() {
+            return;
+        }
+        let fires = self.st.classes().contains(Class::Ddl)
+            || matches!(
+                kind,
+                "GrantStmt" | "AlterDefaultPrivilegesStmt" | "RefreshMatViewStmt"
+            );
+        if fires {
+            let refs = funcs.iter().map(|(s, f)| (Some(s.clone()), f.clone()));
+            self.calls_below(refs.collect::<Vec<_>>(), "an event trigger");
+        }
+    }
+
     /// Whether a relation is one of the system's: in pg_catalog,
     /// information_schema or pg_toast, or unqualified with a pg_catalog
-    /// relation of that name (pg_catalog comes first in every search_path
-    /// pgward allows).
+    /// relation of that name (which it is, unless a role allowed to put a
+    /// schema ahead of pg_catalog has one of that name there: counted as
+    /// the system's all the same).
     fn is_system_relation(&self, schema: Option<&str>, name: &str) -> bool {
         match schema {
             Some(s) => matches!(s, "pg_catalog" | "information_schema" | "pg_toast"),
@@ -1361,57 +1561,96 @@ impl Walker<'_> {
     /// ...) as the statements it is, and takes their classes, tables,
     /// functions, settings and dangers as this statement's own.
     fn sql_text(&mut self, func: &str, via: &str, sql: &str) {
+        self.run_sql(Some(func), &format!("{func}(){via}"), sql, false);
+    }
+
+    /// Judges SQL that runs as part of this statement: run by the function
+    /// `func`, or by the server (`func` None: a rule's actions, a table's
+    /// defaults and constraints). `label` says what runs it. `values`:
+    /// the SQL is a `SELECT` of expressions the server evaluates, which
+    /// returns nothing to the client (its own `SELECT` is no read).
+    fn run_sql(&mut self, func: Option<&str>, label: &str, sql: &str, values: bool) {
         if self.depth >= MAX_DEPTH {
-            return self.unseen_sql(
+            return self.unseen(
                 func,
-                format!("{func}(){via} runs SQL text nested too deeply to inspect"),
+                label,
+                format!("{label} runs SQL text nested too deeply to inspect"),
             );
         }
-        let parsed = match pg_query::parse(sql, 0) {
-            Ok(p) => p,
-            Err(e) => {
-                return self.unseen_sql(
+        // Parsed and classified on a stack large enough for the text (it
+        // may nest deeper than what called it); taken in here.
+        let (cat, depth, calling, rules) = (self.cat, self.depth + 1, &self.calling, &self.rules);
+        let nested = stack::on(stack::for_sql(sql.len()), || -> Result<_, String> {
+            let parsed = pg_query::parse(sql, 0).map_err(parser_message)?;
+            let mut statements = Vec::new();
+            for raw in &parsed.protobuf.stmts {
+                match classify_statement(sql, raw, cat, depth, calling, rules) {
+                    Ok(st) => statements.push(st),
+                    Err(e) => return Ok((statements, Some(e))),
+                }
+            }
+            Ok((statements, None))
+        });
+        let (statements, failed) = match nested {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                return self.unseen(
                     func,
-                    format!(
-                        "{func}(){via} runs SQL text that does not parse: {}",
-                        parser_message(e)
-                    ),
+                    label,
+                    format!("{label} runs SQL text that does not parse: {e}"),
                 )
             }
+            Err(e) => (Vec::new(), Some(e)),
         };
-        for raw in &parsed.protobuf.stmts {
-            let inner = match classify_statement(sql, raw, self.cat, self.depth + 1, &self.calling)
-            {
-                Ok(st) => st,
-                Err(e) => {
-                    return self.unseen_sql(func, format!("{func}(){via} runs SQL text: {e}"))
-                }
-            };
-            self.take_nested(func, via, inner);
+        for mut inner in statements {
+            if values {
+                inner
+                    .reasons
+                    .retain(|r| !(r.class == Class::Read && r.why == "SELECT"));
+            }
+            self.take_nested(func, label, inner);
+        }
+        if let Some(e) = failed {
+            self.unseen(func, label, format!("{label} runs SQL text: {e}"));
         }
     }
 
     /// SQL that `func` runs and pgward cannot judge: unknown, and a read
     /// of tables pgward cannot name.
     fn unseen_sql(&mut self, func: &str, why: String) {
-        self.st.reason_of(Class::Unknown, why, func);
-        self.hidden_read(format!("{func}() runs SQL pgward cannot see"));
+        self.unseen(Some(func), &format!("{func}()"), why);
     }
 
-    /// Makes what a statement run by `func` does part of this statement.
-    fn take_nested(&mut self, func: &str, via: &str, inner: Statement) {
+    fn unseen(&mut self, func: Option<&str>, label: &str, why: String) {
+        match func {
+            Some(f) => self.st.reason_of(Class::Unknown, why, f),
+            None => self.st.reason(Class::Unknown, why),
+        }
+        self.hidden_read(format!("{label} runs SQL pgward cannot see"));
+    }
+
+    /// Makes what a statement run by `func` (or by the server, for a rule
+    /// or a table's expressions) does part of this statement.
+    fn take_nested(&mut self, func: Option<&str>, label: &str, mut inner: Statement) {
         if inner.executes.is_some() || inner.prepares.is_some() || inner.deallocates.is_some() {
-            self.st.reason_of(
-                Class::Unknown,
-                format!("{func}(){via} runs a prepared-statement command"),
-                func,
-            );
+            let why = format!("{label} runs a prepared-statement command");
+            match func {
+                Some(f) => self.st.reason_of(Class::Unknown, why, f),
+                None => self.st.reason(Class::Unknown, why),
+            }
+        }
+        if func.is_none() {
+            // A rule's NEW and OLD are the rows of the statement that
+            // fired it, not tables.
+            inner
+                .relations
+                .retain(|r| r.schema.is_some() || !matches!(r.name.as_str(), "new" | "old"));
         }
         for r in inner.reasons {
             let r = Reason {
                 class: r.class,
-                why: format!("{func}(){via} runs: {}", r.why),
-                function: r.function.or_else(|| Some(func.to_owned())),
+                why: format!("{label} runs: {}", r.why),
+                function: r.function.or_else(|| func.map(str::to_owned)),
             };
             if !self.st.reasons.contains(&r) {
                 self.st.reasons.push(r);
@@ -1435,7 +1674,11 @@ impl Walker<'_> {
             self.hidden_read(h);
         }
         self.st.unknown_function |= inner.unknown_function;
-        self.st.literal_sensitive = true;
+        // SQL text a function is given may be a literal of this statement;
+        // a rule's or a table's comes from the catalog.
+        if func.is_some() {
+            self.st.literal_sensitive = true;
+        }
     }
 
     /// User-defined comparison operators run where no operator is written:
@@ -2405,6 +2648,44 @@ mod tests {
         assert!(one(&sql).classes().contains(Class::Unknown));
     }
 
+    /// Trees as deep as libpg_query hands over (about 5,000 levels, deeper
+    /// than PostgreSQL 15 runs) classify on any thread, this test's small
+    /// stack included, also SQL text nested deep inside a deep statement;
+    /// deeper ones are refused as too deep. None overflows the stack.
+    #[test]
+    fn deep_trees_classify_without_overflowing() {
+        let plus = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
+        for sql in [
+            plus(4_900),
+            format!("SELECT {}1", "+".repeat(4_990)),
+            format!("SELECT {}1{}", "(SELECT ".repeat(1_600), ")".repeat(1_600)),
+            format!("SELECT {}1{}", "ARRAY[".repeat(2_400), "]".repeat(2_400)),
+            format!("SELECT {}true", "NOT ".repeat(4_900)),
+        ] {
+            assert_eq!(one(&sql).classes().to_string(), "read", "{}", &sql[..30]);
+        }
+        // SQL text nested deep in a deep statement: judged as what it runs.
+        let inner = format!("SELECT {}nextval(''s'')", "+".repeat(4_900));
+        let sql = format!(
+            "SELECT {}length(query_to_xml('{inner}', true, false, '')::text)",
+            "+".repeat(4_000)
+        );
+        let st = one(&sql);
+        assert!(st.classes().contains(Class::Write), "{:?}", st.reasons);
+        assert!(st.functions.iter().any(|f| f == "nextval"));
+        // Deeper than libpg_query hands over, or than its 2 MB parser
+        // stack takes: refused, saying so.
+        let cat = Catalog::builtin();
+        for sql in [plus(5_000), plus(1_000_000)] {
+            let e = classify(&sql, &cat).unwrap_err();
+            assert!(e.starts_with(TOO_DEEP), "{e}");
+        }
+        // Too deep inside SQL text: unknown, never read.
+        let inner = format!("SELECT {}1", "+".repeat(6_000));
+        let st = one(&format!("SELECT query_to_xml('{inner}', true, false, '')"));
+        assert!(st.classes().contains(Class::Unknown), "{:?}", st.reasons);
+    }
+
     #[test]
     fn catalog_writes_are_dangerous() {
         for sql in [
@@ -2444,6 +2725,31 @@ mod tests {
         ] {
             assert!(dangerous_names(sql).is_empty(), "{sql}");
         }
+    }
+
+    /// pg_dump's set_config idiom is `SET x` only while `pg_settings` and
+    /// `=` can only be the built-ins: a user relation named pg_settings, or
+    /// a user `=` on text, ahead of pg_catalog on a search_path a role may
+    /// be allowed, would pick other settings.
+    #[test]
+    fn set_config_idiom_needs_the_builtin_names() {
+        let sql = "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'application_name'";
+        let mut cat = Catalog::builtin();
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings[0].name,
+            "application_name"
+        );
+        cat.user_text_equals = true;
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings,
+            [SettingChange::computed()]
+        );
+        let mut cat = Catalog::builtin();
+        cat.add_relation("public", "pg_settings", b'v');
+        assert_eq!(
+            classify(sql, &cat).unwrap()[0].settings,
+            [SettingChange::computed()]
+        );
     }
 
     /// pg_dump's `set_config(name, ...) FROM pg_settings WHERE name = 'x'`

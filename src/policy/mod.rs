@@ -12,6 +12,7 @@ pub mod params;
 pub mod role;
 pub mod settings;
 pub mod shape;
+pub mod stack;
 pub mod tree;
 
 pub use catalog::{Catalog, CatalogSlot, CatalogStore};
@@ -20,12 +21,10 @@ pub use classify::{Analysis, Statement};
 pub use decide::{decide, Denial, Verdict};
 pub use role::Role;
 
-/// A multi-threaded tokio runtime whose threads can classify SQL in place
-/// (their stacks are `classify::CLASSIFY_STACK` bytes).
+/// A multi-threaded tokio runtime whose threads can classify most SQL in
+/// place (their stacks are `stack::THREAD_STACK` bytes).
 pub fn runtime_builder() -> tokio::runtime::Builder {
     let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all()
-        .thread_stack_size(classify::CLASSIFY_STACK)
-        .on_thread_start(classify::mark_big_stack_thread);
+    b.enable_all().thread_stack_size(stack::THREAD_STACK);
     b
 }

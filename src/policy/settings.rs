@@ -3,7 +3,8 @@
 //! Read-only protections live in settings (`default_transaction_read_only`,
 //! `transaction_read_only`), and so do the lexer's assumptions
 //! (`standard_conforming_strings`, `client_encoding`), the built-ins
-//! pgward takes names for (`search_path` keeps pg_catalog first) and the
+//! pgward takes names for (`search_path` keeps pg_catalog first unless the
+//! role lists it) and the
 //! identity upstream (`role`). Every way to change
 //! them (SET, SET LOCAL, SET TRANSACTION, BEGIN READ WRITE, SET SESSION
 //! CHARACTERISTICS, set_config(), startup parameters and `options`) ends
@@ -268,17 +269,23 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
             ),
             _ => Ok(()),
         },
-        // Open to every role: pgward judges an unqualified name by every
-        // schema that holds it, whatever the search_path. What it may not
-        // do is put a schema ahead of pg_catalog, where user functions
-        // would shadow built-ins pgward takes for what they are.
+        // Open to every role: pgward judges an unqualified name (function,
+        // relation, type, operator) by every object of that name in any
+        // schema, whatever the search_path, so no path hides a call or a
+        // table from it. A path that puts a schema ahead of pg_catalog
+        // (user functions then shadow built-ins) takes a role that lists
+        // search_path in `settings` ("*" does): pgjdbc, pg8000 and some
+        // ORMs set one.
         "search_path" => match search_path_schemas(value.unwrap_or(""))
             .iter()
             .position(|s| s == "pg_catalog")
         {
-            Some(pos) if pos > 0 => refuse(
+            Some(pos) if pos > 0 && !role.settings.iter().any(|p| p.matches(name)) => refuse(
                 "a search_path with schemas before pg_catalog lets user functions shadow built-ins",
-                "built-in: pg_catalog must come first",
+                format!(
+                    "role {}: settings (add \"search_path\" to allow schemas before pg_catalog)",
+                    role.name
+                ),
             ),
             _ => Ok(()),
         },
@@ -584,8 +591,9 @@ mod tests {
         assert!(check(&set("app.tenant", "7"), &r).is_ok());
     }
 
-    /// Any role may set search_path (ORMs do on connect), but never put a
-    /// schema ahead of pg_catalog, however the list is spelled.
+    /// Any role may set search_path (ORMs do on connect), but only a role
+    /// that lists it may put a schema ahead of pg_catalog, however the
+    /// list is spelled.
     #[test]
     fn search_path_keeps_pg_catalog_first() {
         let r = role(&[Class::Read]);
@@ -600,6 +608,16 @@ mod tests {
         ] {
             assert!(check(&set("search_path", ok), &r).is_ok(), "{ok}");
         }
+        let mut listed = role(&[Class::Read]);
+        listed
+            .settings
+            .push(crate::policy::role::Pattern::new("search_path"));
+        let mut every = role(&[Class::Read]);
+        every.settings.push(crate::policy::role::Pattern::new("*"));
+        let mut other = role(&[Class::Read]);
+        other
+            .settings
+            .push(crate::policy::role::Pattern::new("app.*"));
         for shadowing in [
             "public, pg_catalog",
             "evil,PG_CATALOG",
@@ -608,13 +626,28 @@ mod tests {
             "pg_temp, pg_catalog",
             ", pg_catalog",
         ] {
-            let e = check(&set("search_path", shadowing), &r).unwrap_err();
-            assert!(
-                e.why.contains("before pg_catalog"),
-                "{shadowing}: {}",
-                e.why
-            );
+            for r in [&r, &other] {
+                let e = check(&set("search_path", shadowing), r).unwrap_err();
+                assert!(
+                    e.why.contains("before pg_catalog"),
+                    "{shadowing}: {}",
+                    e.why
+                );
+                assert!(e.rule.contains("add \"search_path\""), "{}", e.rule);
+            }
+            // A role that lists it, or every setting, may.
+            assert!(check(&set("search_path", shadowing), &listed).is_ok());
+            assert!(check(&set("search_path", shadowing), &every).is_ok());
         }
+        // What the role's session pins stays pinned ("*" does not count).
+        every
+            .session
+            .push(("search_path".into(), "pg_catalog, public".into()));
+        assert!(check(&set("search_path", "public, pg_catalog"), &every).is_err());
+        listed
+            .session
+            .push(("search_path".into(), "pg_catalog, public".into()));
+        assert!(check(&set("search_path", "public, pg_catalog"), &listed).is_ok());
         assert_eq!(
             search_path_schemas(" A , \"B \"\"c\"\"\" ,,\"D,E\""),
             ["a", "B \"c\"", "", "D,E"]

@@ -99,6 +99,7 @@ pub mod sqlstate {
     pub const INVALID_PASSWORD: &str = "28P01";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";

@@ -228,8 +228,8 @@ impl Guard {
             let slot = slots.acquire_owned().await;
             let (tx, rx) = tokio::sync::oneshot::channel();
             let text = sql.clone();
-            let started = policy::classify::classifier_thread().spawn(move || {
-                policy::classify::mark_big_stack_thread();
+            let stack = policy::stack::for_sql(text.len());
+            let started = policy::stack::thread(stack).spawn(move || {
                 let analysis = cat.analyze(&text);
                 if let (true, Ok(statements)) = (fingerprints, analysis.as_ref()) {
                     for st in statements {
@@ -669,6 +669,16 @@ impl Guard {
         }
         let statements = match analysis.as_ref() {
             Ok(s) => s,
+            // Deeper than pgward can judge: PostgreSQL's own code for a
+            // statement deeper than its max_stack_depth.
+            Err(message) if message.starts_with(policy::classify::TOO_DEEP) => {
+                return Some(
+                    PgError::error(sqlstate::STATEMENT_TOO_COMPLEX, format!("pgward: {message}"))
+                        .with_hint(
+                            "pgward judges expressions nested up to about 5,000 levels (PostgreSQL 15 runs about 4,000 at its default max_stack_depth); nest less",
+                        ),
+                )
+            }
             Err(message) => {
                 self.unparsed = true;
                 return Some(

@@ -295,6 +295,17 @@ pub async fn login_with(
     params: &[(&str, &str)],
     password: &str,
 ) -> Result<TcpStream, (String, String)> {
+    login_keyed(h, params, password).await.map(|(s, _)| s)
+}
+
+/// `login_with`, also returning the BackendKeyData (pid, secret) the
+/// client was given.
+pub async fn login_keyed(
+    h: &Harness,
+    params: &[(&str, &str)],
+    password: &str,
+) -> Result<(TcpStream, (i32, i32)), (String, String)> {
+    let mut key = (0, 0);
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     let mut b = BytesMut::new();
     frontend::startup_message(params.iter().copied(), &mut b).unwrap();
@@ -304,7 +315,12 @@ pub async fn login_with(
         let (tag, body) = read_msg(&mut s).await;
         let mut out = BytesMut::new();
         if tag == b'Z' {
-            return Ok(s);
+            return Ok((s, key));
+        }
+        if tag == b'K' {
+            let word =
+                |i: usize| i32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+            key = (word(0), word(4));
         }
         if tag == b'E' {
             return Err((error_field(&body, b'C'), error_field(&body, b'M')));
