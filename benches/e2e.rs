@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench e2e            # 3 rounds of 2 + 5 s per target and cell
 //!     PGWARD_BENCH_SECS=4 PGWARD_BENCH_ROUNDS=9 cargo bench --bench e2e
+//!     cargo bench --bench e2e -- idle    # what 500 idle sessions cost (below)
 //!
 //! The second form (about 20 minutes) is what the closing notes report: on
 //! a shared 2-core machine one short pgbench run can differ from the next
@@ -10,7 +11,7 @@
 //!
 //! Each run's first PGWARD_BENCH_WARMUP seconds (default 2; 0 counts the
 //! whole run) are not counted. At 8 clients, new sessions through pgward
-//! (every relay) ran at about half their steady rate for their first 1-3 s
+//! (on each relay pgward had then) ran at about half their steady rate for their first 1-3 s
 //! (per-second pgbench progress, 2-core machine: 25-30k TPS, then 48-54k),
 //! until the scheduler had settled the 32 threads into an order in which
 //! PostgreSQL's backends are no longer preempted (docs/architecture.md);
@@ -19,8 +20,6 @@
 //! Also: PGWARD_BENCH_ONLY
 //! (targets), PGWARD_BENCH_MODES (simple,prepared), PGWARD_BENCH_CLIENTS
 //! (1,8), PGWARD_BENCH_WORKERS (session threads, for A/B runs),
-//! PGWARD_BENCH_RELAY (threads, the default; unpinned; async: see
-//! server.relay_threads and pin_relay_threads),
 //! PGWARD_BENCH_AUDIT_DIR (where the audit files go; default: the run's
 //! temporary directory).
 //!
@@ -28,6 +27,12 @@
 //! Every pgbench run gets a proxy started for it (a new PgBouncer process,
 //! a new pgward instance in this process with threads of its own), so no
 //! target keeps a lucky or unlucky placement for the whole run.
+//!
+//! The `idle` mode opens PGWARD_IDLE_SESSIONS (default 500) authenticated
+//! sessions through the `pgward serve` binary (policy and audit log on)
+//! and through PgBouncer, each in a process of its own, leaves them idle,
+//! and prints each proxy's extra resident memory and threads
+//! (docs/benchmarks.md).
 //! Two tables: ratios of the targets' medians, and the same ratios paired
 //! by round (the median of each round's ratio of two targets, both run
 //! within that round), which drift in the machine's load over the run does
@@ -307,6 +312,18 @@ fn start_pgbouncer(
     user: &str,
     password: &str,
 ) -> Option<(Bouncer, u16)> {
+    start_pgbouncer_for(pg, dir, user, password, (200, 50))
+}
+
+/// PgBouncer in session mode for up to `clients` clients at once and
+/// `pool` server connections.
+fn start_pgbouncer_for(
+    pg: &LocalPg,
+    dir: &std::path::Path,
+    user: &str,
+    password: &str,
+    (clients, pool): (usize, usize),
+) -> Option<(Bouncer, u16)> {
     let bin = find_pgbouncer()?;
     let port = free_port();
     std::fs::write(
@@ -320,7 +337,7 @@ fn start_pgbouncer(
             "[databases]\npostgres = host=127.0.0.1 port={} dbname=postgres user={} password={}\n\n\
              [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
              auth_type = scram-sha-256\nauth_file = {}\npool_mode = session\n\
-             max_client_conn = 200\ndefault_pool_size = 50\nlogfile = {}\n",
+             max_client_conn = {clients}\ndefault_pool_size = {pool}\nlogfile = {}\n",
             pg.port,
             pg.superuser,
             pg.password,
@@ -352,6 +369,10 @@ fn start_pgbouncer(
 fn main() {
     // `cargo bench` passes --bench; a plain `cargo test --benches` passes nothing.
     if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    if std::env::args().any(|a| a == "idle") {
+        idle_sessions();
         return;
     }
     // pgward runs in this process: tuned as the binary tunes itself.
@@ -415,15 +436,6 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         config.server.worker_threads = n;
-    }
-    // PGWARD_BENCH_RELAY=async relays plain sessions on the async relay
-    // instead of threads of their own (server.relay_threads = false);
-    // unpinned on threads the kernel places (pin_relay_threads = false).
-    match std::env::var("PGWARD_BENCH_RELAY").as_deref() {
-        Ok("async") => config.server.relay_threads = false,
-        Ok("unpinned") => config.server.pin_relay_threads = false,
-        Ok("threads") | Err(_) => {}
-        Ok(other) => panic!("PGWARD_BENCH_RELAY={other}: expected threads, unpinned or async"),
     }
     // PGWARD_BENCH_AUDIT_DIR puts the audit files elsewhere (a tmpfs
     // separates the recording's own cost from the disk's).
@@ -607,6 +619,221 @@ fn main() {
                 line.push_str(" |");
             }
             line
+        }),
+    );
+    drop(rt);
+    drop(pg);
+}
+
+/// Resident memory (kB) and thread count of a process, from /proc.
+fn rss_and_threads(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("Threads:")?))
+}
+
+/// A proxy process, killed when dropped (also when the measurement panics).
+struct Child2(Child);
+
+impl Drop for Child2 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_for_port(port: u16) -> bool {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// What a proxy process costs with `n` idle sessions.
+struct IdleCost {
+    name: &'static str,
+    idle: (u64, u64),
+    loaded: (u64, u64),
+    answered: usize,
+}
+
+/// Opens `n` authenticated sessions through `port` (each runs one query,
+/// so each is past its startup), leaves them idle, and reads the proxy's
+/// RSS and threads before (after one session came and went) and with them
+/// all open; then checks each session still answers.
+fn measure_idle(
+    rt: &tokio::runtime::Runtime,
+    name: &'static str,
+    pid: u32,
+    conninfo: &str,
+    n: usize,
+) -> IdleCost {
+    use futures_util::stream::{self, StreamExt};
+    let connect = |conninfo: String| async move {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        tokio::spawn(conn);
+        client
+            .simple_query("SELECT 1")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: first query: {e}"));
+        client
+    };
+    // One session first: what any first session loads (pgward: the
+    // database's catalog) is not a cost per session.
+    rt.block_on(async { drop(connect(conninfo.to_owned()).await) });
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_and_threads(pid).expect("proxy's /proc status");
+    let clients: Vec<_> = rt.block_on(
+        stream::iter((0..n).map(|_| connect(conninfo.to_owned())))
+            .buffer_unordered(16)
+            .collect(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let loaded = rss_and_threads(pid).expect("proxy's /proc status");
+    let answered = rt.block_on(async {
+        let mut ok = 0;
+        for c in &clients {
+            if c.simple_query("SELECT 1").await.is_ok() {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    drop(clients);
+    IdleCost {
+        name,
+        idle,
+        loaded,
+        answered,
+    }
+}
+
+/// `cargo bench --bench e2e -- idle`: what idle sessions cost a proxy.
+/// PGWARD_IDLE_SESSIONS (default 500) sessions through pgward (the built
+/// binary, `pgward serve`, as the read-only role with the policy and the
+/// audit log on) and through PgBouncer (session mode), each proxy in a
+/// process of its own, one after the other.
+fn idle_sessions() {
+    let n: usize = std::env::var("PGWARD_IDLE_SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let pg = LocalPg::start_with(pgward::localpg::Options {
+        conf: vec![format!("max_connections = {}", n + 50)],
+        ..Default::default()
+    })
+    .expect("start PostgreSQL");
+    let dir = tempfile::Builder::new()
+        .prefix("pgward-idle-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut costs = Vec::new();
+
+    // pgward: the example rules, the roles connecting as the superuser.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("upstream_user"))
+                .collect();
+            std::fs::write(rules.join(path.file_name().unwrap()), kept.join("\n")).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("pgward.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = {}\n\
+             [upstream]\nurl = \"{}\"\npassword_file = \"{}\"\nsslmode = \"disable\"\n\
+             [rules]\ndir = \"{}\"\n[audit]\nenabled = true\ndir = \"{}\"\n",
+            n + 10,
+            pg.url("postgres"),
+            dir.path().join("pw").display(),
+            rules.display(),
+            dir.path().join("audit").display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("pgward.log")).unwrap();
+    let child = Child2(
+        Command::new(env!("CARGO_BIN_EXE_pgward"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("pgward.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pgward"),
+    );
+    assert!(wait_for_port(port), "pgward did not start");
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=alice password=alice-demo-password dbname=postgres sslmode=disable"
+    );
+    costs.push(measure_idle(&rt, "pgward", child.0.id(), &conninfo, n));
+    drop(child);
+
+    match find_pgbouncer() {
+        Some(_) => {
+            let (user, password) = ("bob", "bob-demo-password");
+            let (b, port) = start_pgbouncer_for(&pg, dir.path(), user, password, (n + 10, n + 10))
+                .expect("PgBouncer did not start");
+            let conninfo = format!(
+                "host=127.0.0.1 port={port} user={user} password={password} dbname=postgres sslmode=disable"
+            );
+            costs.push(measure_idle(&rt, "PgBouncer", b.0.id(), &conninfo, n));
+        }
+        None => {
+            eprintln!("PgBouncer not found (Debian: apt-get install pgbouncer); its row is skipped")
+        }
+    }
+
+    println!("\n{n} idle sessions, each authenticated and past one query; the proxy's resident memory and threads after one session came and went, and with the {n} open (3 s after the last opened)\n");
+    print_table(
+        "| proxy | RSS idle (MB) | RSS with sessions (MB) | extra RSS (MB) | per session (kB) | threads idle | threads with sessions | sessions answering after |",
+        costs.iter().map(|c| {
+            let extra = c.loaded.0 as f64 - c.idle.0 as f64;
+            format!(
+                "| {} | {:.1} | {:.1} | {:+.1} | {:.1} | {} | {} | {}/{n} |",
+                c.name,
+                c.idle.0 as f64 / 1024.0,
+                c.loaded.0 as f64 / 1024.0,
+                extra / 1024.0,
+                extra / n as f64,
+                c.idle.1,
+                c.loaded.1,
+                c.answered,
+            )
         }),
     );
     drop(rt);

@@ -50,7 +50,6 @@ while [ "$(date +%s)" -lt "$end" ]; do
     round=$((round + 1))
     log="$LOG_DIR/round-$round.log"
     start=$(date +%s)
-    relay=none
     if ! PROPTEST_CASES="$CASES" timeout "$ROUND_TIMEOUT" \
         "$LOG_DIR/bin/fuzz_protocol" --test-threads=1 >"$log" 2>&1; then
         echo "fuzz-long: round $round FAILED (fuzz_protocol, exit or timeout); log: $log"
@@ -59,10 +58,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
     fi
     total_unit=$((total_unit + CASES))
     if [ "$(date +%s)" -lt "$end" ]; then
-        # Odd rounds fuzz the thread relay, even rounds the async relay.
-        relay=threads
-        [ $((round % 2)) -eq 0 ] && relay=async
-        if ! PGWARD_FUZZ_RELAY="$relay" PROPTEST_CASES="$E2E_CASES" timeout "$ROUND_TIMEOUT" \
+        if ! PROPTEST_CASES="$E2E_CASES" timeout "$ROUND_TIMEOUT" \
             "$LOG_DIR/bin/fuzz_e2e" >>"$log" 2>&1; then
             echo "fuzz-long: round $round FAILED (fuzz_e2e, exit or timeout); log: $log"
             grep -E "minimal failing input|panicked|Test failed|FAILED|failed" "$log" | head -40
@@ -70,6 +66,6 @@ while [ "$(date +%s)" -lt "$end" ]; do
         fi
         total_e2e=$((total_e2e + E2E_CASES))
     fi
-    echo "fuzz-long: round $round passed in $(($(date +%s) - start)) s ($CASES cases per property, $E2E_CASES end-to-end cases, $relay relay)"
+    echo "fuzz-long: round $round passed in $(($(date +%s) - start)) s ($CASES cases per property, $E2E_CASES end-to-end cases)"
 done
 echo "fuzz-long: $round rounds passed: $total_unit cases per unit property, $total_e2e end-to-end cases (3 connections each)"

@@ -47,14 +47,15 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// Seconds sessions get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
-    /// Runtime worker threads; 0 means one per CPU core.
+    /// Session threads; 0 means one per CPU core.
     pub worker_threads: usize,
-    /// Relay a plain-TCP session on two threads of its own, one per
-    /// direction (see `session/threads.rs`); off: on the worker threads.
-    pub relay_threads: bool,
-    /// Run both relay threads of a session on one CPU, the one with the
-    /// fewest sessions (see `session/placement.rs`).
-    pub pin_relay_threads: bool,
+    /// Removed (every session now runs on the session threads); accepted
+    /// so that an older config keeps loading, with a warning.
+    #[serde(rename = "relay_threads")]
+    removed_relay_threads: Option<bool>,
+    /// Removed with `relay_threads`; accepted the same way.
+    #[serde(rename = "pin_relay_threads")]
+    removed_pin_relay_threads: Option<bool>,
 }
 
 impl Default for ServerConfig {
@@ -69,8 +70,8 @@ impl Default for ServerConfig {
             idle_timeout_secs: 0,
             shutdown_grace_secs: 30,
             worker_threads: 0,
-            relay_threads: true,
-            pin_relay_threads: true,
+            removed_relay_threads: None,
+            removed_pin_relay_threads: None,
         }
     }
 }
@@ -93,6 +94,19 @@ impl ServerConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The removed keys this `[server]` section still sets; they are
+    /// ignored.
+    pub fn removed_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.removed_relay_threads.is_some() {
+            keys.push("relay_threads");
+        }
+        if self.removed_pin_relay_threads.is_some() {
+            keys.push("pin_relay_threads");
+        }
+        keys
     }
 }
 
@@ -401,6 +415,13 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
         let mut cfg = Config::parse(&text, path)?;
+        for key in cfg.server.removed_keys() {
+            tracing::warn!(
+                "{}: server.{key} is no longer used and is ignored: every session is relayed on \
+                 the session threads (server.worker_threads); remove the key",
+                path.display()
+            );
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         cfg.validate(path)?;
@@ -621,6 +642,24 @@ mod tests {
         let c = Config::parse(text, p)?;
         c.validate(p)?;
         Ok(c)
+    }
+
+    #[test]
+    fn removed_relay_keys_still_load_and_are_named() {
+        let base = "[upstream]\nurl = \"postgres://a@h/db\"\n";
+        let c = parse(base).unwrap();
+        assert!(c.server.removed_keys().is_empty());
+        let c = parse(&format!(
+            "[server]\nrelay_threads = false\npin_relay_threads = true\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.server.removed_keys(),
+            ["relay_threads", "pin_relay_threads"]
+        );
+        // Still only the keys that were: a misspelling is an error.
+        let e = parse(&format!("[server]\nrelay_thread = false\n{base}")).unwrap_err();
+        assert!(e.to_string().contains("relay_thread"), "{e}");
     }
 
     #[test]

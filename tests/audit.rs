@@ -861,8 +861,6 @@ async fn messages_of_more_statements_than_the_queue_holds() {
     assert_eq!(one_number(&direct, "SELECT count(*) FROM t").await, 500);
 }
 
-both_relays!(flooding_sessions_wait_for_audit_room_and_nobody_else_is_refused);
-
 /// Reads one backend message from a raw connection's read half.
 async fn read_backend(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u8, Vec<u8>) {
     use tokio::io::AsyncReadExt;
@@ -879,12 +877,12 @@ async fn read_backend(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u8, Vec<u
 /// sessions: another identity's statements keep running, no event is
 /// lost (every one is counted in the files, and no `gap`), and the
 /// flooders get every answer.
-async fn flooding_sessions_wait_for_audit_room_and_nobody_else_is_refused(relay: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_sessions_wait_for_audit_room_and_nobody_else_is_refused() {
     use tokio::io::{AsyncWriteExt, BufReader};
     const FLOODERS: usize = 4;
     const PARSES: usize = 6000;
     let h = Harness::start_with(Setup {
-        server: relay.into(),
         audit: "queue_capacity = 1024\nflush_interval_ms = 1000".into(),
         setup_sql: vec!["CREATE TABLE t (id int)".into()],
         ..Setup::default()

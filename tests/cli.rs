@@ -97,3 +97,26 @@ fn explain_prints_classes_decision_and_rule() {
     let (ok, _, err) = pgward(&["explain", "--role", "nobody", "SELECT 1"]);
     assert!(!ok && err.contains("agent, analyst, app, dba"), "{err}");
 }
+
+#[test]
+fn a_config_with_the_removed_relay_keys_loads_with_a_warning_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgward.toml");
+    std::fs::write(
+        &config,
+        "[server]\nrelay_threads = true\npin_relay_threads = false\n\
+         [upstream]\nurl = \"postgres://nobody@127.0.0.1:1/db\"\nconnect_timeout_secs = 1\n",
+    )
+    .unwrap();
+    // The rules pass; the upstream check then fails (nothing listens):
+    // what matters is that the config loaded, and what was said about it.
+    let (_, out, err) = pgward(&["check", "rules", "--config", config.to_str().unwrap()]);
+    assert!(out.contains("OK"), "{out}\n{err}");
+    for key in ["server.relay_threads", "server.pin_relay_threads"] {
+        assert!(
+            err.contains(&format!("{key} is no longer used and is ignored")),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("unknown field"), "{err}");
+}

@@ -8,14 +8,6 @@ use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 
-both_relays!(
-    pipelined_queries_with_a_failure_in_the_middle,
-    copy_in_and_out,
-    a_slow_reader_gets_every_row,
-    listen_notify_reaches_the_listener,
-    cancel_request_cancels_only_with_the_right_key
-);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_binary_results_and_transactions() {
     let h = Harness::start().await;
@@ -79,36 +71,10 @@ async fn prepared_statements_binary_results_and_transactions() {
     );
 }
 
-async fn pipelined_queries_with_a_failure_in_the_middle(relay: &str) {
-    let h = start_relay(relay, "").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_queries_with_a_failure_in_the_middle() {
+    let h = Harness::start().await;
     let c = h.connect(DANA).await;
-    if relay.is_empty() {
-        c.simple_query("select 1").await.unwrap();
-        // The default relays this plain session on threads of its own,
-        // each bound to one CPU when there is more than one. (Other tests'
-        // sessions start concurrently: a thread is briefly unbound between
-        // its start and its binding, so look more than once.)
-        let multi = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
-        let mut threads = Vec::new();
-        for _ in 0..40 {
-            threads = relay_thread_cpus();
-            if !multi
-                || threads
-                    .iter()
-                    .all(|(_, cpus)| cpus.parse::<usize>().is_ok())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(threads.iter().any(|(name, _)| name == "pgward-client"));
-        assert!(threads.iter().any(|(name, _)| name == "pgward-upstream"));
-        if multi {
-            for (name, cpus) in &threads {
-                assert!(cpus.parse::<usize>().is_ok(), "{name} may run on {cpus}");
-            }
-        }
-    }
     let s = c.prepare("select $1::int4 * 2").await.unwrap();
     // tokio-postgres pipelines concurrent queries on one connection.
     let futs: Vec<_> = (0..50i32)
@@ -134,8 +100,9 @@ async fn pipelined_queries_with_a_failure_in_the_middle(relay: &str) {
     }
 }
 
-async fn copy_in_and_out(relay: &str) {
-    let h = start_relay(relay, "").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out() {
+    let h = Harness::start().await;
     let c = h.connect(DANA).await;
     c.batch_execute("create table big (id int, payload text)")
         .await
@@ -169,13 +136,15 @@ async fn copy_in_and_out(relay: &str) {
     assert_eq!(sum, expected);
 }
 
-async fn a_slow_reader_gets_every_row(relay: &str) {
-    let h = start_relay(relay, "").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_every_row() {
+    let h = Harness::start().await;
     slow_reader_gets_every_row(&h, DANA).await;
 }
 
-async fn listen_notify_reaches_the_listener(relay: &str) {
-    let h = start_relay(relay, "").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_notify_reaches_the_listener() {
+    let h = Harness::start().await;
     let (listener, mut conn) = tokio_postgres::connect(&h.conninfo(DANA), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -205,8 +174,9 @@ async fn listen_notify_reaches_the_listener(relay: &str) {
     assert_eq!(second, Some(("jobs".into(), "second".into())));
 }
 
-async fn cancel_request_cancels_only_with_the_right_key(relay: &str) {
-    let h = start_relay(relay, "").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_cancels_only_with_the_right_key() {
+    let h = Harness::start().await;
     let c = h.connect(DANA).await;
     let token = c.cancel_token();
     let started = std::time::Instant::now();

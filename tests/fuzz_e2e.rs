@@ -149,15 +149,8 @@ fn mutated_client_streams_against_real_pgward() {
         // TLS off: an SSLRequest is answered 'N' and the stream goes on in
         // the clear, as recorded.
         tls: Some("mode = \"off\"".into()),
-        // Plain sessions run on the thread relay by default;
-        // PGWARD_FUZZ_RELAY=async fuzzes the async relay instead (the long
-        // run alternates).
         server: format!(
-            "max_message_bytes = {MAX_MESSAGE}\nmax_sql_bytes = {MAX_MESSAGE}\nauth_timeout_secs = 60\n{}",
-            match std::env::var("PGWARD_FUZZ_RELAY").as_deref() {
-                Ok("async") => ASYNC_RELAY,
-                _ => "",
-            }
+            "max_message_bytes = {MAX_MESSAGE}\nmax_sql_bytes = {MAX_MESSAGE}\nauth_timeout_secs = 60"
         ),
         setup_sql: vec![
             "CREATE TABLE fuzz_t (id int PRIMARY KEY, v text); \

@@ -8,11 +8,6 @@ use std::time::Duration;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-both_relays!(
-    shutdown_lets_transactions_finish_then_closes,
-    shutdown_grace_expires_for_stuck_sessions
-);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit() {
     let h = Harness::start_with(Setup {
@@ -39,8 +34,9 @@ async fn connection_limit() {
     h.connect(DANA).await;
 }
 
-async fn shutdown_lets_transactions_finish_then_closes(relay: &str) {
-    let mut h = start_relay(relay, "shutdown_grace_secs = 20").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_transactions_finish_then_closes() {
+    let mut h = start_server("shutdown_grace_secs = 20").await;
     let idle = h.connect(DANA).await;
     let busy = h.connect(DANA).await;
     busy.batch_execute("create table done (x int); begin; insert into done values (1)")
@@ -71,8 +67,9 @@ async fn shutdown_lets_transactions_finish_then_closes(relay: &str) {
     );
 }
 
-async fn shutdown_grace_expires_for_stuck_sessions(relay: &str) {
-    let mut h = start_relay(relay, "shutdown_grace_secs = 1").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_grace_expires_for_stuck_sessions() {
+    let mut h = start_server("shutdown_grace_secs = 1").await;
     let stuck = h.connect(DANA).await;
     stuck.batch_execute("begin; select 1").await.unwrap();
     let started = std::time::Instant::now();

@@ -4,8 +4,6 @@
 mod common;
 use common::*;
 
-both_relays!(errors_do_not_break_the_session);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_commands_scripts_and_copy() {
     let h = Harness::start().await;
@@ -72,8 +70,9 @@ async fn psql_commands_scripts_and_copy() {
     );
 }
 
-async fn errors_do_not_break_the_session(relay: &str) {
-    let h = start_relay(relay, "").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_do_not_break_the_session() {
+    let h = Harness::start().await;
     let (ok, out, err) = h
         .psql(
             DANA,

@@ -3,7 +3,7 @@
 //! which role) and of one cached classification (fingerprint, classes,
 //! tables) is shared behind one reference each, and the writer expands it
 //! into a full `Event`. A 656-byte `Event` built and copied per statement
-//! on the relay thread cost more than the rest of the recording.
+//! on the session thread cost more than the rest of the recording.
 
 use std::sync::Arc;
 

@@ -491,7 +491,7 @@ struct Syncer {
 }
 
 /// Marks the calling thread as background work (SCHED_BATCH): when it
-/// wakes it does not preempt a relay thread mid-message, yet it keeps its
+/// wakes it does not preempt a session thread mid-message, yet it keeps its
 /// fair share of the CPU, so the writer cannot starve and fill the queue.
 fn background_thread() {
     #[cfg(target_os = "linux")]

@@ -2,12 +2,10 @@
 //! startup, authentication, the upstream connection, then the relay.
 
 pub mod guard;
-mod placement;
 pub mod recorder;
 pub mod relay;
 pub mod state;
 pub mod text;
-pub mod threads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,13 +120,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         Some((at, err)) => relay.end_at(at, err),
         None => relay,
     };
-    let (idle, phase) = (shared.config.server.idle_timeout(), shared.phase.clone());
-    let end = if shared.config.server.relay_threads && relay.is_plain() {
-        let pin = shared.config.server.pin_relay_threads;
-        threads::run(relay, idle, phase, pin).await
-    } else {
-        relay.run(idle, phase).await
-    };
+    let end = relay
+        .run(shared.config.server.idle_timeout(), shared.phase.clone())
+        .await;
     drop(registration);
     tracing::info!(%peer, identity = %identity.name, "session ended: {end:?}");
 }

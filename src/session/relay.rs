@@ -28,14 +28,14 @@ use crate::server::Phase;
 
 /// Stop reading a side while this much is waiting to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
-pub(super) const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 /// How long the client gets to read pgward's last words (and the server
 /// to take its goodbye) before the socket is shut regardless.
-pub(super) const LAST_WORDS: Duration = Duration::from_secs(5);
+const LAST_WORDS: Duration = Duration::from_secs(5);
 /// How long the client gets to hang up after its last words.
-pub(super) const LINGER: Duration = Duration::from_secs(2);
+const LINGER: Duration = Duration::from_secs(2);
 /// Terminate, passed upstream so the server logs a clean end, not an EOF.
-pub(super) const TERMINATE: &[u8] = b"X\0\0\0\x04";
+const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
 /// How a session ended.
 #[derive(Debug)]
@@ -60,12 +60,12 @@ pub enum Blocked {
 }
 
 /// How often a session waiting for room in the audit queue looks again.
-pub(super) const AUDIT_RETRY: Duration = Duration::from_millis(5);
+const AUDIT_RETRY: Duration = Duration::from_millis(5);
 
-/// What both directions of a session share: the protocol state, the guard
-/// and the audit trail. Drivers (this async relay, or the two session
-/// threads of `threads.rs`) read and write the sockets; the core frames,
-/// judges and records what passes.
+/// The protocol work of both directions of a session: the protocol state,
+/// the guard and the audit trail. It reads no socket: `Relay` hands it the
+/// bytes read and writes what it queues (and the property tests drive it
+/// with bytes alone).
 pub struct Core {
     max_message: usize,
     /// The server's last message was a FATAL/PANIC error.
@@ -78,9 +78,9 @@ pub struct Core {
     /// A message waits for a classification running apart.
     apart: bool,
     /// When the client last sent something; kept only with an idle timeout.
-    pub last_client: Option<Instant>,
+    last_client: Option<Instant>,
     /// pgward is shutting down: end the session when it is next idle.
-    pub draining: bool,
+    draining: bool,
 }
 
 pub struct Relay {
@@ -130,12 +130,12 @@ impl Core {
     }
 
     /// Nothing in flight, and no message waiting for its classification.
-    pub fn is_idle(&self) -> bool {
+    fn is_idle(&self) -> bool {
         self.state.is_idle() && !self.apart
     }
 
     /// Hands over a classification that ran apart (see `on_client_data`).
-    pub fn provide(&mut self, c: Classified) {
+    fn provide(&mut self, c: Classified) {
         self.apart = false;
         if let Some(g) = &mut self.guard {
             g.provide(c);
@@ -143,7 +143,7 @@ impl Core {
     }
 
     /// Records how the session ended in its audit trail.
-    pub fn record_end(&mut self, end: &End) {
+    fn record_end(&mut self, end: &End) {
         if let Some(rec) = self.recorder.take() {
             rec.end(&match end {
                 End::ClientTerminated => "client terminated the session".to_owned(),
@@ -156,7 +156,7 @@ impl Core {
 
     /// The error the client is told last, when pgward or the server ends
     /// the session.
-    pub fn last_words(&self, end: &End) -> Option<PgError> {
+    fn last_words(&self, end: &End) -> Option<PgError> {
         match end {
             End::Closed(err) => Some(err.clone()),
             End::UpstreamGone(_) if !self.upstream_said_fatal => Some(
@@ -169,18 +169,6 @@ impl Core {
             _ => None,
         }
     }
-}
-
-/// A relay taken apart for another driver (`threads::run`).
-pub(super) struct Parts {
-    pub core: Core,
-    pub client: Stream,
-    /// Bytes the client sent that are not yet framed.
-    pub client_pending: BytesMut,
-    pub upstream: Stream,
-    pub upstream_pending: BytesMut,
-    /// When pgward ends the session, and with what error.
-    pub deadline: Option<(Instant, PgError)>,
 }
 
 impl Relay {
@@ -207,23 +195,6 @@ impl Relay {
             classifying: None,
             audit_wait: None,
             wakers: None,
-        }
-    }
-
-    /// Both sockets are plain TCP (threads.rs relays only those).
-    pub fn is_plain(&self) -> bool {
-        !self.client.is_tls() && !self.upstream.is_tls()
-    }
-
-    /// The session's core, sockets and pending bytes, for `threads::run`.
-    pub(super) fn into_parts(self) -> Parts {
-        Parts {
-            core: self.core,
-            client: self.client,
-            client_pending: self.cin,
-            upstream: self.upstream,
-            upstream_pending: self.uin,
-            deadline: self.deadline,
         }
     }
 
@@ -736,7 +707,7 @@ type PhaseChange = Pin<
 /// back. The channel is shared by every session, and polling its wait takes
 /// its lock; so the wait is polled only after it has woken this session
 /// (its waker raises a flag), not on every wake-up of the relay.
-pub(super) struct PhaseWatch {
+struct PhaseWatch {
     wait: PhaseChange,
     waker: Option<Arc<FlagWaker>>,
 }
@@ -810,7 +781,7 @@ impl Wake for FlagWaker {
 }
 
 impl PhaseWatch {
-    pub(super) fn new(mut rx: watch::Receiver<Phase>) -> PhaseWatch {
+    fn new(mut rx: watch::Receiver<Phase>) -> PhaseWatch {
         PhaseWatch {
             wait: Box::pin(async move {
                 let result = rx.changed().await;
@@ -820,7 +791,7 @@ impl PhaseWatch {
         }
     }
 
-    pub(super) fn poll(
+    fn poll(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<(Result<(), watch::error::RecvError>, watch::Receiver<Phase>)> {
@@ -844,7 +815,7 @@ impl PhaseWatch {
 }
 
 /// Resolves when `timer` fires; never without one.
-pub(super) async fn fired(timer: &mut Option<crate::timer::Sleep>) {
+async fn fired(timer: &mut Option<crate::timer::Sleep>) {
     match timer {
         Some(t) => t.await,
         None => std::future::pending().await,
@@ -873,7 +844,7 @@ async fn linger(client: &mut Stream) {
 /// nothing from the client) for the whole timeout, else when to look again.
 /// The client spoke since, or a statement is running: look again when it
 /// could next have been idle that long.
-pub(super) fn idle_recheck(
+fn idle_recheck(
     last_client: Option<Instant>,
     timeout: Option<Duration>,
     is_idle: bool,
@@ -890,7 +861,7 @@ pub(super) fn idle_recheck(
     }
 }
 
-pub(super) fn idle_timeout_error() -> PgError {
+fn idle_timeout_error() -> PgError {
     PgError::fatal(
         sqlstate::IDLE_SESSION_TIMEOUT,
         "terminating connection due to idle-session timeout",
@@ -898,7 +869,7 @@ pub(super) fn idle_timeout_error() -> PgError {
     .with_detail("pgward closes sessions idle longer than server.idle_timeout_secs")
 }
 
-pub(super) fn shutting_down() -> PgError {
+fn shutting_down() -> PgError {
     PgError::fatal(
         sqlstate::ADMIN_SHUTDOWN,
         "terminating connection due to administrator command",

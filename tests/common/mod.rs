@@ -448,57 +448,11 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// `[server]` TOML selecting the async relay for plain sessions too (the
-/// default relays them on threads of their own; TLS sessions always use
-/// the async relay).
-pub const ASYNC_RELAY: &str = "relay_threads = false";
-
-/// A harness whose `[server]` section is `relay` plus `more`.
-pub async fn start_relay(relay: &str, more: &str) -> Harness {
+/// A harness whose `[server]` section is `server`.
+pub async fn start_server(server: &str) -> Harness {
     Harness::start_with(Setup {
-        server: format!("{relay}\n{more}"),
+        server: server.into(),
         ..Setup::default()
     })
     .await
-}
-
-/// The CPUs each relay thread of this process may run on (the thread
-/// relay names them `pgward-client` and `pgward-upstream`), as the
-/// kernel lists them ("1", "0-3").
-pub fn relay_thread_cpus() -> Vec<(String, String)> {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|t| {
-            let dir = t.ok()?.path();
-            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
-            let name = name.trim_end();
-            if name != "pgward-client" && name != "pgward-upstream" {
-                return None;
-            }
-            let status = std::fs::read_to_string(dir.join("status")).ok()?;
-            let cpus = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
-            Some((name.to_owned(), cpus.trim().to_owned()))
-        })
-        .collect()
-}
-
-/// Runs `async fn $scenario(relay: &str)` once per relay a plain session
-/// can have: `$scenario::threads` (the default) and `$scenario::async_relay`
-/// (`relay` is `ASYNC_RELAY`).
-#[macro_export]
-macro_rules! both_relays {
-    ($($scenario:ident),+ $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn threads() {
-                super::$scenario("").await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn async_relay() {
-                super::$scenario(super::common::ASYNC_RELAY).await
-            }
-        }
-    )+};
 }
