@@ -636,6 +636,24 @@ python_client!(
     "--server-side-binding"
 );
 
+/// psql, pgbench, pg_dump, pg_restore, pg_dumpall: in the full run only
+/// (scripts/compat-full.sh); tests/psql.rs and tests/pgbench.rs cover
+/// psql and pgbench through pgward in every `cargo test`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgtools() {
+    if !full() {
+        println!("compat pgtools: runs in scripts/compat-full.sh (PGWARD_COMPAT_FULL=1)");
+        return;
+    }
+    let Some(python) = python("pgtools") else {
+        return;
+    };
+    compare("pgtools", |_, _, _| {
+        python_cmd(&python, "pgtools_compat.py", &[])
+    })
+    .await;
+}
+
 fn node_cmd(modules: &Path, script: &str) -> Command {
     let mut cmd = Command::new("node");
     cmd.arg(suite_dir().join("node").join(script))
@@ -692,6 +710,7 @@ fn known_failures_list_is_well_formed() {
         "postgres.js",
         "sequelize",
         "pgjdbc",
+        "pgtools",
     ];
     let mut seen = BTreeSet::new();
     for line in include_str!("compat/known-failures.txt").lines() {
