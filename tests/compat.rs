@@ -468,7 +468,12 @@ async fn compare(client: &str, program: impl Fn(&Env, Mode, &str) -> Command) {
     for mode in [Mode::Direct, Mode::Pgward] {
         let db = env.database(client, mode);
         let mut cmd = program(&env, mode, &db);
-        for var in ["PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGCLIENTENCODING"] {
+        for var in [
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGOPTIONS",
+            "PGCLIENTENCODING",
+        ] {
             cmd.env_remove(var);
         }
         cmd.envs(env.vars(mode, &db));

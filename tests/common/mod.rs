@@ -514,7 +514,13 @@ pub fn python_venv(name: &str, packages: &[&str]) -> Result<PathBuf, String> {
     }
     run(
         std::process::Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(packages),
         &format!("pip install {}", packages.join(" ")),
     )?;
