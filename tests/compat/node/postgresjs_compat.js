@@ -83,6 +83,7 @@ const tests = [
     eq(await Promise.race([got, sleep(5000).then(() => 'none in 5 s')]), 'hello', 'payload');
   })],
   ['cancel', () => withSql(async (sql) => {
+    await sql`SELECT 1`; // connected, so the query below is sent at once
     const q = sql`SELECT pg_sleep(10)`;
     setTimeout(() => q.cancel(), 500);
     let err;

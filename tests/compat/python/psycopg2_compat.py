@@ -160,12 +160,19 @@ def t_backend_pid():
 
 def t_cancel():
     c = connect()
-    threading.Timer(0.5, c.cancel).start()
+    done = threading.Event()
+
+    def loop():  # cancels every 0.3 s until the query has ended
+        while not done.wait(0.3):
+            c.cancel()
+    threading.Thread(target=loop, daemon=True).start()
     try:
         one(c, "SELECT pg_sleep(10)")
         raise AssertionError("not cancelled")
     except psycopg2.errors.QueryCanceled:
         pass
+    finally:
+        done.set()
     c.rollback()
     eq(one(c, "SELECT 1"), 1, "usable after cancel")
     c.close()
