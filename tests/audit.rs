@@ -98,10 +98,29 @@ async fn every_message_flow_is_recorded() {
         .execute("INSERT INTO t VALUES ($1, 'dup')", &[&1i32])
         .await;
     assert_eq!(dup.unwrap_err().code().unwrap().code(), "23505");
+    // SQL PREPARE and EXECUTE: the EXECUTE's event shows what ran.
+    c.batch_execute("PREPARE hid AS INSERT INTO t VALUES (99, 'p')")
+        .await
+        .unwrap();
+    c.simple_query("EXECUTE hid").await.unwrap();
     // A denial, for another identity.
     let agent = h.connect(AGENT).await;
     let denied = agent.simple_query("DELETE FROM t").await.unwrap_err();
     assert!(Harness::is_denial(&denied));
+    // Judged at Bind with its values: one allowed, one refused.
+    let set = agent
+        .prepare("SELECT set_config($1, $2, false)")
+        .await
+        .unwrap();
+    agent
+        .query_one(&set, &[&"application_name", &"audited"])
+        .await
+        .unwrap();
+    let refused = agent
+        .query_one(&set, &[&"default_transaction_read_only", &"off"])
+        .await
+        .unwrap_err();
+    assert!(Harness::is_denial(&refused), "{refused:?}");
     drop(agent);
     drop(c);
 
@@ -212,6 +231,34 @@ async fn every_message_flow_is_recorded() {
         del.rule
     );
     assert!(s(&del.error_message).unwrap().contains("agent"));
+
+    let hid = find(&events, "EXECUTE hid");
+    assert_eq!(items(&hid.classes), vec![Some("write".into())]);
+    assert_eq!(items(&hid.tables), vec![Some("t".into())]);
+    assert_eq!(hid.rows, Some(1));
+    let ran: Vec<&Event> = events
+        .iter()
+        .filter(|e| s(&e.statement) == Some("SELECT set_config($1, $2, false)"))
+        .filter(|e| s(&e.detail) != Some(pgward::session::recorder::PREPARED))
+        .collect();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(s(&ran[0].outcome), Some("ok"));
+    assert!(items(&ran[0].classes).contains(&Some("session".into())));
+    let at_bind = events
+        .iter()
+        .find(|e| s(&e.statement).is_some_and(|t| t.contains("'default_transaction_read_only'")))
+        .expect("the refused Bind is on record");
+    assert_eq!(
+        (s(&at_bind.decision), s(&at_bind.outcome)),
+        (Some("deny"), Some("denied"))
+    );
+    assert_eq!(
+        items(&at_bind.parameters),
+        vec![
+            Some("\\x64656661756c745f7472616e73616374696f6e5f726561645f6f6e6c79".into()),
+            Some("\\x6f6666".into())
+        ]
+    );
 
     // Every event of the instance is in one unbroken chain.
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();

@@ -300,3 +300,79 @@ async fn startup_parameters_are_passed_on() {
         .unwrap();
     assert_eq!(err.code().unwrap().code(), "3D000");
 }
+
+/// SQL the parser rejects gets the server's own error, position and hint
+/// included, through the simple and the extended protocol, in and out of a
+/// transaction block; the session goes on as it would direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syntax_errors_are_the_servers_own() {
+    let h = Harness::start().await;
+    let via = h.connect(DANA).await;
+    let direct = h.direct().await;
+    fn fields(e: &tokio_postgres::Error) -> String {
+        let db = e.as_db_error().expect("a server error");
+        format!(
+            "{} {} {:?} {:?} {:?}",
+            db.code().code(),
+            db.message(),
+            db.position(),
+            db.hint(),
+            db.detail()
+        )
+    }
+    for sql in [
+        "SELEC 1",
+        "SELECT 1 +",
+        "SELECT 'unterminated",
+        "SELECT 1; SELEC 2",
+        "SELECT 1 FROM pg_class WHERE",
+        "/* an open comment",
+        "SELECT $$ open",
+        "SELECT 1 -- trailing comment\nFROM FROM",
+        "SELECT 1 PGWARD DENIED",
+        "SELECT U&'\\0000'",
+        "SELECT 'a' 'b'",
+        "CREATE TABLE t (a int) PARTITION BY",
+    ] {
+        let a = via.simple_query(sql).await.unwrap_err();
+        let b = direct.simple_query(sql).await.unwrap_err();
+        assert_eq!(fields(&a), fields(&b), "simple: {sql}");
+        if !sql.contains(';') {
+            let a = via.prepare(sql).await.unwrap_err();
+            let b = direct.prepare(sql).await.unwrap_err();
+            assert_eq!(fields(&a), fields(&b), "extended: {sql}");
+        }
+    }
+    // PostgreSQL 15 parses this (system_user became a keyword in 16);
+    // pgward's parser does not: refused with pgward's own error, and the
+    // server's parse of the probe created nothing.
+    for sql in [
+        "CREATE TABLE system_user (a int)",
+        "SELECT 1; CREATE TABLE system_user (a int)",
+    ] {
+        let e = via.simple_query(sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap();
+        assert_eq!(db.code().code(), "42601", "{sql}");
+        assert!(db.message().starts_with("pgward: "), "{db:?}");
+        assert!(db.hint().unwrap().contains("the server's can"), "{db:?}");
+        let e = via.prepare(sql).await.unwrap_err();
+        assert!(e.as_db_error().unwrap().message().starts_with("pgward: "));
+    }
+    let made = direct
+        .query_one("SELECT to_regclass('public.system_user') IS NOT NULL", &[])
+        .await
+        .unwrap();
+    assert!(!made.get::<_, bool>(0));
+    // In a block: aborted, as direct.
+    via.batch_execute("BEGIN").await.unwrap();
+    let e = via.simple_query("SELEC 1").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "42601");
+    let e = via.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25P02");
+    via.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(one_number(&via, "SELECT 7::int8").await, 7);
+    // A named statement prepared before survives a bad Parse, as direct.
+    let kept = via.prepare("SELECT 8::int8").await.unwrap();
+    via.prepare("SELEC 9").await.unwrap_err();
+    assert_eq!(via.query_one(&kept, &[]).await.unwrap().get::<_, i64>(0), 8);
+}

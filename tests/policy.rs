@@ -1668,3 +1668,168 @@ async fn builtin_snapshot_matches_the_server() {
     }
     assert!(rows.len() > 2500);
 }
+
+/// A statement whose verdict depends on its parameters is judged at each
+/// Bind with the values in place (asyncpg's `set_config('jit', $1, false)`,
+/// Django's TimeZone, SQLAlchemy's `current_setting($1::VARCHAR)`, SQL text
+/// bound to `query_to_xml`): allowed values run, refused ones change
+/// nothing, and a value pgward cannot read keeps the statement refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_are_judged_at_bind_with_their_values() {
+    let h = corpus_harness().await;
+    let before = fingerprint(&h).await;
+    // tokio-postgres: Parse without types, Describe, binary values.
+    let c = h.connect(READER).await;
+    let set = c
+        .prepare("SELECT set_config($1, $2, false)")
+        .await
+        .expect("prepared: judged at Bind");
+    let row = c
+        .query_one(&set, &[&"application_name", &"bound"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "bound");
+    let e = c
+        .query_one(&set, &[&"default_transaction_read_only", &"off"])
+        .await
+        .unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+    let show = "SHOW default_transaction_read_only";
+    assert_eq!(
+        c.query_one(show, &[]).await.unwrap().get::<_, String>(0),
+        h.connect(READER)
+            .await
+            .query_one(show, &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+    );
+    // The same statement, bound again with an allowed value, still runs.
+    let row = c
+        .query_one(&set, &[&"application_name", &"again"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "again");
+
+    let setting = c
+        .prepare("SELECT current_setting($1::VARCHAR)")
+        .await
+        .unwrap();
+    let row = c
+        .query_one(&setting, &[&"default_table_access_method"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "heap");
+    let e = c
+        .query_one(&setting, &[&"restore_command"])
+        .await
+        .unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+
+    let xml = c
+        .prepare("SELECT query_to_xml($1, true, false, '')::text")
+        .await
+        .unwrap();
+    let row = c
+        .query_one(&xml, &[&"SELECT 41 + 1 AS answer"])
+        .await
+        .unwrap();
+    assert!(row.get::<_, String>(0).contains("<answer>42</answer>"));
+    for hidden in [
+        "SELECT nextval('orders_id_seq')",
+        "INSERT INTO scratch VALUES (1) RETURNING a",
+        "SELECT set_config('default_transaction_read_only', 'off', false)",
+    ] {
+        let e = c.query_one(&xml, &[&hidden]).await.unwrap_err();
+        assert!(Harness::is_denial(&e), "{hidden}: {e:?}");
+    }
+    // Refused whatever the values: refused at its Bind.
+    let delete = c.prepare("DELETE FROM scratch WHERE a = $1").await.unwrap();
+    let e = c.execute(&delete, &[&1i32]).await.unwrap_err();
+    assert!(Harness::is_denial(&e), "{e:?}");
+    assert_eq!(
+        fingerprint(&h).await,
+        before,
+        "a refused Bind changed something"
+    );
+
+    // Raw protocol, one pipeline, no Describe: a text value needs no type;
+    // a binary one of a type nobody declared cannot be read, so the
+    // statement stays refused (four bytes are one value as int4 and
+    // another as text).
+    let mut s = login(&h, READER).await;
+    let pipeline = |format: u8, value: &[u8]| {
+        let mut b = BytesMut::new();
+        frontend::parse("", "SELECT set_config($1, $2, false)", [], &mut b).unwrap();
+        let mut bind = b"\0\0\0\x01\0".to_vec();
+        bind.push(format);
+        bind.extend_from_slice(&[0, 2]);
+        for v in [&b"application_name"[..], value] {
+            bind.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            bind.extend_from_slice(v);
+        }
+        bind.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&frame(b'B', &bind));
+        frontend::execute("", 0, &mut b).unwrap();
+        frontend::sync(&mut b);
+        b
+    };
+    s.write_all(&pipeline(0, b"raw-text")).await.unwrap();
+    let msgs = until_ready(&mut s).await;
+    let tags: Vec<u8> = msgs
+        .iter()
+        .map(|m| m.0)
+        .filter(|t| !matches!(t, b'S' | b'N'))
+        .collect();
+    assert_eq!(tags, b"12DCZ", "{msgs:?}");
+    s.write_all(&pipeline(1, b"raw-binary")).await.unwrap();
+    let msgs = until_ready(&mut s).await;
+    let tags: Vec<u8> = msgs
+        .iter()
+        .map(|m| m.0)
+        .filter(|t| !matches!(t, b'S' | b'N'))
+        .collect();
+    assert_eq!(tags, b"1EZ", "{msgs:?}");
+    assert_eq!(error_code(&msgs[1].1), "42501");
+    // Values cannot break out of their literal.
+    let mut b = BytesMut::new();
+    frontend::parse(
+        "q",
+        "SELECT set_config('application_name', $1, false)",
+        [],
+        &mut b,
+    )
+    .unwrap();
+    frontend::sync(&mut b);
+    s.write_all(&b).await.unwrap();
+    until_ready(&mut s).await;
+    for value in [
+        &b"x'), nextval('orders_id_seq') --"[..],
+        b"x\\'), nextval('orders_id_seq') --",
+    ] {
+        let mut bind = b"\0q\0\0\0\0\x01".to_vec();
+        bind.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        bind.extend_from_slice(value);
+        bind.extend_from_slice(&[0, 0]);
+        let mut b = BytesMut::from(&frame(b'B', &bind)[..]);
+        frontend::execute("", 0, &mut b).unwrap();
+        frontend::sync(&mut b);
+        s.write_all(&b).await.unwrap();
+        let msgs = until_ready(&mut s).await;
+        let tags: Vec<u8> = msgs
+            .iter()
+            .map(|m| m.0)
+            .filter(|t| !matches!(t, b'S' | b'N'))
+            .collect();
+        assert_eq!(tags, b"2DCZ", "{msgs:?}");
+        // The whole value is the name, as the server read it.
+        let mut status = b"application_name\0".to_vec();
+        status.extend_from_slice(value);
+        status.push(0);
+        assert!(
+            msgs.iter().any(|m| m.0 == b'S' && m.1 == status),
+            "{msgs:?}"
+        );
+    }
+    assert_eq!(fingerprint(&h).await, before);
+}

@@ -8,6 +8,7 @@ pub mod class;
 pub mod classify;
 pub mod decide;
 pub mod explain;
+pub mod params;
 pub mod role;
 pub mod settings;
 pub mod shape;

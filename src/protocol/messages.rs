@@ -259,6 +259,41 @@ pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
     (sev, code, msg)
 }
 
+/// One field of an ErrorResponse or NoticeResponse ('R': the routine).
+pub fn error_field(body: &[u8], field: u8) -> Option<&str> {
+    let mut r = Reader::new(body);
+    while let Some(kind) = r.u8() {
+        if kind == 0 {
+            break;
+        }
+        let v = r.cstr()?;
+        if kind == field {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// An ErrorResponse or NoticeResponse (tag and body) with its position
+/// field moved back by `by` characters (a text the server saw behind a
+/// prefix of that many).
+pub fn shift_error_position(tag: u8, body: &[u8], by: u32, out: &mut BytesMut) {
+    message(out, tag, |b| {
+        let mut r = Reader::new(body);
+        while let Some(kind) = r.u8() {
+            if kind == 0 {
+                break;
+            }
+            let Some(v) = r.cstr() else { break };
+            match (kind, v.parse::<u32>()) {
+                (b'P', Ok(p)) => field(b, b'P', &p.saturating_sub(by).max(1).to_string()),
+                _ => field(b, kind, v),
+            }
+        }
+        b.put_u8(0);
+    });
+}
+
 /// Body of a Query ('Q').
 pub fn parse_query(body: &[u8]) -> Option<&str> {
     let mut r = Reader::new(body);
@@ -306,6 +341,66 @@ pub fn parse_bind(body: &[u8]) -> Option<(&str, &str)> {
     let portal = r.cstr()?;
     let stmt = r.cstr()?;
     Some((portal, stmt))
+}
+
+/// One parameter value of a Bind: NULL, or its bytes in text (format 0)
+/// or binary (any other format code) form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindValue<'a> {
+    pub binary: bool,
+    pub bytes: Option<&'a [u8]>,
+}
+
+/// A Bind ('B') with its parameter values decoded (result formats are not).
+#[derive(Debug)]
+pub struct Bind<'a> {
+    pub portal: &'a str,
+    pub statement: &'a str,
+    pub values: Vec<BindValue<'a>>,
+}
+
+/// Decodes a Bind's names and parameter values. None when malformed,
+/// including a format list whose length is neither 0, 1 nor the number of
+/// values (PostgreSQL refuses those too).
+pub fn parse_bind_values(body: &[u8]) -> Option<Bind<'_>> {
+    let mut r = Reader::new(body);
+    let portal = r.cstr()?;
+    let statement = r.cstr()?;
+    let nformats = usize::try_from(r.i16()?).ok()?;
+    let formats = r.take(2 * nformats)?;
+    let nvalues = usize::try_from(r.i16()?).ok()?;
+    if nformats > 1 && nformats != nvalues {
+        return None;
+    }
+    let format = |i: usize| {
+        let at = if nformats == 1 { 0 } else { 2 * i };
+        formats.get(at..at + 2).is_some_and(|f| f != [0, 0])
+    };
+    let mut values = Vec::with_capacity(nvalues.min(1024));
+    for i in 0..nvalues {
+        let len = r.i32()?;
+        let bytes = match usize::try_from(len) {
+            Ok(n) => Some(r.take(n)?),
+            Err(_) => None,
+        };
+        values.push(BindValue {
+            binary: nformats > 0 && format(i),
+            bytes,
+        });
+    }
+    Some(Bind {
+        portal,
+        statement,
+        values,
+    })
+}
+
+/// The parameter type OIDs of a ParameterDescription ('t').
+pub fn parse_param_description(body: &[u8]) -> Option<Vec<u32>> {
+    let mut r = Reader::new(body);
+    let n = usize::try_from(r.i16()?).ok()?;
+    let types: Option<Vec<u32>> = (0..n).map(|_| r.i32().map(|oid| oid as u32)).collect();
+    r.is_empty().then_some(types?)
 }
 
 /// Kind ('S' statement or 'P' portal) and name of a Describe ('D') or Close ('C').

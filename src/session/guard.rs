@@ -58,6 +58,12 @@ pub struct Guard {
     pub keep_judged: bool,
     /// A classification done apart for the next text to judge.
     provided: Option<Classified>,
+    /// Whether this session prepared a statement judged at Bind: until it
+    /// does, a Bind costs nothing here.
+    bind_judging: bool,
+    /// Set by `check` when it refused the message because pgward's parser
+    /// could not parse it (see `syntax_probe`).
+    pub unparsed: bool,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
@@ -103,6 +109,49 @@ pub fn stand_in(tag: u8) -> &'static [u8] {
     }
 }
 
+/// What `syntax_probe` puts before the client's text: two statements, so
+/// that whatever follows makes the string more than one.
+pub const PROBE_PREFIX: &str = "SELECT;SELECT;";
+
+/// For a Query or Parse pgward's parser refused: the stand-in that lets
+/// the server's parser have its say on the same text, without running or
+/// even analysing anything. The text is sent as a Parse (under the name the
+/// client gave, or the unnamed statement, which a simple Query drops
+/// anyway) behind two empty SELECTs: PostgreSQL raw-parses the whole string
+/// first, so a syntax error comes back as the server words it (its
+/// position moved back past the prefix, its hint, its version's grammar),
+/// and a string it can parse fails at once as more than one statement,
+/// before analysis. After a `;` the scanner starts afresh, so the text
+/// scans as it would alone.
+pub fn syntax_probe(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+    // As bytes: the text is in the client's encoding, which the server
+    // converts as it would the client's own message.
+    let cstr = |b: &[u8]| b.iter().position(|&c| c == 0);
+    let (name, sql): (&[u8], &[u8]) = match tag {
+        b'Q' => (b"", &body[..cstr(body)?]),
+        b'P' => {
+            let n = cstr(body)?;
+            let rest = &body[n + 1..];
+            (&body[..n], &rest[..cstr(rest)?])
+        }
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(PROBE_PREFIX.len() + sql.len() + name.len() + 16);
+    let len = 4 + name.len() + 1 + PROBE_PREFIX.len() + sql.len() + 1 + 2;
+    out.push(b'P');
+    out.extend_from_slice(&u32::try_from(len).ok()?.to_be_bytes());
+    out.extend_from_slice(name);
+    out.push(0);
+    out.extend_from_slice(PROBE_PREFIX.as_bytes());
+    out.extend_from_slice(sql);
+    out.extend_from_slice(&[0, 0, 0]);
+    if tag == b'Q' {
+        // A Query ends in ReadyForQuery: so does Parse, Sync.
+        out.extend_from_slice(b"S\0\0\0\x04");
+    }
+    Some(out)
+}
+
 impl Guard {
     pub fn new(
         shared: Arc<Shared>,
@@ -132,6 +181,8 @@ impl Guard {
             last: Judged::default(),
             keep_judged: true,
             provided: None,
+            bind_judging: false,
+            unparsed: false,
         }
     }
 
@@ -296,10 +347,14 @@ impl Guard {
     /// Judges one client message. `None` lets it through; `Some(error)`
     /// denies it with that error.
     pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        if tag == b'B' && !self.bind_judging {
+            return None;
+        }
         if self.keep_judged {
             self.last = Judged::default();
         }
         self.effects.clear();
+        self.unparsed = false;
         match tag {
             b'Q' => {
                 let sql = parse_query(body)?;
@@ -307,9 +362,12 @@ impl Guard {
             }
             b'P' => {
                 let (name, sql) = parse_parse(body)?;
-                self.judge_sql(sql, Some(name), state)
-                    .or_else(|| self.judge_param_types(body, state))
+                match self.judge_sql(sql, Some(name), state) {
+                    None => self.judge_param_types(body, state),
+                    Some(refused) => self.judge_at_bind(name, sql, body, refused, state),
+                }
             }
+            b'B' => self.judge_bind(body, state),
             b'E' => {
                 let portal = parse_execute(body)?;
                 self.judge_execute(portal, state)
@@ -350,6 +408,102 @@ impl Guard {
             if let Some(e) = self.refusal(&role, statements, Some(&sql), state) {
                 return Some(e);
             }
+        }
+        None
+    }
+
+    /// A Parse refused as written whose verdict may depend on its
+    /// parameters (`set_config('TimeZone', $1, false)`): it goes upstream,
+    /// where a Parse only parses and analyses, and each Bind of it is
+    /// judged with the values in place. Anything else keeps its refusal.
+    fn judge_at_bind(
+        &mut self,
+        name: &str,
+        sql: &str,
+        body: &[u8],
+        refused: PgError,
+        state: &ProtocolState,
+    ) -> Option<PgError> {
+        if refused.code != sqlstate::INSUFFICIENT_PRIVILEGE
+            || !sql.contains('$')
+            || policy::params::placeholders(sql).is_empty()
+        {
+            return Some(refused);
+        }
+        // The declared types' own functions run at Bind, whatever the values.
+        if let Some(e) = self.judge_param_types(body, state) {
+            return Some(e);
+        }
+        let Some(types) = crate::protocol::messages::parse_param_types(body) else {
+            return Some(refused);
+        };
+        let (analysis, _, _) = self.analyze(sql);
+        // Only a statement the server plans takes protocol parameters: a
+        // `$1` in PREPARE or CREATE FUNCTION is the statement's own.
+        let takes_parameters = |st: &[Statement]| {
+            matches!(
+                st,
+                [s] if matches!(
+                    s.kind.as_str(),
+                    "SelectStmt" | "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
+                        | "CallStmt" | "ExplainStmt" | "DeclareCursorStmt"
+                )
+            )
+        };
+        if !analysis
+            .as_ref()
+            .as_ref()
+            .is_ok_and(|s| takes_parameters(s))
+        {
+            return Some(refused);
+        }
+        let p = Prepared::judged_at_bind(analysis, sql.into(), types);
+        self.effects
+            .push(Effect::Prepare(name.to_owned(), Arc::new(p)));
+        self.bind_judging = true;
+        None
+    }
+
+    /// A Bind of a statement judged at Bind: the statement with the Bind's
+    /// values in place must be allowed, and its portal runs that.
+    fn judge_bind(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+        let bind = crate::protocol::messages::parse_bind_values(body)?;
+        let mut waiting: Vec<Arc<Prepared>> = Vec::new();
+        state.statement_candidates(bind.statement, state.owed.len(), &mut |p| {
+            if let Some(p) = p.filter(|p| p.judged_at_bind.is_some()) {
+                waiting.push(p.clone());
+            }
+        });
+        if waiting.is_empty() {
+            return None;
+        }
+        self.refresh_snapshots();
+        let role = match self.current_role() {
+            Ok(r) => r,
+            Err(e) => return Some(e),
+        };
+        for p in waiting {
+            let sql = policy::params::with_values(&p.sql, &p.param_types(), &bind.values)
+                .unwrap_or_else(|| p.sql.to_string());
+            let (analysis, _, _) = self.analyze(&sql);
+            if self.keep_judged {
+                self.last.analysis = Some(analysis.clone());
+                self.last.sql = Some(sql.as_str().into());
+            }
+            let statements = match analysis.as_ref() {
+                Ok(s) if s.len() == 1 => s,
+                Ok(_) => {
+                    return Some(denied(
+                        "a parameter value changed how many statements there are".into(),
+                    ))
+                }
+                Err(m) => return Some(denied(format!("with its parameter values: {m}"))),
+            };
+            if let Some(e) = self.refusal(&role, statements, Some(&sql), state) {
+                return Some(e);
+            }
+            let bound = Prepared::new(analysis.clone(), 0, p.sql.clone(), self.rules_gen);
+            self.effects.push(Effect::Bound(p, Arc::new(bound)));
         }
         None
     }
@@ -477,10 +631,12 @@ impl Guard {
         let statements = match analysis.as_ref() {
             Ok(s) => s,
             Err(message) => {
+                self.unparsed = true;
                 return Some(
-                    PgError::error(sqlstate::SYNTAX_ERROR, message.clone())
-                        .with_hint("pgward denies what PostgreSQL's parser cannot parse"),
-                )
+                    PgError::error(sqlstate::SYNTAX_ERROR, format!("pgward: {message}")).with_hint(
+                        "pgward's parser (PostgreSQL 18's) cannot parse it, though the server's can",
+                    ),
+                );
             }
         };
         if statements.iter().any(|st| st.unknown_function) {
@@ -491,6 +647,15 @@ impl Guard {
         // EXECUTE is judged by what is prepared now, which changes: never
         // from the cache.
         let cacheable = statements.iter().all(|st| st.executes.is_none());
+        if !cacheable && self.keep_judged {
+            for name in statements.iter().filter_map(|st| st.executes.as_deref()) {
+                let mut last = None;
+                state.statement_candidates(name, state.owed.len(), &mut |p| last = p.cloned());
+                if let Some(p) = last {
+                    self.last.executed.push((name.to_owned(), p));
+                }
+            }
+        }
         if !(known_allowed && cacheable) {
             let unplaced = statements.iter().flat_map(|st| &st.relations);
             if unplaced
@@ -588,6 +753,21 @@ fn denied(m: String) -> PgError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syntax_probes_are_well_framed() {
+        let q = syntax_probe(b'Q', b"SELEC 1\0").unwrap();
+        assert_eq!(q, b"P\0\0\0\x1d\0SELECT;SELECT;SELEC 1\0\0\0S\0\0\0\x04");
+        let p = syntax_probe(b'P', b"s1\0SELEC $1\0\0\x01\0\0\0\x17").unwrap();
+        let (name, sql) = parse_parse(&p[5..]).unwrap();
+        assert_eq!((name, sql), ("s1", "SELECT;SELECT;SELEC $1"));
+        assert_eq!(
+            p.len(),
+            1 + u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize
+        );
+        assert!(syntax_probe(b'Q', b"no terminator").is_none());
+        assert!(syntax_probe(b'E', b"\0\0\0\0\0").is_none());
+    }
 
     #[test]
     fn stand_ins_are_well_framed() {

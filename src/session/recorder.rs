@@ -29,6 +29,9 @@ pub struct Judged {
     pub sql: Option<Arc<str>>,
     /// For an Execute: the prepared statement it is expected to run.
     pub execute: Option<Arc<Prepared>>,
+    /// For SQL `EXECUTE name` statements: what each name holds, so the
+    /// event shows what runs.
+    pub executed: Vec<(String, Arc<Prepared>)>,
 }
 
 impl Judged {
@@ -304,7 +307,8 @@ impl Recorder {
                     self.emit_denied(bare_item(sql), err);
                     return;
                 }
-                let items = self.described.items(&sql, analysis);
+                let executed = judged.map_or(&[][..], |j| &j.executed[..]);
+                let items = self.described.items(&sql, analysis, executed);
                 match denial {
                     Some(err) => {
                         for item in items {
@@ -322,6 +326,22 @@ impl Recorder {
                         self.pending
                             .push_back(Pending::new(index, flow, items.into()));
                     }
+                }
+            }
+            // A Bind refused with its values (a statement judged at Bind):
+            // the statement as judged, with the values, is the event.
+            b'B' if denial.is_some() => {
+                let Some(err) = denial else { return };
+                let sql = judged
+                    .and_then(|j| j.sql.clone())
+                    .map_or(Str::Static(""), Str::Shared);
+                let analysis = judged.and_then(|j| j.analysis.as_ref());
+                let parameters = bind_parameters(body)
+                    .filter(|_| self.log.records_parameters())
+                    .map(|(_, params, formats)| Box::new((params, formats)));
+                for mut item in self.described.items(&sql, analysis, &[]) {
+                    item.parameters = parameters.clone();
+                    self.emit_denied(item, err);
                 }
             }
             b'B' if self.log.records_parameters() => {
@@ -588,7 +608,12 @@ impl DescribedCache {
     /// The statements of a message as audit items. A single statement
     /// shows the text the client sent (its classification may be shared
     /// with another text of the same shape).
-    fn items(&mut self, sql: &Str, analysis: Option<&Arc<Analysis>>) -> Vec<Item> {
+    fn items(
+        &mut self,
+        sql: &Str,
+        analysis: Option<&Arc<Analysis>>,
+        executed: &[(String, Arc<Prepared>)],
+    ) -> Vec<Item> {
         let Some(a) = analysis else {
             return vec![bare_item(sql.clone())];
         };
@@ -601,7 +626,18 @@ impl DescribedCache {
             .iter()
             .enumerate()
             .map(|(i, st)| {
-                let d = self.get((base, i), || Holder::Analysis(a.clone()), st);
+                // `EXECUTE name` is described by what it runs.
+                let runs = st.executes.as_ref().and_then(|name| {
+                    let (_, p) = executed.iter().find(|(n, _)| n == name)?;
+                    Some((p.analysis(), p.statement()?))
+                });
+                let d = match runs {
+                    Some(((analysis, index), prepared)) => {
+                        let key = (Arc::as_ptr(analysis) as usize, index);
+                        self.get(key, || Holder::Analysis(analysis.clone()), prepared)
+                    }
+                    None => self.get((base, i), || Holder::Analysis(a.clone()), st),
+                };
                 let text = if statements.len() == 1 {
                     sql.clone()
                 } else {
@@ -654,47 +690,28 @@ fn rows_of_tag(body: &[u8]) -> Option<i64> {
 /// A Bind's portal, parameters (text as is, binary as `\x` hex, NULL as
 /// NULL) and their formats ("text" or "binary").
 fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
-    let mut r = Reader::new(body);
-    let portal = r.cstr()?;
-    r.cstr()?;
-    let nformats = r.i16()?.max(0) as usize;
-    let mut formats = Vec::with_capacity(nformats.min(1024));
-    for _ in 0..nformats {
-        formats.push(r.i16()?);
-    }
-    let nparams = r.i16()?.max(0) as usize;
-    let mut out = Vec::with_capacity(nparams.min(1024));
-    let mut shown_formats = Vec::with_capacity(nparams.min(1024));
-    for i in 0..nparams {
-        let format = match formats.len() {
-            0 => 0,
-            1 => formats[0],
-            _ => *formats.get(i)?,
-        };
-        shown_formats.push(Some(Str::Static(if format == 0 {
-            "text"
-        } else {
-            "binary"
-        })));
-        let len = r.i32()?;
-        if len < 0 {
+    let bind = crate::protocol::messages::parse_bind_values(body)?;
+    let mut out = Vec::with_capacity(bind.values.len());
+    let mut shown_formats = Vec::with_capacity(bind.values.len());
+    for v in &bind.values {
+        shown_formats.push(Some(Str::Static(if v.binary { "binary" } else { "text" })));
+        let Some(bytes) = v.bytes else {
             out.push(None);
             continue;
-        }
-        let bytes = r.take(len as usize)?;
-        let shown: Str = if format == 0 {
-            Str::from(&*String::from_utf8_lossy(bytes))
-        } else {
+        };
+        let shown: Str = if v.binary {
             let mut hex = String::with_capacity(2 + 2 * bytes.len());
             hex.push_str("\\x");
             for b in bytes {
                 hex.push_str(&format!("{b:02x}"));
             }
             hex.into()
+        } else {
+            Str::from(&*String::from_utf8_lossy(bytes))
         };
         out.push(Some(shown));
     }
-    Some((portal, Some(out.into()), Some(shown_formats.into())))
+    Some((bind.portal, Some(out.into()), Some(shown_formats.into())))
 }
 
 #[cfg(test)]

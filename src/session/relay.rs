@@ -21,7 +21,7 @@ use super::recorder::{Admission, Recorder};
 use super::state::ProtocolState;
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
-use crate::protocol::messages::parse_error_fields;
+use crate::protocol::messages::{parse_error_fields, shift_error_position};
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Phase;
 
@@ -526,14 +526,13 @@ impl Core {
                 }
             }
             let mut denial = match &mut self.guard {
-                Some(g) if matches!(tag, b'Q' | b'P' | b'E' | b'F' | b'C') => {
+                Some(g) if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F' | b'C') => {
                     g.check(tag, body, &self.state)
                 }
                 _ => None,
             };
-            if let (Some(rec), true) =
-                (&mut self.recorder, matches!(tag, b'Q' | b'P' | b'E' | b'F'))
-            {
+            let recorded = matches!(tag, b'Q' | b'P' | b'E' | b'F') || denial.is_some();
+            if let (Some(rec), true) = (&mut self.recorder, recorded) {
                 // Room for its events, or the message waits; and with
                 // audit.on_failure = "deny", nothing runs unrecorded.
                 let statements = match (tag, &self.guard) {
@@ -574,16 +573,26 @@ impl Core {
                 return Err(End::Closed(err));
             }
             if let Some(err) = denial {
-                if matches!(tag, b'P' | b'E') {
+                if matches!(tag, b'P' | b'B' | b'E') {
                     self.state.doomed = true;
                 }
                 // Nothing of a denied message goes upstream: a stand-in
                 // that fails in the parser takes its place, and its error
                 // is swapped for this one on the way back.
-                self.state.deny_last(err);
+                let probe = match &self.guard {
+                    Some(g) if g.unparsed => guard::syntax_probe(tag, body),
+                    _ => None,
+                };
+                match &probe {
+                    Some(_) => self.state.deny_last_unparsed(err),
+                    None => self.state.deny_last(err),
+                }
                 move_frames(cin, at, to_up);
                 cin.advance(total);
-                to_up.extend_from_slice(guard::stand_in(tag));
+                match probe {
+                    Some(p) => to_up.extend_from_slice(&p),
+                    None => to_up.extend_from_slice(guard::stand_in(tag)),
+                }
                 at = 0;
                 continue;
             }
@@ -656,6 +665,16 @@ impl Core {
                     err
                 }
             });
+            if self.state.probe_answered {
+                let mut shifted = BytesMut::new();
+                let by = guard::PROBE_PREFIX.len() as u32;
+                shift_error_position(tag, body, by, &mut shifted);
+                move_frames(uin, at, to_client);
+                to_client.extend_from_slice(&shifted);
+                uin.advance(total);
+                at = 0;
+                continue;
+            }
             if let Some(err) = replacement.filter(|_| code != "25P02" && !self.upstream_said_fatal)
             {
                 move_frames(uin, at, to_client);

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use crate::policy::{Analysis, Statement};
 use crate::protocol::messages::{
-    parse_bind, parse_error_fields, parse_execute, parse_parse, parse_query, parse_target, Reader,
+    error_field, parse_bind, parse_error_fields, parse_execute, parse_param_description,
+    parse_parse, parse_query, parse_target, Reader,
 };
 use crate::protocol::{sqlstate, PgError};
 
@@ -33,6 +34,15 @@ pub struct Prepared {
     pub sql: Arc<str>,
     /// The rules generation it was last found allowed under.
     pub allowed_under: AtomicU64,
+    /// Set when its verdict waits for the parameter values: a Parse that
+    /// would be refused as written, but has parameters, is judged again at
+    /// each Bind with the values in place (the Parse's declared parameter
+    /// types, to cast them as the server will). Never allowed as is.
+    pub judged_at_bind: Option<Box<[u32]>>,
+    /// Its parameter types as the server reported them (ParameterDescription
+    /// of a Describe), for a statement judged at Bind: what a binary value
+    /// of a type the Parse left open is.
+    described: std::sync::OnceLock<Box<[u32]>>,
 }
 
 impl Prepared {
@@ -42,6 +52,30 @@ impl Prepared {
             index,
             sql,
             allowed_under: AtomicU64::new(allowed_under),
+            judged_at_bind: None,
+            described: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The type OID of each parameter as far as known (0: not known): the
+    /// Parse's declaration, else the server's description.
+    pub fn param_types(&self) -> Vec<u32> {
+        let declared = self.judged_at_bind.as_deref().unwrap_or(&[]);
+        let described = self.described.get().map_or(&[][..], |d| &d[..]);
+        (0..declared.len().max(described.len()))
+            .map(|i| match declared.get(i) {
+                Some(&t) if t != 0 => t,
+                _ => described.get(i).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// A statement whose verdict waits for each Bind's values (see
+    /// `judged_at_bind`).
+    pub fn judged_at_bind(analysis: Arc<Analysis>, sql: Arc<str>, types: Vec<u32>) -> Self {
+        Prepared {
+            judged_at_bind: Some(types.into()),
+            ..Prepared::new(analysis, 0, sql, NEVER_ALLOWED)
         }
     }
 
@@ -64,6 +98,31 @@ impl Prepared {
     }
 }
 
+/// Statements a Bind judged with its values, each with what a portal bound
+/// to it runs instead.
+pub type BoundAtBind = Box<[(Arc<Prepared>, Arc<Prepared>)]>;
+
+/// What a portal bound to `held` runs: the statement judged with the
+/// Bind's values when `held` waited for them (see `Effect::Bound`).
+fn bound_in<'a>(
+    bound: &'a Option<BoundAtBind>,
+    held: Option<&'a Arc<Prepared>>,
+) -> Option<&'a Arc<Prepared>> {
+    let held = held?;
+    match bound.as_deref() {
+        Some(pairs) => Some(
+            pairs
+                .iter()
+                .find(|(of, _)| Arc::ptr_eq(of, held))
+                .map_or(held, |(_, to)| to),
+        ),
+        None => Some(held),
+    }
+}
+
+/// An `allowed_under` no rules generation reaches.
+pub const NEVER_ALLOWED: u64 = u64::MAX;
+
 /// What a statement of a Query does to the names of prepared statements
 /// once the server completes it.
 #[derive(Debug, Clone)]
@@ -72,6 +131,10 @@ pub enum Effect {
     Prepare(String, Arc<Prepared>),
     Deallocate(String),
     DeallocateAll,
+    /// A Bind of a statement judged at Bind: the portal runs the second,
+    /// the statement judged with the Bind's values, when the name holds
+    /// the first once the server reads the Bind.
+    Bound(Arc<Prepared>, Arc<Prepared>),
 }
 
 /// A client message the server has still to read or answer, in order.
@@ -92,8 +155,14 @@ pub enum Owed {
     Bind {
         portal: String,
         statement: String,
+        /// Statements judged at this Bind with its values, each with what
+        /// its portal runs in its place (`Effect::Bound`).
+        bound: Option<BoundAtBind>,
     },
-    Describe,
+    Describe {
+        /// The statement of a Describe of a statement (not a portal).
+        statement: Option<String>,
+    },
     Execute {
         portal: String,
     },
@@ -154,7 +223,13 @@ pub struct ProtocolState {
     pushed: u64,
     /// Denied messages by owed index: the upstream error that answers the
     /// stand-in pgward sent is replaced by this one.
-    denials: VecDeque<(u64, PgError)>,
+    /// Errors owed for denied messages, by index; `true`: the message was
+    /// refused as unparsable and its stand-in let the server parse it, whose
+    /// own syntax error (with its position and hint) goes to the client.
+    denials: VecDeque<(u64, PgError, bool)>,
+    /// The error `on_backend` saw last is the server's answer to a syntax
+    /// probe: its position counts the probe's prefix.
+    pub probe_answered: bool,
 }
 
 impl Default for ProtocolState {
@@ -172,6 +247,7 @@ impl Default for ProtocolState {
             lost: None,
             pushed: 0,
             denials: VecDeque::new(),
+            probe_answered: false,
         }
     }
 }
@@ -245,7 +321,7 @@ impl ProtocolState {
 
     fn prune_denials(&mut self) {
         let front = self.front_index();
-        while self.denials.front().is_some_and(|(i, _)| *i < front) {
+        while self.denials.front().is_some_and(|(i, _, _)| *i < front) {
             self.denials.pop_front();
         }
     }
@@ -253,9 +329,21 @@ impl ProtocolState {
     /// Marks the message just recorded as denied: the error answering it
     /// will be `err`.
     pub fn deny_last(&mut self, err: PgError) {
+        self.deny_last_with(err, false)
+    }
+
+    /// Marks the message just recorded as refused because pgward's parser
+    /// could not parse it, its stand-in a parse of the same text upstream
+    /// (see `guard::syntax_probe`): the server's syntax error answers it,
+    /// else `err`.
+    pub fn deny_last_unparsed(&mut self, err: PgError) {
+        self.deny_last_with(err, true)
+    }
+
+    fn deny_last_with(&mut self, err: PgError, server_syntax_wins: bool) {
         let last = self.last_index();
         if self.owed.back().is_some_and(|(i, _)| *i == last) {
-            self.denials.push_back((last, err));
+            self.denials.push_back((last, err, server_syntax_wins));
         }
     }
 
@@ -292,7 +380,12 @@ impl ProtocolState {
             .iter()
             .rposition(|(_, o)| matches!(o, Owed::Bind { portal: p, .. } if p == portal));
         match bind.map(|k| (k, &self.owed[k].1)) {
-            Some((k, Owed::Bind { statement, .. })) => self.statement_candidates(statement, k, f),
+            Some((
+                k,
+                Owed::Bind {
+                    statement, bound, ..
+                },
+            )) => self.statement_candidates(statement, k, &mut |p| f(bound_in(bound, p))),
             _ => match self.portals.get(portal) {
                 Some(p) => {
                     f(p.as_ref());
@@ -388,14 +481,23 @@ impl ProtocolState {
             }
             b'B' => {
                 let (portal, statement) = parse_bind(body).ok_or_else(bad)?;
+                let bound: Vec<_> = effects
+                    .drain(..)
+                    .filter_map(|e| match e {
+                        Effect::Bound(of, to) => Some((of, to)),
+                        _ => None,
+                    })
+                    .collect();
                 self.push(Owed::Bind {
                     portal: portal.to_owned(),
                     statement: statement.to_owned(),
+                    bound: (!bound.is_empty()).then(|| bound.into()),
                 });
             }
             b'D' => {
-                parse_target(body).ok_or_else(bad)?;
-                self.push(Owed::Describe);
+                let (kind, name) = parse_target(body).ok_or_else(bad)?;
+                let statement = (kind == b'S').then(|| name.to_owned());
+                self.push(Owed::Describe { statement });
             }
             b'E' => {
                 let portal = parse_execute(body).ok_or_else(bad)?;
@@ -433,13 +535,26 @@ impl ProtocolState {
     pub fn on_backend(&mut self, tag: u8, body: &[u8]) -> Option<PgError> {
         self.settle();
         let mut replacement = None;
+        let mut answers_denial = false;
+        self.probe_answered = false;
         if tag == b'E'
             && self
                 .denials
                 .front()
-                .is_some_and(|(i, _)| *i == self.front_index())
+                .is_some_and(|(i, _, _)| *i == self.front_index())
         {
-            replacement = self.denials.pop_front().map(|(_, e)| e);
+            answers_denial = true;
+            replacement = self.denials.pop_front().and_then(|(_, err, syntax_wins)| {
+                let (_, code, _) = parse_error_fields(body);
+                // The probe parsed: its one complaint is then that it is
+                // more than one statement (raised in exec_parse_message,
+                // whatever language the server speaks).
+                let server_syntax = syntax_wins
+                    && code == sqlstate::SYNTAX_ERROR
+                    && error_field(body, b'R') != Some("exec_parse_message");
+                self.probe_answered = server_syntax;
+                (!server_syntax).then_some(err)
+            });
         }
         match tag {
             b'1' => match self.pop() {
@@ -449,9 +564,14 @@ impl ProtocolState {
                 _ => self.anomalies += 1,
             },
             b'2' => match self.pop() {
-                Some(Owed::Bind { portal, statement }) => {
-                    let bound = self.statements.get(&statement).cloned().flatten();
-                    self.portals.insert(portal, bound);
+                Some(Owed::Bind {
+                    portal,
+                    statement,
+                    bound,
+                }) => {
+                    let held = self.statements.get(&statement).and_then(Option::as_ref);
+                    let runs = bound_in(&bound, held).cloned();
+                    self.portals.insert(portal, runs);
                 }
                 _ => self.anomalies += 1,
             },
@@ -467,8 +587,25 @@ impl ProtocolState {
             },
             // RowDescription ends a Describe; in a Query it only announces
             // rows.
-            b'T' | b'n' if matches!(self.owed.front(), Some((_, Owed::Describe))) => {
+            b'T' | b'n' if matches!(self.owed.front(), Some((_, Owed::Describe { .. }))) => {
                 self.pop();
+            }
+            b't' => {
+                if let Some((
+                    _,
+                    Owed::Describe {
+                        statement: Some(name),
+                    },
+                )) = self.owed.front()
+                {
+                    if let Some(Some(p)) = self.statements.get(name) {
+                        if p.judged_at_bind.is_some() {
+                            if let Some(types) = parse_param_description(body) {
+                                let _ = p.described.set(types.into());
+                            }
+                        }
+                    }
+                }
             }
             b'C' | b'I' | b's' if matches!(self.owed.front(), Some((_, Owed::Execute { .. }))) => {
                 self.end_copy(false);
@@ -481,7 +618,7 @@ impl ProtocolState {
             b'G' => self.copy = CopyState::In,
             b'H' => self.copy = CopyState::Out,
             b'W' => self.copy = CopyState::Both,
-            b'E' => self.on_error(body, replacement.is_some()),
+            b'E' => self.on_error(body, answers_denial),
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
                 loop {
