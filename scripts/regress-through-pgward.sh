@@ -179,6 +179,9 @@ cp "$work/pwfile" "$work/pgward/upstream-password"
 cat > "$work/pgward/pgward.toml" <<EOF
 [server]
 listen = "127.0.0.1:$pw_port"
+# PostgreSQL's authentication_timeout: a parallel group signs in 20 psql
+# sessions at once, slow for a debug build on a busy machine.
+auth_timeout_secs = 60
 
 [upstream]
 url = "postgres://compat@127.0.0.1:$upstream_port/postgres"
