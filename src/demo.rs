@@ -100,7 +100,8 @@ GRANT TEMPORARY ON DATABASE demo TO pgward_app;
 /// do with the demo's tables. The DBA's user created and owns them.
 pub const GRANTS_SQL: &str = "
 -- analyst and agent read the tables their rules allow; not api_keys.
-GRANT SELECT ON customers, orders TO pgward_analyst, pgward_agent;
+-- The sequences too: pg_dump reads those a dumped table owns.
+GRANT SELECT ON customers, orders, customers_id_seq, orders_id_seq TO pgward_analyst, pgward_agent;
 -- app reads and writes rows, and draws ids from the sequences.
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO pgward_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO pgward_app;

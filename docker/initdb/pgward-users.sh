@@ -36,6 +36,9 @@ GRANT TEMPORARY ON DATABASE app TO pgward_app;
 \connect app
 ALTER DEFAULT PRIVILEGES FOR ROLE pgward_dba IN SCHEMA public
     GRANT SELECT ON TABLES TO pgward_analyst, pgward_agent;
+-- pg_dump reads the sequences a dumped table owns.
+ALTER DEFAULT PRIVILEGES FOR ROLE pgward_dba IN SCHEMA public
+    GRANT SELECT ON SEQUENCES TO pgward_analyst, pgward_agent;
 ALTER DEFAULT PRIVILEGES FOR ROLE pgward_dba IN SCHEMA public
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO pgward_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE pgward_dba IN SCHEMA public

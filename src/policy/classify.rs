@@ -266,6 +266,7 @@ fn classify_statement(
         depth,
         compares: false,
         calling: calling.to_vec(),
+        idiom: None,
     };
     w.top(kind, inner, false);
     if w.compares {
@@ -445,6 +446,80 @@ pub fn parse_pg_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// LockStmt's mode for ACCESS SHARE (AccessShareLock).
+const ACCESS_SHARE_LOCK: i64 = 1;
+
+/// Statements pg_dump sends that pgward recognises by their exact shape
+/// (the parse tree of the template below, apart from source positions and
+/// the constants marked `'?'`), nothing looser, and judges for what they
+/// are rather than for the catalogs they name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DumpIdiom {
+    /// `SELECT set_config(name, 'v', false) FROM pg_settings WHERE name =
+    /// 'x'` sets x (if the server has it) like `SET x = 'v'`: the WHERE
+    /// binds the name, and set_config, being VOLATILE, runs only for the
+    /// rows that pass it. It returns the new value, not the settings.
+    SetConfig(String),
+    /// pg_dump's count of the database's subscriptions (as a user who may
+    /// not read them): a number, not their connection strings.
+    CountSubscriptions,
+}
+
+const SET_CONFIG_FROM_PG_SETTINGS: &str =
+    "SELECT set_config(name, '?', '?') FROM pg_settings WHERE name = '?'";
+const COUNT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM pg_subscription WHERE subdbid = \
+     (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+impl DumpIdiom {
+    /// The idiom a SelectStmt node is, if it is one.
+    fn of(select: &Value) -> Option<DumpIdiom> {
+        static TEMPLATES: OnceLock<Option<(Value, Value)>> = OnceLock::new();
+        let (set_config, count) = TEMPLATES
+            .get_or_init(|| {
+                Some((
+                    template(SET_CONFIG_FROM_PG_SETTINGS)?,
+                    template(COUNT_SUBSCRIPTIONS)?,
+                ))
+            })
+            .as_ref()?;
+        if same_tree(set_config, select) {
+            let setting = const_text(&select["where_clause"]["node"]["AExpr"]["rexpr"])?;
+            return Some(DumpIdiom::SetConfig(setting.to_ascii_lowercase()));
+        }
+        same_tree(count, select).then_some(DumpIdiom::CountSubscriptions)
+    }
+}
+
+/// The SelectStmt node of a template's parse.
+fn template(sql: &str) -> Option<Value> {
+    let parsed = pg_query::parse(sql, 0).ok()?;
+    let raw = Value::of(parsed.protobuf.stmts.first()?).ok()?;
+    let (_, select) = variant(&raw["stmt"])?;
+    Some(select.clone())
+}
+
+/// Whether `v` is the tree `template`, apart from source positions; a
+/// constant `'?'` in the template stands for any constant that is not NULL.
+fn same_tree(template: &Value, v: &Value) -> bool {
+    match (template, v) {
+        (Value::Object(t), Value::Object(c)) => {
+            if let (Some(tc), Some(cc)) = (t.get("AConst"), c.get("AConst")) {
+                if tc["val"]["Sval"]["sval"].as_str() == Some("?") {
+                    return !cc["isnull"].as_bool().unwrap_or(false) && !cc["val"].is_null();
+                }
+            }
+            t.iter().count() == c.iter().count()
+                && t.iter()
+                    .zip(c.iter())
+                    .all(|((tk, tv), (ck, cv))| tk == ck && (tk == "location" || same_tree(tv, cv)))
+        }
+        (Value::Array(t), Value::Array(c)) => {
+            t.len() == c.len() && t.iter().zip(c).all(|(t, c)| same_tree(t, c))
+        }
+        _ => template == v,
+    }
+}
+
 /// How deep views may refer to views before pgward gives up (fail closed).
 const MAX_DEPTH: usize = 16;
 /// How a call made by a table's row security policies is shown.
@@ -464,6 +539,9 @@ struct Walker<'a> {
     /// The user functions whose bodies are being judged, outermost first
     /// (a function that calls itself is judged once).
     calling: Vec<u32>,
+    /// The statement is one of pg_dump's idioms that pgward recognises by
+    /// their exact shape (see `DumpIdiom`).
+    idiom: Option<DumpIdiom>,
 }
 
 impl Walker<'_> {
@@ -474,6 +552,13 @@ impl Walker<'_> {
         let base = match kind {
             "SelectStmt" => {
                 self.st.reason(Read, "SELECT");
+                if let Some(idiom) = DumpIdiom::of(n) {
+                    // Its exact shape is known: one call, one relation.
+                    self.idiom = Some(idiom);
+                    self.node(kind, n, Read, plan_only);
+                    self.idiom = None;
+                    return;
+                }
                 Read
             }
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => Write,
@@ -558,6 +643,16 @@ impl Walker<'_> {
                     self.st.deallocates = Some(None);
                 }
                 return;
+            }
+            // ACCESS SHARE is the lock a SELECT takes on what it reads
+            // (pg_dump takes it on every table it dumps): a read of those
+            // tables, judged by the read rules. Every other mode is a lock.
+            "LockStmt" if n["mode"].as_i64() == Some(ACCESS_SHARE_LOCK) => {
+                self.st.reason(
+                    Read,
+                    "LOCK TABLE ... IN ACCESS SHARE MODE takes the lock a SELECT takes",
+                );
+                Read
             }
             "LockStmt" => {
                 self.st.reason(Lock, "LOCK TABLE");
@@ -1012,10 +1107,14 @@ impl Walker<'_> {
                 .reason(d.class, format!("a write to {name} {}", d.why));
         }
         if builtin_scope {
-            if name == "pg_settings" {
+            // pg_dump's set_config idiom returns set_config's result, not
+            // the settings.
+            if name == "pg_settings" && !matches!(self.idiom, Some(DumpIdiom::SetConfig(_))) {
                 self.server_secrets(format!("the view {name}"));
             }
-            if let Some(d) = builtins::dangerous_catalog(&name) {
+            let counted = name == "pg_subscription"
+                && matches!(self.idiom, Some(DumpIdiom::CountSubscriptions));
+            if let Some(d) = builtins::dangerous_catalog(&name).filter(|_| !counted) {
                 self.st.dangerous(d);
                 self.st.reason(d.class, format!("{name} {}", d.why));
             }
@@ -1184,11 +1283,17 @@ impl Walker<'_> {
         {
             self.compares = true;
         }
-        let args: Vec<Option<String>> = map
+        let mut args: Vec<Option<String>> = map
             .get("args")
             .and_then(Value::as_array)
             .map(|a| a.iter().map(text_arg).collect())
             .unwrap_or_default();
+        // `set_config(name, ...) FROM pg_settings WHERE name = 'x'` sets x.
+        if let (Some(DumpIdiom::SetConfig(setting)), "set_config") = (&self.idiom, name) {
+            if let Some(first) = args.first_mut() {
+                *first = Some(setting.clone());
+            }
+        }
         self.function(schema, name, &args, "");
     }
 
@@ -2302,6 +2407,134 @@ mod tests {
             "COPY t (a, b) FROM STDIN WHERE a IS DISTINCT FROM b",
         ] {
             assert!(dangerous_names(sql).is_empty(), "{sql}");
+        }
+    }
+
+    /// pg_dump's `set_config(name, ...) FROM pg_settings WHERE name = 'x'`
+    /// is `SET x`, in exactly that shape: anything looser stays a
+    /// set_config of a name pgward cannot read, and a read of pg_settings.
+    #[test]
+    fn set_config_from_pg_settings_in_pg_dump_shape_sets_that_setting() {
+        let st = one("SELECT set_config(name, 'view, foreign-table', false) \
+             FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'");
+        assert_eq!(
+            st.settings,
+            [SettingChange::set(
+                "restrict_nonsystem_relation_kind",
+                Some("view, foreign-table".into()),
+                false
+            )]
+        );
+        assert!(st.dangerous.is_empty(), "{:?}", st.dangerous);
+        assert!(st.literal_sensitive);
+        assert_eq!(st.classes().to_string(), "read,session");
+        let st = one(
+            "select SET_CONFIG(name,'off',true) from PG_SETTINGS where NAME='Default_Transaction_Read_Only'",
+        );
+        assert_eq!(
+            st.settings,
+            [SettingChange::set(
+                "default_transaction_read_only",
+                Some("off".into()),
+                true
+            )]
+        );
+        for looser in [
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name LIKE 'application_name'",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name' OR true",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE 'application_name' = name",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name' COLLATE \"C\"",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name'::text",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = NULL",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = $1",
+            "SELECT set_config(name, $1, false) FROM pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(name, setting, false) FROM pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(name, 'x', false), setting FROM pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(s.name, 'x', false) FROM pg_settings s WHERE s.name = 'application_name'",
+            "SELECT set_config(name, 'x', false) FROM pg_catalog.pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(name, 'x', false) FROM pg_settings, pg_class WHERE name = 'application_name'",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name' LIMIT 1",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name' ORDER BY 1",
+            "SELECT DISTINCT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name' UNION SELECT setting FROM pg_settings",
+            "WITH s AS (SELECT 1) SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(name, 'x', false) FROM public.pg_settings WHERE name = 'application_name'",
+            "SELECT public.set_config(name, 'x', false) FROM pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(name, 'x', false, 1) FROM pg_settings WHERE name = 'application_name'",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name <> 'application_name'",
+        ] {
+            let st = one(looser);
+            assert!(
+                st.settings.iter().all(|s| s.name != "application_name"),
+                "{looser}: {:?}",
+                st.settings
+            );
+        }
+        // Where the statement reads pg_settings unqualified but differs
+        // from the idiom, the read of the settings stays server_secrets.
+        assert_eq!(
+            dangerous_names(
+                "SELECT set_config(name, 'x', false), setting FROM pg_settings WHERE name = 'application_name'"
+            ),
+            ["server_secrets"]
+        );
+    }
+
+    /// pg_dump's count of subscriptions (as a user who may not see them)
+    /// is not a read of their connection strings; any other read is.
+    #[test]
+    fn counting_subscriptions_as_pg_dump_does_reads_no_credentials() {
+        let count = "SELECT count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database                 WHERE datname = current_database())";
+        assert!(dangerous_names(count).is_empty());
+        let names: Vec<String> = one(count)
+            .relations
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        assert_eq!(names, ["pg_subscription", "pg_database"]);
+        for other in [
+            "SELECT count(*) FROM pg_subscription",
+            "SELECT count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND subconninfo LIKE 'a%'",
+            "SELECT count(subconninfo) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            "SELECT count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) GROUP BY subconninfo",
+            "SELECT count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = 'x')",
+        ] {
+            assert_eq!(dangerous_names(other), ["pg_subscription"], "{other}");
+        }
+    }
+
+    /// LOCK ... IN ACCESS SHARE MODE takes the lock a SELECT takes: a read
+    /// of the tables, judged by the read rules; other modes lock.
+    #[test]
+    fn access_share_lock_is_a_read() {
+        for sql in [
+            "LOCK TABLE public.t IN ACCESS SHARE MODE",
+            "LOCK t, u IN ACCESS SHARE MODE NOWAIT",
+            "LOCK TABLE ONLY t IN ACCESS SHARE MODE",
+        ] {
+            let st = one(sql);
+            assert_eq!(st.classes().to_string(), "read", "{sql}");
+            assert!(
+                st.relations.iter().all(|r| r.access == Class::Read),
+                "{sql}"
+            );
+        }
+        for sql in [
+            "LOCK TABLE t",
+            "LOCK TABLE t IN ROW SHARE MODE",
+            "LOCK TABLE t IN ROW EXCLUSIVE MODE",
+            "LOCK TABLE t IN SHARE UPDATE EXCLUSIVE MODE",
+            "LOCK TABLE t IN SHARE MODE",
+            "LOCK TABLE t IN SHARE ROW EXCLUSIVE MODE",
+            "LOCK TABLE t IN EXCLUSIVE MODE",
+            "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
+        ] {
+            let st = one(sql);
+            assert_eq!(st.classes().to_string(), "lock", "{sql}");
+            assert!(
+                st.relations.iter().all(|r| r.access == Class::Lock),
+                "{sql}"
+            );
         }
     }
 

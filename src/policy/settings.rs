@@ -60,7 +60,15 @@ impl SettingChange {
     }
 }
 
-/// Settings any role may change: formatting, timeouts, planner knobs.
+/// Settings any role may change: formatting, timeouts, planner knobs, and
+/// what pg_dump and pg_restore set: `synchronize_seqscans` (where a scan
+/// starts), `row_security = off` (a read that policies would filter fails
+/// instead: no bypass), `restrict_nonsystem_relation_kind` (only narrows
+/// what queries may touch), `check_function_bodies` (whether CREATE
+/// FUNCTION validates its body; pgward judges bodies from the catalog
+/// whatever it says), `default_tablespace` and `default_table_access_method`
+/// (where and how new tables are stored; PostgreSQL checks the
+/// privileges).
 fn harmless(name: &str) -> bool {
     matches!(
         name,
@@ -77,6 +85,7 @@ fn harmless(name: &str) -> bool {
             | "lock_timeout"
             | "idle_in_transaction_session_timeout"
             | "idle_session_timeout"
+            | "transaction_timeout"
             | "transaction_isolation"
             | "transaction_deferrable"
             | "default_transaction_isolation"
@@ -103,6 +112,11 @@ fn harmless(name: &str) -> bool {
             | "array_nulls"
             | "quote_all_identifiers"
             | "row_security"
+            | "synchronize_seqscans"
+            | "restrict_nonsystem_relation_kind"
+            | "check_function_bodies"
+            | "default_tablespace"
+            | "default_table_access_method"
     ) || name.starts_with("enable_")
         || name.starts_with("geqo")
 }

@@ -438,12 +438,15 @@ impl Guard {
             return Some(refused);
         };
         let (analysis, _, _) = self.analyze(sql);
-        // Only a statement the server plans takes protocol parameters: a
-        // `$1` in PREPARE or CREATE FUNCTION is the statement's own.
+        // Only a statement the server plans takes protocol parameters (a
+        // `$1` in PREPARE or CREATE FUNCTION is the statement's own), and
+        // only one whose classification read a constant's value can change
+        // with the values: `SELECT * FROM denied_table WHERE id = $1`
+        // stays refused at its Parse (its Describe would show the table).
         let takes_parameters = |st: &[Statement]| {
             matches!(
                 st,
-                [s] if matches!(
+                [s] if s.literal_sensitive && matches!(
                     s.kind.as_str(),
                     "SelectStmt" | "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
                         | "CallStmt" | "ExplainStmt" | "DeclareCursorStmt"

@@ -149,11 +149,21 @@ impl Harness {
     }
 
     /// Whether an error is pgward's denial (42501 from pgward, or a
-    /// statement pgward's parser refused).
+    /// statement pgward's parser refused and the server's parses).
     pub fn is_denial(e: &tokio_postgres::Error) -> bool {
         e.as_db_error().is_some_and(|d| {
             (d.code().code() == "42501" && d.message().starts_with("pgward"))
                 || (d.code().code() == "42601" && d.hint().is_some_and(|h| h.contains("pgward")))
+        })
+    }
+
+    /// Whether an error is the server's raw parser rejecting the text
+    /// (which is also what a client gets for text pgward's parser refuses:
+    /// the server's own syntax error).
+    pub fn is_syntax_error(e: &tokio_postgres::Error) -> bool {
+        e.as_db_error().is_some_and(|d| {
+            d.code().code() == "42601"
+                && matches!(d.routine(), Some("scanner_yyerror" | "base_yyerror"))
         })
     }
 
