@@ -1,9 +1,16 @@
 #!/bin/sh
-# Fetches PostgreSQL's own regression SQL (src/test/regress/{sql,data,input})
-# for the differential test (tests/differential.rs) into a cache directory
-# outside the clone, from the Debian source package of the server version.
+# Fetches PostgreSQL's own regression suite (src/test/regress: sql, data,
+# input, output, expected, parallel_schedule, resultmap) into a cache
+# directory outside the clone, from the Debian source package of the server
+# version, for the differential test (tests/differential.rs) and
+# scripts/regress-through-pgward.sh. Where a C compiler, make and perl are
+# present it also builds the suite's C library (lib/regress.so, which
+# test_setup loads) from the same source, configured without optional
+# libraries: pg_regress needs it and Debian ships no -dev package of it.
 #
 #   scripts/fetch-regress-sql.sh [MAJOR]        (default 15)
+#
+# What the cache already holds is kept; only what is missing is added.
 #
 # The cache is $PGWARD_REGRESS_DIR, else $HOME/.cache/pgward-regress-MAJOR.
 # apt runs with a private configuration under the cache (its own source list,
@@ -14,8 +21,19 @@ set -eu
 
 major=${1:-15}
 cache=${PGWARD_REGRESS_DIR:-$HOME/.cache/pgward-regress-$major}
-if [ -d "$cache/sql" ] && [ -n "$(ls "$cache/sql" 2>/dev/null)" ]; then
-    echo "regression SQL already in $cache"
+can_build() {
+    command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 && command -v perl >/dev/null 2>&1
+}
+complete() {
+    # (input/ and output/ are gone since PostgreSQL 15: not required.)
+    for d in sql data expected; do
+        [ -d "$cache/$d" ] && [ -n "$(ls "$cache/$d" 2>/dev/null)" ] || return 1
+    done
+    [ -f "$cache/parallel_schedule" ] || return 1
+    if can_build; then [ -f "$cache/lib/regress.so" ] || return 1; fi
+}
+if complete; then
+    echo "regression suite already in $cache"
     exit 0
 fi
 
@@ -61,14 +79,39 @@ done
 
 orig=$(ls postgresql-"$major"_*.orig.tar.* | head -n 1)
 dir=$(tar -tf "$orig" | head -n 1 | cut -d/ -f1)
-tar -xf "$orig" "$dir/src/test/regress/sql" "$dir/src/test/regress/data" \
-    "$dir/src/test/regress/input" "$dir/src/test/regress/parallel_schedule" 2>/dev/null \
-    || tar -xf "$orig" "$dir/src/test/regress/sql" "$dir/src/test/regress/data"
-rm -rf "$cache/sql" "$cache/data" "$cache/input"
-for d in sql data input; do
-    [ -d "$dir/src/test/regress/$d" ] && mv "$dir/src/test/regress/$d" "$cache/$d"
+if can_build; then
+    tar -xf "$orig"
+else
+    tar -xf "$orig" "$dir/src/test/regress"
+fi
+regress="$dir/src/test/regress"
+mkdir -p "$cache"
+for d in sql data input output expected; do
+    if [ -d "$regress/$d" ] && ! [ -d "$cache/$d" ]; then
+        mv "$regress/$d" "$cache/$d"
+    fi
 done
-[ -f "$dir/src/test/regress/parallel_schedule" ] && mv "$dir/src/test/regress/parallel_schedule" "$cache/"
+for f in parallel_schedule resultmap; do
+    if [ -f "$regress/$f" ] && ! [ -f "$cache/$f" ]; then
+        mv "$regress/$f" "$cache/$f"
+    fi
+done
+if can_build && ! [ -f "$cache/lib/regress.so" ]; then
+    echo "building the regression suite's regress.so from $orig" >&2
+    (
+        cd "$dir"
+        ./configure --quiet --without-readline --without-zlib --without-icu \
+            --without-openssl --without-llvm >&2
+        make -s -C src/backend generated-headers >&2
+        make -s -C src/port >&2
+        make -s -C src/common >&2
+        make -s -C src/test/regress regress.so >&2
+    ) || echo "building regress.so failed; pg_regress's test_setup will fail without it" >&2
+    if [ -f "$regress/regress.so" ]; then
+        mkdir -p "$cache/lib"
+        cp "$regress/regress.so" "$cache/lib/regress.so"
+    fi
+fi
 echo "$orig" > "$cache/SOURCE"
 rm -rf "$work"
-echo "regression SQL of $(cat "$cache/SOURCE") in $cache: $(ls "$cache/sql" | wc -l) files"
+echo "regression suite of $(cat "$cache/SOURCE") in $cache: $(ls "$cache/sql" | wc -l) SQL files, $(ls "$cache/expected" | wc -l) expected files$( [ -f "$cache/lib/regress.so" ] && echo ', regress.so')"

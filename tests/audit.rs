@@ -668,36 +668,9 @@ async fn replay_prints_a_transcript_and_reexecutes_against_another_database() {
 
 /// A Python with DuckDB from PyPI, in a venv kept between test runs.
 fn python_with_duckdb() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pgward-audit-venv");
-    let python = venv.join("bin/python");
-    let has = |p: &Path| {
-        std::process::Command::new(p)
-            .args(["-c", "import duckdb"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has(&python) {
-        return python;
-    }
-    let run = |cmd: &mut std::process::Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            out.status.success(),
-            "{what} failed (the audit test needs python3 with venv and pip, and PyPI): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(
-        std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv),
-        "python3 -m venv",
-    );
-    run(
-        std::process::Command::new(&python).args(["-m", "pip", "install", "--quiet", "duckdb"]),
-        "pip install duckdb",
-    );
-    python
+    python_venv("pgward-audit-venv", &["duckdb"]).unwrap_or_else(|e| {
+        panic!("{e} (the audit test needs python3 with venv and pip, and PyPI)")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -456,3 +456,54 @@ pub async fn start_server(server: &str) -> Harness {
     })
     .await
 }
+
+/// A Python virtualenv under the target directory (`CARGO_TARGET_TMPDIR`)
+/// holding `packages` from PyPI, made once and kept between test runs: a
+/// marker file in the venv records the package list it was made with, so a
+/// changed list installs again. Returns the venv's `python`, or why it
+/// could not be made (no python3, no venv module, no PyPI).
+pub fn python_venv(name: &str, packages: &[&str]) -> Result<PathBuf, String> {
+    // Tests of one binary run in parallel: one at a time makes venvs.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = venv.join("bin/python");
+    let marker = venv.join(".pgward-packages");
+    let wanted = packages.join("\n");
+    if python.exists() && std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(python);
+    }
+    let run = |cmd: &mut std::process::Command, what: &str| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    if !python.exists() {
+        run(
+            std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv),
+            "python3 -m venv",
+        )?;
+    }
+    run(
+        std::process::Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages),
+        &format!("pip install {}", packages.join(" ")),
+    )?;
+    std::fs::write(&marker, wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    Ok(python)
+}
