@@ -551,13 +551,13 @@ impl ProtocolState {
         {
             answers_denial = true;
             replacement = self.denials.pop_front().and_then(|(_, err, syntax_wins)| {
-                let (_, code, _) = parse_error_fields(body);
                 // The probe parsed: its one complaint is then that it is
                 // more than one statement (raised in exec_parse_message,
-                // whatever language the server speaks).
-                let server_syntax = syntax_wins
-                    && code == sqlstate::SYNTAX_ERROR
-                    && error_field(body, b'R') != Some("exec_parse_message");
+                // whatever language the server speaks). Any other error is
+                // its parser's (a syntax error, an invalid escape, an
+                // unsupported clause, stack depth): the client's answer.
+                let server_syntax =
+                    syntax_wins && error_field(body, b'R') != Some("exec_parse_message");
                 self.probe_answered = server_syntax;
                 (!server_syntax).then_some(err)
             });
