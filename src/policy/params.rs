@@ -151,14 +151,7 @@ fn binary_text(b: &[u8], ty: u32, text: &dyn Fn(&[u8]) -> Option<String>) -> Opt
         26 => u32::from_be_bytes(b.try_into().ok()?).to_string(),
         700 => float_text(f32::from_be_bytes(b.try_into().ok()?) as f64),
         701 => float_text(f64::from_be_bytes(b.try_into().ok()?)),
-        17 => {
-            let mut hex = String::with_capacity(2 + 2 * b.len());
-            hex.push_str("\\x");
-            for byte in b {
-                hex.push_str(&format!("{byte:02x}"));
-            }
-            hex
-        }
+        17 => crate::protocol::messages::bytea_hex(b),
         _ => return None,
     })
 }

@@ -354,6 +354,17 @@ pub fn parse_bind(body: &[u8]) -> Option<(&str, &str)> {
     Some((portal, stmt))
 }
 
+/// Bytes as PostgreSQL prints a bytea: `\x` and lower-case hex.
+pub fn bytea_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(2 + 2 * bytes.len());
+    hex.push_str("\\x");
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
 /// One parameter value of a Bind: NULL, or its bytes in text (format 0)
 /// or binary (any other format code) form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -700,12 +700,7 @@ fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
             continue;
         };
         let shown: Str = if v.binary {
-            let mut hex = String::with_capacity(2 + 2 * bytes.len());
-            hex.push_str("\\x");
-            for b in bytes {
-                hex.push_str(&format!("{b:02x}"));
-            }
-            hex.into()
+            crate::protocol::messages::bytea_hex(bytes).into()
         } else {
             Str::from(&*String::from_utf8_lossy(bytes))
         };
