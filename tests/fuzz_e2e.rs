@@ -403,8 +403,15 @@ fn breaks_startup(input: &[u8]) -> bool {
 /// Whether pgward must end this post-sign-in stream with a FATAL error: a
 /// frame it cannot frame, of a type no client sends, or of a known type it
 /// cannot decode, before any Terminate.
+///
+/// After an error in the extended protocol PostgreSQL skips every message
+/// up to Sync without reading its contents (only an unknown type is still
+/// FATAL), and pgward does the same. So a known message that cannot be
+/// decoded demands a FATAL error only when no extended-protocol message
+/// since the last Sync could have failed before it.
 fn breaks_protocol(input: &[u8]) -> bool {
     let mut state = ProtocolState::default();
+    let mut may_be_skipping = false;
     let mut at = 0;
     loop {
         match frame::check(&input[at..], MAX_MESSAGE) {
@@ -412,13 +419,17 @@ fn breaks_protocol(input: &[u8]) -> bool {
             Ok(None) => return false,
             Ok(Some(total)) => {
                 let tag = input[at];
-                if !frame::is_frontend_type(tag)
-                    || state.on_frontend(tag, &input[at + 5..at + total]).is_err()
-                {
+                if !frame::is_frontend_type(tag) {
                     return true;
                 }
-                if tag == b'X' {
-                    return false;
+                if state.on_frontend(tag, &input[at + 5..at + total]).is_err() && !may_be_skipping {
+                    return true;
+                }
+                match tag {
+                    b'X' => return false,
+                    b'S' => may_be_skipping = false,
+                    b'P' | b'B' | b'D' | b'E' | b'C' => may_be_skipping = true,
+                    _ => {}
                 }
                 at += total;
             }
