@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -1230,16 +1230,59 @@ fn time_now() -> String {
 }
 
 /// The catalog of one database, refreshed in the background.
+///
+/// Besides the periodic reloads, a session that saw a statement change the
+/// catalog commit (see `changed`) makes the catalog stale: every session
+/// of the database then waits for a reload (`wait_fresh`) before its next
+/// statement is judged. The common path costs two atomic loads
+/// (`is_stale`).
 pub struct CatalogSlot {
     database: String,
     current: RwLock<Arc<Catalog>>,
     /// Bumped after every reload, so sessions notice without locking.
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
     loaded_at: Mutex<Instant>,
     refreshing: AtomicBool,
+    /// Catalog changes sessions saw commit, counted.
+    changes: AtomicU64,
+    /// The value of `changes` when the current catalog began loading:
+    /// every change up to it is in the catalog.
+    fresh_for: AtomicU64,
+    /// Reloads that failed while the catalog was stale, counted, and the
+    /// last one's error.
+    failures: AtomicU64,
+    failure: Mutex<String>,
+    /// Wakes the sessions waiting for a reload.
+    reloaded: tokio::sync::Notify,
+    /// How to reach the database.
+    upstream: Upstream,
 }
 
+/// How long a session waits for its database's catalog to be reloaded
+/// after a change before its statement is refused.
+const RELOAD_WAIT: Duration = Duration::from_secs(30);
+
 impl CatalogSlot {
+    fn new(database: &str, cat: Catalog, upstream: &Upstream) -> CatalogSlot {
+        CatalogSlot {
+            database: database.to_owned(),
+            current: RwLock::new(Arc::new(cat)),
+            generation: AtomicU64::new(0),
+            loaded_at: Mutex::new(Instant::now()),
+            refreshing: AtomicBool::new(false),
+            changes: AtomicU64::new(0),
+            fresh_for: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            failure: Mutex::new(String::new()),
+            reloaded: tokio::sync::Notify::new(),
+            upstream: upstream.clone(),
+        }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -1258,28 +1301,103 @@ impl CatalogSlot {
             .elapsed()
     }
 
+    /// Whether a change some session saw commit is not in the catalog yet.
+    pub fn is_stale(&self) -> bool {
+        self.fresh_for.load(Ordering::Acquire) != self.changes.load(Ordering::Acquire)
+    }
+
+    /// A statement that changes the catalog has committed (a session saw
+    /// its block end): reload now, and until the reload is done every
+    /// session's next statement waits (`wait_fresh`).
+    pub fn changed(self: &Arc<Self>) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.reload();
+    }
+
     /// Reloads in the background unless a reload ran in the last `min_gap`
     /// (a flood of unknown names must not hammer the database).
-    pub fn refresh(self: &Arc<Self>, upstream: &Upstream, min_gap: Duration) {
-        if self.age() < min_gap || self.refreshing.swap(true, Ordering::AcqRel) {
+    pub fn refresh(self: &Arc<Self>, min_gap: Duration) {
+        if self.age() < min_gap {
+            return;
+        }
+        self.reload();
+    }
+
+    /// Starts a reload unless one is running; the running one loads again
+    /// when a change came in while it loaded.
+    fn reload(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
         let slot = self.clone();
-        let upstream = upstream.clone();
         tokio::spawn(async move {
-            match Catalog::load(&upstream, &slot.database).await {
-                Ok(cat) => {
-                    *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
-                    slot.generation.fetch_add(1, Ordering::AcqRel);
+            loop {
+                let target = slot.changes.load(Ordering::Acquire);
+                let loaded = Catalog::load(&slot.upstream, &slot.database).await;
+                let ok = loaded.is_ok();
+                match loaded {
+                    Ok(cat) => {
+                        *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
+                        slot.generation.fetch_add(1, Ordering::AcqRel);
+                        slot.fresh_for.fetch_max(target, Ordering::AcqRel);
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            database = %slot.database,
+                            "catalog reload failed, keeping the previous catalog: {e}"
+                        );
+                        *slot.failure.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                        slot.failures.fetch_add(1, Ordering::AcqRel);
+                    }
                 }
-                Err(e) => tracing::warn!(
-                    database = %slot.database,
-                    "catalog refresh failed, keeping the previous catalog: {e}"
-                ),
+                *slot.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                slot.refreshing.store(false, Ordering::Release);
+                slot.reloaded.notify_waiters();
+                // A change noted while it loaded: load again (a failure is
+                // retried by the next session that waits).
+                if !(ok && slot.is_stale() && !slot.refreshing.swap(true, Ordering::AcqRel)) {
+                    break;
+                }
             }
-            *slot.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-            slot.refreshing.store(false, Ordering::Release);
         });
+    }
+
+    /// Waits until every change sessions saw commit is in the catalog,
+    /// starting a reload if none is running. Errs (to be refused, never
+    /// judged against the stale catalog) when the reload fails or takes
+    /// longer than `RELOAD_WAIT`.
+    pub async fn wait_fresh(self: Arc<Self>) -> Result<(), String> {
+        let waited = crate::timer::timeout(RELOAD_WAIT, async {
+            loop {
+                let notified = self.reloaded.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !self.is_stale() {
+                    return Ok(());
+                }
+                let failures = self.failures.load(Ordering::Acquire);
+                self.reload();
+                notified.await;
+                if !self.is_stale() {
+                    return Ok(());
+                }
+                if self.failures.load(Ordering::Acquire) != failures {
+                    let why = self
+                        .failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    return Err(why);
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| {
+            Err(format!(
+                "the reload took longer than {} s",
+                RELOAD_WAIT.as_secs()
+            ))
+        })
     }
 }
 
@@ -1329,7 +1447,7 @@ impl CatalogStore {
             let slot = slot.clone();
             drop(slots);
             if slot.age() > self.max_age {
-                slot.refresh(upstream, self.min_gap);
+                slot.refresh(self.min_gap);
             }
             return slot;
         }
@@ -1348,23 +1466,13 @@ impl CatalogStore {
                 cat
             }
         };
-        let slot = Arc::new(CatalogSlot {
-            database: database.to_owned(),
-            current: RwLock::new(Arc::new(cat)),
-            generation: std::sync::atomic::AtomicU64::new(0),
-            loaded_at: Mutex::new(Instant::now()),
-            refreshing: AtomicBool::new(false),
-        });
+        let slot = Arc::new(CatalogSlot::new(database, cat, upstream));
         slots.insert(database.to_owned(), slot.clone());
         // Sessions reuse cached verdicts without looking at the catalog's
         // age: reload it every max_age while sessions use it, so a long
         // session's verdicts follow tables created since it began.
         let weak = Arc::downgrade(&slot);
-        let (upstream, every, min_gap) = (
-            upstream.clone(),
-            self.max_age.max(self.min_gap),
-            self.min_gap,
-        );
+        let (every, min_gap) = (self.max_age.max(self.min_gap), self.min_gap);
         tokio::spawn(async move {
             loop {
                 crate::timer::sleep(every).await;
@@ -1372,7 +1480,7 @@ impl CatalogStore {
                 // One reference is the store's and one is this one: more
                 // are sessions'.
                 if Arc::strong_count(&slot) > 2 {
-                    slot.refresh(&upstream, min_gap);
+                    slot.refresh(min_gap);
                 }
             }
         });

@@ -444,7 +444,6 @@ async fn establish(
         identity.clone(),
         Some(role.name.clone()),
         catalog,
-        shared.upstream.clone(),
     );
     let registration = shared.cancels.register(BackendKey {
         process_id: upstream.process_id,
