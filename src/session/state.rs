@@ -38,8 +38,9 @@ pub struct Prepared {
     /// allowed under.
     pub allowed_under: AtomicU64,
     /// Its classification is of `sql` with a Bind's values in place (so
-    /// `sql` cannot be classified again for it).
-    pub values_bound: bool,
+    /// `sql` cannot be classified again for it), under this catalog
+    /// generation.
+    pub values_bound: Option<u64>,
     /// Set when its verdict waits for the parameter values: a Parse that
     /// would be refused as written, but has parameters, is judged again at
     /// each Bind with the values in place (the Parse's declared parameter
@@ -58,7 +59,7 @@ impl Prepared {
             index,
             sql,
             allowed_under: AtomicU64::new(allowed_under),
-            values_bound: false,
+            values_bound: None,
             judged_at_bind: None,
             described: std::sync::OnceLock::new(),
         }
@@ -79,9 +80,9 @@ impl Prepared {
 
     /// A statement judged with a Bind's values in place (`analysis`), for
     /// its portal.
-    pub fn bound(analysis: Arc<Analysis>, sql: Arc<str>, allowed_under: u64) -> Self {
+    pub fn bound(analysis: Arc<Analysis>, sql: Arc<str>, allowed_under: u64, catalog: u64) -> Self {
         Prepared {
-            values_bound: true,
+            values_bound: Some(catalog),
             ..Prepared::new(analysis, 0, sql, allowed_under)
         }
     }
