@@ -572,15 +572,21 @@ impl Catalog {
     /// Loads the catalog of `database` over a fresh upstream connection.
     pub async fn load(upstream: &Upstream, database: &str) -> Result<Catalog, UpstreamError> {
         let mut conn = upstream.connect(database, &[]).await?;
+        // Deparsing a view, a rule, a BEGIN ATOMIC body or an expression
+        // with a sub-select locks the relations it names (ruleutils'
+        // AcquireRewriteLocks). A session holding such a lock in its open
+        // block may be waiting for this reload: never wait on it for long
+        // (see `deparsed`).
+        conn.simple_query("SET lock_timeout = '1s'").await?;
         let mut cat = Catalog::empty(format!(
             "live catalog of database {database:?}, loaded at {}",
             time_now()
         ));
         // (function index, its user argument/result types, its defaults)
         let mut implied: Vec<(usize, Option<String>, Option<String>)> = Vec::new();
-        for row in conn
-            .simple_query(
-                "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs, \
+        for row in deparsed(
+            &mut conn,
+            "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs, \
                  CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') \
                  OR l.lanname IN ('internal', 'c') THEN NULL \
                  WHEN l.lanname = 'sql' AND p.prosqlbody IS NOT NULL \
@@ -597,8 +603,12 @@ impl Catalog {
                  FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = p.prolang",
-            )
-            .await?
+            &[(
+                "pg_catalog.pg_get_function_sqlbody(p.oid)",
+                "'SELECT pgward_body_locked_at_load()'",
+            )],
+        )
+        .await?
         {
             if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a), body, types, defaults] =
                 row.as_slice()
@@ -724,16 +734,26 @@ impl Catalog {
             .await?;
         // Row security policies run their expressions on every read of
         // the table, as a view runs its definition.
-        let policies = conn
-            .simple_query(
-                "SELECT n.nspname, c.relname, pg_catalog.string_agg('(' || \
-                 coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || '), (' || \
-                 coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') || ')', ', ') \
-                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relrowsecurity GROUP BY n.nspname, c.relname",
-            )
-            .await?;
+        let policies = deparsed(
+            &mut conn,
+            "SELECT n.nspname, c.relname, pg_catalog.string_agg('(' || \
+             coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || '), (' || \
+             coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') || ')', ', ') \
+             FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relrowsecurity GROUP BY n.nspname, c.relname",
+            &[
+                (
+                    "pg_catalog.pg_get_expr(p.polqual, p.polrelid)",
+                    "'pgward_policy_locked_at_load()'",
+                ),
+                (
+                    "pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)",
+                    "'true'",
+                ),
+            ],
+        )
+        .await?;
         // file_fdw foreign tables read a server file, or run a program,
         // on every read: COPY FROM in disguise.
         for row in conn
@@ -757,15 +777,19 @@ impl Catalog {
         }
         // Views' definitions (a materialized view's read runs nothing of
         // its definition: only REFRESH does, and that is a write).
-        let relations = conn
-            .simple_query(
-                "SELECT n.nspname, c.relname, c.relkind, \
-                 CASE WHEN c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                 THEN pg_catalog.pg_get_viewdef(c.oid) END \
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
-            )
-            .await?;
+        let relations = deparsed(
+            &mut conn,
+            "SELECT n.nspname, c.relname, c.relkind, \
+             CASE WHEN c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             THEN pg_catalog.pg_get_viewdef(c.oid) END \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
+            &[(
+                "pg_catalog.pg_get_viewdef(c.oid)",
+                "'SELECT pgward_view_locked_at_load()'",
+            )],
+        )
+        .await?;
         let mut writes: HashMap<String, WriteEffects> = HashMap::new();
         for row in conn
             .simple_query(
@@ -848,15 +872,16 @@ impl Catalog {
             }
         }
         // Rules other than a view's own, on tables and views.
-        for row in conn
-            .simple_query(
-                "SELECT n.nspname || '.' || c.relname, r.rulename, r.ev_type, \
-                 pg_catalog.pg_get_ruledef(r.oid) \
-                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE r.rulename <> '_RETURN' AND r.ev_enabled <> 'D'",
-            )
-            .await?
+        for row in deparsed(
+            &mut conn,
+            "SELECT n.nspname || '.' || c.relname, r.rulename, r.ev_type, \
+             pg_catalog.pg_get_ruledef(r.oid) \
+             FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE r.rulename <> '_RETURN' AND r.ev_enabled <> 'D'",
+            &[("pg_catalog.pg_get_ruledef(r.oid)", "'locked at load'")],
+        )
+        .await?
         {
             if let [Some(t), Some(name), Some(ev), Some(def)] = row.as_slice() {
                 let events = match ev.as_str() {
@@ -1103,6 +1128,34 @@ impl Catalog {
         full.retain(|_, v| !v.is_empty());
         self.views = full;
         self.view_relations = view_relations;
+    }
+}
+
+/// Runs a catalog query that deparses definitions, which locks the
+/// relations they name. When a lock is not granted within the control
+/// connection's `lock_timeout` (a session holds it in an open block, and
+/// may be waiting for this very reload), it runs again with each
+/// deparsing call replaced by text pgward judges `unknown` (a call of a
+/// function no catalog has, a rule it cannot take apart): what could not
+/// be read is refused until a later reload reads it, never taken as
+/// harmless.
+async fn deparsed(
+    conn: &mut crate::upstream::UpstreamConn,
+    sql: &str,
+    locked: &[(&str, &str)],
+) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
+    match conn.simple_query(sql).await {
+        Err(UpstreamError::Server { code, .. }) if code == "55P03" => {
+            tracing::warn!(
+                "catalog load: a definition's relations are locked; what it defines is unknown until a later reload"
+            );
+            let mut fallback = sql.to_owned();
+            for (call, instead) in locked {
+                fallback = fallback.replace(call, instead);
+            }
+            conn.simple_query(&fallback).await
+        }
+        other => other,
     }
 }
 

@@ -84,6 +84,74 @@ fn runs_nothing(kind: &str) -> bool {
     )
 }
 
+/// An ALTER TABLE whose subcommands only record something (an owner,
+/// options, a default, which triggers or rules fire): it neither rewrites
+/// nor checks the table's rows, so it runs none of the table's
+/// expressions.
+fn alters_nothing_run(st: &Statement) -> bool {
+    use AlterTableType::*;
+    let Some(Node::AlterTableStmt(a)) = parse_one(st) else {
+        return false;
+    };
+    a.cmds.iter().all(|c| match &c.node {
+        Some(Node::AlterTableCmd(cmd)) => matches!(
+            AlterTableType::try_from(cmd.subtype),
+            Ok(AtChangeOwner
+                | AtSetRelOptions
+                | AtResetRelOptions
+                | AtReplaceRelOptions
+                | AtEnableTrig
+                | AtEnableAlwaysTrig
+                | AtEnableReplicaTrig
+                | AtDisableTrig
+                | AtEnableTrigAll
+                | AtDisableTrigAll
+                | AtEnableTrigUser
+                | AtDisableTrigUser
+                | AtEnableRule
+                | AtEnableAlwaysRule
+                | AtEnableReplicaRule
+                | AtDisableRule
+                | AtEnableRowSecurity
+                | AtDisableRowSecurity
+                | AtForceRowSecurity
+                | AtNoForceRowSecurity
+                | AtReplicaIdentity
+                | AtClusterOn
+                | AtDropCluster
+                | AtSetStatistics
+                | AtSetOptions
+                | AtResetOptions
+                | AtSetStorage
+                | AtSetCompression
+                | AtDropConstraint
+                | AtDropNotNull
+                | AtColumnDefault
+                | AtDropColumn
+                | AtDropIdentity
+                | AtSetIdentity
+                | AtGenericOptions
+                | AtAlterConstraint)
+        ),
+        _ => false,
+    })
+}
+
+/// The statement's parse tree (its text, parsed again as it was read).
+fn parse_one(st: &Statement) -> Option<Node> {
+    let text = st.text.clone();
+    let lexer = st.lexer;
+    stack::on(stack::for_sql(text.len()), move || {
+        classify::with_lexer(lexer, || classify::parse(&text))
+            .ok()
+            .and_then(|p| p.protobuf.stmts.into_iter().next())
+            .and_then(|raw| raw.stmt)
+            .and_then(|n| n.node)
+    })
+    .ok()
+    .flatten()
+}
+
 /// How a catalog-changing statement leaves the session's view.
 enum Change {
     /// Only built-in computations; a table of this name is new.
@@ -167,7 +235,7 @@ impl Window {
         if control && st.functions.is_empty() && st.executes.is_none() && st.fetches.is_none() {
             return None;
         }
-        if runs_nothing(&st.kind) {
+        if runs_nothing(&st.kind) || (st.kind == "AlterTableStmt" && alters_nothing_run(st)) {
             return None;
         }
         if let Some(deep) = &self.deep {
@@ -257,16 +325,7 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
             Some((s, n)) => is_builtin(cat, Some(s), n),
             None => is_builtin(cat, None, f),
         });
-    let text = st.text.clone();
-    let lexer = st.lexer;
-    let parsed = stack::on(stack::for_sql(text.len()), move || {
-        classify::with_lexer(lexer, || classify::parse(&text))
-            .ok()
-            .and_then(|p| p.protobuf.stmts.into_iter().next())
-            .and_then(|raw| raw.stmt)
-            .and_then(|n| n.node)
-    });
-    let Ok(Some(node)) = parsed else {
+    let Some(node) = parse_one(st) else {
         return Change::Anything;
     };
     let code = |relations: Vec<String>, functions: Vec<String>| Change::Code {
@@ -530,6 +589,29 @@ mod tests {
                 let st = statement(fine, &cat);
                 assert!(w.refusal(&st, &cat).is_none(), "{ddl}; {fine} refused");
             }
+        }
+        // ALTER TABLE that records only (an owner, a default) runs
+        // nothing; one that checks or rewrites rows runs the table's
+        // expressions.
+        let w = window(
+            &["CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"],
+            &cat,
+        );
+        for quiet in [
+            "ALTER TABLE customers OWNER TO someone",
+            "ALTER TABLE customers ALTER COLUMN id SET DEFAULT f()",
+            "ALTER TABLE customers ENABLE TRIGGER ALL",
+        ] {
+            assert!(
+                w.refusal(&statement(quiet, &cat), &cat).is_none(),
+                "{quiet}"
+            );
+        }
+        for busy in [
+            "ALTER TABLE customers ADD CHECK (id > 0)",
+            "ALTER TABLE customers ALTER COLUMN id TYPE bigint",
+        ] {
+            assert!(w.refusal(&statement(busy, &cat), &cat).is_some(), "{busy}");
         }
         // A function change leaves a new plain table usable.
         let w = window(
