@@ -571,13 +571,14 @@ impl Catalog {
 
     /// Loads the catalog of `database` over a fresh upstream connection.
     pub async fn load(upstream: &Upstream, database: &str) -> Result<Catalog, UpstreamError> {
-        let mut conn = upstream.connect(database, &[]).await?;
+        let mut control = upstream.connect(database, &[]).await?;
         // Deparsing a view, a rule, a BEGIN ATOMIC body or an expression
         // with a sub-select locks the relations it names (ruleutils'
         // AcquireRewriteLocks). A session holding such a lock in its open
         // block may be waiting for this reload: never wait on it for long
         // (see `deparsed`).
-        conn.simple_query("SET lock_timeout = '1s'").await?;
+        control.simple_query("SET lock_timeout = '1s'").await?;
+        let conn = &mut control;
         let mut cat = Catalog::empty(format!(
             "live catalog of database {database:?}, loaded at {}",
             time_now()
@@ -585,7 +586,7 @@ impl Catalog {
         // (function index, its user argument/result types, its defaults)
         let mut implied: Vec<(usize, Option<String>, Option<String>)> = Vec::new();
         for row in deparsed(
-            &mut conn,
+            conn,
             "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs, \
                  CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') \
                  OR l.lanname IN ('internal', 'c') THEN NULL \
@@ -603,10 +604,6 @@ impl Catalog {
                  FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = p.prolang",
-            &[(
-                "pg_catalog.pg_get_function_sqlbody(p.oid)",
-                "'SELECT pgward_body_locked_at_load()'",
-            )],
         )
         .await?
         {
@@ -626,9 +623,9 @@ impl Catalog {
         }
         // An aggregate runs its support functions: one more entry under
         // its name for each (pg_catalog's own are PostgreSQL's, trusted).
-        for row in conn
-            .simple_query(
-                "SELECT ap.oid, an.nspname, ap.proname, ap.pronargs, \
+        for row in deparsed(
+            conn,
+            "SELECT ap.oid, an.nspname, ap.proname, ap.pronargs, \
                  fn.nspname || '.' || f.proname, f.provolatile, l.lanname \
                  FROM pg_catalog.pg_aggregate a \
                  JOIN pg_catalog.pg_proc ap ON ap.oid = a.aggfnoid \
@@ -639,8 +636,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = f.prolang \
                  WHERE an.nspname <> 'pg_catalog'",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(oid), Some(s), Some(n), Some(a), Some(support), Some(v), Some(l)] =
                 row.as_slice()
@@ -651,9 +648,9 @@ impl Catalog {
                 });
             }
         }
-        for row in conn
-            .simple_query(
-                "SELECT o.oprname, pn.nspname, p.proname, \
+        for row in deparsed(
+            conn,
+            "SELECT o.oprname, pn.nspname, p.proname, \
                  (o.oprleft = 'pg_catalog.text'::pg_catalog.regtype \
                  AND o.oprright = 'pg_catalog.text'::pg_catalog.regtype)::text \
                  FROM pg_catalog.pg_operator o \
@@ -661,8 +658,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE n.nspname <> 'pg_catalog' OR pn.nspname <> 'pg_catalog'",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(op), Some(s), Some(f), text] = row.as_slice() {
                 if op == "=" && text.as_deref() == Some("true") {
@@ -674,14 +671,14 @@ impl Catalog {
                     .push((s.clone(), f.clone()));
             }
         }
-        for row in conn
-            .simple_query(
-                "SELECT pn.nspname, p.proname FROM pg_catalog.pg_cast c \
+        for row in deparsed(
+            conn,
+            "SELECT pn.nspname, p.proname FROM pg_catalog.pg_cast c \
                  JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE pn.nspname <> 'pg_catalog' AND c.castcontext IN ('i', 'a')",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(s), Some(f)] = row.as_slice() {
                 cat.implicit_casts.push((s.clone(), f.clone()));
@@ -689,8 +686,8 @@ impl Catalog {
         }
         // Functions a value of a user type can run: casts into it and its
         // input function.
-        for row in conn
-            .simple_query(
+        for row in deparsed(
+            conn,
                 "SELECT tn.nspname, t.typname, pn.nspname, p.proname \
                  FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
                  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
@@ -710,12 +707,12 @@ impl Catalog {
                 cat.add_type_function(ts, tn, (fs.clone(), f.clone()));
             }
         }
-        let domain_checks = conn
-            .simple_query(
-                // A domain's CHECK runs for every value of a type that holds
-                // it: domains over it, its arrays, composites (and tables'
-                // row types) with a column of it, ranges and multiranges.
-                "WITH RECURSIVE edge(inner_t, outer_t) AS ( \
+        let domain_checks = deparsed(
+            conn,
+            // A domain's CHECK runs for every value of a type that holds
+            // it: domains over it, its arrays, composites (and tables'
+            // row types) with a column of it, ranges and multiranges.
+            "WITH RECURSIVE edge(inner_t, outer_t) AS ( \
                  SELECT typbasetype, oid FROM pg_catalog.pg_type WHERE typtype = 'd' \
                  UNION ALL SELECT typelem, oid FROM pg_catalog.pg_type WHERE typelem <> 0 \
                  UNION ALL SELECT a.atttypid, t.oid FROM pg_catalog.pg_type t \
@@ -730,35 +727,25 @@ impl Catalog {
                  SELECT tn.nspname, t.typname, pg_catalog.pg_get_constraintdef(h.con) \
                  FROM holds h JOIN pg_catalog.pg_type t ON t.oid = h.t \
                  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace",
-            )
-            .await?;
+        )
+        .await?;
         // Row security policies run their expressions on every read of
         // the table, as a view runs its definition.
         let policies = deparsed(
-            &mut conn,
+            conn,
             "SELECT n.nspname, c.relname, pg_catalog.string_agg('(' || \
              coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || '), (' || \
              coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') || ')', ', ') \
              FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relrowsecurity GROUP BY n.nspname, c.relname",
-            &[
-                (
-                    "pg_catalog.pg_get_expr(p.polqual, p.polrelid)",
-                    "'pgward_policy_locked_at_load()'",
-                ),
-                (
-                    "pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)",
-                    "'true'",
-                ),
-            ],
         )
         .await?;
         // file_fdw foreign tables read a server file, or run a program,
         // on every read: COPY FROM in disguise.
-        for row in conn
-            .simple_query(
-                "SELECT n.nspname, c.relname, EXISTS (SELECT FROM \
+        for row in deparsed(
+            conn,
+            "SELECT n.nspname, c.relname, EXISTS (SELECT FROM \
                  pg_catalog.pg_options_to_table(ft.ftoptions) o WHERE o.option_name = 'program') \
                  FROM pg_catalog.pg_foreign_table ft \
                  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid \
@@ -767,8 +754,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw \
                  JOIN pg_catalog.pg_proc h ON h.oid = w.fdwhandler \
                  WHERE h.proname = 'file_fdw_handler'",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(s), Some(n), Some(program)] = row.as_slice() {
                 cat.file_tables
@@ -778,29 +765,25 @@ impl Catalog {
         // Views' definitions (a materialized view's read runs nothing of
         // its definition: only REFRESH does, and that is a write).
         let relations = deparsed(
-            &mut conn,
+            conn,
             "SELECT n.nspname, c.relname, c.relkind, \
              CASE WHEN c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
              THEN pg_catalog.pg_get_viewdef(c.oid) END \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
-            &[(
-                "pg_catalog.pg_get_viewdef(c.oid)",
-                "'SELECT pgward_view_locked_at_load()'",
-            )],
         )
         .await?;
         let mut writes: HashMap<String, WriteEffects> = HashMap::new();
-        for row in conn
-            .simple_query(
-                "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
+        for row in deparsed(
+            conn,
+            "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
                  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE NOT t.tgisinternal",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
                 let triggers = &mut writes.entry(t.clone()).or_default().triggers;
@@ -813,8 +796,8 @@ impl Catalog {
         // What an INSERT or UPDATE evaluates, per table, as SQL
         // expressions (judged below, once the catalog knows every
         // function, type and operator).
-        let expressions = conn
-            .simple_query(
+        let expressions = deparsed(
+            conn,
                 "SELECT n.nspname || '.' || c.relname, pg_catalog.string_agg(e.expr, ', ') \
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  CROSS JOIN LATERAL ( \
@@ -842,9 +825,9 @@ impl Catalog {
         // Functions an INSERT or UPDATE runs outside expressions: the
         // support functions of the user operator classes of the table's
         // indexes, the operators of its exclusion constraints.
-        for row in conn
-            .simple_query(
-                "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
+        for row in deparsed(
+            conn,
+            "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
                  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_catalog.pg_opclass oc ON oc.oid = ANY (i.indclass::pg_catalog.oid[]) \
@@ -860,8 +843,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE k.contype = 'x' AND pn.nspname NOT IN ('pg_catalog', 'information_schema')",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
                 let funcs = &mut writes.entry(t.clone()).or_default().functions;
@@ -873,13 +856,12 @@ impl Catalog {
         }
         // Rules other than a view's own, on tables and views.
         for row in deparsed(
-            &mut conn,
+            conn,
             "SELECT n.nspname || '.' || c.relname, r.rulename, r.ev_type, \
              pg_catalog.pg_get_ruledef(r.oid) \
              FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE r.rulename <> '_RETURN' AND r.ev_enabled <> 'D'",
-            &[("pg_catalog.pg_get_ruledef(r.oid)", "'locked at load'")],
         )
         .await?
         {
@@ -902,9 +884,9 @@ impl Catalog {
         // Foreign keys whose actions write the referencing table (as its
         // owner) when the referenced one is written; TRUNCATE ... CASCADE
         // empties every referencing table.
-        for row in conn
-            .simple_query(
-                "SELECT rn.nspname || '.' || r.relname, cn.nspname, c.relname, \
+        for row in deparsed(
+            conn,
+            "SELECT rn.nspname || '.' || r.relname, cn.nspname, c.relname, \
                  k.confdeltype, k.confupdtype \
                  FROM pg_catalog.pg_constraint k \
                  JOIN pg_catalog.pg_class r ON r.oid = k.confrelid \
@@ -912,8 +894,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
                  JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
                  WHERE k.contype = 'f'",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(t), Some(cs), Some(cn), Some(del), Some(upd)] = row.as_slice() {
                 writes
@@ -928,14 +910,14 @@ impl Catalog {
                     });
             }
         }
-        for row in conn
-            .simple_query(
-                "SELECT pn.nspname, p.proname FROM pg_catalog.pg_event_trigger e \
+        for row in deparsed(
+            conn,
+            "SELECT pn.nspname, p.proname FROM pg_catalog.pg_event_trigger e \
                  JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE e.evtenabled <> 'D'",
-            )
-            .await?
+        )
+        .await?
         {
             if let [Some(fs), Some(f)] = row.as_slice() {
                 let f = (fs.clone(), f.clone());
@@ -944,25 +926,25 @@ impl Catalog {
                 }
             }
         }
-        let user_types = conn
-            .simple_query(
-                "SELECT t.oid, tn.nspname, t.typname FROM pg_catalog.pg_type t \
+        let user_types = deparsed(
+            conn,
+            "SELECT t.oid, tn.nspname, t.typname FROM pg_catalog.pg_type t \
                  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
                  WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')",
-            )
-            .await?;
-        let inherits = conn
-            .simple_query(
-                "SELECT cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname \
+        )
+        .await?;
+        let inherits = deparsed(
+            conn,
+            "SELECT cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname \
                  FROM pg_catalog.pg_inherits i \
                  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
                  JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
                  JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
                  WHERE c.relkind IN ('r', 'p', 'f')",
-            )
-            .await?;
-        conn.close().await;
+        )
+        .await?;
+        control.close().await;
         for row in &inherits {
             if let [Some(child), Some(parent)] = row.as_slice() {
                 cat.add_inheritance(child, parent);
@@ -1131,32 +1113,69 @@ impl Catalog {
     }
 }
 
-/// Runs a catalog query that deparses definitions, which locks the
-/// relations they name. When a lock is not granted within the control
-/// connection's `lock_timeout` (a session holds it in an open block, and
-/// may be waiting for this very reload), it runs again with each
-/// deparsing call replaced by text pgward judges `unknown` (a call of a
-/// function no catalog has, a rule it cannot take apart): what could not
-/// be read is refused until a later reload reads it, never taken as
-/// harmless.
+/// Runs a catalog query. Deparsing a view, a rule, a BEGIN ATOMIC body or
+/// an expression with a sub-select locks the relations it names
+/// (ruleutils' AcquireRewriteLocks). When a lock is not granted within the
+/// control connection's `lock_timeout` (a session holds it in an open
+/// block, and may be waiting for this very reload), the query runs again
+/// with each `pg_catalog.pg_get_*(...)` call replaced by text pgward
+/// judges `unknown` (a call of a function no catalog has, a definition
+/// that does not parse): what could not be read is refused until a later
+/// reload reads it, never taken as harmless.
 async fn deparsed(
     conn: &mut crate::upstream::UpstreamConn,
     sql: &str,
-    locked: &[(&str, &str)],
 ) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
     match conn.simple_query(sql).await {
-        Err(UpstreamError::Server { code, .. }) if code == "55P03" => {
+        Err(UpstreamError::Server { code, .. }) if code == "55P03" && sql.contains(DEPARSE) => {
             tracing::warn!(
-                "catalog load: a definition's relations are locked; what it defines is unknown until a later reload"
+                "catalog load: relations a definition names are locked; what it defines is unknown until a later reload"
             );
-            let mut fallback = sql.to_owned();
-            for (call, instead) in locked {
-                fallback = fallback.replace(call, instead);
-            }
-            conn.simple_query(&fallback).await
+            conn.simple_query(&without_deparsing(sql)).await
         }
         other => other,
     }
+}
+
+const DEPARSE: &str = "pg_catalog.pg_get_";
+
+/// `sql` with each `pg_catalog.pg_get_*(...)` call replaced by a marker
+/// pgward judges unknown wherever the text lands: as an expression, a
+/// view's or a body's SQL (`SELECT ...`), a CHECK, a PL/pgSQL definition
+/// or a rule (neither of which then parses).
+fn without_deparsing(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(DEPARSE) {
+        out.push_str(&rest[..at]);
+        let call = &rest[at..];
+        let name_end = call.find('(').unwrap_or(call.len());
+        let mut depth = 0usize;
+        let mut end = call.len();
+        for (i, ch) in call.char_indices().skip(name_end) {
+            match ch {
+                '(' => depth += 1,
+                ')' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let marker = match &call[DEPARSE.len()..name_end] {
+            "viewdef" | "function_sqlbody" => "'SELECT pgward_locked_at_load()'",
+            "constraintdef" => "'CHECK (pgward_locked_at_load())'",
+            "ruledef" | "functiondef" => "'pgward could not read this: locked at load'",
+            _ => "'pgward_locked_at_load()'",
+        };
+        out.push_str(marker);
+        rest = &call[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn split_name(n: &str) -> (Option<String>, String) {
@@ -1594,6 +1613,26 @@ mod tests {
         // What pgward cannot take apart is kept as text that does not
         // parse: judged unknown.
         let (_, actions) = rule_statements("not a rule");
+        assert!(actions.len() == 1 && pg_query::parse(&actions[0], 0).is_err());
+    }
+
+    #[test]
+    fn deparsing_calls_are_replaced_by_what_is_judged_unknown() {
+        let sql = "SELECT a, CASE WHEN x THEN pg_catalog.pg_get_viewdef(c.oid) END, \
+                   coalesce(pg_catalog.pg_get_expr(p.q, p.r), 'true') FROM t";
+        assert_eq!(
+            without_deparsing(sql),
+            "SELECT a, CASE WHEN x THEN 'SELECT pgward_locked_at_load()' END, \
+             coalesce('pgward_locked_at_load()', 'true') FROM t"
+        );
+        let cat = Catalog::builtin();
+        let unknown = |sql: &str| {
+            classify::classify(sql, &cat)
+                .map(|s| s.iter().any(|st| st.unknown_function))
+                .unwrap_or(true)
+        };
+        assert!(unknown("SELECT pgward_locked_at_load()"));
+        let (_, actions) = rule_statements("pgward could not read this: locked at load");
         assert!(actions.len() == 1 && pg_query::parse(&actions[0], 0).is_err());
     }
 
