@@ -92,7 +92,9 @@ pub struct Core {
     recorder: Option<Recorder>,
     /// A message waits for a classification running apart.
     apart: bool,
-    /// When the client last sent something; kept only with an idle timeout.
+    /// When the client last sent something or was last answered with
+    /// ReadyForQuery (a session is idle from then, as PostgreSQL's
+    /// idle_session_timeout counts); kept only with an idle timeout.
     last_client: Option<Instant>,
     /// pgward is shutting down: end the session when it is next idle.
     draining: bool,
@@ -863,6 +865,10 @@ impl Core {
             };
             let tag = uin[at];
             let body = &uin[at + 5..at + total];
+            if tag == b'Z' && self.last_client.is_some() {
+                // Idle from its answer on, however long it ran or was held.
+                self.last_client = Some(Instant::now());
+            }
             self.state.settle();
             if let Some(rec) = &mut self.recorder {
                 let bound = self.state.front_bound();
