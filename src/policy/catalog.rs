@@ -1504,6 +1504,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parameter_types_are_built_in_known_or_unknown() {
+        let mut cat = Catalog::builtin();
+        assert_eq!(cat.param_type(25), ParamType::Plain);
+        assert_eq!(cat.param_type(FIRST_USER_OID - 1), ParamType::Plain);
+        // The snapshot knows no user type: each is one pgward cannot judge.
+        assert_eq!(cat.param_type(FIRST_USER_OID), ParamType::Unknown);
+        cat.plain_user_types.insert(FIRST_USER_OID);
+        cat.types_by_oid
+            .insert(FIRST_USER_OID + 1, ("public".into(), "checked".into()));
+        assert_eq!(cat.param_type(FIRST_USER_OID), ParamType::Plain);
+        assert_eq!(
+            cat.param_type(FIRST_USER_OID + 1),
+            ParamType::Runs("public", "checked")
+        );
+        assert_eq!(cat.param_type(u32::MAX), ParamType::Unknown);
+    }
+
+    #[test]
     fn snapshot_has_builtins_with_volatility() {
         let cat = Catalog::builtin();
         let lower = cat.functions(None, "lower");
