@@ -1208,6 +1208,10 @@ impl Walker<'_> {
             "JsonTable" => self.call_if_it_matters(None, "json_table", SQL_JSON),
             "MergeSupportFunc" => self.call_if_it_matters(None, "merge_action", SQL_JSON),
             "SQLValueFunction" | "AConst" | "String" | "ParamRef" => return,
+            // A column of a domain with a default takes it: ADD COLUMN
+            // fills every existing row with it, and each later INSERT
+            // that leaves the column out runs it.
+            "ColumnDef" => self.domain_default(n),
             _ => {}
         }
         self.walk(n, access, plan_only);
@@ -1394,6 +1398,15 @@ impl Walker<'_> {
                         &format!("an index or exclusion constraint of {table}"),
                     );
                 }
+            }
+            let keys: Vec<(Option<String>, String)> = e
+                .key_functions
+                .iter()
+                .filter(|(on, _)| on & ev != 0)
+                .map(|(_, (s, f))| (Some(s.clone()), f.clone()))
+                .collect();
+            if !keys.is_empty() {
+                self.calls_below(keys, &format!("a foreign key check of {table}"));
             }
             if ev & events::NO_RULES == 0 {
                 for rule in e.rules.iter().filter(|r| r.events & ev != 0) {
@@ -1627,6 +1640,27 @@ impl Walker<'_> {
         // A harmless function, or just a column of that name, leaves no
         // record.
         self.call_if_it_matters(None, name, "attribute notation");
+    }
+
+    /// Judges the default of a column definition's domain (when it calls a
+    /// function) as evaluated by the statement.
+    fn domain_default(&mut self, column: &Value) {
+        let Some(Value::Object(ty)) = column.get("type_name") else {
+            return;
+        };
+        let parts = names(ty.get("names").unwrap_or(&Value::Null));
+        let Some((schema, name)) = qualified(&parts) else {
+            return;
+        };
+        let defaults: Vec<String> = self
+            .cat
+            .domain_defaults(schema, name)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for sql in defaults {
+            self.run_sql(None, &format!("the default of domain {name}"), &sql, true);
+        }
     }
 
     fn type_name(&mut self, map: &Map) {

@@ -13,6 +13,7 @@ use super::recorder::Judged;
 use super::state::{Effect, Prepared, ProtocolState, NEVER_ALLOWED};
 use super::text::TextChange;
 use crate::auth::Identity;
+use crate::policy::catalog::ParamType;
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, Verdict};
 use crate::protocol::messages::{parse_execute, parse_parse, parse_query, sql_text, Reader};
 use crate::protocol::{sqlstate, PgError};
@@ -452,23 +453,43 @@ impl Guard {
 
     /// A Parse may declare its parameters' types by OID, and PostgreSQL
     /// converts each value to its type (its input function, its domain
-    /// checks) although no type is named in the SQL: each user type that
-    /// runs functions is judged as a cast to it would be.
+    /// checks) although no type is named in the SQL.
     fn judge_param_types(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
-        // Most databases have no such type: no decoding per Parse.
-        if !self.cat.has_typed_values() {
-            return None;
-        }
-        let types = crate::protocol::messages::parse_param_types(body)?;
-        for oid in types.into_iter().filter(|o| *o != 0) {
-            let Some((schema, name)) = self.cat.type_by_oid(oid) else {
-                continue;
+        let Some(types) = crate::protocol::messages::parse_param_types(body) else {
+            return Some(denied(
+                "a Parse whose parameter types pgward cannot read".into(),
+            ));
+        };
+        self.judge_types(&types, state)
+    }
+
+    /// Judges the parameter types `types` (0: left to the server) as
+    /// their values will run: each user type that runs functions as a
+    /// cast to it would be; a type the catalog does not hold (created
+    /// since it was loaded) is refused, since what its values run is not
+    /// known.
+    fn judge_types(&mut self, types: &[u32], state: &ProtocolState) -> Option<PgError> {
+        for (i, &oid) in types.iter().enumerate().filter(|(_, o)| **o != 0) {
+            let sql = match self.cat.param_type(oid) {
+                ParamType::Plain => continue,
+                ParamType::Unknown => {
+                    // It may be new: look again soon.
+                    self.catalog
+                        .refresh(&self.upstream, self.shared.catalogs.min_gap);
+                    return Some(
+                        denied(format!(
+                            "parameter ${} is of type OID {oid}, which is not in pgward's catalog, so what its values run cannot be judged",
+                            i + 1
+                        ))
+                        .with_hint("a type created since pgward loaded the catalog is known after its next load (within a minute); try again then"),
+                    );
+                }
+                ParamType::Runs(schema, name) => format!(
+                    "SELECT NULL::\"{}\".\"{}\"",
+                    schema.replace('"', "\"\""),
+                    name.replace('"', "\"\"")
+                ),
             };
-            let sql = format!(
-                "SELECT NULL::\"{}\".\"{}\"",
-                schema.replace('"', "\"\""),
-                name.replace('"', "\"\"")
-            );
             let role = match self.current_role() {
                 Ok(r) => r,
                 Err(e) => return Some(e),
@@ -588,6 +609,11 @@ impl Guard {
             Err(e) => return Some(e),
         };
         for p in waiting {
+            // The types the server described (or the Parse declared) run
+            // their own functions on each value, whatever it is.
+            if let Some(e) = self.judge_types(&p.param_types(), state) {
+                return Some(e);
+            }
             // The values are in the client's encoding; the statement is
             // read as it was at its Parse.
             let text = |b: &[u8]| state.text.value(b);
