@@ -78,9 +78,21 @@ pub fn check(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
 /// Message types a client may send once the session is established.
 #[inline]
 pub fn is_frontend_type(tag: u8) -> bool {
+    use super::tag::frontend::*;
     matches!(
         tag,
-        b'B' | b'C' | b'd' | b'c' | b'f' | b'D' | b'E' | b'H' | b'F' | b'P' | b'Q' | b'S' | b'X'
+        BIND | CLOSE
+            | COPY_DATA
+            | COPY_DONE
+            | COPY_FAIL
+            | DESCRIBE
+            | EXECUTE
+            | FLUSH
+            | FUNCTION_CALL
+            | PARSE
+            | QUERY
+            | SYNC
+            | TERMINATE
     )
 }
 
@@ -149,6 +161,9 @@ mod tests {
     fn frontend_types() {
         for t in b"BCdcfDEHFPQSX" {
             assert!(is_frontend_type(*t));
+        }
+        for t in crate::protocol::tag::frontend::ALL {
+            assert!(is_frontend_type(t));
         }
         for t in [b'p', b'Z', 0u8, b'T', 0x16] {
             assert!(!is_frontend_type(t));

@@ -1,13 +1,23 @@
-//! Typed views of the messages pgward inspects, and encoders for the backend
-//! messages pgward itself originates. Everything else is relayed as raw bytes.
+//! Typed views of the messages pgward inspects, and the errors and notices
+//! pgward itself originates (other encoders: `protocol::encode`).
+//! Everything else is relayed as raw bytes.
 
 use bytes::{BufMut, BytesMut};
 
-/// Severity of an ErrorResponse pgward sends.
+use super::encode::field;
+pub use super::encode::{
+    auth_cleartext_password, auth_ok, auth_sasl, auth_sasl_continue, auth_sasl_final,
+    backend_key_data, message, negotiate_protocol_version, ready_for_query,
+};
+use super::tag::{backend, field as efield, frontend, target};
+
+/// Severity of an ErrorResponse or NoticeResponse pgward sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     Error,
     Fatal,
+    Warning,
+    Notice,
 }
 
 impl Severity {
@@ -15,11 +25,19 @@ impl Severity {
         match self {
             Severity::Error => "ERROR",
             Severity::Fatal => "FATAL",
+            Severity::Warning => "WARNING",
+            Severity::Notice => "NOTICE",
         }
+    }
+
+    /// Whether a message of this severity is an ErrorResponse (else a NoticeResponse).
+    pub fn is_error(self) -> bool {
+        matches!(self, Severity::Error | Severity::Fatal)
     }
 }
 
-/// An error pgward reports to a client in PostgreSQL's own shape.
+/// An error (or, with a notice severity, a notice) pgward reports to a
+/// client in PostgreSQL's own shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgError {
     pub severity: Severity,
@@ -47,6 +65,22 @@ impl PgError {
         }
     }
 
+    /// A NoticeResponse of severity NOTICE (SQLSTATE class 00 or 01, as a rule).
+    pub fn notice(code: &'static str, message: impl Into<String>) -> PgError {
+        PgError {
+            severity: Severity::Notice,
+            ..PgError::fatal(code, message)
+        }
+    }
+
+    /// A NoticeResponse of severity WARNING.
+    pub fn warning(code: &'static str, message: impl Into<String>) -> PgError {
+        PgError {
+            severity: Severity::Warning,
+            ..PgError::fatal(code, message)
+        }
+    }
+
     pub fn with_detail(mut self, detail: impl Into<String>) -> PgError {
         self.detail = Some(detail.into());
         self
@@ -57,19 +91,25 @@ impl PgError {
         self
     }
 
-    /// Appends this error as an ErrorResponse ('E').
+    /// Appends this as an ErrorResponse ('E'), or as a NoticeResponse
+    /// ('N') when its severity is a notice's.
     pub fn encode(&self, buf: &mut BytesMut) {
-        message(buf, b'E', |b| {
+        let tag = if self.severity.is_error() {
+            backend::ERROR_RESPONSE
+        } else {
+            backend::NOTICE_RESPONSE
+        };
+        message(buf, tag, |b| {
             let sev = self.severity.as_str();
-            field(b, b'S', sev);
-            field(b, b'V', sev);
-            field(b, b'C', &self.code);
-            field(b, b'M', &self.message);
+            field(b, efield::SEVERITY, sev);
+            field(b, efield::SEVERITY_RAW, sev);
+            field(b, efield::CODE, &self.code);
+            field(b, efield::MESSAGE, &self.message);
             if let Some(d) = &self.detail {
-                field(b, b'D', d);
+                field(b, efield::DETAIL, d);
             }
             if let Some(h) = &self.hint {
-                field(b, b'H', h);
+                field(b, efield::HINT, h);
             }
             b.put_u8(0);
         });
@@ -102,6 +142,7 @@ pub mod sqlstate {
     pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    pub const QUERY_CANCELED: &str = "57014";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
@@ -114,82 +155,6 @@ pub mod sqlstate {
     pub const IO_ERROR: &str = "58030";
     pub const INSUFFICIENT_RESOURCES: &str = "53000";
     pub const INTERNAL_ERROR: &str = "XX000";
-}
-
-/// Writes one message: type byte, length placeholder, body, patched length.
-pub fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    buf.put_u8(tag);
-    let at = buf.len();
-    buf.put_i32(0);
-    body(buf);
-    let len = (buf.len() - at) as i32;
-    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-}
-
-fn field(buf: &mut BytesMut, code: u8, value: &str) {
-    buf.put_u8(code);
-    cstring(buf, value);
-}
-
-fn cstring(buf: &mut BytesMut, s: &str) {
-    // A NUL inside a value would end the string early on the client side.
-    buf.extend(s.bytes().filter(|b| *b != 0));
-    buf.put_u8(0);
-}
-
-pub fn auth_ok(buf: &mut BytesMut) {
-    message(buf, b'R', |b| b.put_i32(0));
-}
-
-pub fn auth_cleartext_password(buf: &mut BytesMut) {
-    message(buf, b'R', |b| b.put_i32(3));
-}
-
-pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
-    message(buf, b'R', |b| {
-        b.put_i32(10);
-        for m in mechanisms {
-            cstring(b, m);
-        }
-        b.put_u8(0);
-    });
-}
-
-pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
-    message(buf, b'R', |b| {
-        b.put_i32(11);
-        b.put_slice(data);
-    });
-}
-
-pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
-    message(buf, b'R', |b| {
-        b.put_i32(12);
-        b.put_slice(data);
-    });
-}
-
-pub fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
-    message(buf, b'K', |b| {
-        b.put_i32(process_id);
-        b.put_i32(secret_key);
-    });
-}
-
-pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
-    message(buf, b'Z', |b| b.put_u8(status));
-}
-
-/// Tells a client which protocol minor version and `_pq_.` options pgward
-/// does not support.
-pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unsupported: &[&str]) {
-    message(buf, b'v', |b| {
-        b.put_i32(minor);
-        b.put_i32(unsupported.len() as i32);
-        for o in unsupported {
-            cstring(b, o);
-        }
-    });
 }
 
 /// A reader over a message body that never panics on short input.
@@ -262,10 +227,10 @@ pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
         let v = String::from_utf8_lossy(&raw[..end]);
         let v = v.as_ref();
         match kind {
-            b'V' => sev = v.to_owned(),
-            b'S' if sev.is_empty() => sev = v.to_owned(),
-            b'C' => code = v.to_owned(),
-            b'M' => msg = v.to_owned(),
+            efield::SEVERITY_RAW => sev = v.to_owned(),
+            efield::SEVERITY if sev.is_empty() => sev = v.to_owned(),
+            efield::CODE => code = v.to_owned(),
+            efield::MESSAGE => msg = v.to_owned(),
             _ => {}
         }
     }
@@ -299,7 +264,11 @@ pub fn shift_error_position(tag: u8, body: &[u8], by: u32, out: &mut BytesMut) {
             }
             let Some(v) = r.cstr() else { break };
             match (kind, v.parse::<u32>()) {
-                (b'P', Ok(p)) => field(b, b'P', &p.saturating_sub(by).max(1).to_string()),
+                (efield::POSITION, Ok(p)) => field(
+                    b,
+                    efield::POSITION,
+                    &p.saturating_sub(by).max(1).to_string(),
+                ),
                 _ => field(b, kind, v),
             }
         }
@@ -317,8 +286,8 @@ pub fn parse_query(body: &[u8]) -> Option<&str> {
 /// The SQL text of a Query or a Parse; None for other messages.
 pub fn sql_text(tag: u8, body: &[u8]) -> Option<&str> {
     match tag {
-        b'Q' => parse_query(body),
-        b'P' => parse_parse(body).map(|(_, sql)| sql),
+        frontend::QUERY => parse_query(body),
+        frontend::PARSE => parse_parse(body).map(|(_, sql)| sql),
         _ => None,
     }
 }
@@ -431,7 +400,7 @@ pub fn parse_target(body: &[u8]) -> Option<(u8, &str)> {
     let mut r = Reader::new(body);
     let kind = r.u8()?;
     let name = r.cstr()?;
-    (matches!(kind, b'S' | b'P') && r.is_empty()).then_some((kind, name))
+    (matches!(kind, target::STATEMENT | target::PORTAL) && r.is_empty()).then_some((kind, name))
 }
 
 /// Portal name of an Execute ('E').

@@ -1,10 +1,13 @@
 //! The PostgreSQL wire protocol as pgward sees it: framing with size caps,
-//! first packets, and the few messages pgward decodes or originates.
+//! first packets, message tags (`tag`), the few messages pgward decodes,
+//! and encoders for those it originates (`encode`).
 
+pub mod encode;
 pub mod encoding;
 pub mod frame;
 pub mod messages;
 pub mod startup;
+pub mod tag;
 
 pub use frame::{check, Frame, FrameError};
 pub use messages::{sqlstate, PgError, Severity};
