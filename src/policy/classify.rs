@@ -1484,9 +1484,14 @@ impl Walker<'_> {
         self.depth -= 1;
     }
 
-    /// DDL (and GRANT, REFRESH MATERIALIZED VIEW) fires the enabled event
-    /// triggers, whose functions run arbitrary code: judged as calls of
-    /// the statement, whatever tags they filter on.
+    /// DDL fires the enabled event triggers, whose functions run
+    /// arbitrary code: judged as calls of the statement, whatever tags
+    /// they filter on. So do the statements of other classes that
+    /// PostgreSQL runs through the same path (`ProcessUtilitySlow`):
+    /// GRANT, default privileges, policies, user mappings, `ALTER ...
+    /// OWNER TO`, `DROP OWNED`, publications, subscriptions, REFRESH
+    /// MATERIALIZED VIEW. Roles, databases, tablespaces and event
+    /// triggers themselves fire none.
     fn event_triggers(&mut self, kind: &str) {
         let funcs = self.cat.event_trigger_functions();
         if funcs.is_empty() {
@@ -1495,7 +1500,24 @@ impl Walker<'_> {
         let fires = self.st.classes().contains(Class::Ddl)
             || matches!(
                 kind,
-                "GrantStmt" | "AlterDefaultPrivilegesStmt" | "RefreshMatViewStmt"
+                "GrantStmt"
+                    | "AlterDefaultPrivilegesStmt"
+                    | "RefreshMatViewStmt"
+                    | "CreatePolicyStmt"
+                    | "AlterPolicyStmt"
+                    | "CreateUserMappingStmt"
+                    | "AlterUserMappingStmt"
+                    | "DropUserMappingStmt"
+                    | "AlterOwnerStmt"
+                    | "DropOwnedStmt"
+                    | "DropStmt"
+                    | "CreatePublicationStmt"
+                    | "AlterPublicationStmt"
+                    | "CreateSubscriptionStmt"
+                    | "AlterSubscriptionStmt"
+                    | "DropSubscriptionStmt"
+                    | "SecLabelStmt"
+                    | "CommentStmt"
             );
         if fires {
             let refs = funcs.iter().map(|(s, f)| (Some(s.clone()), f.clone()));
