@@ -19,7 +19,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::guard::{self, Classified, Guard};
 use super::recorder::{Admission, Recorder};
-use super::state::ProtocolState;
+use super::state::{Answer, ProtocolState};
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
 use crate::protocol::messages::shift_error_position;
@@ -677,7 +677,7 @@ impl Core {
                 let bound = self.state.front_bound();
                 rec.on_backend(&msg, self.state.front_index(), bound);
             }
-            let replacement = self.state.on_backend_message(&msg);
+            let answer = self.state.on_backend_message(&msg);
             if let Some(why) = self.state.lost {
                 tracing::error!("session closed: {why}");
                 move_frames(uin, at, to_client);
@@ -694,26 +694,24 @@ impl Core {
             self.upstream_said_fatal = error.is_some_and(|e| e.is_fatal());
             // In an aborted block PostgreSQL answers 25P02 to anything but
             // the end of the block, without looking further; so does pgward.
-            let replacement = replacement.map(|err| {
-                if self.state.tx_status == status::FAILED {
-                    PgError::error(
-                        sqlstate::IN_FAILED_SQL_TRANSACTION,
-                        "current transaction is aborted, commands ignored until end of transaction block",
-                    )
-                } else {
-                    err
-                }
-            });
-            if self.state.probe_answered {
+            let replacement = match answer {
+                Answer::Pass => None,
+                Answer::Deny(_) if self.state.tx_status == status::FAILED => Some(PgError::error(
+                    sqlstate::IN_FAILED_SQL_TRANSACTION,
+                    "current transaction is aborted, commands ignored until end of transaction block",
+                )),
+                Answer::Deny(err) => Some(err),
+                Answer::ProbeError => {
                 let mut shifted = BytesMut::new();
                 let by = guard::PROBE_PREFIX.len() as u32;
                 shift_error_position(tag, body, by, &mut shifted);
                 move_frames(uin, at, to_client);
-                to_client.extend_from_slice(&shifted);
-                uin.advance(total);
-                at = 0;
-                continue;
-            }
+                    to_client.extend_from_slice(&shifted);
+                    uin.advance(total);
+                    at = 0;
+                    continue;
+                }
+            };
             let in_failed_block =
                 error.is_some_and(|e| e.code() == sqlstate::IN_FAILED_SQL_TRANSACTION);
             if let Some(err) = replacement.filter(|_| !in_failed_block && !self.upstream_said_fatal)

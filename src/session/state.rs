@@ -179,6 +179,19 @@ pub enum Owed {
     CopyEnd,
 }
 
+/// What the client gets for a server message (`on_backend_message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The message as the server sent it.
+    Pass,
+    /// It answers a denied message's stand-in: this error instead.
+    Deny(PgError),
+    /// It is the server's own error for a syntax probe (see
+    /// `guard::syntax_probe`): passed on with its position moved back
+    /// past the probe's prefix.
+    ProbeError,
+}
+
 /// Which way COPY data flows right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyState {
@@ -227,9 +240,6 @@ pub struct ProtocolState {
     /// refused as unparsable and its stand-in let the server parse it, whose
     /// own syntax error (with its position and hint) goes to the client.
     denials: VecDeque<(u64, PgError, bool)>,
-    /// The error `on_backend` saw last is the server's answer to a syntax
-    /// probe: its position counts the probe's prefix.
-    pub probe_answered: bool,
     /// How the server reads the session's text (client encoding,
     /// standard_conforming_strings), from its ParameterStatus reports.
     pub text: SessionText,
@@ -251,7 +261,6 @@ impl Default for ProtocolState {
             pushed: 0,
             denials: VecDeque::new(),
             text: SessionText::default(),
-            probe_answered: false,
         }
     }
 }
@@ -524,18 +533,18 @@ impl ProtocolState {
 
     /// Records a server message about to go to the client (read here: the
     /// relay reads each message once and calls `on_backend_message`).
-    pub fn on_backend(&mut self, tag: u8, body: &[u8]) -> Option<PgError> {
+    pub fn on_backend(&mut self, tag: u8, body: &[u8]) -> Answer {
         self.on_backend_message(&backend::Message::parse(tag, body))
     }
 
-    /// Records a server message about to go to the client. Returns the
-    /// error to send instead when the message answers a denied one.
-    pub fn on_backend_message(&mut self, msg: &backend::Message<'_>) -> Option<PgError> {
+    /// Records a server message about to go to the client, and says what
+    /// the client gets for it.
+    pub fn on_backend_message(&mut self, msg: &backend::Message<'_>) -> Answer {
         use backend::Message as M;
         self.settle();
         let mut replacement = None;
         let mut answers_denial = false;
-        self.probe_answered = false;
+        let mut probe_answered = false;
         if let M::ErrorResponse(e) = msg {
             if self
                 .denials
@@ -551,7 +560,7 @@ impl ProtocolState {
                     // unsupported clause, stack depth): the client's answer.
                     let server_syntax =
                         syntax_wins && e.routine() != Some(&b"exec_parse_message"[..]);
-                    self.probe_answered = server_syntax;
+                    probe_answered = server_syntax;
                     (!server_syntax).then_some(err)
                 });
             }
@@ -649,7 +658,11 @@ impl ProtocolState {
             }
             _ => {}
         }
-        replacement
+        match (replacement, probe_answered) {
+            (Some(err), _) => Answer::Deny(err),
+            (None, true) => Answer::ProbeError,
+            (None, false) => Answer::Pass,
+        }
     }
 
     fn on_error(&mut self, e: &backend::ErrorFields<'_>, replaced: bool) {
