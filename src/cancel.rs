@@ -18,17 +18,23 @@ use std::sync::{Arc, Mutex};
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
+use crate::session::registry::Control;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendKey {
     pub process_id: i32,
     pub secret_key: i32,
 }
 
-/// Per client-visible pid: (pgward's secret, the upstream key) of each
-/// live session with that pid.
+/// A live session's upstream key and the handle that reaches the session
+/// itself (a cancel of a statement held for approval goes there).
+type Entry = (i32, BackendKey, Arc<Control>);
+
+/// Per client-visible pid: (pgward's secret, the upstream key, the
+/// session's control) of each live session with that pid.
 #[derive(Default)]
 pub struct CancelRegistry {
-    map: Mutex<HashMap<i32, Vec<(i32, BackendKey)>>>,
+    map: Mutex<HashMap<i32, Vec<Entry>>>,
 }
 
 /// Keeps a key registered while the session lives.
@@ -41,7 +47,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let mut map = self.registry.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(keys) = map.get_mut(&self.key.process_id) {
-            keys.retain(|(secret, _)| *secret != self.key.secret_key);
+            keys.retain(|(secret, _, _)| *secret != self.key.secret_key);
             if keys.is_empty() {
                 map.remove(&self.key.process_id);
             }
@@ -53,17 +59,17 @@ impl CancelRegistry {
     /// Issues the client-facing key for an upstream key: the upstream's
     /// pid with a fresh secret, distinct from the secrets of any other
     /// live session with that pid.
-    pub fn register(self: &Arc<Self>, upstream: BackendKey) -> Registration {
+    pub fn register(self: &Arc<Self>, upstream: BackendKey, control: Arc<Control>) -> Registration {
         let mut rng = rand::rng();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let keys = map.entry(upstream.process_id).or_default();
         let secret_key = loop {
             let secret = rng.random::<i32>();
-            if !keys.iter().any(|(s, _)| *s == secret) {
+            if !keys.iter().any(|(s, _, _)| *s == secret) {
                 break secret;
             }
         };
-        keys.push((secret_key, upstream));
+        keys.push((secret_key, upstream, control));
         Registration {
             registry: self.clone(),
             key: BackendKey {
@@ -77,12 +83,18 @@ impl CancelRegistry {
     /// secret matches (compared in constant time, against every live
     /// secret for that pid).
     pub fn lookup(&self, key: BackendKey) -> Option<BackendKey> {
+        self.find(key).map(|(up, _)| up)
+    }
+
+    /// The upstream key and the session's control for a client key (as
+    /// `lookup`).
+    pub fn find(&self, key: BackendKey) -> Option<(BackendKey, Arc<Control>)> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let wanted = key.secret_key.to_be_bytes();
         let mut found = None;
-        for (secret, upstream) in map.get(&key.process_id)? {
+        for (secret, upstream, control) in map.get(&key.process_id)? {
             if bool::from(secret.to_be_bytes().ct_eq(&wanted)) {
-                found = Some(*upstream);
+                found = Some((*upstream, control.clone()));
             }
         }
         found
@@ -112,7 +124,7 @@ mod tests {
             process_id: 42,
             secret_key: 7,
         };
-        let r = reg.register(up);
+        let r = reg.register(up, Arc::default());
         // The client sees the upstream's pid, never its secret.
         assert_eq!(r.key.process_id, 42);
         assert_eq!(reg.lookup(r.key), Some(up));
@@ -142,8 +154,8 @@ mod tests {
             process_id: 1000,
             secret_key: 2,
         };
-        let a = reg.register(a_up);
-        let b = reg.register(b_up);
+        let a = reg.register(a_up, Arc::default());
+        let b = reg.register(b_up, Arc::default());
         assert_eq!(a.key.process_id, b.key.process_id);
         assert_ne!(a.key.secret_key, b.key.secret_key);
         assert_eq!(reg.lookup(a.key), Some(a_up));

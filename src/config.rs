@@ -21,6 +21,28 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub oidc: OidcConfig,
+    #[serde(default)]
+    pub approval: ApprovalConfig,
+}
+
+/// The approval queue (see `approval`): on when a role may approve.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalConfig {
+    /// Seconds a held statement waits for a decision before it fails.
+    pub timeout_secs: u64,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        ApprovalConfig { timeout_secs: 900 }
+    }
+}
+
+impl ApprovalConfig {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.max(1))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 //! them with its own identities, connects upstream with credentials only it
 //! holds, and relays the protocol. See `docs/architecture.md`.
 
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod cancel;

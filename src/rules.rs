@@ -128,6 +128,23 @@ impl Rules {
                 }
             }
         }
+        let mut roles: Vec<&Arc<Role>> = self.roles.values().collect();
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        for role in roles {
+            if let Some(other) = role
+                .approve_for
+                .iter()
+                .find(|r| !self.roles.contains_key(*r))
+            {
+                return Err(RulesError {
+                    file: role.source.clone(),
+                    message: format!(
+                        "role {:?}: approve_for names role {other:?}, which no rule file declares",
+                        role.name
+                    ),
+                });
+            }
+        }
         for b in &self.bindings {
             if let Some(role) = b.roles.iter().find(|r| !self.roles.contains_key(*r)) {
                 return Err(RulesError {
@@ -139,6 +156,12 @@ impl Rules {
             }
         }
         Ok(())
+    }
+
+    /// Whether any role may approve held statements: without one, the
+    /// approval queue is off and statements that need approval are refused.
+    pub fn has_approvers(&self) -> bool {
+        self.roles.values().any(|r| r.approves_any())
     }
 
     /// The roles an identity holds under these rules: a declared

@@ -48,6 +48,10 @@ pub struct Shared {
     /// Session threads; without them sessions run on the caller's runtime.
     workers: std::sync::OnceLock<crate::workers::Workers>,
     pub cancels: Arc<CancelRegistry>,
+    /// Every live session (the console lists, cancels and ends them).
+    pub sessions: Arc<crate::session::registry::Sessions>,
+    /// Statements held for approval.
+    pub approvals: Arc<crate::approval::Queue>,
     /// Classifications of long texts running apart from the session
     /// threads (see `session::guard::CLASSIFY_APART`): one per core.
     pub classify_slots: Arc<tokio::sync::Semaphore>,
@@ -102,6 +106,8 @@ impl Shared {
             enforce_policy: std::sync::atomic::AtomicBool::new(true),
             workers: std::sync::OnceLock::new(),
             cancels: Arc::new(CancelRegistry::default()),
+            sessions: Arc::default(),
+            approvals: Arc::default(),
             classify_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
@@ -150,6 +156,12 @@ impl Shared {
 
     pub fn rules(&self) -> Arc<Rules> {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether statements that need approval are held (some role may
+    /// approve them) rather than refused.
+    pub fn approvals_enabled(&self) -> bool {
+        self.rules().has_approvers()
     }
 
     /// Swaps in new rules; sessions pick them up at their next statement.

@@ -95,6 +95,13 @@ pub struct Role {
     pub session: Vec<(String, String)>,
     /// Where it was declared ("rules/roles.toml:12").
     pub source: String,
+    /// Identities with this role may approve held statements of any role
+    /// on the admin console.
+    pub approver: bool,
+    /// Roles whose held statements identities with this role may approve.
+    pub approve_for: Vec<String>,
+    /// Distinct approvers a held statement of this role needs (at least 1).
+    pub approvals: usize,
 }
 
 impl Role {
@@ -102,6 +109,16 @@ impl Role {
     /// upstream user that may do everything it may.
     pub fn allows_every_class(&self) -> bool {
         self.allow == ClassSet::all()
+    }
+
+    /// Whether identities with this role may approve `role`'s requests.
+    pub fn may_approve(&self, role: &str) -> bool {
+        self.approver || self.approve_for.iter().any(|r| r == role)
+    }
+
+    /// Whether this role may approve anything.
+    pub fn approves_any(&self) -> bool {
+        self.approver || !self.approve_for.is_empty()
     }
 }
 
@@ -123,6 +140,11 @@ pub(crate) struct RawRole {
     upstream_user: Option<String>,
     #[serde(default)]
     session: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    approver: bool,
+    #[serde(default)]
+    approve_for: Vec<String>,
+    approvals: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,6 +263,12 @@ impl RawRole {
                 ));
             }
         }
+        if self.approvals == Some(0) {
+            return Err((
+                decl_line,
+                "approvals must be at least 1 (the number of distinct approvers a held statement needs)".into(),
+            ));
+        }
         Ok(Role {
             name: name.to_owned(),
             allow,
@@ -267,6 +295,9 @@ impl RawRole {
             upstream_user: self.upstream_user,
             session,
             source: format!("{file}:{decl_line}"),
+            approver: self.approver,
+            approve_for: self.approve_for,
+            approvals: self.approvals.unwrap_or(1),
         })
     }
 }

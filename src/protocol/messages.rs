@@ -143,6 +143,7 @@ pub mod sqlstate {
     pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    pub const QUERY_CANCELED: &str = "57014";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::recorder::Judged;
-use super::state::{Effect, Prepared, ProtocolState};
+use super::state::{Effect, Prepared, ProtocolState, NEVER_ALLOWED};
 use super::text::TextChange;
 use crate::auth::Identity;
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, Verdict};
@@ -69,6 +69,34 @@ pub struct Guard {
     /// Set by `check` when it refused the message because pgward's parser
     /// could not parse it (see `syntax_probe`).
     pub unparsed: bool,
+    /// What the message being judged would wait for: approval of a
+    /// statement the role's rules hold (`refusal` sets it).
+    hold: Option<Hold>,
+    /// The message being judged was approved: statements that need
+    /// approval pass this once (set by the caller, cleared by `check`).
+    pub approved: bool,
+    /// An approval let a statement of the message pass, so its verdict
+    /// must not be remembered as allowed.
+    used_approval: bool,
+}
+
+/// What `check` decided for a message.
+#[derive(Debug)]
+pub enum Decision {
+    Pass,
+    Deny(PgError),
+    /// It waits, unsent, for an approver (see `approval`).
+    Hold(Box<Hold>),
+}
+
+/// A statement that needs approval: what the request shows.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub statement: Arc<str>,
+    pub role: String,
+    pub classes: String,
+    pub why: String,
+    pub approvals_needed: usize,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
@@ -195,6 +223,9 @@ impl Guard {
             text_change: TextChange::default(),
             bind_judging: false,
             unparsed: false,
+            hold: None,
+            approved: false,
+            used_approval: false,
         }
     }
 
@@ -371,9 +402,22 @@ impl Guard {
         self.unparsed = false;
     }
 
-    /// Judges one client message. `None` lets it through; `Some(error)`
-    /// denies it with that error.
-    pub fn check(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Option<PgError> {
+    /// Judges one client message: it passes, is denied with an error, or
+    /// waits for approval. A Parse or Bind of a statement that needs
+    /// approval passes (it runs nothing) and its Execute waits.
+    pub fn check(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Decision {
+        self.hold = None;
+        self.used_approval = false;
+        let refused = self.judge(msg, state);
+        let approved = std::mem::take(&mut self.approved);
+        match (refused, self.hold.take()) {
+            (None, _) => Decision::Pass,
+            (Some(_), Some(hold)) if !approved => Decision::Hold(Box::new(hold)),
+            (Some(e), _) => Decision::Deny(e),
+        }
+    }
+
+    fn judge(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Option<PgError> {
         if self.keep_judged {
             self.last = Judged::default();
         }
@@ -550,10 +594,15 @@ impl Guard {
                 }
                 Err(m) => return Some(denied(format!("with its parameter values: {m}"))),
             };
+            let mut generation = self.rules_gen;
             if let Some(e) = self.refusal(&role, statements, Some(&sql), state) {
-                return Some(e);
+                if self.hold.take().is_none() {
+                    return Some(e);
+                }
+                // Needs approval: bound, and its Execute waits for it.
+                generation = NEVER_ALLOWED;
             }
-            let bound = Prepared::new(analysis.clone(), 0, p.sql.clone(), self.rules_gen);
+            let bound = Prepared::new(analysis.clone(), 0, p.sql.clone(), generation);
             self.effects.push(Effect::Bound(p, Arc::new(bound)));
         }
         None
@@ -613,15 +662,20 @@ impl Guard {
                 return Some(e);
             }
         }
-        for p in candidates.iter().flatten() {
-            p.set_allowed_under(generation);
+        if !self.used_approval {
+            for p in candidates.iter().flatten() {
+                p.set_allowed_under(generation);
+            }
         }
         None
     }
 
-    /// The error for the first statement `role` may not run, if any.
+    /// The error for the first statement `role` may not run, if any. When
+    /// the only ones it may not run need approval and approvers exist, the
+    /// error is for a hold, described in `self.hold`; a message the caller
+    /// approved passes them.
     fn refusal(
-        &self,
+        &mut self,
         role: &Role,
         statements: &[Statement],
         sql: Option<&str>,
@@ -645,6 +699,9 @@ impl Guard {
             out
         };
         let verdicts = policy::decide::decide_all(role, statements, &self.cat, &prepared);
+        // A denial anywhere in the message wins over approval: nobody is
+        // asked about a message that would be refused anyway.
+        let mut approval: Option<(policy::decide::Denial, &str)> = None;
         for (st, verdict) in statements.iter().zip(verdicts) {
             // A single statement may come from the shape cache, with
             // another text's literals: show the text the client sent.
@@ -654,14 +711,45 @@ impl Guard {
             };
             match verdict {
                 Verdict::Allow => {}
-                Verdict::NeedsApproval(d) => return Some(d.to_error(&role.name, text, true)),
+                Verdict::NeedsApproval(_) if self.approved => self.used_approval = true,
+                Verdict::NeedsApproval(d) => {
+                    approval.get_or_insert((d, text));
+                }
                 Verdict::Deny(d) => {
                     tracing::info!(identity = %self.identity.name, role = %role.name, class = %d.class, "denied: {}", d.why);
                     return Some(d.to_error(&role.name, text, false));
                 }
             }
         }
-        None
+        let (d, text) = approval?;
+        if !self.shared.approvals_enabled() {
+            return Some(d.to_error(&role.name, text, true));
+        }
+        // The request shows the whole message: it is what runs.
+        let statement: Arc<str> = match sql {
+            Some(sql) => sql.trim().into(),
+            None => text.into(),
+        };
+        let mut classes: Vec<&str> = statements
+            .iter()
+            .flat_map(|st| st.classes().iter())
+            .filter(|c| role.approve.contains(*c))
+            .map(|c| c.name())
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        self.hold = Some(Hold {
+            statement,
+            role: role.name.clone(),
+            classes: if classes.is_empty() {
+                d.class.name().to_owned()
+            } else {
+                classes.join(",")
+            },
+            why: d.why.clone(),
+            approvals_needed: role.approvals,
+        });
+        Some(d.to_error(&role.name, text, true))
     }
 
     /// Judges SQL text: every statement must be allowed, or nothing runs.
@@ -743,6 +831,7 @@ impl Guard {
                 }
             }
         }
+        let mut held_for_execute = false;
         if !(known_allowed && cacheable) {
             let unplaced = statements.iter().flat_map(|st| &st.relations);
             if unplaced
@@ -754,16 +843,24 @@ impl Guard {
                     .refresh(&self.upstream, self.shared.catalogs.min_gap);
             }
             if let Some(e) = self.refusal(&role, statements, Some(sql), state) {
-                return Some(e);
-            }
-            if cacheable {
+                // A Parse of a statement that needs approval runs nothing:
+                // it is prepared, and each Execute of it waits.
+                if parse_name.is_none() || self.hold.take().is_none() {
+                    return Some(e);
+                }
+                held_for_execute = true;
+            } else if cacheable && !self.used_approval {
                 self.mark_allowed(&key, found);
             }
         }
         // Allowed: what it prepares or deallocates takes effect when the
         // server completes it (see `ProtocolState`); a Query may change how
         // the server reads what follows (a Parse runs nothing).
-        let generation = self.rules_gen;
+        let generation = if held_for_execute || self.used_approval {
+            NEVER_ALLOWED
+        } else {
+            self.rules_gen
+        };
         if parse_name.is_none() {
             self.text_change = state.text.changes(statements);
         }

@@ -3,6 +3,7 @@
 
 pub mod guard;
 pub mod recorder;
+pub mod registry;
 pub mod relay;
 pub mod state;
 pub mod text;
@@ -93,6 +94,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         registration,
         guard,
         info,
+        listed,
     } = established;
     tracing::info!(%peer, identity = %identity.name, %role, "session started");
     let enforce = shared.enforces_policy();
@@ -116,6 +118,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         upstream.conn.stream,
         upstream.conn.rbuf,
     );
+    let relay = relay.with_link(relay::Link {
+        entry: listed.entry.clone(),
+        queue: shared.approvals.clone(),
+        timeout: shared.config.approval.timeout(),
+        how_to_approve: how_to_approve(&shared.config.server.listen),
+    });
     let relay = match token_expiry(&identity, &shared.config.oidc) {
         Some((at, err)) => relay.end_at(at, err),
         None => relay,
@@ -124,7 +132,21 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         .run(shared.config.server.idle_timeout(), shared.phase.clone())
         .await;
     drop(registration);
+    drop(listed);
     tracing::info!(%peer, identity = %identity.name, "session ended: {end:?}");
+}
+
+/// What a held client is told an approver runs.
+fn how_to_approve(listen: &SocketAddr) -> String {
+    let host = if listen.ip().is_unspecified() {
+        "<pgward's host>".to_owned()
+    } else {
+        listen.ip().to_string()
+    };
+    format!(
+        "an approver runs: psql \"host={host} port={} dbname=pgward\" -c \"APPROVE {{id}}\"",
+        listen.port()
+    )
 }
 
 /// When a token-signed session ends, and what the client is told then.
@@ -242,8 +264,13 @@ async fn open(tcp: TcpStream, shared: &Shared) -> Result<Opening, OpenError> {
                     process_id,
                     secret_key,
                 };
-                match shared.cancels.lookup(key) {
-                    Some(up) => {
+                match shared.cancels.find(key) {
+                    // A statement held for approval has not reached the
+                    // server: the session withdraws it.
+                    Some((_, control)) if control.is_holding() => {
+                        control.post(registry::Command::Cancel);
+                    }
+                    Some((up, _)) => {
                         if let Err(e) = shared.upstream.cancel(up.process_id, up.secret_key).await {
                             tracing::warn!("forwarding a cancel request failed: {e}");
                         }
@@ -302,6 +329,7 @@ struct Established {
     registration: crate::cancel::Registration,
     guard: guard::Guard,
     info: recorder::SessionInfo,
+    listed: registry::Listed,
 }
 
 /// Records a connection that did not become a session.
@@ -446,10 +474,14 @@ async fn establish(
         catalog,
         shared.upstream.clone(),
     );
-    let registration = shared.cancels.register(BackendKey {
-        process_id: upstream.process_id,
-        secret_key: upstream.secret_key,
-    });
+    let control = Arc::new(registry::Control::default());
+    let registration = shared.cancels.register(
+        BackendKey {
+            process_id: upstream.process_id,
+            secret_key: upstream.secret_key,
+        },
+        control.clone(),
+    );
     conn.wbuf.extend_from_slice(&upstream.startup_frames);
     messages::backend_key_data(
         &mut conn.wbuf,
@@ -483,6 +515,18 @@ async fn establish(
             .into()
         }),
     };
+    let listed = shared.sessions.add(
+        registry::NewSession {
+            audit_id: info.session_id.as_deref().unwrap_or_default().to_owned(),
+            identity: identity.name.clone(),
+            role: role.name.clone(),
+            database: database.clone(),
+            client: peer,
+            application_name: message.get("application_name").unwrap_or("").to_owned(),
+            backend_pid: registration.key.process_id,
+        },
+        control,
+    );
     Ok(Established {
         identity,
         role: role.name.clone(),
@@ -490,6 +534,7 @@ async fn establish(
         registration,
         guard,
         info,
+        listed,
     })
 }
 

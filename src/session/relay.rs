@@ -19,7 +19,9 @@ use tokio_util::io::poll_read_buf;
 
 use super::guard::{self, Classified, Guard};
 use super::recorder::{Admission, Recorder};
+use super::registry::{Command, SessionEntry};
 use super::state::{Answer, ProtocolState};
+use crate::approval::{Ask, Queue, Ticket, Verdict};
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
 use crate::protocol::messages::shift_error_position;
@@ -58,6 +60,19 @@ pub enum Blocked {
     /// The audit queue has no room for its events (this session's share
     /// is taken): the client is not read until there is.
     AuditRoom,
+    /// It needs approval: it waits, unsent, until an approver decides (or
+    /// the client cancels or goes).
+    Hold(Box<guard::Hold>),
+}
+
+/// How a held message was decided, for `Core::release`.
+#[derive(Debug, Clone)]
+pub enum Release {
+    /// Approved by these approvers under request `id`: it is judged again
+    /// with approval given, and runs unless something else refuses it.
+    Approved { id: u64 },
+    /// Refused with this error (denied, expired, withdrawn).
+    Refused(PgError),
 }
 
 /// How often a session waiting for room in the audit queue looks again.
@@ -82,6 +97,11 @@ pub struct Core {
     last_client: Option<Instant>,
     /// pgward is shutting down: end the session when it is next idle.
     draining: bool,
+    /// The decision on the message at the head of the client's input,
+    /// which was held for approval.
+    release: Option<Release>,
+    /// The session's entry in the registry (its counters).
+    entry: Option<Arc<SessionEntry>>,
 }
 
 pub struct Relay {
@@ -105,6 +125,24 @@ pub struct Relay {
     audit_wait: Option<crate::timer::Sleep>,
     /// Wakers that tell which socket woke the task (see `SocketWakers`).
     wakers: Option<SocketWakers>,
+    /// The session's place in the registry and the approval queue.
+    link: Option<Link>,
+    /// The request the message at the head of `cin` waits on; the client
+    /// is read meanwhile only while `cin` is small (to see it hang up).
+    holding: Option<Ticket>,
+}
+
+/// What a session needs to hold statements for approval and to be
+/// reached from elsewhere in the process (the admin console, a
+/// CancelRequest for a held statement).
+pub struct Link {
+    pub entry: Arc<SessionEntry>,
+    pub queue: Arc<Queue>,
+    /// How long a held statement waits for a decision.
+    pub timeout: Duration,
+    /// How an approver decides, shown to the held client; `{id}` is
+    /// replaced by the request's id.
+    pub how_to_approve: String,
 }
 
 impl Core {
@@ -127,7 +165,20 @@ impl Core {
             apart: false,
             last_client: None,
             draining: false,
+            release: None,
+            entry: None,
         }
+    }
+
+    /// Counts this session's statements in its registry entry.
+    pub fn set_entry(&mut self, entry: Arc<SessionEntry>) {
+        self.entry = Some(entry);
+    }
+
+    /// Decides the message held at the head of the client's input; the
+    /// next `on_client_data` acts on it.
+    pub fn release(&mut self, release: Release) {
+        self.release = Some(release);
     }
 
     /// Nothing in flight, and no message waiting for its classification.
@@ -196,7 +247,16 @@ impl Relay {
             classifying: None,
             audit_wait: None,
             wakers: None,
+            link: None,
+            holding: None,
         }
+    }
+
+    /// Lists the session for the console and lets it hold statements.
+    pub fn with_link(mut self, link: Link) -> Relay {
+        self.core.set_entry(link.entry.clone());
+        self.link = Some(link);
+        self
     }
 
     /// Ends the session at `at` with `err`, whatever it is doing then.
@@ -241,6 +301,17 @@ impl Relay {
         let mut changed = PhaseWatch::new(phase);
         let end = loop {
             self.core.draining = current == Phase::Draining;
+            if self.core.draining && self.holding.is_some() {
+                // A held statement could wait for minutes: it is withdrawn,
+                // and the session ends at its ReadyForQuery.
+                let err = PgError::error(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "pgward is shutting down: the statement held for approval was withdrawn",
+                );
+                if let Err(end) = self.unhold(Release::Refused(err)) {
+                    break end;
+                }
+            }
             if current == Phase::Force || (self.core.draining && self.is_idle()) {
                 break End::Closed(shutting_down());
             }
@@ -315,22 +386,140 @@ impl Relay {
         end
     }
 
-    /// Nothing in flight, and no message waiting for its classification.
+    /// Nothing in flight, and no message waiting for its classification
+    /// or an approval.
     fn is_idle(&self) -> bool {
-        self.core.is_idle()
+        self.core.is_idle() && self.holding.is_none()
     }
 
     /// Frames and judges what the client sent; a long text waits for its
-    /// classification, made apart.
+    /// classification, made apart, and a statement that needs approval for
+    /// an approver.
     fn on_client_data(&mut self) -> Result<(), End> {
         match self.core.on_client_data(&mut self.cin, &mut self.to_up)? {
             Some(Blocked::Classify(work)) => self.classifying = Some(work),
             Some(Blocked::AuditRoom) => {
                 self.audit_wait = Some(crate::timer::sleep(AUDIT_RETRY));
             }
+            Some(Blocked::Hold(hold)) => return self.hold(*hold),
             None => {}
         }
         Ok(())
+    }
+
+    /// Files the request for a held message and tells the client.
+    fn hold(&mut self, hold: guard::Hold) -> Result<(), End> {
+        let Some(link) = &self.link else {
+            // Not listed (only the relay's own tests): nobody could decide.
+            self.core.release(Release::Refused(PgError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "pgward: this statement needs approval, and this session cannot wait for one",
+            )));
+            return self.on_client_data();
+        };
+        let ticket = link.queue.request(
+            Ask {
+                identity: link.entry.identity.clone(),
+                role: hold.role,
+                session: link.entry.id,
+                database: link.entry.database.clone(),
+                classes: hold.classes.clone(),
+                why: hold.why.clone(),
+                statement: hold.statement.clone(),
+                approvals_needed: hold.approvals_needed,
+            },
+            link.timeout,
+        );
+        let id = ticket.id();
+        tracing::info!(identity = %link.entry.identity, request = id, "statement held for approval");
+        PgError::notice(
+            "00000",
+            format!(
+                "pgward: statement held for approval as request {id} (class {})",
+                hold.classes
+            ),
+        )
+        .with_detail(hold.why)
+        .with_hint(link.how_to_approve.replace("{id}", &id.to_string()))
+        .encode(&mut self.to_client);
+        link.entry.set_held(Some((id, hold.statement)));
+        self.holding = Some(ticket);
+        Ok(())
+    }
+
+    /// Ends the wait of a held message with `release` (dropping the ticket
+    /// withdraws a request still pending) and goes on with the input.
+    fn unhold(&mut self, release: Release) -> Result<(), End> {
+        self.holding = None;
+        if let Some(link) = &self.link {
+            link.entry.set_held(None);
+        }
+        self.core.release(release);
+        self.on_client_data()
+    }
+
+    /// Acts on what the console or a CancelRequest posted.
+    fn on_command(&mut self, command: Command) -> Result<(), End> {
+        match command {
+            Command::Cancel => match &self.holding {
+                Some(t) => {
+                    let err = PgError::error(
+                        sqlstate::QUERY_CANCELED,
+                        "canceling statement due to user request",
+                    )
+                    .with_detail(format!("pgward withdrew approval request {}", t.id()));
+                    self.unhold(Release::Refused(err))
+                }
+                // Nothing held: the cancel went upstream.
+                None => Ok(()),
+            },
+            Command::Terminate => {
+                let by = self
+                    .link
+                    .as_ref()
+                    .and_then(|l| l.entry.control.terminated_by())
+                    .unwrap_or_default();
+                Err(End::Closed(
+                    PgError::fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "terminating connection due to administrator command",
+                    )
+                    .with_detail(format!("pgward: terminated by {by} on the admin console")),
+                ))
+            }
+        }
+    }
+
+    /// The verdict on a held message, as what the client gets.
+    fn released(id: u64, verdict: Verdict) -> Release {
+        match verdict {
+            Verdict::Approved { .. } => Release::Approved { id },
+            Verdict::Denied { by, reason } => Release::Refused(
+                PgError::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("pgward: approval request {id} was denied by {by}"),
+                )
+                .with_detail(if reason.is_empty() {
+                    "no reason given".to_owned()
+                } else {
+                    format!("reason: {reason}")
+                }),
+            ),
+            Verdict::Expired => Release::Refused(
+                PgError::error(
+                    sqlstate::QUERY_CANCELED,
+                    format!("pgward: approval request {id} was not decided in time"),
+                )
+                .with_hint("ask an approver to decide sooner, or raise approval.timeout_secs"),
+            ),
+            Verdict::Withdrawn => Release::Refused(
+                PgError::error(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to user request",
+                )
+                .with_detail(format!("pgward withdrew approval request {id}")),
+            ),
+        }
     }
 
     /// Moves bytes both ways until neither socket has anything to do now;
@@ -343,7 +532,12 @@ impl Relay {
         let mut wakers = match self.wakers.take() {
             Some(w) if w.task.will_wake(cx.waker()) => w,
             // First poll, or the task's waker changed: poll both anew.
-            _ => SocketWakers::new(cx.waker()),
+            _ => {
+                if let Some(link) = &self.link {
+                    link.entry.control.register(cx.waker());
+                }
+                SocketWakers::new(cx.waker())
+            }
         };
         let result = self.poll_sockets(cx, &mut wakers);
         self.wakers = Some(wakers);
@@ -352,6 +546,21 @@ impl Relay {
 
     fn poll_sockets(&mut self, cx: &mut Context<'_>, w: &mut SocketWakers) -> Poll<End> {
         loop {
+            if let Some(command) = self.link.as_ref().and_then(|l| l.entry.control.take()) {
+                if let Err(end) = self.on_command(command) {
+                    return Poll::Ready(end);
+                }
+            }
+            if let Some(ticket) = &mut self.holding {
+                if let Poll::Ready(verdict) = std::future::Future::poll(Pin::new(&mut *ticket), cx)
+                {
+                    let release = Relay::released(ticket.id(), verdict);
+                    if let Err(end) = self.unhold(release) {
+                        return Poll::Ready(end);
+                    }
+                    continue;
+                }
+            }
             if let Some(work) = &mut self.classifying {
                 if let Poll::Ready(c) = work.as_mut().poll(cx) {
                     self.classifying = None;
@@ -380,7 +589,7 @@ impl Relay {
             // Read a side only while its destination has room (and the
             // client not while its message waits for its classification;
             // while it waits for audit room, only enough to see it hang up).
-            let waiting = self.audit_wait.is_some();
+            let waiting = self.audit_wait.is_some() || self.holding.is_some();
             if self.to_up.len() < HIGH_WATER
                 && self.classifying.is_none()
                 && (!waiting || self.cin.len() < HIGH_WATER)
@@ -461,7 +670,10 @@ impl Core {
         let mut terminate = false;
         let mut apart = None;
         let mut blocked = None;
+        // The decision on a held message is for the head message alone.
+        let mut release = self.release.take();
         loop {
+            let released = release.take();
             // The type byte is judged before the length: a StartupMessage or
             // SSLRequest sent mid-session begins with 0x00 and a length that
             // would otherwise be waited for until the idle timeout.
@@ -528,18 +740,23 @@ impl Core {
                     // Judged when its classification is done; what came
                     // before it goes on now.
                     apart = Some(Box::pin(work) as Apart);
+                    self.release = released;
                     break;
                 }
             }
-            let mut denial = match (&mut self.guard, unreadable) {
-                (Some(g), Some(err)) => {
+            let mut denial = match (&mut self.guard, unreadable, &released) {
+                (Some(g), _, Some(Release::Refused(err))) => {
+                    g.skip();
+                    Some(err.clone())
+                }
+                (Some(g), Some(err), _) => {
                     g.skip();
                     Some(err)
                 }
                 // Without a guard nothing is judged, but what cannot be read
                 // would not run: refused all the same.
-                (None, Some(err)) => Some(err),
-                (Some(g), None)
+                (None, Some(err), _) => Some(err),
+                (Some(g), None, _)
                     if matches!(
                         msg,
                         frontend::Message::Query(_)
@@ -550,7 +767,17 @@ impl Core {
                             | frontend::Message::Close(_)
                     ) =>
                 {
-                    g.check(&msg, &self.state)
+                    g.approved = matches!(released, Some(Release::Approved { .. }));
+                    match g.check(&msg, &self.state) {
+                        guard::Decision::Pass => None,
+                        guard::Decision::Deny(err) => Some(err),
+                        guard::Decision::Hold(hold) => {
+                            // Nothing of it is sent or recorded until it is
+                            // decided; what came before it goes on now.
+                            blocked = Some(Blocked::Hold(hold));
+                            break;
+                        }
+                    }
                 }
                 _ => None,
             };
@@ -576,9 +803,19 @@ impl Core {
                         // Judged again when there is room: nothing of it
                         // has taken effect.
                         blocked = Some(Blocked::AuditRoom);
+                        self.release = released;
                         break;
                     }
                 }
+            }
+            let counted = matches!(
+                msg,
+                frontend::Message::Query(_)
+                    | frontend::Message::Execute(_)
+                    | frontend::Message::FunctionCall(_)
+            );
+            if let (Some(e), true) = (&self.entry, counted) {
+                e.count(1, denial.is_some());
             }
             let mut no_effects = Vec::new();
             let effects = match &mut self.guard {
