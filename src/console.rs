@@ -16,7 +16,8 @@ use crate::auth::Identity;
 use crate::net::Conn;
 use crate::policy::Role;
 use crate::protocol::encode::{self, oid, Column};
-use crate::protocol::messages::{parse_query, ready_for_query};
+use crate::protocol::frontend::Message;
+use crate::protocol::messages::ready_for_query;
 use crate::protocol::{sqlstate, PgError};
 use crate::server::{Phase, Shared};
 
@@ -116,9 +117,9 @@ pub async fn serve(mut conn: Conn, identity: Identity, shared: Arc<Shared>) {
             b'X' => return,
             b'Q' => {
                 skipping = false;
-                match parse_query(&body) {
-                    Some(text) => run_query(text, &identity, &shared, &mut conn.wbuf),
-                    None => {
+                match Message::parse(tag, &body) {
+                    Ok(Message::Query(q)) => run_query(q.sql, &identity, &shared, &mut conn.wbuf),
+                    _ => {
                         conn.send_error(&PgError::fatal(
                             sqlstate::PROTOCOL_VIOLATION,
                             "invalid message format in message of type Q",
