@@ -105,6 +105,9 @@ GRANT SELECT ON customers, orders, customers_id_seq, orders_id_seq TO pgward_ana
 -- app reads and writes rows, and draws ids from the sequences.
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO pgward_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO pgward_app;
+-- app's schema changes run once a DBA approves them (rules: approve = [\"ddl\"]):
+-- it may create tables of its own, not alter or drop the DBA's.
+GRANT CREATE ON SCHEMA public TO pgward_app;
 -- Anyone may create large objects by default, even in a read-only
 -- transaction: only the roles that may write.
 REVOKE EXECUTE ON FUNCTION lo_create(oid), lo_creat(integer), lo_from_bytea(oid, bytea) FROM PUBLIC;
@@ -250,6 +253,11 @@ pub async fn run(listen: SocketAddr, audit_dir: &Path) -> Result<(), String> {
         );
     }
     println!("Try: SELECT * FROM customers;   Press Ctrl-C to stop and clean up.");
+    println!(
+        "\nbob's schema changes wait for approval. dana decides them on the console:\n  PGPASSWORD=dana-demo-password psql \"host={} port={} user=dana dbname=pgward\" -c \"SHOW PENDING\"   (then APPROVE <id> or DENY <id> 'why')",
+        listen.ip(),
+        listen.port()
+    );
     println!("\nEach role reaches PostgreSQL as its own user with only the grants it needs");
     for (role, user) in UPSTREAM_USERS {
         println!("  {role:8} as {user}");

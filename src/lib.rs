@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod cancel;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod localpg;
 pub mod net;

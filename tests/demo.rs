@@ -47,6 +47,35 @@ async fn through_pgward(
     c
 }
 
+/// As dana on the admin console: waits for the one pending request and
+/// runs `command` with `{id}` replaced by its id.
+async fn decide(addr: std::net::SocketAddr, command: &str) {
+    let info = format!(
+        "host=127.0.0.1 port={} user=dana password={} dbname=pgward sslmode=disable",
+        addr.port(),
+        DANA.1
+    );
+    let (console, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+        .await
+        .expect("dana on the console");
+    tokio::spawn(conn);
+    let id = loop {
+        let rows = console.simple_query("SHOW PENDING").await.unwrap();
+        let id = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("id").map(str::to_owned),
+            _ => None,
+        });
+        match id {
+            Some(id) => break id,
+            None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    console
+        .simple_query(&command.replace("{id}", &id))
+        .await
+        .unwrap();
+}
+
 async fn direct(demo: &Demo, user: &str) -> tokio_postgres::Client {
     let info = demo.direct_conninfo(user).expect("a demo user");
     let (c, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
@@ -165,8 +194,20 @@ async fn demo_roles_meet_postgres_own_permission_checks() {
         text(&agent, "SELECT sum(amount)::text FROM orders").await,
         "277.49"
     );
-    let e = agent.simple_query("DELETE FROM orders").await.unwrap_err();
-    assert!(Harness::is_denial(&e), "{e}");
+    // The agent's writes wait for approval: dana denies this one.
+    let agent = Arc::new(agent);
+    let held = {
+        let agent = agent.clone();
+        tokio::spawn(async move { agent.simple_query("DELETE FROM orders").await })
+    };
+    decide(addr, "DENY {id} 'agents do not delete orders'").await;
+    let e = held.await.unwrap().unwrap_err();
+    assert!(
+        Harness::is_denial(&e)
+            && e.as_db_error()
+                .is_some_and(|d| d.message().contains("denied by dana")),
+        "{e:?}"
+    );
 
     let bob = through_pgward(addr, BOB).await;
     assert_eq!(text(&bob, "SELECT current_user::text").await, "pgward_app");
@@ -184,13 +225,17 @@ async fn demo_roles_meet_postgres_own_permission_checks() {
         .await
         .unwrap();
     assert_eq!(text(&bob, "SELECT service FROM api_keys").await, "payments");
-    let e = bob
-        .simple_query("CREATE TABLE t (a int)")
-        .await
-        .unwrap_err();
-    assert!(Harness::is_denial(&e), "schema changes need approval: {e}");
+    // Schema changes wait for a DBA's approval, given on the console.
+    let bob = Arc::new(bob);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE t (a int)").await })
+    };
+    decide(addr, "APPROVE {id}").await;
+    held.await.unwrap().expect("approved, the CREATE TABLE ran");
 
     let dana = through_pgward(addr, DANA).await;
+    dana.batch_execute("DROP TABLE t").await.unwrap();
     assert_eq!(text(&dana, "SELECT current_user::text").await, "pgward_dba");
     dana.batch_execute(
         "CREATE TABLE notes (id serial PRIMARY KEY, body text); \

@@ -1580,7 +1580,9 @@ async fn ddl_runs_event_triggers() {
              CREATE FUNCTION on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
                BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname'); END $$;
              CREATE EVENT TRIGGER watch ON ddl_command_end EXECUTE FUNCTION on_ddl();
-             CREATE TABLE t (a int);"
+             CREATE TABLE t (a int);
+             CREATE FOREIGN DATA WRAPPER w; CREATE SERVER s FOREIGN DATA WRAPPER w;
+             CREATE ROLE evt_owner; CREATE SCHEMA sch; CREATE TABLE owned (a int); ALTER TABLE owned OWNER TO evt_owner;"
                 .into(),
         ],
         rules: Some(one_role_rules(
@@ -1597,15 +1599,31 @@ async fn ddl_runs_event_triggers() {
         "ALTER TABLE t ADD COLUMN b int",
         "CREATE INDEX ON t (a)",
         "GRANT SELECT ON t TO PUBLIC",
+        // Statements of the class dcl that PostgreSQL runs as DDL: the
+        // differential test saw each run the event trigger.
+        "CREATE POLICY p ON t USING (true)",
+        "ALTER POLICY p ON t USING (false)",
+        "CREATE USER MAPPING FOR PUBLIC SERVER s",
+        "ALTER SCHEMA sch OWNER TO evt_owner",
+        "DROP OWNED BY evt_owner",
     ] {
         let e = d.simple_query(sql).await.map(|_| ()).expect_err(sql);
         assert_denied(&e, "pg_stat_file");
         refused_yet_effective(&d, &direct, sql, "SELECT last_value FROM hits").await;
     }
-    // Statements that are not DDL fire none.
+    // Statements that are not DDL fire none (nor do roles, which are
+    // shared objects).
     d.simple_query("INSERT INTO t (a) VALUES (1)")
         .await
         .unwrap();
+    let before = one_number(&direct, "SELECT last_value FROM hits").await;
+    direct.simple_query("CREATE ROLE evt_other").await.unwrap();
+    assert_eq!(
+        one_number(&direct, "SELECT last_value FROM hits").await,
+        before,
+        "CREATE ROLE ran the event trigger"
+    );
+    d.simple_query("DROP ROLE evt_other").await.unwrap();
 }
 
 /// STABLE and IMMUTABLE are promises PostgreSQL does not enforce: a user

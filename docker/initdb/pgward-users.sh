@@ -9,7 +9,8 @@
 # and each has only what its role needs, so a statement pgward misclassifies
 # still meets PostgreSQL's own permission checks.
 #   pgward_dba      owns the database and the tables it creates
-#   pgward_app      SELECT, INSERT, UPDATE, DELETE on them, USAGE on sequences
+#   pgward_app      SELECT, INSERT, UPDATE, DELETE on them, USAGE on sequences,
+#                   CREATE in public (its DDL runs once approved)
 #   pgward_analyst  SELECT on them
 #   pgward_agent    SELECT on them
 # The rules keep analyst and agent away from public.api_keys; when the DBA
@@ -43,6 +44,8 @@ ALTER DEFAULT PRIVILEGES FOR ROLE pgward_dba IN SCHEMA public
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO pgward_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE pgward_dba IN SCHEMA public
     GRANT USAGE ON SEQUENCES TO pgward_app;
+-- app's schema changes run once a DBA approves them: tables of its own.
+GRANT CREATE ON SCHEMA public TO pgward_app;
 -- Anyone may create large objects by default, even in a read-only
 -- transaction: only the roles that may write.
 REVOKE EXECUTE ON FUNCTION lo_create(oid), lo_creat(integer), lo_from_bytea(oid, bytea) FROM PUBLIC;

@@ -11,7 +11,7 @@
 //! Classifications depend on the catalog, so each catalog owns its cache of
 //! them: a refreshed catalog starts with a fresh cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -78,6 +78,23 @@ impl FuncInfo {
 
 pub type FuncRef = (String, String);
 
+/// The first OID PostgreSQL gives an object created after initdb
+/// (`FirstNormalObjectId`): every type below it is built in.
+pub const FIRST_USER_OID: u32 = 16384;
+
+/// What a type OID is to pgward (`Catalog::param_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType<'a> {
+    /// Built in, or a user type whose values run no user function.
+    Plain,
+    /// A user type whose values run functions (its input function, a
+    /// domain's checks): (schema, name), judged as a cast to it.
+    Runs(&'a str, &'a str),
+    /// Not in the catalog: created since it was loaded, or never loaded
+    /// (the offline snapshot knows no user type).
+    Unknown,
+}
+
 /// What a write to a table runs besides the write itself (PostgreSQL runs
 /// all of it in the writing statement, most of it with the table owner's
 /// rights): found in the catalog once per load, judged with each write.
@@ -96,6 +113,14 @@ pub struct WriteEffects {
     /// support functions of user operator classes its indexes use, the
     /// operators of exclusion constraints.
     pub functions: Vec<FuncRef>,
+    /// Functions its foreign key checks run, with the kinds of write
+    /// (`events`) that run them: the equality operators of the keys
+    /// (their functions and selectivity estimators) and the support
+    /// functions of the other table's indexes' operator classes, which
+    /// the check's lookup there uses. An INSERT or UPDATE of a
+    /// referencing table looks its keys up in the referenced table; an
+    /// UPDATE or DELETE of a referenced table looks for referencing rows.
+    pub key_functions: Vec<(u8, FuncRef)>,
     /// Its rules (CREATE RULE ... DO ALSO / INSTEAD).
     pub rules: Vec<Rule>,
     /// The foreign keys of other tables that reference it.
@@ -179,9 +204,18 @@ pub struct Catalog {
     /// User functions of casts PostgreSQL applies unasked (IMPLICIT and
     /// AS ASSIGNMENT casts).
     implicit_casts: Vec<FuncRef>,
+    /// domain name → [(schema, `SELECT <its DEFAULT>`)], for domains whose
+    /// default calls a function: a column of it takes the default (ADD
+    /// COLUMN fills every existing row with it).
+    domain_defaults: HashMap<String, Vec<(String, String)>>,
     /// User types whose values run functions (input functions, domain
     /// checks), by OID: a Parse message may name them for its parameters.
     types_by_oid: HashMap<u32, (String, String)>,
+    /// The OIDs of the other user types (those whose values run no user
+    /// function): with `types_by_oid`, every type the database had when
+    /// the catalog was loaded. A type OID in neither, at or above
+    /// `FIRST_USER_OID`, is one pgward cannot judge.
+    plain_user_types: HashSet<u32>,
     /// `schema.table` → what writing it runs (triggers, defaults,
     /// constraints, index expressions, rules, foreign key actions); only
     /// tables that have any.
@@ -271,7 +305,9 @@ impl Catalog {
             operators: HashMap::new(),
             user_text_equals: false,
             implicit_casts: Vec::new(),
+            domain_defaults: HashMap::new(),
             types_by_oid: HashMap::new(),
+            plain_user_types: HashSet::new(),
             writes: HashMap::new(),
             event_triggers: Vec::new(),
             source,
@@ -439,22 +475,35 @@ impl Catalog {
         out
     }
 
+    /// The default of a domain of that name (in `schema` when given, else
+    /// in any schema), as `SELECT <expression>`, when it calls a function.
+    pub fn domain_defaults(&self, schema: Option<&str>, name: &str) -> Vec<&str> {
+        self.domain_defaults
+            .get(name)
+            .map(|v| {
+                v.iter()
+                    .filter(|(s, _)| schema.is_none_or(|want| want == s))
+                    .map(|(_, sql)| sql.as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The functions of the enabled event triggers, which DDL runs.
     pub fn event_trigger_functions(&self) -> &[FuncRef] {
         &self.event_triggers
     }
 
-    /// Whether any user type's values run functions (so a Parse's declared
-    /// parameter types need looking up at all).
-    pub fn has_typed_values(&self) -> bool {
-        !self.types_by_oid.is_empty()
-    }
-
-    /// The user type an OID names, when a value of it runs functions.
-    pub fn type_by_oid(&self, oid: u32) -> Option<(&str, &str)> {
-        self.types_by_oid
-            .get(&oid)
-            .map(|(s, n)| (s.as_str(), n.as_str()))
+    /// What a value of the type `oid` (a parameter's, declared by a Parse
+    /// or described by the server) runs, as far as this catalog knows.
+    pub fn param_type(&self, oid: u32) -> ParamType<'_> {
+        if let Some((s, n)) = self.types_by_oid.get(&oid) {
+            return ParamType::Runs(s, n);
+        }
+        if oid < FIRST_USER_OID || self.plain_user_types.contains(&oid) {
+            return ParamType::Plain;
+        }
+        ParamType::Unknown
     }
 
     /// Functions behind a user-defined operator of this name.
@@ -910,6 +959,62 @@ impl Catalog {
                     });
             }
         }
+        // What foreign key checks run: the keys' equality operators (with
+        // their selectivity estimators, which planning the check's query
+        // calls) and the support functions of the operator classes of the
+        // indexes of the table the check looks in. 'f': run by writes of
+        // the referencing table, 'p': of the referenced one.
+        for row in deparsed(
+            conn,
+            "WITH k AS (SELECT conrelid, confrelid, conpfeqop, conppeqop, conffeqop \
+                 FROM pg_catalog.pg_constraint WHERE contype = 'f'), \
+                 x(rel, side, f) AS ( \
+                 SELECT k.conrelid, 'f', v.f FROM k \
+                 JOIN pg_catalog.pg_operator o ON o.oid = ANY (k.conpfeqop || k.conffeqop) \
+                 CROSS JOIN LATERAL (VALUES (o.oprcode::pg_catalog.oid), (o.oprrest::pg_catalog.oid), \
+                 (o.oprjoin::pg_catalog.oid)) v(f) \
+                 UNION SELECT k.confrelid, 'p', v.f FROM k \
+                 JOIN pg_catalog.pg_operator o ON o.oid = ANY (k.conpfeqop || k.conppeqop) \
+                 CROSS JOIN LATERAL (VALUES (o.oprcode::pg_catalog.oid), (o.oprrest::pg_catalog.oid), \
+                 (o.oprjoin::pg_catalog.oid)) v(f) \
+                 UNION SELECT k.conrelid, 'f', ap.amproc::pg_catalog.oid FROM k \
+                 JOIN pg_catalog.pg_index i ON i.indrelid = k.confrelid \
+                 JOIN pg_catalog.pg_opclass oc ON oc.oid = ANY (i.indclass::pg_catalog.oid[]) \
+                 JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily \
+                 UNION SELECT k.confrelid, 'p', ap.amproc::pg_catalog.oid FROM k \
+                 JOIN pg_catalog.pg_index i ON i.indrelid = k.conrelid \
+                 JOIN pg_catalog.pg_opclass oc ON oc.oid = ANY (i.indclass::pg_catalog.oid[]) \
+                 JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily) \
+                 SELECT n.nspname || '.' || c.relname, x.side, pn.nspname, p.proname \
+                 FROM x JOIN pg_catalog.pg_class c ON c.oid = x.rel \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_proc p ON p.oid = x.f \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')",
+        )
+        .await?
+        {
+            if let [Some(t), Some(side), Some(fs), Some(f)] = row.as_slice() {
+                let ev = match side.as_str() {
+                    "f" => events::INSERT | events::UPDATE | events::MAINTAIN,
+                    _ => events::UPDATE | events::DELETE,
+                };
+                let funcs = &mut writes.entry(t.clone()).or_default().key_functions;
+                let f = (ev, (fs.clone(), f.clone()));
+                if !funcs.contains(&f) {
+                    funcs.push(f);
+                }
+            }
+        }
+        // Domain defaults that call a function (checked once the
+        // catalog knows every function).
+        let domain_defaults = deparsed(
+            conn,
+            "SELECT tn.nspname, t.typname, pg_catalog.pg_get_expr(t.typdefaultbin, 0) \
+                 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+                 WHERE t.typtype = 'd' AND t.typdefaultbin IS NOT NULL",
+        )
+        .await?;
         for row in deparsed(
             conn,
             "SELECT pn.nspname, p.proname FROM pg_catalog.pg_event_trigger e \
@@ -930,7 +1035,8 @@ impl Catalog {
             conn,
             "SELECT t.oid, tn.nspname, t.typname FROM pg_catalog.pg_type t \
                  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
-                 WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')",
+                 WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 OR t.oid >= 16384",
         )
         .await?;
         let inherits = deparsed(
@@ -965,6 +1071,8 @@ impl Catalog {
                 if let Ok(oid) = oid.parse::<u32>() {
                     if !cat.type_functions(Some(s), n).is_empty() {
                         cat.types_by_oid.insert(oid, (s.clone(), n.clone()));
+                    } else {
+                        cat.plain_user_types.insert(oid);
                     }
                 }
             }
@@ -1000,6 +1108,17 @@ impl Catalog {
             }
         }
         cat.add_views(view_defs);
+        for row in &domain_defaults {
+            if let [Some(s), Some(n), Some(expr)] = row.as_slice() {
+                let sql = format!("SELECT {expr}");
+                if expressions_matter(&sql, &cat) {
+                    cat.domain_defaults
+                        .entry(n.clone())
+                        .or_default()
+                        .push((s.clone(), sql));
+                }
+            }
+        }
         // A table's expressions are kept only when one of them does more
         // than a built-in computation (so a write to a table whose only
         // default is `now()` costs nothing more).
@@ -1563,6 +1682,24 @@ impl CatalogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_types_are_built_in_known_or_unknown() {
+        let mut cat = Catalog::builtin();
+        assert_eq!(cat.param_type(25), ParamType::Plain);
+        assert_eq!(cat.param_type(FIRST_USER_OID - 1), ParamType::Plain);
+        // The snapshot knows no user type: each is one pgward cannot judge.
+        assert_eq!(cat.param_type(FIRST_USER_OID), ParamType::Unknown);
+        cat.plain_user_types.insert(FIRST_USER_OID);
+        cat.types_by_oid
+            .insert(FIRST_USER_OID + 1, ("public".into(), "checked".into()));
+        assert_eq!(cat.param_type(FIRST_USER_OID), ParamType::Plain);
+        assert_eq!(
+            cat.param_type(FIRST_USER_OID + 1),
+            ParamType::Runs("public", "checked")
+        );
+        assert_eq!(cat.param_type(u32::MAX), ParamType::Unknown);
+    }
 
     #[test]
     fn snapshot_has_builtins_with_volatility() {

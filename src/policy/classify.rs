@@ -1208,6 +1208,10 @@ impl Walker<'_> {
             "JsonTable" => self.call_if_it_matters(None, "json_table", SQL_JSON),
             "MergeSupportFunc" => self.call_if_it_matters(None, "merge_action", SQL_JSON),
             "SQLValueFunction" | "AConst" | "String" | "ParamRef" => return,
+            // A column of a domain with a default takes it: ADD COLUMN
+            // fills every existing row with it, and each later INSERT
+            // that leaves the column out runs it.
+            "ColumnDef" => self.domain_default(n),
             _ => {}
         }
         self.walk(n, access, plan_only);
@@ -1395,6 +1399,15 @@ impl Walker<'_> {
                     );
                 }
             }
+            let keys: Vec<(Option<String>, String)> = e
+                .key_functions
+                .iter()
+                .filter(|(on, _)| on & ev != 0)
+                .map(|(_, (s, f))| (Some(s.clone()), f.clone()))
+                .collect();
+            if !keys.is_empty() {
+                self.calls_below(keys, &format!("a foreign key check of {table}"));
+            }
             if ev & events::NO_RULES == 0 {
                 for rule in e.rules.iter().filter(|r| r.events & ev != 0) {
                     let id = format!("{table}.{}", rule.name);
@@ -1471,9 +1484,14 @@ impl Walker<'_> {
         self.depth -= 1;
     }
 
-    /// DDL (and GRANT, REFRESH MATERIALIZED VIEW) fires the enabled event
-    /// triggers, whose functions run arbitrary code: judged as calls of
-    /// the statement, whatever tags they filter on.
+    /// DDL fires the enabled event triggers, whose functions run
+    /// arbitrary code: judged as calls of the statement, whatever tags
+    /// they filter on. So do the statements of other classes that
+    /// PostgreSQL runs through the same path (`ProcessUtilitySlow`):
+    /// GRANT, default privileges, policies, user mappings, `ALTER ...
+    /// OWNER TO`, `DROP OWNED`, publications, subscriptions, REFRESH
+    /// MATERIALIZED VIEW. Roles, databases, tablespaces and event
+    /// triggers themselves fire none.
     fn event_triggers(&mut self, kind: &str) {
         let funcs = self.cat.event_trigger_functions();
         if funcs.is_empty() {
@@ -1482,7 +1500,24 @@ impl Walker<'_> {
         let fires = self.st.classes().contains(Class::Ddl)
             || matches!(
                 kind,
-                "GrantStmt" | "AlterDefaultPrivilegesStmt" | "RefreshMatViewStmt"
+                "GrantStmt"
+                    | "AlterDefaultPrivilegesStmt"
+                    | "RefreshMatViewStmt"
+                    | "CreatePolicyStmt"
+                    | "AlterPolicyStmt"
+                    | "CreateUserMappingStmt"
+                    | "AlterUserMappingStmt"
+                    | "DropUserMappingStmt"
+                    | "AlterOwnerStmt"
+                    | "DropOwnedStmt"
+                    | "DropStmt"
+                    | "CreatePublicationStmt"
+                    | "AlterPublicationStmt"
+                    | "CreateSubscriptionStmt"
+                    | "AlterSubscriptionStmt"
+                    | "DropSubscriptionStmt"
+                    | "SecLabelStmt"
+                    | "CommentStmt"
             );
         if fires {
             let refs = funcs.iter().map(|(s, f)| (Some(s.clone()), f.clone()));
@@ -1627,6 +1662,27 @@ impl Walker<'_> {
         // A harmless function, or just a column of that name, leaves no
         // record.
         self.call_if_it_matters(None, name, "attribute notation");
+    }
+
+    /// Judges the default of a column definition's domain (when it calls a
+    /// function) as evaluated by the statement.
+    fn domain_default(&mut self, column: &Value) {
+        let Some(Value::Object(ty)) = column.get("type_name") else {
+            return;
+        };
+        let parts = names(ty.get("names").unwrap_or(&Value::Null));
+        let Some((schema, name)) = qualified(&parts) else {
+            return;
+        };
+        let defaults: Vec<String> = self
+            .cat
+            .domain_defaults(schema, name)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for sql in defaults {
+            self.run_sql(None, &format!("the default of domain {name}"), &sql, true);
+        }
     }
 
     fn type_name(&mut self, map: &Map) {

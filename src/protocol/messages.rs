@@ -9,7 +9,8 @@ pub use super::encode::{
     auth_cleartext_password, auth_ok, auth_sasl, auth_sasl_continue, auth_sasl_final,
     backend_key_data, message, negotiate_protocol_version, ready_for_query,
 };
-use super::tag::{backend, field as efield, frontend, target};
+pub use super::frontend::BindValue;
+use super::tag::{backend, field as efield};
 
 /// Severity of an ErrorResponse or NoticeResponse pgward sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,47 +210,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The severity, SQLSTATE and message of an ErrorResponse or NoticeResponse body.
-/// The server writes them in the client's encoding: a field that is not
-/// UTF-8 is read with replacement characters, and the fields after it
-/// still count.
+/// The severity, SQLSTATE and message of an ErrorResponse or NoticeResponse
+/// body (see `backend::ErrorFields`, which reads them without copying).
 pub fn parse_error_fields(body: &[u8]) -> (String, String, String) {
-    let mut r = Reader::new(body);
-    let (mut sev, mut code, mut msg) = (String::new(), String::new(), String::new());
-    while let Some(kind) = r.u8() {
-        if kind == 0 {
-            break;
-        }
-        let Some(end) = r.rest().iter().position(|b| *b == 0) else {
-            break;
-        };
-        let Some(raw) = r.take(end + 1) else { break };
-        let v = String::from_utf8_lossy(&raw[..end]);
-        let v = v.as_ref();
-        match kind {
-            efield::SEVERITY_RAW => sev = v.to_owned(),
-            efield::SEVERITY if sev.is_empty() => sev = v.to_owned(),
-            efield::CODE => code = v.to_owned(),
-            efield::MESSAGE => msg = v.to_owned(),
-            _ => {}
-        }
-    }
-    (sev, code, msg)
-}
-
-/// One field of an ErrorResponse or NoticeResponse ('R': the routine).
-pub fn error_field(body: &[u8], field: u8) -> Option<&str> {
-    let mut r = Reader::new(body);
-    while let Some(kind) = r.u8() {
-        if kind == 0 {
-            break;
-        }
-        let v = r.cstr()?;
-        if kind == field {
-            return Some(v);
-        }
-    }
-    None
+    let f = super::backend::ErrorFields::read(body);
+    (
+        f.severity().into_owned(),
+        f.code().into_owned(),
+        f.message().into_owned(),
+    )
 }
 
 /// An ErrorResponse or NoticeResponse (tag and body) with its position
@@ -276,53 +245,6 @@ pub fn shift_error_position(tag: u8, body: &[u8], by: u32, out: &mut BytesMut) {
     });
 }
 
-/// Body of a Query ('Q').
-pub fn parse_query(body: &[u8]) -> Option<&str> {
-    let mut r = Reader::new(body);
-    let sql = r.cstr()?;
-    r.is_empty().then_some(sql)
-}
-
-/// The SQL text of a Query or a Parse; None for other messages.
-pub fn sql_text(tag: u8, body: &[u8]) -> Option<&str> {
-    match tag {
-        frontend::QUERY => parse_query(body),
-        frontend::PARSE => parse_parse(body).map(|(_, sql)| sql),
-        _ => None,
-    }
-}
-
-/// Statement name and SQL text of a Parse ('P').
-pub fn parse_parse(body: &[u8]) -> Option<(&str, &str)> {
-    let mut r = Reader::new(body);
-    let name = r.cstr()?;
-    let sql = r.cstr()?;
-    let n = r.i16()?;
-    if n < 0 {
-        return None;
-    }
-    r.take(n as usize * 4)?;
-    r.is_empty().then_some((name, sql))
-}
-
-/// The parameter type OIDs a Parse ('P') declares (0: unspecified).
-pub fn parse_param_types(body: &[u8]) -> Option<Vec<u32>> {
-    let mut r = Reader::new(body);
-    r.cstr()?;
-    r.cstr()?;
-    // Unsigned, as PostgreSQL reads it.
-    let n = r.i16()? as u16;
-    (0..n).map(|_| r.i32().map(|oid| oid as u32)).collect()
-}
-
-/// Portal and statement names of a Bind ('B'); the parameters are not decoded.
-pub fn parse_bind(body: &[u8]) -> Option<(&str, &str)> {
-    let mut r = Reader::new(body);
-    let portal = r.cstr()?;
-    let stmt = r.cstr()?;
-    Some((portal, stmt))
-}
-
 /// Bytes as PostgreSQL prints a bytea: `\x` and lower-case hex.
 pub fn bytea_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -332,83 +254,6 @@ pub fn bytea_hex(bytes: &[u8]) -> String {
         let _ = write!(hex, "{b:02x}");
     }
     hex
-}
-
-/// One parameter value of a Bind: NULL, or its bytes in text (format 0)
-/// or binary (any other format code) form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BindValue<'a> {
-    pub binary: bool,
-    pub bytes: Option<&'a [u8]>,
-}
-
-/// A Bind ('B') with its parameter values decoded (result formats are not).
-#[derive(Debug)]
-pub struct Bind<'a> {
-    pub portal: &'a str,
-    pub statement: &'a str,
-    pub values: Vec<BindValue<'a>>,
-}
-
-/// Decodes a Bind's names and parameter values. None when malformed,
-/// including a format list whose length is neither 0, 1 nor the number of
-/// values (PostgreSQL refuses those too).
-pub fn parse_bind_values(body: &[u8]) -> Option<Bind<'_>> {
-    let mut r = Reader::new(body);
-    let portal = r.cstr()?;
-    let statement = r.cstr()?;
-    // Counts are unsigned 16-bit, as PostgreSQL reads them.
-    let nformats = r.i16()? as u16 as usize;
-    let formats = r.take(2 * nformats)?;
-    let nvalues = r.i16()? as u16 as usize;
-    if nformats > 1 && nformats != nvalues {
-        return None;
-    }
-    let format = |i: usize| {
-        let at = if nformats == 1 { 0 } else { 2 * i };
-        formats.get(at..at + 2).is_some_and(|f| f != [0, 0])
-    };
-    let mut values = Vec::with_capacity(nvalues.min(1024));
-    for i in 0..nvalues {
-        let len = r.i32()?;
-        let bytes = match usize::try_from(len) {
-            Ok(n) => Some(r.take(n)?),
-            Err(_) => None,
-        };
-        values.push(BindValue {
-            binary: nformats > 0 && format(i),
-            bytes,
-        });
-    }
-    Some(Bind {
-        portal,
-        statement,
-        values,
-    })
-}
-
-/// The parameter type OIDs of a ParameterDescription ('t').
-pub fn parse_param_description(body: &[u8]) -> Option<Vec<u32>> {
-    let mut r = Reader::new(body);
-    let n = r.i16()? as u16 as usize;
-    let types: Option<Vec<u32>> = (0..n).map(|_| r.i32().map(|oid| oid as u32)).collect();
-    r.is_empty().then_some(types?)
-}
-
-/// Kind ('S' statement or 'P' portal) and name of a Describe ('D') or Close ('C').
-pub fn parse_target(body: &[u8]) -> Option<(u8, &str)> {
-    let mut r = Reader::new(body);
-    let kind = r.u8()?;
-    let name = r.cstr()?;
-    (matches!(kind, target::STATEMENT | target::PORTAL) && r.is_empty()).then_some((kind, name))
-}
-
-/// Portal name of an Execute ('E').
-pub fn parse_execute(body: &[u8]) -> Option<&str> {
-    let mut r = Reader::new(body);
-    let portal = r.cstr()?;
-    r.i32()?;
-    r.is_empty().then_some(portal)
 }
 
 /// Mechanism and initial data of a SASLInitialResponse ('p').
@@ -439,19 +284,6 @@ mod tests {
 
     #[test]
     fn decoders_reject_truncated_bodies() {
-        assert_eq!(parse_query(b"select 1\0"), Some("select 1"));
-        assert_eq!(parse_query(b"select 1"), None);
-        assert_eq!(parse_query(b"a\0b\0"), None);
-        assert_eq!(
-            parse_parse(b"s1\0select $1\0\0\x01\0\0\0\x17"),
-            Some(("s1", "select $1"))
-        );
-        assert_eq!(parse_parse(b"s1\0select $1\0\0\x02\0\0\0\x17"), None);
-        assert_eq!(parse_parse(b"s1\0select\0\xff\xff"), None);
-        assert_eq!(parse_target(b"Sabc\0"), Some((b'S', "abc")));
-        assert_eq!(parse_target(b"Xabc\0"), None);
-        assert_eq!(parse_execute(b"\0\0\0\0\0"), Some(""));
-        assert_eq!(parse_execute(b"\0\0\0"), None);
         assert_eq!(
             parse_sasl_initial(b"SCRAM-SHA-256\0\0\0\0\x03abc"),
             Some(("SCRAM-SHA-256", &b"abc"[..]))

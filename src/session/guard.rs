@@ -13,9 +13,11 @@ use super::recorder::Judged;
 use super::state::{Effect, Prepared, ProtocolState, NEVER_ALLOWED};
 use super::text::TextChange;
 use crate::auth::Identity;
+use crate::policy::catalog::ParamType;
 use crate::policy::ddl::{self, Window};
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, Verdict};
-use crate::protocol::messages::{parse_execute, parse_parse, parse_query, sql_text, Reader};
+use crate::protocol::frontend::{self, Message};
+use crate::protocol::tag::frontend as tag;
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Shared;
 
@@ -138,13 +140,13 @@ enum Found {
 /// the parser, so it has no effect beyond what any failing statement has
 /// (the transaction block is aborted, the rest up to Sync is discarded),
 /// and PostgreSQL itself keeps the protocol state exact.
-pub fn stand_in(tag: u8, body: &[u8]) -> &'static [u8] {
-    match tag {
+pub fn stand_in(msg: &Message<'_>) -> &'static [u8] {
+    match msg {
         // A Query (also for a FunctionCall: both end in ReadyForQuery).
-        b'Q' | b'F' => b"Q\0\0\0\x12PGWARD DENIED\0",
+        Message::Query(_) | Message::FunctionCall(_) => b"Q\0\0\0\x12PGWARD DENIED\0",
         // A denied Parse of the unnamed statement: a failing Parse of it,
         // which drops the one held before, as the client's own would.
-        b'P' if body.first() == Some(&0) => b"P\0\0\0\x15\0PGWARD DENIED\0\0\0",
+        Message::Parse(p) if p.name.is_empty() => b"P\0\0\0\x15\0PGWARD DENIED\0\0\0",
         // A Parse of a name no client can have used: it fails, and what the
         // server holds under other names stays.
         _ => b"P\0\0\0\x22pgward.denied\0PGWARD DENIED\0\0\0",
@@ -165,13 +167,13 @@ pub const PROBE_PREFIX: &str = "SELECT;SELECT;";
 /// and a string it can parse fails at once as more than one statement,
 /// before analysis. After a `;` the scanner starts afresh, so the text
 /// scans as it would alone.
-pub fn syntax_probe(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+pub fn syntax_probe(msg_type: u8, body: &[u8]) -> Option<Vec<u8>> {
     // As bytes: the text is in the client's encoding, which the server
     // converts as it would the client's own message.
     let cstr = |b: &[u8]| b.iter().position(|&c| c == 0);
-    let (name, sql): (&[u8], &[u8]) = match tag {
-        b'Q' => (b"", &body[..cstr(body)?]),
-        b'P' => {
+    let (name, sql): (&[u8], &[u8]) = match msg_type {
+        tag::QUERY => (b"", &body[..cstr(body)?]),
+        tag::PARSE => {
             let n = cstr(body)?;
             let rest = &body[n + 1..];
             (&body[..n], &rest[..cstr(rest)?])
@@ -180,14 +182,14 @@ pub fn syntax_probe(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
     };
     let mut out = Vec::with_capacity(PROBE_PREFIX.len() + sql.len() + name.len() + 16);
     let len = 4 + name.len() + 1 + PROBE_PREFIX.len() + sql.len() + 1 + 2;
-    out.push(b'P');
+    out.push(tag::PARSE);
     out.extend_from_slice(&u32::try_from(len).ok()?.to_be_bytes());
     out.extend_from_slice(name);
     out.push(0);
     out.extend_from_slice(PROBE_PREFIX.as_bytes());
     out.extend_from_slice(sql);
     out.extend_from_slice(&[0, 0, 0]);
-    if tag == b'Q' {
+    if msg_type == tag::QUERY {
         // A Query ends in ReadyForQuery: so does Parse, Sync.
         out.extend_from_slice(b"S\0\0\0\x04");
     }
@@ -234,11 +236,17 @@ impl Guard {
 
     /// Before a message is judged: when a catalog change some session saw
     /// commit is not in the catalog yet, the wait for its reload (the
-    /// message is judged after it, see `catalog_ready`).
+    /// message is judged after it, see `catalog_ready`). A session inside
+    /// a transaction block does not wait: it may hold locks the reload
+    /// needs (deparsing a view locks the tables it names), and pg_restore
+    /// -j's workers would wait for each other's reloads; its statements are
+    /// judged against the catalog it has until the reload, which starts at
+    /// the commit, lands.
     pub fn catalog_wait(
         &self,
+        in_block: bool,
     ) -> Option<impl std::future::Future<Output = Result<(), String>> + Send + 'static> {
-        if self.reload_failed.is_some() || !self.catalog.is_stale() {
+        if in_block || self.reload_failed.is_some() || !self.catalog.is_stale() {
             return None;
         }
         Some(self.catalog.clone().wait_fresh())
@@ -284,15 +292,10 @@ impl Guard {
     /// message waits, and handed to `provide` before the message is judged.
     pub fn classify_apart(
         &mut self,
-        tag: u8,
-        body: &[u8],
+        msg: &Message<'_>,
         lexer: Lexer,
     ) -> Option<impl std::future::Future<Output = Classified> + Send + 'static> {
-        if body.len() < CLASSIFY_APART {
-            // Every Query and Parse passes here: no parsing for short ones.
-            return None;
-        }
-        let sql = sql_text(tag, body)?;
+        let sql = msg.sql()?;
         if sql.len() < CLASSIFY_APART || sql.len() > self.shared.config.server.max_sql_bytes {
             return None;
         }
@@ -460,10 +463,10 @@ impl Guard {
     /// Judges one client message: it passes, is denied with an error, or
     /// waits for approval. A Parse or Bind of a statement that needs
     /// approval passes (it runs nothing) and its Execute waits.
-    pub fn check(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Decision {
+    pub fn check(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Decision {
         self.hold = None;
         self.used_approval = false;
-        let refused = self.judge(tag, body, state);
+        let refused = self.judge(msg, state);
         let approved = std::mem::take(&mut self.approved);
         match (refused, self.hold.take()) {
             (None, _) => Decision::Pass,
@@ -472,14 +475,21 @@ impl Guard {
         }
     }
 
-    fn judge(&mut self, tag: u8, body: &[u8], state: &ProtocolState) -> Option<PgError> {
+    fn judge(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Option<PgError> {
         if self.keep_judged {
             self.last = Judged::default();
         }
         self.effects.clear();
         self.text_change = TextChange::default();
         self.unparsed = false;
-        if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
+        if matches!(
+            msg,
+            Message::Query(_)
+                | Message::Parse(_)
+                | Message::Bind(_)
+                | Message::Execute(_)
+                | Message::FunctionCall(_)
+        ) {
             if let Some(why) = self.reload_failed.take() {
                 return Some(unknown(format!(
                     "the catalog of database \"{}\" changed and could not be reloaded ({why}); pgward does not judge statements against a stale catalog",
@@ -487,47 +497,60 @@ impl Guard {
                 )));
             }
         }
-        match tag {
-            b'Q' => {
-                let sql = parse_query(body)?;
-                self.judge_sql(sql, None, state)
-            }
-            b'P' => {
-                let (name, sql) = parse_parse(body)?;
-                match self.judge_sql(sql, Some(name), state) {
-                    None => self.judge_param_types(body, state),
-                    Some(refused) => self.judge_at_bind(name, sql, body, refused, state),
-                }
-            }
-            b'B' => self.judge_bind(body, state),
-            b'E' => {
-                let portal = parse_execute(body)?;
-                self.judge_execute(portal, state)
-            }
-            b'F' => self.judge_function_call(body, state),
+        match msg {
+            Message::Query(q) => self.judge_sql(q.sql, None, state),
+            Message::Parse(p) => match self.judge_sql(p.sql, Some(p.name), state) {
+                None => self.judge_param_types(p, state),
+                Some(refused) => self.judge_at_bind(p, refused, state),
+            },
+            Message::Bind(b) => self.judge_bind(b, state),
+            Message::Execute(e) => self.judge_execute(e.portal, state),
+            Message::FunctionCall(f) => self.judge_function_call(f, state),
             _ => None,
         }
     }
 
     /// A Parse may declare its parameters' types by OID, and PostgreSQL
     /// converts each value to its type (its input function, its domain
-    /// checks) although no type is named in the SQL: each user type that
-    /// runs functions is judged as a cast to it would be.
-    fn judge_param_types(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
-        // Most databases have no such type: no decoding per Parse.
-        if !self.cat.has_typed_values() {
+    /// checks) although no type is named in the SQL.
+    fn judge_param_types(
+        &mut self,
+        parse: &frontend::Parse<'_>,
+        state: &ProtocolState,
+    ) -> Option<PgError> {
+        if parse.param_types().len() == 0 {
             return None;
         }
-        let types = crate::protocol::messages::parse_param_types(body)?;
-        for oid in types.into_iter().filter(|o| *o != 0) {
-            let Some((schema, name)) = self.cat.type_by_oid(oid) else {
-                continue;
+        let types: Vec<u32> = parse.param_types().collect();
+        self.judge_types(&types, state)
+    }
+
+    /// Judges the parameter types `types` (0: left to the server) as
+    /// their values will run: each user type that runs functions as a
+    /// cast to it would be; a type the catalog does not hold (created
+    /// since it was loaded) is refused, since what its values run is not
+    /// known.
+    fn judge_types(&mut self, types: &[u32], state: &ProtocolState) -> Option<PgError> {
+        for (i, &oid) in types.iter().enumerate().filter(|(_, o)| **o != 0) {
+            let sql = match self.cat.param_type(oid) {
+                ParamType::Plain => continue,
+                ParamType::Unknown => {
+                    // It may be new: look again soon.
+                    self.catalog.refresh(self.shared.catalogs.min_gap);
+                    return Some(
+                        denied(format!(
+                            "parameter ${} is of type OID {oid}, which is not in pgward's catalog, so what its values run cannot be judged",
+                            i + 1
+                        ))
+                        .with_hint("a type created since pgward loaded the catalog is known after its next load (within a minute); try again then"),
+                    );
+                }
+                ParamType::Runs(schema, name) => format!(
+                    "SELECT NULL::\"{}\".\"{}\"",
+                    schema.replace('"', "\"\""),
+                    name.replace('"', "\"\"")
+                ),
             };
-            let sql = format!(
-                "SELECT NULL::\"{}\".\"{}\"",
-                schema.replace('"', "\"\""),
-                name.replace('"', "\"\"")
-            );
             let role = match self.current_role() {
                 Ok(r) => r,
                 Err(e) => return Some(e),
@@ -550,12 +573,11 @@ impl Guard {
     /// judged with the values in place. Anything else keeps its refusal.
     fn judge_at_bind(
         &mut self,
-        name: &str,
-        sql: &str,
-        body: &[u8],
+        parse: &frontend::Parse<'_>,
         refused: PgError,
         state: &ProtocolState,
     ) -> Option<PgError> {
+        let (name, sql) = (parse.name, parse.sql);
         if refused.code != sqlstate::INSUFFICIENT_PRIVILEGE
             || !sql.contains('$')
             || policy::params::placeholders(sql).is_empty()
@@ -563,12 +585,10 @@ impl Guard {
             return Some(refused);
         }
         // The declared types' own functions run at Bind, whatever the values.
-        if let Some(e) = self.judge_param_types(body, state) {
+        if let Some(e) = self.judge_param_types(parse, state) {
             return Some(e);
         }
-        let Some(types) = crate::protocol::messages::parse_param_types(body) else {
-            return Some(refused);
-        };
+        let types: Vec<u32> = parse.param_types().collect();
         // Read with escapes in strings, a text with a backslash may hide
         // or show a `$n` the scanner (standard strings only) would not:
         // such a Parse keeps its refusal.
@@ -608,10 +628,8 @@ impl Guard {
     /// it here, and SQL `FETCH` can run its portal); a statement judged at
     /// Bind must be allowed with the Bind's values in place, and its portal
     /// runs that.
-    fn judge_bind(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
-        let Some((_, name)) = crate::protocol::messages::parse_bind(body) else {
-            return Some(denied("a Bind pgward cannot read".into()));
-        };
+    fn judge_bind(&mut self, bind: &frontend::Bind<'_>, state: &ProtocolState) -> Option<PgError> {
+        let name = bind.statement;
         let mut unknown = false;
         let mut waiting: Vec<Arc<Prepared>> = Vec::new();
         let n = state.statement_candidates(name, state.owed.len(), &mut |p| match p {
@@ -638,7 +656,7 @@ impl Guard {
         if waiting.is_empty() {
             return None;
         }
-        let Some(bind) = crate::protocol::messages::parse_bind_values(body) else {
+        let Some(values) = bind.values() else {
             return Some(denied("a Bind whose values pgward cannot read".into()));
         };
         self.refresh_snapshots();
@@ -647,10 +665,15 @@ impl Guard {
             Err(e) => return Some(e),
         };
         for p in waiting {
+            // The types the server described (or the Parse declared) run
+            // their own functions on each value, whatever it is.
+            if let Some(e) = self.judge_types(&p.param_types(), state) {
+                return Some(e);
+            }
             // The values are in the client's encoding; the statement is
             // read as it was at its Parse.
             let text = |b: &[u8]| state.text.value(b);
-            let sql = policy::params::with_values_in(&p.sql, &p.param_types(), &bind.values, &text)
+            let sql = policy::params::with_values_in(&p.sql, &p.param_types(), &values, &text)
                 .unwrap_or_else(|| p.sql.to_string());
             let lexer = p.statement().map_or(Lexer::STANDARD, |st| st.lexer);
             let key = policy::catalog::cache_key(&sql, lexer);
@@ -1030,8 +1053,12 @@ impl Guard {
 
     /// A FunctionCall message names its function by OID: judge it as a
     /// call of that function.
-    fn judge_function_call(&mut self, body: &[u8], state: &ProtocolState) -> Option<PgError> {
-        let oid = Reader::new(body).i32()? as u32;
+    fn judge_function_call(
+        &mut self,
+        call: &frontend::FunctionCall<'_>,
+        state: &ProtocolState,
+    ) -> Option<PgError> {
+        let oid = call.oid()?;
         self.refresh_snapshots();
         let Some(f) = self.cat.function_by_oid(oid) else {
             return Some(denied(format!(
@@ -1080,38 +1107,58 @@ fn unknown(m: String) -> PgError {
 mod tests {
     use super::*;
 
+    /// Name and text of the Parse that `m` (a whole message) is.
+    fn parse_of(m: &[u8]) -> (&str, &str) {
+        match Message::parse(m[0], &m[5..]) {
+            Ok(Message::Parse(p)) => (p.name, p.sql),
+            other => panic!("not a Parse: {other:?}"),
+        }
+    }
+
     #[test]
     fn syntax_probes_are_well_framed() {
-        let q = syntax_probe(b'Q', b"SELEC 1\0").unwrap();
+        let q = syntax_probe(tag::QUERY, b"SELEC 1\0").unwrap();
         assert_eq!(q, b"P\0\0\0\x1d\0SELECT;SELECT;SELEC 1\0\0\0S\0\0\0\x04");
-        let p = syntax_probe(b'P', b"s1\0SELEC $1\0\0\x01\0\0\0\x17").unwrap();
-        let (name, sql) = parse_parse(&p[5..]).unwrap();
-        assert_eq!((name, sql), ("s1", "SELECT;SELECT;SELEC $1"));
+        let p = syntax_probe(tag::PARSE, b"s1\0SELEC $1\0\0\x01\0\0\0\x17").unwrap();
+        assert_eq!(parse_of(&p), ("s1", "SELECT;SELECT;SELEC $1"));
         assert_eq!(
             p.len(),
             1 + u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize
         );
-        assert!(syntax_probe(b'Q', b"no terminator").is_none());
-        assert!(syntax_probe(b'E', b"\0\0\0\0\0").is_none());
+        assert!(syntax_probe(tag::QUERY, b"no terminator").is_none());
+        assert!(syntax_probe(tag::EXECUTE, b"\0\0\0\0\0").is_none());
     }
 
     #[test]
     fn stand_ins_are_well_framed() {
-        for (tag, body) in [(b'Q', &b""[..]), (b'P', b"s\0"), (b'P', b"\0")] {
-            let m = stand_in(tag, body);
+        let query = Message::parse(tag::QUERY, b"select 1\0").unwrap();
+        let named = Message::parse(tag::PARSE, b"s\0select 1\0\0\0").unwrap();
+        let unnamed = Message::parse(tag::PARSE, b"\0select 1\0\0\0").unwrap();
+        let call = Message::parse(tag::FUNCTION_CALL, b"").unwrap();
+        let execute = Message::parse(tag::EXECUTE, b"\0\0\0\0\0").unwrap();
+        for msg in [query, named, unnamed, call, execute] {
+            let m = stand_in(&msg);
             let len = u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize;
-            assert_eq!(len + 1, m.len(), "{}", tag as char);
+            assert_eq!(len + 1, m.len(), "{msg:?}");
         }
-        let q = crate::protocol::messages::parse_query(&stand_in(b'Q', b"")[5..]).unwrap();
-        assert!(
-            pg_query::parse(q, 0).is_err(),
-            "the stand-in must fail to parse"
-        );
-        let (name, sql) = parse_parse(&stand_in(b'P', b"s\0")[5..]).unwrap();
-        assert_eq!(name, "pgward.denied");
-        assert!(pg_query::parse(sql, 0).is_err());
-        let (name, sql) = parse_parse(&stand_in(b'P', b"\0")[5..]).unwrap();
-        assert_eq!(name, "");
-        assert!(pg_query::parse(sql, 0).is_err());
+        for msg in [query, call] {
+            let m = stand_in(&msg);
+            let Ok(Message::Query(q)) = Message::parse(m[0], &m[5..]) else {
+                panic!("not a Query")
+            };
+            assert!(
+                pg_query::parse(q.sql, 0).is_err(),
+                "the stand-in must fail to parse"
+            );
+        }
+        for (msg, want) in [
+            (named, "pgward.denied"),
+            (execute, "pgward.denied"),
+            (unnamed, ""),
+        ] {
+            let (name, sql) = parse_of(stand_in(&msg));
+            assert_eq!(name, want);
+            assert!(pg_query::parse(sql, 0).is_err());
+        }
     }
 }

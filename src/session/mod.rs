@@ -39,6 +39,8 @@ enum Opening {
 /// failure is reported to this client alone.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitted: bool) {
     let _ = tcp.set_nodelay(true);
+    // Where this client reached pgward: a held client is told to approve there.
+    let local = tcp.local_addr().unwrap_or(shared.config.server.listen);
     let auth_timeout = shared.config.server.auth_timeout();
     let opened = crate::timer::timeout(auth_timeout, open(tcp, &shared)).await;
     let (stream, message) = match opened {
@@ -70,7 +72,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     let ready =
         crate::timer::timeout(auth_timeout, establish(&mut conn, &message, peer, &shared)).await;
     let established = match ready {
-        Ok(Ok(e)) => e,
+        Ok(Ok(Opened::Session(e))) => e,
+        Ok(Ok(Opened::Console(identity))) => {
+            tracing::info!(%peer, identity = %identity.name, "console session started");
+            crate::console::serve(conn, identity, shared).await;
+            return;
+        }
         Ok(Err(err)) => {
             tracing::info!(%peer, user = message.get("user").unwrap_or(""), "connection refused: {err}");
             record_refusal(&shared, &message, peer, &err);
@@ -95,7 +102,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         guard,
         info,
         listed,
-    } = established;
+    } = *established;
     tracing::info!(%peer, identity = %identity.name, %role, "session started");
     let enforce = shared.enforces_policy();
     let recorder = match &shared.audit {
@@ -122,7 +129,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         entry: listed.entry.clone(),
         queue: shared.approvals.clone(),
         timeout: shared.config.approval.timeout(),
-        how_to_approve: how_to_approve(&shared.config.server.listen),
+        how_to_approve: how_to_approve(&local),
     });
     let relay = match token_expiry(&identity, &shared.config.oidc) {
         Some((at, err)) => relay.end_at(at, err),
@@ -322,6 +329,13 @@ async fn accept_tls(
     Ok(stream)
 }
 
+/// What a signed-in client gets: a session relayed upstream, or the
+/// admin console (database `pgward`).
+enum Opened {
+    Session(Box<Established>),
+    Console(Identity),
+}
+
 struct Established {
     identity: Identity,
     role: String,
@@ -356,7 +370,7 @@ async fn establish(
     message: &StartupMessage,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-) -> Result<Established, PgError> {
+) -> Result<Opened, PgError> {
     let tls = conn.stream.is_tls();
     if shared.config.tls.mode == TlsMode::Required && !tls {
         return Err(PgError::fatal(
@@ -408,6 +422,10 @@ async fn establish(
         _ => auth::authenticate(conn, user, &rules, end_point, &shared.instance_secret).await?,
     };
     drop(rules);
+    if message.get("database") == Some(crate::console::DATABASE) {
+        crate::console::admit(shared, &identity)?;
+        return Ok(Opened::Console(identity));
+    }
 
     let database = shared
         .upstream
@@ -526,7 +544,7 @@ async fn establish(
         },
         control,
     );
-    Ok(Established {
+    Ok(Opened::Session(Box::new(Established {
         identity,
         role: role.name.clone(),
         upstream,
@@ -534,7 +552,7 @@ async fn establish(
         guard,
         info,
         listed,
-    })
+    })))
 }
 
 /// Startup keys PostgreSQL reads as something other than a setting, in

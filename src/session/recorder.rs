@@ -16,8 +16,7 @@ use crate::audit::event::{list, static_list, text, List, Str, Text};
 use crate::audit::record::{Described, Failure, Outcome, SessionContext, StatementRecord};
 use crate::audit::{now_us, AuditLog, Event, Kind};
 use crate::policy::{Analysis, Statement};
-use crate::protocol::messages::{parse_error_fields, sql_text, Reader};
-use crate::protocol::PgError;
+use crate::protocol::{backend, frontend, PgError};
 
 /// What the guard judged for the message just seen.
 #[derive(Debug, Default, Clone)]
@@ -273,28 +272,27 @@ impl Recorder {
     /// recorded it as owed response number `index`.
     pub fn on_client(
         &mut self,
-        tag: u8,
-        body: &[u8],
+        msg: &frontend::Message<'_>,
         index: u64,
         judged: Option<&Judged>,
         denial: Option<&PgError>,
     ) {
-        self.on_client_message(tag, body, index, judged, denial);
+        self.on_client_message(msg, index, judged, denial);
         self.settle();
     }
 
     fn on_client_message(
         &mut self,
-        tag: u8,
-        body: &[u8],
+        msg: &frontend::Message<'_>,
         index: u64,
         judged: Option<&Judged>,
         denial: Option<&PgError>,
     ) {
+        use frontend::Message as M;
         let whole = std::mem::take(&mut self.whole);
-        match tag {
-            b'Q' | b'P' | b'F' => {
-                let sql = match sql_text(tag, body) {
+        match msg {
+            M::Query(_) | M::Parse(_) | M::FunctionCall(_) => {
+                let sql = match msg.sql() {
                     Some(sql) => Some(Str::from(sql)),
                     None => judged.and_then(|j| j.sql.clone()).map(Str::Shared),
                 };
@@ -318,9 +316,9 @@ impl Recorder {
                     // An allowed Parse runs nothing yet, but puts a statement
                     // on record: done when the server confirms it.
                     None => {
-                        let flow = match tag {
-                            b'Q' => Flow::Query,
-                            b'P' => Flow::Parse,
+                        let flow = match msg {
+                            M::Query(_) => Flow::Query,
+                            M::Parse(_) => Flow::Parse,
                             _ => Flow::Call,
                         };
                         self.pending
@@ -330,28 +328,28 @@ impl Recorder {
             }
             // A Bind refused with its values (a statement judged at Bind):
             // the statement as judged, with the values, is the event.
-            b'B' if denial.is_some() => {
+            M::Bind(bind) if denial.is_some() => {
                 let Some(err) = denial else { return };
                 let sql = judged
                     .and_then(|j| j.sql.clone())
                     .map_or(Str::Static(""), Str::Shared);
                 let analysis = judged.and_then(|j| j.analysis.as_ref());
-                let parameters = bind_parameters(body)
+                let parameters = bind_parameters(bind)
                     .filter(|_| self.log.records_parameters())
-                    .map(|(_, params, formats)| Box::new((params, formats)));
+                    .map(Box::new);
                 for mut item in self.described.items(&sql, analysis, &[]) {
                     item.parameters = parameters.clone();
                     self.emit_denied(item, err);
                 }
             }
-            b'B' if self.log.records_parameters() => {
-                if let Some((portal, params, formats)) = bind_parameters(body) {
+            M::Bind(bind) if self.log.records_parameters() => {
+                if let Some((params, formats)) = bind_parameters(bind) {
                     self.params
-                        .insert(portal.to_owned(), Box::new((params, formats)));
+                        .insert(bind.portal.to_owned(), Box::new((params, formats)));
                 }
             }
-            b'E' => {
-                let portal = crate::protocol::messages::parse_execute(body).unwrap_or_default();
+            M::Execute(execute) => {
+                let portal = execute.portal;
                 let parameters = self.params.get(portal).cloned();
                 let mut item = match judged.and_then(|j| j.execute.as_ref()) {
                     Some(p) => self.described.prepared_item(p),
@@ -385,18 +383,23 @@ impl Recorder {
     /// A server message, before the protocol state consumes it; `front`
     /// is the index of the message it answers, and `bound` the statement
     /// that message's portal was bound to, when it is an Execute.
-    pub fn on_backend(&mut self, tag: u8, body: &[u8], front: u64, bound: Option<&Arc<Prepared>>) {
-        self.on_backend_message(tag, body, front, bound);
+    pub fn on_backend(
+        &mut self,
+        msg: &backend::Message<'_>,
+        front: u64,
+        bound: Option<&Arc<Prepared>>,
+    ) {
+        self.on_backend_message(msg, front, bound);
         self.settle();
     }
 
     fn on_backend_message(
         &mut self,
-        tag: u8,
-        body: &[u8],
+        msg: &backend::Message<'_>,
         front: u64,
         bound: Option<&Arc<Prepared>>,
     ) {
+        use backend::Message as M;
         self.catch_up(front);
         let Some(p) = self.pending.front_mut() else {
             return;
@@ -413,8 +416,8 @@ impl Recorder {
                 item.parameters = parameters;
             }
         }
-        match tag {
-            b'1' if p.flow == Flow::Parse => {
+        match msg {
+            M::ParseComplete if p.flow == Flow::Parse => {
                 let duration = p.mark.elapsed();
                 if let Some(item) = p.items.pop_front() {
                     let mut r = self.statement(item, Outcome::Ok, Some(PREPARED));
@@ -423,14 +426,17 @@ impl Recorder {
                 }
                 self.pending.pop_front();
             }
-            b'D' => p.data_rows += 1,
-            b'C' | b's' | b'I' | b'V' => {
-                let rows = match tag {
-                    b'C' => rows_of_tag(body),
-                    b's' => Some(p.data_rows),
+            M::DataRow(_) => p.data_rows += 1,
+            M::CommandComplete(_)
+            | M::PortalSuspended
+            | M::EmptyQueryResponse
+            | M::FunctionCallResponse(_) => {
+                let rows = match msg {
+                    M::CommandComplete(c) => c.rows(),
+                    M::PortalSuspended => Some(p.data_rows),
                     _ => None,
                 };
-                let detail = (tag == b's').then_some("portal suspended");
+                let detail = matches!(msg, M::PortalSuspended).then_some("portal suspended");
                 let now = Instant::now();
                 let duration = now.saturating_duration_since(p.mark);
                 p.mark = now;
@@ -446,8 +452,8 @@ impl Recorder {
                     self.pending.pop_front();
                 }
             }
-            b'E' => {
-                let (_, code, message) = parse_error_fields(body);
+            M::ErrorResponse(e) => {
+                let (code, message) = (e.code(), e.message());
                 let duration = p.mark.elapsed();
                 p.failed = true;
                 let done = matches!(p.flow, Flow::Execute | Flow::Parse);
@@ -456,8 +462,8 @@ impl Recorder {
                     let mut r = self.statement(item, Outcome::Error, detail);
                     r.duration_us = Some(duration.as_micros() as i64);
                     r.failure = Some(Box::new(Failure {
-                        sqlstate: text(code),
-                        message: text(message),
+                        sqlstate: text(&*code),
+                        message: text(&*message),
                         rule: None,
                     }));
                     self.put(r);
@@ -466,7 +472,7 @@ impl Recorder {
                     self.pending.pop_front();
                 }
             }
-            b'Z' => {
+            M::ReadyForQuery(_) => {
                 if let Some(p) = self.pending.pop_front() {
                     let outcome = if p.failed {
                         Outcome::NotRun
@@ -672,28 +678,13 @@ fn bare_item(statement: Str) -> Item {
     }
 }
 
-/// The row count at the end of a CommandComplete tag ("SELECT 3",
-/// "INSERT 0 3", "COPY 3"), for the commands that report one.
-fn rows_of_tag(body: &[u8]) -> Option<i64> {
-    let tag = Reader::new(body).cstr()?;
-    let mut words = tag.split(' ');
-    let command = words.next()?;
-    if !matches!(
-        command,
-        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "FETCH" | "MOVE" | "COPY"
-    ) {
-        return None;
-    }
-    words.next_back()?.parse().ok()
-}
-
-/// A Bind's portal, parameters (text as is, binary as `\x` hex, NULL as
-/// NULL) and their formats ("text" or "binary").
-fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
-    let bind = crate::protocol::messages::parse_bind_values(body)?;
-    let mut out = Vec::with_capacity(bind.values.len());
-    let mut shown_formats = Vec::with_capacity(bind.values.len());
-    for v in &bind.values {
+/// A Bind's parameters (text as is, binary as `\x` hex, NULL as NULL) and
+/// their formats ("text" or "binary").
+fn bind_parameters(bind: &frontend::Bind<'_>) -> Option<(List, List)> {
+    let values = bind.values()?;
+    let mut out = Vec::with_capacity(values.len());
+    let mut shown_formats = Vec::with_capacity(values.len());
+    for v in &values {
         shown_formats.push(Some(Str::Static(if v.binary { "binary" } else { "text" })));
         let Some(bytes) = v.bytes else {
             out.push(None);
@@ -706,7 +697,7 @@ fn bind_parameters(body: &[u8]) -> Option<(&str, List, List)> {
         };
         out.push(Some(shown));
     }
-    Some((bind.portal, Some(out.into()), Some(shown_formats.into())))
+    Some((Some(out.into()), Some(shown_formats.into())))
 }
 
 #[cfg(test)]
@@ -739,10 +730,11 @@ mod tests {
         let log = Arc::new(AuditLog::start(&cfg).unwrap());
         // A Query went upstream and its answer never came back.
         let mut aborted = Recorder::new(log.clone(), info("a"));
-        aborted.on_client(b'Q', b"SELECT pg_sleep(60)\0", 1, None, None);
+        let query = |body| frontend::Message::parse(b'Q', body).unwrap();
+        aborted.on_client(&query(b"SELECT pg_sleep(60)\0"), 1, None, None);
         drop(aborted);
         let mut ended = Recorder::new(log.clone(), info("b"));
-        ended.on_client(b'Q', b"SELECT 1\0", 1, None, None);
+        ended.on_client(&query(b"SELECT 1\0"), 1, None, None);
         ended.end("client terminated the session");
         assert!(log.rotate_now(std::time::Duration::from_secs(20)));
         let events = crate::audit::files::read_all(dir.path()).unwrap();
@@ -770,6 +762,21 @@ mod tests {
         log.close();
     }
 
+    fn rows_of_tag(body: &[u8]) -> Option<i64> {
+        match backend::Message::parse(b'C', body) {
+            backend::Message::CommandComplete(c) => c.rows(),
+            _ => unreachable!("'C' is a CommandComplete"),
+        }
+    }
+
+    /// The Bind `body` is, for `bind_parameters`.
+    fn bind_of(body: &[u8]) -> frontend::Bind<'_> {
+        match frontend::Message::parse(b'B', body) {
+            Ok(frontend::Message::Bind(b)) => b,
+            other => panic!("not a Bind: {other:?}"),
+        }
+    }
+
     #[test]
     fn row_counts_come_from_command_tags() {
         assert_eq!(rows_of_tag(b"SELECT 3\0"), Some(3));
@@ -790,7 +797,7 @@ mod tests {
         b.extend_from_slice(&[0xab, 0x01]);
         b.extend_from_slice(&(-1i32).to_be_bytes());
         b.extend_from_slice(&0i16.to_be_bytes());
-        let (_, params, formats) = bind_parameters(&b).unwrap();
+        let (params, formats) = bind_parameters(&bind_of(&b)).unwrap();
         let formats: Vec<&str> = formats
             .iter()
             .flat_map(|f| f.iter())
@@ -809,16 +816,20 @@ mod tests {
         ok.extend_from_slice(b"42");
         ok.extend_from_slice(&0i32.to_be_bytes());
         ok.extend_from_slice(&(-1i32).to_be_bytes());
-        let (portal, params, _) = bind_parameters(&ok).unwrap();
-        assert_eq!(portal, "p");
+        let bind = bind_of(&ok);
+        let (params, _) = bind_parameters(&bind).unwrap();
+        assert_eq!(bind.portal, "p");
         let params = params.unwrap();
         assert_eq!(params[0].as_deref(), Some("42"));
         assert_eq!(params[1].as_deref(), Some(""));
         assert_eq!(params[2], None);
-        assert_eq!(bind_parameters(b"p\0s\0\0\x01\0\0\0\x01\0\0\0\x09ab"), None);
+        assert_eq!(
+            bind_parameters(&bind_of(b"p\0s\0\0\x01\0\0\0\x01\0\0\0\x09ab")),
+            None
+        );
         // Two format codes for three parameters: not a valid Bind.
         let mut bad = b"p\0s\0\0\x02\0\0\0\x01\0\x03".to_vec();
         bad.extend_from_slice(&ok[12..]);
-        assert_eq!(bind_parameters(&bad), None);
+        assert_eq!(bind_parameters(&bind_of(&bad)), None);
     }
 }

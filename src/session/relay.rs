@@ -20,12 +20,13 @@ use tokio_util::io::poll_read_buf;
 use super::guard::{self, Classified, Guard};
 use super::recorder::{Admission, Recorder};
 use super::registry::{Command, SessionEntry};
-use super::state::ProtocolState;
+use super::state::{Answer, ProtocolState};
 use crate::approval::{Ask, Queue, Ticket, Verdict};
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
-use crate::protocol::messages::{parse_error_fields, shift_error_position};
-use crate::protocol::{sqlstate, PgError};
+use crate::protocol::messages::shift_error_position;
+use crate::protocol::tag::{frontend as ftag, status};
+use crate::protocol::{backend, frontend, sqlstate, PgError};
 use crate::server::Phase;
 
 /// Stop reading a side while this much is waiting to be written to the other.
@@ -99,7 +100,9 @@ pub struct Core {
     /// A message waits for a classification running apart, or for the
     /// catalog's reload.
     apart: bool,
-    /// When the client last sent something; kept only with an idle timeout.
+    /// When the client last sent something or was last answered with
+    /// ReadyForQuery (a session is idle from then, as PostgreSQL's
+    /// idle_session_timeout counts); kept only with an idle timeout.
     last_client: Option<Instant>,
     /// pgward is shutting down: end the session when it is next idle.
     draining: bool,
@@ -732,7 +735,18 @@ impl Core {
                 }
             };
             let body = body.as_ref();
-            if self.state.doomed && matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'Q' | b'F') {
+            if self.state.doomed
+                && matches!(
+                    tag,
+                    ftag::PARSE
+                        | ftag::BIND
+                        | ftag::DESCRIBE
+                        | ftag::EXECUTE
+                        | ftag::CLOSE
+                        | ftag::QUERY
+                        | ftag::FUNCTION_CALL
+                )
+            {
                 // After a denied Parse or Execute the server skips all up to
                 // Sync (the stand-in fails): these would never run, so they
                 // are neither judged, recorded nor sent.
@@ -741,12 +755,22 @@ impl Core {
                 at = 0;
                 continue;
             }
+            // Read once, for the guard, the protocol state and the audit.
+            let Ok(msg) = frontend::Message::parse(tag, body) else {
+                return Err(End::Closed(PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!(
+                        "invalid message format in message of type {}",
+                        printable(tag)
+                    ),
+                )));
+            };
             if let Some(g) = self
                 .guard
                 .as_mut()
                 .filter(|_| body.len() >= guard::CLASSIFY_APART)
             {
-                if let Some(work) = g.classify_apart(tag, body, self.state.text.lexer()) {
+                if let Some(work) = g.classify_apart(&msg, self.state.text.lexer()) {
                     // Judged when its classification is done; what came
                     // before it goes on now.
                     apart = Some(Box::pin(work) as Apart);
@@ -756,7 +780,7 @@ impl Core {
             }
             if let (Some(g), None) = (&self.guard, &unreadable) {
                 if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
-                    if let Some(wait) = g.catalog_wait() {
+                    if let Some(wait) = g.catalog_wait(self.state.tx_status != b'I') {
                         // Judged against the reloaded catalog; what came
                         // before it goes on now.
                         blocked = Some(Blocked::Catalog(Box::pin(wait)));
@@ -777,9 +801,19 @@ impl Core {
                 // Without a guard nothing is judged, but what cannot be read
                 // would not run: refused all the same.
                 (None, Some(err), _) => Some(err),
-                (Some(g), None, _) if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F' | b'C') => {
+                (Some(g), None, _)
+                    if matches!(
+                        msg,
+                        frontend::Message::Query(_)
+                            | frontend::Message::Parse(_)
+                            | frontend::Message::Bind(_)
+                            | frontend::Message::Execute(_)
+                            | frontend::Message::FunctionCall(_)
+                            | frontend::Message::Close(_)
+                    ) =>
+                {
                     g.approved = matches!(released, Some(Release::Approved { .. }));
-                    match g.check(tag, body, &self.state) {
+                    match g.check(&msg, &self.state) {
                         guard::Decision::Pass => None,
                         guard::Decision::Deny(err) => Some(err),
                         guard::Decision::Hold(hold) => {
@@ -792,15 +826,22 @@ impl Core {
                 }
                 _ => None,
             };
-            let recorded = matches!(tag, b'Q' | b'P' | b'E' | b'F') || denial.is_some();
+            let recorded = matches!(
+                msg,
+                frontend::Message::Query(_)
+                    | frontend::Message::Parse(_)
+                    | frontend::Message::Execute(_)
+                    | frontend::Message::FunctionCall(_)
+            ) || denial.is_some();
             if let (Some(rec), true) = (&mut self.recorder, recorded) {
                 // Room for its events, or the message waits; and with
                 // audit.on_failure = "deny", nothing runs unrecorded.
-                let statements = match (tag, &self.guard) {
-                    (b'E', _) | (_, None) => 1,
+                let statements = match (&msg, &self.guard) {
+                    (frontend::Message::Execute(_), _) | (_, None) => 1,
                     (_, Some(g)) => g.last.statements(),
                 };
-                match rec.admit(statements, denial.is_some(), tag != b'P') {
+                let refusable = !matches!(msg, frontend::Message::Parse(_));
+                match rec.admit(statements, denial.is_some(), refusable) {
                     Admission::Go => {}
                     Admission::Refuse(err) => denial = Some(err),
                     Admission::Wait => {
@@ -812,7 +853,13 @@ impl Core {
                     }
                 }
             }
-            if let (Some(e), true) = (&self.entry, matches!(tag, b'Q' | b'E' | b'F')) {
+            let counted = matches!(
+                msg,
+                frontend::Message::Query(_)
+                    | frontend::Message::Execute(_)
+                    | frontend::Message::FunctionCall(_)
+            );
+            if let (Some(e), true) = (&self.entry, counted) {
                 e.count(1, denial.is_some());
             }
             let mut no_effects = Vec::new();
@@ -820,15 +867,7 @@ impl Core {
                 Some(g) if denial.is_none() => &mut g.effects,
                 _ => &mut no_effects,
             };
-            if self.state.on_frontend_with(tag, body, effects).is_err() {
-                return Err(End::Closed(PgError::fatal(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    format!(
-                        "invalid message format in message of type {}",
-                        printable(tag)
-                    ),
-                )));
-            }
+            self.state.on_frontend_message(&msg, effects);
             if let (Some(g), None) = (&self.guard, &denial) {
                 if g.text_change.any() {
                     // Until its ReadyForQuery, what follows may be read
@@ -840,14 +879,21 @@ impl Core {
             }
             if let Some(rec) = &mut self.recorder {
                 let judged = self.guard.as_ref().map(|g| &g.last);
-                rec.on_client(tag, body, self.state.last_index(), judged, denial.as_ref());
+                rec.on_client(&msg, self.state.last_index(), judged, denial.as_ref());
                 rec.catch_up(self.state.front_index());
             }
             if let Some(err) = self.state.over_limit() {
                 return Err(End::Closed(err));
             }
             if let Some(err) = denial {
-                if matches!(tag, b'P' | b'B' | b'D' | b'C' | b'E') {
+                if matches!(
+                    msg,
+                    frontend::Message::Parse(_)
+                        | frontend::Message::Bind(_)
+                        | frontend::Message::Describe(_)
+                        | frontend::Message::Close(_)
+                        | frontend::Message::Execute(_)
+                ) {
                     self.state.doomed = true;
                 }
                 // Nothing of a denied message goes upstream: a stand-in
@@ -857,7 +903,7 @@ impl Core {
                     Some(g) if g.unparsed => guard::syntax_probe(tag, raw),
                     _ => None,
                 };
-                let stand_in = guard::stand_in(tag, body);
+                let stand_in = guard::stand_in(&msg);
                 match &probe {
                     Some(_) => self.state.deny_last_unparsed(err),
                     None => self.state.deny_last(err),
@@ -872,7 +918,7 @@ impl Core {
                 continue;
             }
             at += total;
-            if tag == b'X' {
+            if let frontend::Message::Terminate = msg {
                 terminate = true;
                 break;
             }
@@ -906,12 +952,18 @@ impl Core {
             };
             let tag = uin[at];
             let body = &uin[at + 5..at + total];
+            if tag == b'Z' && self.last_client.is_some() {
+                // Idle from its answer on, however long it ran or was held.
+                self.last_client = Some(Instant::now());
+            }
+            // Read once, for the protocol state and the audit.
+            let msg = backend::Message::parse(tag, body);
             self.state.settle();
             if let Some(rec) = &mut self.recorder {
                 let bound = self.state.front_bound();
-                rec.on_backend(tag, body, self.state.front_index(), bound);
+                rec.on_backend(&msg, self.state.front_index(), bound);
             }
-            let replacement = self.state.on_backend(tag, body);
+            let answer = self.state.on_backend_message(&msg);
             if tag == b'Z' {
                 if let (Some(g), Some(&status)) = (&mut self.guard, body.first()) {
                     // A block that changed the catalog ended: before its
@@ -929,36 +981,34 @@ impl Core {
                     format!("pgward: {why}; the session cannot go on"),
                 )));
             }
-            let (sev, code) = if tag == b'E' {
-                let (sev, code, _) = parse_error_fields(body);
-                (sev, code)
-            } else {
-                Default::default()
+            let error = match &msg {
+                backend::Message::ErrorResponse(e) => Some(e),
+                _ => None,
             };
-            self.upstream_said_fatal = sev == "FATAL" || sev == "PANIC";
+            self.upstream_said_fatal = error.is_some_and(|e| e.is_fatal());
             // In an aborted block PostgreSQL answers 25P02 to anything but
             // the end of the block, without looking further; so does pgward.
-            let replacement = replacement.map(|err| {
-                if self.state.tx_status == b'E' {
-                    PgError::error(
-                        sqlstate::IN_FAILED_SQL_TRANSACTION,
-                        "current transaction is aborted, commands ignored until end of transaction block",
-                    )
-                } else {
-                    err
-                }
-            });
-            if self.state.probe_answered {
+            let replacement = match answer {
+                Answer::Pass => None,
+                Answer::Deny(_) if self.state.tx_status == status::FAILED => Some(PgError::error(
+                    sqlstate::IN_FAILED_SQL_TRANSACTION,
+                    "current transaction is aborted, commands ignored until end of transaction block",
+                )),
+                Answer::Deny(err) => Some(err),
+                Answer::ProbeError => {
                 let mut shifted = BytesMut::new();
                 let by = guard::PROBE_PREFIX.len() as u32;
                 shift_error_position(tag, body, by, &mut shifted);
                 move_frames(uin, at, to_client);
-                to_client.extend_from_slice(&shifted);
-                uin.advance(total);
-                at = 0;
-                continue;
-            }
-            if let Some(err) = replacement.filter(|_| code != "25P02" && !self.upstream_said_fatal)
+                    to_client.extend_from_slice(&shifted);
+                    uin.advance(total);
+                    at = 0;
+                    continue;
+                }
+            };
+            let in_failed_block =
+                error.is_some_and(|e| e.code() == sqlstate::IN_FAILED_SQL_TRANSACTION);
+            if let Some(err) = replacement.filter(|_| !in_failed_block && !self.upstream_said_fatal)
             {
                 move_frames(uin, at, to_client);
                 uin.advance(total);

@@ -13,11 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::policy::{Analysis, Statement};
-use crate::protocol::messages::{
-    error_field, parse_bind, parse_error_fields, parse_execute, parse_param_description,
-    parse_parse, parse_query, parse_target, Reader,
-};
-use crate::protocol::{sqlstate, PgError};
+pub use crate::protocol::frontend::Malformed;
+use crate::protocol::tag::{status, target};
+use crate::protocol::{backend, frontend, sqlstate, PgError};
 
 use super::text::SessionText;
 
@@ -196,6 +194,19 @@ pub enum Owed {
     CopyEnd,
 }
 
+/// What the client gets for a server message (`on_backend_message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The message as the server sent it.
+    Pass,
+    /// It answers a denied message's stand-in: this error instead.
+    Deny(PgError),
+    /// It is the server's own error for a syntax probe (see
+    /// `guard::syntax_probe`): passed on with its position moved back
+    /// past the probe's prefix.
+    ProbeError,
+}
+
 /// Which way COPY data flows right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyState {
@@ -244,9 +255,6 @@ pub struct ProtocolState {
     /// refused as unparsable and its stand-in let the server parse it, whose
     /// own syntax error (with its position and hint) goes to the client.
     denials: VecDeque<(u64, PgError, bool)>,
-    /// The error `on_backend` saw last is the server's answer to a syntax
-    /// probe: its position counts the probe's prefix.
-    pub probe_answered: bool,
     /// How the server reads the session's text (client encoding,
     /// standard_conforming_strings), from its ParameterStatus reports.
     pub text: SessionText,
@@ -255,7 +263,7 @@ pub struct ProtocolState {
 impl Default for ProtocolState {
     fn default() -> Self {
         ProtocolState {
-            tx_status: b'I',
+            tx_status: status::IDLE,
             statements: NameMap::default(),
             portals: NameMap::default(),
             owed: VecDeque::new(),
@@ -268,14 +276,9 @@ impl Default for ProtocolState {
             pushed: 0,
             denials: VecDeque::new(),
             text: SessionText::default(),
-            probe_answered: false,
         }
     }
 }
-
-/// A client message pgward could not decode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed(pub u8);
 
 impl ProtocolState {
     pub fn with_status(tx_status: u8) -> ProtocolState {
@@ -291,7 +294,7 @@ impl ProtocolState {
 
     /// Nothing in flight and outside a transaction block.
     pub fn is_idle(&self) -> bool {
-        self.owed.is_empty() && self.tx_status == b'I' && self.copy == CopyState::None
+        self.owed.is_empty() && self.tx_status == status::IDLE && self.copy == CopyState::None
     }
 
     /// Index of the entry pushed last.
@@ -467,41 +470,36 @@ impl ProtocolState {
         }
     }
 
-    /// Records a client message about to go upstream.
+    /// Records a client message about to go upstream (read here: the
+    /// relay reads each message once and calls `on_frontend_message`).
     pub fn on_frontend(&mut self, tag: u8, body: &[u8]) -> Result<(), Malformed> {
-        self.on_frontend_with(tag, body, &mut Vec::new())
+        let msg = frontend::Message::parse(tag, body)?;
+        self.on_frontend_message(&msg, &mut Vec::new());
+        Ok(())
     }
 
     /// Records a client message about to go upstream, with what the guard
     /// found it does to prepared statements (taken from `effects`): one
     /// per statement of a Query, the statement a Parse prepares.
-    pub fn on_frontend_with(
-        &mut self,
-        tag: u8,
-        body: &[u8],
-        effects: &mut Vec<Effect>,
-    ) -> Result<(), Malformed> {
-        let bad = || Malformed(tag);
-        match tag {
-            b'Q' => {
-                parse_query(body).ok_or_else(bad)?;
+    pub fn on_frontend_message(&mut self, msg: &frontend::Message<'_>, effects: &mut Vec<Effect>) {
+        use frontend::Message as M;
+        match msg {
+            M::Query(_) => {
                 let effects = (!effects.is_empty())
                     .then(|| Box::new(effects.drain(..).collect::<VecDeque<_>>()));
                 self.push(Owed::Query { effects });
             }
-            b'P' => {
-                let (name, _) = parse_parse(body).ok_or_else(bad)?;
+            M::Parse(p) => {
                 let prepared = effects.drain(..).find_map(|e| match e {
                     Effect::Prepare(_, p) => Some(p),
                     _ => None,
                 });
                 self.push(Owed::Parse {
-                    name: name.to_owned(),
+                    name: p.name.to_owned(),
                     prepared,
                 });
             }
-            b'B' => {
-                let (portal, statement) = parse_bind(body).ok_or_else(bad)?;
+            M::Bind(b) => {
                 let bound: Vec<_> = effects
                     .drain(..)
                     .filter_map(|e| match e {
@@ -510,81 +508,86 @@ impl ProtocolState {
                     })
                     .collect();
                 self.push(Owed::Bind {
-                    portal: portal.to_owned(),
-                    statement: statement.to_owned(),
+                    portal: b.portal.to_owned(),
+                    statement: b.statement.to_owned(),
                     bound: (!bound.is_empty()).then(|| bound.into()),
                 });
             }
-            b'D' => {
-                let (kind, name) = parse_target(body).ok_or_else(bad)?;
-                let statement = (kind == b'S').then(|| name.to_owned());
+            M::Describe(t) => {
+                let statement = (t.kind == target::STATEMENT).then(|| t.name.to_owned());
                 self.push(Owed::Describe { statement });
             }
-            b'E' => {
-                let portal = parse_execute(body).ok_or_else(bad)?;
+            M::Execute(e) => {
                 self.push(Owed::Execute {
-                    portal: portal.to_owned(),
+                    portal: e.portal.to_owned(),
                 });
             }
-            b'C' => {
-                let (kind, name) = parse_target(body).ok_or_else(bad)?;
+            M::Close(t) => {
                 self.push(Owed::Close {
-                    kind,
-                    name: name.to_owned(),
+                    kind: t.kind,
+                    name: t.name.to_owned(),
                 });
             }
-            b'S' => {
+            M::Sync => {
                 self.doomed = false;
                 self.push(Owed::Sync);
             }
-            b'F' => self.push(Owed::FunctionCall),
+            M::FunctionCall(_) => self.push(Owed::FunctionCall),
             // With nothing in flight no COPY can be running: ignored.
-            b'd' if !self.owed.is_empty()
-                && !matches!(self.owed.back(), Some((_, Owed::CopyData))) =>
+            M::CopyData(_)
+                if !self.owed.is_empty()
+                    && !matches!(self.owed.back(), Some((_, Owed::CopyData))) =>
             {
                 self.push(Owed::CopyData)
             }
-            b'c' | b'f' if !self.owed.is_empty() => self.push(Owed::CopyEnd),
+            M::CopyDone | M::CopyFail(_) if !self.owed.is_empty() => self.push(Owed::CopyEnd),
             _ => {}
         }
         effects.clear();
-        Ok(())
     }
 
-    /// Records a server message about to go to the client. Returns the
-    /// error to send instead when the message answers a denied one.
-    pub fn on_backend(&mut self, tag: u8, body: &[u8]) -> Option<PgError> {
+    /// Records a server message about to go to the client (read here: the
+    /// relay reads each message once and calls `on_backend_message`).
+    pub fn on_backend(&mut self, tag: u8, body: &[u8]) -> Answer {
+        self.on_backend_message(&backend::Message::parse(tag, body))
+    }
+
+    /// Records a server message about to go to the client, and says what
+    /// the client gets for it.
+    pub fn on_backend_message(&mut self, msg: &backend::Message<'_>) -> Answer {
+        use backend::Message as M;
         self.settle();
         let mut replacement = None;
         let mut answers_denial = false;
-        self.probe_answered = false;
-        if tag == b'E'
-            && self
+        let mut probe_answered = false;
+        if let M::ErrorResponse(e) = msg {
+            if self
                 .denials
                 .front()
                 .is_some_and(|(i, _, _)| *i == self.front_index())
-        {
-            answers_denial = true;
-            replacement = self.denials.pop_front().and_then(|(_, err, syntax_wins)| {
-                // The probe parsed: its one complaint is then that it is
-                // more than one statement (raised in exec_parse_message,
-                // whatever language the server speaks). Any other error is
-                // its parser's (a syntax error, an invalid escape, an
-                // unsupported clause, stack depth): the client's answer.
-                let server_syntax =
-                    syntax_wins && error_field(body, b'R') != Some("exec_parse_message");
-                self.probe_answered = server_syntax;
-                (!server_syntax).then_some(err)
-            });
+            {
+                answers_denial = true;
+                replacement = self.denials.pop_front().and_then(|(_, err, syntax_wins)| {
+                    // The probe parsed: its one complaint is then that it is
+                    // more than one statement (raised in exec_parse_message,
+                    // whatever language the server speaks). Any other error
+                    // is its parser's (a syntax error, an invalid escape, an
+                    // unsupported clause, stack depth): the client's answer.
+                    let server_syntax =
+                        syntax_wins && e.routine() != Some(&b"exec_parse_message"[..]);
+                    probe_answered = server_syntax;
+                    (!server_syntax).then_some(err)
+                });
+            }
         }
-        match tag {
-            b'1' => match self.pop() {
+        match msg {
+            M::ParseComplete => match self.pop() {
                 Some(Owed::Parse { name, prepared }) => {
                     self.statements.insert(name, prepared);
                 }
                 _ => self.anomalies += 1,
             },
-            b'2' => match self.pop() {
+            M::BindComplete => match self.pop() {
                 Some(Owed::Bind {
                     portal,
                     statement,
@@ -596,9 +599,9 @@ impl ProtocolState {
                 }
                 _ => self.anomalies += 1,
             },
-            b'3' => match self.pop() {
+            M::CloseComplete => match self.pop() {
                 Some(Owed::Close { kind, name }) => {
-                    if kind == b'S' {
+                    if kind == target::STATEMENT {
                         self.statements.remove(&name);
                     } else {
                         self.portals.remove(&name);
@@ -608,10 +611,12 @@ impl ProtocolState {
             },
             // RowDescription ends a Describe; in a Query it only announces
             // rows.
-            b'T' | b'n' if matches!(self.owed.front(), Some((_, Owed::Describe { .. }))) => {
+            M::RowDescription(_) | M::NoData
+                if matches!(self.owed.front(), Some((_, Owed::Describe { .. }))) =>
+            {
                 self.pop();
             }
-            b't' => {
+            M::ParameterDescription(d) => {
                 if let Some((
                     _,
                     Owed::Describe {
@@ -621,28 +626,30 @@ impl ProtocolState {
                 {
                     if let Some(Some(p)) = self.statements.get(name) {
                         if p.judged_at_bind.is_some() {
-                            if let Some(types) = parse_param_description(body) {
+                            if let Some(types) = d.types() {
                                 let _ = p.described.set(types.into());
                             }
                         }
                     }
                 }
             }
-            b'C' | b'I' | b's' if matches!(self.owed.front(), Some((_, Owed::Execute { .. }))) => {
+            M::CommandComplete(_) | M::EmptyQueryResponse | M::PortalSuspended
+                if matches!(self.owed.front(), Some((_, Owed::Execute { .. }))) =>
+            {
                 self.end_copy(false);
                 self.pop();
             }
-            b'C' => {
+            M::CommandComplete(c) => {
                 self.end_copy(false);
-                self.apply_effect(body);
+                self.apply_effect(c);
             }
-            b'G' => self.copy = CopyState::In,
-            b'H' => self.copy = CopyState::Out,
-            b'W' => self.copy = CopyState::Both,
-            b'E' => self.on_error(body, answers_denial),
-            b'S' => self.text.on_parameter_status(body),
-            b'Z' => {
-                let status = body.first().copied().unwrap_or(b'I');
+            M::CopyInResponse(_) => self.copy = CopyState::In,
+            M::CopyOutResponse(_) => self.copy = CopyState::Out,
+            M::CopyBothResponse(_) => self.copy = CopyState::Both,
+            M::ErrorResponse(e) => self.on_error(e, answers_denial),
+            M::ParameterStatus(p) => self.text.on_parameter_status(*p),
+            M::ReadyForQuery(status) => {
+                let status = *status;
                 let mut ended;
                 loop {
                     ended = self.front_index();
@@ -659,24 +666,27 @@ impl ProtocolState {
                 self.tx_status = status;
                 self.text.on_ready(ended, status);
                 self.copy = CopyState::None;
-                if status == b'I' {
+                if status == status::IDLE {
                     // Portals do not outlive their transaction.
                     self.portals.clear();
                 }
             }
             _ => {}
         }
-        replacement
+        match (replacement, probe_answered) {
+            (Some(err), _) => Answer::Deny(err),
+            (None, true) => Answer::ProbeError,
+            (None, false) => Answer::Pass,
+        }
     }
 
-    fn on_error(&mut self, body: &[u8], replaced: bool) {
-        let (severity, code, message) = parse_error_fields(body);
-        if !replaced && code == sqlstate::SYNTAX_ERROR && message.contains("\"PGWARD\"") {
+    fn on_error(&mut self, e: &backend::ErrorFields<'_>, replaced: bool) {
+        if !replaced && e.code() == sqlstate::SYNTAX_ERROR && e.message().contains("\"PGWARD\"") {
             // The error of a stand-in nobody is owed a denial for: pgward
             // paired a response with the wrong message.
             self.lost = Some("the server answered a denied message pgward did not expect");
         }
-        if severity == "FATAL" || severity == "PANIC" {
+        if e.is_fatal() {
             return;
         }
         self.end_copy(true);
@@ -738,12 +748,12 @@ impl ProtocolState {
 
     /// A statement of the Query at the front completed: what it did to
     /// prepared statements takes effect.
-    fn apply_effect(&mut self, body: &[u8]) {
+    fn apply_effect(&mut self, done: &backend::CommandComplete<'_>) {
         let effect = match self.owed.front_mut() {
             Some((_, Owed::Query { effects: Some(e) })) => e.pop_front(),
             _ => None,
         };
-        let command = Reader::new(body).cstr().unwrap_or("");
+        let command = done.tag().unwrap_or("");
         match effect {
             None | Some(Effect::None) => {}
             Some(Effect::Prepare(name, p)) if command == "PREPARE" => {
@@ -787,7 +797,9 @@ mod tests {
 
     fn parse_as(s: &mut ProtocolState, name: &str, sql: &str) {
         let mut e = vec![Effect::Prepare(name.into(), prepared(sql))];
-        s.on_frontend_with(b'P', &parse(name, sql), &mut e).unwrap();
+        let body = parse(name, sql);
+        let msg = frontend::Message::parse(b'P', &body).unwrap();
+        s.on_frontend_message(&msg, &mut e);
     }
 
     fn held(s: &ProtocolState, name: &str) -> Option<String> {
@@ -920,8 +932,8 @@ mod tests {
             Effect::None,
             Effect::Prepare("x".into(), prepared("delete from t")),
         ];
-        s.on_frontend_with(b'Q', b"select 1; prepare x as delete from t\0", &mut e)
-            .unwrap();
+        let q = frontend::Message::parse(b'Q', b"select 1; prepare x as delete from t\0").unwrap();
+        s.on_frontend_message(&q, &mut e);
         let mut n = 0;
         s.statement_candidates("x", s.owed.len(), &mut |_| n += 1);
         assert_eq!(n, 1, "a queued PREPARE is a candidate");
@@ -931,8 +943,8 @@ mod tests {
         s.on_backend(b'Z', b"I");
         assert_eq!(held(&s, "x").as_deref(), Some("delete from t"));
         let mut e = vec![Effect::None, Effect::Deallocate("x".into())];
-        s.on_frontend_with(b'Q', b"select 1/0; deallocate x\0", &mut e)
-            .unwrap();
+        let q = frontend::Message::parse(b'Q', b"select 1/0; deallocate x\0").unwrap();
+        s.on_frontend_message(&q, &mut e);
         s.on_backend(b'E', ERROR);
         s.on_backend(b'Z', b"I");
         assert!(s.statements.contains_key("x"), "the DEALLOCATE never ran");

@@ -13,8 +13,8 @@
 use std::borrow::Cow;
 
 use crate::policy::{Lexer, Statement};
+use crate::protocol::backend;
 use crate::protocol::encoding::{DecodeError, Decoder, Encoding};
-use crate::protocol::messages::Reader;
 use crate::protocol::{sqlstate, PgError};
 
 #[derive(Debug, Clone)]
@@ -112,8 +112,8 @@ impl SessionText {
             let Some(body) = rest.get(5..1 + len) else {
                 break;
             };
-            if rest[0] == b'S' {
-                text.on_parameter_status(body);
+            if let backend::Message::ParameterStatus(p) = backend::Message::parse(rest[0], body) {
+                text.on_parameter_status(p);
             }
             rest = &rest[1 + len.max(4)..];
         }
@@ -121,9 +121,8 @@ impl SessionText {
     }
 
     /// A ParameterStatus from the server.
-    pub fn on_parameter_status(&mut self, body: &[u8]) {
-        let mut r = Reader::new(body);
-        let (Some(name), Some(value)) = (r.cstr(), r.cstr()) else {
+    pub fn on_parameter_status(&mut self, status: backend::ParameterStatus<'_>) {
+        let Some((name, value)) = status.get() else {
             return;
         };
         match name {

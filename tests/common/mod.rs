@@ -104,10 +104,13 @@ impl Harness {
             Some(r) => r,
             // The test clusters have no example users: every role
             // connects as the harness's upstream user (tests/demo.rs runs
-            // the example roles as their own users).
+            // the example roles as their own users). Statements that need
+            // approval are refused, as without an approver; tests of the
+            // approval queue pass the example rules as they are.
             None => pgward::demo::example_rules()
                 .unwrap()
-                .without_upstream_users(),
+                .without_upstream_users()
+                .without_approvers(),
         };
         let shared = Shared::new(config, rules).unwrap();
         shared.start_workers().unwrap();

@@ -1,0 +1,411 @@
+//! Just-in-time approval end to end: a statement held in its live session
+//! until an approver decides it from psql on pgward's admin console
+//! (`dbname=pgward`), against a real PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// A harness with the example rules as they are: dana (dba) approves.
+async fn harness(setup: Setup) -> Harness {
+    Harness::start_with(Setup {
+        rules: Some(
+            pgward::demo::example_rules()
+                .unwrap()
+                .without_upstream_users(),
+        ),
+        ..setup
+    })
+    .await
+}
+
+/// A client whose notices are collected (the hold is announced by one).
+async fn connect_noticed(
+    h: &Harness,
+    who: (&str, &str),
+) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<String>) {
+    let (client, mut conn) = tokio_postgres::connect(&h.conninfo(who), NoTls)
+        .await
+        .expect("connect through pgward");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let AsyncMessage::Notice(n) = m {
+                let _ = tx.send(format!("{} | {}", n.message(), n.hint().unwrap_or("")));
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// psql on the console as `who`: (ok, stdout, stderr).
+async fn console(h: &Harness, who: (&str, &str), args: &[&str]) -> (bool, String, String) {
+    let conn = h.conninfo(who).replace("dbname=postgres", "dbname=pgward");
+    let mut all = vec![
+        "-X",
+        "-A",
+        "-t",
+        "-F",
+        "|",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        conn.as_str(),
+    ];
+    all.extend_from_slice(args);
+    h.run("psql", &all, &[]).await
+}
+
+/// Waits until `n` requests are pending; their ids, oldest first.
+async fn pending(h: &Harness, n: usize) -> Vec<u64> {
+    for _ in 0..200 {
+        let (ok, out, err) = console(h, DANA, &["-c", "SHOW PENDING"]).await;
+        assert!(ok, "{err}");
+        let ids: Vec<u64> = out
+            .lines()
+            .filter_map(|l| l.split('|').next()?.parse().ok())
+            .collect();
+        if ids.len() >= n {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} requests never became pending");
+}
+
+async fn table_exists(h: &Harness, name: &str) -> bool {
+    h.direct()
+        .await
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_else(|| format!("not a server error: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_statements_run_when_approved_and_fail_when_denied() {
+    let h = harness(Setup::default()).await;
+    // bob's role (app) sends DDL for approval; dana's (dba) approves.
+    let (bob, mut notices) = connect_noticed(&h, BOB).await;
+    let bob = Arc::new(bob);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE approved_t (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let notice = notices.recv().await.unwrap();
+    assert!(
+        notice.contains(&format!("held for approval as request {}", ids[0]))
+            && notice.contains(&format!("APPROVE {}", ids[0]))
+            && notice.contains(&format!(
+                "host=127.0.0.1 port={} dbname=pgward",
+                h.addr.port()
+            )),
+        "{notice}"
+    );
+    // Nothing ran while held.
+    assert!(!table_exists(&h, "approved_t").await);
+    let (ok, out, _) = console(&h, DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(
+        ok && out.contains("CREATE TABLE approved_t (a int)") && out.contains("|bob|app|"),
+        "{out}"
+    );
+    let (ok, out, err) = console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    assert!(ok, "{out} {err}");
+    held.await.unwrap().expect("the approved statement ran");
+    assert!(table_exists(&h, "approved_t").await);
+
+    // Denied: 42501 with the approver and the reason; nothing ran.
+    let denied = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE denied_t (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let (ok, _, err) = console(
+        &h,
+        DANA,
+        &["-c", &format!("DENY {} 'use a migration tool'", ids[0])],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let e = denied.await.unwrap().unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("denied by dana")
+            && db.detail() == Some("reason: use a migration tool"),
+        "{db:?}"
+    );
+    assert!(!table_exists(&h, "denied_t").await);
+    // The session goes on, and the same statement asks again (an approval
+    // is for one execution, never cached).
+    assert_eq!(bob.simple_query("SELECT 1").await.unwrap().len(), 3);
+    let again = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE approved_t2 (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    again.await.unwrap().unwrap();
+
+    let (ok, out, _) = console(&h, DANA, &["-c", "SHOW APPROVALS"]).await;
+    assert!(ok);
+    let verdicts: Vec<&str> = out.lines().filter_map(|l| l.split('|').nth(6)).collect();
+    assert_eq!(verdicts, ["approved", "denied", "approved"], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_pipelines_and_transactions_hold_at_execute() {
+    let h = harness(Setup::default()).await;
+    let bob = Arc::new(h.connect(BOB).await);
+    // Extended protocol: Parse passes, the Execute waits.
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.execute("CREATE TABLE ext_t (a int)", &[]).await })
+    };
+    let ids = pending(&h, 1).await;
+    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    held.await.unwrap().unwrap();
+    assert!(table_exists(&h, "ext_t").await);
+
+    // A pipeline: the SELECT sent after the held statement waits behind it.
+    let pipeline = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            let ddl = bob.prepare("CREATE TABLE pipe_t (a int)").await?;
+            let seen = bob
+                .prepare("SELECT count(*) FROM pg_class WHERE relname = 'pipe_t'")
+                .await?;
+            // Bind/Execute/Sync of both, pipelined.
+            let (ddl, after) =
+                futures_util::join!(bob.execute(&ddl, &[]), bob.query_one(&seen, &[]));
+            ddl.map(|_| after.map(|r| r.get::<_, i64>(0)))
+        })
+    };
+    let ids = pending(&h, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !pipeline.is_finished(),
+        "the pipeline waits behind the held statement"
+    );
+    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    // The SELECT ran after the approved CREATE, in order.
+    assert_eq!(pipeline.await.unwrap().unwrap().unwrap(), 1);
+
+    // Inside a transaction block: approved, it runs in the block.
+    bob.batch_execute("BEGIN; INSERT INTO ext_t VALUES (1)")
+        .await
+        .unwrap();
+    let in_block = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.batch_execute("CREATE TABLE block_t (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    in_block.await.unwrap().unwrap();
+    assert!(!table_exists(&h, "block_t").await, "not committed yet");
+    bob.batch_execute("COMMIT").await.unwrap();
+    assert!(table_exists(&h, "block_t").await);
+    let n: i64 = h
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM ext_t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
+    let h = harness(Setup {
+        extra: "[approval]\ntimeout_secs = 2".into(),
+        server: "idle_timeout_secs = 1".into(),
+        ..Setup::default()
+    })
+    .await;
+    // CancelRequest: 57014, and nothing runs. (Each step connects anew:
+    // an idle session outlives the 1 s idle timeout only while held.)
+    let bob = Arc::new(h.connect(BOB).await);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE cancelled_t (a int)").await })
+    };
+    pending(&h, 1).await;
+    bob.cancel_token().cancel_query(NoTls).await.unwrap();
+    let e = held.await.unwrap().unwrap_err();
+    assert_eq!(code(&e), "57014", "{e:?}");
+    assert!(!table_exists(&h, "cancelled_t").await);
+    let (_, out, _) = console(&h, DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(out.trim().is_empty(), "{out}");
+
+    // Not decided in time (2 s; the 1 s idle timeout does not fire while
+    // held): a clear error, and the session goes on.
+    let bob = h.connect(BOB).await;
+    let e = bob
+        .simple_query("CREATE TABLE expired_t (a int)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "57014");
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("not decided in time"),
+        "{e:?}"
+    );
+    assert_eq!(bob.simple_query("SELECT 1").await.unwrap().len(), 3);
+
+    // The client hangs up: the request is withdrawn.
+    let mut gone = login(&h, BOB).await;
+    let sql = b"CREATE TABLE gone_t (a int)\0";
+    let mut query = vec![b'Q'];
+    query.extend_from_slice(&(4 + sql.len() as i32).to_be_bytes());
+    query.extend_from_slice(sql);
+    tokio::io::AsyncWriteExt::write_all(&mut gone, &query)
+        .await
+        .unwrap();
+    pending(&h, 1).await;
+    drop(gone);
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        let (_, out, _) = console(&h, DANA, &["-c", "SHOW PENDING"]).await;
+        left = out.lines().count();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "a hung-up client's request is withdrawn");
+    assert!(!table_exists(&h, "gone_t").await);
+
+    // TERMINATE from the console ends the session (FATAL 57P01).
+    let victim = Arc::new(h.connect(BOB).await);
+    let held = {
+        let v = victim.clone();
+        tokio::spawn(async move { v.simple_query("CREATE TABLE terminated_t (a int)").await })
+    };
+    pending(&h, 1).await;
+    let (_, out, _) = console(&h, DANA, &["-c", "SHOW SESSIONS"]).await;
+    let session = out
+        .lines()
+        .find(|l| l.contains("|held|"))
+        .and_then(|l| l.split('|').next())
+        .expect("the held session is listed")
+        .to_owned();
+    let (ok, _, err) = console(&h, DANA, &["-c", &format!("TERMINATE {session}")]).await;
+    assert!(ok, "{err}");
+    let e = held.await.unwrap().unwrap_err();
+    assert_eq!(code(&e), "57P01", "{e:?}");
+    assert!(victim.is_closed() || victim.simple_query("SELECT 1").await.is_err());
+
+    let (_, out, _) = console(&h, DANA, &["-c", "SHOW APPROVALS"]).await;
+    let verdicts: Vec<&str> = out.lines().filter_map(|l| l.split('|').nth(6)).collect();
+    assert_eq!(
+        verdicts,
+        ["withdrawn", "expired", "withdrawn", "withdrawn"],
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_for_approvers_and_nobody_approves_their_own() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    // app may approve app's requests: bob could approve his own.
+    let mut app = (*rules.roles["app"]).clone();
+    app.approve_for = vec!["app".into()];
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    // Not an approver: refused at sign-in.
+    let (ok, _, err) = console(&h, ALICE, &["-c", "SHOW PENDING"]).await;
+    assert!(
+        !ok && err.contains("may not use the admin console"),
+        "{err}"
+    );
+    // Wrong password: the usual refusal.
+    let (ok, _, err) = console(&h, ("dana", "wrong"), &["-c", "SHOW PENDING"]).await;
+    assert!(
+        !ok && err.contains("password authentication failed"),
+        "{err}"
+    );
+
+    let bob = Arc::new(h.connect(BOB).await);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE own_t (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let (ok, _, err) = console(&h, BOB, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    assert!(!ok && err.contains("is your own"), "{err}");
+    let (ok, _, err) = console(&h, BOB, &["-c", &format!("DENY {}", ids[0])]).await;
+    assert!(!ok && err.contains("is your own"), "{err}");
+    assert!(!held.is_finished());
+    // bob may not act on dba sessions or decide other roles' requests.
+    let (ok, _, err) = console(&h, BOB, &["-c", "TERMINATE 999999"]).await;
+    assert!(!ok && err.contains("no live session"), "{err}");
+    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    held.await.unwrap().unwrap();
+
+    // Unknown commands and the extended protocol get clear errors.
+    let (ok, _, err) = console(&h, DANA, &["-c", "DROP TABLE x"]).await;
+    assert!(
+        !ok && err.contains("unknown command") && err.contains("SHOW PENDING"),
+        "{err}"
+    );
+    let conn = h.conninfo(DANA).replace("dbname=postgres", "dbname=pgward");
+    let (c, conn) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let e = c.query("SHOW PENDING", &[]).await.unwrap_err();
+    assert_eq!(code(&e), "0A000");
+    let rows = c.simple_query("show help").await.unwrap();
+    assert!(rows.len() > 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_pending_at_once() {
+    let h = harness(Setup::default()).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let c = h.connect(BOB).await;
+        tasks.push(tokio::spawn(async move {
+            c.simple_query(&format!("CREATE TABLE many_{i} (a int)"))
+                .await
+        }));
+    }
+    let ids = pending(&h, 50).await;
+    assert_eq!(ids.len(), 50);
+    // psql's expanded display works on the console's rows.
+    let (ok, out, _) = console(&h, DANA, &["-c", "\\x", "-c", "SHOW REQUEST 1"]).await;
+    assert!(
+        ok && out.contains("statement|CREATE TABLE many_") && out.contains("status|pending"),
+        "{out}"
+    );
+    let approve_all: Vec<String> = ids.iter().map(|id| format!("APPROVE {id}")).collect();
+    let (ok, _, err) = console(&h, DANA, &["-c", &approve_all.join("; ")]).await;
+    assert!(ok, "{err}");
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for i in [0, 25, 49] {
+        assert!(table_exists(&h, &format!("many_{i}")).await);
+    }
+}
