@@ -401,6 +401,15 @@ async fn a_migration_in_one_block_still_works() {
     )
     .await;
     ok(&c, "CREATE INDEX accounts_email ON accounts (lower(email))").await;
+    // What Alembic and Django send inside their migration transactions: an
+    // enum type and a column of it, an index with a built-in operator class.
+    ok(&c, "CREATE TYPE account_kind AS ENUM ('user', 'admin')").await;
+    ok(&c, "ALTER TABLE accounts ADD COLUMN kind account_kind").await;
+    ok(
+        &c,
+        "CREATE INDEX accounts_email_like ON accounts (email varchar_pattern_ops)",
+    )
+    .await;
     ok(&c, "ALTER TABLE accounts ADD COLUMN c int DEFAULT 0").await;
     ok(
         &c,

@@ -313,7 +313,11 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
         | "GrantStmt"
         | "GrantRoleStmt"
         | "AlterDefaultPrivilegesStmt"
-        | "SecLabelStmt" => return Change::Plain(None),
+        | "SecLabelStmt"
+        // An enum's values are labels, read and written by built-in
+        // functions: a migration's CREATE TYPE ... AS ENUM runs no code.
+        | "CreateEnumStmt"
+        | "AlterEnumStmt" => return Change::Plain(None),
         "CreateStmt" | "IndexStmt" | "AlterTableStmt" | "CreateFunctionStmt"
         | "AlterFunctionStmt" | "CreateTrigStmt" | "RuleStmt" | "CreatePolicyStmt"
         | "AlterPolicyStmt" | "ViewStmt" | "CreateTableAsStmt" | "SelectStmt" => {}
@@ -350,7 +354,7 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
         Node::IndexStmt(i) => {
             let plain = builtin_only
                 && i.index_params.iter().all(|p| match &p.node {
-                    Some(Node::IndexElem(e)) => e.opclass.is_empty(),
+                    Some(Node::IndexElem(e)) => builtin_opclass(&e.opclass),
                     _ => false,
                 });
             if plain {
@@ -408,6 +412,48 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
         Node::SelectStmt(s) if s.into_clause.is_some() => Change::Plain(None),
         // A statement whose functions run DDL.
         _ => Change::Anything,
+    }
+}
+
+/// No operator class, or one of PostgreSQL's own that ORMs name (Django's
+/// `*_like` indexes use `varchar_pattern_ops`): its support functions are
+/// built-in. Creating an operator class needs a superuser, and one made
+/// in this block makes everything uncertain already (`Change::Anything`).
+fn builtin_opclass(names: &[protobuf::Node]) -> bool {
+    const BUILTIN: &[&str] = &[
+        "text_pattern_ops",
+        "varchar_pattern_ops",
+        "bpchar_pattern_ops",
+        "text_ops",
+        "varchar_ops",
+        "bpchar_ops",
+        "int2_ops",
+        "int4_ops",
+        "int8_ops",
+        "numeric_ops",
+        "timestamptz_ops",
+        "timestamp_ops",
+        "date_ops",
+        "uuid_ops",
+        "bool_ops",
+        "jsonb_ops",
+        "jsonb_path_ops",
+        "array_ops",
+        "tsvector_ops",
+        "inet_ops",
+        "range_ops",
+    ];
+    let parts: Vec<&str> = names
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(Node::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => names.is_empty(),
+        [name] | ["pg_catalog", name] => BUILTIN.contains(name),
+        _ => false,
     }
 }
 
