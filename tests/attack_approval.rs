@@ -1,0 +1,386 @@
+//! Attacks on just-in-time approval (docs/approval.md). Each test asserts
+//! the secure behaviour; the ones marked #[ignore] fail today (the doc
+//! comment says what happens instead).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::*;
+use postgres_protocol::message::frontend;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+async fn harness(setup: Setup) -> Harness {
+    Harness::start_with(Setup {
+        rules: Some(
+            pgward::demo::example_rules()
+                .unwrap()
+                .without_upstream_users(),
+        ),
+        ..setup
+    })
+    .await
+}
+
+/// psql on the console as `who`: (ok, stdout, stderr).
+async fn console(h: &Harness, who: (&str, &str), cmd: &str) -> (bool, String, String) {
+    let conn = h.conninfo(who).replace("dbname=postgres", "dbname=pgward");
+    h.run(
+        "psql",
+        &[
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conn.as_str(),
+            "-c",
+            cmd,
+        ],
+        &[],
+    )
+    .await
+}
+
+/// The pending requests dana sees: (id, statement) of each.
+async fn pending_now(h: &Harness) -> Vec<(u64, String)> {
+    let (ok, out, err) = console(h, DANA, "SHOW PENDING").await;
+    assert!(ok, "{err}");
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            Some((f.first()?.parse().ok()?, f.get(7)?.to_string()))
+        })
+        .collect()
+}
+
+/// Waits up to 5 s for `n` pending requests.
+async fn pending(h: &Harness, n: usize) -> Vec<(u64, String)> {
+    for _ in 0..100 {
+        let p = pending_now(h).await;
+        if p.len() >= n {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} requests never became pending");
+}
+
+async fn table_exists(h: &Harness, name: &str) -> bool {
+    h.direct()
+        .await
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn query(sql: &str, b: &mut BytesMut) {
+    frontend::query(sql, b).unwrap();
+}
+
+fn parse(name: &str, sql: &str, b: &mut BytesMut) {
+    frontend::parse(name, sql, std::iter::empty(), b).unwrap();
+}
+
+fn bind_execute(stmt: &str, portal: &str, b: &mut BytesMut) {
+    frontend::bind(
+        portal,
+        stmt,
+        std::iter::empty::<i16>(),
+        std::iter::empty::<Option<&[u8]>>(),
+        |_: Option<&[u8]>, _: &mut BytesMut| {
+            Ok::<_, Box<dyn std::error::Error + Sync + Send>>(postgres_protocol::IsNull::Yes)
+        },
+        std::iter::empty::<i16>(),
+        b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    frontend::execute(portal, 0, b).unwrap();
+}
+
+/// Reads messages for up to `wait`; (tag, body) of each read.
+async fn read_for(s: &mut TcpStream, wait: Duration) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(m) = tokio::time::timeout_at(until, read_msg(s)).await {
+        out.push(m);
+    }
+    out
+}
+
+fn tags(ms: &[(u8, Vec<u8>)]) -> String {
+    ms.iter()
+        .map(|(t, b)| match t {
+            b'E' | b'N' => format!("{}({})", *t as char, error_field(b, b'M')),
+            b'C' => format!("C({})", String::from_utf8_lossy(&b[..b.len() - 1])),
+            _ => (*t as char).to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn send(s: &mut TcpStream, b: BytesMut) {
+    s.write_all(&b).await.unwrap();
+}
+
+/// FINDING (high): the approver is shown one statement and approves it;
+/// another runs. bob prepares `CREATE TABLE harmless_t` as the unnamed
+/// statement (a Parse of DDL passes), then pipelines Parse(unnamed,
+/// `DROP TABLE important`), Bind, Execute, Sync. pgward judges the Execute
+/// against every statement the unnamed name may stand for (the one held
+/// now and the queued Parse) and files the request with the FIRST one's
+/// text: SHOW PENDING says `CREATE TABLE harmless_t`. Approved, the
+/// Execute is judged again with approval given, every candidate passes,
+/// and the server runs the DROP: `important` is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: the request shows a replaced unnamed statement; approving it runs another"]
+async fn approval_runs_only_the_statement_the_approver_saw() {
+    let h = harness(Setup::default()).await;
+    h.direct()
+        .await
+        .batch_execute("CREATE TABLE important (a int)")
+        .await
+        .unwrap();
+    let mut s = login(&h, BOB).await;
+    let mut b = BytesMut::new();
+    parse("", "CREATE TABLE harmless_t (a int)", &mut b);
+    frontend::sync(&mut b);
+    send(&mut s, b).await;
+    until_ready(&mut s).await;
+    let mut b = BytesMut::new();
+    parse("", "DROP TABLE important", &mut b);
+    bind_execute("", "", &mut b);
+    frontend::sync(&mut b);
+    send(&mut s, b).await;
+    let p = pending(&h, 1).await;
+    // The approver approves what it is shown only when it is harmless.
+    let verdict = if p[0].1.contains("DROP") {
+        "DENY"
+    } else {
+        "APPROVE"
+    };
+    console(&h, DANA, &format!("{verdict} {}", p[0].0)).await;
+    let answer = tags(&read_for(&mut s, Duration::from_secs(2)).await);
+    assert!(
+        table_exists(&h, "important").await,
+        "the request showed {:?}, the approver said {verdict}, and the server ran: {answer}",
+        p[0].1
+    );
+}
+
+/// FINDING (medium): SQL `EXECUTE s1` of a statement prepared with a
+/// protocol Parse (`CREATE TABLE p1_t`) is held, but the request shows only
+/// `EXECUTE s1`: the approver cannot see what would run (SHOW PENDING,
+/// SHOW REQUEST and SHOW SESSIONS all say `EXECUTE s1`, classes `ddl`).
+/// Combined with the finding above, the name may even stand for a
+/// statement queued behind the one the approver could look up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: a held SQL EXECUTE shows the name, not the prepared statement"]
+async fn a_held_sql_execute_shows_what_it_runs() {
+    let h = harness(Setup::default()).await;
+    let mut s = login(&h, BOB).await;
+    let mut b = BytesMut::new();
+    parse("s1", "CREATE TABLE p1_t (a int)", &mut b);
+    frontend::sync(&mut b);
+    send(&mut s, b).await;
+    until_ready(&mut s).await;
+    let mut b = BytesMut::new();
+    query("EXECUTE s1", &mut b);
+    send(&mut s, b).await;
+    let p = pending(&h, 1).await;
+    assert!(!table_exists(&h, "p1_t").await, "held, not run");
+    assert!(
+        p[0].1.contains("CREATE TABLE p1_t"),
+        "the approver is shown {:?}",
+        p[0].1
+    );
+}
+
+/// FINDING (low/medium): an approver limited by `approve_for` (here alice
+/// with `approve_for = ["agent"]`) sees every session on `SHOW SESSIONS`,
+/// with the held statement text of roles it may not approve (bob's
+/// `CREATE TABLE secret_plan_t`), client addresses and backend pids;
+/// `SHOW STATS` counts them too. SHOW PENDING, SHOW REQUEST, SHOW
+/// APPROVALS, APPROVE, DENY, CANCEL and TERMINATE are scoped correctly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: SHOW SESSIONS is not scoped by approve_for"]
+async fn show_sessions_is_scoped_to_the_roles_one_may_approve() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let analyst = rules.roles.get_mut("analyst").unwrap();
+    Arc::make_mut(analyst).approve_for = vec!["agent".into()];
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    let bob = Arc::new(h.connect(BOB).await);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE secret_plan_t (a int)").await })
+    };
+    let p = pending(&h, 1).await;
+    // What is scoped today (stays so).
+    for cmd in [
+        format!("SHOW REQUEST {}", p[0].0),
+        format!("APPROVE {}", p[0].0),
+        format!("DENY {}", p[0].0),
+        format!("CANCEL {}", p[0].0),
+        "TERMINATE 1".to_owned(),
+    ] {
+        let (ok, _, err) = console(&h, ALICE, &cmd).await;
+        assert!(!ok, "alice may not {cmd}: {err}");
+    }
+    let (ok, out, _) = console(&h, ALICE, "SHOW PENDING").await;
+    assert!(ok && out.trim().is_empty(), "{out}");
+    let (ok, out, err) = console(&h, ALICE, "SHOW SESSIONS").await;
+    assert!(ok, "{err}");
+    console(&h, DANA, &format!("DENY {}", p[0].0)).await;
+    let _ = held.await;
+    assert!(
+        !out.contains("secret_plan_t") && !out.contains("|bob|"),
+        "alice (approve_for agent) sees bob's session: {out}"
+    );
+}
+
+/// FINDING (medium, memory): every decided or withdrawn request keeps its
+/// whole statement text (up to `server.max_sql_bytes`, 1 MiB) in the
+/// 1,000-entry history, so one non-approver that sends big DDL and
+/// cancels it (or has it denied) a thousand times pins about 1 GiB of
+/// pgward's memory for good. Here 16 requests of 1 MiB leave 16 MiB kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: the approval history keeps whole statement texts (1000 x 1 MiB)"]
+async fn decided_requests_do_not_pin_their_whole_text() {
+    let h = harness(Setup::default()).await;
+    let mut s = login(&h, BOB).await;
+    let padding = "x".repeat(1_000_000);
+    for i in 0..16 {
+        let mut b = BytesMut::new();
+        query(
+            &format!("CREATE TABLE big_{i} (a int) /* {padding} */"),
+            &mut b,
+        );
+        send(&mut s, b).await;
+        let mut id = None;
+        for _ in 0..200 {
+            id = h.shared.approvals.pending().first().map(|(r, _)| r.id);
+            if id.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        h.shared
+            .approvals
+            .deny(id.expect("held"), "dana", "too big")
+            .unwrap();
+        until_ready(&mut s).await;
+    }
+    let kept: usize = h
+        .shared
+        .approvals
+        .history()
+        .iter()
+        .map(|d| d.request.statement.len())
+        .sum();
+    assert!(
+        kept < 4 << 20,
+        "{kept} bytes of statement text kept by 16 decided requests"
+    );
+}
+
+/// Held up: an approval is for one execution. The same prepared statement
+/// bound and executed again, or run by SQL EXECUTE, asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_statement_asks_again() {
+    let h = harness(Setup::default()).await;
+    let mut s = login(&h, BOB).await;
+    let mut b = BytesMut::new();
+    parse("s2", "CREATE TABLE IF NOT EXISTS p2_t (a int)", &mut b);
+    bind_execute("s2", "", &mut b);
+    frontend::sync(&mut b);
+    send(&mut s, b).await;
+    let p = pending(&h, 1).await;
+    console(&h, DANA, &format!("APPROVE {}", p[0].0)).await;
+    until_ready(&mut s).await;
+    assert!(table_exists(&h, "p2_t").await);
+    h.direct()
+        .await
+        .batch_execute("DROP TABLE p2_t")
+        .await
+        .unwrap();
+    let mut b = BytesMut::new();
+    bind_execute("s2", "", &mut b);
+    frontend::sync(&mut b);
+    send(&mut s, b).await;
+    let p = pending(&h, 1).await;
+    assert_eq!(p.len(), 1);
+    assert!(!table_exists(&h, "p2_t").await);
+    console(&h, DANA, &format!("DENY {}", p[0].0)).await;
+    until_ready(&mut s).await;
+    let mut b = BytesMut::new();
+    query("EXECUTE s2", &mut b);
+    send(&mut s, b).await;
+    pending(&h, 1).await;
+    assert!(!table_exists(&h, "p2_t").await);
+}
+
+/// Held up: of two pipelined Queries, approving the first runs only it;
+/// the second is held on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_one_pipelined_query_runs_only_it() {
+    let h = harness(Setup::default()).await;
+    let mut s = login(&h, BOB).await;
+    let mut b = BytesMut::new();
+    query("CREATE TABLE p3_a (a int)", &mut b);
+    query("CREATE TABLE p3_b (a int)", &mut b);
+    send(&mut s, b).await;
+    let p = pending(&h, 1).await;
+    assert_eq!(p[0].1, "CREATE TABLE p3_a (a int)");
+    console(&h, DANA, &format!("APPROVE {}", p[0].0)).await;
+    until_ready(&mut s).await;
+    let p = pending(&h, 1).await;
+    assert_eq!(p[0].1, "CREATE TABLE p3_b (a int)");
+    assert!(table_exists(&h, "p3_a").await && !table_exists(&h, "p3_b").await);
+}
+
+/// Held up: non-approvers cannot reach the console (nor by a look-alike
+/// database name); the console refuses the extended protocol and odd input
+/// without hanging, and stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_refuses_non_approvers_and_odd_input() {
+    let h = harness(Setup::default()).await;
+    for who in [ALICE, BOB, AGENT] {
+        let (ok, _, err) = console(&h, who, "SHOW PENDING").await;
+        assert!(
+            !ok && err.contains("may not use the admin console"),
+            "{err}"
+        );
+    }
+    let conn = h.conninfo(DANA).replace("dbname=postgres", "dbname=pgward");
+    let (c, conn) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert!(c.query("SHOW PENDING", &[]).await.is_err());
+    for bad in [
+        "APPROVE 99999999999999999999999",
+        "APPROVE -1",
+        "DENY 1 'open",
+        "TERMINATE 0",
+        "CANCEL 18446744073709551615",
+    ] {
+        assert!(c.simple_query(bad).await.is_err(), "{bad}");
+    }
+    let big = format!("DENY 1 '{}'", "x".repeat(900_000));
+    assert!(c.simple_query(&big).await.is_err());
+    assert_eq!(c.simple_query("SHOW STATS").await.unwrap().len(), 8);
+}
