@@ -1,6 +1,6 @@
-//! Attacks on just-in-time approval (docs/approval.md). Each test asserts
-//! the secure behaviour; the ones marked #[ignore] fail today (the doc
-//! comment says what happens instead).
+//! Attacks on just-in-time approval (docs/approval.md), by an independent
+//! attacker on 2026-12-07. Each test asserts the secure behaviour; a
+//! FINDING's doc comment says what happened before it was fixed.
 
 mod common;
 
@@ -150,7 +150,6 @@ async fn send(s: &mut TcpStream, b: BytesMut) {
 /// Execute is judged again with approval given, every candidate passes,
 /// and the server runs the DROP: `important` is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: the request shows a replaced unnamed statement; approving it runs another"]
 async fn approval_runs_only_the_statement_the_approver_saw() {
     let h = harness(Setup::default()).await;
     h.direct()
@@ -192,7 +191,6 @@ async fn approval_runs_only_the_statement_the_approver_saw() {
 /// Combined with the finding above, the name may even stand for a
 /// statement queued behind the one the approver could look up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a held SQL EXECUTE shows the name, not the prepared statement"]
 async fn a_held_sql_execute_shows_what_it_runs() {
     let h = harness(Setup::default()).await;
     let mut s = login(&h, BOB).await;
@@ -220,7 +218,6 @@ async fn a_held_sql_execute_shows_what_it_runs() {
 /// `SHOW STATS` counts them too. SHOW PENDING, SHOW REQUEST, SHOW
 /// APPROVALS, APPROVE, DENY, CANCEL and TERMINATE are scoped correctly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: SHOW SESSIONS is not scoped by approve_for"]
 async fn show_sessions_is_scoped_to_the_roles_one_may_approve() {
     let mut rules = pgward::demo::example_rules()
         .unwrap()
@@ -267,7 +264,6 @@ async fn show_sessions_is_scoped_to_the_roles_one_may_approve() {
 /// cancels it (or has it denied) a thousand times pins about 1 GiB of
 /// pgward's memory for good. Here 16 requests of 1 MiB leave 16 MiB kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: the approval history keeps whole statement texts (1000 x 1 MiB)"]
 async fn decided_requests_do_not_pin_their_whole_text() {
     let h = harness(Setup::default()).await;
     let mut s = login(&h, BOB).await;
@@ -400,7 +396,6 @@ async fn the_console_refuses_non_approvers_and_odd_input() {
 /// Sync. The request shows the statement `s` holds now (harmless); once
 /// approved, the DROP runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: the request shows a replaced named statement; approving it runs another"]
 async fn approval_runs_only_the_named_statement_the_approver_saw() {
     let h = harness(Setup::default()).await;
     h.direct()
@@ -444,7 +439,6 @@ async fn approval_runs_only_the_named_statement_the_approver_saw() {
 /// (Fail-safe: nothing runs unapproved; but SHOW APPROVALS lies, and the
 /// statement the approver believes ran did not.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a cancel racing an approval leaves the request recorded as approved though it never ran"]
 async fn a_request_recorded_approved_ran() {
     let h = harness(Setup::default()).await;
     let mut s = login(&h, BOB).await;
@@ -498,7 +492,6 @@ async fn a_request_recorded_approved_ran() {
 /// pending while pgward shuts down. (With one held statement followed by
 /// a SELECT, pgward stops in 2 s.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a pipelined second hold during drain blocks shutdown for the whole grace"]
 async fn shutdown_withdraws_every_held_statement_at_once() {
     let mut h = harness(Setup::default()).await;
     let shared = h.shared.clone();
