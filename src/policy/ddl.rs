@@ -1,0 +1,669 @@
+//! What a session's uncommitted catalog changes make uncertain.
+//!
+//! pgward judges statements against a catalog loaded over a control
+//! connection, which sees only committed changes. From the moment a session
+//! sends a statement that changes the catalog until its transaction block
+//! ends (and the catalog is reloaded, see `CatalogSlot::changed`), what
+//! that statement changed is unknown to pgward: for that session, the
+//! statements that may run what it changed are refused as `unknown`
+//! (`Window::refusal`).
+//!
+//! DDL that only adds tables, columns, indexes and constraints built from
+//! built-in computations (what a migration mostly runs) leaves everything
+//! certain: PostgreSQL runs nothing new for it that pgward would judge.
+//! DDL that creates or changes functions, triggers, rules, policies, views
+//! and the like makes every statement that could run user code uncertain;
+//! DDL that changes types, casts, operators, names or event triggers makes
+//! everything uncertain but transaction control and DDL that runs nothing.
+
+use pg_query::protobuf::node::Node;
+use pg_query::protobuf::{self, AlterTableType, ConstrType};
+
+use super::catalog::Catalog;
+use super::classify::{self, Statement};
+use super::{stack, Class};
+
+/// The uncommitted catalog changes of one session.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// A catalog-changing statement was let through and the block it ran
+    /// in has not ended: at its end the catalog is stale.
+    pub open: bool,
+    /// The first change that makes statements running user code uncertain
+    /// (as SQL words, for the message).
+    tainted: Option<String>,
+    /// The first change that makes every statement but transaction control
+    /// and DDL that runs nothing uncertain.
+    deep: Option<String>,
+    /// An event trigger was created or changed: DDL runs it.
+    event_trigger: Option<String>,
+    /// Functions created or changed (bare names).
+    functions: Vec<String>,
+    /// Tables created by DDL that runs only built-in computations, and not
+    /// touched since by DDL that may change what they run (bare names).
+    created: Vec<String>,
+}
+
+/// Whether a statement may change what the catalog says: DDL, privileges,
+/// event triggers, and anything pgward cannot classify.
+pub fn changes_catalog(st: &Statement) -> bool {
+    st.reasons
+        .iter()
+        .any(|r| matches!(r.class, Class::Ddl | Class::Dcl | Class::Unknown))
+        || matches!(
+            st.kind.as_str(),
+            "CreateEventTrigStmt" | "AlterEventTrigStmt"
+        )
+}
+
+/// DDL that runs nothing on existing rows or functions when it runs
+/// (it only records something in the catalog).
+fn runs_nothing(kind: &str) -> bool {
+    matches!(
+        kind,
+        "CreateStmt"
+            | "CreateTrigStmt"
+            | "RuleStmt"
+            | "CreatePolicyStmt"
+            | "AlterPolicyStmt"
+            | "CommentStmt"
+            | "GrantStmt"
+            | "GrantRoleStmt"
+            | "CreateFunctionStmt"
+            | "AlterFunctionStmt"
+            | "ViewStmt"
+            | "DropStmt"
+            | "CreateSeqStmt"
+            | "AlterSeqStmt"
+            | "CreateDomainStmt"
+            | "DefineStmt"
+            | "CreateCastStmt"
+            | "CompositeTypeStmt"
+            | "CreateEnumStmt"
+            | "CreateRangeStmt"
+    )
+}
+
+/// An ALTER TABLE whose subcommands only record something (an owner,
+/// options, a default, which triggers or rules fire): it neither rewrites
+/// nor checks the table's rows, so it runs none of the table's
+/// expressions.
+fn alters_nothing_run(st: &Statement) -> bool {
+    use AlterTableType::*;
+    let Some(Node::AlterTableStmt(a)) = parse_one(st) else {
+        return false;
+    };
+    a.cmds.iter().all(|c| match &c.node {
+        Some(Node::AlterTableCmd(cmd)) => matches!(
+            AlterTableType::try_from(cmd.subtype),
+            Ok(AtChangeOwner
+                | AtSetRelOptions
+                | AtResetRelOptions
+                | AtReplaceRelOptions
+                | AtEnableTrig
+                | AtEnableAlwaysTrig
+                | AtEnableReplicaTrig
+                | AtDisableTrig
+                | AtEnableTrigAll
+                | AtDisableTrigAll
+                | AtEnableTrigUser
+                | AtDisableTrigUser
+                | AtEnableRule
+                | AtEnableAlwaysRule
+                | AtEnableReplicaRule
+                | AtDisableRule
+                | AtEnableRowSecurity
+                | AtDisableRowSecurity
+                | AtForceRowSecurity
+                | AtNoForceRowSecurity
+                | AtReplicaIdentity
+                | AtClusterOn
+                | AtDropCluster
+                | AtSetStatistics
+                | AtSetOptions
+                | AtResetOptions
+                | AtSetStorage
+                | AtSetCompression
+                | AtDropConstraint
+                | AtDropNotNull
+                | AtColumnDefault
+                | AtDropColumn
+                | AtDropIdentity
+                | AtSetIdentity
+                | AtGenericOptions
+                | AtAlterConstraint)
+        ),
+        _ => false,
+    })
+}
+
+/// The statement's parse tree (its text, parsed again as it was read).
+fn parse_one(st: &Statement) -> Option<Node> {
+    let text = st.text.clone();
+    let lexer = st.lexer;
+    stack::on(stack::for_sql(text.len()), move || {
+        classify::with_lexer(lexer, || classify::parse(&text))
+            .ok()
+            .and_then(|p| p.protobuf.stmts.into_iter().next())
+            .and_then(|raw| raw.stmt)
+            .and_then(|n| n.node)
+    })
+    .ok()
+    .flatten()
+}
+
+/// How a catalog-changing statement leaves the session's view.
+enum Change {
+    /// Only built-in computations; a table of this name is new.
+    Plain(Option<String>),
+    /// Changes what statements running user code (or using these tables
+    /// or functions) run.
+    Code {
+        relations: Vec<String>,
+        functions: Vec<String>,
+    },
+    /// May change anything (types, casts, operators, names, unknown code).
+    Anything,
+    /// Creates or changes an event trigger.
+    EventTrigger,
+}
+
+impl Window {
+    /// Whether anything is uncertain for the session's statements.
+    pub fn uncertain(&self) -> bool {
+        self.tainted.is_some()
+    }
+
+    /// Folds a statement that was let through into the window.
+    pub fn add(&mut self, st: &Statement, cat: &Catalog) {
+        if !changes_catalog(st) {
+            return;
+        }
+        self.open = true;
+        let what = what(st);
+        match change(st, cat) {
+            Change::Plain(created) => {
+                if let Some(t) = created {
+                    if !self.created.contains(&t) {
+                        self.created.push(t);
+                    }
+                }
+            }
+            Change::Code {
+                relations,
+                functions,
+            } => {
+                self.tainted.get_or_insert_with(|| what.clone());
+                self.created.retain(|t| !relations.contains(t));
+                for f in functions {
+                    if !self.functions.contains(&f) {
+                        self.functions.push(f);
+                    }
+                }
+            }
+            Change::Anything => {
+                self.tainted.get_or_insert_with(|| what.clone());
+                self.deep.get_or_insert(what);
+            }
+            Change::EventTrigger => {
+                self.tainted.get_or_insert_with(|| what.clone());
+                self.deep.get_or_insert_with(|| what.clone());
+                self.event_trigger.get_or_insert(what);
+            }
+        }
+    }
+
+    /// Why `st` cannot be judged now, if it cannot: it may run something
+    /// this session changed in its open transaction block.
+    pub fn refusal(&self, st: &Statement, cat: &Catalog) -> Option<String> {
+        let changed = self.tainted.as_deref()?;
+        let after = |what: String| {
+            format!(
+                "{what} may run what {changed} changed in this transaction, which pgward cannot judge before the transaction ends; run it after COMMIT"
+            )
+        };
+        let ddl = st.reasons.iter().any(|r| r.class == Class::Ddl);
+        if let (Some(et), true) = (&self.event_trigger, ddl) {
+            return Some(format!(
+                "DDL runs the event triggers {et} changed in this transaction, which pgward cannot judge before the transaction ends; run it after COMMIT"
+            ));
+        }
+        let control = st
+            .reasons
+            .iter()
+            .all(|r| matches!(r.class, Class::Transaction | Class::Session));
+        if control && st.functions.is_empty() && st.executes.is_none() && st.fetches.is_none() {
+            return None;
+        }
+        if runs_nothing(&st.kind) || (st.kind == "AlterTableStmt" && alters_nothing_run(st)) {
+            return None;
+        }
+        if let Some(deep) = &self.deep {
+            return Some(format!(
+                "{} may run what {deep} changed in this transaction (types, casts, operators, names or code pgward cannot see), which pgward cannot judge before the transaction ends; run it after COMMIT",
+                what(st)
+            ));
+        }
+        if let Some(name) = st.executes.as_deref().or(st.fetches.as_deref()) {
+            return Some(after(format!("running \"{name}\"")));
+        }
+        for f in &st.functions {
+            let (schema, name) = match f.rsplit_once('.') {
+                Some((s, n)) => (Some(s), n),
+                None => (None, f.as_str()),
+            };
+            if self.functions.iter().any(|c| c == name) {
+                return Some(format!(
+                    "{name} was changed in this transaction, which pgward cannot judge before the transaction ends; run it after COMMIT"
+                ));
+            }
+            if !is_builtin(cat, schema, name) {
+                return Some(after(format!("{name}()")));
+            }
+        }
+        if st.unknown_function || !st.hidden_reads.is_empty() {
+            return Some(after(what(st)));
+        }
+        for r in &st.relations {
+            let system = match &r.schema {
+                Some(s) => matches!(s.as_str(), "pg_catalog" | "information_schema"),
+                None => cat.relation_schemas(&r.name).is_some_and(|places| {
+                    places
+                        .iter()
+                        .all(|s| matches!(*s, "pg_catalog" | "information_schema"))
+                }),
+            };
+            if !system && !self.created.contains(&r.name) {
+                return Some(after(format!("using {}", r.qualified())));
+            }
+        }
+        None
+    }
+}
+
+/// A function as built-in: every function of that name (in that schema)
+/// is PostgreSQL's own.
+fn is_builtin(cat: &Catalog, schema: Option<&str>, name: &str) -> bool {
+    let found = cat.functions(schema, name);
+    !found.is_empty()
+        && found
+            .iter()
+            .all(|f| matches!(&*f.schema, "pg_catalog" | "information_schema"))
+}
+
+/// The statement in a few SQL words ("CREATE FUNCTION", ...).
+fn what(st: &Statement) -> String {
+    let words: String = st
+        .text
+        .split_whitespace()
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words: String = words.chars().take(60).collect();
+    format!("\"{words}\"")
+}
+
+fn change(st: &Statement, cat: &Catalog) -> Change {
+    match st.kind.as_str() {
+        "CreateEventTrigStmt" | "AlterEventTrigStmt" => return Change::EventTrigger,
+        "CreateSeqStmt"
+        | "AlterSeqStmt"
+        | "DropStmt"
+        | "CommentStmt"
+        | "GrantStmt"
+        | "GrantRoleStmt"
+        | "AlterDefaultPrivilegesStmt"
+        | "SecLabelStmt" => return Change::Plain(None),
+        "CreateStmt" | "IndexStmt" | "AlterTableStmt" | "CreateFunctionStmt"
+        | "AlterFunctionStmt" | "CreateTrigStmt" | "RuleStmt" | "CreatePolicyStmt"
+        | "AlterPolicyStmt" | "ViewStmt" | "CreateTableAsStmt" | "SelectStmt" => {}
+        _ => return Change::Anything,
+    }
+    let builtin_only = !st.unknown_function
+        && st.dangerous.is_empty()
+        && st.functions.iter().all(|f| match f.rsplit_once('.') {
+            Some((s, n)) => is_builtin(cat, Some(s), n),
+            None => is_builtin(cat, None, f),
+        });
+    let Some(node) = parse_one(st) else {
+        return Change::Anything;
+    };
+    let code = |relations: Vec<String>, functions: Vec<String>| Change::Code {
+        relations,
+        functions,
+    };
+    match node {
+        Node::CreateStmt(c) => {
+            let name = rel_name(c.relation.as_ref());
+            let plain = builtin_only
+                && c.inh_relations.is_empty()
+                && c.partbound.is_none()
+                && c.of_typename.is_none()
+                && c.table_elts.iter().all(|e| plain_element(e, cat))
+                && c.constraints.iter().all(plain_constraint);
+            if plain {
+                Change::Plain(name)
+            } else {
+                code(name.into_iter().collect(), Vec::new())
+            }
+        }
+        Node::IndexStmt(i) => {
+            let plain = builtin_only
+                && i.index_params.iter().all(|p| match &p.node {
+                    Some(Node::IndexElem(e)) => e.opclass.is_empty(),
+                    _ => false,
+                });
+            if plain {
+                Change::Plain(None)
+            } else {
+                code(
+                    rel_name(i.relation.as_ref()).into_iter().collect(),
+                    Vec::new(),
+                )
+            }
+        }
+        Node::AlterTableStmt(a) => {
+            let plain = builtin_only
+                && a.cmds.iter().all(|c| match &c.node {
+                    Some(Node::AlterTableCmd(cmd)) => plain_alter(cmd, cat),
+                    _ => false,
+                });
+            if plain {
+                Change::Plain(None)
+            } else {
+                code(
+                    rel_name(a.relation.as_ref()).into_iter().collect(),
+                    Vec::new(),
+                )
+            }
+        }
+        Node::CreateFunctionStmt(f) => {
+            code(Vec::new(), last_name(&f.funcname).into_iter().collect())
+        }
+        Node::AlterFunctionStmt(f) => code(
+            Vec::new(),
+            f.func
+                .as_ref()
+                .and_then(|o| last_name(&o.objname))
+                .into_iter()
+                .collect(),
+        ),
+        Node::CreateTrigStmt(t) => code(
+            rel_name(t.relation.as_ref()).into_iter().collect(),
+            Vec::new(),
+        ),
+        Node::RuleStmt(r) => code(
+            rel_name(r.relation.as_ref()).into_iter().collect(),
+            Vec::new(),
+        ),
+        Node::CreatePolicyStmt(p) => {
+            code(rel_name(p.table.as_ref()).into_iter().collect(), Vec::new())
+        }
+        Node::AlterPolicyStmt(p) => {
+            code(rel_name(p.table.as_ref()).into_iter().collect(), Vec::new())
+        }
+        Node::ViewStmt(v) => code(rel_name(v.view.as_ref()).into_iter().collect(), Vec::new()),
+        // CREATE TABLE AS and SELECT INTO: a new table with no defaults.
+        Node::CreateTableAsStmt(_) => Change::Plain(None),
+        Node::SelectStmt(s) if s.into_clause.is_some() => Change::Plain(None),
+        // A statement whose functions run DDL.
+        _ => Change::Anything,
+    }
+}
+
+fn rel_name(r: Option<&protobuf::RangeVar>) -> Option<String> {
+    r.map(|r| r.relname.clone())
+}
+
+fn last_name(names: &[protobuf::Node]) -> Option<String> {
+    match names.last().and_then(|n| n.node.as_ref()) {
+        Some(Node::String(s)) => Some(s.sval.clone()),
+        _ => None,
+    }
+}
+
+/// A column type whose values run nothing pgward would judge: a built-in
+/// type, or a user type with no domain checks, input functions or casts.
+fn plain_type(t: Option<&protobuf::TypeName>, cat: &Catalog) -> bool {
+    let Some(t) = t else { return true };
+    if t.pct_type {
+        return false;
+    }
+    let names: Vec<&str> = t
+        .names
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(Node::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })
+        .collect();
+    match names.as_slice() {
+        [name] => cat.type_functions(None, name).is_empty(),
+        ["pg_catalog", _] => true,
+        [schema, name] => cat.type_functions(Some(schema), name).is_empty(),
+        _ => false,
+    }
+}
+
+fn plain_column(c: &protobuf::ColumnDef, cat: &Catalog) -> bool {
+    plain_type(c.type_name.as_ref(), cat) && c.constraints.iter().all(plain_constraint)
+}
+
+/// A table element that adds only built-in computations: a column of a
+/// plain type, or a constraint other than an exclusion constraint or a
+/// foreign key whose actions write (no LIKE, which copies another
+/// table's expressions).
+fn plain_element(e: &protobuf::Node, cat: &Catalog) -> bool {
+    match &e.node {
+        Some(Node::ColumnDef(c)) => plain_column(c, cat),
+        Some(Node::Constraint(_)) => plain_constraint(e),
+        _ => false,
+    }
+}
+
+fn plain_constraint(n: &protobuf::Node) -> bool {
+    let Some(Node::Constraint(c)) = &n.node else {
+        return false;
+    };
+    let quiet = |a: &str| matches!(a, "" | "a" | "r");
+    match ConstrType::try_from(c.contype) {
+        Ok(ConstrType::ConstrExclusion) | Err(_) => false,
+        Ok(ConstrType::ConstrForeign) => quiet(&c.fk_del_action) && quiet(&c.fk_upd_action),
+        Ok(_) => true,
+    }
+}
+
+/// ALTER TABLE subcommands that add or drop columns, defaults,
+/// constraints and indexes (their expressions judged by the statement's
+/// functions), or change storage details.
+fn plain_alter(cmd: &protobuf::AlterTableCmd, cat: &Catalog) -> bool {
+    use AlterTableType::*;
+    let Ok(kind) = AlterTableType::try_from(cmd.subtype) else {
+        return false;
+    };
+    let def = cmd.def.as_deref();
+    match kind {
+        AtAddColumn | AtAlterColumnType => match def.and_then(|d| d.node.as_ref()) {
+            Some(Node::ColumnDef(c)) => plain_column(c, cat),
+            _ => false,
+        },
+        AtAddConstraint => def.is_some_and(plain_constraint),
+        AtColumnDefault | AtDropNotNull | AtSetNotNull | AtSetStatistics | AtSetOptions
+        | AtResetOptions | AtSetStorage | AtSetCompression | AtDropColumn | AtAddIndex
+        | AtValidateConstraint | AtAddIndexConstraint | AtDropConstraint | AtClusterOn
+        | AtDropCluster | AtSetRelOptions | AtResetRelOptions | AtReplaceRelOptions
+        | AtAddIdentity | AtSetIdentity | AtDropIdentity | AtDropExpression | AtReplicaIdentity
+        | AtSetLogged | AtSetUnLogged => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(sql: &str, cat: &Catalog) -> Statement {
+        let mut stmts = classify::classify(sql, cat).expect("parses");
+        assert_eq!(stmts.len(), 1, "{sql}");
+        stmts.remove(0)
+    }
+
+    fn window(sqls: &[&str], cat: &Catalog) -> Window {
+        let mut w = Window::default();
+        for sql in sqls {
+            let st = statement(sql, cat);
+            assert!(w.refusal(&st, cat).is_none(), "{sql} refused");
+            w.add(&st, cat);
+        }
+        w
+    }
+
+    #[test]
+    fn a_migration_of_new_tables_stays_certain() {
+        let cat = Catalog::builtin();
+        let w = window(
+            &[
+                "CREATE TABLE t (id serial PRIMARY KEY, name text NOT NULL DEFAULT lower('X'), CHECK (length(name) < 10))",
+                "CREATE INDEX t_name ON t (lower(name))",
+                "ALTER TABLE t ADD COLUMN c int DEFAULT 0",
+                "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES t (id) DEFERRABLE INITIALLY DEFERRED",
+                "INSERT INTO t (name) VALUES ('a')",
+                "SELECT * FROM t",
+            ],
+            &cat,
+        );
+        assert!(w.open && !w.uncertain());
+    }
+
+    #[test]
+    fn functions_triggers_and_views_make_their_users_uncertain() {
+        let cat = Catalog::builtin();
+        let f = "SELECT f()";
+        let t = "INSERT INTO t VALUES (1)";
+        for (ddl, used) in [
+            (
+                "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+                f,
+            ),
+            ("ALTER FUNCTION f() SECURITY DEFINER", f),
+            (
+                "CREATE FUNCTION g() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+                "SELECT * FROM customers",
+            ),
+            (
+                "CREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
+                t,
+            ),
+            ("CREATE RULE r AS ON INSERT TO t DO ALSO SELECT 1", t),
+            ("CREATE POLICY p ON t USING (true)", "SELECT * FROM t"),
+            (
+                "CREATE OR REPLACE VIEW v AS SELECT 1 AS a",
+                "SELECT * FROM v",
+            ),
+            ("ALTER TABLE t ENABLE ROW LEVEL SECURITY", "SELECT * FROM t"),
+            ("ALTER TABLE t ADD CONSTRAINT c CHECK (f(x) > 0)", t),
+            ("ALTER TABLE t ALTER COLUMN x SET DEFAULT f()", t),
+            ("CREATE INDEX ON t (f(x))", t),
+            (
+                "CREATE TABLE t2 (LIKE customers INCLUDING ALL)",
+                "INSERT INTO t2 VALUES (1)",
+            ),
+            (
+                "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (x) REFERENCES u ON DELETE CASCADE",
+                t,
+            ),
+        ] {
+            let w = window(&["CREATE TABLE t (x int)", ddl], &cat);
+            assert!(w.uncertain(), "{ddl}");
+            let st = statement(used, &cat);
+            let why = w.refusal(&st, &cat);
+            assert!(why.is_some(), "{ddl}; {used} allowed");
+            // Built-in work, the system catalogs and transaction control go on.
+            for fine in [
+                "SELECT 1 + length('x')",
+                "SELECT relname FROM pg_class",
+                "COMMIT",
+                "ROLLBACK",
+                "SAVEPOINT s",
+            ] {
+                let st = statement(fine, &cat);
+                assert!(w.refusal(&st, &cat).is_none(), "{ddl}; {fine} refused");
+            }
+        }
+        // ALTER TABLE that records only (an owner, a default) runs
+        // nothing; one that checks or rewrites rows runs the table's
+        // expressions.
+        let w = window(
+            &["CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"],
+            &cat,
+        );
+        for quiet in [
+            "ALTER TABLE customers OWNER TO someone",
+            "ALTER TABLE customers ALTER COLUMN id SET DEFAULT f()",
+            "ALTER TABLE customers ENABLE TRIGGER ALL",
+        ] {
+            assert!(
+                w.refusal(&statement(quiet, &cat), &cat).is_none(),
+                "{quiet}"
+            );
+        }
+        for busy in [
+            "ALTER TABLE customers ADD CHECK (id > 0)",
+            "ALTER TABLE customers ALTER COLUMN id TYPE bigint",
+        ] {
+            assert!(w.refusal(&statement(busy, &cat), &cat).is_some(), "{busy}");
+        }
+        // A function change leaves a new plain table usable.
+        let w = window(
+            &[
+                "CREATE TABLE t (x int)",
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            ],
+            &cat,
+        );
+        assert!(w
+            .refusal(&statement("INSERT INTO t VALUES (1)", &cat), &cat)
+            .is_none());
+        let why = w.refusal(&statement("SELECT f()", &cat), &cat).unwrap();
+        assert!(
+            why.starts_with("f was changed in this transaction"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn types_casts_operators_renames_and_event_triggers_make_everything_uncertain() {
+        let cat = Catalog::builtin();
+        for ddl in [
+            "CREATE CAST (int AS text) WITH FUNCTION f(int)",
+            "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = f)",
+            "CREATE DOMAIN d AS int CHECK (f(VALUE) > 0)",
+            "ALTER DOMAIN d ADD CHECK (f(VALUE) > 0)",
+            "ALTER FUNCTION f() RENAME TO g",
+            "ALTER FUNCTION f() SET SCHEMA s",
+            "ALTER TABLE a RENAME TO b",
+            "DO $$ BEGIN END $$",
+        ] {
+            let w = window(&[ddl], &cat);
+            for used in ["SELECT 1 + length('x')", "SELECT relname FROM pg_class"] {
+                let st = statement(used, &cat);
+                assert!(w.refusal(&st, &cat).is_some(), "{ddl}; {used} allowed");
+            }
+            let st = statement("COMMIT", &cat);
+            assert!(w.refusal(&st, &cat).is_none());
+        }
+        let w = window(
+            &["CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()"],
+            &cat,
+        );
+        let st = statement("CREATE TABLE x (a int)", &cat);
+        assert!(w.refusal(&st, &cat).is_some());
+        // A function of the name of a built-in shadows it.
+        let w = window(
+            &["CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql AS 'SELECT 1'"],
+            &cat,
+        );
+        let st = statement("SELECT lower('x')", &cat);
+        assert!(w.refusal(&st, &cat).is_some());
+    }
+}
