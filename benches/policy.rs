@@ -128,6 +128,7 @@ fn guard_benches(c: &mut Criterion, texts: &[String]) {
         },
         Some("analyst".into()),
         slot,
+        shared.upstream.clone(),
     );
     let state = pgward::session::state::ProtocolState::default();
     let bodies: Vec<Vec<u8>> = texts

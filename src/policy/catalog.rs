@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -620,23 +620,16 @@ impl Catalog {
 
     /// Loads the catalog of `database` over a fresh upstream connection.
     pub async fn load(upstream: &Upstream, database: &str) -> Result<Catalog, UpstreamError> {
-        let mut control = upstream.connect(database, &[]).await?;
-        // Deparsing a view, a rule, a BEGIN ATOMIC body or an expression
-        // with a sub-select locks the relations it names (ruleutils'
-        // AcquireRewriteLocks). A session holding such a lock in its open
-        // block may be waiting for this reload: never wait on it for long
-        // (see `deparsed`).
-        control.simple_query("SET lock_timeout = '1s'").await?;
-        let conn = &mut control;
+        let mut conn = upstream.connect(database, &[]).await?;
         let mut cat = Catalog::empty(format!(
             "live catalog of database {database:?}, loaded at {}",
             time_now()
         ));
         // (function index, its user argument/result types, its defaults)
         let mut implied: Vec<(usize, Option<String>, Option<String>)> = Vec::new();
-        for row in deparsed(
-            conn,
-            "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs, \
+        for row in conn
+            .simple_query(
+                "SELECT p.oid, n.nspname, p.proname, p.provolatile, l.lanname, p.pronargs, \
                  CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') \
                  OR l.lanname IN ('internal', 'c') THEN NULL \
                  WHEN l.lanname = 'sql' AND p.prosqlbody IS NOT NULL \
@@ -653,8 +646,8 @@ impl Catalog {
                  FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = p.prolang",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(oid), Some(s), Some(n), Some(v), Some(l), Some(a), body, types, defaults] =
                 row.as_slice()
@@ -672,9 +665,9 @@ impl Catalog {
         }
         // An aggregate runs its support functions: one more entry under
         // its name for each (pg_catalog's own are PostgreSQL's, trusted).
-        for row in deparsed(
-            conn,
-            "SELECT ap.oid, an.nspname, ap.proname, ap.pronargs, \
+        for row in conn
+            .simple_query(
+                "SELECT ap.oid, an.nspname, ap.proname, ap.pronargs, \
                  fn.nspname || '.' || f.proname, f.provolatile, l.lanname \
                  FROM pg_catalog.pg_aggregate a \
                  JOIN pg_catalog.pg_proc ap ON ap.oid = a.aggfnoid \
@@ -685,8 +678,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = f.prolang \
                  WHERE an.nspname <> 'pg_catalog'",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(oid), Some(s), Some(n), Some(a), Some(support), Some(v), Some(l)] =
                 row.as_slice()
@@ -697,9 +690,9 @@ impl Catalog {
                 });
             }
         }
-        for row in deparsed(
-            conn,
-            "SELECT o.oprname, pn.nspname, p.proname, \
+        for row in conn
+            .simple_query(
+                "SELECT o.oprname, pn.nspname, p.proname, \
                  (o.oprleft = 'pg_catalog.text'::pg_catalog.regtype \
                  AND o.oprright = 'pg_catalog.text'::pg_catalog.regtype)::text \
                  FROM pg_catalog.pg_operator o \
@@ -707,8 +700,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE n.nspname <> 'pg_catalog' OR pn.nspname <> 'pg_catalog'",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(op), Some(s), Some(f), text] = row.as_slice() {
                 if op == "=" && text.as_deref() == Some("true") {
@@ -720,14 +713,14 @@ impl Catalog {
                     .push((s.clone(), f.clone()));
             }
         }
-        for row in deparsed(
-            conn,
-            "SELECT pn.nspname, p.proname FROM pg_catalog.pg_cast c \
+        for row in conn
+            .simple_query(
+                "SELECT pn.nspname, p.proname FROM pg_catalog.pg_cast c \
                  JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE pn.nspname <> 'pg_catalog' AND c.castcontext IN ('i', 'a')",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(s), Some(f)] = row.as_slice() {
                 cat.implicit_casts.push((s.clone(), f.clone()));
@@ -735,8 +728,8 @@ impl Catalog {
         }
         // Functions a value of a user type can run: casts into it and its
         // input function.
-        for row in deparsed(
-            conn,
+        for row in conn
+            .simple_query(
                 "SELECT tn.nspname, t.typname, pn.nspname, p.proname \
                  FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
                  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
@@ -756,12 +749,12 @@ impl Catalog {
                 cat.add_type_function(ts, tn, (fs.clone(), f.clone()));
             }
         }
-        let domain_checks = deparsed(
-            conn,
-            // A domain's CHECK runs for every value of a type that holds
-            // it: domains over it, its arrays, composites (and tables'
-            // row types) with a column of it, ranges and multiranges.
-            "WITH RECURSIVE edge(inner_t, outer_t) AS ( \
+        let domain_checks = conn
+            .simple_query(
+                // A domain's CHECK runs for every value of a type that holds
+                // it: domains over it, its arrays, composites (and tables'
+                // row types) with a column of it, ranges and multiranges.
+                "WITH RECURSIVE edge(inner_t, outer_t) AS ( \
                  SELECT typbasetype, oid FROM pg_catalog.pg_type WHERE typtype = 'd' \
                  UNION ALL SELECT typelem, oid FROM pg_catalog.pg_type WHERE typelem <> 0 \
                  UNION ALL SELECT a.atttypid, t.oid FROM pg_catalog.pg_type t \
@@ -776,25 +769,25 @@ impl Catalog {
                  SELECT tn.nspname, t.typname, pg_catalog.pg_get_constraintdef(h.con) \
                  FROM holds h JOIN pg_catalog.pg_type t ON t.oid = h.t \
                  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace",
-        )
-        .await?;
+            )
+            .await?;
         // Row security policies run their expressions on every read of
         // the table, as a view runs its definition.
-        let policies = deparsed(
-            conn,
-            "SELECT n.nspname, c.relname, pg_catalog.string_agg('(' || \
-             coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || '), (' || \
-             coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') || ')', ', ') \
-             FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relrowsecurity GROUP BY n.nspname, c.relname",
-        )
-        .await?;
+        let policies = conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, pg_catalog.string_agg('(' || \
+                 coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || '), (' || \
+                 coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') || ')', ', ') \
+                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relrowsecurity GROUP BY n.nspname, c.relname",
+            )
+            .await?;
         // file_fdw foreign tables read a server file, or run a program,
         // on every read: COPY FROM in disguise.
-        for row in deparsed(
-            conn,
-            "SELECT n.nspname, c.relname, EXISTS (SELECT FROM \
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, EXISTS (SELECT FROM \
                  pg_catalog.pg_options_to_table(ft.ftoptions) o WHERE o.option_name = 'program') \
                  FROM pg_catalog.pg_foreign_table ft \
                  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid \
@@ -803,8 +796,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw \
                  JOIN pg_catalog.pg_proc h ON h.oid = w.fdwhandler \
                  WHERE h.proname = 'file_fdw_handler'",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(s), Some(n), Some(program)] = row.as_slice() {
                 cat.file_tables
@@ -813,26 +806,26 @@ impl Catalog {
         }
         // Views' definitions (a materialized view's read runs nothing of
         // its definition: only REFRESH does, and that is a write).
-        let relations = deparsed(
-            conn,
-            "SELECT n.nspname, c.relname, c.relkind, \
-             CASE WHEN c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             THEN pg_catalog.pg_get_viewdef(c.oid) END \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
-        )
-        .await?;
+        let relations = conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, c.relkind, \
+                 CASE WHEN c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 THEN pg_catalog.pg_get_viewdef(c.oid) END \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
+            )
+            .await?;
         let mut writes: HashMap<String, WriteEffects> = HashMap::new();
-        for row in deparsed(
-            conn,
-            "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
                  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE NOT t.tgisinternal",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
                 let triggers = &mut writes.entry(t.clone()).or_default().triggers;
@@ -845,8 +838,8 @@ impl Catalog {
         // What an INSERT or UPDATE evaluates, per table, as SQL
         // expressions (judged below, once the catalog knows every
         // function, type and operator).
-        let expressions = deparsed(
-            conn,
+        let expressions = conn
+            .simple_query(
                 "SELECT n.nspname || '.' || c.relname, pg_catalog.string_agg(e.expr, ', ') \
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  CROSS JOIN LATERAL ( \
@@ -874,9 +867,9 @@ impl Catalog {
         // Functions an INSERT or UPDATE runs outside expressions: the
         // support functions of the user operator classes of the table's
         // indexes, the operators of its exclusion constraints.
-        for row in deparsed(
-            conn,
-            "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname || '.' || c.relname, pn.nspname, p.proname \
                  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_catalog.pg_opclass oc ON oc.oid = ANY (i.indclass::pg_catalog.oid[]) \
@@ -892,8 +885,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE k.contype = 'x' AND pn.nspname NOT IN ('pg_catalog', 'information_schema')",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
                 let funcs = &mut writes.entry(t.clone()).or_default().functions;
@@ -904,15 +897,15 @@ impl Catalog {
             }
         }
         // Rules other than a view's own, on tables and views.
-        for row in deparsed(
-            conn,
-            "SELECT n.nspname || '.' || c.relname, r.rulename, r.ev_type, \
-             pg_catalog.pg_get_ruledef(r.oid) \
-             FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE r.rulename <> '_RETURN' AND r.ev_enabled <> 'D'",
-        )
-        .await?
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname || '.' || c.relname, r.rulename, r.ev_type, \
+                 pg_catalog.pg_get_ruledef(r.oid) \
+                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE r.rulename <> '_RETURN' AND r.ev_enabled <> 'D'",
+            )
+            .await?
         {
             if let [Some(t), Some(name), Some(ev), Some(def)] = row.as_slice() {
                 let events = match ev.as_str() {
@@ -933,9 +926,9 @@ impl Catalog {
         // Foreign keys whose actions write the referencing table (as its
         // owner) when the referenced one is written; TRUNCATE ... CASCADE
         // empties every referencing table.
-        for row in deparsed(
-            conn,
-            "SELECT rn.nspname || '.' || r.relname, cn.nspname, c.relname, \
+        for row in conn
+            .simple_query(
+                "SELECT rn.nspname || '.' || r.relname, cn.nspname, c.relname, \
                  k.confdeltype, k.confupdtype \
                  FROM pg_catalog.pg_constraint k \
                  JOIN pg_catalog.pg_class r ON r.oid = k.confrelid \
@@ -943,8 +936,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
                  JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
                  WHERE k.contype = 'f'",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(t), Some(cs), Some(cn), Some(del), Some(upd)] = row.as_slice() {
                 writes
@@ -964,9 +957,9 @@ impl Catalog {
         // calls) and the support functions of the operator classes of the
         // indexes of the table the check looks in. 'f': run by writes of
         // the referencing table, 'p': of the referenced one.
-        for row in deparsed(
-            conn,
-            "WITH k AS (SELECT conrelid, confrelid, conpfeqop, conppeqop, conffeqop \
+        for row in conn
+            .simple_query(
+                "WITH k AS (SELECT conrelid, confrelid, conpfeqop, conppeqop, conffeqop \
                  FROM pg_catalog.pg_constraint WHERE contype = 'f'), \
                  x(rel, side, f) AS ( \
                  SELECT k.conrelid, 'f', v.f FROM k \
@@ -991,8 +984,8 @@ impl Catalog {
                  JOIN pg_catalog.pg_proc p ON p.oid = x.f \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(t), Some(side), Some(fs), Some(f)] = row.as_slice() {
                 let ev = match side.as_str() {
@@ -1008,21 +1001,21 @@ impl Catalog {
         }
         // Domain defaults that call a function (checked once the
         // catalog knows every function).
-        let domain_defaults = deparsed(
-            conn,
-            "SELECT tn.nspname, t.typname, pg_catalog.pg_get_expr(t.typdefaultbin, 0) \
+        let domain_defaults = conn
+            .simple_query(
+                "SELECT tn.nspname, t.typname, pg_catalog.pg_get_expr(t.typdefaultbin, 0) \
                  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
                  WHERE t.typtype = 'd' AND t.typdefaultbin IS NOT NULL",
-        )
-        .await?;
-        for row in deparsed(
-            conn,
-            "SELECT pn.nspname, p.proname FROM pg_catalog.pg_event_trigger e \
+            )
+            .await?;
+        for row in conn
+            .simple_query(
+                "SELECT pn.nspname, p.proname FROM pg_catalog.pg_event_trigger e \
                  JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                  WHERE e.evtenabled <> 'D'",
-        )
-        .await?
+            )
+            .await?
         {
             if let [Some(fs), Some(f)] = row.as_slice() {
                 let f = (fs.clone(), f.clone());
@@ -1031,26 +1024,26 @@ impl Catalog {
                 }
             }
         }
-        let user_types = deparsed(
-            conn,
-            "SELECT t.oid, tn.nspname, t.typname FROM pg_catalog.pg_type t \
+        let user_types = conn
+            .simple_query(
+                "SELECT t.oid, tn.nspname, t.typname FROM pg_catalog.pg_type t \
                  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
                  WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema') \
                  OR t.oid >= 16384",
-        )
-        .await?;
-        let inherits = deparsed(
-            conn,
-            "SELECT cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname \
+            )
+            .await?;
+        let inherits = conn
+            .simple_query(
+                "SELECT cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname \
                  FROM pg_catalog.pg_inherits i \
                  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
                  JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
                  JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
                  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
                  WHERE c.relkind IN ('r', 'p', 'f')",
-        )
-        .await?;
-        control.close().await;
+            )
+            .await?;
+        conn.close().await;
         for row in &inherits {
             if let [Some(child), Some(parent)] = row.as_slice() {
                 cat.add_inheritance(child, parent);
@@ -1232,71 +1225,6 @@ impl Catalog {
     }
 }
 
-/// Runs a catalog query. Deparsing a view, a rule, a BEGIN ATOMIC body or
-/// an expression with a sub-select locks the relations it names
-/// (ruleutils' AcquireRewriteLocks). When a lock is not granted within the
-/// control connection's `lock_timeout` (a session holds it in an open
-/// block, and may be waiting for this very reload), the query runs again
-/// with each `pg_catalog.pg_get_*(...)` call replaced by text pgward
-/// judges `unknown` (a call of a function no catalog has, a definition
-/// that does not parse): what could not be read is refused until a later
-/// reload reads it, never taken as harmless.
-async fn deparsed(
-    conn: &mut crate::upstream::UpstreamConn,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
-    match conn.simple_query(sql).await {
-        Err(UpstreamError::Server { code, .. }) if code == "55P03" && sql.contains(DEPARSE) => {
-            tracing::warn!(
-                "catalog load: relations a definition names are locked; what it defines is unknown until a later reload"
-            );
-            conn.simple_query(&without_deparsing(sql)).await
-        }
-        other => other,
-    }
-}
-
-const DEPARSE: &str = "pg_catalog.pg_get_";
-
-/// `sql` with each `pg_catalog.pg_get_*(...)` call replaced by a marker
-/// pgward judges unknown wherever the text lands: as an expression, a
-/// view's or a body's SQL (`SELECT ...`), a CHECK, a PL/pgSQL definition
-/// or a rule (neither of which then parses).
-fn without_deparsing(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(at) = rest.find(DEPARSE) {
-        out.push_str(&rest[..at]);
-        let call = &rest[at..];
-        let name_end = call.find('(').unwrap_or(call.len());
-        let mut depth = 0usize;
-        let mut end = call.len();
-        for (i, ch) in call.char_indices().skip(name_end) {
-            match ch {
-                '(' => depth += 1,
-                ')' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        end = i + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let marker = match &call[DEPARSE.len()..name_end] {
-            "viewdef" | "function_sqlbody" => "'SELECT pgward_locked_at_load()'",
-            "constraintdef" => "'CHECK (pgward_locked_at_load())'",
-            "ruledef" | "functiondef" => "'pgward could not read this: locked at load'",
-            _ => "'pgward_locked_at_load()'",
-        };
-        out.push_str(marker);
-        rest = &call[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 fn split_name(n: &str) -> (Option<String>, String) {
     match n.rsplit_once('.') {
         Some((s, f)) => (Some(s.to_owned()), f.to_owned()),
@@ -1421,59 +1349,16 @@ fn time_now() -> String {
 }
 
 /// The catalog of one database, refreshed in the background.
-///
-/// Besides the periodic reloads, a session that saw a statement change the
-/// catalog commit (see `changed`) makes the catalog stale: every session
-/// of the database then waits for a reload (`wait_fresh`) before its next
-/// statement is judged. The common path costs two atomic loads
-/// (`is_stale`).
 pub struct CatalogSlot {
     database: String,
     current: RwLock<Arc<Catalog>>,
     /// Bumped after every reload, so sessions notice without locking.
-    generation: AtomicU64,
+    generation: std::sync::atomic::AtomicU64,
     loaded_at: Mutex<Instant>,
     refreshing: AtomicBool,
-    /// Catalog changes sessions saw commit, counted.
-    changes: AtomicU64,
-    /// The value of `changes` when the current catalog began loading:
-    /// every change up to it is in the catalog.
-    fresh_for: AtomicU64,
-    /// Reloads that failed while the catalog was stale, counted, and the
-    /// last one's error.
-    failures: AtomicU64,
-    failure: Mutex<String>,
-    /// Wakes the sessions waiting for a reload.
-    reloaded: tokio::sync::Notify,
-    /// How to reach the database.
-    upstream: Upstream,
 }
 
-/// How long a session waits for its database's catalog to be reloaded
-/// after a change before its statement is refused.
-const RELOAD_WAIT: Duration = Duration::from_secs(30);
-
 impl CatalogSlot {
-    fn new(database: &str, cat: Catalog, upstream: &Upstream) -> CatalogSlot {
-        CatalogSlot {
-            database: database.to_owned(),
-            current: RwLock::new(Arc::new(cat)),
-            generation: AtomicU64::new(0),
-            loaded_at: Mutex::new(Instant::now()),
-            refreshing: AtomicBool::new(false),
-            changes: AtomicU64::new(0),
-            fresh_for: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            failure: Mutex::new(String::new()),
-            reloaded: tokio::sync::Notify::new(),
-            upstream: upstream.clone(),
-        }
-    }
-
-    pub fn database(&self) -> &str {
-        &self.database
-    }
-
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -1492,103 +1377,28 @@ impl CatalogSlot {
             .elapsed()
     }
 
-    /// Whether a change some session saw commit is not in the catalog yet.
-    pub fn is_stale(&self) -> bool {
-        self.fresh_for.load(Ordering::Acquire) != self.changes.load(Ordering::Acquire)
-    }
-
-    /// A statement that changes the catalog has committed (a session saw
-    /// its block end): reload now, and until the reload is done every
-    /// session's next statement waits (`wait_fresh`).
-    pub fn changed(self: &Arc<Self>) {
-        self.changes.fetch_add(1, Ordering::AcqRel);
-        self.reload();
-    }
-
     /// Reloads in the background unless a reload ran in the last `min_gap`
     /// (a flood of unknown names must not hammer the database).
-    pub fn refresh(self: &Arc<Self>, min_gap: Duration) {
-        if self.age() < min_gap {
-            return;
-        }
-        self.reload();
-    }
-
-    /// Starts a reload unless one is running; the running one loads again
-    /// when a change came in while it loaded.
-    fn reload(self: &Arc<Self>) {
-        if self.refreshing.swap(true, Ordering::AcqRel) {
+    pub fn refresh(self: &Arc<Self>, upstream: &Upstream, min_gap: Duration) {
+        if self.age() < min_gap || self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
         let slot = self.clone();
+        let upstream = upstream.clone();
         tokio::spawn(async move {
-            loop {
-                let target = slot.changes.load(Ordering::Acquire);
-                let loaded = Catalog::load(&slot.upstream, &slot.database).await;
-                let ok = loaded.is_ok();
-                match loaded {
-                    Ok(cat) => {
-                        *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
-                        slot.generation.fetch_add(1, Ordering::AcqRel);
-                        slot.fresh_for.fetch_max(target, Ordering::AcqRel);
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            database = %slot.database,
-                            "catalog reload failed, keeping the previous catalog: {e}"
-                        );
-                        *slot.failure.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
-                        slot.failures.fetch_add(1, Ordering::AcqRel);
-                    }
+            match Catalog::load(&upstream, &slot.database).await {
+                Ok(cat) => {
+                    *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
+                    slot.generation.fetch_add(1, Ordering::AcqRel);
                 }
-                *slot.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-                slot.refreshing.store(false, Ordering::Release);
-                slot.reloaded.notify_waiters();
-                // A change noted while it loaded: load again (a failure is
-                // retried by the next session that waits).
-                if !(ok && slot.is_stale() && !slot.refreshing.swap(true, Ordering::AcqRel)) {
-                    break;
-                }
+                Err(e) => tracing::warn!(
+                    database = %slot.database,
+                    "catalog refresh failed, keeping the previous catalog: {e}"
+                ),
             }
+            *slot.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            slot.refreshing.store(false, Ordering::Release);
         });
-    }
-
-    /// Waits until every change sessions saw commit is in the catalog,
-    /// starting a reload if none is running. Errs (to be refused, never
-    /// judged against the stale catalog) when the reload fails or takes
-    /// longer than `RELOAD_WAIT`.
-    pub async fn wait_fresh(self: Arc<Self>) -> Result<(), String> {
-        let waited = crate::timer::timeout(RELOAD_WAIT, async {
-            loop {
-                let notified = self.reloaded.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if !self.is_stale() {
-                    return Ok(());
-                }
-                let failures = self.failures.load(Ordering::Acquire);
-                self.reload();
-                notified.await;
-                if !self.is_stale() {
-                    return Ok(());
-                }
-                if self.failures.load(Ordering::Acquire) != failures {
-                    let why = self
-                        .failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone();
-                    return Err(why);
-                }
-            }
-        })
-        .await;
-        waited.unwrap_or_else(|_| {
-            Err(format!(
-                "the reload took longer than {} s",
-                RELOAD_WAIT.as_secs()
-            ))
-        })
     }
 }
 
@@ -1638,7 +1448,7 @@ impl CatalogStore {
             let slot = slot.clone();
             drop(slots);
             if slot.age() > self.max_age {
-                slot.refresh(self.min_gap);
+                slot.refresh(upstream, self.min_gap);
             }
             return slot;
         }
@@ -1657,13 +1467,23 @@ impl CatalogStore {
                 cat
             }
         };
-        let slot = Arc::new(CatalogSlot::new(database, cat, upstream));
+        let slot = Arc::new(CatalogSlot {
+            database: database.to_owned(),
+            current: RwLock::new(Arc::new(cat)),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            loaded_at: Mutex::new(Instant::now()),
+            refreshing: AtomicBool::new(false),
+        });
         slots.insert(database.to_owned(), slot.clone());
         // Sessions reuse cached verdicts without looking at the catalog's
         // age: reload it every max_age while sessions use it, so a long
         // session's verdicts follow tables created since it began.
         let weak = Arc::downgrade(&slot);
-        let (every, min_gap) = (self.max_age.max(self.min_gap), self.min_gap);
+        let (upstream, every, min_gap) = (
+            upstream.clone(),
+            self.max_age.max(self.min_gap),
+            self.min_gap,
+        );
         tokio::spawn(async move {
             loop {
                 crate::timer::sleep(every).await;
@@ -1671,7 +1491,7 @@ impl CatalogStore {
                 // One reference is the store's and one is this one: more
                 // are sessions'.
                 if Arc::strong_count(&slot) > 2 {
-                    slot.refresh(min_gap);
+                    slot.refresh(&upstream, min_gap);
                 }
             }
         });
@@ -1750,26 +1570,6 @@ mod tests {
         // What pgward cannot take apart is kept as text that does not
         // parse: judged unknown.
         let (_, actions) = rule_statements("not a rule");
-        assert!(actions.len() == 1 && pg_query::parse(&actions[0], 0).is_err());
-    }
-
-    #[test]
-    fn deparsing_calls_are_replaced_by_what_is_judged_unknown() {
-        let sql = "SELECT a, CASE WHEN x THEN pg_catalog.pg_get_viewdef(c.oid) END, \
-                   coalesce(pg_catalog.pg_get_expr(p.q, p.r), 'true') FROM t";
-        assert_eq!(
-            without_deparsing(sql),
-            "SELECT a, CASE WHEN x THEN 'SELECT pgward_locked_at_load()' END, \
-             coalesce('pgward_locked_at_load()', 'true') FROM t"
-        );
-        let cat = Catalog::builtin();
-        let unknown = |sql: &str| {
-            classify::classify(sql, &cat)
-                .map(|s| s.iter().any(|st| st.unknown_function))
-                .unwrap_or(true)
-        };
-        assert!(unknown("SELECT pgward_locked_at_load()"));
-        let (_, actions) = rule_statements("pgward could not read this: locked at load");
         assert!(actions.len() == 1 && pg_query::parse(&actions[0], 0).is_err());
     }
 

@@ -6,7 +6,6 @@ pub mod builtins;
 pub mod catalog;
 pub mod class;
 pub mod classify;
-pub mod ddl;
 pub mod decide;
 pub mod explain;
 pub mod params;

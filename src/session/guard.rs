@@ -14,12 +14,12 @@ use super::state::{Effect, Prepared, ProtocolState, NEVER_ALLOWED};
 use super::text::TextChange;
 use crate::auth::Identity;
 use crate::policy::catalog::ParamType;
-use crate::policy::ddl::{self, Window};
 use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, Verdict};
 use crate::protocol::frontend::{self, Message};
 use crate::protocol::tag::frontend as tag;
 use crate::protocol::{sqlstate, PgError};
 use crate::server::Shared;
+use crate::upstream::Upstream;
 
 /// Classifications a session keeps to itself (exact texts and shapes).
 const LOCAL_CACHE: usize = 64;
@@ -36,6 +36,8 @@ pub struct Guard {
     /// The role chosen at startup (`-c pgward.role=...`), else the first.
     wanted_role: Option<String>,
     catalog: Arc<CatalogSlot>,
+    /// Upstream used to refresh the catalog.
+    upstream: Upstream,
     /// Rules generation and the session's role under it (or why none).
     rules_gen: u64,
     role: Result<Arc<Role>, String>,
@@ -68,12 +70,6 @@ pub struct Guard {
     /// Set by `check` when it refused the message because pgward's parser
     /// could not parse it (see `syntax_probe`).
     pub unparsed: bool,
-    /// What this session's catalog changes not yet committed (and
-    /// reloaded) make uncertain.
-    window: Window,
-    /// Why the catalog could not be reloaded after a change: the next
-    /// message judged is refused with it.
-    reload_failed: Option<String>,
     /// What the message being judged would wait for: approval of a
     /// statement the role's rules hold (`refusal` sets it).
     hold: Option<Hold>,
@@ -208,6 +204,7 @@ impl Guard {
         identity: Identity,
         wanted_role: Option<String>,
         catalog: Arc<CatalogSlot>,
+        upstream: Upstream,
     ) -> Guard {
         let cat_gen = catalog.generation();
         let cat = catalog.get();
@@ -218,6 +215,7 @@ impl Guard {
             identity,
             wanted_role,
             catalog,
+            upstream,
             rules_gen,
             role,
             cat_gen,
@@ -232,65 +230,10 @@ impl Guard {
             text_change: TextChange::default(),
             bind_judging: false,
             unparsed: false,
-            window: Window::default(),
-            reload_failed: None,
             hold: None,
             approved: Vec::new(),
             used_approval: false,
         }
-    }
-
-    /// Before a message is judged: when a catalog change some session saw
-    /// commit is not in the catalog yet, the wait for its reload (the
-    /// message is judged after it, see `catalog_ready`). A session inside
-    /// a transaction block does not wait: it may hold locks the reload
-    /// needs (deparsing a view locks the tables it names), and pg_restore
-    /// -j's workers would wait for each other's reloads; its statements are
-    /// judged against the catalog it has until the reload, which starts at
-    /// the commit, lands.
-    pub fn catalog_wait(
-        &self,
-        in_block: bool,
-    ) -> Option<impl std::future::Future<Output = Result<(), String>> + Send + 'static> {
-        if in_block || self.reload_failed.is_some() || !self.catalog.is_stale() {
-            return None;
-        }
-        Some(self.catalog.clone().wait_fresh())
-    }
-
-    /// The wait from `catalog_wait` ended: a failed reload refuses the
-    /// next message judged (never judged against the stale catalog).
-    pub fn catalog_ready(&mut self, result: Result<(), String>) {
-        if let Err(why) = result {
-            self.reload_failed = Some(why);
-        }
-    }
-
-    /// A ReadyForQuery with transaction status `status`; `idle` when no
-    /// response is owed after it. The end of a block that changed the
-    /// catalog makes the database's catalog stale for every session (each
-    /// waits for the reload before its next judgment); once nothing more
-    /// is in flight, this session's window of uncertainty closes.
-    pub fn on_ready(&mut self, status: u8, idle: bool) {
-        if status != b'I' || !self.window.open {
-            return;
-        }
-        self.catalog.changed();
-        if idle {
-            self.window = Window::default();
-        }
-    }
-
-    /// The generation verdicts on prepared statements are kept under: the
-    /// rules' and the catalog's.
-    fn verdict_gen(&self) -> u64 {
-        (self.cat_gen << 32) ^ self.rules_gen
-    }
-
-    /// Why the window of uncertainty refuses `st`, as an `unknown` denial.
-    fn window_refusal(&self, st: &Statement) -> Option<PgError> {
-        let why = self.window.refusal(st, &self.cat)?;
-        Some(unknown(why))
     }
 
     /// For a Query or Parse whose text is slow to classify and has not been
@@ -490,21 +433,6 @@ impl Guard {
         self.effects.clear();
         self.text_change = TextChange::default();
         self.unparsed = false;
-        if matches!(
-            msg,
-            Message::Query(_)
-                | Message::Parse(_)
-                | Message::Bind(_)
-                | Message::Execute(_)
-                | Message::FunctionCall(_)
-        ) {
-            if let Some(why) = self.reload_failed.take() {
-                return Some(unknown(format!(
-                    "the catalog of database \"{}\" changed and could not be reloaded ({why}); pgward does not judge statements against a stale catalog",
-                    self.catalog.database()
-                )));
-            }
-        }
         match msg {
             Message::Query(q) => self.judge_sql(q.sql, None, state),
             Message::Parse(p) => match self.judge_sql(p.sql, Some(p.name), state) {
@@ -544,7 +472,8 @@ impl Guard {
                 ParamType::Plain => continue,
                 ParamType::Unknown => {
                     // It may be new: look again soon.
-                    self.catalog.refresh(self.shared.catalogs.min_gap);
+                    self.catalog
+                        .refresh(&self.upstream, self.shared.catalogs.min_gap);
                     return Some(
                         denied(format!(
                             "parameter ${} is of type OID {oid}, which is not in pgward's catalog, so what its values run cannot be judged",
@@ -699,7 +628,7 @@ impl Guard {
                 }
                 Err(m) => return Some(denied(format!("with its parameter values: {m}"))),
             };
-            let mut generation = self.verdict_gen();
+            let mut generation = self.rules_gen;
             if let Some(e) = self.refusal(&role, statements, Some(&sql), state) {
                 if self.hold.take().is_none() {
                     return Some(e);
@@ -707,10 +636,7 @@ impl Guard {
                 // Needs approval: bound, and its Execute waits for it.
                 generation = NEVER_ALLOWED;
             }
-            if let Some(e) = statements.iter().find_map(|st| self.window_refusal(st)) {
-                return Some(e);
-            }
-            let bound = Prepared::bound(analysis.clone(), p.sql.clone(), generation, self.cat_gen);
+            let bound = Prepared::new(analysis.clone(), 0, p.sql.clone(), generation);
             self.effects.push(Effect::Bound(p, Arc::new(bound)));
         }
         None
@@ -746,14 +672,13 @@ impl Guard {
             // Until the server says which one ran, the latest is the guess.
             self.last.execute = candidates.last().cloned().flatten();
         }
-        let generation = self.verdict_gen();
+        let generation = self.rules_gen;
         self.text_change = state
             .text
             .changes(candidates.iter().flatten().filter_map(|p| p.statement()));
-        if !self.window.uncertain()
-            && candidates
-                .iter()
-                .all(|c| c.as_ref().is_some_and(|p| p.allowed_under() == generation))
+        if candidates
+            .iter()
+            .all(|c| c.as_ref().is_some_and(|p| p.allowed_under() == generation))
         {
             return None;
         }
@@ -762,24 +687,16 @@ impl Guard {
             Err(e) => return Some(e),
         };
         let mut held = None;
-        let mut window = self.window.clone();
         for candidate in &candidates {
-            let Some(p) = candidate.as_ref().filter(|p| p.statement().is_some()) else {
+            let Some(st) = candidate.as_ref().and_then(|p| p.statement()) else {
                 return Some(denied(format!(
                     "portal \"{portal}\" may run a statement that was not prepared through pgward"
                 )));
             };
-            // Classified again when the catalog changed since.
-            let st = match self.reclassified(p) {
-                Ok(st) => st,
-                Err(why) => return Some(denied(format!("portal \"{portal}\": {why}"))),
-            };
-            if let Some(e) = self.window_refusal(&st) {
-                return Some(e);
-            }
             // The text the client sent (a statement from the shape cache
             // carries another text's literals).
-            if let Some(e) = self.refusal(&role, std::slice::from_ref(&st), Some(&p.sql), state) {
+            let sql = candidate.as_ref().map(|p| p.sql.clone());
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(st), sql.as_deref(), state) {
                 if self.hold.is_none() {
                     return Some(e);
                 }
@@ -788,44 +705,16 @@ impl Guard {
                 // runs (a Parse of the same name may be queued).
                 held.get_or_insert(e);
             }
-            window.add(&st, &self.cat);
         }
         if let Some(e) = held {
             return Some(e);
         }
-        self.window = window;
         if !self.used_approval {
             for p in candidates.iter().flatten() {
                 p.set_allowed_under(generation);
             }
         }
         None
-    }
-
-    /// A prepared statement's classification under the current catalog:
-    /// the one it was judged by, classified again from its text (from the
-    /// cache when the catalog is unchanged). A statement judged with a
-    /// Bind's values cannot be: refused when the catalog changed since.
-    fn reclassified(&self, p: &Prepared) -> Result<Statement, String> {
-        let Some(st) = p.statement() else {
-            return Err("it was not prepared through pgward".into());
-        };
-        if let Some(catalog) = p.values_bound {
-            if catalog == self.cat_gen {
-                return Ok(st.clone());
-            }
-            return Err("the catalog changed since its Bind; bind it again".into());
-        }
-        let (_, index) = p.analysis();
-        let analysis = self.cat.analyze_with(&p.sql, st.lexer);
-        match analysis.as_ref() {
-            Ok(v) if v.len() == 1 => Ok(v[0].clone()),
-            Ok(v) => v
-                .get(index)
-                .cloned()
-                .ok_or_else(|| "its text no longer classifies as it did".into()),
-            Err(m) => Err(m.clone()),
-        }
     }
 
     /// The error for the first statement `role` may not run, if any. When
@@ -846,10 +735,10 @@ impl Guard {
             let mut out = Vec::new();
             let mut unknown = false;
             state.statement_candidates(name, state.owed.len(), &mut |p| match p
-                .map(|p| self.reclassified(p))
+                .and_then(|p| p.statement())
             {
-                Some(Ok(st)) => out.push(Arc::new(st)),
-                _ => unknown = true,
+                Some(st) => out.push(Arc::new(st.clone())),
+                None => unknown = true,
             });
             if unknown {
                 out.clear();
@@ -1002,21 +891,8 @@ impl Guard {
         };
         if statements.iter().any(|st| st.unknown_function) {
             // A function pgward has not seen may be new: look again soon.
-            self.catalog.refresh(self.shared.catalogs.min_gap);
-        }
-        // This session's catalog changes not yet committed: what may run
-        // them is uncertain, statement by statement (a later statement of
-        // the same string runs after an earlier one's change).
-        let mut window = None;
-        if self.window.open || statements.iter().any(ddl::changes_catalog) {
-            let mut w = self.window.clone();
-            for st in statements.iter() {
-                if let Some(why) = w.refusal(st, &self.cat) {
-                    return Some(unknown(why));
-                }
-                w.add(st, &self.cat);
-            }
-            window = Some(w);
+            self.catalog
+                .refresh(&self.upstream, self.shared.catalogs.min_gap);
         }
         // EXECUTE is judged by what is prepared now, which changes: never
         // from the cache.
@@ -1045,7 +921,8 @@ impl Guard {
                 .any(|r| !self.cat.places(&r.name))
             {
                 // A relation created since the catalog was loaded: look again.
-                self.catalog.refresh(self.shared.catalogs.min_gap);
+                self.catalog
+                    .refresh(&self.upstream, self.shared.catalogs.min_gap);
             }
             if let Some(e) = self.refusal(&role, statements, Some(sql), state) {
                 // A Parse of a statement that needs approval runs nothing:
@@ -1058,16 +935,13 @@ impl Guard {
                 self.mark_allowed(&key, found);
             }
         }
-        if let Some(w) = window {
-            self.window = w;
-        }
         // Allowed: what it prepares or deallocates takes effect when the
         // server completes it (see `ProtocolState`); a Query may change how
         // the server reads what follows (a Parse runs nothing).
         let generation = if held_for_execute || self.used_approval {
             NEVER_ALLOWED
         } else {
-            self.verdict_gen()
+            self.rules_gen
         };
         if parse_name.is_none() {
             self.text_change = state.text.changes(statements);
@@ -1148,14 +1022,6 @@ fn private_role(
 
 fn denied(m: String) -> PgError {
     PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("pgward: {m}"))
-}
-
-/// A statement pgward cannot judge now: refused as `unknown`.
-fn unknown(m: String) -> PgError {
-    PgError::error(
-        sqlstate::INSUFFICIENT_PRIVILEGE,
-        format!("pgward: unknown: {m}"),
-    )
 }
 
 #[cfg(test)]

@@ -490,6 +490,7 @@ async fn establish(
         identity.clone(),
         Some(role.name.clone()),
         catalog,
+        shared.upstream.clone(),
     );
     let control = Arc::new(registry::Control::default());
     let registration = shared.cancels.register(

@@ -53,16 +53,10 @@ pub enum End {
 /// A long text's classification, running apart from the session.
 pub type Apart = Pin<Box<dyn std::future::Future<Output = Classified> + Send>>;
 
-/// A wait for the database's catalog to be reloaded after a change.
-pub type Reload = Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
-
 /// Why the message at the head of the client's input waits.
 pub enum Blocked {
     /// Its text is being classified apart.
     Classify(Apart),
-    /// A change to the catalog committed (in any session of the database)
-    /// and the catalog is being reloaded: judged against the new one.
-    Catalog(Reload),
     /// The audit queue has no room for its events (this session's share
     /// is taken): the client is not read until there is.
     AuditRoom,
@@ -99,8 +93,7 @@ pub struct Core {
     guard: Option<Guard>,
     /// The session's audit trail, when the audit log is on.
     recorder: Option<Recorder>,
-    /// A message waits for a classification running apart, or for the
-    /// catalog's reload.
+    /// A message waits for a classification running apart.
     apart: bool,
     /// When the client last sent something or was last answered with
     /// ReadyForQuery (a session is idle from then, as PostgreSQL's
@@ -130,9 +123,6 @@ pub struct Relay {
     /// The classification of a long text at the head of `cin`, running
     /// apart; the client is not read meanwhile.
     classifying: Option<Apart>,
-    /// The head of `cin` waits for the catalog's reload; the client is not
-    /// read meanwhile.
-    reloading: Option<Reload>,
     /// The message at the head of `cin` waits for room in the audit
     /// queue; the timer of its next try. The client is read meanwhile only
     /// while `cin` is small (to see it hang up).
@@ -202,15 +192,6 @@ impl Core {
         self.state.is_idle() && !self.apart
     }
 
-    /// The catalog's reload the head message waited for is done (or
-    /// failed: then that message is refused).
-    fn catalog_ready(&mut self, result: Result<(), String>) {
-        self.apart = false;
-        if let Some(g) = &mut self.guard {
-            g.catalog_ready(result);
-        }
-    }
-
     /// Hands over a classification that ran apart (see `on_client_data`).
     fn provide(&mut self, c: Classified) {
         self.apart = false;
@@ -270,7 +251,6 @@ impl Relay {
             core,
             deadline: None,
             classifying: None,
-            reloading: None,
             audit_wait: None,
             wakers: None,
             link: None,
@@ -425,7 +405,6 @@ impl Relay {
     fn on_client_data(&mut self) -> Result<(), End> {
         match self.core.on_client_data(&mut self.cin, &mut self.to_up)? {
             Some(Blocked::Classify(work)) => self.classifying = Some(work),
-            Some(Blocked::Catalog(wait)) => self.reloading = Some(wait),
             Some(Blocked::AuditRoom) => {
                 self.audit_wait = Some(crate::timer::sleep(AUDIT_RETRY));
             }
@@ -614,16 +593,6 @@ impl Relay {
                     continue;
                 }
             }
-            if let Some(wait) = &mut self.reloading {
-                if let Poll::Ready(result) = wait.as_mut().poll(cx) {
-                    self.reloading = None;
-                    self.core.catalog_ready(result);
-                    if let Err(end) = self.on_client_data() {
-                        return Poll::Ready(end);
-                    }
-                    continue;
-                }
-            }
             if let Some(retry) = &mut self.audit_wait {
                 if std::future::Future::poll(Pin::new(retry), cx).is_ready() {
                     self.audit_wait = None;
@@ -645,7 +614,6 @@ impl Relay {
             let waiting = self.audit_wait.is_some() || self.holding.is_some();
             if self.to_up.len() < HIGH_WATER
                 && self.classifying.is_none()
-                && self.reloading.is_none()
                 && (!waiting || self.cin.len() < HIGH_WATER)
                 && w.client.due()
             {
@@ -798,17 +766,6 @@ impl Core {
                     break;
                 }
             }
-            if let (Some(g), None) = (&self.guard, &unreadable) {
-                if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
-                    if let Some(wait) = g.catalog_wait(self.state.tx_status != b'I') {
-                        // Judged against the reloaded catalog; what came
-                        // before it goes on now.
-                        blocked = Some(Blocked::Catalog(Box::pin(wait)));
-                        self.release = released;
-                        break;
-                    }
-                }
-            }
             let mut denial = match (&mut self.guard, unreadable, &released) {
                 (Some(g), _, Some(Release::Refused(err))) => {
                     g.skip();
@@ -949,7 +906,7 @@ impl Core {
         if terminate {
             return Err(End::ClientTerminated);
         }
-        self.apart = apart.is_some() || matches!(blocked, Some(Blocked::Catalog(_)));
+        self.apart = apart.is_some();
         Ok(apart.map(Blocked::Classify).or(blocked))
     }
 
@@ -986,14 +943,6 @@ impl Core {
                 rec.on_backend(&msg, self.state.front_index(), bound);
             }
             let answer = self.state.on_backend_message(&msg);
-            if tag == b'Z' {
-                if let (Some(g), Some(&status)) = (&mut self.guard, body.first()) {
-                    // A block that changed the catalog ended: before its
-                    // ReadyForQuery reaches the client, every session's
-                    // next judgment waits for the reload.
-                    g.on_ready(status, self.state.is_idle());
-                }
-            }
             if let Some(why) = self.state.lost {
                 tracing::error!("session closed: {why}");
                 move_frames(uin, at, to_client);

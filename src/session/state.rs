@@ -32,13 +32,8 @@ pub struct Prepared {
     /// Which statement of `analysis` (a PREPARE may sit in a longer Query).
     index: usize,
     pub sql: Arc<str>,
-    /// The generation (of the rules and the catalog) it was last found
-    /// allowed under.
+    /// The rules generation it was last found allowed under.
     pub allowed_under: AtomicU64,
-    /// Its classification is of `sql` with a Bind's values in place (so
-    /// `sql` cannot be classified again for it), under this catalog
-    /// generation.
-    pub values_bound: Option<u64>,
     /// Set when its verdict waits for the parameter values: a Parse that
     /// would be refused as written, but has parameters, is judged again at
     /// each Bind with the values in place (the Parse's declared parameter
@@ -57,7 +52,6 @@ impl Prepared {
             index,
             sql,
             allowed_under: AtomicU64::new(allowed_under),
-            values_bound: None,
             judged_at_bind: None,
             described: std::sync::OnceLock::new(),
         }
@@ -74,15 +68,6 @@ impl Prepared {
                 _ => described.get(i).copied().unwrap_or(0),
             })
             .collect()
-    }
-
-    /// A statement judged with a Bind's values in place (`analysis`), for
-    /// its portal.
-    pub fn bound(analysis: Arc<Analysis>, sql: Arc<str>, allowed_under: u64, catalog: u64) -> Self {
-        Prepared {
-            values_bound: Some(catalog),
-            ..Prepared::new(analysis, 0, sql, allowed_under)
-        }
     }
 
     /// A statement whose verdict waits for each Bind's values (see
