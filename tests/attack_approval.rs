@@ -25,60 +25,9 @@ async fn harness(setup: Setup) -> Harness {
     .await
 }
 
-/// psql on the console as `who`: (ok, stdout, stderr).
+/// One command on the console as `who` (see `Harness::console`).
 async fn console(h: &Harness, who: (&str, &str), cmd: &str) -> (bool, String, String) {
-    let conn = h.conninfo(who).replace("dbname=postgres", "dbname=pgward");
-    h.run(
-        "psql",
-        &[
-            "-X",
-            "-A",
-            "-t",
-            "-F",
-            "|",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            conn.as_str(),
-            "-c",
-            cmd,
-        ],
-        &[],
-    )
-    .await
-}
-
-/// The pending requests dana sees: (id, statement) of each.
-async fn pending_now(h: &Harness) -> Vec<(u64, String)> {
-    let (ok, out, err) = console(h, DANA, "SHOW PENDING").await;
-    assert!(ok, "{err}");
-    out.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('|').collect();
-            Some((f.first()?.parse().ok()?, f.get(7)?.to_string()))
-        })
-        .collect()
-}
-
-/// Waits up to 5 s for `n` pending requests.
-async fn pending(h: &Harness, n: usize) -> Vec<(u64, String)> {
-    for _ in 0..100 {
-        let p = pending_now(h).await;
-        if p.len() >= n {
-            return p;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{n} requests never became pending");
-}
-
-async fn table_exists(h: &Harness, name: &str) -> bool {
-    h.direct()
-        .await
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-        .await
-        .unwrap()
-        .get(0)
+    h.console(who, &["-c", cmd]).await
 }
 
 fn query(sql: &str, b: &mut BytesMut) {
@@ -168,7 +117,7 @@ async fn approval_runs_only_the_statement_the_approver_saw() {
     bind_execute("", "", &mut b);
     frontend::sync(&mut b);
     send(&mut s, b).await;
-    let p = pending(&h, 1).await;
+    let p = h.pending_requests(1).await;
     // The approver approves what it is shown only when it is harmless.
     let verdict = if p[0].1.contains("DROP") {
         "DENY"
@@ -178,7 +127,7 @@ async fn approval_runs_only_the_statement_the_approver_saw() {
     console(&h, DANA, &format!("{verdict} {}", p[0].0)).await;
     let answer = tags(&read_for(&mut s, Duration::from_secs(2)).await);
     assert!(
-        table_exists(&h, "important").await,
+        h.table_exists("important").await,
         "the request showed {:?}, the approver said {verdict}, and the server ran: {answer}",
         p[0].1
     );
@@ -202,8 +151,8 @@ async fn a_held_sql_execute_shows_what_it_runs() {
     let mut b = BytesMut::new();
     query("EXECUTE s1", &mut b);
     send(&mut s, b).await;
-    let p = pending(&h, 1).await;
-    assert!(!table_exists(&h, "p1_t").await, "held, not run");
+    let p = h.pending_requests(1).await;
+    assert!(!h.table_exists("p1_t").await, "held, not run");
     assert!(
         p[0].1.contains("CREATE TABLE p1_t"),
         "the approver is shown {:?}",
@@ -234,7 +183,7 @@ async fn show_sessions_is_scoped_to_the_roles_one_may_approve() {
         let bob = bob.clone();
         tokio::spawn(async move { bob.simple_query("CREATE TABLE secret_plan_t (a int)").await })
     };
-    let p = pending(&h, 1).await;
+    let p = h.pending_requests(1).await;
     // What is scoped today (stays so).
     for cmd in [
         format!("SHOW REQUEST {}", p[0].0),
@@ -313,10 +262,10 @@ async fn an_approved_statement_asks_again() {
     bind_execute("s2", "", &mut b);
     frontend::sync(&mut b);
     send(&mut s, b).await;
-    let p = pending(&h, 1).await;
+    let p = h.pending_requests(1).await;
     console(&h, DANA, &format!("APPROVE {}", p[0].0)).await;
     until_ready(&mut s).await;
-    assert!(table_exists(&h, "p2_t").await);
+    assert!(h.table_exists("p2_t").await);
     h.direct()
         .await
         .batch_execute("DROP TABLE p2_t")
@@ -326,16 +275,16 @@ async fn an_approved_statement_asks_again() {
     bind_execute("s2", "", &mut b);
     frontend::sync(&mut b);
     send(&mut s, b).await;
-    let p = pending(&h, 1).await;
+    let p = h.pending_requests(1).await;
     assert_eq!(p.len(), 1);
-    assert!(!table_exists(&h, "p2_t").await);
+    assert!(!h.table_exists("p2_t").await);
     console(&h, DANA, &format!("DENY {}", p[0].0)).await;
     until_ready(&mut s).await;
     let mut b = BytesMut::new();
     query("EXECUTE s2", &mut b);
     send(&mut s, b).await;
-    pending(&h, 1).await;
-    assert!(!table_exists(&h, "p2_t").await);
+    h.pending_requests(1).await;
+    assert!(!h.table_exists("p2_t").await);
 }
 
 /// Held up: of two pipelined Queries, approving the first runs only it;
@@ -348,13 +297,13 @@ async fn approving_one_pipelined_query_runs_only_it() {
     query("CREATE TABLE p3_a (a int)", &mut b);
     query("CREATE TABLE p3_b (a int)", &mut b);
     send(&mut s, b).await;
-    let p = pending(&h, 1).await;
+    let p = h.pending_requests(1).await;
     assert_eq!(p[0].1, "CREATE TABLE p3_a (a int)");
     console(&h, DANA, &format!("APPROVE {}", p[0].0)).await;
     until_ready(&mut s).await;
-    let p = pending(&h, 1).await;
+    let p = h.pending_requests(1).await;
     assert_eq!(p[0].1, "CREATE TABLE p3_b (a int)");
-    assert!(table_exists(&h, "p3_a").await && !table_exists(&h, "p3_b").await);
+    assert!(h.table_exists("p3_a").await && !h.table_exists("p3_b").await);
 }
 
 /// Held up: non-approvers cannot reach the console (nor by a look-alike
@@ -415,7 +364,7 @@ async fn approval_runs_only_the_named_statement_the_approver_saw() {
     bind_execute("s", "", &mut b);
     frontend::sync(&mut b);
     send(&mut s, b).await;
-    let p = pending(&h, 1).await;
+    let p = h.pending_requests(1).await;
     let verdict = if p[0].1.contains("DROP") {
         "DENY"
     } else {
@@ -424,7 +373,7 @@ async fn approval_runs_only_the_named_statement_the_approver_saw() {
     console(&h, DANA, &format!("{verdict} {}", p[0].0)).await;
     let answer = tags(&read_for(&mut s, Duration::from_secs(2)).await);
     assert!(
-        table_exists(&h, "important").await,
+        h.table_exists("important").await,
         "the request showed {:?}, the approver said {verdict}, and the server ran: {answer}",
         p[0].1
     );
@@ -473,7 +422,7 @@ async fn a_request_recorded_approved_ran() {
             .into_iter()
             .find(|d| d.request.id == id)
             .map(|d| d.verdict.as_str());
-        let ran = table_exists(&h, &format!("race_{i}")).await;
+        let ran = h.table_exists(&format!("race_{i}")).await;
         assert_eq!(
             recorded == Some("approved"),
             ran,
@@ -500,7 +449,7 @@ async fn shutdown_withdraws_every_held_statement_at_once() {
     query("CREATE TABLE shut_t (a int)", &mut b);
     query("CREATE TABLE shut_u (a int)", &mut b);
     send(&mut s, b).await;
-    pending(&h, 1).await;
+    h.pending_requests(1).await;
     let watch = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         shared

@@ -484,11 +484,7 @@ impl Relay {
                 // PostgreSQL after its query ended does nothing.
                 Some(t) if !t.withdraw() => Ok(()),
                 Some(t) => {
-                    let err = PgError::error(
-                        sqlstate::QUERY_CANCELED,
-                        "canceling statement due to user request",
-                    )
-                    .with_detail(format!("pgward withdrew approval request {}", t.id()));
+                    let err = withdrawn(t.id());
                     self.unhold(Release::Refused(err))
                 }
                 // Nothing held: the cancel went upstream.
@@ -533,13 +529,7 @@ impl Relay {
                 )
                 .with_hint("ask an approver to decide sooner, or raise approval.timeout_secs"),
             ),
-            Verdict::Withdrawn => Release::Refused(
-                PgError::error(
-                    sqlstate::QUERY_CANCELED,
-                    "canceling statement due to user request",
-                )
-                .with_detail(format!("pgward withdrew approval request {id}")),
-            ),
+            Verdict::Withdrawn => Release::Refused(withdrawn(id)),
         }
     }
 
@@ -1162,6 +1152,16 @@ fn idle_recheck(
     } else {
         Some(due)
     }
+}
+
+/// What a client whose held statement was withdrawn (its cancel, or the
+/// request closed without a verdict) gets: PostgreSQL's own cancel error.
+fn withdrawn(id: u64) -> PgError {
+    PgError::error(
+        sqlstate::QUERY_CANCELED,
+        "canceling statement due to user request",
+    )
+    .with_detail(format!("pgward withdrew approval request {id}"))
 }
 
 fn idle_timeout_error() -> PgError {
