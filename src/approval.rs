@@ -21,6 +21,9 @@ use crate::timer::Sleep;
 
 /// How many decided requests `SHOW APPROVALS` keeps.
 const HISTORY: usize = 1000;
+/// How much of a decided request's statement the history keeps: a
+/// thousand 1 MiB texts would pin a gigabyte.
+const HISTORY_TEXT: usize = 4096;
 
 /// What a held statement asks for.
 #[derive(Debug, Clone)]
@@ -252,6 +255,22 @@ impl Queue {
     }
 
     fn decided(&self, request: Arc<Request>, verdict: Verdict) {
+        let request = if request.statement.len() > HISTORY_TEXT {
+            let mut cut = HISTORY_TEXT;
+            while !request.statement.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let mut r = (*request).clone();
+            r.statement = format!(
+                "{}... ({} bytes in all)",
+                &request.statement[..cut],
+                request.statement.len()
+            )
+            .into();
+            Arc::new(r)
+        } else {
+            request
+        };
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if h.len() == HISTORY {
             h.pop_front();
@@ -277,6 +296,12 @@ pub struct Ticket {
 impl Ticket {
     pub fn id(&self) -> u64 {
         self.request.id
+    }
+
+    /// Withdraws the request unless it was decided already (then the
+    /// verdict is on its way to this ticket); whether it was withdrawn.
+    pub fn withdraw(&self) -> bool {
+        self.queue.close(self.request.id, Verdict::Withdrawn)
     }
 }
 

@@ -287,7 +287,7 @@ fn run(words: &[Word], who: &Approver, shared: &Shared, out: &mut BytesMut) -> R
         [Some("show"), Some("pending")] => show_pending(who, shared, out),
         [Some("show"), Some("request"), Some(n)] => show_request(id(n)?, who, shared, out),
         [Some("show"), Some("approvals")] => show_approvals(who, shared, out),
-        [Some("show"), Some("sessions")] => show_sessions(shared, out),
+        [Some("show"), Some("sessions")] => show_sessions(who, shared, out),
         [Some("show"), Some("stats")] => show_stats(shared, out),
         [Some("show"), Some("help")] | [Some("help")] => {
             let rows = HELP
@@ -331,6 +331,12 @@ fn run(words: &[Word], who: &Approver, shared: &Shared, out: &mut BytesMut) -> R
             Ok(())
         }
         [Some("reload")] => {
+            if !who.roles.iter().any(|r| r.approver) {
+                return Err(error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "pgward: RELOAD needs a role with approver = true (approve_for is not enough)",
+                ));
+            }
             let dir = &shared.config.rules.dir;
             let rules = crate::rules::Rules::load(dir).map_err(|e| {
                 error(
@@ -533,7 +539,8 @@ fn show_approvals(who: &Approver, shared: &Shared, out: &mut BytesMut) -> Result
     rows_out(out, &columns, rows, "SHOW")
 }
 
-fn show_sessions(shared: &Shared, out: &mut BytesMut) -> Result<(), PgError> {
+/// The sessions of roles `who` may approve (all for `approver = true`).
+fn show_sessions(who: &Approver, shared: &Shared, out: &mut BytesMut) -> Result<(), PgError> {
     let columns = [
         Column::computed("id", oid::INT8, 8),
         Column::text("identity"),
@@ -550,24 +557,29 @@ fn show_sessions(shared: &Shared, out: &mut BytesMut) -> Result<(), PgError> {
         Column::computed("denied", oid::INT8, 8),
         Column::text("audit_session"),
     ];
-    let rows = shared.sessions.list().into_iter().map(|s| {
-        vec![
-            Some(s.id.to_string()),
-            Some(s.identity),
-            Some(s.role),
-            Some(s.database),
-            Some(s.client.to_string()),
-            Some(s.application_name),
-            Some(s.backend_pid.to_string()),
-            Some(timestamp(s.started)),
-            Some(s.state.to_owned()),
-            s.held.as_ref().map(|(id, _)| id.to_string()),
-            s.held.as_ref().map(|(_, st)| st.to_string()),
-            Some(s.statements.to_string()),
-            Some(s.denied.to_string()),
-            Some(s.audit_id),
-        ]
-    });
+    let rows = shared
+        .sessions
+        .list()
+        .into_iter()
+        .filter(|s| who.may_approve(&s.role))
+        .map(|s| {
+            vec![
+                Some(s.id.to_string()),
+                Some(s.identity),
+                Some(s.role),
+                Some(s.database),
+                Some(s.client.to_string()),
+                Some(s.application_name),
+                Some(s.backend_pid.to_string()),
+                Some(timestamp(s.started)),
+                Some(s.state.to_owned()),
+                s.held.as_ref().map(|(id, _)| id.to_string()),
+                s.held.as_ref().map(|(_, st)| st.to_string()),
+                Some(s.statements.to_string()),
+                Some(s.denied.to_string()),
+                Some(s.audit_id),
+            ]
+        });
     rows_out(out, &columns, rows, "SHOW")
 }
 

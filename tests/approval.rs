@@ -45,48 +45,13 @@ async fn connect_noticed(
     (client, rx)
 }
 
-/// psql on the console as `who`: (ok, stdout, stderr).
-async fn console(h: &Harness, who: (&str, &str), args: &[&str]) -> (bool, String, String) {
-    let conn = h.conninfo(who).replace("dbname=postgres", "dbname=pgward");
-    let mut all = vec![
-        "-X",
-        "-A",
-        "-t",
-        "-F",
-        "|",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        conn.as_str(),
-    ];
-    all.extend_from_slice(args);
-    h.run("psql", &all, &[]).await
-}
-
 /// Waits until `n` requests are pending; their ids, oldest first.
 async fn pending(h: &Harness, n: usize) -> Vec<u64> {
-    for _ in 0..200 {
-        let (ok, out, err) = console(h, DANA, &["-c", "SHOW PENDING"]).await;
-        assert!(ok, "{err}");
-        let ids: Vec<u64> = out
-            .lines()
-            .filter_map(|l| l.split('|').next()?.parse().ok())
-            .collect();
-        if ids.len() >= n {
-            return ids;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{n} requests never became pending");
-}
-
-async fn table_exists(h: &Harness, name: &str) -> bool {
-    h.direct()
+    h.pending_requests(n)
         .await
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-        .await
-        .unwrap()
-        .get(0)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 fn code(e: &tokio_postgres::Error) -> String {
@@ -117,16 +82,18 @@ async fn held_statements_run_when_approved_and_fail_when_denied() {
         "{notice}"
     );
     // Nothing ran while held.
-    assert!(!table_exists(&h, "approved_t").await);
-    let (ok, out, _) = console(&h, DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(!h.table_exists("approved_t").await);
+    let (ok, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
     assert!(
         ok && out.contains("CREATE TABLE approved_t (a int)") && out.contains("|bob|app|"),
         "{out}"
     );
-    let (ok, out, err) = console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    let (ok, out, err) = h
+        .console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
     assert!(ok, "{out} {err}");
     held.await.unwrap().expect("the approved statement ran");
-    assert!(table_exists(&h, "approved_t").await);
+    assert!(h.table_exists("approved_t").await);
 
     // Denied: 42501 with the approver and the reason; nothing ran.
     let denied = {
@@ -134,12 +101,12 @@ async fn held_statements_run_when_approved_and_fail_when_denied() {
         tokio::spawn(async move { bob.simple_query("CREATE TABLE denied_t (a int)").await })
     };
     let ids = pending(&h, 1).await;
-    let (ok, _, err) = console(
-        &h,
-        DANA,
-        &["-c", &format!("DENY {} 'use a migration tool'", ids[0])],
-    )
-    .await;
+    let (ok, _, err) = h
+        .console(
+            DANA,
+            &["-c", &format!("DENY {} 'use a migration tool'", ids[0])],
+        )
+        .await;
     assert!(ok, "{err}");
     let e = denied.await.unwrap().unwrap_err();
     let db = e.as_db_error().expect("a server error");
@@ -149,7 +116,7 @@ async fn held_statements_run_when_approved_and_fail_when_denied() {
             && db.detail() == Some("reason: use a migration tool"),
         "{db:?}"
     );
-    assert!(!table_exists(&h, "denied_t").await);
+    assert!(!h.table_exists("denied_t").await);
     // The session goes on, and the same statement asks again (an approval
     // is for one execution, never cached).
     assert_eq!(bob.simple_query("SELECT 1").await.unwrap().len(), 3);
@@ -158,10 +125,11 @@ async fn held_statements_run_when_approved_and_fail_when_denied() {
         tokio::spawn(async move { bob.simple_query("CREATE TABLE approved_t2 (a int)").await })
     };
     let ids = pending(&h, 1).await;
-    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
     again.await.unwrap().unwrap();
 
-    let (ok, out, _) = console(&h, DANA, &["-c", "SHOW APPROVALS"]).await;
+    let (ok, out, _) = h.console(DANA, &["-c", "SHOW APPROVALS"]).await;
     assert!(ok);
     let verdicts: Vec<&str> = out.lines().filter_map(|l| l.split('|').nth(6)).collect();
     assert_eq!(verdicts, ["approved", "denied", "approved"], "{out}");
@@ -177,9 +145,10 @@ async fn extended_protocol_pipelines_and_transactions_hold_at_execute() {
         tokio::spawn(async move { bob.execute("CREATE TABLE ext_t (a int)", &[]).await })
     };
     let ids = pending(&h, 1).await;
-    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
     held.await.unwrap().unwrap();
-    assert!(table_exists(&h, "ext_t").await);
+    assert!(h.table_exists("ext_t").await);
 
     // A pipeline: the SELECT sent after the held statement waits behind it.
     let pipeline = {
@@ -201,7 +170,8 @@ async fn extended_protocol_pipelines_and_transactions_hold_at_execute() {
         !pipeline.is_finished(),
         "the pipeline waits behind the held statement"
     );
-    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
     // The SELECT ran after the approved CREATE, in order.
     assert_eq!(pipeline.await.unwrap().unwrap().unwrap(), 1);
 
@@ -214,11 +184,12 @@ async fn extended_protocol_pipelines_and_transactions_hold_at_execute() {
         tokio::spawn(async move { bob.batch_execute("CREATE TABLE block_t (a int)").await })
     };
     let ids = pending(&h, 1).await;
-    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
     in_block.await.unwrap().unwrap();
-    assert!(!table_exists(&h, "block_t").await, "not committed yet");
+    assert!(!h.table_exists("block_t").await, "not committed yet");
     bob.batch_execute("COMMIT").await.unwrap();
-    assert!(table_exists(&h, "block_t").await);
+    assert!(h.table_exists("block_t").await);
     let n: i64 = h
         .direct()
         .await
@@ -248,8 +219,8 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
     bob.cancel_token().cancel_query(NoTls).await.unwrap();
     let e = held.await.unwrap().unwrap_err();
     assert_eq!(code(&e), "57014", "{e:?}");
-    assert!(!table_exists(&h, "cancelled_t").await);
-    let (_, out, _) = console(&h, DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(!h.table_exists("cancelled_t").await);
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
     assert!(out.trim().is_empty(), "{out}");
 
     // Not decided in time (2 s; the 1 s idle timeout does not fire while
@@ -282,7 +253,7 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
     drop(gone);
     let mut left = usize::MAX;
     for _ in 0..100 {
-        let (_, out, _) = console(&h, DANA, &["-c", "SHOW PENDING"]).await;
+        let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
         left = out.lines().count();
         if left == 0 {
             break;
@@ -290,7 +261,7 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(left, 0, "a hung-up client's request is withdrawn");
-    assert!(!table_exists(&h, "gone_t").await);
+    assert!(!h.table_exists("gone_t").await);
 
     // TERMINATE from the console ends the session (FATAL 57P01).
     let victim = Arc::new(h.connect(BOB).await);
@@ -299,20 +270,22 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
         tokio::spawn(async move { v.simple_query("CREATE TABLE terminated_t (a int)").await })
     };
     pending(&h, 1).await;
-    let (_, out, _) = console(&h, DANA, &["-c", "SHOW SESSIONS"]).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW SESSIONS"]).await;
     let session = out
         .lines()
         .find(|l| l.contains("|held|"))
         .and_then(|l| l.split('|').next())
         .expect("the held session is listed")
         .to_owned();
-    let (ok, _, err) = console(&h, DANA, &["-c", &format!("TERMINATE {session}")]).await;
+    let (ok, _, err) = h
+        .console(DANA, &["-c", &format!("TERMINATE {session}")])
+        .await;
     assert!(ok, "{err}");
     let e = held.await.unwrap().unwrap_err();
     assert_eq!(code(&e), "57P01", "{e:?}");
     assert!(victim.is_closed() || victim.simple_query("SELECT 1").await.is_err());
 
-    let (_, out, _) = console(&h, DANA, &["-c", "SHOW APPROVALS"]).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW APPROVALS"]).await;
     let verdicts: Vec<&str> = out.lines().filter_map(|l| l.split('|').nth(6)).collect();
     assert_eq!(
         verdicts,
@@ -336,13 +309,13 @@ async fn the_console_is_for_approvers_and_nobody_approves_their_own() {
     })
     .await;
     // Not an approver: refused at sign-in.
-    let (ok, _, err) = console(&h, ALICE, &["-c", "SHOW PENDING"]).await;
+    let (ok, _, err) = h.console(ALICE, &["-c", "SHOW PENDING"]).await;
     assert!(
         !ok && err.contains("may not use the admin console"),
         "{err}"
     );
     // Wrong password: the usual refusal.
-    let (ok, _, err) = console(&h, ("dana", "wrong"), &["-c", "SHOW PENDING"]).await;
+    let (ok, _, err) = h.console(("dana", "wrong"), &["-c", "SHOW PENDING"]).await;
     assert!(
         !ok && err.contains("password authentication failed"),
         "{err}"
@@ -354,19 +327,22 @@ async fn the_console_is_for_approvers_and_nobody_approves_their_own() {
         tokio::spawn(async move { bob.simple_query("CREATE TABLE own_t (a int)").await })
     };
     let ids = pending(&h, 1).await;
-    let (ok, _, err) = console(&h, BOB, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    let (ok, _, err) = h
+        .console(BOB, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
     assert!(!ok && err.contains("is your own"), "{err}");
-    let (ok, _, err) = console(&h, BOB, &["-c", &format!("DENY {}", ids[0])]).await;
+    let (ok, _, err) = h.console(BOB, &["-c", &format!("DENY {}", ids[0])]).await;
     assert!(!ok && err.contains("is your own"), "{err}");
     assert!(!held.is_finished());
     // bob may not act on dba sessions or decide other roles' requests.
-    let (ok, _, err) = console(&h, BOB, &["-c", "TERMINATE 999999"]).await;
+    let (ok, _, err) = h.console(BOB, &["-c", "TERMINATE 999999"]).await;
     assert!(!ok && err.contains("no live session"), "{err}");
-    console(&h, DANA, &["-c", &format!("APPROVE {}", ids[0])]).await;
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
     held.await.unwrap().unwrap();
 
     // Unknown commands and the extended protocol get clear errors.
-    let (ok, _, err) = console(&h, DANA, &["-c", "DROP TABLE x"]).await;
+    let (ok, _, err) = h.console(DANA, &["-c", "DROP TABLE x"]).await;
     assert!(
         !ok && err.contains("unknown command") && err.contains("SHOW PENDING"),
         "{err}"
@@ -394,18 +370,20 @@ async fn fifty_requests_pending_at_once() {
     let ids = pending(&h, 50).await;
     assert_eq!(ids.len(), 50);
     // psql's expanded display works on the console's rows.
-    let (ok, out, _) = console(&h, DANA, &["-c", "\\x", "-c", "SHOW REQUEST 1"]).await;
+    let (ok, out, _) = h
+        .console(DANA, &["-c", "\\x", "-c", "SHOW REQUEST 1"])
+        .await;
     assert!(
         ok && out.contains("statement|CREATE TABLE many_") && out.contains("status|pending"),
         "{out}"
     );
     let approve_all: Vec<String> = ids.iter().map(|id| format!("APPROVE {id}")).collect();
-    let (ok, _, err) = console(&h, DANA, &["-c", &approve_all.join("; ")]).await;
+    let (ok, _, err) = h.console(DANA, &["-c", &approve_all.join("; ")]).await;
     assert!(ok, "{err}");
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     for i in [0, 25, 49] {
-        assert!(table_exists(&h, &format!("many_{i}")).await);
+        assert!(h.table_exists(&format!("many_{i}")).await);
     }
 }

@@ -77,9 +77,11 @@ pub struct Guard {
     /// What the message being judged would wait for: approval of a
     /// statement the role's rules hold (`refusal` sets it).
     hold: Option<Hold>,
-    /// The message being judged was approved: statements that need
-    /// approval pass this once (set by the caller, cleared by `check`).
-    pub approved: bool,
+    /// The message being judged was approved, as these texts (a hold's
+    /// `texts`): a statement that needs approval passes this once when its
+    /// text is among them, and asks again otherwise (set by the caller,
+    /// cleared by `check`).
+    pub approved: Vec<Arc<str>>,
     /// An approval let a statement of the message pass, so its verdict
     /// must not be remembered as allowed.
     used_approval: bool,
@@ -97,7 +99,11 @@ pub enum Decision {
 /// A statement that needs approval: what the request shows.
 #[derive(Debug, Clone)]
 pub struct Hold {
+    /// What the approver is shown: every statement the message may run
+    /// that needs approval.
     pub statement: Arc<str>,
+    /// Those statements, each as the text an approval covers.
+    pub texts: Vec<Arc<str>>,
     pub role: String,
     pub classes: String,
     pub why: String,
@@ -229,7 +235,7 @@ impl Guard {
             window: Window::default(),
             reload_failed: None,
             hold: None,
-            approved: false,
+            approved: Vec::new(),
             used_approval: false,
         }
     }
@@ -467,11 +473,13 @@ impl Guard {
         self.hold = None;
         self.used_approval = false;
         let refused = self.judge(msg, state);
-        let approved = std::mem::take(&mut self.approved);
+        self.approved.clear();
         match (refused, self.hold.take()) {
             (None, _) => Decision::Pass,
-            (Some(_), Some(hold)) if !approved => Decision::Hold(Box::new(hold)),
-            (Some(e), _) => Decision::Deny(e),
+            // Also after an approval, when what would run is not what the
+            // approver saw: asked again.
+            (Some(_), Some(hold)) => Decision::Hold(Box::new(hold)),
+            (Some(e), None) => Decision::Deny(e),
         }
     }
 
@@ -753,6 +761,7 @@ impl Guard {
             Ok(r) => r,
             Err(e) => return Some(e),
         };
+        let mut held = None;
         let mut window = self.window.clone();
         for candidate in &candidates {
             let Some(p) = candidate.as_ref().filter(|p| p.statement().is_some()) else {
@@ -768,10 +777,21 @@ impl Guard {
             if let Some(e) = self.window_refusal(&st) {
                 return Some(e);
             }
-            if let Some(e) = self.refusal(&role, std::slice::from_ref(&st), None, state) {
-                return Some(e);
+            // The text the client sent (a statement from the shape cache
+            // carries another text's literals).
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(&st), Some(&p.sql), state) {
+                if self.hold.is_none() {
+                    return Some(e);
+                }
+                // Needs approval: the request lists every statement the
+                // portal may run that needs it, so the approver sees what
+                // runs (a Parse of the same name may be queued).
+                held.get_or_insert(e);
             }
             window.add(&st, &self.cat);
+        }
+        if let Some(e) = held {
+            return Some(e);
         }
         self.window = window;
         if !self.used_approval {
@@ -839,7 +859,8 @@ impl Guard {
         let verdicts = policy::decide::decide_all(role, statements, &self.cat, &prepared);
         // A denial anywhere in the message wins over approval: nobody is
         // asked about a message that would be refused anyway.
-        let mut approval: Option<(policy::decide::Denial, &str)> = None;
+        let mut approval: Option<(policy::decide::Denial, String)> = None;
+        let mut needs: Vec<String> = Vec::new();
         for (st, verdict) in statements.iter().zip(verdicts) {
             // A single statement may come from the shape cache, with
             // another text's literals: show the text the client sent.
@@ -849,45 +870,79 @@ impl Guard {
             };
             match verdict {
                 Verdict::Allow => {}
-                Verdict::NeedsApproval(_) if self.approved => self.used_approval = true,
                 Verdict::NeedsApproval(d) => {
-                    approval.get_or_insert((d, text));
+                    // What an approval of it covers: its text and, for
+                    // `EXECUTE name`, every statement the name may hold.
+                    let mut key = text.to_owned();
+                    if let Some(name) = &st.executes {
+                        let mut i = 0;
+                        state.statement_candidates(name, state.owed.len(), &mut |p| {
+                            key.push_str(if i == 0 {
+                                "  ==> which runs: "
+                            } else {
+                                "  ==> or: "
+                            });
+                            key.push_str(
+                                p.map_or("(a statement pgward did not judge)", |p| p.sql.trim()),
+                            );
+                            i += 1;
+                        });
+                    }
+                    if self.approved.iter().any(|a| **a == *key) {
+                        self.used_approval = true;
+                    } else {
+                        needs.push(key);
+                        approval.get_or_insert((d, text.to_owned()));
+                    }
                 }
                 Verdict::Deny(d) => {
                     tracing::info!(identity = %self.identity.name, role = %role.name, class = %d.class, "denied: {}", d.why);
+                    // Nothing of the message is held.
+                    self.hold = None;
                     return Some(d.to_error(&role.name, text, false));
                 }
             }
         }
         let (d, text) = approval?;
         if !self.shared.approvals_enabled() {
-            return Some(d.to_error(&role.name, text, true));
+            return Some(d.to_error(&role.name, &text, true));
         }
-        // The request shows the whole message: it is what runs.
-        let statement: Arc<str> = match sql {
-            Some(sql) => sql.trim().into(),
-            None => text.into(),
-        };
         let mut classes: Vec<&str> = statements
             .iter()
             .flat_map(|st| st.classes().iter())
             .filter(|c| role.approve.contains(*c))
             .map(|c| c.name())
             .collect();
-        classes.sort_unstable();
-        classes.dedup();
-        self.hold = Some(Hold {
-            statement,
+        // Several calls may add to one hold: each candidate statement of
+        // an Execute (see `judge_portal`).
+        let hold = self.hold.get_or_insert_with(|| Hold {
+            statement: "".into(),
+            texts: Vec::new(),
             role: role.name.clone(),
-            classes: if classes.is_empty() {
-                d.class.name().to_owned()
-            } else {
-                classes.join(",")
-            },
+            classes: String::new(),
             why: d.why.clone(),
             approvals_needed: role.approvals,
         });
-        Some(d.to_error(&role.name, text, true))
+        for key in needs {
+            if !hold.texts.iter().any(|t| **t == *key) {
+                hold.texts.push(key.into());
+            }
+        }
+        hold.statement = hold
+            .texts
+            .iter()
+            .map(|t| t.as_ref())
+            .collect::<Vec<_>>()
+            .join("  <== or, as the server holds that name when it runs ==>  ")
+            .into();
+        classes.extend(hold.classes.split(',').filter(|c| !c.is_empty()));
+        if classes.is_empty() {
+            classes.push(d.class.name());
+        }
+        classes.sort_unstable();
+        classes.dedup();
+        hold.classes = classes.join(",");
+        Some(d.to_error(&role.name, &text, true))
     }
 
     /// Judges SQL text: every statement must be allowed, or nothing runs.

@@ -74,9 +74,11 @@ pub enum Blocked {
 /// How a held message was decided, for `Core::release`.
 #[derive(Debug, Clone)]
 pub enum Release {
-    /// Approved by these approvers under request `id`: it is judged again
-    /// with approval given, and runs unless something else refuses it.
-    Approved { id: u64 },
+    /// Approved under request `id`: it is judged again with approval
+    /// given for these texts (what the approver was shown), and runs
+    /// unless something else refuses it or it would now run another
+    /// statement (then it asks again).
+    Approved { id: u64, texts: Vec<Arc<str>> },
     /// Refused with this error (denied, expired, withdrawn).
     Refused(PgError),
 }
@@ -142,6 +144,8 @@ pub struct Relay {
     /// The request the message at the head of `cin` waits on; the client
     /// is read meanwhile only while `cin` is small (to see it hang up).
     holding: Option<Ticket>,
+    /// What the held message's approval covers (the hold's texts).
+    held_texts: Vec<Arc<str>>,
 }
 
 /// What a session needs to hold statements for approval and to be
@@ -271,6 +275,7 @@ impl Relay {
             wakers: None,
             link: None,
             holding: None,
+            held_texts: Vec::new(),
         }
     }
 
@@ -432,6 +437,14 @@ impl Relay {
 
     /// Files the request for a held message and tells the client.
     fn hold(&mut self, hold: guard::Hold) -> Result<(), End> {
+        if self.core.draining {
+            // Shutting down: nobody will decide it in time.
+            self.core.release(Release::Refused(PgError::error(
+                sqlstate::ADMIN_SHUTDOWN,
+                "pgward is shutting down: the statement needs approval and was not held",
+            )));
+            return self.on_client_data();
+        }
         let Some(link) = &self.link else {
             // Not listed (only the relay's own tests): nobody could decide.
             self.core.release(Release::Refused(PgError::error(
@@ -467,6 +480,7 @@ impl Relay {
         .encode(&mut self.to_client);
         link.entry.set_held(Some((id, hold.statement)));
         self.holding = Some(ticket);
+        self.held_texts = hold.texts;
         Ok(())
     }
 
@@ -474,6 +488,7 @@ impl Relay {
     /// withdraws a request still pending) and goes on with the input.
     fn unhold(&mut self, release: Release) -> Result<(), End> {
         self.holding = None;
+        self.held_texts = Vec::new();
         if let Some(link) = &self.link {
             link.entry.set_held(None);
         }
@@ -485,12 +500,12 @@ impl Relay {
     fn on_command(&mut self, command: Command) -> Result<(), End> {
         match command {
             Command::Cancel => match &self.holding {
+                // Decided just before the cancel came: the verdict stands
+                // (the ticket resolves with it), as a cancel that reaches
+                // PostgreSQL after its query ended does nothing.
+                Some(t) if !t.withdraw() => Ok(()),
                 Some(t) => {
-                    let err = PgError::error(
-                        sqlstate::QUERY_CANCELED,
-                        "canceling statement due to user request",
-                    )
-                    .with_detail(format!("pgward withdrew approval request {}", t.id()));
+                    let err = withdrawn(t.id());
                     self.unhold(Release::Refused(err))
                 }
                 // Nothing held: the cancel went upstream.
@@ -514,9 +529,9 @@ impl Relay {
     }
 
     /// The verdict on a held message, as what the client gets.
-    fn released(id: u64, verdict: Verdict) -> Release {
+    fn released(id: u64, verdict: Verdict, texts: Vec<Arc<str>>) -> Release {
         match verdict {
-            Verdict::Approved { .. } => Release::Approved { id },
+            Verdict::Approved { .. } => Release::Approved { id, texts },
             Verdict::Denied { by, reason } => Release::Refused(
                 PgError::error(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -535,13 +550,7 @@ impl Relay {
                 )
                 .with_hint("ask an approver to decide sooner, or raise approval.timeout_secs"),
             ),
-            Verdict::Withdrawn => Release::Refused(
-                PgError::error(
-                    sqlstate::QUERY_CANCELED,
-                    "canceling statement due to user request",
-                )
-                .with_detail(format!("pgward withdrew approval request {id}")),
-            ),
+            Verdict::Withdrawn => Release::Refused(withdrawn(id)),
         }
     }
 
@@ -577,7 +586,8 @@ impl Relay {
             if let Some(ticket) = &mut self.holding {
                 if let Poll::Ready(verdict) = std::future::Future::poll(Pin::new(&mut *ticket), cx)
                 {
-                    let release = Relay::released(ticket.id(), verdict);
+                    let texts = std::mem::take(&mut self.held_texts);
+                    let release = Relay::released(ticket.id(), verdict, texts);
                     if let Err(end) = self.unhold(release) {
                         return Poll::Ready(end);
                     }
@@ -812,7 +822,9 @@ impl Core {
                             | frontend::Message::Close(_)
                     ) =>
                 {
-                    g.approved = matches!(released, Some(Release::Approved { .. }));
+                    if let Some(Release::Approved { texts, .. }) = &released {
+                        g.approved = texts.clone();
+                    }
                     match g.check(&msg, &self.state) {
                         guard::Decision::Pass => None,
                         guard::Decision::Deny(err) => Some(err),
@@ -1191,6 +1203,16 @@ fn idle_recheck(
     } else {
         Some(due)
     }
+}
+
+/// What a client whose held statement was withdrawn (its cancel, or the
+/// request closed without a verdict) gets: PostgreSQL's own cancel error.
+fn withdrawn(id: u64) -> PgError {
+    PgError::error(
+        sqlstate::QUERY_CANCELED,
+        "canceling statement due to user request",
+    )
+    .with_detail(format!("pgward withdrew approval request {id}"))
 }
 
 fn idle_timeout_error() -> PgError {

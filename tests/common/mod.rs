@@ -242,6 +242,58 @@ impl Harness {
         self.run("psql", &all, env).await
     }
 
+    /// psql on pgward's admin console (`dbname=pgward`) as `who`, rows
+    /// unaligned with `|` between fields: (ok, stdout, stderr).
+    pub async fn console(&self, who: (&str, &str), args: &[&str]) -> (bool, String, String) {
+        let conn = self
+            .conninfo(who)
+            .replace("dbname=postgres", "dbname=pgward");
+        let mut all = vec![
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conn.as_str(),
+        ];
+        all.extend_from_slice(args);
+        self.run("psql", &all, &[]).await
+    }
+
+    /// Waits up to 10 s until dana sees `n` pending approval requests on
+    /// the console: (id, statement) of each, oldest first.
+    pub async fn pending_requests(&self, n: usize) -> Vec<(u64, String)> {
+        for _ in 0..200 {
+            let (ok, out, err) = self.console(DANA, &["-c", "SHOW PENDING"]).await;
+            assert!(ok, "{err}");
+            let pending: Vec<(u64, String)> = out
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split('|').collect();
+                    Some((f.first()?.parse().ok()?, f.get(7)?.to_string()))
+                })
+                .collect();
+            if pending.len() >= n {
+                return pending;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{n} requests never became pending");
+    }
+
+    /// Whether the upstream holds a relation of this name (asked directly).
+    pub async fn table_exists(&self, name: &str) -> bool {
+        self.direct()
+            .await
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Stops pgward (as on SIGTERM) and waits for it.
     pub async fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
