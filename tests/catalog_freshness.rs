@@ -441,3 +441,169 @@ async fn a_migration_in_one_block_still_works() {
     )
     .await;
 }
+
+/// What Alembic, psycopg and pgjdbc send in one block: an enum, tables
+/// with a foreign key that cascades, an index on the referencing table, a
+/// domain and a composite type of built-in computations, an empty schema
+/// and a table in it (issue 26: the compatibility suite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alembic_and_schema_migrations_run_in_one_block() {
+    let h = harness().await;
+    let c = h.connect(MIGRATOR).await;
+    ok(&c, "BEGIN").await;
+    ok(&c, "CREATE TYPE post_kind AS ENUM ('note', 'page')").await;
+    ok(
+        &c,
+        "CREATE TABLE users (id SERIAL NOT NULL, email VARCHAR(200) NOT NULL, \
+         created TIMESTAMP WITH TIME ZONE DEFAULT now(), PRIMARY KEY (id), UNIQUE (email))",
+    )
+    .await;
+    ok(
+        &c,
+        "CREATE TABLE posts (id SERIAL NOT NULL, user_id INTEGER, body TEXT, kind post_kind, \
+         PRIMARY KEY (id), FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE)",
+    )
+    .await;
+    ok(&c, "CREATE INDEX ix_posts_user_id ON posts (user_id)").await;
+    ok(
+        &c,
+        "CREATE DOMAIN positive AS int CHECK (VALUE > 0) DEFAULT 1",
+    )
+    .await;
+    ok(&c, "CREATE TYPE pair AS (a int, b text)").await;
+    ok(
+        &c,
+        "ALTER TABLE posts ADD COLUMN score positive, ADD COLUMN p pair",
+    )
+    .await;
+    ok(&c, "INSERT INTO users (email) VALUES ('ada@example.com')").await;
+    ok(
+        &c,
+        "INSERT INTO posts (user_id, kind) SELECT id, 'note' FROM users",
+    )
+    .await;
+    ok(&c, "CREATE SCHEMA IF NOT EXISTS app").await;
+    ok(&c, "CREATE TABLE IF NOT EXISTS app.things (id int)").await;
+    ok(&c, "INSERT INTO app.things VALUES (1)").await;
+    // A DELETE of the referenced table now deletes posts too, which the
+    // catalog does not know yet.
+    let m = refused(&h, &c, "DELETE FROM users").await;
+    assert!(m.contains("foreign key") && m.contains("COMMIT"), "{m}");
+    ok(&c, "ROLLBACK").await;
+    // pgjdbc's set_schema: one string.
+    ok(&c, "CREATE SCHEMA app; CREATE TABLE app.things (id int)").await;
+    ok(&c, "INSERT INTO app.things VALUES (1)").await;
+    // The migration again, committed: the referenced table is judged by
+    // the reloaded catalog, which knows the cascade.
+    ok(
+        &c,
+        "BEGIN; CREATE TABLE users (id int PRIMARY KEY); \
+         CREATE TABLE posts (user_id int REFERENCES users ON DELETE CASCADE); \
+         CREATE INDEX ON posts (user_id); INSERT INTO users VALUES (1); \
+         INSERT INTO posts VALUES (1); COMMIT",
+    )
+    .await;
+    ok(&c, "DELETE FROM users").await;
+    let direct = h.direct().await;
+    assert_eq!(one_number(&direct, "SELECT count(*) FROM posts").await, 0);
+    assert_eq!(
+        one_number(&direct, "SELECT count(*) FROM app.things").await,
+        1
+    );
+    nothing_leaked(&h).await;
+}
+
+/// What the block's plain DDL lets through must not reach user code the
+/// catalog knows only in part: a foreign key that cascades into a table
+/// with a trigger, a column of a domain whose DEFAULT calls a function
+/// replaced in the block, a key whose check uses a user operator class,
+/// and a schema created with elements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_ddl_in_a_block_does_not_hide_user_code() {
+    let h = harness().await;
+    let direct = h.direct().await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent VALUES (1); \
+             CREATE TABLE child (p int); INSERT INTO child VALUES (1); \
+             CREATE FUNCTION evil_del() RETURNS trigger LANGUAGE plpgsql AS \
+               $$BEGIN INSERT INTO public.loot VALUES (pg_read_file('PG_VERSION')); RETURN OLD; END$$; \
+             CREATE TRIGGER evil_del AFTER DELETE ON child FOR EACH ROW EXECUTE FUNCTION evil_del(); \
+             CREATE DOMAIN fdom AS text DEFAULT pf(); \
+             CREATE FUNCTION evil_cmp(int, int) RETURNS int LANGUAGE plpgsql AS \
+               $$BEGIN INSERT INTO public.loot VALUES (pg_read_file('PG_VERSION')); RETURN btint4cmp($1, $2); END$$; \
+             CREATE OPERATOR CLASS evil_ops FOR TYPE int USING btree AS \
+               OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, \
+               FUNCTION 1 evil_cmp(int, int); \
+             CREATE TABLE keyed (id int); CREATE UNIQUE INDEX keyed_id ON keyed (id evil_ops); \
+             INSERT INTO keyed VALUES (1); DELETE FROM loot; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC"
+        ))
+        .await
+        .unwrap();
+    let c = h.connect(MIGRATOR).await;
+    // The key's action would delete child's row and fire its trigger. A
+    // refusal ends the block, so each attempt gets its own.
+    for attack in [
+        "DELETE FROM parent",
+        "UPDATE parent SET id = 1 WHERE id = 1",
+        "TRUNCATE parent CASCADE",
+        "INSERT INTO parent VALUES (1) ON CONFLICT (id) DO UPDATE SET id = 2",
+    ] {
+        ok(&c, "BEGIN").await;
+        ok(
+            &c,
+            "ALTER TABLE child ADD FOREIGN KEY (p) REFERENCES parent ON DELETE CASCADE ON UPDATE CASCADE",
+        )
+        .await;
+        let m = refused(&h, &c, attack).await;
+        assert!(m.contains("foreign key"), "{attack}: {m}");
+        ok(&c, "ROLLBACK").await;
+    }
+    refused(
+        &h,
+        &c,
+        "ALTER TABLE child ADD FOREIGN KEY (p) REFERENCES parent ON DELETE CASCADE; \
+         DELETE FROM parent",
+    )
+    .await;
+    // Without an action, only TRUNCATE ... CASCADE reaches child.
+    ok(&c, "BEGIN").await;
+    ok(
+        &c,
+        "ALTER TABLE child ADD FOREIGN KEY (p) REFERENCES parent",
+    )
+    .await;
+    refused(&h, &c, "TRUNCATE parent CASCADE").await;
+    ok(&c, "ROLLBACK").await;
+    // A new table's column takes the domain's DEFAULT, which calls pf(),
+    // replaced in the block.
+    let replace = "CREATE OR REPLACE FUNCTION pf() RETURNS text LANGUAGE sql AS \
+                   $$ INSERT INTO loot VALUES (pg_read_file('PG_VERSION')); SELECT 'x'::text $$";
+    ok(&c, "BEGIN").await;
+    ok(&c, replace).await;
+    ok(&c, "CREATE TABLE t_dom (a int, b fdom)").await;
+    refused(&h, &c, "INSERT INTO t_dom (a) VALUES (1)").await;
+    ok(&c, "ROLLBACK").await;
+    refused(
+        &h,
+        &c,
+        &format!("{replace}; CREATE TABLE t_dom (a int, b fdom); INSERT INTO t_dom (a) VALUES (1)"),
+    )
+    .await;
+    // The key's check looks keyed up through evil_ops.
+    ok(&c, "BEGIN").await;
+    ok(&c, "CREATE TABLE refs (k int REFERENCES keyed (id))").await;
+    refused(&h, &c, "INSERT INTO refs VALUES (1)").await;
+    ok(&c, "ROLLBACK").await;
+    // A schema created with elements is not looked into.
+    ok(&c, "BEGIN").await;
+    ok(
+        &c,
+        "CREATE SCHEMA elems CREATE TABLE e (a int) CREATE VIEW ev AS SELECT public.pf() AS x",
+    )
+    .await;
+    refused(&h, &c, "SELECT * FROM elems.ev").await;
+    ok(&c, "ROLLBACK").await;
+    nothing_leaked(&h).await;
+}

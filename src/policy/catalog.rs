@@ -552,6 +552,17 @@ impl Catalog {
         walk(&self.parents, full)
     }
 
+    /// Whether the catalog lists the database's relations and holds one
+    /// of this name (in `schema` when given): the offline snapshot holds
+    /// none.
+    pub fn holds_relation(&self, schema: Option<&str>, name: &str) -> bool {
+        self.lists_user_relations
+            && self
+                .relations
+                .get(name)
+                .is_some_and(|places| places.iter().any(|(s, _)| schema.is_none_or(|w| w == s)))
+    }
+
     /// Whether `relation_schemas` can place the unqualified name.
     pub fn places(&self, name: &str) -> bool {
         !self.lists_user_relations || self.relations.contains_key(name)

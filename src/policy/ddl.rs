@@ -42,6 +42,23 @@ pub struct Window {
     /// Tables created by DDL that runs only built-in computations, and not
     /// touched since by DDL that may change what they run (bare names).
     created: Vec<String>,
+    /// Tables a foreign key added in this block references (bare names),
+    /// with the DDL that added it and whether the key's ON DELETE / ON
+    /// UPDATE action writes: a DELETE or UPDATE of one may now write the
+    /// referencing table, and `TRUNCATE ... CASCADE` empties it, which
+    /// the catalog does not know.
+    referenced: Vec<Referenced>,
+}
+
+/// A table referenced by a foreign key added in the block.
+#[derive(Debug, Clone)]
+struct Referenced {
+    table: String,
+    /// The DDL that added the key (as SQL words).
+    by: String,
+    /// Its ON DELETE or ON UPDATE action writes the referencing table
+    /// (CASCADE, SET NULL, SET DEFAULT).
+    writes: bool,
 }
 
 /// Whether a statement may change what the catalog says: DDL, privileges,
@@ -181,7 +198,21 @@ impl Window {
         }
         self.open = true;
         let what = what(st);
-        match change(st, cat) {
+        for (table, writes) in fk_references(st) {
+            match self.referenced.iter_mut().find(|r| r.table == table) {
+                Some(r) if writes && !r.writes => {
+                    r.writes = true;
+                    r.by = what.clone();
+                }
+                Some(_) => {}
+                None => self.referenced.push(Referenced {
+                    table,
+                    by: what.clone(),
+                    writes,
+                }),
+            }
+        }
+        match change(st, cat, &self.created) {
             Change::Plain(created) => {
                 if let Some(t) = created {
                     if !self.created.contains(&t) {
@@ -216,6 +247,9 @@ impl Window {
     /// Why `st` cannot be judged now, if it cannot: it may run something
     /// this session changed in its open transaction block.
     pub fn refusal(&self, st: &Statement, cat: &Catalog) -> Option<String> {
+        if let Some(why) = self.writes_referenced(st, cat) {
+            return Some(why);
+        }
         let changed = self.tainted.as_deref()?;
         let after = |what: String| {
             format!(
@@ -281,6 +315,129 @@ impl Window {
     }
 }
 
+impl Window {
+    /// A write to a table that a foreign key added in this block
+    /// references, which may now write the referencing table (as its
+    /// owner, running what writing it runs) where the catalog does not
+    /// know it: `TRUNCATE ... CASCADE` empties it, and by a key's ON
+    /// DELETE / ON UPDATE action a DELETE or UPDATE deletes or updates its
+    /// rows. DML with only built-in functions truncates nothing; with a
+    /// key whose action writes, only a plain INSERT (no ON CONFLICT, no
+    /// WITH) goes on, so a migration may still fill a new lookup table.
+    fn writes_referenced(&self, st: &Statement, cat: &Catalog) -> Option<String> {
+        if self.referenced.is_empty() {
+            return None;
+        }
+        let plain_dml = matches!(
+            st.kind.as_str(),
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
+        ) && !st.unknown_function
+            && st.dangerous.is_empty()
+            && builtin_calls(st, cat);
+        // Code pgward cannot see (DO, EXECUTE of computed text) may write
+        // any table.
+        let opaque = st.unknown_function || st.reasons.iter().any(|r| r.class == Class::Unknown);
+        if opaque {
+            let key = &self.referenced[0];
+            return Some(format!(
+                "{} may write {}, which the foreign key added by {} in this transaction references (TRUNCATE ... CASCADE and its ON DELETE / ON UPDATE actions write the referencing table), which pgward cannot judge before the transaction ends; run it after COMMIT",
+                what(st),
+                key.table,
+                key.by
+            ));
+        }
+        for r in st
+            .relations
+            .iter()
+            .filter(|r| !matches!(r.access, Class::Read | Class::CopyOut | Class::Ddl))
+        {
+            let Some(key) = self.referenced.iter().find(|k| k.table == r.name) else {
+                continue;
+            };
+            let fine = plain_dml && (!key.writes || plain_insert(st));
+            if !fine {
+                return Some(format!(
+                    "{} writes {}, which the foreign key added by {} in this transaction references (TRUNCATE ... CASCADE and its ON DELETE / ON UPDATE actions write the referencing table), which pgward cannot judge before the transaction ends; run it after COMMIT",
+                    what(st),
+                    key.table,
+                    key.by
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// An INSERT that writes only its target: no ON CONFLICT, no WITH
+/// queries.
+fn plain_insert(st: &Statement) -> bool {
+    matches!(
+        parse_one(st),
+        Some(Node::InsertStmt(i)) if i.on_conflict_clause.is_none() && i.with_clause.is_none()
+    )
+}
+
+/// Every function the statement calls (as written, and below it) is
+/// PostgreSQL's own.
+fn builtin_calls(st: &Statement, cat: &Catalog) -> bool {
+    st.functions.iter().all(|f| match f.rsplit_once('.') {
+        Some((s, n)) => is_builtin(cat, Some(s), n),
+        None => is_builtin(cat, None, f),
+    })
+}
+
+/// The tables that the foreign keys a CREATE TABLE or ALTER TABLE adds
+/// reference (bare names), and whether each key's ON DELETE or ON UPDATE
+/// action writes.
+fn fk_references(st: &Statement) -> Vec<(String, bool)> {
+    if !matches!(st.kind.as_str(), "CreateStmt" | "AlterTableStmt") {
+        return Vec::new();
+    }
+    let mut constraints: Vec<&protobuf::Node> = Vec::new();
+    let node = parse_one(st);
+    match &node {
+        Some(Node::CreateStmt(c)) => {
+            for e in c.table_elts.iter().chain(&c.constraints) {
+                match &e.node {
+                    Some(Node::ColumnDef(col)) => constraints.extend(&col.constraints),
+                    Some(Node::Constraint(_)) => constraints.push(e),
+                    _ => {}
+                }
+            }
+        }
+        Some(Node::AlterTableStmt(a)) => {
+            for c in &a.cmds {
+                let Some(Node::AlterTableCmd(cmd)) = &c.node else {
+                    continue;
+                };
+                match cmd.def.as_deref() {
+                    Some(
+                        d @ protobuf::Node {
+                            node: Some(Node::Constraint(_)),
+                        },
+                    ) => constraints.push(d),
+                    Some(protobuf::Node {
+                        node: Some(Node::ColumnDef(col)),
+                    }) => constraints.extend(&col.constraints),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    constraints
+        .into_iter()
+        .filter_map(|n| match &n.node {
+            Some(Node::Constraint(c)) if c.contype == ConstrType::ConstrForeign as i32 => {
+                let quiet = |a: &str| matches!(a, "" | "a" | "r");
+                rel_name(c.pktable.as_ref())
+                    .map(|t| (t, !quiet(&c.fk_del_action) || !quiet(&c.fk_upd_action)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A function as built-in: every function of that name (in that schema)
 /// is PostgreSQL's own.
 fn is_builtin(cat: &Catalog, schema: Option<&str>, name: &str) -> bool {
@@ -303,7 +460,9 @@ fn what(st: &Statement) -> String {
     format!("\"{words}\"")
 }
 
-fn change(st: &Statement, cat: &Catalog) -> Change {
+/// What a catalog-changing statement changes; `created` are the tables
+/// the block created plainly so far.
+fn change(st: &Statement, cat: &Catalog, created: &[String]) -> Change {
     match st.kind.as_str() {
         "CreateEventTrigStmt" | "AlterEventTrigStmt" => return Change::EventTrigger,
         "CreateSeqStmt"
@@ -320,17 +479,17 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
         | "AlterEnumStmt" => return Change::Plain(None),
         "CreateStmt" | "IndexStmt" | "AlterTableStmt" | "CreateFunctionStmt"
         | "AlterFunctionStmt" | "CreateTrigStmt" | "RuleStmt" | "CreatePolicyStmt"
-        | "AlterPolicyStmt" | "ViewStmt" | "CreateTableAsStmt" | "SelectStmt" => {}
+        | "AlterPolicyStmt" | "ViewStmt" | "CreateTableAsStmt" | "SelectStmt"
+        | "CreateSchemaStmt" | "CreateDomainStmt" | "CompositeTypeStmt" => {}
         _ => return Change::Anything,
     }
-    let builtin_only = !st.unknown_function
-        && st.dangerous.is_empty()
-        && st.functions.iter().all(|f| match f.rsplit_once('.') {
-            Some((s, n)) => is_builtin(cat, Some(s), n),
-            None => is_builtin(cat, None, f),
-        });
+    let builtin_only = !st.unknown_function && st.dangerous.is_empty() && builtin_calls(st, cat);
     let Some(node) = parse_one(st) else {
         return Change::Anything;
+    };
+    let plain_constraint = |n: &protobuf::Node| plain_constraint(n, cat, created);
+    let plain_column = |c: &protobuf::ColumnDef| {
+        plain_type(c.type_name.as_ref(), cat) && c.constraints.iter().all(plain_constraint)
     };
     let code = |relations: Vec<String>, functions: Vec<String>| Change::Code {
         relations,
@@ -343,7 +502,12 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
                 && c.inh_relations.is_empty()
                 && c.partbound.is_none()
                 && c.of_typename.is_none()
-                && c.table_elts.iter().all(|e| plain_element(e, cat))
+                && c.table_elts.iter().all(|e| match &e.node {
+                    // No LIKE, which copies another table's expressions.
+                    Some(Node::ColumnDef(c)) => plain_column(c),
+                    Some(Node::Constraint(_)) => plain_constraint(e),
+                    _ => false,
+                })
                 && c.constraints.iter().all(plain_constraint);
             if plain {
                 Change::Plain(name)
@@ -369,7 +533,9 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
         Node::AlterTableStmt(a) => {
             let plain = builtin_only
                 && a.cmds.iter().all(|c| match &c.node {
-                    Some(Node::AlterTableCmd(cmd)) => plain_alter(cmd, cat),
+                    Some(Node::AlterTableCmd(cmd)) => {
+                        plain_alter(cmd, &plain_column, &plain_constraint)
+                    }
                     _ => false,
                 });
             if plain {
@@ -407,6 +573,29 @@ fn change(st: &Statement, cat: &Catalog) -> Change {
             code(rel_name(p.table.as_ref()).into_iter().collect(), Vec::new())
         }
         Node::ViewStmt(v) => code(rel_name(v.view.as_ref()).into_iter().collect(), Vec::new()),
+        // An empty schema: what is created in it later is judged as it
+        // comes (a function there that shadows a built-in changes the
+        // function's name, `Change::Code`). Schema elements are not
+        // looked into.
+        Node::CreateSchemaStmt(s) if s.schema_elts.is_empty() => Change::Plain(None),
+        // A domain over a plain type whose CHECK and DEFAULT call only
+        // built-in functions, and a composite type of plain columns: their
+        // values run nothing but built-in functions. A column of one is a
+        // plain column (`plain_type` finds no functions for a type the
+        // catalog does not hold yet).
+        Node::CreateDomainStmt(d)
+            if builtin_only && plain_type(d.type_name.as_ref(), cat) && d.coll_clause.is_none() =>
+        {
+            Change::Plain(None)
+        }
+        Node::CompositeTypeStmt(c)
+            if c.coldeflist.iter().all(|e| match &e.node {
+                Some(Node::ColumnDef(c)) => plain_column(c),
+                _ => false,
+            }) =>
+        {
+            Change::Plain(None)
+        }
         // CREATE TABLE AS and SELECT INTO: a new table with no defaults.
         Node::CreateTableAsStmt(_) => Change::Plain(None),
         Node::SelectStmt(s) if s.into_clause.is_some() => Change::Plain(None),
@@ -469,7 +658,8 @@ fn last_name(names: &[protobuf::Node]) -> Option<String> {
 }
 
 /// A column type whose values run nothing pgward would judge: a built-in
-/// type, or a user type with no domain checks, input functions or casts.
+/// type, or a user type with no domain checks or defaults calling user
+/// functions, input functions or casts.
 fn plain_type(t: Option<&protobuf::TypeName>, cat: &Catalog) -> bool {
     let Some(t) = t else { return true };
     if t.pct_type {
@@ -483,38 +673,47 @@ fn plain_type(t: Option<&protobuf::TypeName>, cat: &Catalog) -> bool {
             _ => None,
         })
         .collect();
+    // A domain's DEFAULT is what an INSERT that leaves the column out
+    // evaluates.
     match names.as_slice() {
-        [name] => cat.type_functions(None, name).is_empty(),
+        [name] => {
+            cat.type_functions(None, name).is_empty() && cat.domain_defaults(None, name).is_empty()
+        }
         ["pg_catalog", _] => true,
-        [schema, name] => cat.type_functions(Some(schema), name).is_empty(),
+        [schema, name] => {
+            cat.type_functions(Some(schema), name).is_empty()
+                && cat.domain_defaults(Some(schema), name).is_empty()
+        }
         _ => false,
     }
 }
 
-fn plain_column(c: &protobuf::ColumnDef, cat: &Catalog) -> bool {
-    plain_type(c.type_name.as_ref(), cat) && c.constraints.iter().all(plain_constraint)
-}
-
-/// A table element that adds only built-in computations: a column of a
-/// plain type, or a constraint other than an exclusion constraint or a
-/// foreign key whose actions write (no LIKE, which copies another
-/// table's expressions).
-fn plain_element(e: &protobuf::Node, cat: &Catalog) -> bool {
-    match &e.node {
-        Some(Node::ColumnDef(c)) => plain_column(c, cat),
-        Some(Node::Constraint(_)) => plain_constraint(e),
-        _ => false,
-    }
-}
-
-fn plain_constraint(n: &protobuf::Node) -> bool {
+/// A constraint of built-in computations (its expressions judged by the
+/// statement's functions): not an exclusion constraint (its operators
+/// may be a user's); a foreign key only when its checks run built-in
+/// equality operators, i.e. it references a table this block created
+/// plainly, or one the catalog holds whose indexes use no user operator
+/// class, with no user casts PostgreSQL could apply to compare the keys.
+/// What its ON DELETE / ON UPDATE action writes is judged with the
+/// writes of the referenced table (`Window::referenced`).
+fn plain_constraint(n: &protobuf::Node, cat: &Catalog, created: &[String]) -> bool {
     let Some(Node::Constraint(c)) = &n.node else {
         return false;
     };
-    let quiet = |a: &str| matches!(a, "" | "a" | "r");
     match ConstrType::try_from(c.contype) {
         Ok(ConstrType::ConstrExclusion) | Err(_) => false,
-        Ok(ConstrType::ConstrForeign) => quiet(&c.fk_del_action) && quiet(&c.fk_upd_action),
+        Ok(ConstrType::ConstrForeign) => {
+            let Some(pk) = c.pktable.as_ref() else {
+                return false;
+            };
+            let schema = Some(pk.schemaname.as_str()).filter(|s| !s.is_empty());
+            (created.contains(&pk.relname) || cat.holds_relation(schema, &pk.relname))
+                && cat
+                    .write_effects(schema, &pk.relname)
+                    .iter()
+                    .all(|(_, e)| e.functions.is_empty())
+                && cat.implicit_casts().is_empty()
+        }
         Ok(_) => true,
     }
 }
@@ -522,7 +721,11 @@ fn plain_constraint(n: &protobuf::Node) -> bool {
 /// ALTER TABLE subcommands that add or drop columns, defaults,
 /// constraints and indexes (their expressions judged by the statement's
 /// functions), or change storage details.
-fn plain_alter(cmd: &protobuf::AlterTableCmd, cat: &Catalog) -> bool {
+fn plain_alter(
+    cmd: &protobuf::AlterTableCmd,
+    plain_column: &dyn Fn(&protobuf::ColumnDef) -> bool,
+    plain_constraint: &dyn Fn(&protobuf::Node) -> bool,
+) -> bool {
     use AlterTableType::*;
     let Ok(kind) = AlterTableType::try_from(cmd.subtype) else {
         return false;
@@ -530,7 +733,7 @@ fn plain_alter(cmd: &protobuf::AlterTableCmd, cat: &Catalog) -> bool {
     let def = cmd.def.as_deref();
     match kind {
         AtAddColumn | AtAlterColumnType => match def.and_then(|d| d.node.as_ref()) {
-            Some(Node::ColumnDef(c)) => plain_column(c, cat),
+            Some(Node::ColumnDef(c)) => plain_column(c),
             _ => false,
         },
         AtAddConstraint => def.is_some_and(plain_constraint),
@@ -579,6 +782,127 @@ mod tests {
             &cat,
         );
         assert!(w.open && !w.uncertain());
+    }
+
+    #[test]
+    fn alembic_and_schema_migrations_stay_certain() {
+        let cat = Catalog::builtin();
+        // Alembic's first revision: an enum, two tables, a foreign key with
+        // ON DELETE CASCADE, an index on the referencing table.
+        let w = window(
+            &[
+                "CREATE TABLE alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY)",
+                "CREATE TYPE post_kind AS ENUM ('note', 'page')",
+                "CREATE TABLE users (id SERIAL NOT NULL, email VARCHAR(200) NOT NULL, created TIMESTAMP WITH TIME ZONE DEFAULT now(), PRIMARY KEY (id), UNIQUE (email))",
+                "CREATE TABLE posts (id SERIAL NOT NULL, user_id INTEGER, body TEXT, kind post_kind, PRIMARY KEY (id), FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE)",
+                "CREATE INDEX ix_posts_user_id ON posts (user_id)",
+                "INSERT INTO alembic_version (version_num) VALUES ('abc') RETURNING alembic_version.version_num",
+                "INSERT INTO users (email) VALUES ('a@example.com')",
+                "INSERT INTO posts (user_id, kind) VALUES (1, 'note')",
+                "SELECT * FROM users JOIN posts ON posts.user_id = users.id",
+                "CREATE DOMAIN positive AS int CHECK (VALUE > 0) DEFAULT 1",
+                "CREATE TYPE pair AS (a int, b text)",
+                "ALTER TABLE posts ADD COLUMN score positive, ADD COLUMN p pair",
+                "CREATE SCHEMA app",
+                "CREATE SCHEMA IF NOT EXISTS app2 AUTHORIZATION CURRENT_USER",
+                "CREATE TABLE app.things (id int REFERENCES posts)",
+                "INSERT INTO app.things VALUES (1)",
+                "DROP TABLE posts",
+            ],
+            &cat,
+        );
+        assert!(w.open && !w.uncertain());
+        // What the keys' actions (and TRUNCATE ... CASCADE) now write is
+        // not in the catalog: writes of the referenced tables wait for
+        // COMMIT, but for a plain INSERT.
+        for refused in [
+            "DELETE FROM users",
+            "UPDATE users SET id = id + 1",
+            "TRUNCATE users CASCADE",
+            "INSERT INTO users (email) VALUES ('b') ON CONFLICT (email) DO UPDATE SET id = 7",
+            "WITH d AS (DELETE FROM users RETURNING id) INSERT INTO users (email) SELECT 'x' FROM d",
+            "MERGE INTO users u USING (SELECT 1 AS id) s ON u.id = s.id WHEN MATCHED THEN DELETE",
+            "COPY users FROM STDIN",
+            "TRUNCATE posts CASCADE",
+            "DO $$ BEGIN DELETE FROM users; END $$",
+        ] {
+            let why = w.refusal(&statement(refused, &cat), &cat);
+            assert!(
+                why.as_deref().is_some_and(|w| w.contains("foreign key")),
+                "{refused}: {why:?}"
+            );
+        }
+        for fine in [
+            "SELECT * FROM users",
+            "INSERT INTO users (email) VALUES ('b')",
+            "UPDATE alembic_version SET version_num = 'def'",
+            "CREATE INDEX ON users (created)",
+            "DELETE FROM posts",
+            "COMMIT",
+        ] {
+            let why = w.refusal(&statement(fine, &cat), &cat);
+            assert!(why.is_none(), "{fine}: {why:?}");
+        }
+    }
+
+    #[test]
+    fn keys_without_actions_only_hold_back_truncate_and_user_code() {
+        let cat = Catalog::builtin();
+        let w = window(
+            &[
+                "CREATE TABLE a (id int PRIMARY KEY)",
+                "CREATE TABLE b (a int REFERENCES a ON DELETE RESTRICT ON UPDATE NO ACTION)",
+            ],
+            &cat,
+        );
+        assert!(!w.uncertain());
+        for fine in [
+            "UPDATE a SET id = id + 1",
+            "DELETE FROM a WHERE id = 1",
+            "INSERT INTO a VALUES (1) ON CONFLICT DO NOTHING",
+        ] {
+            let why = w.refusal(&statement(fine, &cat), &cat);
+            assert!(why.is_none(), "{fine}: {why:?}");
+        }
+        for refused in [
+            "TRUNCATE a CASCADE",
+            "TRUNCATE a",
+            "DO $$ BEGIN DELETE FROM a; END $$",
+        ] {
+            let why = w.refusal(&statement(refused, &cat), &cat);
+            assert!(why.is_some(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn code_in_types_schemas_and_keys_stays_uncertain() {
+        let cat = Catalog::builtin();
+        for ddl in [
+            "CREATE DOMAIN d AS int DEFAULT f()",
+            "CREATE DOMAIN d AS int CHECK (VALUE > 0) DEFAULT nextval(f()::regclass)",
+            "CREATE SCHEMA s CREATE TABLE t (x int)",
+            "CREATE TYPE r AS RANGE (subtype = int)",
+        ] {
+            let w = window(&[ddl], &cat);
+            let st = statement("SELECT 1 + length('x')", &cat);
+            assert!(w.refusal(&st, &cat).is_some(), "{ddl}");
+        }
+        // A key referencing a table neither created in the block nor in
+        // the catalog: its check's operators are unknown.
+        let w = window(
+            &[
+                "CREATE TABLE t (x int)",
+                "CREATE TABLE u (x int REFERENCES elsewhere)",
+            ],
+            &cat,
+        );
+        assert!(w.uncertain());
+        assert!(w
+            .refusal(&statement("INSERT INTO u VALUES (1)", &cat), &cat)
+            .is_some());
+        assert!(w
+            .refusal(&statement("INSERT INTO t VALUES (1)", &cat), &cat)
+            .is_none());
     }
 
     #[test]
