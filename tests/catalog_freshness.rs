@@ -536,7 +536,13 @@ async fn plain_ddl_in_a_block_does_not_hide_user_code() {
                OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, \
                FUNCTION 1 evil_cmp(int, int); \
              CREATE TABLE keyed (id int); CREATE UNIQUE INDEX keyed_id ON keyed (id evil_ops); \
-             INSERT INTO keyed VALUES (1); DELETE FROM loot; \
+             INSERT INTO keyed VALUES (1); \
+             CREATE FUNCTION tidy_cmp(int, int) RETURNS int LANGUAGE plpgsql AS \
+               $$BEGIN RETURN btint4cmp($1, $2); END$$; \
+             CREATE OPERATOR CLASS tidy_ops FOR TYPE int USING btree AS \
+               OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, \
+               FUNCTION 1 tidy_cmp(int, int); \
+             CREATE TABLE kchild (k int); CREATE INDEX ON kchild (k tidy_ops); DELETE FROM loot; \
              GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC"
         ))
         .await
@@ -595,6 +601,22 @@ async fn plain_ddl_in_a_block_does_not_hide_user_code() {
     ok(&c, "BEGIN").await;
     ok(&c, "CREATE TABLE refs (k int REFERENCES keyed (id))").await;
     refused(&h, &c, "INSERT INTO refs VALUES (1)").await;
+    ok(&c, "ROLLBACK").await;
+    // A key's check of the referencing table looks kchild up through
+    // tidy_ops (user code, if benign) when parent is written.
+    ok(&c, "BEGIN").await;
+    ok(
+        &c,
+        "ALTER TABLE kchild ADD FOREIGN KEY (k) REFERENCES parent",
+    )
+    .await;
+    refused(&h, &c, "UPDATE parent SET id = id").await;
+    ok(&c, "ROLLBACK").await;
+    // A domain whose DEFAULT calls a user function, made in the block.
+    ok(&c, "BEGIN").await;
+    ok(&c, "CREATE DOMAIN pfdom AS text DEFAULT pf()").await;
+    ok(&c, "CREATE TABLE t_pf (a int, b pfdom)").await;
+    refused(&h, &c, "INSERT INTO t_pf (a) VALUES (1)").await;
     ok(&c, "ROLLBACK").await;
     // A schema created with elements is not looked into.
     ok(&c, "BEGIN").await;

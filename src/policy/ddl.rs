@@ -9,12 +9,16 @@
 //! (`Window::refusal`).
 //!
 //! DDL that only adds tables, columns, indexes and constraints built from
-//! built-in computations (what a migration mostly runs) leaves everything
-//! certain: PostgreSQL runs nothing new for it that pgward would judge.
+//! built-in computations, enum types, domains and composite types of them,
+//! and empty schemas (what a migration mostly runs) leaves everything
+//! certain: PostgreSQL runs nothing new for it that pgward would judge,
+//! except that a new foreign key makes writes of the table it references
+//! reach the referencing table (`Window::writes_referenced`).
 //! DDL that creates or changes functions, triggers, rules, policies, views
 //! and the like makes every statement that could run user code uncertain;
-//! DDL that changes types, casts, operators, names or event triggers makes
-//! everything uncertain but transaction control and DDL that runs nothing.
+//! DDL that changes other types, casts, operators, names or event triggers
+//! makes everything uncertain but transaction control and DDL that runs
+//! nothing.
 
 use pg_query::protobuf::node::Node;
 use pg_query::protobuf::{self, AlterTableType, ConstrType};
@@ -54,6 +58,8 @@ pub struct Window {
 #[derive(Debug, Clone)]
 struct Referenced {
     table: String,
+    /// The referencing table (bare name).
+    from: String,
     /// The DDL that added the key (as SQL words).
     by: String,
     /// Its ON DELETE or ON UPDATE action writes the referencing table
@@ -198,8 +204,12 @@ impl Window {
         }
         self.open = true;
         let what = what(st);
-        for (table, writes) in fk_references(st) {
-            match self.referenced.iter_mut().find(|r| r.table == table) {
+        for (from, table, writes) in fk_references(st) {
+            match self
+                .referenced
+                .iter_mut()
+                .find(|r| r.table == table && r.from == from)
+            {
                 Some(r) if writes && !r.writes => {
                     r.writes = true;
                     r.by = what.clone();
@@ -207,6 +217,7 @@ impl Window {
                 Some(_) => {}
                 None => self.referenced.push(Referenced {
                     table,
+                    from,
                     by: what.clone(),
                     writes,
                 }),
@@ -225,7 +236,24 @@ impl Window {
                 functions,
             } => {
                 self.tainted.get_or_insert_with(|| what.clone());
-                self.created.retain(|t| !relations.contains(t));
+                // A key's checks look rows up in the other table of the
+                // key, with what may now be user code (an index's
+                // operator class): writes of that table are uncertain too.
+                let touched: Vec<&str> = self
+                    .referenced
+                    .iter()
+                    .filter_map(|k| {
+                        if relations.contains(&k.from) {
+                            Some(k.table.as_str())
+                        } else if relations.contains(&k.table) {
+                            Some(k.from.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                self.created
+                    .retain(|t| !relations.contains(t) && !touched.contains(&t.as_str()));
                 for f in functions {
                     if !self.functions.contains(&f) {
                         self.functions.push(f);
@@ -386,15 +414,23 @@ fn builtin_calls(st: &Statement, cat: &Catalog) -> bool {
     })
 }
 
-/// The tables that the foreign keys a CREATE TABLE or ALTER TABLE adds
-/// reference (bare names), and whether each key's ON DELETE or ON UPDATE
-/// action writes.
-fn fk_references(st: &Statement) -> Vec<(String, bool)> {
+/// The foreign keys a CREATE TABLE or ALTER TABLE adds: the referencing
+/// and the referenced table (bare names), and whether the key's ON DELETE
+/// or ON UPDATE action writes.
+fn fk_references(st: &Statement) -> Vec<(String, String, bool)> {
     if !matches!(st.kind.as_str(), "CreateStmt" | "AlterTableStmt") {
         return Vec::new();
     }
     let mut constraints: Vec<&protobuf::Node> = Vec::new();
     let node = parse_one(st);
+    let from = match &node {
+        Some(Node::CreateStmt(c)) => rel_name(c.relation.as_ref()),
+        Some(Node::AlterTableStmt(a)) => rel_name(a.relation.as_ref()),
+        _ => None,
+    };
+    let Some(from) = from else {
+        return Vec::new();
+    };
     match &node {
         Some(Node::CreateStmt(c)) => {
             for e in c.table_elts.iter().chain(&c.constraints) {
@@ -430,8 +466,10 @@ fn fk_references(st: &Statement) -> Vec<(String, bool)> {
         .filter_map(|n| match &n.node {
             Some(Node::Constraint(c)) if c.contype == ConstrType::ConstrForeign as i32 => {
                 let quiet = |a: &str| matches!(a, "" | "a" | "r");
-                rel_name(c.pktable.as_ref())
-                    .map(|t| (t, !quiet(&c.fk_del_action) || !quiet(&c.fk_upd_action)))
+                rel_name(c.pktable.as_ref()).map(|t| {
+                    let writes = !quiet(&c.fk_del_action) || !quiet(&c.fk_upd_action);
+                    (from.clone(), t, writes)
+                })
             }
             _ => None,
         })
@@ -487,7 +525,17 @@ fn change(st: &Statement, cat: &Catalog, created: &[String]) -> Change {
     let Some(node) = parse_one(st) else {
         return Change::Anything;
     };
-    let plain_constraint = |n: &protobuf::Node| plain_constraint(n, cat, created);
+    // The table whose keys a CREATE TABLE or ALTER TABLE adds: a new table
+    // has only the indexes its own constraints make.
+    let from = match &node {
+        Node::AlterTableStmt(a) => a.relation.as_ref().map(|r| {
+            let schema = Some(r.schemaname.as_str()).filter(|s| !s.is_empty());
+            created.contains(&r.relname) || clean_table(cat, schema, &r.relname)
+        }),
+        _ => Some(true),
+    }
+    .unwrap_or(false);
+    let plain_constraint = |n: &protobuf::Node| plain_constraint(n, cat, created, from);
     let plain_column = |c: &protobuf::ColumnDef| {
         plain_type(c.type_name.as_ref(), cat) && c.constraints.iter().all(plain_constraint)
     };
@@ -691,12 +739,19 @@ fn plain_type(t: Option<&protobuf::TypeName>, cat: &Catalog) -> bool {
 /// A constraint of built-in computations (its expressions judged by the
 /// statement's functions): not an exclusion constraint (its operators
 /// may be a user's); a foreign key only when its checks run built-in
-/// equality operators, i.e. it references a table this block created
-/// plainly, or one the catalog holds whose indexes use no user operator
-/// class, with no user casts PostgreSQL could apply to compare the keys.
+/// equality operators and built-in index lookups, i.e. both the
+/// referencing and the referenced table were created plainly in this
+/// block or are held by the catalog with no user operator class in their
+/// indexes, with no user casts PostgreSQL could apply to compare the keys
+/// (`clean_from`: the referencing table is such a table).
 /// What its ON DELETE / ON UPDATE action writes is judged with the
 /// writes of the referenced table (`Window::referenced`).
-fn plain_constraint(n: &protobuf::Node, cat: &Catalog, created: &[String]) -> bool {
+fn plain_constraint(
+    n: &protobuf::Node,
+    cat: &Catalog,
+    created: &[String],
+    clean_from: bool,
+) -> bool {
     let Some(Node::Constraint(c)) = &n.node else {
         return false;
     };
@@ -707,15 +762,24 @@ fn plain_constraint(n: &protobuf::Node, cat: &Catalog, created: &[String]) -> bo
                 return false;
             };
             let schema = Some(pk.schemaname.as_str()).filter(|s| !s.is_empty());
-            (created.contains(&pk.relname) || cat.holds_relation(schema, &pk.relname))
-                && cat
-                    .write_effects(schema, &pk.relname)
-                    .iter()
-                    .all(|(_, e)| e.functions.is_empty())
+            clean_from
+                && (created.contains(&pk.relname) || clean_table(cat, schema, &pk.relname))
                 && cat.implicit_casts().is_empty()
         }
         Ok(_) => true,
     }
+}
+
+/// A table the catalog holds whose indexes use no user operator class
+/// (and that has no exclusion constraint with user operators): a foreign
+/// key's check looks rows up in it with built-in functions. A table the
+/// block created is not in the catalog; see `Window::created`.
+fn clean_table(cat: &Catalog, schema: Option<&str>, name: &str) -> bool {
+    cat.holds_relation(schema, name)
+        && cat
+            .write_effects(schema, name)
+            .iter()
+            .all(|(_, e)| e.functions.is_empty())
 }
 
 /// ALTER TABLE subcommands that add or drop columns, defaults,
@@ -872,6 +936,45 @@ mod tests {
             let why = w.refusal(&statement(refused, &cat), &cat);
             assert!(why.is_some(), "{refused}");
         }
+    }
+
+    #[test]
+    fn user_operator_classes_on_either_side_of_a_key_reach_the_other() {
+        let cat = Catalog::builtin();
+        let parent = "CREATE TABLE parent (id int PRIMARY KEY)";
+        let key = "ALTER TABLE child ADD FOREIGN KEY (p) REFERENCES parent";
+        for ddl in [
+            [
+                parent,
+                "CREATE TABLE child (p int)",
+                key,
+                "CREATE INDEX ON child (p my_ops)",
+            ],
+            [
+                parent,
+                "CREATE TABLE child (p int)",
+                key,
+                "CREATE UNIQUE INDEX ON parent (id my_ops)",
+            ],
+        ] {
+            let w = window(&ddl, &cat);
+            for write in ["UPDATE parent SET id = 2", "INSERT INTO child VALUES (1)"] {
+                assert!(
+                    w.refusal(&statement(write, &cat), &cat).is_some(),
+                    "{ddl:?}; {write}"
+                );
+            }
+        }
+        // A key added after the user operator class waits for COMMIT.
+        let w = window(
+            &[
+                parent,
+                "CREATE TABLE child (p int)",
+                "CREATE INDEX ON child (p my_ops)",
+            ],
+            &cat,
+        );
+        assert!(w.refusal(&statement(key, &cat), &cat).is_some());
     }
 
     #[test]
