@@ -523,7 +523,7 @@ async fn plain_ddl_in_a_block_does_not_hide_user_code() {
     let h = harness().await;
     let direct = h.direct().await;
     direct
-        .batch_execute(&format!(
+        .batch_execute(
             "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent VALUES (1); \
              CREATE TABLE child (p int); INSERT INTO child VALUES (1); \
              CREATE FUNCTION evil_del() RETURNS trigger LANGUAGE plpgsql AS \
@@ -543,8 +543,8 @@ async fn plain_ddl_in_a_block_does_not_hide_user_code() {
                OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, \
                FUNCTION 1 tidy_cmp(int, int); \
              CREATE TABLE kchild (k int); CREATE INDEX ON kchild (k tidy_ops); DELETE FROM loot; \
-             GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC"
-        ))
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC",
+        )
         .await
         .unwrap();
     let c = h.connect(MIGRATOR).await;
