@@ -40,6 +40,8 @@ pub struct Request {
     /// Why the role's rules ask for approval.
     pub why: String,
     pub statement: Arc<str>,
+    /// What it would do while it runs (`risk::summary`).
+    pub risk: String,
     /// How many distinct approvers it needs.
     pub approvals_needed: usize,
 }
@@ -129,6 +131,7 @@ pub struct Ask {
     pub classes: String,
     pub why: String,
     pub statement: Arc<str>,
+    pub risk: String,
     pub approvals_needed: usize,
 }
 
@@ -147,6 +150,7 @@ impl Queue {
             classes: ask.classes,
             why: ask.why,
             statement: ask.statement,
+            risk: ask.risk,
             approvals_needed: ask.approvals_needed.max(1),
         });
         let (tx, rx) = oneshot::channel();
@@ -347,6 +351,7 @@ mod tests {
             classes: "ddl".into(),
             why: "class ddl needs approval".into(),
             statement: "CREATE TABLE t (a int)".into(),
+            risk: String::new(),
             approvals_needed,
         }
     }

@@ -387,7 +387,7 @@ fn session(
 }
 
 /// `request` as one row of `SHOW PENDING`'s columns.
-const REQUEST_COLUMNS: [&str; 11] = [
+const REQUEST_COLUMNS: [&str; 12] = [
     "id",
     "requested_at",
     "identity",
@@ -396,6 +396,7 @@ const REQUEST_COLUMNS: [&str; 11] = [
     "database",
     "classes",
     "statement",
+    "risk",
     "why",
     "approvals",
     "waited",
@@ -425,6 +426,7 @@ fn request_row(r: &Request, approvers: &[String]) -> Vec<Option<String>> {
         Some(r.database.clone()),
         Some(r.classes.clone()),
         Some(r.statement.to_string()),
+        (!r.risk.is_empty()).then(|| r.risk.clone()),
         Some(r.why.clone()),
         Some(format!(
             "{}/{}{}",
