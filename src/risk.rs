@@ -8,6 +8,8 @@
 use pg_query::protobuf::{AlterTableType as At, ConstrType, ObjectType};
 use pg_query::NodeEnum;
 
+use crate::policy::stack;
+
 /// PostgreSQL's table lock modes, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Lock {
@@ -132,15 +134,23 @@ impl Step {
 pub fn assess(texts: &[impl AsRef<str>]) -> Vec<Step> {
     let mut steps = Vec::new();
     for text in texts {
-        match pg_query::parse(text.as_ref(), 0) {
-            Ok(parsed) => {
-                for raw in &parsed.protobuf.stmts {
-                    if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
-                        steps.push(step(node));
-                    }
-                }
-            }
-            Err(_) => steps.push(Step {
+        let text = text.as_ref();
+        // Parse trees nest as deep as the text: parsed (and dropped) on a
+        // stack sized for it, as every parse in pgward is.
+        let parsed = stack::on(stack::for_sql(text.len()), || {
+            pg_query::parse(text, 0).map(|parsed| {
+                parsed
+                    .protobuf
+                    .stmts
+                    .iter()
+                    .filter_map(|raw| raw.stmt.as_ref().and_then(|s| s.node.as_ref()))
+                    .map(step)
+                    .collect::<Vec<Step>>()
+            })
+        });
+        match parsed {
+            Ok(Ok(more)) => steps.extend(more),
+            _ => steps.push(Step {
                 notes: vec!["not parsed: no risk analysis"],
                 ..Step::default()
             }),

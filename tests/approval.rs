@@ -518,3 +518,116 @@ async fn requests_show_their_risk_and_are_audited_with_their_decisions() {
         .filter(|e| e.kind.as_str() == "statement" && e.approval_id.is_some())
         .all(|e| e.approval_id.as_deref() == Some(approved_id.as_str())));
 }
+
+/// `APPROVE n FOR '...'`: the same statement (other constants) from the
+/// same identity runs without asking until the grant ends; another table
+/// is another statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_windows_cover_the_same_statement_until_revoked() {
+    let h = harness(Setup::default()).await;
+    let (bob, mut notices) = connect_noticed(&h, BOB).await;
+    let bob = Arc::new(bob);
+    let spawn = |sql: String| {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query(&sql).await })
+    };
+    // Two tables of bob's, created with plain approvals.
+    for t in ["g1", "g2"] {
+        let held = spawn(format!("CREATE TABLE {t} (a int)"));
+        let ids = pending(&h, 1).await;
+        h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+            .await;
+        held.await.unwrap().unwrap();
+    }
+    assert!(h
+        .console(DANA, &["-c", "SHOW GRANTS"])
+        .await
+        .1
+        .trim()
+        .is_empty());
+
+    // Windows that are not windows, or too long, are refused.
+    let held = spawn("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 1".into());
+    let ids = pending(&h, 1).await;
+    for bad in ["forever", "0 hours", "2 days"] {
+        let (ok, _, err) = h
+            .console(DANA, &["-c", &format!("APPROVE {} FOR '{bad}'", ids[0])])
+            .await;
+        assert!(
+            !ok && (err.contains("window") || err.contains("at most")),
+            "{bad}: {err}"
+        );
+    }
+    let (ok, out, err) = h
+        .console(DANA, &["-c", &format!("APPROVE {} FOR '1 hour'", ids[0])])
+        .await;
+    assert!(ok, "{out}{err}");
+    held.await.unwrap().unwrap();
+    let request = ids[0].to_string();
+
+    // The same statement with another constant runs at once, and says so.
+    while notices.try_recv().is_ok() {}
+    bob.simple_query("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 2")
+        .await
+        .expect("runs under the grant");
+    let notice = notices.recv().await.unwrap();
+    assert!(
+        notice.contains("runs under grant 1") && notice.contains("approved by dana"),
+        "{notice}"
+    );
+    let d = h.direct().await;
+    let default: String = d
+        .query_one(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'g1'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(default, "2");
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW GRANTS"]).await;
+    let row: Vec<&str> = out.trim().split('|').collect();
+    assert_eq!(
+        (row[0], row[1], row[2], row[4], row[5], row[9]),
+        ("1", "bob", "app", request.as_str(), "dana", "1"),
+        "{out}"
+    );
+
+    // Another table (the names differ only in a digit) asks again.
+    let other = spawn("ALTER TABLE g2 ALTER COLUMN a SET DEFAULT 1".into());
+    let ids = pending(&h, 1).await;
+    h.console(DANA, &["-c", &format!("DENY {}", ids[0])]).await;
+    assert!(other.await.unwrap().is_err());
+
+    // Revoked: asked again.
+    let (ok, _, err) = h.console(DANA, &["-c", "REVOKE GRANT 1"]).await;
+    assert!(ok, "{err}");
+    assert!(!h.console(DANA, &["-c", "REVOKE GRANT 1"]).await.0);
+    let again = spawn("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 3".into());
+    let ids = pending(&h, 1).await;
+    h.console(DANA, &["-c", &format!("DENY {}", ids[0])]).await;
+    assert!(again.await.unwrap().is_err());
+
+    // On record: the use of the grant, as an approval by dana.
+    let events = h.audit_events();
+    let by_grant: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.kind.as_str() == "approval_decision" && e.detail.as_deref() == Some("grant 1")
+        })
+        .collect();
+    assert_eq!(by_grant.len(), 1, "{events:?}");
+    assert_eq!(by_grant[0].approval_id.as_deref(), Some(request.as_str()));
+    let ran = events
+        .iter()
+        .find(|e| e.statement.as_deref() == Some("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 2"))
+        .expect("the granted statement's event");
+    assert_eq!(
+        (
+            ran.approval_id.as_deref(),
+            ran.approver.as_deref(),
+            ran.outcome.as_deref()
+        ),
+        (Some(request.as_str()), Some("dana"), Some("ok"))
+    );
+}

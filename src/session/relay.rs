@@ -212,7 +212,7 @@ impl Core {
             return;
         };
         let (by, detail) = match verdict {
-            Verdict::Approved { by } => (Some(by.join(", ")), None),
+            Verdict::Approved { by } => (Some(by.join(", ")), why.map(str::to_owned)),
             Verdict::Denied { by, reason } => (Some(by.clone()), Some(reason.clone())),
             Verdict::Expired => (
                 None,
@@ -461,6 +461,51 @@ impl Relay {
             )));
             return self.on_client_data();
         };
+        // pg_query fingerprints: equal for the same statement with other
+        // constants. A text that has none is never granted.
+        let fingerprints = hold
+            .texts
+            .iter()
+            .map(|t| {
+                // Full relation names: `orders_2024_01` is not `orders_2024_02`.
+                crate::policy::stack::on(crate::policy::stack::for_sql(t.len()), || {
+                    pg_query::fingerprint(t, 0, pg_query::FingerprintOptions::FULL_RELNAME)
+                        .map(|f| f.value)
+                        .ok()
+                })
+                .ok()
+                .flatten()
+            })
+            .collect::<Option<Vec<u64>>>()
+            .unwrap_or_default();
+        let granted = match hold.after_approval {
+            false => link
+                .queue
+                .granted(&link.entry.identity, &hold.role, &fingerprints),
+            true => None,
+        };
+        if let Some(g) = granted {
+            PgError::notice(
+                "00000",
+                format!(
+                    "pgward: statement runs under grant {} (approved by {} with request {}, until {})",
+                    g.grant,
+                    g.by.join(", "),
+                    g.request,
+                    crate::console::timestamp(g.expires_at)
+                ),
+            )
+            .encode(&mut self.to_client);
+            let verdict = Verdict::Approved { by: g.by.clone() };
+            let why = format!("grant {}", g.grant);
+            self.core.record_decision(g.request, &verdict, Some(&why));
+            self.core.release(Release::Approved {
+                id: g.request,
+                texts: hold.texts,
+                by: g.by,
+            });
+            return self.on_client_data();
+        }
         let ticket = link.queue.request(
             Ask {
                 identity: link.entry.identity.clone(),
@@ -471,6 +516,7 @@ impl Relay {
                 why: hold.why.clone(),
                 statement: hold.statement.clone(),
                 risk: crate::risk::summary(&hold.texts),
+                fingerprints,
                 approvals_needed: hold.approvals_needed,
             },
             link.timeout,
