@@ -631,3 +631,59 @@ async fn grant_windows_cover_the_same_statement_until_revoked() {
         (Some(request.as_str()), Some("dana"), Some("ok"))
     );
 }
+
+/// `tables.read = { approve = [...] }`: reading those tables waits for a
+/// yes; the rest of the role's reads do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_approval_tables_are_held() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.tables = vec![pgward::policy::role::TableRule {
+        class: Some(pgward::policy::Class::Read),
+        approve: vec![pgward::policy::role::Pattern::new("public.api_keys")],
+        ..Default::default()
+    }];
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    h.direct()
+        .await
+        .batch_execute(pgward::demo::SAMPLE_SCHEMA)
+        .await
+        .unwrap();
+    let bob = Arc::new(h.connect(BOB).await);
+    // Other tables: at once.
+    assert!(bob
+        .simple_query("SELECT count(*) FROM customers")
+        .await
+        .is_ok());
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.query_one(
+                "SELECT secret FROM api_keys WHERE service = $1",
+                &[&"payments"],
+            )
+            .await
+        })
+    };
+    let pending = h.pending_requests(1).await;
+    assert!(
+        pending[0].1.contains("SELECT secret FROM api_keys"),
+        "{pending:?}"
+    );
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(
+        out.contains("read of public.api_keys needs approval"),
+        "{out}"
+    );
+    h.console(DANA, &["-c", &format!("APPROVE {}", pending[0].0)])
+        .await;
+    let row = held.await.unwrap().expect("approved read");
+    assert_eq!(row.get::<_, String>(0), "sk_live_demo_only");
+}
