@@ -547,7 +547,7 @@ async fn plain_ddl_in_a_block_does_not_hide_user_code() {
         )
         .await
         .unwrap();
-    let c = h.connect(MIGRATOR).await;
+    let mut c = h.connect(MIGRATOR).await;
     // The key's action would delete child's row and fire its trigger. A
     // refusal ends the block, so each attempt gets its own.
     for attack in [
@@ -573,6 +573,33 @@ async fn plain_ddl_in_a_block_does_not_hide_user_code() {
          DELETE FROM parent",
     )
     .await;
+    // A statement prepared, or a portal bound, before the key was added
+    // is judged again when it runs.
+    ok(&c, "PREPARE purge AS DELETE FROM parent").await;
+    ok(&c, "BEGIN").await;
+    ok(
+        &c,
+        "ALTER TABLE child ADD FOREIGN KEY (p) REFERENCES parent ON DELETE CASCADE",
+    )
+    .await;
+    refused(&h, &c, "EXECUTE purge").await;
+    ok(&c, "ROLLBACK").await;
+    {
+        let tx = c.transaction().await.unwrap();
+        let stmt = tx.prepare("DELETE FROM parent").await.unwrap();
+        let portal = tx.bind(&stmt, &[]).await.unwrap();
+        tx.batch_execute(
+            "ALTER TABLE child ADD FOREIGN KEY (p) REFERENCES parent ON DELETE CASCADE",
+        )
+        .await
+        .unwrap();
+        match tx.query_portal(&portal, 0).await {
+            Ok(_) => panic!("pgward let the portal run"),
+            Err(e) => assert!(Harness::is_denial(&e), "{e:?}"),
+        }
+        tx.rollback().await.unwrap();
+    }
+    nothing_leaked(&h).await;
     // Without an action, only TRUNCATE ... CASCADE reaches child.
     ok(&c, "BEGIN").await;
     ok(

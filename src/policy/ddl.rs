@@ -192,9 +192,10 @@ enum Change {
 }
 
 impl Window {
-    /// Whether anything is uncertain for the session's statements.
+    /// Whether anything is uncertain for the session's statements (what
+    /// its DDL changed, or writes of tables its new foreign keys reference).
     pub fn uncertain(&self) -> bool {
-        self.tainted.is_some()
+        self.tainted.is_some() || !self.referenced.is_empty()
     }
 
     /// Folds a statement that was let through into the window.
@@ -363,8 +364,12 @@ impl Window {
             && st.dangerous.is_empty()
             && builtin_calls(st, cat);
         // Code pgward cannot see (DO, EXECUTE of computed text) may write
-        // any table.
-        let opaque = st.unknown_function || st.reasons.iter().any(|r| r.class == Class::Unknown);
+        // any table, and so may a prepared statement or a cursor judged
+        // before the key was added.
+        let opaque = st.unknown_function
+            || st.executes.is_some()
+            || st.fetches.is_some()
+            || st.reasons.iter().any(|r| r.class == Class::Unknown);
         if opaque {
             let key = &self.referenced[0];
             return Some(format!(
@@ -845,7 +850,7 @@ mod tests {
             ],
             &cat,
         );
-        assert!(w.open && !w.uncertain());
+        assert!(w.open && w.tainted.is_none());
     }
 
     #[test]
@@ -875,7 +880,8 @@ mod tests {
             ],
             &cat,
         );
-        assert!(w.open && !w.uncertain());
+        // Writes of the referenced tables are uncertain (see below).
+        assert!(w.open && w.uncertain());
         // What the keys' actions (and TRUNCATE ... CASCADE) now write is
         // not in the catalog: writes of the referenced tables wait for
         // COMMIT, but for a plain INSERT.
@@ -889,6 +895,8 @@ mod tests {
             "COPY users FROM STDIN",
             "TRUNCATE posts CASCADE",
             "DO $$ BEGIN DELETE FROM users; END $$",
+            "EXECUTE purge",
+            "FETCH 1 FROM c",
         ] {
             let why = w.refusal(&statement(refused, &cat), &cat);
             assert!(
@@ -919,7 +927,7 @@ mod tests {
             ],
             &cat,
         );
-        assert!(!w.uncertain());
+        assert!(w.tainted.is_none());
         for fine in [
             "UPDATE a SET id = id + 1",
             "DELETE FROM a WHERE id = 1",
