@@ -687,3 +687,93 @@ async fn reads_of_approval_tables_are_held() {
     let row = held.await.unwrap().expect("approved read");
     assert_eq!(row.get::<_, String>(0), "sk_live_demo_only");
 }
+
+/// `SET pgward.reason` or a leading `/* reason: ... */` travels with the
+/// request; a role with `require_reason` gets nothing held without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_travel_with_requests_and_a_role_may_require_one() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.require_reason = true;
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    let bob = Arc::new(h.connect(BOB).await);
+    // No reason: refused at once, nothing held, nothing run.
+    let e = bob
+        .simple_query("CREATE TABLE no_reason (a int)")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("must say why") && db.hint().unwrap().contains("pgward.reason"),
+        "{db:?}"
+    );
+    assert!(!h.table_exists("no_reason").await);
+
+    let reason_of = |out: &str| out.trim().split('|').nth(10).unwrap_or_default().to_owned();
+    // A leading comment.
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.simple_query(
+                "/* reason: INC-7 add the audit table */ CREATE TABLE with_comment (a int)",
+            )
+            .await
+        })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-7 add the audit table", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    let comment_id = ids[0].to_string();
+
+    // The session's setting (the server keeps it as a placeholder).
+    bob.simple_query("SET pgward.reason = 'INC-8: backfill'")
+        .await
+        .expect("every role may set pgward.reason");
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE with_setting (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-8: backfill", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    // RESET takes it back: refused again.
+    bob.simple_query("RESET pgward.reason").await.unwrap();
+    assert!(bob
+        .simple_query("CREATE TABLE after_reset (a int)")
+        .await
+        .is_err());
+
+    let events = h.audit_events();
+    let req = events
+        .iter()
+        .find(|e| {
+            e.kind.as_str() == "approval_request"
+                && e.approval_id.as_deref() == Some(comment_id.as_str())
+        })
+        .expect("the request event");
+    assert_eq!(req.detail.as_deref(), Some("INC-7 add the audit table"));
+    assert_eq!(req.rule.as_deref(), Some("CREATE changes the schema"));
+    let classes: Vec<_> = req
+        .classes
+        .as_deref()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(classes, ["ddl"]);
+}
