@@ -777,3 +777,64 @@ async fn reasons_travel_with_requests_and_a_role_may_require_one() {
         .collect();
     assert_eq!(classes, ["ddl"]);
 }
+
+/// `approval.webhook_url`: each new request is POSTed as JSON with a
+/// Slack-style `text`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_requests_are_posted_to_the_webhook() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let h = harness(Setup {
+        extra: format!("[approval]\nwebhook_url = \"http://127.0.0.1:{port}/hook\""),
+        ..Setup::default()
+    })
+    .await;
+    let posted = tokio::spawn(async move {
+        let (mut s, _) = hook.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the webhook request ended early");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a content-length");
+                if buf.len() >= end + 4 + length {
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    return (text[..end].to_owned(), text[end + 4..].to_owned());
+                }
+            }
+        }
+    });
+    let bob = Arc::new(h.connect(BOB).await);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE hooked (a int)").await })
+    };
+    let (head, body) = tokio::time::timeout(Duration::from_secs(20), posted)
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = json["request"]["id"].as_u64().unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(
+        text.contains("bob (app) asks to run, on postgres: CREATE TABLE hooked (a int)")
+            && text.contains(&format!("APPROVE {id}")),
+        "{text}"
+    );
+    h.console(DANA, &["-c", &format!("APPROVE {id}")]).await;
+    held.await.unwrap().unwrap();
+}

@@ -154,6 +154,7 @@ pub struct Link {
     /// How an approver decides, shown to the held client; `{id}` is
     /// replaced by the request's id.
     pub how_to_approve: String,
+    pub webhook: Option<Arc<crate::webhook::Webhook>>,
 }
 
 impl Core {
@@ -524,6 +525,9 @@ impl Relay {
         );
         let id = ticket.id();
         tracing::info!(identity = %link.entry.identity, request = id, "statement held for approval");
+        if let Some(w) = &link.webhook {
+            w.notify(&ticket.request, &link.how_to_approve);
+        }
         if let Some(rec) = &mut self.core.recorder {
             rec.approval_requested(
                 id,
