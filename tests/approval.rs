@@ -838,3 +838,61 @@ async fn new_requests_are_posted_to_the_webhook() {
     h.console(DANA, &["-c", &format!("APPROVE {id}")]).await;
     held.await.unwrap().unwrap();
 }
+
+/// The console's rows work with psql's `\x` and `\watch`, as a DBA keeps
+/// the queue open in a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_expanded_output_and_watch_work_on_the_console() {
+    use tokio::io::AsyncReadExt;
+    let h = harness(Setup::default()).await;
+    let bob = Arc::new(h.connect(BOB).await);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE watched (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let conn = h.conninfo(DANA).replace("dbname=postgres", "dbname=pgward");
+    let psql = pgward::localpg::find_program("psql").expect("psql");
+    let mut child = tokio::process::Command::new(psql)
+        .args(["-X", "-d", &conn])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // As typed at the prompt (a -c option cannot mix SQL and \watch).
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"\\x on\nSHOW PENDING \\watch 0.3\n")
+        .await
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    // Three refreshes, each a full expanded record.
+    while String::from_utf8_lossy(&out)
+        .matches("-[ RECORD 1 ]")
+        .count()
+        < 3
+    {
+        match tokio::time::timeout_at(deadline, stdout.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&chunk[..n]),
+            other => panic!("psql stopped: {other:?}: {}", String::from_utf8_lossy(&out)),
+        }
+    }
+    child.kill().await.unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("Expanded display is on."), "{out}");
+    assert!(out.contains("(every 0.3s)"), "{out}");
+    for field in ["id", "statement", "risk", "reason", "waited"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(field) && l.contains('|')),
+            "{field}: {out}"
+        );
+    }
+    assert!(out.contains("CREATE TABLE watched (a int)"), "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+}
