@@ -33,6 +33,8 @@ pub struct ApprovalConfig {
     pub timeout_secs: u64,
     /// The longest grant window `APPROVE n FOR '...'` may give.
     pub max_grant_secs: u64,
+    /// Where each new request is POSTed as JSON (Slack-compatible `text`).
+    pub webhook_url: Option<String>,
 }
 
 impl Default for ApprovalConfig {
@@ -40,6 +42,7 @@ impl Default for ApprovalConfig {
         ApprovalConfig {
             timeout_secs: 900,
             max_grant_secs: 86_400,
+            webhook_url: None,
         }
     }
 }

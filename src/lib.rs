@@ -23,6 +23,7 @@ pub mod session;
 pub mod timer;
 pub mod tls;
 pub mod upstream;
+pub mod webhook;
 pub mod workers;
 
 /// Sessions allocate what the audit writer frees (statement texts, events)

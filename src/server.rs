@@ -52,6 +52,8 @@ pub struct Shared {
     pub sessions: Arc<crate::session::registry::Sessions>,
     /// Statements held for approval.
     pub approvals: Arc<crate::approval::Queue>,
+    /// Told of every new approval request (`approval.webhook_url`).
+    pub webhook: Option<Arc<crate::webhook::Webhook>>,
     /// Classifications of long texts running apart from the session
     /// threads (see `session::guard::CLASSIFY_APART`): one per core.
     pub classify_slots: Arc<tokio::sync::Semaphore>,
@@ -92,6 +94,10 @@ impl Shared {
         warn_unused_bindings(&config, &rules);
         let mut instance_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut instance_secret);
+        let webhook = match &config.approval.webhook_url {
+            Some(url) => Some(Arc::new(crate::webhook::Webhook::new(url)?)),
+            None => None,
+        };
         let (phase_tx, phase) = watch::channel(Phase::Running);
         Ok(Arc::new(Shared {
             config,
@@ -108,6 +114,7 @@ impl Shared {
             cancels: Arc::new(CancelRegistry::default()),
             sessions: Arc::default(),
             approvals: Arc::default(),
+            webhook,
             classify_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),

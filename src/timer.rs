@@ -122,6 +122,21 @@ where
         .map_err(|e| format!("background task failed: {e}"))
 }
 
+/// Runs `f` on the background thread (on the current runtime before
+/// `start`) to its end, unwatched: for work nobody waits for (a webhook).
+pub fn spawn_background<F>(f: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match BACKGROUND.get() {
+        Some(bg) => drop(bg.spawn(f)),
+        None => match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn(f)),
+            Err(_) => tracing::warn!("no runtime for background work: dropped"),
+        },
+    }
+}
+
 /// Cancels background work (a timer, a fetch) when its owner is dropped.
 pub struct AbortOnDrop(AbortHandle);
 

@@ -687,3 +687,212 @@ async fn reads_of_approval_tables_are_held() {
     let row = held.await.unwrap().expect("approved read");
     assert_eq!(row.get::<_, String>(0), "sk_live_demo_only");
 }
+
+/// `SET pgward.reason` or a leading `/* reason: ... */` travels with the
+/// request; a role with `require_reason` gets nothing held without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_travel_with_requests_and_a_role_may_require_one() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.require_reason = true;
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    let bob = Arc::new(h.connect(BOB).await);
+    // No reason: refused at once, nothing held, nothing run.
+    let e = bob
+        .simple_query("CREATE TABLE no_reason (a int)")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("must say why") && db.hint().unwrap().contains("pgward.reason"),
+        "{db:?}"
+    );
+    assert!(!h.table_exists("no_reason").await);
+
+    let reason_of = |out: &str| out.trim().split('|').nth(10).unwrap_or_default().to_owned();
+    // A leading comment.
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.simple_query(
+                "/* reason: INC-7 add the audit table */ CREATE TABLE with_comment (a int)",
+            )
+            .await
+        })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-7 add the audit table", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    let comment_id = ids[0].to_string();
+
+    // The session's setting (the server keeps it as a placeholder).
+    bob.simple_query("SET pgward.reason = 'INC-8: backfill'")
+        .await
+        .expect("every role may set pgward.reason");
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE with_setting (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-8: backfill", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    // RESET takes it back: refused again.
+    bob.simple_query("RESET pgward.reason").await.unwrap();
+    assert!(bob
+        .simple_query("CREATE TABLE after_reset (a int)")
+        .await
+        .is_err());
+
+    let events = h.audit_events();
+    let req = events
+        .iter()
+        .find(|e| {
+            e.kind.as_str() == "approval_request"
+                && e.approval_id.as_deref() == Some(comment_id.as_str())
+        })
+        .expect("the request event");
+    assert_eq!(req.detail.as_deref(), Some("INC-7 add the audit table"));
+    assert_eq!(req.rule.as_deref(), Some("CREATE changes the schema"));
+    let classes: Vec<_> = req
+        .classes
+        .as_deref()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(classes, ["ddl"]);
+}
+
+/// `approval.webhook_url`: each new request is POSTed as JSON with a
+/// Slack-style `text`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_requests_are_posted_to_the_webhook() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let h = harness(Setup {
+        extra: format!("[approval]\nwebhook_url = \"http://127.0.0.1:{port}/hook\""),
+        ..Setup::default()
+    })
+    .await;
+    let posted = tokio::spawn(async move {
+        let (mut s, _) = hook.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the webhook request ended early");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a content-length");
+                if buf.len() >= end + 4 + length {
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    return (text[..end].to_owned(), text[end + 4..].to_owned());
+                }
+            }
+        }
+    });
+    let bob = Arc::new(h.connect(BOB).await);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE hooked (a int)").await })
+    };
+    let (head, body) = tokio::time::timeout(Duration::from_secs(20), posted)
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = json["request"]["id"].as_u64().unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(
+        text.contains("bob (app) asks to run, on postgres: CREATE TABLE hooked (a int)")
+            && text.contains(&format!("APPROVE {id}")),
+        "{text}"
+    );
+    h.console(DANA, &["-c", &format!("APPROVE {id}")]).await;
+    held.await.unwrap().unwrap();
+}
+
+/// The console's rows work with psql's `\x` and `\watch`, as a DBA keeps
+/// the queue open in a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_expanded_output_and_watch_work_on_the_console() {
+    use tokio::io::AsyncReadExt;
+    let h = harness(Setup::default()).await;
+    let bob = Arc::new(h.connect(BOB).await);
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE watched (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let conn = h.conninfo(DANA).replace("dbname=postgres", "dbname=pgward");
+    let psql = pgward::localpg::find_program("psql").expect("psql");
+    let mut child = tokio::process::Command::new(psql)
+        .args(["-X", "-d", &conn])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // As typed at the prompt (a -c option cannot mix SQL and \watch).
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"\\x on\nSHOW PENDING \\watch 0.3\n")
+        .await
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    // Three refreshes, each a full expanded record.
+    while String::from_utf8_lossy(&out)
+        .matches("-[ RECORD 1 ]")
+        .count()
+        < 3
+    {
+        match tokio::time::timeout_at(deadline, stdout.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&chunk[..n]),
+            other => panic!("psql stopped: {other:?}: {}", String::from_utf8_lossy(&out)),
+        }
+    }
+    child.kill().await.unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("Expanded display is on."), "{out}");
+    assert!(out.contains("(every 0.3s)"), "{out}");
+    for field in ["id", "statement", "risk", "reason", "waited"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(field) && l.contains('|')),
+            "{field}: {out}"
+        );
+    }
+    assert!(out.contains("CREATE TABLE watched (a int)"), "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+}

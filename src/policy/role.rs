@@ -104,6 +104,9 @@ pub struct Role {
     pub approve_for: Vec<String>,
     /// Distinct approvers a held statement of this role needs (at least 1).
     pub approvals: usize,
+    /// A held statement must come with a reason (`SET pgward.reason` or a
+    /// `/* reason: ... */` comment), or it is refused.
+    pub require_reason: bool,
 }
 
 impl Role {
@@ -147,6 +150,8 @@ pub(crate) struct RawRole {
     #[serde(default)]
     approve_for: Vec<String>,
     approvals: Option<usize>,
+    #[serde(default)]
+    require_reason: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -303,6 +308,7 @@ impl RawRole {
             approver: self.approver,
             approve_for: self.approve_for,
             approvals: self.approvals.unwrap_or(1),
+            require_reason: self.require_reason,
         })
     }
 }

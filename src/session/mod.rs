@@ -130,6 +130,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         queue: shared.approvals.clone(),
         timeout: shared.config.approval.timeout(),
         how_to_approve: how_to_approve(&local),
+        webhook: shared.webhook.clone(),
     });
     let relay = match token_expiry(&identity, &shared.config.oidc) {
         Some((at, err)) => relay.end_at(at, err),

@@ -164,6 +164,7 @@ pub struct Link {
     /// How an approver decides, shown to the held client; `{id}` is
     /// replaced by the request's id.
     pub how_to_approve: String,
+    pub webhook: Option<Arc<crate::webhook::Webhook>>,
 }
 
 impl Core {
@@ -535,6 +536,7 @@ impl Relay {
                 database: link.entry.database.clone(),
                 classes: hold.classes.clone(),
                 why: hold.why.clone(),
+                reason: hold.reason.clone(),
                 statement: hold.statement.clone(),
                 risk: crate::risk::summary(&hold.texts),
                 fingerprints,
@@ -544,8 +546,17 @@ impl Relay {
         );
         let id = ticket.id();
         tracing::info!(identity = %link.entry.identity, request = id, "statement held for approval");
+        if let Some(w) = &link.webhook {
+            w.notify(&ticket.request, &link.how_to_approve);
+        }
         if let Some(rec) = &mut self.core.recorder {
-            rec.approval_requested(id, &hold.statement, &hold.classes, &hold.why);
+            rec.approval_requested(
+                id,
+                &hold.statement,
+                &hold.classes,
+                &hold.why,
+                hold.reason.as_deref(),
+            );
         }
         PgError::notice(
             "00000",
