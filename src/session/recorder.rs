@@ -119,6 +119,16 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Pending {
+    /// One statement of a Query waiting for its outcome (unit tests of
+    /// the protocol state).
+    #[cfg(test)]
+    pub(crate) fn waiting_for_test() -> Box<Pending> {
+        Pending::new(
+            Flow::Query,
+            VecDeque::from([bare_item(Str::Static("test"))]),
+        )
+    }
+
     fn new(flow: Flow, items: VecDeque<Item>) -> Box<Pending> {
         Box::new(Pending {
             flow,

@@ -179,9 +179,10 @@ pub enum Ruling {
 /// front of the queue.
 #[derive(Debug, Default)]
 pub struct Answering {
-    /// The text the client sent (a Query's whole text; for an Execute, the
-    /// text of the statement its portal runs, once the server answers it).
-    /// Kept only when something reads it (the audit log, a row plan).
+    /// The text the client sent: a Query's whole text, a Parse's or the
+    /// SQL a FunctionCall was judged as, kept when the audit log or a row
+    /// planner reads it; for an Execute or a Describe of a portal, the text
+    /// of the statement the portal runs, once the server answers it.
     pub sql: Option<Arc<str>>,
     /// The classification of a Query's or Parse's text, when kept.
     pub analysis: Option<Arc<Analysis>>,
@@ -672,9 +673,7 @@ impl ProtocolState {
             if answering.plan.is_some() && answering.ruling == Ruling::Pass {
                 answering.ruling = Ruling::Rewrite;
             }
-            if answering.sql.is_some() || answering.audit.is_some() {
-                answering.sql = Some(runs.sql.clone());
-            }
+            answering.sql = Some(runs.sql.clone());
             answering.prepared = Some(runs.clone());
         } else {
             answering.plan = None;
@@ -987,7 +986,14 @@ impl ProtocolState {
                     return;
                 }
             };
-            self.owed.remove(1);
+            // A message the COPY read (and failed on) never runs.
+            if let Some(audit) = self
+                .owed
+                .remove(1)
+                .and_then(|(_, mut o)| o.answering_mut()?.audit.take())
+            {
+                self.retired.push(*audit);
+            }
             if last {
                 break;
             }
@@ -1265,6 +1271,25 @@ mod tests {
             b"SERROR\0C42601\0Msyntax error at or near \"PGWARD\"\0\0",
         );
         assert!(s.lost.is_some());
+    }
+
+    #[test]
+    fn a_message_a_failed_copy_read_gives_back_its_audit() {
+        let mut s = ProtocolState::default();
+        s.on_frontend(b'Q', b"copy t from stdin\0").unwrap();
+        s.on_backend(b'G', b"\0\0\0");
+        s.on_frontend(b'd', b"1\n").unwrap();
+        // Not a COPY message: the COPY reads it and fails on it.
+        s.on_frontend(b'Q', b"select 1\0").unwrap();
+        s.last_answering_mut().unwrap().audit = Some(Pending::waiting_for_test());
+        s.on_backend(
+            b'E',
+            b"SERROR\0C08P01\0Munexpected message type 0x51 during COPY from stdin\0\0",
+        );
+        assert_eq!(s.retired.len(), 1, "its statement never runs");
+        s.on_backend(b'Z', b"I");
+        assert!(s.is_idle());
+        assert_eq!(s.anomalies, 0);
     }
 
     #[test]
