@@ -324,6 +324,7 @@ fn a_held_statement_waits_unsent_and_is_released_either_way() {
     core.release(Release::Approved {
         id: 2,
         texts: hold.texts.clone(),
+        by: vec!["dana".into()],
     });
     let (up, _) = client(&mut core, &ddl).unwrap();
     assert_eq!(up, ddl);

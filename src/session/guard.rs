@@ -149,6 +149,10 @@ pub struct Hold {
     pub classes: String,
     pub why: String,
     pub approvals_needed: usize,
+    /// Held again right after an approval or grant of the same message
+    /// (what would run is not what was approved): a grant must not
+    /// release it again, or the two would loop.
+    pub after_approval: bool,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
@@ -483,6 +487,7 @@ impl Guard {
         self.hold = None;
         self.used_approval = false;
         self.plan = None;
+        let after_approval = !self.approved.is_empty();
         let refused = self.judge(msg, state);
         self.approved.clear();
         match (refused, self.hold.take()) {
@@ -492,7 +497,10 @@ impl Guard {
             },
             // Also after an approval, when what would run is not what the
             // approver saw: asked again.
-            (Some(_), Some(hold)) => Decision::Hold(Box::new(hold)),
+            (Some(_), Some(hold)) => Decision::Hold(Box::new(Hold {
+                after_approval,
+                ..hold
+            })),
             (Some(e), None) => Decision::Deny(e),
         }
     }
@@ -881,6 +889,7 @@ impl Guard {
             classes: String::new(),
             why: d.why.clone(),
             approvals_needed: role.approvals,
+            after_approval: false,
         });
         for key in needs {
             if !hold.texts.iter().any(|t| **t == *key) {
