@@ -39,6 +39,8 @@ pub struct Request {
     pub classes: String,
     /// Why the role's rules ask for approval.
     pub why: String,
+    /// Why the requester runs it, as they said (`pgward.reason`).
+    pub reason: Option<String>,
     pub statement: Arc<str>,
     /// What it would do while it runs (`risk::summary`).
     pub risk: String,
@@ -168,6 +170,7 @@ pub struct Ask {
     pub database: String,
     pub classes: String,
     pub why: String,
+    pub reason: Option<String>,
     pub statement: Arc<str>,
     pub risk: String,
     pub fingerprints: Vec<u64>,
@@ -188,6 +191,7 @@ impl Queue {
             database: ask.database,
             classes: ask.classes,
             why: ask.why,
+            reason: ask.reason,
             statement: ask.statement,
             risk: ask.risk,
             fingerprints: ask.fingerprints,
@@ -464,6 +468,7 @@ mod tests {
             database: "postgres".into(),
             classes: "ddl".into(),
             why: "class ddl needs approval".into(),
+            reason: None,
             statement: "CREATE TABLE t (a int)".into(),
             risk: String::new(),
             fingerprints: vec![1, 2],

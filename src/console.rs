@@ -398,7 +398,7 @@ fn session(
 }
 
 /// `request` as one row of `SHOW PENDING`'s columns.
-const REQUEST_COLUMNS: [&str; 12] = [
+const REQUEST_COLUMNS: [&str; 13] = [
     "id",
     "requested_at",
     "identity",
@@ -409,6 +409,7 @@ const REQUEST_COLUMNS: [&str; 12] = [
     "statement",
     "risk",
     "why",
+    "reason",
     "approvals",
     "waited",
 ];
@@ -439,6 +440,7 @@ fn request_row(r: &Request, approvers: &[String]) -> Vec<Option<String>> {
         Some(r.statement.to_string()),
         (!r.risk.is_empty()).then(|| r.risk.clone()),
         Some(r.why.clone()),
+        r.reason.clone(),
         Some(format!(
             "{}/{}{}",
             approvers.len(),

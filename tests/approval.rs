@@ -631,3 +631,149 @@ async fn grant_windows_cover_the_same_statement_until_revoked() {
         (Some(request.as_str()), Some("dana"), Some("ok"))
     );
 }
+
+/// `tables.read = { approve = [...] }`: reading those tables waits for a
+/// yes; the rest of the role's reads do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_approval_tables_are_held() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.tables = vec![pgward::policy::role::TableRule {
+        class: Some(pgward::policy::Class::Read),
+        approve: vec![pgward::policy::role::Pattern::new("public.api_keys")],
+        ..Default::default()
+    }];
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    h.direct()
+        .await
+        .batch_execute(pgward::demo::SAMPLE_SCHEMA)
+        .await
+        .unwrap();
+    let bob = Arc::new(h.connect(BOB).await);
+    // Other tables: at once.
+    assert!(bob
+        .simple_query("SELECT count(*) FROM customers")
+        .await
+        .is_ok());
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.query_one(
+                "SELECT secret FROM api_keys WHERE service = $1",
+                &[&"payments"],
+            )
+            .await
+        })
+    };
+    let pending = h.pending_requests(1).await;
+    assert!(
+        pending[0].1.contains("SELECT secret FROM api_keys"),
+        "{pending:?}"
+    );
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(
+        out.contains("read of public.api_keys needs approval"),
+        "{out}"
+    );
+    h.console(DANA, &["-c", &format!("APPROVE {}", pending[0].0)])
+        .await;
+    let row = held.await.unwrap().expect("approved read");
+    assert_eq!(row.get::<_, String>(0), "sk_live_demo_only");
+}
+
+/// `SET pgward.reason` or a leading `/* reason: ... */` travels with the
+/// request; a role with `require_reason` gets nothing held without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_travel_with_requests_and_a_role_may_require_one() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.require_reason = true;
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    let bob = Arc::new(h.connect(BOB).await);
+    // No reason: refused at once, nothing held, nothing run.
+    let e = bob
+        .simple_query("CREATE TABLE no_reason (a int)")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("must say why") && db.hint().unwrap().contains("pgward.reason"),
+        "{db:?}"
+    );
+    assert!(!h.table_exists("no_reason").await);
+
+    let reason_of = |out: &str| out.trim().split('|').nth(10).unwrap_or_default().to_owned();
+    // A leading comment.
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.simple_query(
+                "/* reason: INC-7 add the audit table */ CREATE TABLE with_comment (a int)",
+            )
+            .await
+        })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-7 add the audit table", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    let comment_id = ids[0].to_string();
+
+    // The session's setting (the server keeps it as a placeholder).
+    bob.simple_query("SET pgward.reason = 'INC-8: backfill'")
+        .await
+        .expect("every role may set pgward.reason");
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE with_setting (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-8: backfill", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    // RESET takes it back: refused again.
+    bob.simple_query("RESET pgward.reason").await.unwrap();
+    assert!(bob
+        .simple_query("CREATE TABLE after_reset (a int)")
+        .await
+        .is_err());
+
+    let events = h.audit_events();
+    let req = events
+        .iter()
+        .find(|e| {
+            e.kind.as_str() == "approval_request"
+                && e.approval_id.as_deref() == Some(comment_id.as_str())
+        })
+        .expect("the request event");
+    assert_eq!(req.detail.as_deref(), Some("INC-7 add the audit table"));
+    assert_eq!(req.rule.as_deref(), Some("CREATE changes the schema"));
+    let classes: Vec<_> = req
+        .classes
+        .as_deref()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(classes, ["ddl"]);
+}

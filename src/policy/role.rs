@@ -67,6 +67,8 @@ pub struct TableRule {
     pub class: Option<Class>,
     pub allow: Vec<Pattern>,
     pub deny: Vec<Pattern>,
+    /// Allowed once an approver says yes (they also pass `allow`).
+    pub approve: Vec<Pattern>,
 }
 
 impl TableRule {
@@ -102,6 +104,9 @@ pub struct Role {
     pub approve_for: Vec<String>,
     /// Distinct approvers a held statement of this role needs (at least 1).
     pub approvals: usize,
+    /// A held statement must come with a reason (`SET pgward.reason` or a
+    /// `/* reason: ... */` comment), or it is refused.
+    pub require_reason: bool,
 }
 
 impl Role {
@@ -145,6 +150,8 @@ pub(crate) struct RawRole {
     #[serde(default)]
     approve_for: Vec<String>,
     approvals: Option<usize>,
+    #[serde(default)]
+    require_reason: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -154,6 +161,8 @@ struct RawTables {
     allow: Vec<String>,
     #[serde(default)]
     deny: Vec<String>,
+    #[serde(default)]
+    approve: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -237,6 +246,7 @@ impl RawRole {
                 class,
                 allow: raw.allow.iter().map(|p| Pattern::new(p)).collect(),
                 deny: raw.deny.iter().map(|p| Pattern::new(p)).collect(),
+                approve: raw.approve.iter().map(|p| Pattern::new(p)).collect(),
             });
         }
         let mut session = Vec::new();
@@ -298,6 +308,7 @@ impl RawRole {
             approver: self.approver,
             approve_for: self.approve_for,
             approvals: self.approvals.unwrap_or(1),
+            require_reason: self.require_reason,
         })
     }
 }

@@ -555,13 +555,22 @@ impl Recorder {
     }
 
     /// A statement held for approval as request `id`.
-    pub fn approval_requested(&mut self, id: u64, statement: &Arc<str>, classes: &str, why: &str) {
+    /// `why`: the role's rule that asked; `reason`: the requester's.
+    pub fn approval_requested(
+        &mut self,
+        id: u64,
+        statement: &Arc<str>,
+        classes: &str,
+        why: &str,
+        reason: Option<&str>,
+    ) {
         let mut e = self.context.event(Kind::ApprovalRequest, now_us());
         e.approval_id = Some(text_of(id));
         e.statement = Some(Str::Shared(statement.clone()));
-        e.classes = list(classes.split(", ").filter(|c| !c.is_empty()));
+        e.classes = list(classes.split(',').map(str::trim).filter(|c| !c.is_empty()));
         e.decision = lit("hold");
-        e.detail = text(why);
+        e.rule = text(why);
+        e.detail = reason.map(Str::from);
         self.log.record(e);
     }
 

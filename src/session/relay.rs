@@ -537,6 +537,7 @@ impl Relay {
                 database: link.entry.database.clone(),
                 classes: hold.classes.clone(),
                 why: hold.why.clone(),
+                reason: hold.reason.clone(),
                 statement: hold.statement.clone(),
                 risk: crate::risk::summary(&hold.texts),
                 fingerprints,
@@ -547,7 +548,13 @@ impl Relay {
         let id = ticket.id();
         tracing::info!(identity = %link.entry.identity, request = id, "statement held for approval");
         if let Some(rec) = &mut self.core.recorder {
-            rec.approval_requested(id, &hold.statement, &hold.classes, &hold.why);
+            rec.approval_requested(
+                id,
+                &hold.statement,
+                &hold.classes,
+                &hold.why,
+                hold.reason.as_deref(),
+            );
         }
         PgError::notice(
             "00000",
