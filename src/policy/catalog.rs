@@ -1456,8 +1456,6 @@ pub struct CatalogSlot {
     failure: Mutex<String>,
     /// Wakes the sessions waiting for a reload.
     reloaded: tokio::sync::Notify,
-    /// How to reach the database.
-    upstream: Upstream,
 }
 
 /// How long a session waits for its database's catalog to be reloaded
@@ -1465,7 +1463,9 @@ pub struct CatalogSlot {
 const RELOAD_WAIT: Duration = Duration::from_secs(30);
 
 impl CatalogSlot {
-    fn new(database: &str, cat: Catalog, upstream: &Upstream) -> CatalogSlot {
+    /// A slot holding `cat` for `database`, loaded now (the upstream to
+    /// reload it from is handed to `refresh`, `changed` and `wait_fresh`).
+    fn new(database: &str, cat: Catalog) -> CatalogSlot {
         CatalogSlot {
             database: database.to_owned(),
             current: RwLock::new(Arc::new(cat)),
@@ -1477,8 +1477,13 @@ impl CatalogSlot {
             failures: AtomicU64::new(0),
             failure: Mutex::new(String::new()),
             reloaded: tokio::sync::Notify::new(),
-            upstream: upstream.clone(),
         }
+    }
+
+    /// A slot holding `cat` for `database`, loaded now (tests, and
+    /// sessions without an upstream to load from).
+    pub fn fixed(database: &str, cat: Catalog) -> Arc<CatalogSlot> {
+        Arc::new(CatalogSlot::new(database, cat))
     }
 
     pub fn database(&self) -> &str {
@@ -1511,31 +1516,32 @@ impl CatalogSlot {
     /// A statement that changes the catalog has committed (a session saw
     /// its block end): reload now, and until the reload is done every
     /// session's next statement waits (`wait_fresh`).
-    pub fn changed(self: &Arc<Self>) {
+    pub fn changed(self: &Arc<Self>, upstream: &Upstream) {
         self.changes.fetch_add(1, Ordering::AcqRel);
-        self.reload();
+        self.reload(upstream);
     }
 
     /// Reloads in the background unless a reload ran in the last `min_gap`
     /// (a flood of unknown names must not hammer the database).
-    pub fn refresh(self: &Arc<Self>, min_gap: Duration) {
+    pub fn refresh(self: &Arc<Self>, upstream: &Upstream, min_gap: Duration) {
         if self.age() < min_gap {
             return;
         }
-        self.reload();
+        self.reload(upstream);
     }
 
     /// Starts a reload unless one is running; the running one loads again
     /// when a change came in while it loaded.
-    fn reload(self: &Arc<Self>) {
+    fn reload(self: &Arc<Self>, upstream: &Upstream) {
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
         let slot = self.clone();
+        let upstream = upstream.clone();
         tokio::spawn(async move {
             loop {
                 let target = slot.changes.load(Ordering::Acquire);
-                let loaded = Catalog::load(&slot.upstream, &slot.database).await;
+                let loaded = Catalog::load(&upstream, &slot.database).await;
                 let ok = loaded.is_ok();
                 match loaded {
                     Ok(cat) => {
@@ -1568,7 +1574,7 @@ impl CatalogSlot {
     /// starting a reload if none is running. Errs (to be refused, never
     /// judged against the stale catalog) when the reload fails or takes
     /// longer than `RELOAD_WAIT`.
-    pub async fn wait_fresh(self: Arc<Self>) -> Result<(), String> {
+    pub async fn wait_fresh(self: Arc<Self>, upstream: Upstream) -> Result<(), String> {
         let waited = crate::timer::timeout(RELOAD_WAIT, async {
             loop {
                 let notified = self.reloaded.notified();
@@ -1578,7 +1584,7 @@ impl CatalogSlot {
                     return Ok(());
                 }
                 let failures = self.failures.load(Ordering::Acquire);
-                self.reload();
+                self.reload(&upstream);
                 notified.await;
                 if !self.is_stale() {
                     return Ok(());
@@ -1649,7 +1655,7 @@ impl CatalogStore {
             let slot = slot.clone();
             drop(slots);
             if slot.age() > self.max_age {
-                slot.refresh(self.min_gap);
+                slot.refresh(upstream, self.min_gap);
             }
             return slot;
         }
@@ -1668,13 +1674,17 @@ impl CatalogStore {
                 cat
             }
         };
-        let slot = Arc::new(CatalogSlot::new(database, cat, upstream));
+        let slot = Arc::new(CatalogSlot::new(database, cat));
         slots.insert(database.to_owned(), slot.clone());
         // Sessions reuse cached verdicts without looking at the catalog's
         // age: reload it every max_age while sessions use it, so a long
         // session's verdicts follow tables created since it began.
         let weak = Arc::downgrade(&slot);
-        let (every, min_gap) = (self.max_age.max(self.min_gap), self.min_gap);
+        let (upstream, every, min_gap) = (
+            upstream.clone(),
+            self.max_age.max(self.min_gap),
+            self.min_gap,
+        );
         tokio::spawn(async move {
             loop {
                 crate::timer::sleep(every).await;
@@ -1682,7 +1692,7 @@ impl CatalogStore {
                 // One reference is the store's and one is this one: more
                 // are sessions'.
                 if Arc::strong_count(&slot) > 2 {
-                    slot.refresh(min_gap);
+                    slot.refresh(&upstream, min_gap);
                 }
             }
         });
