@@ -102,6 +102,8 @@ pub struct Role {
     pub approve_for: Vec<String>,
     /// Distinct approvers a held statement of this role needs (at least 1).
     pub approvals: usize,
+    /// Columns the role sees masked (`[role.NAME.mask]`), in file order.
+    pub masks: Vec<crate::mask::ColumnMask>,
 }
 
 impl Role {
@@ -145,6 +147,8 @@ pub(crate) struct RawRole {
     #[serde(default)]
     approve_for: Vec<String>,
     approvals: Option<usize>,
+    #[serde(default)]
+    mask: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -269,6 +273,24 @@ impl RawRole {
                 "approvals must be at least 1 (the number of distinct approvers a held statement needs)".into(),
             ));
         }
+        let mut masks: Vec<crate::mask::ColumnMask> = Vec::new();
+        for (key, value) in self.mask {
+            let line = line_at(text, key.span().start);
+            let m = crate::mask::ColumnMask::parse(key.get_ref(), value.get_ref(), file, line)
+            .map_err(|e| (line, format!("mask {:?}: {e}", key.get_ref())))?;
+            if let Some(prev) = masks.iter().find(|p| p.same_column(&m)) {
+                return Err((
+                    line,
+                    format!(
+                        "mask {:?}: column already masked at {}; one mask per column",
+                        key.get_ref(),
+                        prev.source
+                    ),
+                ));
+            }
+            masks.push(m);
+        }
+        masks.sort_by_key(|m| m.line);
         Ok(Role {
             name: name.to_owned(),
             allow,
@@ -298,6 +320,7 @@ impl RawRole {
             approver: self.approver,
             approve_for: self.approve_for,
             approvals: self.approvals.unwrap_or(1),
+            masks,
         })
     }
 }
