@@ -1572,7 +1572,10 @@ impl Cx<'_> {
                         .type_name
                         .as_ref()
                         .is_some_and(|t| !t.array_bounds.is_empty());
-                    if array || !TEXT_TYPES.contains(&ty.as_str()) {
+                    if array
+                        || !TEXT_TYPES.contains(&ty.as_str())
+                        || !self.cat.type_functions(None, &ty).is_empty()
+                    {
                         return Err(format!(
                             "a cast of masked column {} to {ty} can fail on its value and reveal it; cast to text, or leave it",
                             d.masked_names()
@@ -1852,6 +1855,14 @@ impl Cx<'_> {
         both.add(r.clone());
         if !masked {
             return Ok(both.derive());
+        }
+        if !self.cat.operator_functions(&op).is_empty() && !self.in_view {
+            // A user operator under this name (ahead of pg_catalog on a
+            // search_path) would get the masked value.
+            return Err(format!(
+                "operator {op} on masked column {}: a user-defined operator of that name exists, which would receive the value",
+                both.masked_names()
+            ));
         }
         let equality = (k == K::AexprOp as i32 && matches!(op.as_str(), "=" | "<>" | "!="))
             || ((k == K::AexprOpAny as i32 || k == K::AexprOpAll as i32)

@@ -87,3 +87,6 @@ pub fn missing_columns(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

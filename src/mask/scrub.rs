@@ -42,7 +42,7 @@ pub fn scrub_text(text: &str) -> String {
     }
     if let Some(at) = s.find("JSON data, line ") {
         s.truncate(at);
-        s.push_str("JSON data (hidden by pgward)");
+        s.push_str("JSON data: *** (hidden by pgward)");
     }
     scrub_quoted(&s)
 }

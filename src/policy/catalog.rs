@@ -400,6 +400,22 @@ impl Catalog {
             .insert((schema.to_owned(), name.to_owned()), definition.into());
     }
 
+    /// Adds a user function with its body and a user operator (tests).
+    #[cfg(test)]
+    pub(crate) fn add_test_function(&mut self, schema: &str, name: &str, lang: &str, body: &str) {
+        let mut f = FuncInfo::from_row("99999", schema, name, "v", lang, "0");
+        f.body = Some(body.into());
+        self.add_function(f);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn add_test_operator(&mut self, op: &str, schema: &str, func: &str) {
+        self.operators
+            .entry(op.to_owned())
+            .or_default()
+            .push((schema.to_owned(), func.to_owned()));
+    }
+
     /// Functions named `name` (in `schema` when given).
     pub fn functions(&self, schema: Option<&str>, name: &str) -> Vec<&FuncInfo> {
         self.by_name
