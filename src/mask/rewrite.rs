@@ -635,3 +635,260 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::lineage::ColumnPlan;
+    use postgres_protocol::types as pt;
+    use tokio_postgres::types::{FromSql, Type};
+
+    fn col(mask: Option<MaskFn>) -> ColumnPlan {
+        ColumnPlan {
+            name: "c".into(),
+            sources: Vec::new(),
+            mask,
+            mask_nulls: false,
+        }
+    }
+
+    fn key() -> HashKey {
+        HashKey::new(b"a test key of enough bytes").unwrap()
+    }
+
+    fn row(values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = (values.len() as i16).to_be_bytes().to_vec();
+        for v in values {
+            match v {
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v);
+                }
+            }
+        }
+        b
+    }
+
+    fn fields(body: &[u8]) -> Vec<Option<Vec<u8>>> {
+        let mut r = Reader { buf: body, at: 0 };
+        let n = r.i16().unwrap();
+        (0..n)
+            .map(|_| {
+                let len = r.i32().unwrap();
+                (len >= 0).then(|| r.take(len as usize).unwrap().to_vec())
+            })
+            .collect()
+    }
+
+    fn one(mask: MaskFn, ty: u32, format: Format, value: Option<&[u8]>) -> Option<Vec<u8>> {
+        let plan = RowPlan {
+            columns: vec![col(Some(mask))],
+        };
+        let rw = RowRewriter::new(&plan, &[ty], &[format], Some(key())).unwrap();
+        let mut out = Vec::new();
+        rw.rewrite_data_row(&row(&[value]), &mut out).unwrap();
+        fields(&out).remove(0)
+    }
+
+    #[test]
+    fn a_row_is_masked_where_planned_and_copied_elsewhere() {
+        let plan = RowPlan {
+            columns: vec![
+                col(None),
+                col(Some(MaskFn::Email)),
+                col(Some(MaskFn::Partial { first: 0, last: 4 })),
+                col(Some(MaskFn::Redact)),
+                col(None),
+                col(Some(MaskFn::Null)),
+            ],
+        };
+        let types = [oid::INT4, oid::TEXT, oid::TEXT, oid::INT8, oid::TEXT, oid::TEXT];
+        let rw = RowRewriter::new(&plan, &types, &[Format::Binary], None).unwrap();
+        let body = row(&[
+            Some(&7i32.to_be_bytes()),
+            Some(b"alice@example.com"),
+            Some(b"078-05-1120"),
+            Some(&123456789i64.to_be_bytes()),
+            None,
+            Some(b"secret"),
+        ]);
+        let mut out = Vec::new();
+        rw.rewrite_data_row(&body, &mut out).unwrap();
+        let f = fields(&out);
+        assert_eq!(i32::from_sql(&Type::INT4, f[0].as_deref().unwrap()).unwrap(), 7);
+        assert_eq!(
+            String::from_sql(&Type::TEXT, f[1].as_deref().unwrap()).unwrap(),
+            "a***@example.com"
+        );
+        assert_eq!(
+            String::from_sql(&Type::TEXT, f[2].as_deref().unwrap()).unwrap(),
+            "***-**-1120"
+        );
+        assert_eq!(i64::from_sql(&Type::INT8, f[3].as_deref().unwrap()).unwrap(), 0);
+        assert_eq!(f[4], None);
+        assert_eq!(f[5], None);
+        for secret in [&b"alice@"[..], b"078-05", b"secret"] {
+            assert!(!out.windows(secret.len()).any(|w| w == secret));
+        }
+        // Per-column formats, as Bind may give them; NULL stays NULL.
+        let rw = RowRewriter::new(&plan, &types, &[Format::Text; 6], None).unwrap();
+        let body = row(&[Some(b"7"), None, Some(b"12"), Some(b"99"), Some(b"x"), None]);
+        rw.rewrite_data_row(&body, &mut out).unwrap();
+        let f = fields(&out);
+        assert_eq!(f[0].as_deref(), Some(&b"7"[..]));
+        assert_eq!(f[1], None);
+        assert_eq!(f[2].as_deref(), Some(&b"**"[..]), "too short to keep 4");
+        assert_eq!(f[3].as_deref(), Some(&b"0"[..]));
+        assert_eq!(f[4].as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn redact_gives_a_valid_value_of_each_type_in_binary() {
+        let b = |ty: u32| one(MaskFn::Redact, ty, Format::Binary, Some(b"\x01\x02\x03\x04\x05\x06\x07\x08")).unwrap();
+        assert!(!bool::from_sql(&Type::BOOL, &b(oid::BOOL)).unwrap());
+        assert_eq!(i16::from_sql(&Type::INT2, &b(oid::INT2)).unwrap(), 0);
+        assert_eq!(i32::from_sql(&Type::INT4, &b(oid::INT4)).unwrap(), 0);
+        assert_eq!(i64::from_sql(&Type::INT8, &b(oid::INT8)).unwrap(), 0);
+        assert_eq!(u32::from_sql(&Type::OID, &b(oid::OID)).unwrap(), 0);
+        assert_eq!(f32::from_sql(&Type::FLOAT4, &b(oid::FLOAT4)).unwrap(), 0.0);
+        assert_eq!(f64::from_sql(&Type::FLOAT8, &b(oid::FLOAT8)).unwrap(), 0.0);
+        assert_eq!(String::from_sql(&Type::TEXT, &b(oid::TEXT)).unwrap(), "***");
+        assert_eq!(String::from_sql(&Type::VARCHAR, &b(oid::VARCHAR)).unwrap(), "***");
+        assert_eq!(Vec::<u8>::from_sql(&Type::BYTEA, &b(oid::BYTEA)).unwrap(), b"");
+        assert_eq!(pt::date_from_sql(&b(oid::DATE)).unwrap(), 0);
+        assert_eq!(pt::timestamp_from_sql(&b(oid::TIMESTAMP)).unwrap(), 0);
+        assert_eq!(pt::timestamp_from_sql(&b(oid::TIMESTAMPTZ)).unwrap(), 0);
+        assert_eq!(pt::time_from_sql(&b(oid::TIME)).unwrap(), 0);
+        assert_eq!(pt::uuid_from_sql(&b(oid::UUID)).unwrap(), [0; 16]);
+        assert_eq!(b(oid::INTERVAL).len(), 16);
+        assert_eq!(b(oid::TIMETZ).len(), 12);
+        // numeric: ndigits 0, weight 0, sign +, dscale 0 (zero).
+        assert_eq!(b(oid::NUMERIC), vec![0; 8]);
+        let jsonb = b(oid::JSONB);
+        assert_eq!(jsonb[0], 1, "jsonb binary version");
+        assert!(serde_json::from_slice::<serde_json::Value>(&jsonb[1..]).unwrap().is_object());
+        assert!(serde_json::from_slice::<serde_json::Value>(&b(oid::JSON)).unwrap().is_object());
+        for (arr, elem) in [(1007, oid::INT4), (1009, oid::TEXT), (3807, oid::JSONB)] {
+            let bytes = b(arr);
+            let a = pt::array_from_sql(&bytes).unwrap();
+            assert_eq!(a.element_type(), elem);
+            assert!(fallible_iterator::FallibleIterator::next(&mut a.dimensions()).unwrap().is_none());
+        }
+        // A type pgward has no value of: NULL.
+        assert_eq!(one(MaskFn::Redact, 869, Format::Binary, Some(b"x")), None);
+        assert_eq!(one(MaskFn::Default, 1000000, Format::Text, Some(b"x")), None);
+    }
+
+    #[test]
+    fn redact_gives_postgres_text_literals() {
+        let t = |ty: u32| String::from_utf8(one(MaskFn::Redact, ty, Format::Text, Some(b"v")).unwrap()).unwrap();
+        assert_eq!(t(oid::INT4), "0");
+        assert_eq!(t(oid::BOOL), "f");
+        assert_eq!(t(oid::DATE), "2000-01-01");
+        assert_eq!(t(oid::TIMESTAMPTZ), "2000-01-01 00:00:00+00");
+        assert_eq!(t(oid::UUID), "00000000-0000-0000-0000-000000000000");
+        assert_eq!(t(1009), "{}");
+        assert_eq!(t(oid::BYTEA), "\\x");
+        // partial and email on a non-text type fall back to its constant.
+        assert_eq!(
+            one(MaskFn::Email, oid::INT4, Format::Text, Some(b"42")).as_deref(),
+            Some(&b"0"[..])
+        );
+    }
+
+    #[test]
+    fn hash_is_stable_across_formats_and_typed() {
+        let text = one(MaskFn::Hash, oid::INT4, Format::Text, Some(b"42")).unwrap();
+        let bin = one(MaskFn::Hash, oid::INT4, Format::Binary, Some(&42i32.to_be_bytes())).unwrap();
+        let bin = i32::from_sql(&Type::INT4, &bin).unwrap();
+        assert_eq!(String::from_utf8(text).unwrap(), bin.to_string());
+        let a = one(MaskFn::Hash, oid::TEXT, Format::Text, Some(b"bob@x.org")).unwrap();
+        let b = one(MaskFn::Hash, oid::TEXT, Format::Binary, Some(b"bob@x.org")).unwrap();
+        let c = one(MaskFn::Hash, oid::TEXT, Format::Text, Some(b"eve@x.org")).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 32);
+        let u = [7u8; 16];
+        let ub = one(MaskFn::Hash, oid::UUID, Format::Binary, Some(&u)).unwrap();
+        let ut = one(MaskFn::Hash, oid::UUID, Format::Text, Some(b"07070707-0707-0707-0707-070707070707")).unwrap();
+        assert_eq!(pt::uuid_from_sql(&ub).unwrap().len(), 16);
+        assert_eq!(hex(&ub), String::from_utf8(ut).unwrap().replace('-', ""));
+        // Without a key, hash shows NULL (fail closed).
+        let plan = RowPlan { columns: vec![col(Some(MaskFn::Hash))] };
+        let rw = RowRewriter::new(&plan, &[oid::TEXT], &[], None).unwrap();
+        let mut out = Vec::new();
+        rw.rewrite_data_row(&row(&[Some(b"x")]), &mut out).unwrap();
+        assert_eq!(fields(&out), vec![None]);
+    }
+
+    #[test]
+    fn masked_nulls_of_computed_values() {
+        let plan = RowPlan {
+            columns: vec![ColumnPlan { mask_nulls: true, ..col(Some(MaskFn::Redact)) }],
+        };
+        let rw = RowRewriter::new(&plan, &[oid::TEXT], &[], None).unwrap();
+        let mut out = Vec::new();
+        rw.rewrite_data_row(&row(&[None]), &mut out).unwrap();
+        assert_eq!(fields(&out), vec![Some(b"***".to_vec())]);
+    }
+
+    #[test]
+    fn copy_rows_in_text_csv_and_binary() {
+        let plan = RowPlan {
+            columns: vec![col(None), col(Some(MaskFn::Email)), col(Some(MaskFn::Redact))],
+        };
+        let types = [oid::INT4, oid::TEXT, oid::TEXT];
+        let rw = RowRewriter::new(&plan, &types, &[], None).unwrap();
+        let mut out = Vec::new();
+        rw.rewrite_copy_text(b"1\tal\\tice@x.org\tse\\\\cret\n", b'\t', b"\\N", &mut out).unwrap();
+        assert_eq!(out, b"1\ta***@x.org\t***\n");
+        rw.rewrite_copy_text(b"2\t\\N\tx\n", b'\t', b"\\N", &mut out).unwrap();
+        assert_eq!(out, b"2\t\\N\t***\n");
+        rw.rewrite_copy_text(b"3,a\\,b@c,x\n", b',', b"\\N", &mut out).unwrap();
+        assert_eq!(out, b"3,a***@c,***\n");
+        rw.rewrite_copy_csv(b"4,\"bo,\"\"b\"\"@x.org\",\"s\nx\"\n", b',', b'"', b"", &mut out).unwrap();
+        assert_eq!(out, b"4,\"b***@x.org\",\"***\"\n");
+        rw.rewrite_copy_csv(b"5,,\"\"\n", b',', b'"', b"", &mut out).unwrap();
+        assert_eq!(out, b"5,,\"***\"\n", "NULL stays NULL, an empty string is masked");
+        assert!(rw.rewrite_copy_text(b"1\t2\n", b'\t', b"\\N", &mut out).is_err());
+        assert!(rw.rewrite_copy_csv(b"1,\"x,y\n", b',', b'"', b"", &mut out).is_err());
+        // Binary: header, a tuple, the trailer.
+        let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
+        data.extend_from_slice(&0i32.to_be_bytes());
+        data.extend_from_slice(&0i32.to_be_bytes());
+        data.extend_from_slice(&row(&[Some(&9i32.to_be_bytes()), Some(b"z@q.com"), None]));
+        data.extend_from_slice(&(-1i16).to_be_bytes());
+        let rw = RowRewriter::new(&plan, &types, &[Format::Binary], None).unwrap();
+        rw.rewrite_copy_binary(&data, &mut out).unwrap();
+        let mut want = data[..19].to_vec();
+        want.extend_from_slice(&row(&[Some(&9i32.to_be_bytes()), Some(b"***@q.com"), None]));
+        want.extend_from_slice(&(-1i16).to_be_bytes());
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn malformed_rows_are_errors_not_panics() {
+        let plan = RowPlan {
+            columns: vec![col(None), col(Some(MaskFn::Redact))],
+        };
+        assert!(RowRewriter::new(&plan, &[oid::TEXT], &[], None).is_err());
+        let rw = RowRewriter::new(&plan, &[oid::TEXT, oid::INT4], &[], None).unwrap();
+        let good = row(&[Some(b"abc"), Some(b"12")]);
+        let mut out = Vec::new();
+        for cut in 0..good.len() {
+            assert!(rw.rewrite_data_row(&good[..cut], &mut out).is_err());
+            let _ = rw.rewrite_copy_binary(&good[..cut], &mut out);
+            let _ = rw.rewrite_copy_csv(&good[..cut], b',', b'"', b"", &mut out);
+            let _ = rw.rewrite_copy_text(&good[..cut], b'\t', b"\\N", &mut out);
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert!(rw.rewrite_data_row(&long, &mut out).is_err());
+        assert!(rw.rewrite_data_row(&row(&[Some(b"a")]), &mut out).is_err());
+        let mut huge = 2i16.to_be_bytes().to_vec();
+        huge.extend_from_slice(&i32::MAX.to_be_bytes());
+        assert!(rw.rewrite_data_row(&huge, &mut out).is_err());
+        rw.rewrite_data_row(&good, &mut out).unwrap();
+    }
+}
