@@ -252,9 +252,9 @@ fn check_masks(config: &Config, rules: &Rules) -> Result<(), String> {
         .any(|m| m.func == pgward::mask::MaskFn::Hash);
     match config.mask.hash_key() {
         Err(e) => return Err(format!("mask.hash_key_env: {e}")),
-        Ok(None) if uses_hash => println!(
-            "warning: hash masks show NULL: no key (set mask.hash_key_env in the config)"
-        ),
+        Ok(None) if uses_hash => {
+            println!("warning: hash masks show NULL: no key (set mask.hash_key_env in the config)")
+        }
         Ok(_) => {}
     }
     let upstream = pgward::upstream::Upstream::from_config(config)?;

@@ -173,7 +173,10 @@ mod tests {
             MaskFn::parse("partial(0, 4)"),
             Ok(MaskFn::Partial { first: 0, last: 4 })
         );
-        assert_eq!(MaskFn::Partial { first: 1, last: 2 }.to_string(), "partial(1,2)");
+        assert_eq!(
+            MaskFn::Partial { first: 1, last: 2 }.to_string(),
+            "partial(1,2)"
+        );
         let e = MaskFn::parse("partial(a,4)").unwrap_err();
         assert!(e.contains("partial(0,4)"), "{e}");
         let e = MaskFn::parse("scramble").unwrap_err();

@@ -176,6 +176,9 @@ pub fn plan_statement(stmt: &Node, masks: &MaskSet, cat: &Catalog) -> StatementP
 
 type R<T> = Result<T, String>;
 
+/// Named columns with their lineage.
+type Cols = Vec<(String, Deps)>;
+
 /// Where a value comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Deps {
@@ -317,9 +320,9 @@ struct Cx<'a> {
     cat: &'a Catalog,
     masks: &'a MaskSet,
     /// Visible CTEs, innermost last: name → columns.
-    ctes: Vec<(String, Option<Vec<(String, Deps)>>)>,
+    ctes: Vec<(String, Option<Cols>)>,
     /// Views traced so far: (schema, name) → columns.
-    views: HashMap<(String, String), Result<Vec<(String, Deps)>, String>>,
+    views: HashMap<(String, String), R<Cols>>,
     depth: usize,
     /// Tracing a view's definition: its own predicates are the DBA's, not
     /// the client's, and are not probes.
@@ -582,7 +585,7 @@ impl Cx<'_> {
                     sensitive |= self.relation(rel)?.sensitive(self.masks);
                 }
                 if let Some(src) = &m.source_relation {
-                    let sc = self.from_clause(std::slice::from_ref(src.as_ref()), None)?;
+                    let sc = self.scope_of(std::slice::from_ref(src.as_ref()), None)?;
                     sensitive |= sc.any_sensitive(self.masks);
                 }
                 if sensitive {
@@ -779,7 +782,7 @@ impl Cx<'_> {
             }
             return Ok(outs);
         }
-        let sc = self.from_clause(&s.from_clause, parent)?;
+        let sc = self.scope_of(&s.from_clause, parent)?;
         let mut outs = Vec::new();
         for t in &s.target_list {
             let Some(N::ResTarget(rt)) = &t.node else {
@@ -904,14 +907,14 @@ impl Cx<'_> {
         None
     }
 
-    fn from_clause<'p>(&mut self, from: &[Node], parent: Option<&'p Scope<'p>>) -> R<Scope<'p>> {
+    fn scope_of<'p>(&mut self, from: &[Node], parent: Option<&'p Scope<'p>>) -> R<Scope<'p>> {
         let mut sc = Scope {
             items: Vec::new(),
             star: Vec::new(),
             parent,
         };
         for f in from {
-            let (items, star) = self.from_item(f, &sc)?;
+            let (items, star) = self.range_item(f, &sc)?;
             sc.items.extend(items);
             sc.star.extend(star);
         }
@@ -919,7 +922,7 @@ impl Cx<'_> {
     }
 
     /// One FROM item: the relations it makes visible, and its `*`.
-    fn from_item(&mut self, f: &Node, sc: &Scope) -> R<(Vec<Item>, Vec<Out>)> {
+    fn range_item(&mut self, f: &Node, sc: &Scope) -> R<(Vec<Item>, Vec<Out>)> {
         match &f.node {
             Some(N::RangeVar(rv)) => {
                 let item = self.relation(rv)?;
@@ -988,7 +991,7 @@ impl Cx<'_> {
             }
             Some(N::JoinExpr(j)) => self.join(j, sc),
             Some(N::RangeTableSample(ts)) => match &ts.relation {
-                Some(r) => self.from_item(r, sc),
+                Some(r) => self.range_item(r, sc),
                 None => Err("TABLESAMPLE without a relation".into()),
             },
             _ => {
@@ -1004,8 +1007,8 @@ impl Cx<'_> {
         let (Some(l), Some(r)) = (&j.larg, &j.rarg) else {
             return Err("a join without two sides".into());
         };
-        let (mut items, lstar) = self.from_item(l, sc)?;
-        let (ritems, rstar) = self.from_item(r, sc)?;
+        let (mut items, lstar) = self.range_item(l, sc)?;
+        let (ritems, rstar) = self.range_item(r, sc)?;
         items.extend(ritems);
         let mut using: Vec<String> = names(&j.using_clause)
             .into_iter()
@@ -1071,7 +1074,8 @@ impl Cx<'_> {
             self.predicate(q, &jsc, "JOIN ON")?;
         }
         if let Some(a) = &j.alias {
-            let item = self.item_of_outs(a.aliasname.clone(), star.clone(), &alias_cols(&j.alias))?;
+            let item =
+                self.item_of_outs(a.aliasname.clone(), star.clone(), &alias_cols(&j.alias))?;
             items.push(item);
         }
         if let Some(a) = &j.join_using_alias {
@@ -1237,9 +1241,8 @@ impl Cx<'_> {
         self.ctes = saved.0;
         self.in_view = saved.1;
         let outs = outs.map_err(|e| format!("view {schema}.{rel}: {e}"))?;
-        let mut cols = outs_to_cols(outs.clone()).ok_or_else(|| {
-            format!("view {schema}.{rel}: its columns cannot be placed")
-        })?;
+        let mut cols = outs_to_cols(outs.clone())
+            .ok_or_else(|| format!("view {schema}.{rel}: its columns cannot be placed"))?;
         if let Some(names) = self.cat.columns(schema, rel) {
             for (c, n) in cols.iter_mut().zip(names) {
                 c.0 = n.name.clone();
@@ -1311,7 +1314,7 @@ impl Cx<'_> {
             }
             N::UpdateStmt(u) => {
                 for f in &u.from_clause {
-                    let (items, star) = self.from_item(f, &sc)?;
+                    let (items, star) = self.range_item(f, &sc)?;
                     sc.items.extend(items);
                     sc.star.extend(star);
                 }
@@ -1322,7 +1325,7 @@ impl Cx<'_> {
             }
             N::DeleteStmt(d) => {
                 for f in &d.using_clause {
-                    let (items, star) = self.from_item(f, &sc)?;
+                    let (items, star) = self.range_item(f, &sc)?;
                     sc.items.extend(items);
                     sc.star.extend(star);
                 }
@@ -1848,7 +1851,10 @@ impl Cx<'_> {
         use pb::AExprKind as K;
         let l = self.opt(&a.lexpr, sc)?;
         let r = self.opt(&a.rexpr, sc)?;
-        let op = names(&a.name).last().map(|s| (*s).to_owned()).unwrap_or_default();
+        let op = names(&a.name)
+            .last()
+            .map(|s| (*s).to_owned())
+            .unwrap_or_default();
         let k = a.kind;
         let masked = l.mask.is_some() || r.mask.is_some();
         let mut both = l.clone();
@@ -1949,7 +1955,10 @@ impl Cx<'_> {
             ));
         }
         let funcs = self.cat.functions(schema, name);
-        let user: Vec<_> = funcs.iter().filter(|f| !builtin_schema(&f.schema)).collect();
+        let user: Vec<_> = funcs
+            .iter()
+            .filter(|f| !builtin_schema(&f.schema))
+            .collect();
         if funcs.is_empty() && explicit {
             return Err(format!(
                 "function {name} is not in the catalog pgward holds: what it reads cannot be traced for a role with masked columns"

@@ -65,16 +65,16 @@ impl ColumnMask {
 
 /// The masks of a role whose columns the live catalog lacks, each as
 /// `file:line: role "r": mask "key": ...` (for `pgward check`).
-pub fn missing_columns(
-    role: &crate::policy::Role,
-    cat: &crate::policy::Catalog,
-) -> Vec<String> {
+pub fn missing_columns(role: &crate::policy::Role, cat: &crate::policy::Catalog) -> Vec<String> {
     let mut out = Vec::new();
     for m in &role.masks {
         let why = match cat.columns(&m.schema, &m.table) {
             None => format!("table {}.{} is not in the catalog", m.schema, m.table),
             Some(cols) if !cols.iter().any(|c| c.name == m.column) => {
-                format!("table {}.{} has no column {:?}", m.schema, m.table, m.column)
+                format!(
+                    "table {}.{} has no column {:?}",
+                    m.schema, m.table, m.column
+                )
             }
             Some(_) => continue,
         };

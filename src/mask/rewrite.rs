@@ -133,22 +133,100 @@ fn constant(ty: u32, format: Format) -> Option<Vec<u8>> {
                 text("f")
             }
         }
-        oid::INT2 => if bin { Some(vec![0; 2]) } else { text("0") },
-        oid::INT4 | oid::OID | oid::FLOAT4 => if bin { Some(vec![0; 4]) } else { text("0") },
-        oid::INT8 | oid::FLOAT8 => if bin { Some(vec![0; 8]) } else { text("0") },
+        oid::INT2 => {
+            if bin {
+                Some(vec![0; 2])
+            } else {
+                text("0")
+            }
+        }
+        oid::INT4 | oid::OID | oid::FLOAT4 => {
+            if bin {
+                Some(vec![0; 4])
+            } else {
+                text("0")
+            }
+        }
+        oid::INT8 | oid::FLOAT8 => {
+            if bin {
+                Some(vec![0; 8])
+            } else {
+                text("0")
+            }
+        }
         // ndigits 0, weight 0, sign +, dscale 0.
-        oid::NUMERIC => if bin { Some(vec![0; 8]) } else { text("0") },
+        oid::NUMERIC => {
+            if bin {
+                Some(vec![0; 8])
+            } else {
+                text("0")
+            }
+        }
         // PostgreSQL's epoch: 0 is 2000-01-01 (midnight).
-        oid::DATE => if bin { Some(vec![0; 4]) } else { text("2000-01-01") },
-        oid::TIMESTAMP => if bin { Some(vec![0; 8]) } else { text("2000-01-01 00:00:00") },
-        oid::TIMESTAMPTZ => if bin { Some(vec![0; 8]) } else { text("2000-01-01 00:00:00+00") },
-        oid::TIME => if bin { Some(vec![0; 8]) } else { text("00:00:00") },
-        oid::TIMETZ => if bin { Some(vec![0; 12]) } else { text("00:00:00+00") },
-        oid::INTERVAL => if bin { Some(vec![0; 16]) } else { text("00:00:00") },
+        oid::DATE => {
+            if bin {
+                Some(vec![0; 4])
+            } else {
+                text("2000-01-01")
+            }
+        }
+        oid::TIMESTAMP => {
+            if bin {
+                Some(vec![0; 8])
+            } else {
+                text("2000-01-01 00:00:00")
+            }
+        }
+        oid::TIMESTAMPTZ => {
+            if bin {
+                Some(vec![0; 8])
+            } else {
+                text("2000-01-01 00:00:00+00")
+            }
+        }
+        oid::TIME => {
+            if bin {
+                Some(vec![0; 8])
+            } else {
+                text("00:00:00")
+            }
+        }
+        oid::TIMETZ => {
+            if bin {
+                Some(vec![0; 12])
+            } else {
+                text("00:00:00+00")
+            }
+        }
+        oid::INTERVAL => {
+            if bin {
+                Some(vec![0; 16])
+            } else {
+                text("00:00:00")
+            }
+        }
         oid::JSON => text("{}"),
-        oid::JSONB => if bin { Some(vec![1, b'{', b'}']) } else { text("{}") },
-        oid::UUID => if bin { Some(vec![0; 16]) } else { text("00000000-0000-0000-0000-000000000000") },
-        oid::BYTEA => if bin { Some(Vec::new()) } else { text("\\x") },
+        oid::JSONB => {
+            if bin {
+                Some(vec![1, b'{', b'}'])
+            } else {
+                text("{}")
+            }
+        }
+        oid::UUID => {
+            if bin {
+                Some(vec![0; 16])
+            } else {
+                text("00000000-0000-0000-0000-000000000000")
+            }
+        }
+        oid::BYTEA => {
+            if bin {
+                Some(Vec::new())
+            } else {
+                text("\\x")
+            }
+        }
         _ => {
             let elem = array_element(ty)?;
             if bin {
@@ -276,17 +354,32 @@ impl RowRewriter {
         let canonical: Vec<u8> = match (c.ty, bin) {
             (_, false) => v.to_vec(),
             (t, true) if is_text(t) => v.to_vec(),
-            (oid::INT2, true) => i16::from_be_bytes(v.try_into().ok()?).to_string().into_bytes(),
-            (oid::INT4, true) => i32::from_be_bytes(v.try_into().ok()?).to_string().into_bytes(),
-            (oid::OID, true) => u32::from_be_bytes(v.try_into().ok()?).to_string().into_bytes(),
-            (oid::INT8, true) => i64::from_be_bytes(v.try_into().ok()?).to_string().into_bytes(),
+            (oid::INT2, true) => i16::from_be_bytes(v.try_into().ok()?)
+                .to_string()
+                .into_bytes(),
+            (oid::INT4, true) => i32::from_be_bytes(v.try_into().ok()?)
+                .to_string()
+                .into_bytes(),
+            (oid::OID, true) => u32::from_be_bytes(v.try_into().ok()?)
+                .to_string()
+                .into_bytes(),
+            (oid::INT8, true) => i64::from_be_bytes(v.try_into().ok()?)
+                .to_string()
+                .into_bytes(),
             (oid::UUID, true) => {
                 let h = hex(v);
                 if h.len() != 32 {
                     return None;
                 }
-                format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-                    .into_bytes()
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..]
+                )
+                .into_bytes()
             }
             (oid::BYTEA, true) => format!("\\x{}", hex(v)).into_bytes(),
             _ => return None,
@@ -301,27 +394,50 @@ impl RowRewriter {
             t if is_text(t) => hex(&mac[..16]).into_bytes(),
             oid::INT2 => {
                 let x = i16::from_be_bytes([mac[0], mac[1]]);
-                if bin { x.to_be_bytes().to_vec() } else { x.to_string().into_bytes() }
+                if bin {
+                    x.to_be_bytes().to_vec()
+                } else {
+                    x.to_string().into_bytes()
+                }
             }
             oid::INT4 => {
                 let x = i32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
-                if bin { x.to_be_bytes().to_vec() } else { x.to_string().into_bytes() }
+                if bin {
+                    x.to_be_bytes().to_vec()
+                } else {
+                    x.to_string().into_bytes()
+                }
             }
             oid::OID => {
                 let x = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
-                if bin { x.to_be_bytes().to_vec() } else { x.to_string().into_bytes() }
+                if bin {
+                    x.to_be_bytes().to_vec()
+                } else {
+                    x.to_string().into_bytes()
+                }
             }
             oid::INT8 => {
                 let x = i64::from_be_bytes(first(8));
-                if bin { x.to_be_bytes().to_vec() } else { x.to_string().into_bytes() }
+                if bin {
+                    x.to_be_bytes().to_vec()
+                } else {
+                    x.to_string().into_bytes()
+                }
             }
             oid::UUID => {
                 if bin {
                     mac[..16].to_vec()
                 } else {
                     let h = hex(&mac[..16]);
-                    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-                        .into_bytes()
+                    format!(
+                        "{}-{}-{}-{}-{}",
+                        &h[..8],
+                        &h[8..12],
+                        &h[12..16],
+                        &h[16..20],
+                        &h[20..]
+                    )
+                    .into_bytes()
                 }
             }
             oid::BYTEA => {
@@ -351,7 +467,9 @@ impl RowRewriter {
         out.extend_from_slice(&n.to_be_bytes());
         self.fields(&mut r, out)?;
         if r.at != body.len() {
-            return Err(RewriteError("a DataRow has bytes after its last column".into()));
+            return Err(RewriteError(
+                "a DataRow has bytes after its last column".into(),
+            ));
         }
         Ok(())
     }
@@ -457,7 +575,11 @@ impl RowRewriter {
                 format: Format::Text,
                 ..c.clone()
             };
-            let value = if f == null { None } else { Some(unescape_text(f)) };
+            let value = if f == null {
+                None
+            } else {
+                Some(unescape_text(f))
+            };
             match self.mask(&c, value.as_deref()) {
                 Err(()) => out.extend_from_slice(f),
                 Ok(None) => out.extend_from_slice(null),
@@ -500,9 +622,7 @@ impl RowRewriter {
                     i += 1;
                     loop {
                         match body.get(i) {
-                            None => {
-                                return Err(RewriteError("an unterminated CSV quote".into()))
-                            }
+                            None => return Err(RewriteError("an unterminated CSV quote".into())),
                             Some(&b) if b == quote => {
                                 if body.get(i + 1) == Some(&quote) {
                                     value.push(quote);
@@ -524,7 +644,11 @@ impl RowRewriter {
                 }
             }
             let raw = &body[start..i];
-            let v = if !quoted && raw == null { None } else { Some(value) };
+            let v = if !quoted && raw == null {
+                None
+            } else {
+                Some(value)
+            };
             fields.push((raw, v));
             if i >= body.len() {
                 break;
@@ -703,7 +827,14 @@ mod tests {
                 col(Some(MaskFn::Null)),
             ],
         };
-        let types = [oid::INT4, oid::TEXT, oid::TEXT, oid::INT8, oid::TEXT, oid::TEXT];
+        let types = [
+            oid::INT4,
+            oid::TEXT,
+            oid::TEXT,
+            oid::INT8,
+            oid::TEXT,
+            oid::TEXT,
+        ];
         let rw = RowRewriter::new(&plan, &types, &[Format::Binary], None).unwrap();
         let body = row(&[
             Some(&7i32.to_be_bytes()),
@@ -716,7 +847,10 @@ mod tests {
         let mut out = Vec::new();
         rw.rewrite_data_row(&body, &mut out).unwrap();
         let f = fields(&out);
-        assert_eq!(i32::from_sql(&Type::INT4, f[0].as_deref().unwrap()).unwrap(), 7);
+        assert_eq!(
+            i32::from_sql(&Type::INT4, f[0].as_deref().unwrap()).unwrap(),
+            7
+        );
         assert_eq!(
             String::from_sql(&Type::TEXT, f[1].as_deref().unwrap()).unwrap(),
             "a***@example.com"
@@ -725,7 +859,10 @@ mod tests {
             String::from_sql(&Type::TEXT, f[2].as_deref().unwrap()).unwrap(),
             "***-**-1120"
         );
-        assert_eq!(i64::from_sql(&Type::INT8, f[3].as_deref().unwrap()).unwrap(), 0);
+        assert_eq!(
+            i64::from_sql(&Type::INT8, f[3].as_deref().unwrap()).unwrap(),
+            0
+        );
         assert_eq!(f[4], None);
         assert_eq!(f[5], None);
         for secret in [&b"alice@"[..], b"078-05", b"secret"] {
@@ -745,7 +882,15 @@ mod tests {
 
     #[test]
     fn redact_gives_a_valid_value_of_each_type_in_binary() {
-        let b = |ty: u32| one(MaskFn::Redact, ty, Format::Binary, Some(b"\x01\x02\x03\x04\x05\x06\x07\x08")).unwrap();
+        let b = |ty: u32| {
+            one(
+                MaskFn::Redact,
+                ty,
+                Format::Binary,
+                Some(b"\x01\x02\x03\x04\x05\x06\x07\x08"),
+            )
+            .unwrap()
+        };
         assert!(!bool::from_sql(&Type::BOOL, &b(oid::BOOL)).unwrap());
         assert_eq!(i16::from_sql(&Type::INT2, &b(oid::INT2)).unwrap(), 0);
         assert_eq!(i32::from_sql(&Type::INT4, &b(oid::INT4)).unwrap(), 0);
@@ -754,8 +899,14 @@ mod tests {
         assert_eq!(f32::from_sql(&Type::FLOAT4, &b(oid::FLOAT4)).unwrap(), 0.0);
         assert_eq!(f64::from_sql(&Type::FLOAT8, &b(oid::FLOAT8)).unwrap(), 0.0);
         assert_eq!(String::from_sql(&Type::TEXT, &b(oid::TEXT)).unwrap(), "***");
-        assert_eq!(String::from_sql(&Type::VARCHAR, &b(oid::VARCHAR)).unwrap(), "***");
-        assert_eq!(Vec::<u8>::from_sql(&Type::BYTEA, &b(oid::BYTEA)).unwrap(), b"");
+        assert_eq!(
+            String::from_sql(&Type::VARCHAR, &b(oid::VARCHAR)).unwrap(),
+            "***"
+        );
+        assert_eq!(
+            Vec::<u8>::from_sql(&Type::BYTEA, &b(oid::BYTEA)).unwrap(),
+            b""
+        );
         assert_eq!(pt::date_from_sql(&b(oid::DATE)).unwrap(), 0);
         assert_eq!(pt::timestamp_from_sql(&b(oid::TIMESTAMP)).unwrap(), 0);
         assert_eq!(pt::timestamp_from_sql(&b(oid::TIMESTAMPTZ)).unwrap(), 0);
@@ -767,22 +918,35 @@ mod tests {
         assert_eq!(b(oid::NUMERIC), vec![0; 8]);
         let jsonb = b(oid::JSONB);
         assert_eq!(jsonb[0], 1, "jsonb binary version");
-        assert!(serde_json::from_slice::<serde_json::Value>(&jsonb[1..]).unwrap().is_object());
-        assert!(serde_json::from_slice::<serde_json::Value>(&b(oid::JSON)).unwrap().is_object());
+        assert!(serde_json::from_slice::<serde_json::Value>(&jsonb[1..])
+            .unwrap()
+            .is_object());
+        assert!(serde_json::from_slice::<serde_json::Value>(&b(oid::JSON))
+            .unwrap()
+            .is_object());
         for (arr, elem) in [(1007, oid::INT4), (1009, oid::TEXT), (3807, oid::JSONB)] {
             let bytes = b(arr);
             let a = pt::array_from_sql(&bytes).unwrap();
             assert_eq!(a.element_type(), elem);
-            assert!(fallible_iterator::FallibleIterator::next(&mut a.dimensions()).unwrap().is_none());
+            assert!(
+                fallible_iterator::FallibleIterator::next(&mut a.dimensions())
+                    .unwrap()
+                    .is_none()
+            );
         }
         // A type pgward has no value of: NULL.
         assert_eq!(one(MaskFn::Redact, 869, Format::Binary, Some(b"x")), None);
-        assert_eq!(one(MaskFn::Default, 1000000, Format::Text, Some(b"x")), None);
+        assert_eq!(
+            one(MaskFn::Default, 1000000, Format::Text, Some(b"x")),
+            None
+        );
     }
 
     #[test]
     fn redact_gives_postgres_text_literals() {
-        let t = |ty: u32| String::from_utf8(one(MaskFn::Redact, ty, Format::Text, Some(b"v")).unwrap()).unwrap();
+        let t = |ty: u32| {
+            String::from_utf8(one(MaskFn::Redact, ty, Format::Text, Some(b"v")).unwrap()).unwrap()
+        };
         assert_eq!(t(oid::INT4), "0");
         assert_eq!(t(oid::BOOL), "f");
         assert_eq!(t(oid::DATE), "2000-01-01");
@@ -800,7 +964,13 @@ mod tests {
     #[test]
     fn hash_is_stable_across_formats_and_typed() {
         let text = one(MaskFn::Hash, oid::INT4, Format::Text, Some(b"42")).unwrap();
-        let bin = one(MaskFn::Hash, oid::INT4, Format::Binary, Some(&42i32.to_be_bytes())).unwrap();
+        let bin = one(
+            MaskFn::Hash,
+            oid::INT4,
+            Format::Binary,
+            Some(&42i32.to_be_bytes()),
+        )
+        .unwrap();
         let bin = i32::from_sql(&Type::INT4, &bin).unwrap();
         assert_eq!(String::from_utf8(text).unwrap(), bin.to_string());
         let a = one(MaskFn::Hash, oid::TEXT, Format::Text, Some(b"bob@x.org")).unwrap();
@@ -811,11 +981,19 @@ mod tests {
         assert_eq!(a.len(), 32);
         let u = [7u8; 16];
         let ub = one(MaskFn::Hash, oid::UUID, Format::Binary, Some(&u)).unwrap();
-        let ut = one(MaskFn::Hash, oid::UUID, Format::Text, Some(b"07070707-0707-0707-0707-070707070707")).unwrap();
+        let ut = one(
+            MaskFn::Hash,
+            oid::UUID,
+            Format::Text,
+            Some(b"07070707-0707-0707-0707-070707070707"),
+        )
+        .unwrap();
         assert_eq!(pt::uuid_from_sql(&ub).unwrap().len(), 16);
         assert_eq!(hex(&ub), String::from_utf8(ut).unwrap().replace('-', ""));
         // Without a key, hash shows NULL (fail closed).
-        let plan = RowPlan { columns: vec![col(Some(MaskFn::Hash))] };
+        let plan = RowPlan {
+            columns: vec![col(Some(MaskFn::Hash))],
+        };
         let rw = RowRewriter::new(&plan, &[oid::TEXT], &[], None).unwrap();
         let mut out = Vec::new();
         rw.rewrite_data_row(&row(&[Some(b"x")]), &mut out).unwrap();
@@ -825,7 +1003,10 @@ mod tests {
     #[test]
     fn masked_nulls_of_computed_values() {
         let plan = RowPlan {
-            columns: vec![ColumnPlan { mask_nulls: true, ..col(Some(MaskFn::Redact)) }],
+            columns: vec![ColumnPlan {
+                mask_nulls: true,
+                ..col(Some(MaskFn::Redact))
+            }],
         };
         let rw = RowRewriter::new(&plan, &[oid::TEXT], &[], None).unwrap();
         let mut out = Vec::new();
@@ -836,23 +1017,45 @@ mod tests {
     #[test]
     fn copy_rows_in_text_csv_and_binary() {
         let plan = RowPlan {
-            columns: vec![col(None), col(Some(MaskFn::Email)), col(Some(MaskFn::Redact))],
+            columns: vec![
+                col(None),
+                col(Some(MaskFn::Email)),
+                col(Some(MaskFn::Redact)),
+            ],
         };
         let types = [oid::INT4, oid::TEXT, oid::TEXT];
         let rw = RowRewriter::new(&plan, &types, &[], None).unwrap();
         let mut out = Vec::new();
-        rw.rewrite_copy_text(b"1\tal\\tice@x.org\tse\\\\cret\n", b'\t', b"\\N", &mut out).unwrap();
+        rw.rewrite_copy_text(b"1\tal\\tice@x.org\tse\\\\cret\n", b'\t', b"\\N", &mut out)
+            .unwrap();
         assert_eq!(out, b"1\ta***@x.org\t***\n");
-        rw.rewrite_copy_text(b"2\t\\N\tx\n", b'\t', b"\\N", &mut out).unwrap();
+        rw.rewrite_copy_text(b"2\t\\N\tx\n", b'\t', b"\\N", &mut out)
+            .unwrap();
         assert_eq!(out, b"2\t\\N\t***\n");
-        rw.rewrite_copy_text(b"3,a\\,b@c,x\n", b',', b"\\N", &mut out).unwrap();
+        rw.rewrite_copy_text(b"3,a\\,b@c,x\n", b',', b"\\N", &mut out)
+            .unwrap();
         assert_eq!(out, b"3,a***@c,***\n");
-        rw.rewrite_copy_csv(b"4,\"bo,\"\"b\"\"@x.org\",\"s\nx\"\n", b',', b'"', b"", &mut out).unwrap();
+        rw.rewrite_copy_csv(
+            b"4,\"bo,\"\"b\"\"@x.org\",\"s\nx\"\n",
+            b',',
+            b'"',
+            b"",
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, b"4,\"b***@x.org\",\"***\"\n");
-        rw.rewrite_copy_csv(b"5,,\"\"\n", b',', b'"', b"", &mut out).unwrap();
-        assert_eq!(out, b"5,,\"***\"\n", "NULL stays NULL, an empty string is masked");
-        assert!(rw.rewrite_copy_text(b"1\t2\n", b'\t', b"\\N", &mut out).is_err());
-        assert!(rw.rewrite_copy_csv(b"1,\"x,y\n", b',', b'"', b"", &mut out).is_err());
+        rw.rewrite_copy_csv(b"5,,\"\"\n", b',', b'"', b"", &mut out)
+            .unwrap();
+        assert_eq!(
+            out, b"5,,\"***\"\n",
+            "NULL stays NULL, an empty string is masked"
+        );
+        assert!(rw
+            .rewrite_copy_text(b"1\t2\n", b'\t', b"\\N", &mut out)
+            .is_err());
+        assert!(rw
+            .rewrite_copy_csv(b"1,\"x,y\n", b',', b'"', b"", &mut out)
+            .is_err());
         // Binary: header, a tuple, the trailer.
         let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
         data.extend_from_slice(&0i32.to_be_bytes());

@@ -104,9 +104,18 @@ mod tests {
         let mut f = vec![
             (b'S', "ERROR".to_owned()),
             (b'C', "23505".to_owned()),
-            (b'M', "duplicate key value violates unique constraint \"u\"".to_owned()),
-            (b'D', "Key (email)=(bob@example.com) already exists.".to_owned()),
-            (b'W', "SQL function \"f\" statement 1: bob@example.com".to_owned()),
+            (
+                b'M',
+                "duplicate key value violates unique constraint \"u\"".to_owned(),
+            ),
+            (
+                b'D',
+                "Key (email)=(bob@example.com) already exists.".to_owned(),
+            ),
+            (
+                b'W',
+                "SQL function \"f\" statement 1: bob@example.com".to_owned(),
+            ),
             (b'n', "u".to_owned()),
         ];
         scrub_fields(&mut f);

@@ -35,16 +35,29 @@ fn cat() -> Catalog {
     for (t, cols) in [
         (
             "customers",
-            &[("id", INT4), ("name", TEXT), ("email", TEXT), ("ssn", TEXT), ("phone", TEXT)][..],
+            &[
+                ("id", INT4),
+                ("name", TEXT),
+                ("email", TEXT),
+                ("ssn", TEXT),
+                ("phone", TEXT),
+            ][..],
         ),
-        ("orders", &[("id", INT4), ("customer_id", INT4), ("note", TEXT)][..]),
+        (
+            "orders",
+            &[("id", INT4), ("customer_id", INT4), ("note", TEXT)][..],
+        ),
         ("api_keys", &[("id", INT4), ("secret", TEXT)][..]),
     ] {
         c.add_relation("public", t, b'r');
         c.add_columns("public", t, cols);
     }
     c.add_relation("public", "v_customers", b'v');
-    c.add_columns("public", "v_customers", &[("id", INT4), ("email", TEXT), ("uname", TEXT)]);
+    c.add_columns(
+        "public",
+        "v_customers",
+        &[("id", INT4), ("email", TEXT), ("uname", TEXT)],
+    );
     c.add_view_definition(
         "public",
         "v_customers",
@@ -52,7 +65,11 @@ fn cat() -> Catalog {
     );
     c.add_relation("public", "v_top", b'v');
     c.add_columns("public", "v_top", &[("e", TEXT)]);
-    c.add_view_definition("public", "v_top", " SELECT v_customers.email AS e FROM v_customers;");
+    c.add_view_definition(
+        "public",
+        "v_top",
+        " SELECT v_customers.email AS e FROM v_customers;",
+    );
     c
 }
 
@@ -99,7 +116,10 @@ fn rules_parse_masks_and_errors_name_file_line_and_key() {
     let bad = [
         ("\"customers.email\" = \"email\"", "schema.table.column"),
         ("\"public.customers.email\" = \"scramble\"", "redact"),
-        ("\"public.customers.ssn\" = \"partial(x,4)\"", "partial(0,4)"),
+        (
+            "\"public.customers.ssn\" = \"partial(x,4)\"",
+            "partial(0,4)",
+        ),
     ];
     for (line, want) in bad {
         let text = format!("[role.a]\nallow = [\"read\"]\n\n[role.a.mask]\n{line}\n");
@@ -120,18 +140,36 @@ fn a_role_without_masks_passes_everything_untraced() {
 
 #[test]
 fn columns_are_masked_by_lineage_not_by_name() {
-    assert_eq!(masks("SELECT id, name FROM customers"), Ok(vec![None, None]));
+    assert_eq!(
+        masks("SELECT id, name FROM customers"),
+        Ok(vec![None, None])
+    );
     assert_eq!(masks("SELECT email FROM customers"), Ok(vec![EMAIL]));
-    assert_eq!(masks("SELECT c.email AS contact FROM customers c"), Ok(vec![EMAIL]));
-    assert_eq!(masks("SELECT public.customers.ssn FROM public.customers"), Ok(vec![SSN]));
+    assert_eq!(
+        masks("SELECT c.email AS contact FROM customers c"),
+        Ok(vec![EMAIL])
+    );
+    assert_eq!(
+        masks("SELECT public.customers.ssn FROM public.customers"),
+        Ok(vec![SSN])
+    );
     assert_eq!(masks("SELECT (c).ssn FROM customers c"), Ok(vec![SSN]));
     assert_eq!(masks("SELECT ssn::text AS x FROM customers"), Ok(vec![SSN]));
     // A computation moves characters: partial and email become redact,
     // and its NULLs are masked too.
-    assert_eq!(masks("SELECT upper(email) FROM customers"), Ok(vec![REDACT]));
+    assert_eq!(
+        masks("SELECT upper(email) FROM customers"),
+        Ok(vec![REDACT])
+    );
     assert_eq!(masks("SELECT name || ssn FROM customers"), Ok(vec![REDACT]));
-    assert_eq!(masks("SELECT coalesce(ssn, email) FROM customers"), Ok(vec![REDACT]));
-    assert_eq!(masks("SELECT string_agg(email, ',') FROM customers"), Ok(vec![REDACT]));
+    assert_eq!(
+        masks("SELECT coalesce(ssn, email) FROM customers"),
+        Ok(vec![REDACT])
+    );
+    assert_eq!(
+        masks("SELECT string_agg(email, ',') FROM customers"),
+        Ok(vec![REDACT])
+    );
     match plan("SELECT substring(ssn from 1 for 3) FROM customers") {
         StatementPlan::Rows(r) => assert!(r.columns[0].mask_nulls),
         other => panic!("{other:?}"),
@@ -161,17 +199,32 @@ fn stars_tables_and_views_are_expanded_per_column() {
         Ok(vec![None, None, EMAIL, SSN, HASH, REDACT])
     );
     // Views, through their definitions, recursively.
-    assert_eq!(masks("SELECT * FROM v_customers"), Ok(vec![None, EMAIL, None]));
+    assert_eq!(
+        masks("SELECT * FROM v_customers"),
+        Ok(vec![None, EMAIL, None])
+    );
     assert_eq!(masks("SELECT e FROM v_top"), Ok(vec![EMAIL]));
     assert_eq!(masks("TABLE v_top"), Ok(vec![EMAIL]));
 }
 
 #[test]
 fn subqueries_ctes_set_operations_lateral_values_returning() {
-    assert_eq!(masks("SELECT (SELECT ssn FROM customers LIMIT 1)"), Ok(vec![REDACT]));
-    assert_eq!(masks("SELECT s.x FROM (SELECT ssn AS x FROM customers) s"), Ok(vec![SSN]));
-    assert_eq!(masks("SELECT * FROM (SELECT ssn FROM customers) s(y)"), Ok(vec![SSN]));
-    assert_eq!(masks("WITH x AS (SELECT email FROM customers) SELECT * FROM x"), Ok(vec![EMAIL]));
+    assert_eq!(
+        masks("SELECT (SELECT ssn FROM customers LIMIT 1)"),
+        Ok(vec![REDACT])
+    );
+    assert_eq!(
+        masks("SELECT s.x FROM (SELECT ssn AS x FROM customers) s"),
+        Ok(vec![SSN])
+    );
+    assert_eq!(
+        masks("SELECT * FROM (SELECT ssn FROM customers) s(y)"),
+        Ok(vec![SSN])
+    );
+    assert_eq!(
+        masks("WITH x AS (SELECT email FROM customers) SELECT * FROM x"),
+        Ok(vec![EMAIL])
+    );
     assert_eq!(
         masks("WITH x(e) AS (SELECT email FROM customers) SELECT x.e FROM x"),
         Ok(vec![EMAIL])
@@ -188,17 +241,26 @@ fn subqueries_ctes_set_operations_lateral_values_returning() {
         masks("SELECT l.e FROM orders o, LATERAL (SELECT c.email AS e FROM customers c WHERE c.id = o.customer_id) l"),
         Ok(vec![EMAIL])
     );
-    assert_eq!(masks("SELECT * FROM (VALUES (1, 'a')) v(a, b)"), Ok(vec![None, None]));
+    assert_eq!(
+        masks("SELECT * FROM (VALUES (1, 'a')) v(a, b)"),
+        Ok(vec![None, None])
+    );
     assert_eq!(
         masks("SELECT * FROM (VALUES ((SELECT email FROM customers LIMIT 1))) v(a)"),
         Ok(vec![REDACT])
     );
-    assert_eq!(masks("UPDATE customers SET name = 'x' WHERE id = 1 RETURNING ssn, id"), Ok(vec![SSN, None]));
+    assert_eq!(
+        masks("UPDATE customers SET name = 'x' WHERE id = 1 RETURNING ssn, id"),
+        Ok(vec![SSN, None])
+    );
     assert_eq!(
         masks("DELETE FROM customers WHERE id = 1 RETURNING *"),
         Ok(vec![None, None, EMAIL, SSN, HASH])
     );
-    assert_eq!(masks("INSERT INTO customers (name) VALUES ('a') RETURNING email"), Ok(vec![EMAIL]));
+    assert_eq!(
+        masks("INSERT INTO customers (name) VALUES ('a') RETURNING email"),
+        Ok(vec![EMAIL])
+    );
     assert_eq!(
         masks("WITH d AS (DELETE FROM api_keys RETURNING secret) SELECT * FROM d"),
         Ok(vec![REDACT])
@@ -207,18 +269,36 @@ fn subqueries_ctes_set_operations_lateral_values_returning() {
 
 #[test]
 fn copy_and_cursors_are_statements_too() {
-    assert_eq!(masks("COPY customers TO STDOUT"), Ok(vec![None, None, EMAIL, SSN, HASH]));
-    assert_eq!(masks("COPY customers (ssn, id) TO STDOUT (FORMAT csv)"), Ok(vec![SSN, None]));
-    assert_eq!(masks("COPY (SELECT secret FROM api_keys) TO STDOUT"), Ok(vec![REDACT]));
-    assert_eq!(plan("COPY customers FROM STDIN"), StatementPlan::Pass { columns: None });
+    assert_eq!(
+        masks("COPY customers TO STDOUT"),
+        Ok(vec![None, None, EMAIL, SSN, HASH])
+    );
+    assert_eq!(
+        masks("COPY customers (ssn, id) TO STDOUT (FORMAT csv)"),
+        Ok(vec![SSN, None])
+    );
+    assert_eq!(
+        masks("COPY (SELECT secret FROM api_keys) TO STDOUT"),
+        Ok(vec![REDACT])
+    );
+    assert_eq!(
+        plan("COPY customers FROM STDIN"),
+        StatementPlan::Pass { columns: None }
+    );
     match plan("DECLARE c CURSOR FOR SELECT ssn FROM customers") {
-        StatementPlan::Declare { cursor, rows: Some(r) } => {
+        StatementPlan::Declare {
+            cursor,
+            rows: Some(r),
+        } => {
             assert_eq!(cursor, "c");
             assert_eq!(r.columns[0].mask, SSN);
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(plan("FETCH 10 FROM c"), StatementPlan::Fetch { cursor: "c".into() });
+    assert_eq!(
+        plan("FETCH 10 FROM c"),
+        StatementPlan::Fetch { cursor: "c".into() }
+    );
 }
 
 #[test]
@@ -240,7 +320,10 @@ fn whole_row_values_are_refused() {
         "SELECT v FROM v_customers v",
     ] {
         let why = refused(sql);
-        assert!(why.contains("whole-row") || why.contains("row value"), "{sql}: {why}");
+        assert!(
+            why.contains("whole-row") || why.contains("row value"),
+            "{sql}: {why}"
+        );
     }
     // A table without masked columns may be used whole.
     assert_eq!(masks("SELECT o FROM orders o"), Ok(vec![None]));
@@ -289,10 +372,22 @@ fn probes_are_refused_unless_hash_equality() {
         refused(sql);
     }
     // hash keeps equality: joins, GROUP BY, DISTINCT and = on the column.
-    assert_eq!(masks("SELECT id FROM customers WHERE phone = '555'"), Ok(vec![None]));
-    assert_eq!(masks("SELECT id FROM customers WHERE phone IN ('1', '2')"), Ok(vec![None]));
-    assert_eq!(masks("SELECT phone, count(*) FROM customers GROUP BY phone"), Ok(vec![HASH, None]));
-    assert_eq!(masks("SELECT DISTINCT phone FROM customers"), Ok(vec![HASH]));
+    assert_eq!(
+        masks("SELECT id FROM customers WHERE phone = '555'"),
+        Ok(vec![None])
+    );
+    assert_eq!(
+        masks("SELECT id FROM customers WHERE phone IN ('1', '2')"),
+        Ok(vec![None])
+    );
+    assert_eq!(
+        masks("SELECT phone, count(*) FROM customers GROUP BY phone"),
+        Ok(vec![HASH, None])
+    );
+    assert_eq!(
+        masks("SELECT DISTINCT phone FROM customers"),
+        Ok(vec![HASH])
+    );
     assert_eq!(
         masks("SELECT a.id FROM customers a JOIN customers b ON a.phone = b.phone"),
         Ok(vec![None])
@@ -327,7 +422,10 @@ fn untraceable_and_copying_statements_are_refused() {
     let mut c = Catalog::builtin();
     c.lists_user_relations = true;
     let p = plan_sql("SELECT email FROM customers", &role("agent"), &c);
-    assert!(matches!(&p[0], StatementPlan::Refuse(w) if w.contains("not in the catalog")), "{p:?}");
+    assert!(
+        matches!(&p[0], StatementPlan::Refuse(w) if w.contains("not in the catalog")),
+        "{p:?}"
+    );
     // Writing a masked column back into itself keeps it behind its mask.
     assert_eq!(masks("UPDATE customers SET ssn = upper(ssn)"), Ok(vec![]));
 }
@@ -345,7 +443,10 @@ fn masks_follow_inheritance_and_ambiguous_names_are_refused() {
         other => panic!("{other:?}"),
     }
     let p = plan_sql("SELECT secret FROM api_keys", &role("agent"), &c);
-    assert!(matches!(&p[0], StatementPlan::Refuse(w) if w.contains("qualify")), "{p:?}");
+    assert!(
+        matches!(&p[0], StatementPlan::Refuse(w) if w.contains("qualify")),
+        "{p:?}"
+    );
     let p = plan_sql("SELECT secret FROM public.api_keys", &role("agent"), &c);
     assert!(matches!(&p[0], StatementPlan::Rows(_)), "{p:?}");
 }
@@ -369,8 +470,18 @@ fn user_functions_and_operators_that_could_see_masked_values_are_refused() {
         "SELECT name || ssn FROM customers",
         "SELECT c.harmless FROM customers c",
     ] {
-        assert!(matches!(one(sql), StatementPlan::Refuse(_)), "{sql}: {:?}", one(sql));
+        assert!(
+            matches!(one(sql), StatementPlan::Refuse(_)),
+            "{sql}: {:?}",
+            one(sql)
+        );
     }
-    assert!(matches!(one("SELECT harmless()"), StatementPlan::Pass { .. }));
-    assert!(matches!(one("SELECT name || 'x' FROM customers"), StatementPlan::Pass { .. }));
+    assert!(matches!(
+        one("SELECT harmless()"),
+        StatementPlan::Pass { .. }
+    ));
+    assert!(matches!(
+        one("SELECT name || 'x' FROM customers"),
+        StatementPlan::Pass { .. }
+    ));
 }

@@ -144,14 +144,26 @@ fn masking(out: &mut String, plan: &crate::mask::StatementPlan) {
                 Some(m) => m.to_string(),
                 None => "pass".to_owned(),
             };
-            let _ = writeln!(out, "    {:>2}. {:<20} {:<22} from {}", i + 1, c.name, mask, sources);
+            let _ = writeln!(
+                out,
+                "    {:>2}. {:<20} {:<22} from {}",
+                i + 1,
+                c.name,
+                mask,
+                sources
+            );
         }
     };
     match plan {
         P::Pass { columns: None } => {
-            let _ = writeln!(out, "  masking:    none (no masked column reaches the result)");
+            let _ = writeln!(
+                out,
+                "  masking:    none (no masked column reaches the result)"
+            );
         }
-        P::Pass { columns: Some(cols) } => {
+        P::Pass {
+            columns: Some(cols),
+        } => {
             let _ = writeln!(out, "  masking:    none; columns:");
             columns(out, cols);
         }
@@ -192,9 +204,19 @@ mod tests {
         cat.add_relation("public", "customers", b'r');
         cat.add_columns("public", "customers", &[("id", 23), ("ssn", 25)]);
         let role = &rules.roles["agent"];
-        let r = super::report(role, "SELECT id, ssn AS s FROM customers; SELECT c FROM customers c", &cat);
-        assert!(r.contains("partial(0,4)") && r.contains("from public.customers.ssn"), "{r}");
-        assert!(r.contains("pass") && r.contains("from public.customers.id"), "{r}");
+        let r = super::report(
+            role,
+            "SELECT id, ssn AS s FROM customers; SELECT c FROM customers c",
+            &cat,
+        );
+        assert!(
+            r.contains("partial(0,4)") && r.contains("from public.customers.ssn"),
+            "{r}"
+        );
+        assert!(
+            r.contains("pass") && r.contains("from public.customers.id"),
+            "{r}"
+        );
         assert!(r.contains("REFUSED") && r.contains("whole-row"), "{r}");
     }
 }

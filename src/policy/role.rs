@@ -277,7 +277,7 @@ impl RawRole {
         for (key, value) in self.mask {
             let line = line_at(text, key.span().start);
             let m = crate::mask::ColumnMask::parse(key.get_ref(), value.get_ref(), file, line)
-            .map_err(|e| (line, format!("mask {:?}: {e}", key.get_ref())))?;
+                .map_err(|e| (line, format!("mask {:?}: {e}", key.get_ref())))?;
             if let Some(prev) = masks.iter().find(|p| p.same_column(&m)) {
                 return Err((
                     line,
