@@ -138,6 +138,23 @@ fn web_benches(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| b.iter(|| classify(black_box(sql), &cat)));
     }
+    // PGWARD_WEB_SETUP (a file of SQL) and PGWARD_WEB_STATEMENT: one more
+    // case, e.g. the start of PostgreSQL's plpgsql regression test (its
+    // "patch field" tables, whose triggers update each other) and
+    // `insert into WSlot values ('WS.001.1a', '001', '', '')`.
+    if let (Ok(file), Ok(sql)) = (
+        std::env::var("PGWARD_WEB_SETUP"),
+        std::env::var("PGWARD_WEB_STATEMENT"),
+    ) {
+        let setup = std::fs::read_to_string(&file).expect("PGWARD_WEB_SETUP");
+        pg.psql("postgres", "CREATE DATABASE web_setup")
+            .expect("database");
+        pg.psql("web_setup", &setup).expect("PGWARD_WEB_SETUP runs");
+        let cat = rt.block_on(webs::catalog(&pg, "web_setup"));
+        let st = &classify(&sql, &cat).expect("parses")[0];
+        eprintln!("{sql}: {} judged, classes {}", st.judged, st.classes());
+        g.bench_function("custom", |b| b.iter(|| classify(black_box(&sql), &cat)));
+    }
     g.finish();
 }
 

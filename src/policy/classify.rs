@@ -356,10 +356,10 @@ pub const OVER_BUDGET: &str = "it runs more function bodies, triggers, rules or 
 #[derive(Default)]
 struct Judging {
     /// Nested SQL texts judged in this statement, by lexer and text.
-    done: Mutex<HashMap<(Lexer, Box<str>), Arc<Judged>>>,
+    done: Mutex<HashMap<TextKey, Arc<Judged>>>,
     /// Function bodies taken apart in this statement, by language and
     /// definition.
-    bodies: Mutex<HashMap<(Box<str>, Box<str>), Arc<super::body::Body>>>,
+    bodies: Mutex<HashMap<BodyKey, Arc<super::body::Body>>>,
     /// SQL texts parsed and judged.
     judged: AtomicUsize,
     /// Calls of user functions and runs of SQL text followed.
@@ -369,6 +369,11 @@ struct Judging {
     /// Walks cut short for depth (`Walker::too_deep`).
     cutoffs: AtomicUsize,
 }
+
+/// A nested SQL text: the lexer it is read with, and the text.
+type TextKey = (Lexer, Box<str>);
+/// A function body: its language and definition.
+type BodyKey = (Box<str>, Box<str>);
 
 /// A nested SQL text judged in a statement: what it runs, the depth of
 /// the walk that judged it, and whether that walk was cut short for
@@ -405,7 +410,7 @@ impl Judging {
 
     /// What a text came to when judged before in this statement, if that
     /// holds at `depth`: a walk cut short for depth holds only as deep.
-    fn judged_before(&self, key: &(Lexer, Box<str>), depth: usize) -> Option<Arc<Judged>> {
+    fn judged_before(&self, key: &TextKey, depth: usize) -> Option<Arc<Judged>> {
         let judged = self
             .done
             .lock()
@@ -422,7 +427,7 @@ impl Judging {
         Some(judged)
     }
 
-    fn remember(&self, key: (Lexer, Box<str>), nested: Arc<Judged>) {
+    fn remember(&self, key: TextKey, nested: Arc<Judged>) {
         self.done
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -431,7 +436,7 @@ impl Judging {
 
     /// The SQL of a function body, taken apart once per statement.
     fn body(&self, language: &str, definition: &str) -> Arc<super::body::Body> {
-        let key: (Box<str>, Box<str>) = (language.into(), definition.into());
+        let key: BodyKey = (language.into(), definition.into());
         if let Some(b) = self
             .bodies
             .lock()
