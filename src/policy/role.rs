@@ -67,6 +67,8 @@ pub struct TableRule {
     pub class: Option<Class>,
     pub allow: Vec<Pattern>,
     pub deny: Vec<Pattern>,
+    /// Allowed once an approver says yes (they also pass `allow`).
+    pub approve: Vec<Pattern>,
 }
 
 impl TableRule {
@@ -154,6 +156,8 @@ struct RawTables {
     allow: Vec<String>,
     #[serde(default)]
     deny: Vec<String>,
+    #[serde(default)]
+    approve: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -237,6 +241,7 @@ impl RawRole {
                 class,
                 allow: raw.allow.iter().map(|p| Pattern::new(p)).collect(),
                 deny: raw.deny.iter().map(|p| Pattern::new(p)).collect(),
+                approve: raw.approve.iter().map(|p| Pattern::new(p)).collect(),
             });
         }
         let mut session = Vec::new();

@@ -104,6 +104,10 @@ pub struct Hold {
     pub classes: String,
     pub why: String,
     pub approvals_needed: usize,
+    /// Held again right after an approval or grant of the same message
+    /// (what would run is not what was approved): a grant must not
+    /// release it again, or the two would loop.
+    pub after_approval: bool,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
@@ -415,13 +419,17 @@ impl Guard {
     pub fn check(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Decision {
         self.hold = None;
         self.used_approval = false;
+        let after_approval = !self.approved.is_empty();
         let refused = self.judge(msg, state);
         self.approved.clear();
         match (refused, self.hold.take()) {
             (None, _) => Decision::Pass,
             // Also after an approval, when what would run is not what the
             // approver saw: asked again.
-            (Some(_), Some(hold)) => Decision::Hold(Box::new(hold)),
+            (Some(_), Some(hold)) => Decision::Hold(Box::new(Hold {
+                after_approval,
+                ..hold
+            })),
             (Some(e), None) => Decision::Deny(e),
         }
     }
@@ -811,6 +819,7 @@ impl Guard {
             classes: String::new(),
             why: d.why.clone(),
             approvals_needed: role.approvals,
+            after_approval: false,
         });
         for key in needs {
             if !hold.texts.iter().any(|t| **t == *key) {
