@@ -1611,6 +1611,60 @@ impl CatalogStore {
     }
 }
 
+/// Catalogs built by hand, for tests of the classifier.
+#[cfg(test)]
+impl Catalog {
+    /// The built-in catalog with a user function `public.name` (one
+    /// argument) whose body is `body` (PL/pgSQL: the statements between
+    /// its BEGIN and END; sql: the SQL).
+    pub(crate) fn with_function(
+        mut self,
+        name: &str,
+        volatility: u8,
+        language: &str,
+        body: &str,
+    ) -> Catalog {
+        let oid = FIRST_USER_OID + self.funcs.len() as u32;
+        let definition = match language {
+            "plpgsql" => format!(
+                "CREATE OR REPLACE FUNCTION public.{name}(x integer)\n RETURNS integer\n LANGUAGE plpgsql\nAS $function$ BEGIN {body} END $function$"
+            ),
+            _ => body.to_owned(),
+        };
+        self.add_function(FuncInfo {
+            oid,
+            schema: "public".into(),
+            name: name.into(),
+            volatility,
+            language: language.into(),
+            nargs: 1,
+            support: None,
+            body: Some(definition.into()),
+            implied: Vec::new(),
+        });
+        self
+    }
+
+    /// With a table `public.table` whose writes fire the trigger
+    /// functions `public.<trigger>` (already added).
+    pub(crate) fn with_table(mut self, table: &str, triggers: &[&str]) -> Catalog {
+        self.lists_user_relations = true;
+        self.add_relation("public", table, b'r');
+        if !triggers.is_empty() {
+            let effects = WriteEffects {
+                triggers: triggers
+                    .iter()
+                    .map(|t| ("public".to_owned(), (*t).to_owned()))
+                    .collect(),
+                ..WriteEffects::default()
+            };
+            self.writes
+                .insert(format!("public.{table}"), Arc::new(effects));
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
