@@ -62,6 +62,14 @@ impl MaskSet {
         self.tables.is_empty()
     }
 
+    /// Whether table `name` (in `schema`, or in any schema when None) has
+    /// masked columns.
+    pub fn covers(&self, schema: Option<&str>, name: &str) -> bool {
+        self.tables
+            .keys()
+            .any(|(s, t)| t == name && schema.is_none_or(|schema| schema == s))
+    }
+
     /// The mask of `schema.table.column`, if any.
     pub fn mask(&self, schema: &str, table: &str, column: &str) -> Option<MaskFn> {
         self.tables

@@ -11,6 +11,7 @@
 
 pub mod func;
 pub mod lineage;
+pub mod relay;
 pub mod rewrite;
 pub mod scrub;
 

@@ -168,7 +168,7 @@ impl Lexer {
         escapes_in_strings: false,
     };
 
-    fn options(self) -> pg_query::ParserOptions {
+    pub fn options(self) -> pg_query::ParserOptions {
         if self.escapes_in_strings {
             pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
         } else {

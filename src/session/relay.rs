@@ -1081,6 +1081,15 @@ impl Core {
             // Read once, for the protocol state and the audit.
             let msg = backend::Message::parse(tag, body);
             self.state.prepare_front();
+            // An error or notice answering a statement whose rows are
+            // rewritten may echo their values: its rewriter scrubs it
+            // (looked up before the answer retires the statement).
+            let scrubber = match tag {
+                btag::ERROR_RESPONSE | btag::NOTICE_RESPONSE if self.state.rewrites => {
+                    self.state.front_rewriter().map(|(_, r)| r.clone())
+                }
+                _ => None,
+            };
             if let Some(rec) = &mut self.recorder {
                 rec.catch_up(&mut self.state.retired);
                 rec.on_backend(&msg, self.state.front_answering_mut());
@@ -1133,8 +1142,32 @@ impl Core {
                 at = 0;
                 continue;
             }
+            if let Some(rewriter) = scrubber {
+                let mut fields =
+                    rows::message_fields(&uin[at + 5..at + total]).unwrap_or_else(|| {
+                        vec![
+                            (b'S', "ERROR".to_owned()),
+                            (b'V', "ERROR".to_owned()),
+                            (b'C', sqlstate::INTERNAL_ERROR.to_owned()),
+                            (
+                                b'M',
+                                "pgward: an unreadable message was withheld".to_owned(),
+                            ),
+                        ]
+                    });
+                rewriter.scrub(&mut fields);
+                move_frames(uin, at, to_client);
+                rows::put_fields(to_client, tag, &fields);
+                uin.advance(total);
+                at = 0;
+                continue;
+            }
             if self.state.rewrites && matches!(tag, btag::DATA_ROW | btag::COPY_DATA) {
-                if let Some((answering, rewriter)) = self.state.front_rewriter() {
+                if let Some((answering, rewriter)) = self
+                    .state
+                    .front_rewriter()
+                    .filter(|(_, r)| !(tag == btag::DATA_ROW && r.passes_rows()))
+                {
                     // The rows of a statement decided Rewrite: the client
                     // gets what its rewriter writes, never the row itself.
                     move_frames(uin, at, to_client);
