@@ -296,6 +296,9 @@ fn query_copy_types(plan: &RowPlan, cat: &Catalog) -> Vec<u32> {
         .collect()
 }
 
+/// A rewriter, for the column types and formats it was made for.
+type Built = (Vec<u32>, Vec<Format>, Rows);
+
 /// The rows of one masked statement.
 #[derive(Debug)]
 struct MaskRows {
@@ -304,7 +307,7 @@ struct MaskRows {
     copy: Option<Copy>,
     /// The rewriter for the last types and formats seen (a prepared
     /// statement may be bound with other formats each time).
-    built: Mutex<Option<(Vec<u32>, Vec<Format>, Rows)>>,
+    built: Mutex<Option<Built>>,
     /// A CSV COPY with HEADER: its first line is the column names.
     header_left: AtomicBool,
 }

@@ -247,6 +247,40 @@ pub fn put_data_row(out: &mut BytesMut, fields: &[Option<&[u8]>]) -> Result<(), 
     Ok(())
 }
 
+/// The fields of an ErrorResponse or NoticeResponse body; None when it is
+/// not one (a field without its terminator, text that is not UTF-8).
+pub fn message_fields(body: &[u8]) -> Option<Vec<(u8, String)>> {
+    let mut fields = Vec::new();
+    let mut at = 0;
+    loop {
+        let code = *body.get(at)?;
+        if code == 0 {
+            return (at + 1 == body.len()).then_some(fields);
+        }
+        let end = at + 1 + body.get(at + 1..)?.iter().position(|&b| b == 0)?;
+        let text = std::str::from_utf8(&body[at + 1..end]).ok()?;
+        fields.push((code, text.to_owned()));
+        at = end + 1;
+    }
+}
+
+/// Appends an ErrorResponse or NoticeResponse (`tag`) of these fields.
+pub fn put_fields(out: &mut BytesMut, tag: u8, fields: &[(u8, String)]) {
+    use bytes::BufMut;
+    let start = out.len();
+    out.put_u8(tag);
+    out.put_u32(0);
+    for (code, text) in fields {
+        out.put_u8(*code);
+        // A NUL would end the field early: the server never sends one.
+        out.extend_from_slice(text.replace('\0', "").as_bytes());
+        out.put_u8(0);
+    }
+    out.put_u8(0);
+    let len = (out.len() - start - 1) as u32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,38 +331,4 @@ mod tests {
         assert_eq!(Formats::from_codes(&[1]).of(&cols, 3), None);
         assert_eq!(Formats::from_codes(&[0, 1, 0]).of(&cols, 1), Some(1));
     }
-}
-
-/// The fields of an ErrorResponse or NoticeResponse body; None when it is
-/// not one (a field without its terminator, text that is not UTF-8).
-pub fn message_fields(body: &[u8]) -> Option<Vec<(u8, String)>> {
-    let mut fields = Vec::new();
-    let mut at = 0;
-    loop {
-        let code = *body.get(at)?;
-        if code == 0 {
-            return (at + 1 == body.len()).then_some(fields);
-        }
-        let end = at + 1 + body.get(at + 1..)?.iter().position(|&b| b == 0)?;
-        let text = std::str::from_utf8(&body[at + 1..end]).ok()?;
-        fields.push((code, text.to_owned()));
-        at = end + 1;
-    }
-}
-
-/// Appends an ErrorResponse or NoticeResponse (`tag`) of these fields.
-pub fn put_fields(out: &mut BytesMut, tag: u8, fields: &[(u8, String)]) {
-    use bytes::BufMut;
-    let start = out.len();
-    out.put_u8(tag);
-    out.put_u32(0);
-    for (code, text) in fields {
-        out.put_u8(*code);
-        // A NUL would end the field early: the server never sends one.
-        out.extend_from_slice(text.replace('\0', "").as_bytes());
-        out.put_u8(0);
-    }
-    out.put_u8(0);
-    let len = (out.len() - start - 1) as u32;
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
