@@ -325,16 +325,23 @@ fn fatal(why: impl std::fmt::Display) -> PgError {
 }
 
 impl MaskRows {
-    /// Runs `f` with the rewriter for these types and formats.
+    /// Runs `f` with the rewriter for the types and formats `n` columns
+    /// have (`type_of`, `format_of`): built once, and again only when they
+    /// change (a prepared statement bound with other formats), so a row
+    /// costs no allocation.
     fn with<R>(
         &self,
-        types: Vec<u32>,
-        formats: Vec<Format>,
+        n: usize,
+        type_of: impl Fn(usize) -> u32,
+        format_of: impl Fn(usize) -> Format,
         f: impl FnOnce(&Rows) -> R,
     ) -> Result<R, PgError> {
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = !matches!(&*built, Some((t, fm, _)) if *t == types && *fm == formats);
-        if fresh {
+        let same = matches!(&*built, Some((t, fm, _))
+            if t.len() == n && (0..n).all(|i| t[i] == type_of(i) && fm[i] == format_of(i)));
+        if !same {
+            let types: Vec<u32> = (0..n).map(&type_of).collect();
+            let formats: Vec<Format> = (0..n).map(&format_of).collect();
             let rows = Rows::new(&self.plan, &types, &formats, self.key.clone()).map_err(fatal)?;
             *built = Some((types, formats, rows));
         }
@@ -357,14 +364,14 @@ impl RowRewriter for MaskRows {
             .columns
             .as_ref()
             .ok_or_else(|| fatal("the result's columns were not described to pgward"))?;
-        let types: Vec<u32> = columns.iter().map(|c| c.type_oid).collect();
-        let formats: Vec<Format> = (0..columns.len())
-            .map(|i| Format::from_code(a.formats.of(columns, i).unwrap_or(0)))
-            .collect();
+        let type_of = |i: usize| columns[i].type_oid;
+        let format_of = |i: usize| Format::from_code(a.formats.of(columns, i).unwrap_or(0));
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            self.with(types, formats, |rows| rows.rewrite_data_row(row, &mut s))?
-                .map_err(fatal)?;
+            self.with(columns.len(), type_of, format_of, |rows| {
+                rows.rewrite_data_row(row, &mut s)
+            })?
+            .map_err(fatal)?;
             out.extend_from_slice(&s);
             Ok(())
         })
@@ -375,8 +382,7 @@ impl RowRewriter for MaskRows {
             return Err(fatal("COPY data of a statement that is not COPY TO"));
         };
         let n = self.plan.columns.len();
-        let mut types = copy.types.clone();
-        types.resize(n, 0);
+        let type_of = |i: usize| copy.types.get(i).copied().unwrap_or(0);
         let format = match copy.form {
             CopyForm::Binary => Format::Binary,
             _ => Format::Text,
@@ -389,18 +395,23 @@ impl RowRewriter for MaskRows {
         }
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            self.with(types, vec![format; n], |rows| match &copy.form {
-                CopyForm::Binary => rows.rewrite_copy_binary(data, &mut s),
-                CopyForm::Text { delimiter, null } => {
-                    rows.rewrite_copy_text(data, *delimiter, null, &mut s)
-                }
-                CopyForm::Csv {
-                    delimiter,
-                    quote,
-                    null,
-                    ..
-                } => rows.rewrite_copy_csv(data, *delimiter, *quote, null, &mut s),
-            })?
+            self.with(
+                n,
+                type_of,
+                |_| format,
+                |rows| match &copy.form {
+                    CopyForm::Binary => rows.rewrite_copy_binary(data, &mut s),
+                    CopyForm::Text { delimiter, null } => {
+                        rows.rewrite_copy_text(data, *delimiter, null, &mut s)
+                    }
+                    CopyForm::Csv {
+                        delimiter,
+                        quote,
+                        null,
+                        ..
+                    } => rows.rewrite_copy_csv(data, *delimiter, *quote, null, &mut s),
+                },
+            )?
             .map_err(fatal)?;
             out.extend_from_slice(&s);
             Ok(())
