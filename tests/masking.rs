@@ -345,3 +345,45 @@ async fn no_masked_value_reaches_the_agent_in_any_bytes() {
     }
     assert!(text.contains("Ada Lovelace") && text.contains("***-**-1120"));
 }
+
+/// psycopg 3 in binary and text mode, an independent client: masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_in_binary_mode_gets_masked_values() {
+    let python = match python_venv("pgward-mask-venv", &["psycopg[binary]>=3.1"]) {
+        Ok(p) => p,
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("psycopg: {e} (CI installs python3-venv and reaches PyPI: see .ci/run)")
+        }
+        Err(e) => {
+            println!("SKIPPED: psycopg: {e}");
+            return;
+        }
+    };
+    let h = harness().await;
+    let script = r#"
+import sys, psycopg
+with psycopg.connect(sys.argv[1]) as conn:
+    for binary in (True, False):
+        cur = conn.cursor(binary=binary)
+        cur.execute("SELECT id, email, ssn FROM customers WHERE id = %s", (1,))
+        print(binary, *cur.fetchone())
+"#;
+    let out = tokio::process::Command::new(&python)
+        .args(["-c", script, &h.conninfo(AGENT)])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "True 1 a***@example.com ***-**-1120",
+            "False 1 a***@example.com ***-**-1120"
+        ]
+    );
+}
