@@ -44,6 +44,7 @@ fn statement_record(session: &Arc<SessionContext>, described: &Arc<Described>) -
         duration_us: Some(87),
         failure: None,
         parameters: None,
+        approval: None,
     }
 }
 

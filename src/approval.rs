@@ -39,7 +39,14 @@ pub struct Request {
     pub classes: String,
     /// Why the role's rules ask for approval.
     pub why: String,
+    /// Why the requester runs it, as they said (`pgward.reason`).
+    pub reason: Option<String>,
     pub statement: Arc<str>,
+    /// What it would do while it runs (`risk::summary`).
+    pub risk: String,
+    /// pg_query fingerprints of its statements (empty when one does not
+    /// parse): what a grant made by approving it covers.
+    pub fingerprints: Vec<u64>,
     /// How many distinct approvers it needs.
     pub approvals_needed: usize,
 }
@@ -75,7 +82,33 @@ pub struct Decided {
 struct Pending {
     request: Arc<Request>,
     approvers: Vec<String>,
+    /// The grant window each approver asked for (`APPROVE n FOR ...`).
+    windows: Vec<Option<Duration>>,
     tx: oneshot::Sender<Verdict>,
+}
+
+/// A standing approval: the same statements (by fingerprint: constants
+/// may differ) from the same identity and role run without asking until
+/// it expires or is revoked.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub id: u64,
+    /// The request whose approval made it.
+    pub request: Arc<Request>,
+    pub granted_by: Vec<String>,
+    pub granted_at: SystemTime,
+    pub expires_at: SystemTime,
+    /// Statements it let run.
+    pub uses: u64,
+}
+
+/// A grant a held statement ran under, for its audit events.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    pub grant: u64,
+    pub request: u64,
+    pub by: Vec<String>,
+    pub expires_at: SystemTime,
 }
 
 /// Why an approver's answer was not taken.
@@ -84,6 +117,9 @@ pub enum AnswerError {
     NoSuchRequest(u64),
     OwnRequest(u64),
     AlreadyApproved(u64),
+    /// A grant window asked for a request whose statement has no
+    /// fingerprint (it did not parse).
+    NoFingerprint(u64),
 }
 
 impl std::fmt::Display for AnswerError {
@@ -93,6 +129,10 @@ impl std::fmt::Display for AnswerError {
             AnswerError::OwnRequest(id) => write!(
                 f,
                 "request {id} is your own: another approver must decide it"
+            ),
+            AnswerError::NoFingerprint(id) => write!(
+                f,
+                "request {id} cannot be granted for a time: its statement could not be fingerprinted; approve it once"
             ),
             AnswerError::AlreadyApproved(id) => {
                 write!(
@@ -107,8 +147,8 @@ impl std::fmt::Display for AnswerError {
 /// What an approval did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approved {
-    /// The statement runs now.
-    Released,
+    /// The statement runs now (and grant n covers it from now on).
+    Released(Option<u64>),
     /// It needs this many more approvers.
     NeedsMore(usize),
 }
@@ -118,6 +158,8 @@ pub struct Queue {
     next: AtomicU64,
     pending: Mutex<BTreeMap<u64, Pending>>,
     history: Mutex<VecDeque<Decided>>,
+    next_grant: AtomicU64,
+    grants: Mutex<Vec<Grant>>,
 }
 
 /// What a new request says, before it has an id.
@@ -128,7 +170,10 @@ pub struct Ask {
     pub database: String,
     pub classes: String,
     pub why: String,
+    pub reason: Option<String>,
     pub statement: Arc<str>,
+    pub risk: String,
+    pub fingerprints: Vec<u64>,
     pub approvals_needed: usize,
 }
 
@@ -146,7 +191,10 @@ impl Queue {
             database: ask.database,
             classes: ask.classes,
             why: ask.why,
+            reason: ask.reason,
             statement: ask.statement,
+            risk: ask.risk,
+            fingerprints: ask.fingerprints,
             approvals_needed: ask.approvals_needed.max(1),
         });
         let (tx, rx) = oneshot::channel();
@@ -155,6 +203,7 @@ impl Queue {
             Pending {
                 request: request.clone(),
                 approvers: Vec::new(),
+                windows: Vec::new(),
                 tx,
             },
         );
@@ -201,8 +250,16 @@ impl Queue {
             .collect()
     }
 
-    /// `by` approves request `id` (nobody approves their own).
-    pub fn approve(&self, id: u64, by: &str) -> Result<Approved, AnswerError> {
+    /// `by` approves request `id` (nobody approves their own); with a
+    /// `window`, asks that the same statements from the same identity run
+    /// without asking for that long (a grant, made only when every
+    /// approver of the request asked for one: the shortest window wins).
+    pub fn approve(
+        &self,
+        id: u64,
+        by: &str,
+        window: Option<Duration>,
+    ) -> Result<Approved, AnswerError> {
         let mut pending = self.lock();
         let p = pending.get_mut(&id).ok_or(AnswerError::NoSuchRequest(id))?;
         if p.request.identity == by {
@@ -211,7 +268,11 @@ impl Queue {
         if p.approvers.iter().any(|a| a == by) {
             return Err(AnswerError::AlreadyApproved(id));
         }
+        if window.is_some() && p.request.fingerprints.is_empty() {
+            return Err(AnswerError::NoFingerprint(id));
+        }
         p.approvers.push(by.to_owned());
+        p.windows.push(window);
         if p.approvers.len() < p.request.approvals_needed {
             return Ok(Approved::NeedsMore(
                 p.request.approvals_needed - p.approvers.len(),
@@ -221,11 +282,72 @@ impl Queue {
             return Err(AnswerError::NoSuchRequest(id));
         };
         drop(pending);
+        let window = p
+            .windows
+            .iter()
+            .copied()
+            .collect::<Option<Vec<Duration>>>()
+            .and_then(|w| w.into_iter().min());
+        let grant = window.map(|w| {
+            let now = SystemTime::now();
+            let id = self.next_grant.fetch_add(1, Ordering::Relaxed) + 1;
+            self.lock_grants().push(Grant {
+                id,
+                request: p.request.clone(),
+                granted_by: p.approvers.clone(),
+                granted_at: now,
+                expires_at: now + w,
+                uses: 0,
+            });
+            id
+        });
         let verdict = Verdict::Approved { by: p.approvers };
         self.decided(p.request, verdict.clone());
         // The session may have gone meanwhile: then nothing runs.
         let _ = p.tx.send(verdict);
-        Ok(Approved::Released)
+        Ok(Approved::Released(grant))
+    }
+
+    fn lock_grants(&self) -> std::sync::MutexGuard<'_, Vec<Grant>> {
+        let mut g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        g.retain(|g| g.expires_at > now);
+        g
+    }
+
+    /// The live grant that covers statements of these `fingerprints` from
+    /// `identity` as `role`, if any (counted as used).
+    pub fn granted(&self, identity: &str, role: &str, fingerprints: &[u64]) -> Option<Granted> {
+        if fingerprints.is_empty() {
+            return None;
+        }
+        let mut grants = self.lock_grants();
+        let g = grants.iter_mut().find(|g| {
+            g.request.identity == identity
+                && g.request.role == role
+                && fingerprints
+                    .iter()
+                    .all(|f| g.request.fingerprints.contains(f))
+        })?;
+        g.uses += 1;
+        Some(Granted {
+            grant: g.id,
+            request: g.request.id,
+            by: g.granted_by.clone(),
+            expires_at: g.expires_at,
+        })
+    }
+
+    /// The live grants, oldest first.
+    pub fn grants(&self) -> Vec<Grant> {
+        self.lock_grants().clone()
+    }
+
+    /// Ends grant `id` now; the grant, if it was live.
+    pub fn revoke(&self, id: u64) -> Option<Grant> {
+        let mut grants = self.lock_grants();
+        let at = grants.iter().position(|g| g.id == id)?;
+        Some(grants.remove(at))
     }
 
     /// `by` denies request `id`, saying why.
@@ -346,7 +468,10 @@ mod tests {
             database: "postgres".into(),
             classes: "ddl".into(),
             why: "class ddl needs approval".into(),
+            reason: None,
             statement: "CREATE TABLE t (a int)".into(),
+            risk: String::new(),
+            fingerprints: vec![1, 2],
             approvals_needed,
         }
     }
@@ -357,9 +482,9 @@ mod tests {
         let t = q.request(ask("bob", 1), Duration::from_secs(60));
         let id = t.id();
         assert_eq!(q.pending().len(), 1);
-        assert_eq!(q.approve(id, "bob"), Err(AnswerError::OwnRequest(id)));
+        assert_eq!(q.approve(id, "bob", None), Err(AnswerError::OwnRequest(id)));
         assert_eq!(q.deny(id, "bob", "no"), Err(AnswerError::OwnRequest(id)));
-        assert_eq!(q.approve(id, "dana"), Ok(Approved::Released));
+        assert_eq!(q.approve(id, "dana", None), Ok(Approved::Released(None)));
         assert_eq!(
             t.await,
             Verdict::Approved {
@@ -367,7 +492,10 @@ mod tests {
             }
         );
         assert!(q.pending().is_empty());
-        assert_eq!(q.approve(id, "dana"), Err(AnswerError::NoSuchRequest(id)));
+        assert_eq!(
+            q.approve(id, "dana", None),
+            Err(AnswerError::NoSuchRequest(id))
+        );
 
         let t = q.request(ask("bob", 1), Duration::from_secs(60));
         let id = t.id();
@@ -393,9 +521,12 @@ mod tests {
         let q = Arc::new(Queue::default());
         let t = q.request(ask("bob", 2), Duration::from_secs(60));
         let id = t.id();
-        assert_eq!(q.approve(id, "dana"), Ok(Approved::NeedsMore(1)));
-        assert_eq!(q.approve(id, "dana"), Err(AnswerError::AlreadyApproved(id)));
-        assert_eq!(q.approve(id, "erin"), Ok(Approved::Released));
+        assert_eq!(q.approve(id, "dana", None), Ok(Approved::NeedsMore(1)));
+        assert_eq!(
+            q.approve(id, "dana", None),
+            Err(AnswerError::AlreadyApproved(id))
+        );
+        assert_eq!(q.approve(id, "erin", None), Ok(Approved::Released(None)));
         assert_eq!(
             t.await,
             Verdict::Approved {
@@ -411,12 +542,68 @@ mod tests {
         let id = t.id();
         drop(t);
         assert!(q.pending().is_empty());
-        assert_eq!(q.approve(id, "dana"), Err(AnswerError::NoSuchRequest(id)));
+        assert_eq!(
+            q.approve(id, "dana", None),
+            Err(AnswerError::NoSuchRequest(id))
+        );
         assert_eq!(q.history()[0].verdict, Verdict::Withdrawn);
 
         let t = q.request(ask("bob", 1), Duration::from_millis(20));
         assert_eq!(t.await, Verdict::Expired);
         assert!(q.pending().is_empty());
         assert_eq!(q.history()[1].verdict, Verdict::Expired);
+    }
+
+    #[tokio::test]
+    async fn grants_cover_the_same_statements_of_the_same_identity_until_they_end() {
+        let q = Arc::new(Queue::default());
+        let hour = Some(Duration::from_secs(3600));
+        // Two approvers, one without a window: no grant.
+        let t = q.request(ask("bob", 2), Duration::from_secs(60));
+        let id = t.id();
+        q.approve(id, "dana", hour).unwrap();
+        assert_eq!(q.approve(id, "erin", None), Ok(Approved::Released(None)));
+        assert!(q.grants().is_empty());
+        // Both with windows: the shorter one.
+        let t = q.request(ask("bob", 2), Duration::from_secs(60));
+        let id = t.id();
+        q.approve(id, "dana", hour).unwrap();
+        let Ok(Approved::Released(Some(g))) = q.approve(id, "erin", Some(Duration::from_secs(60)))
+        else {
+            panic!("a grant")
+        };
+        let grant = &q.grants()[0];
+        assert_eq!(grant.id, g);
+        let left = grant.expires_at.duration_since(grant.granted_at).unwrap();
+        assert_eq!(left, Duration::from_secs(60));
+        // Covers a subset of its fingerprints, for bob as app only.
+        assert!(q.granted("bob", "app", &[2]).is_some());
+        assert!(q.granted("bob", "app", &[1, 2]).is_some());
+        assert!(q.granted("bob", "app", &[1, 3]).is_none());
+        assert!(q.granted("bob", "other", &[1]).is_none());
+        assert!(q.granted("carol", "app", &[1]).is_none());
+        assert!(q.granted("bob", "app", &[]).is_none());
+        assert_eq!(q.grants()[0].uses, 2);
+        assert!(q.revoke(g).is_some());
+        assert!(q.granted("bob", "app", &[1]).is_none());
+        assert!(q.revoke(g).is_none());
+        // Expired grants are gone.
+        let t = q.request(ask("bob", 1), Duration::from_secs(60));
+        let id = t.id();
+        q.approve(id, "dana", Some(Duration::from_millis(10)))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(q.granted("bob", "app", &[1]).is_none());
+        assert!(q.grants().is_empty());
+        // A statement without fingerprints is approved once, not granted.
+        let mut a = ask("bob", 1);
+        a.fingerprints.clear();
+        let t = q.request(a, Duration::from_secs(60));
+        let id = t.id();
+        assert_eq!(
+            q.approve(id, "dana", hour),
+            Err(AnswerError::NoFingerprint(id))
+        );
+        assert_eq!(q.approve(id, "dana", None), Ok(Approved::Released(None)));
     }
 }

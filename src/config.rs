@@ -53,11 +53,16 @@ impl MaskConfig {
 pub struct ApprovalConfig {
     /// Seconds a held statement waits for a decision before it fails.
     pub timeout_secs: u64,
+    /// The longest grant window `APPROVE n FOR '...'` may give.
+    pub max_grant_secs: u64,
 }
 
 impl Default for ApprovalConfig {
     fn default() -> Self {
-        ApprovalConfig { timeout_secs: 900 }
+        ApprovalConfig {
+            timeout_secs: 900,
+            max_grant_secs: 86_400,
+        }
     }
 }
 

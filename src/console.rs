@@ -260,6 +260,12 @@ const HELP: &[(&str, &str)] = &[
     ("SHOW REQUEST n", "one request, pending or decided"),
     ("APPROVE n", "run held statement n now"),
     (
+        "APPROVE n FOR '1 hour'",
+        "run it, and let the same statements (any constants) from the same identity run without asking for that long",
+    ),
+    ("SHOW GRANTS", "live grants: who, what, until when, uses"),
+    ("REVOKE GRANT n", "end grant n now"),
+    (
         "DENY n ['reason']",
         "refuse held statement n (the client gets 42501 with the reason)",
     ),
@@ -300,11 +306,16 @@ fn run(words: &[Word], who: &Approver, shared: &Shared, out: &mut BytesMut) -> R
                 "SHOW",
             )
         }
-        [Some("approve"), Some(n)] => approve(id(n)?, who, shared, out),
-        [Some("approve"), Some(_), Some("for"), ..] => Err(error(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            "APPROVE ... FOR (grant windows) is not available yet; approve each request",
-        )),
+        [Some("approve"), Some(n)] => approve(id(n)?, None, who, shared, out),
+        [Some("approve"), Some(n), Some("for"), None] => {
+            let Word::Quoted(window) = &words[3] else {
+                return Err(usage());
+            };
+            let window = grant_window(window, shared.config.approval.max_grant_secs)?;
+            approve(id(n)?, Some(window), who, shared, out)
+        }
+        [Some("show"), Some("grants")] => show_grants(who, shared, out),
+        [Some("revoke"), Some("grant"), Some(n)] => revoke_grant(id(n)?, who, shared, out),
         [Some("deny"), Some(n)] => deny(id(n)?, "", who, shared, out),
         [Some("deny"), Some(n), None] => {
             let Word::Quoted(reason) = &words[2] else {
@@ -387,7 +398,7 @@ fn session(
 }
 
 /// `request` as one row of `SHOW PENDING`'s columns.
-const REQUEST_COLUMNS: [&str; 11] = [
+const REQUEST_COLUMNS: [&str; 13] = [
     "id",
     "requested_at",
     "identity",
@@ -396,7 +407,9 @@ const REQUEST_COLUMNS: [&str; 11] = [
     "database",
     "classes",
     "statement",
+    "risk",
     "why",
+    "reason",
     "approvals",
     "waited",
 ];
@@ -425,7 +438,9 @@ fn request_row(r: &Request, approvers: &[String]) -> Vec<Option<String>> {
         Some(r.database.clone()),
         Some(r.classes.clone()),
         Some(r.statement.to_string()),
+        (!r.risk.is_empty()).then(|| r.risk.clone()),
         Some(r.why.clone()),
+        r.reason.clone(),
         Some(format!(
             "{}/{}{}",
             approvers.len(),
@@ -607,14 +622,30 @@ fn show_stats(shared: &Shared, out: &mut BytesMut) -> Result<(), PgError> {
     )
 }
 
-fn approve(id: u64, who: &Approver, shared: &Shared, out: &mut BytesMut) -> Result<(), PgError> {
+fn approve(
+    id: u64,
+    window: Option<Duration>,
+    who: &Approver,
+    shared: &Shared,
+    out: &mut BytesMut,
+) -> Result<(), PgError> {
     may_decide(id, who, shared)?;
-    match shared.approvals.approve(id, &who.name) {
-        Ok(Approved::Released) => {
-            tracing::info!(request = id, by = %who.name, "request approved");
+    match shared.approvals.approve(id, &who.name, window) {
+        Ok(Approved::Released(grant)) => {
+            tracing::info!(request = id, by = %who.name, ?grant, "request approved");
+            let also = match (grant, window) {
+                (Some(g), Some(w)) => format!(
+                    "; grant {g} lets the same statements from the same identity run without asking for {}",
+                    interval(w)
+                ),
+                (None, Some(_)) => {
+                    "; no grant: not every approver of it gave a window".to_owned()
+                }
+                _ => String::new(),
+            };
             PgError::notice(
                 "00000",
-                format!("request {id} approved: the statement runs now"),
+                format!("request {id} approved: the statement runs now{also}"),
             )
             .encode(out);
         }
@@ -628,6 +659,98 @@ fn approve(id: u64, who: &Approver, shared: &Shared, out: &mut BytesMut) -> Resu
         Err(e) => return Err(answer_error(e)),
     }
     encode::command_complete(out, "APPROVE");
+    Ok(())
+}
+
+/// `'1 hour'`, `'30 minutes'`, `'90 s'`, `'2 days'`: a grant's window,
+/// at most `max_secs`.
+fn grant_window(text: &str, max_secs: u64) -> Result<Duration, PgError> {
+    let bad = || {
+        error(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("pgward console: {text:?} is not a window such as '30 minutes', '1 hour' or '2 days'"),
+        )
+    };
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split].parse().map_err(|_| bad())?;
+    let unit = match t[split..].trim() {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        _ => return Err(bad()),
+    };
+    let secs = n.checked_mul(unit).ok_or_else(bad)?;
+    if secs == 0 {
+        return Err(bad());
+    }
+    if secs > max_secs {
+        return Err(error(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("pgward console: a grant lasts at most {max_secs} seconds (approval.max_grant_secs)"),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn show_grants(who: &Approver, shared: &Shared, out: &mut BytesMut) -> Result<(), PgError> {
+    let now = SystemTime::now();
+    let rows = shared
+        .approvals
+        .grants()
+        .into_iter()
+        .filter(|g| who.may_approve(&g.request.role))
+        .map(|g| {
+            vec![
+                Some(g.id.to_string()),
+                Some(g.request.identity.clone()),
+                Some(g.request.role.clone()),
+                Some(g.request.statement.to_string()),
+                Some(g.request.id.to_string()),
+                Some(g.granted_by.join(", ")),
+                Some(timestamp(g.granted_at)),
+                Some(timestamp(g.expires_at)),
+                Some(interval(
+                    g.expires_at.duration_since(now).unwrap_or_default(),
+                )),
+                Some(g.uses.to_string()),
+            ]
+        });
+    let columns = [
+        Column::computed("id", oid::INT8, 8),
+        Column::text("identity"),
+        Column::text("role"),
+        Column::text("statement"),
+        Column::computed("request", oid::INT8, 8),
+        Column::text("granted_by"),
+        Column::computed("granted_at", oid::TIMESTAMPTZ, 8),
+        Column::computed("expires_at", oid::TIMESTAMPTZ, 8),
+        Column::text("left"),
+        Column::computed("uses", oid::INT8, 8),
+    ];
+    rows_out(out, &columns, rows, "SHOW")
+}
+
+fn revoke_grant(
+    id: u64,
+    who: &Approver,
+    shared: &Shared,
+    out: &mut BytesMut,
+) -> Result<(), PgError> {
+    let visible = shared
+        .approvals
+        .grants()
+        .into_iter()
+        .any(|g| g.id == id && who.may_approve(&g.request.role));
+    if !visible || shared.approvals.revoke(id).is_none() {
+        return Err(error(
+            sqlstate::UNDEFINED_OBJECT,
+            format!("no live grant {id} that you may revoke"),
+        ));
+    }
+    tracing::info!(grant = id, by = %who.name, "grant revoked");
+    encode::command_complete(out, "REVOKE");
     Ok(())
 }
 
@@ -669,6 +792,7 @@ fn answer_error(e: crate::approval::AnswerError) -> PgError {
         AnswerError::OwnRequest(_) | AnswerError::AlreadyApproved(_) => {
             sqlstate::INSUFFICIENT_PRIVILEGE
         }
+        AnswerError::NoFingerprint(_) => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
     };
     error(code, format!("pgward: {e}"))
 }
@@ -692,7 +816,7 @@ fn rows_out(
 }
 
 /// A time as PostgreSQL prints a timestamptz in UTC.
-fn timestamp(t: SystemTime) -> String {
+pub fn timestamp(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     chrono::DateTime::from_timestamp(d.as_secs() as i64, d.subsec_nanos())
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())

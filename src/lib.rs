@@ -17,6 +17,7 @@ pub mod net;
 pub mod policy;
 pub mod privileges;
 pub mod protocol;
+pub mod risk;
 pub mod rules;
 pub mod server;
 pub mod session;

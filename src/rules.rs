@@ -339,6 +339,24 @@ mod tests {
     }
 
     #[test]
+    fn table_rules_take_approve_patterns() {
+        let mut r = Rules::default();
+        let text = "[role.agent]\nallow = [\"read\"]\n\n[role.agent.tables]\nread = { approve = [\"hr.*\"], deny = [\"hr.keys\"] }\n";
+        r.add_file(Path::new("a.toml"), text).unwrap();
+        let rule = &r.roles["agent"].tables[0];
+        assert_eq!(rule.approve.len(), 1);
+        assert!(rule.approve[0].matches("hr.salaries"));
+        let e = Rules::default()
+            .add_file(
+                Path::new("b.toml"),
+                "[role.x]\n[role.x.tables]\nread = { aprove = [\"hr.*\"] }\n",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("b.toml") && e.contains("aprove"), "{e}");
+    }
+
+    #[test]
     fn plaintext_passwords_are_refused() {
         let mut r = Rules::default();
         let e = r

@@ -292,6 +292,26 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
         ["withdrawn", "expired", "withdrawn", "withdrawn"],
         "{out}"
     );
+    // Each ending is on the audit record, with why.
+    let decisions: Vec<(String, String)> = h
+        .audit_events()
+        .iter()
+        .filter(|e| e.kind.as_str() == "approval_decision")
+        .map(|e| {
+            (
+                e.outcome.as_deref().unwrap_or("").to_owned(),
+                e.detail.as_deref().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("withdrawn", "the client cancelled it"),
+        ("expired", "not decided within approval.timeout_secs"),
+        ("withdrawn", "the session ended"),
+        ("withdrawn", "the session ended"),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(decisions, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,4 +406,374 @@ async fn fifty_requests_pending_at_once() {
     for i in [0, 25, 49] {
         assert!(h.table_exists(&format!("many_{i}")).await);
     }
+}
+
+/// Requests show what they would lock; every request and decision is on
+/// the audit record, linked to the statement that ran under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_show_their_risk_and_are_audited_with_their_decisions() {
+    let h = harness(Setup::default()).await;
+    h.direct()
+        .await
+        .batch_execute("CREATE TABLE risky (a int); GRANT ALL ON risky TO PUBLIC")
+        .await
+        .unwrap();
+    let (bob, _notices) = connect_noticed(&h, BOB).await;
+    let bob = Arc::new(bob);
+    let spawn = |sql: &'static str| {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query(sql).await })
+    };
+
+    // Approved: the index build, with its lock and the safer form shown.
+    let held = spawn("CREATE INDEX risky_a ON risky (a)");
+    let ids = pending(&h, 1).await;
+    let (ok, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    let risk = out.split('|').nth(8).unwrap_or_default();
+    assert!(
+        ok && risk.contains("SHARE on risky (blocks writes)")
+            && risk.contains("safer: CREATE INDEX CONCURRENTLY"),
+        "{out}"
+    );
+    let (ok, _, err) = h
+        .console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    assert!(ok, "{err}");
+    held.await.unwrap().unwrap();
+    let approved_id = ids[0].to_string();
+
+    // Denied with a reason.
+    let denied = spawn("ALTER TABLE risky ALTER COLUMN a TYPE bigint");
+    let ids = pending(&h, 1).await;
+    let (ok, out, _) = h
+        .console(DANA, &["-c", &format!("SHOW REQUEST {}", ids[0])])
+        .await;
+    assert!(ok && out.contains("ACCESS EXCLUSIVE on risky (blocks reads and writes)"));
+    assert!(out.contains("rewrites the table"), "{out}");
+    h.console(DANA, &["-c", &format!("DENY {} 'off hours only'", ids[0])])
+        .await;
+    assert!(denied.await.unwrap().is_err());
+    let denied_id = ids[0].to_string();
+
+    // Withdrawn: the client cancels while it waits.
+    let gone = spawn("DROP TABLE risky");
+    let ids = pending(&h, 1).await;
+    let withdrawn_id = ids[0].to_string();
+    bob.cancel_token().cancel_query(NoTls).await.unwrap();
+    let e = gone.await.unwrap().unwrap_err();
+    assert_eq!(code(&e), "57014");
+    assert!(h.table_exists("risky").await);
+
+    let events = h.audit_events();
+    let of = |kind: &str, id: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind.as_str() == kind && e.approval_id.as_deref() == Some(id))
+            .collect::<Vec<_>>()
+    };
+    for id in [&approved_id, &denied_id, &withdrawn_id] {
+        let req = of("approval_request", id);
+        assert_eq!(req.len(), 1, "one request event for {id}");
+        assert_eq!(req[0].identity.as_deref(), Some("bob"));
+        assert_eq!(req[0].decision.as_deref(), Some("hold"));
+        assert!(req[0].session_id.is_some());
+    }
+    let decision = |id: &str| {
+        let d = of("approval_decision", id);
+        assert_eq!(d.len(), 1, "one decision event for {id}: {events:?}");
+        d[0].clone()
+    };
+    let d = decision(&approved_id);
+    assert_eq!(
+        (d.outcome.as_deref(), d.approver.as_deref()),
+        (Some("approved"), Some("dana"))
+    );
+    let d = decision(&denied_id);
+    assert_eq!(
+        (
+            d.outcome.as_deref(),
+            d.approver.as_deref(),
+            d.detail.as_deref()
+        ),
+        (Some("denied"), Some("dana"), Some("off hours only"))
+    );
+    assert_eq!(
+        decision(&withdrawn_id).outcome.as_deref(),
+        Some("withdrawn")
+    );
+    // The statement that ran says under which request and whose yes.
+    let ran: Vec<_> = of("statement", &approved_id);
+    assert_eq!(ran.len(), 1, "{events:?}");
+    assert_eq!(
+        ran[0].statement.as_deref(),
+        Some("CREATE INDEX risky_a ON risky (a)")
+    );
+    assert_eq!(
+        (ran[0].outcome.as_deref(), ran[0].approver.as_deref()),
+        (Some("ok"), Some("dana"))
+    );
+    // Nothing else carries an approval.
+    assert!(events
+        .iter()
+        .filter(|e| e.kind.as_str() == "statement" && e.approval_id.is_some())
+        .all(|e| e.approval_id.as_deref() == Some(approved_id.as_str())));
+}
+
+/// `APPROVE n FOR '...'`: the same statement (other constants) from the
+/// same identity runs without asking until the grant ends; another table
+/// is another statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_windows_cover_the_same_statement_until_revoked() {
+    let h = harness(Setup::default()).await;
+    let (bob, mut notices) = connect_noticed(&h, BOB).await;
+    let bob = Arc::new(bob);
+    let spawn = |sql: String| {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query(&sql).await })
+    };
+    // Two tables of bob's, created with plain approvals.
+    for t in ["g1", "g2"] {
+        let held = spawn(format!("CREATE TABLE {t} (a int)"));
+        let ids = pending(&h, 1).await;
+        h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+            .await;
+        held.await.unwrap().unwrap();
+    }
+    assert!(h
+        .console(DANA, &["-c", "SHOW GRANTS"])
+        .await
+        .1
+        .trim()
+        .is_empty());
+
+    // Windows that are not windows, or too long, are refused.
+    let held = spawn("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 1".into());
+    let ids = pending(&h, 1).await;
+    for bad in ["forever", "0 hours", "2 days"] {
+        let (ok, _, err) = h
+            .console(DANA, &["-c", &format!("APPROVE {} FOR '{bad}'", ids[0])])
+            .await;
+        assert!(
+            !ok && (err.contains("window") || err.contains("at most")),
+            "{bad}: {err}"
+        );
+    }
+    let (ok, out, err) = h
+        .console(DANA, &["-c", &format!("APPROVE {} FOR '1 hour'", ids[0])])
+        .await;
+    assert!(ok, "{out}{err}");
+    held.await.unwrap().unwrap();
+    let request = ids[0].to_string();
+
+    // The same statement with another constant runs at once, and says so.
+    while notices.try_recv().is_ok() {}
+    bob.simple_query("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 2")
+        .await
+        .expect("runs under the grant");
+    let notice = notices.recv().await.unwrap();
+    assert!(
+        notice.contains("runs under grant 1") && notice.contains("approved by dana"),
+        "{notice}"
+    );
+    let d = h.direct().await;
+    let default: String = d
+        .query_one(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'g1'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(default, "2");
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW GRANTS"]).await;
+    let row: Vec<&str> = out.trim().split('|').collect();
+    assert_eq!(
+        (row[0], row[1], row[2], row[4], row[5], row[9]),
+        ("1", "bob", "app", request.as_str(), "dana", "1"),
+        "{out}"
+    );
+
+    // Another table (the names differ only in a digit) asks again.
+    let other = spawn("ALTER TABLE g2 ALTER COLUMN a SET DEFAULT 1".into());
+    let ids = pending(&h, 1).await;
+    h.console(DANA, &["-c", &format!("DENY {}", ids[0])]).await;
+    assert!(other.await.unwrap().is_err());
+
+    // Revoked: asked again.
+    let (ok, _, err) = h.console(DANA, &["-c", "REVOKE GRANT 1"]).await;
+    assert!(ok, "{err}");
+    assert!(!h.console(DANA, &["-c", "REVOKE GRANT 1"]).await.0);
+    let again = spawn("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 3".into());
+    let ids = pending(&h, 1).await;
+    h.console(DANA, &["-c", &format!("DENY {}", ids[0])]).await;
+    assert!(again.await.unwrap().is_err());
+
+    // On record: the use of the grant, as an approval by dana.
+    let events = h.audit_events();
+    let by_grant: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.kind.as_str() == "approval_decision" && e.detail.as_deref() == Some("grant 1")
+        })
+        .collect();
+    assert_eq!(by_grant.len(), 1, "{events:?}");
+    assert_eq!(by_grant[0].approval_id.as_deref(), Some(request.as_str()));
+    let ran = events
+        .iter()
+        .find(|e| e.statement.as_deref() == Some("ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 2"))
+        .expect("the granted statement's event");
+    assert_eq!(
+        (
+            ran.approval_id.as_deref(),
+            ran.approver.as_deref(),
+            ran.outcome.as_deref()
+        ),
+        (Some(request.as_str()), Some("dana"), Some("ok"))
+    );
+}
+
+/// `tables.read = { approve = [...] }`: reading those tables waits for a
+/// yes; the rest of the role's reads do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_approval_tables_are_held() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.tables = vec![pgward::policy::role::TableRule {
+        class: Some(pgward::policy::Class::Read),
+        approve: vec![pgward::policy::role::Pattern::new("public.api_keys")],
+        ..Default::default()
+    }];
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    h.direct()
+        .await
+        .batch_execute(pgward::demo::SAMPLE_SCHEMA)
+        .await
+        .unwrap();
+    let bob = Arc::new(h.connect(BOB).await);
+    // Other tables: at once.
+    assert!(bob
+        .simple_query("SELECT count(*) FROM customers")
+        .await
+        .is_ok());
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.query_one(
+                "SELECT secret FROM api_keys WHERE service = $1",
+                &[&"payments"],
+            )
+            .await
+        })
+    };
+    let pending = h.pending_requests(1).await;
+    assert!(
+        pending[0].1.contains("SELECT secret FROM api_keys"),
+        "{pending:?}"
+    );
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(
+        out.contains("read of public.api_keys needs approval"),
+        "{out}"
+    );
+    h.console(DANA, &["-c", &format!("APPROVE {}", pending[0].0)])
+        .await;
+    let row = held.await.unwrap().expect("approved read");
+    assert_eq!(row.get::<_, String>(0), "sk_live_demo_only");
+}
+
+/// `SET pgward.reason` or a leading `/* reason: ... */` travels with the
+/// request; a role with `require_reason` gets nothing held without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_travel_with_requests_and_a_role_may_require_one() {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.require_reason = true;
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        ..Setup::default()
+    })
+    .await;
+    let bob = Arc::new(h.connect(BOB).await);
+    // No reason: refused at once, nothing held, nothing run.
+    let e = bob
+        .simple_query("CREATE TABLE no_reason (a int)")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("must say why") && db.hint().unwrap().contains("pgward.reason"),
+        "{db:?}"
+    );
+    assert!(!h.table_exists("no_reason").await);
+
+    let reason_of = |out: &str| out.trim().split('|').nth(10).unwrap_or_default().to_owned();
+    // A leading comment.
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.simple_query(
+                "/* reason: INC-7 add the audit table */ CREATE TABLE with_comment (a int)",
+            )
+            .await
+        })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-7 add the audit table", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    let comment_id = ids[0].to_string();
+
+    // The session's setting (the server keeps it as a placeholder).
+    bob.simple_query("SET pgward.reason = 'INC-8: backfill'")
+        .await
+        .expect("every role may set pgward.reason");
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE with_setting (a int)").await })
+    };
+    let ids = pending(&h, 1).await;
+    let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert_eq!(reason_of(&out), "INC-8: backfill", "{out}");
+    h.console(DANA, &["-c", &format!("APPROVE {}", ids[0])])
+        .await;
+    held.await.unwrap().unwrap();
+    // RESET takes it back: refused again.
+    bob.simple_query("RESET pgward.reason").await.unwrap();
+    assert!(bob
+        .simple_query("CREATE TABLE after_reset (a int)")
+        .await
+        .is_err());
+
+    let events = h.audit_events();
+    let req = events
+        .iter()
+        .find(|e| {
+            e.kind.as_str() == "approval_request"
+                && e.approval_id.as_deref() == Some(comment_id.as_str())
+        })
+        .expect("the request event");
+    assert_eq!(req.detail.as_deref(), Some("INC-7 add the audit table"));
+    assert_eq!(req.rule.as_deref(), Some("CREATE changes the schema"));
+    let classes: Vec<_> = req
+        .classes
+        .as_deref()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(classes, ["ddl"]);
 }

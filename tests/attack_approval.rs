@@ -413,7 +413,7 @@ async fn a_request_recorded_approved_ran() {
         entry
             .control
             .post(pgward::session::registry::Command::Cancel);
-        let approved = h.shared.approvals.approve(id, "dana").is_ok();
+        let approved = h.shared.approvals.approve(id, "dana", None).is_ok();
         let answer = tags(&until_ready(&mut s).await);
         let recorded = h
             .shared

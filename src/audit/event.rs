@@ -96,15 +96,22 @@ pub enum Kind {
     Statement,
     /// Events pgward had to drop (the queue was full); `rows` says how many.
     Gap,
+    /// A statement was held for approval (`approval_id`, `statement`).
+    ApprovalRequest,
+    /// A held statement was approved, denied, expired or withdrawn
+    /// (`outcome`), by whom (`approver`), why (`detail`).
+    ApprovalDecision,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::SessionStart,
         Kind::SessionEnd,
         Kind::SessionRefused,
         Kind::Statement,
         Kind::Gap,
+        Kind::ApprovalRequest,
+        Kind::ApprovalDecision,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +121,8 @@ impl Kind {
             Kind::SessionRefused => "session_refused",
             Kind::Statement => "statement",
             Kind::Gap => "gap",
+            Kind::ApprovalRequest => "approval_request",
+            Kind::ApprovalDecision => "approval_decision",
         }
     }
 

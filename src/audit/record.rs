@@ -99,6 +99,8 @@ pub struct StatementRecord {
     pub failure: Option<Box<Failure>>,
     /// Bind parameters and their formats, when the config asks for them.
     pub parameters: Option<Box<(List, List)>>,
+    /// The approval it ran under: request id and approvers.
+    pub approval: Option<Arc<(Str, Str)>>,
 }
 
 impl StatementRecord {
@@ -146,6 +148,10 @@ impl StatementRecord {
         if let Some(p) = self.parameters {
             (e.parameters, e.parameter_formats) = *p;
         }
+        if let Some(a) = self.approval {
+            e.approval_id = Some(a.0.clone());
+            e.approver = Some(a.1.clone());
+        }
     }
 }
 
@@ -187,6 +193,7 @@ mod tests {
             duration_us: Some(7),
             failure: None,
             parameters: None,
+            approval: None,
         }
     }
 

@@ -83,6 +83,28 @@ pub fn transcript(events: &[Event]) -> String {
                     one_line(e.statement.as_deref().unwrap_or(""))
                 )
             }
+            Kind::ApprovalRequest => writeln!(
+                out,
+                "{}  {who}  HOLD  {}\n    -> held for approval as request {}: {}",
+                time_of(e),
+                one_line(e.statement.as_deref().unwrap_or("")),
+                e.approval_id.as_deref().unwrap_or("?"),
+                e.detail.as_deref().unwrap_or(""),
+            ),
+            Kind::ApprovalDecision => {
+                let mut line = format!(
+                    "request {} {}",
+                    e.approval_id.as_deref().unwrap_or("?"),
+                    e.outcome.as_deref().unwrap_or("?")
+                );
+                if let Some(by) = &e.approver {
+                    let _ = write!(line, " by {by}");
+                }
+                if let Some(d) = e.detail.as_deref().filter(|d| !d.is_empty()) {
+                    let _ = write!(line, ": {d}");
+                }
+                writeln!(out, "{}  {who}  {line}", time_of(e))
+            }
             Kind::SessionRefused | Kind::Gap => writeln!(
                 out,
                 "{}  {}  {}",
@@ -354,6 +376,28 @@ mod tests {
             t.contains("-> denied, 42501: pgward: permission denied"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn transcripts_show_holds_and_their_decisions() {
+        let mut req = Event::new(Kind::ApprovalRequest, 1_700_000_000_000_000);
+        req.identity = text("bob");
+        req.role = text("app");
+        req.approval_id = text("7");
+        req.statement = text("DROP TABLE t");
+        req.detail = text("class ddl needs approval");
+        let mut dec = Event::new(Kind::ApprovalDecision, 1_700_000_001_000_000);
+        dec.approval_id = text("7");
+        dec.outcome = text("denied");
+        dec.approver = text("dana");
+        dec.detail = text("not today");
+        let t = transcript(&[req, dec]);
+        assert!(t.contains("bob as app  HOLD  DROP TABLE t"), "{t}");
+        assert!(
+            t.contains("held for approval as request 7: class ddl needs approval"),
+            "{t}"
+        );
+        assert!(t.contains("request 7 denied by dana: not today"), "{t}");
     }
 
     #[test]

@@ -1088,6 +1088,7 @@ mod tests {
                 duration_us: None,
                 failure: None,
                 parameters: None,
+                approval: None,
             });
         }
         assert!(log.rotate_now(Duration::from_secs(20)));

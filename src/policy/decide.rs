@@ -180,6 +180,9 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
                     if let Some(d) = table_denial(role, target, rel.access, &here) {
                         return refuse(d, "on this table");
                     }
+                    if approval.is_none() {
+                        approval = table_approval(role, target, rel.access, &here);
+                    }
                     continue;
                 }
             },
@@ -192,6 +195,9 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
             };
             if let Some(d) = table_denial(role, target, rel.access, &here) {
                 return refuse(d, "on this table");
+            }
+            if approval.is_none() {
+                approval = table_approval(role, target, rel.access, &here);
             }
             // A parent's rows include its children's, which must pass in
             // full; a child's rows are its parent's, which must not be
@@ -212,6 +218,18 @@ pub fn decide(role: &Role, st: &Statement, cat: &Catalog) -> Verdict {
                 if let Some(mut d) = table_denial(role, target, rel.access, &here) {
                     d.why = format!("{other} {link} {full}: {}", d.why);
                     return refuse(d, "on this table");
+                }
+                // Rows of a table that needs approval, read through its
+                // parent or child, need it too.
+                let target = Target::Placed {
+                    full: other,
+                    deny_only: false,
+                };
+                if let (None, Some(mut d)) =
+                    (&approval, table_approval(role, target, rel.access, &here))
+                {
+                    d.why = format!("{other} {link} {full}: {}", d.why);
+                    approval = Some(d);
                 }
             }
         }
@@ -276,7 +294,13 @@ fn table_denial(
                 here(&format!("{}.deny {:?}", rule.key(), p.text)),
             ));
         }
-        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| target.allowed_by(p)) {
+        if !rule.allow.is_empty()
+            && !rule
+                .allow
+                .iter()
+                .chain(&rule.approve)
+                .any(|p| target.allowed_by(p))
+        {
             return Some(Denial::new(
                 access,
                 target.why(access, "is not in the allowed tables"),
@@ -285,6 +309,28 @@ fn table_denial(
         }
     }
     None
+}
+
+/// Why `role`'s table rules hold `access` to `target` for approval, if
+/// they do: an `approve` pattern matches it (an unplaced name: in some
+/// schema it may resolve to).
+fn table_approval(
+    role: &Role,
+    target: Target,
+    access: Class,
+    here: &dyn Fn(&str) -> String,
+) -> Option<Denial> {
+    role.tables
+        .iter()
+        .filter(|rule| rule.class.is_none_or(|c| c == access))
+        .find_map(|rule| {
+            let p = rule.approve.iter().find(|p| target.denied_by(p))?;
+            Some(Denial::new(
+                access,
+                target.why(access, "needs approval"),
+                here(&format!("{}.approve {:?}", rule.key(), p.text)),
+            ))
+        })
 }
 
 /// Decides every statement of one message, in order, the way the session
@@ -354,9 +400,74 @@ mod tests {
                 class: Some(Class::Read),
                 allow: allow.iter().map(|p| Pattern::new(p)).collect(),
                 deny: deny.iter().map(|p| Pattern::new(p)).collect(),
+                approve: Vec::new(),
             }],
             ..Role::default()
         }
+    }
+
+    /// `tables.read = { approve = [...] }`: reading those tables waits for
+    /// an approver, through a parent or child too; other tables do not.
+    #[test]
+    fn table_approve_patterns_hold_reads_of_those_tables() {
+        let mut cat = Catalog::builtin();
+        cat.add_relation("hr", "salaries", b'r');
+        cat.add_relation("public", "orders", b'r');
+        cat.add_relation("public", "payments", b'r');
+        cat.add_relation("hr", "payments_hr", b'r');
+        cat.add_inheritance("hr.payments_hr", "public.payments");
+        let mut role = reader(&[], &["public.api_keys"]);
+        role.tables[0].approve = vec![Pattern::new("hr.*")];
+        let verdict_of = |role: &Role, sql: &str| {
+            let st = classify(sql, &cat).expect(sql);
+            decide(role, &st[0], &cat)
+        };
+        match verdict_of(&role, "SELECT amount FROM hr.salaries") {
+            Verdict::NeedsApproval(d) => {
+                assert!(d.why.contains("hr.salaries needs approval"), "{}", d.why);
+                assert!(
+                    d.rule.contains("tables.read.approve \"hr.*\""),
+                    "{}",
+                    d.rule
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+        // Unqualified: it resolves to hr.salaries.
+        assert!(matches!(
+            verdict_of(&role, "SELECT * FROM salaries"),
+            Verdict::NeedsApproval(_)
+        ));
+        assert!(matches!(
+            verdict_of(&role, "SELECT id FROM public.orders"),
+            Verdict::Allow
+        ));
+        // The parent's rows include the child's.
+        match verdict_of(&role, "SELECT * FROM public.payments") {
+            Verdict::NeedsApproval(d) => assert!(d.why.starts_with("hr.payments_hr"), "{}", d.why),
+            v => panic!("{v:?}"),
+        }
+        // Deny still wins over approve.
+        role.tables[0].deny.push(Pattern::new("hr.salaries"));
+        assert!(matches!(
+            verdict_of(&role, "SELECT * FROM hr.salaries"),
+            Verdict::Deny(_)
+        ));
+        // With an allow list, approve patterns pass it (and hold).
+        role.tables[0].deny.clear();
+        role.tables[0].allow = vec![Pattern::new("public.*")];
+        assert!(matches!(
+            verdict_of(&role, "SELECT * FROM hr.salaries"),
+            Verdict::NeedsApproval(_)
+        ));
+        assert!(matches!(
+            verdict_of(&role, "SELECT * FROM public.orders"),
+            Verdict::Allow
+        ));
+        assert!(matches!(
+            verdict_of(&role, "SELECT * FROM pg_catalog.pg_class"),
+            Verdict::Deny(_)
+        ));
     }
 
     fn allowed(role: &Role, sql: &str, cat: &Catalog) -> bool {

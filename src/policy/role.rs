@@ -67,6 +67,8 @@ pub struct TableRule {
     pub class: Option<Class>,
     pub allow: Vec<Pattern>,
     pub deny: Vec<Pattern>,
+    /// Allowed once an approver says yes (they also pass `allow`).
+    pub approve: Vec<Pattern>,
 }
 
 impl TableRule {
@@ -104,6 +106,9 @@ pub struct Role {
     pub approvals: usize,
     /// Columns the role sees masked (`[role.NAME.mask]`), in file order.
     pub masks: Vec<crate::mask::ColumnMask>,
+    /// A held statement must come with a reason (`SET pgward.reason` or a
+    /// `/* reason: ... */` comment), or it is refused.
+    pub require_reason: bool,
 }
 
 impl Role {
@@ -149,6 +154,8 @@ pub(crate) struct RawRole {
     approvals: Option<usize>,
     #[serde(default)]
     mask: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    require_reason: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +165,8 @@ struct RawTables {
     allow: Vec<String>,
     #[serde(default)]
     deny: Vec<String>,
+    #[serde(default)]
+    approve: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,6 +250,7 @@ impl RawRole {
                 class,
                 allow: raw.allow.iter().map(|p| Pattern::new(p)).collect(),
                 deny: raw.deny.iter().map(|p| Pattern::new(p)).collect(),
+                approve: raw.approve.iter().map(|p| Pattern::new(p)).collect(),
             });
         }
         let mut session = Vec::new();
@@ -321,6 +331,7 @@ impl RawRole {
             approve_for: self.approve_for,
             approvals: self.approvals.unwrap_or(1),
             masks,
+            require_reason: self.require_reason,
         })
     }
 }

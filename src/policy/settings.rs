@@ -188,6 +188,9 @@ pub fn check(change: &SettingChange, role: &Role) -> Result<(), Refusal> {
         }
     }
     match name {
+        // A placeholder the server stores and ignores: why the statements
+        // that follow are run, shown to approvers (`docs/approval.md`).
+        n if n.eq_ignore_ascii_case(REASON) => Ok(()),
         "role" => {
             // SET ROLE NONE returns to the login user: harmless unless the
             // role's session settings connect as another role, which it
@@ -453,6 +456,40 @@ fn same_value(name: &str, a: &str, b: &str) -> bool {
 
 /// The setting PostgreSQL changes for this name: it still takes two old
 /// names for their successors (`SET sort_mem` sets work_mem).
+/// The setting a client gives its reason for statements held for approval.
+pub const REASON: &str = "pgward.reason";
+
+/// The reason a `/* reason: ... */` or `-- reason: ...` comment at the
+/// start of `sql` gives, if any.
+pub fn comment_reason(sql: &str) -> Option<String> {
+    let s = sql.trim_start();
+    let inner = if let Some(rest) = s.strip_prefix("/*") {
+        &rest[..rest.find("*/")?]
+    } else {
+        let rest = s.strip_prefix("--")?;
+        &rest[..rest.find('\n').unwrap_or(rest.len())]
+    };
+    let inner = inner.trim();
+    let head = inner.get(..7)?;
+    if !head.eq_ignore_ascii_case("reason:") {
+        return None;
+    }
+    Some(inner[7..].trim().to_owned()).filter(|r| !r.is_empty())
+}
+
+/// What the statements of one message leave `pgward.reason` at, if they
+/// set or reset it: `Some(None)` for a reset.
+pub fn reason_change(changes: &[SettingChange]) -> Option<Option<String>> {
+    changes
+        .iter()
+        .rev()
+        .find(|c| c.name.eq_ignore_ascii_case(REASON))
+        .map(|c| match c.kind {
+            ChangeKind::Set => c.value.clone(),
+            ChangeKind::Reset | ChangeKind::Computed => None,
+        })
+}
+
 fn canonical_name(name: &str) -> &str {
     if name.eq_ignore_ascii_case("sort_mem") {
         "work_mem"
@@ -490,6 +527,29 @@ fn dangerous(role: &Role, what: &str) -> Result<(), Refusal> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reasons_come_from_a_leading_comment() {
+        assert_eq!(
+            comment_reason("  /* reason: INC-1234 backfill */ UPDATE t SET a = 1").as_deref(),
+            Some("INC-1234 backfill")
+        );
+        assert_eq!(
+            comment_reason("-- Reason: hotfix\nDELETE FROM t").as_deref(),
+            Some("hotfix")
+        );
+        assert_eq!(comment_reason("/* why: x */ SELECT 1"), None);
+        assert_eq!(comment_reason("/* reason: */ SELECT 1"), None);
+        assert_eq!(comment_reason("SELECT 1 /* reason: late */"), None);
+        assert_eq!(comment_reason("/* reason: unterminated"), None);
+        assert_eq!(comment_reason("/* reasón: é */"), None);
+        let set = |v: &str| SettingChange::set("PGWARD.reason", Some(v.into()), false);
+        assert_eq!(reason_change(&[set("a"), set("b")]), Some(Some("b".into())));
+        assert_eq!(
+            reason_change(&[SettingChange::set("work_mem", Some("1MB".into()), false)]),
+            None
+        );
+    }
+
     use super::*;
     use crate::policy::class::ClassSet;
 

@@ -78,6 +78,8 @@ pub struct Guard {
     /// text is among them, and asks again otherwise (set by the caller,
     /// cleared by `check`).
     pub approved: Vec<Arc<str>>,
+    /// The session's last `SET pgward.reason` (see `settings::REASON`).
+    reason: Option<String>,
     /// An approval let a statement of the message pass, so its verdict
     /// must not be remembered as allowed.
     used_approval: bool,
@@ -104,6 +106,13 @@ pub struct Hold {
     pub classes: String,
     pub why: String,
     pub approvals_needed: usize,
+    /// Why, as the client said: a leading `/* reason: ... */` comment or
+    /// the session's `SET pgward.reason`.
+    pub reason: Option<String>,
+    /// Held again right after an approval or grant of the same message
+    /// (what would run is not what was approved): a grant must not
+    /// release it again, or the two would loop.
+    pub after_approval: bool,
 }
 
 /// A classification done off the session thread (`classify_apart`), for
@@ -232,6 +241,7 @@ impl Guard {
             unparsed: false,
             hold: None,
             approved: Vec::new(),
+            reason: None,
             used_approval: false,
         }
     }
@@ -415,13 +425,17 @@ impl Guard {
     pub fn check(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Decision {
         self.hold = None;
         self.used_approval = false;
+        let after_approval = !self.approved.is_empty();
         let refused = self.judge(msg, state);
         self.approved.clear();
         match (refused, self.hold.take()) {
             (None, _) => Decision::Pass,
             // Also after an approval, when what would run is not what the
             // approver saw: asked again.
-            (Some(_), Some(hold)) => Decision::Hold(Box::new(hold)),
+            (Some(_), Some(hold)) => Decision::Hold(Box::new(Hold {
+                after_approval,
+                ..hold
+            })),
             (Some(e), None) => Decision::Deny(e),
         }
     }
@@ -792,6 +806,11 @@ impl Guard {
                 }
             }
         }
+        for st in statements {
+            if let Some(reason) = policy::settings::reason_change(&st.settings) {
+                self.reason = reason;
+            }
+        }
         let (d, text) = approval?;
         if !self.shared.approvals_enabled() {
             return Some(d.to_error(&role.name, &text, true));
@@ -811,7 +830,31 @@ impl Guard {
             classes: String::new(),
             why: d.why.clone(),
             approvals_needed: role.approvals,
+            reason: None,
+            after_approval: false,
         });
+        if hold.reason.is_none() {
+            hold.reason = policy::settings::comment_reason(&text)
+                .or_else(|| sql.and_then(policy::settings::comment_reason))
+                .or_else(|| self.reason.clone());
+        }
+        if role.require_reason && hold.reason.is_none() {
+            self.hold = None;
+            return Some(
+                PgError::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!(
+                        "pgward: role {} must say why before a statement is held for approval",
+                        role.name
+                    ),
+                )
+                .with_detail(d.why.clone())
+                .with_hint(format!(
+                    "run SET {} = 'INC-1234: why' first, or begin the statement with /* reason: why */",
+                    policy::settings::REASON
+                )),
+            );
+        }
         for key in needs {
             if !hold.texts.iter().any(|t| **t == *key) {
                 hold.texts.push(key.into());

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::state::Prepared;
-use crate::audit::event::{list, static_list, text, List, Str, Text};
+use crate::audit::event::{list, lit, static_list, text, List, Str, Text};
 use crate::audit::record::{Described, Failure, Outcome, SessionContext, StatementRecord};
 use crate::audit::{now_us, AuditLog, Event, Kind};
 use crate::policy::{Analysis, Statement};
@@ -78,6 +78,8 @@ struct Item {
     statement: Str,
     described: Option<Arc<Described>>,
     parameters: Option<Box<(List, List)>>,
+    /// Approved under this request, by these approvers.
+    approval: Option<Arc<(Str, Str)>>,
 }
 
 pub use crate::audit::record::PREPARED;
@@ -129,6 +131,8 @@ pub struct Recorder {
     described: DescribedCache,
     /// `session_end` is recorded.
     ended: bool,
+    /// The approval the next message runs under (`approved`).
+    approval: Option<Arc<(Str, Str)>>,
     /// Events reserved in the audit queue (`admit`) and not yet recorded.
     unused: usize,
     /// The message admitted last is recorded as one event (its
@@ -181,6 +185,7 @@ impl Recorder {
             params: HashMap::new(),
             described: DescribedCache::default(),
             ended: false,
+            approval: None,
             unused: 0,
             whole: false,
             waiting: None,
@@ -290,6 +295,13 @@ impl Recorder {
     ) {
         use frontend::Message as M;
         let whole = std::mem::take(&mut self.whole);
+        let approval = self.approval.take();
+        let approve = |mut items: Vec<Item>| {
+            for item in &mut items {
+                item.approval = approval.clone();
+            }
+            items
+        };
         match msg {
             M::Query(_) | M::Parse(_) | M::FunctionCall(_) => {
                 let sql = match msg.sql() {
@@ -306,7 +318,7 @@ impl Recorder {
                     return;
                 }
                 let executed = judged.map_or(&[][..], |j| &j.executed[..]);
-                let items = self.described.items(&sql, analysis, executed);
+                let items = approve(self.described.items(&sql, analysis, executed));
                 match denial {
                     Some(err) => {
                         for item in items {
@@ -356,6 +368,7 @@ impl Recorder {
                     None => bare_item(Str::from(format!("EXECUTE portal \"{portal}\""))),
                 };
                 item.parameters = parameters;
+                item.approval = approval.clone();
                 match denial {
                     Some(err) => self.emit_denied(item, err),
                     None => self.pending.push_back(Pending::new(
@@ -486,6 +499,49 @@ impl Recorder {
         }
     }
 
+    /// The next client message (the one held) runs under approval `id`,
+    /// given by `by`: its statements' events say so.
+    pub fn approved(&mut self, id: u64, by: &[String]) {
+        self.approval = Some(Arc::new((text_of(id), Str::from(by.join(", ")))));
+    }
+
+    /// A statement held for approval as request `id`.
+    /// `why`: the role's rule that asked; `reason`: the requester's.
+    pub fn approval_requested(
+        &mut self,
+        id: u64,
+        statement: &Arc<str>,
+        classes: &str,
+        why: &str,
+        reason: Option<&str>,
+    ) {
+        let mut e = self.context.event(Kind::ApprovalRequest, now_us());
+        e.approval_id = Some(text_of(id));
+        e.statement = Some(Str::Shared(statement.clone()));
+        e.classes = list(classes.split(',').map(str::trim).filter(|c| !c.is_empty()));
+        e.decision = lit("hold");
+        e.rule = text(why);
+        e.detail = reason.map(Str::from);
+        self.log.record(e);
+    }
+
+    /// How request `id` ended: `outcome` is approved, denied, expired or
+    /// withdrawn; `by` who decided; `detail` the reason.
+    pub fn approval_decided(
+        &mut self,
+        id: u64,
+        outcome: &'static str,
+        by: Option<String>,
+        detail: Option<String>,
+    ) {
+        let mut e = self.context.event(Kind::ApprovalDecision, now_us());
+        e.approval_id = Some(text_of(id));
+        e.outcome = lit(outcome);
+        e.approver = by.map(Str::from);
+        e.detail = detail.map(Str::from);
+        self.log.record(e);
+    }
+
     /// The session is over: statements still waiting were interrupted.
     pub fn end(mut self, how: &str) {
         self.close(how);
@@ -537,6 +593,7 @@ impl Recorder {
             duration_us: None,
             failure: None,
             parameters: item.parameters,
+            approval: item.approval,
         }
     }
 
@@ -577,6 +634,7 @@ fn item(described: Arc<Described>, statement: Str) -> Item {
         statement,
         described: Some(described),
         parameters: None,
+        approval: None,
     }
 }
 
@@ -675,6 +733,7 @@ fn bare_item(statement: Str) -> Item {
         statement,
         described: None,
         parameters: None,
+        approval: None,
     }
 }
 
@@ -698,6 +757,10 @@ fn bind_parameters(bind: &frontend::Bind<'_>) -> Option<(List, List)> {
         out.push(Some(shown));
     }
     Some((Some(out.into()), Some(shown_formats.into())))
+}
+
+fn text_of(id: u64) -> Str {
+    Str::from(id.to_string())
 }
 
 #[cfg(test)]

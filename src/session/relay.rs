@@ -72,7 +72,12 @@ pub enum Release {
     /// given for these texts (what the approver was shown), and runs
     /// unless something else refuses it or it would now run another
     /// statement (then it asks again).
-    Approved { id: u64, texts: Vec<Arc<str>> },
+    Approved {
+        id: u64,
+        texts: Vec<Arc<str>>,
+        /// Who approved it, for the statement's audit event.
+        by: Vec<String>,
+    },
     /// Refused with this error (denied, expired, withdrawn).
     Refused(PgError),
 }
@@ -201,6 +206,23 @@ impl Core {
     }
 
     /// Records how the session ended in its audit trail.
+    /// Puts how held request `id` ended on the audit record.
+    fn record_decision(&mut self, id: u64, verdict: &Verdict, why: Option<&str>) {
+        let Some(rec) = &mut self.recorder else {
+            return;
+        };
+        let (by, detail) = match verdict {
+            Verdict::Approved { by } => (Some(by.join(", ")), why.map(str::to_owned)),
+            Verdict::Denied { by, reason } => (Some(by.clone()), Some(reason.clone())),
+            Verdict::Expired => (
+                None,
+                Some("not decided within approval.timeout_secs".to_owned()),
+            ),
+            Verdict::Withdrawn => (None, why.map(str::to_owned)),
+        };
+        rec.approval_decided(id, verdict.as_str(), by, detail);
+    }
+
     fn record_end(&mut self, end: &End) {
         if let Some(rec) = self.recorder.take() {
             rec.end(&match end {
@@ -308,7 +330,10 @@ impl Relay {
         let mut changed = PhaseWatch::new(phase);
         let end = loop {
             self.core.draining = current == Phase::Draining;
-            if self.core.draining && self.holding.is_some() {
+            if let Some(t) = self.holding.as_ref().filter(|_| self.core.draining) {
+                let id = t.id();
+                self.core
+                    .record_decision(id, &Verdict::Withdrawn, Some("pgward is shutting down"));
                 // A held statement could wait for minutes: it is withdrawn,
                 // and the session ends at its ReadyForQuery.
                 let err = PgError::error(
@@ -358,6 +383,10 @@ impl Relay {
     /// Delivers what is owed, tells the client why the session ends, and
     /// says goodbye upstream.
     async fn finish(mut self, end: End) -> End {
+        if let Some(t) = self.holding.take() {
+            self.core
+                .record_decision(t.id(), &Verdict::Withdrawn, Some("the session ended"));
+        }
         self.core.record_end(&end);
         match &end {
             End::ClientTerminated | End::ClientGone(_) => {
@@ -432,6 +461,51 @@ impl Relay {
             )));
             return self.on_client_data();
         };
+        // pg_query fingerprints: equal for the same statement with other
+        // constants. A text that has none is never granted.
+        let fingerprints = hold
+            .texts
+            .iter()
+            .map(|t| {
+                // Full relation names: `orders_2024_01` is not `orders_2024_02`.
+                crate::policy::stack::on(crate::policy::stack::for_sql(t.len()), || {
+                    pg_query::fingerprint(t, 0, pg_query::FingerprintOptions::FULL_RELNAME)
+                        .map(|f| f.value)
+                        .ok()
+                })
+                .ok()
+                .flatten()
+            })
+            .collect::<Option<Vec<u64>>>()
+            .unwrap_or_default();
+        let granted = match hold.after_approval {
+            false => link
+                .queue
+                .granted(&link.entry.identity, &hold.role, &fingerprints),
+            true => None,
+        };
+        if let Some(g) = granted {
+            PgError::notice(
+                "00000",
+                format!(
+                    "pgward: statement runs under grant {} (approved by {} with request {}, until {})",
+                    g.grant,
+                    g.by.join(", "),
+                    g.request,
+                    crate::console::timestamp(g.expires_at)
+                ),
+            )
+            .encode(&mut self.to_client);
+            let verdict = Verdict::Approved { by: g.by.clone() };
+            let why = format!("grant {}", g.grant);
+            self.core.record_decision(g.request, &verdict, Some(&why));
+            self.core.release(Release::Approved {
+                id: g.request,
+                texts: hold.texts,
+                by: g.by,
+            });
+            return self.on_client_data();
+        }
         let ticket = link.queue.request(
             Ask {
                 identity: link.entry.identity.clone(),
@@ -440,13 +514,25 @@ impl Relay {
                 database: link.entry.database.clone(),
                 classes: hold.classes.clone(),
                 why: hold.why.clone(),
+                reason: hold.reason.clone(),
                 statement: hold.statement.clone(),
+                risk: crate::risk::summary(&hold.texts),
+                fingerprints,
                 approvals_needed: hold.approvals_needed,
             },
             link.timeout,
         );
         let id = ticket.id();
         tracing::info!(identity = %link.entry.identity, request = id, "statement held for approval");
+        if let Some(rec) = &mut self.core.recorder {
+            rec.approval_requested(
+                id,
+                &hold.statement,
+                &hold.classes,
+                &hold.why,
+                hold.reason.as_deref(),
+            );
+        }
         PgError::notice(
             "00000",
             format!(
@@ -484,8 +570,13 @@ impl Relay {
                 // PostgreSQL after its query ended does nothing.
                 Some(t) if !t.withdraw() => Ok(()),
                 Some(t) => {
-                    let err = withdrawn(t.id());
-                    self.unhold(Release::Refused(err))
+                    let id = t.id();
+                    self.core.record_decision(
+                        id,
+                        &Verdict::Withdrawn,
+                        Some("the client cancelled it"),
+                    );
+                    self.unhold(Release::Refused(withdrawn(id)))
                 }
                 // Nothing held: the cancel went upstream.
                 None => Ok(()),
@@ -510,7 +601,7 @@ impl Relay {
     /// The verdict on a held message, as what the client gets.
     fn released(id: u64, verdict: Verdict, texts: Vec<Arc<str>>) -> Release {
         match verdict {
-            Verdict::Approved { .. } => Release::Approved { id, texts },
+            Verdict::Approved { by } => Release::Approved { id, texts, by },
             Verdict::Denied { by, reason } => Release::Refused(
                 PgError::error(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -566,7 +657,9 @@ impl Relay {
                 if let Poll::Ready(verdict) = std::future::Future::poll(Pin::new(&mut *ticket), cx)
                 {
                     let texts = std::mem::take(&mut self.held_texts);
-                    let release = Relay::released(ticket.id(), verdict, texts);
+                    let id = ticket.id();
+                    self.core.record_decision(id, &verdict, None);
+                    let release = Relay::released(id, verdict, texts);
                     if let Err(end) = self.unhold(release) {
                         return Poll::Ready(end);
                     }
@@ -847,6 +940,9 @@ impl Core {
                 }
             }
             if let Some(rec) = &mut self.recorder {
+                if let Some(Release::Approved { id, by, .. }) = &released {
+                    rec.approved(*id, by);
+                }
                 let judged = self.guard.as_ref().map(|g| &g.last);
                 rec.on_client(&msg, self.state.last_index(), judged, denial.as_ref());
                 rec.catch_up(self.state.front_index());
