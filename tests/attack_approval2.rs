@@ -1,0 +1,193 @@
+//! Attacks on just-in-time approval (docs/approval.md) after grant
+//! windows, table holds, reasons, risk and the webhook were added, by an
+//! independent attacker on 2026-12-08. Each test asserts the secure
+//! behaviour; a FINDING's doc comment says what happened before it was
+//! fixed (an `#[ignore]`d test is a finding not fixed yet).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pgward::policy::Class;
+
+/// The example rules, with `app` (bob) also holding writes, DO blocks
+/// (`unknown`) and DCL for approval; dana approves.
+fn rules() -> pgward::rules::Rules {
+    let mut rules = pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users();
+    let mut app = (*rules.roles["app"]).clone();
+    app.allow = Default::default();
+    for c in [Class::Read, Class::Session, Class::Transaction] {
+        app.allow.insert(c);
+    }
+    for c in [Class::Write, Class::Ddl, Class::Dcl, Class::Unknown] {
+        app.approve.insert(c);
+    }
+    rules.roles.insert("app".into(), Arc::new(app));
+    rules
+}
+
+async fn harness() -> Harness {
+    Harness::start_with(Setup {
+        rules: Some(rules()),
+        setup_sql: vec!["CREATE SCHEMA scratch; \
+             CREATE TABLE scratch.important (id int, note text); \
+             CREATE TABLE public.important (id int, note text); \
+             CREATE TABLE public.scratch (id int); \
+             INSERT INTO public.important VALUES (1, 'keep'), (2, 'keep'); \
+             CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; \
+             CREATE ROLE payroll LOGIN PASSWORD 'payroll-pw'"
+            .into()],
+        ..Setup::default()
+    })
+    .await
+}
+
+/// The id of the first pending request dana sees, if any.
+async fn first_pending(h: &Harness) -> Option<u64> {
+    let (ok, out, err) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    assert!(ok, "{err}");
+    out.lines().find_map(|l| l.split('|').next()?.parse().ok())
+}
+
+/// How a statement sent as bob went.
+#[derive(Debug)]
+enum Outcome {
+    /// It was held (and dana denied it).
+    Held,
+    /// It ran, or was refused, without any request being filed.
+    NotHeld(Result<(), String>),
+}
+
+/// Sends `sql` as bob and waits until it is held (then dana denies it)
+/// or finishes without being held.
+async fn send(h: &Harness, bob: &Arc<tokio_postgres::Client>, sql: &str) -> Outcome {
+    let task = {
+        let bob = bob.clone();
+        let sql = sql.to_owned();
+        tokio::spawn(async move { bob.simple_query(&sql).await })
+    };
+    for _ in 0..200 {
+        if task.is_finished() {
+            let r = task.await.unwrap();
+            return Outcome::NotHeld(r.map(|_| ()).map_err(|e| format!("{e:?}")));
+        }
+        if let Some(id) = first_pending(h).await {
+            h.console(DANA, &["-c", &format!("DENY {id}")]).await;
+            let _ = task.await;
+            return Outcome::Held;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{sql}: neither held nor finished");
+}
+
+/// Sends `sql` as bob, has dana approve it with a one-hour grant, and
+/// waits for it to run.
+async fn grant(h: &Harness, bob: &Arc<tokio_postgres::Client>, sql: &str) {
+    let task = {
+        let bob = bob.clone();
+        let sql = sql.to_owned();
+        tokio::spawn(async move { bob.simple_query(&sql).await })
+    };
+    let id = h.pending_requests(1).await[0].0;
+    let (ok, out, err) = h
+        .console(DANA, &["-c", &format!("APPROVE {id} FOR '1 hour'")])
+        .await;
+    assert!(ok, "{sql}: {out}{err}");
+    task.await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{sql} approved: {e:?}"));
+}
+
+/// FINDING (critical, fixed): a grant covered statements that do other
+/// things than the one the approver saw. Grants were keyed by pg_query's
+/// fingerprint (with full relation names), which is built to group
+/// statements for statistics: it leaves out the table behind an alias
+/// (`DELETE FROM scratch s` = `DELETE FROM important s`), the schema of a
+/// table read or written (`scratch.important` = `public.important`), the
+/// body and language of `DO` and `CREATE FUNCTION`, role names (`ALTER
+/// ROLE reader PASSWORD ...` = `ALTER ROLE payroll PASSWORD ...`), the
+/// names in `RENAME`, boolean constants (`WHERE false` = `WHERE true`),
+/// list order and repeats, and everything more than 100 levels deep. An
+/// approver who granted bob a harmless statement for an hour let bob run,
+/// unasked, each of the attacks below: delete every row of another table,
+/// drop tables from a DO block or a function body, take over another
+/// login by setting its password. Now a grant covers only the same parse
+/// tree with other number or string constants (`approval::grant_key`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_covers_only_what_the_approver_saw() {
+    let h = harness().await;
+    let bob = Arc::new(h.connect(BOB).await);
+    let pairs = [
+        // Another table behind the same alias.
+        (
+            "DELETE FROM scratch s WHERE s.id > 100",
+            "DELETE FROM important s WHERE s.id > 0",
+        ),
+        // The same table name in another schema.
+        (
+            "DELETE FROM scratch.important WHERE id = 7",
+            "DELETE FROM public.important WHERE id = 1",
+        ),
+        // WHERE false is not WHERE true.
+        (
+            "DELETE FROM scratch.important WHERE false",
+            "DELETE FROM scratch.important WHERE true",
+        ),
+        // Another DO body.
+        (
+            "DO $$BEGIN PERFORM 1; END$$",
+            "DO $$BEGIN DROP TABLE public.important; END$$",
+        ),
+        // Another function body and language.
+        (
+            "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE plpgsql \
+             AS 'BEGIN DROP TABLE public.important; RETURN 1; END'",
+        ),
+        // Another role's password.
+        (
+            "ALTER ROLE reader PASSWORD 'bob-knows-it'",
+            "ALTER ROLE payroll PASSWORD 'bob-knows-it'",
+        ),
+        // Another column renamed.
+        (
+            "ALTER TABLE scratch.important RENAME COLUMN note TO memo",
+            "ALTER TABLE scratch.important RENAME COLUMN id TO gone",
+        ),
+    ];
+    let mut bypassed = Vec::new();
+    for (approved, attack) in pairs {
+        grant(&h, &bob, approved).await;
+        match send(&h, &bob, attack).await {
+            Outcome::Held => {}
+            Outcome::NotHeld(r) => bypassed.push(format!("{attack} (after {approved}): {r:?}")),
+        }
+    }
+    let rows: i64 = h
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM public.important", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(-1);
+    assert!(
+        bypassed.is_empty() && rows == 2,
+        "ran under a grant for another statement: {bypassed:#?}; public.important rows: {rows}"
+    );
+    // The same statements with other constants are still covered.
+    for sql in [
+        "DELETE FROM scratch s WHERE s.id > 200",
+        "DELETE FROM scratch.important WHERE id = 8",
+        "delete from scratch.important where FALSE",
+    ] {
+        match send(&h, &bob, sql).await {
+            Outcome::NotHeld(Ok(())) => {}
+            other => panic!("{sql} should run under its grant: {other:?}"),
+        }
+    }
+}
