@@ -191,3 +191,58 @@ async fn a_grant_covers_only_what_the_approver_saw() {
         }
     }
 }
+
+/// FINDING (high, fixed): the console printed what the requester typed as
+/// is, so a statement, reason or application_name could drive the
+/// approver's terminal. psql prints a field's bytes unchanged (in aligned
+/// output too, apart from newlines), so ESC sequences (`ESC[8m` hides the
+/// rest, `ESC[1A ESC[2K` erases the lines above, `CR` goes back over a
+/// line), and Unicode bidi overrides (U+202E) that reorder what is shown,
+/// let bob show `CREATE TABLE harmless_t` while the text that runs drops
+/// a table; a newline in a one-line reason faked a row of its own in
+/// `psql -A -t` (what scripts read). Now control characters (but a
+/// statement's newlines and tabs) and bidi controls are shown as `\x1b`,
+/// `\u{202e}`, and a reason is one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_control_characters_instead_of_obeying_them() {
+    let h = harness().await;
+    let mut config: tokio_postgres::Config = h.conninfo(BOB).parse().unwrap();
+    config.application_name("app\x1b]0;pwned\x07\x1b[2J");
+    let (bob, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let bob = Arc::new(bob);
+    bob.batch_execute(
+        "SET pgward.reason = E'INC-1\\n99|2026-01-01|alice|analyst|1|postgres|read|SELECT 1'",
+    )
+    .await
+    .unwrap();
+    let sql = "DROP TABLE public.important /* \x1b[1A\x1b[2K\r\x1b[8m \u{202e}tnatropmi */";
+    let task = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query(sql).await })
+    };
+    h.pending_requests(1).await;
+    let mut shown = String::new();
+    for cmd in ["SHOW PENDING", "SHOW SESSIONS", "SHOW REQUEST 1"] {
+        let (ok, out, err) = h.console(DANA, &["-c", cmd]).await;
+        assert!(ok, "{cmd}: {err}");
+        shown.push_str(&out);
+    }
+    let (_, pending, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    h.console(DANA, &["-c", "DENY 1"]).await;
+    let _ = task.await;
+    let bad: Vec<char> = shown
+        .chars()
+        .filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
+        .collect();
+    assert!(bad.is_empty(), "the console printed {bad:?}: {shown:?}");
+    assert_eq!(
+        pending.trim_end().lines().count(),
+        1,
+        "one request, one row: {pending:?}"
+    );
+    assert!(
+        shown.contains("\\x1b[8m") && shown.contains("\\u{202e}"),
+        "shown escaped: {shown:?}"
+    );
+}
