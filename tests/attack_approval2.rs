@@ -325,3 +325,72 @@ async fn reads_of_approval_tables_are_held_in_every_form() {
     .await;
     assert!(unheld.is_empty(), "read without approval: {unheld:#?}");
 }
+
+/// FINDING (medium, fixed): the webhook's chat text carried what the
+/// requester wrote as is. Slack reads `<!channel>` as a mention of
+/// everyone and `<https://evil.example|approve>` as a link labelled
+/// "approve", so bob's reason or statement could page the whole channel
+/// or put a forged link in the approvers' chat; a newline in a reason added
+/// a line such as `risk: none` above the real risk line. Now `&`, `<`, `>`
+/// are escaped as Slack asks and a reason stays on one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_text_cannot_mention_link_or_fake_lines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let h = Harness::start_with(Setup {
+        rules: Some(rules()),
+        extra: format!("[approval]\nwebhook_url = \"http://127.0.0.1:{port}/hook\""),
+        ..Setup::default()
+    })
+    .await;
+    let posted = tokio::spawn(async move {
+        let (mut s, _) = hook.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the webhook request ended early");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a content-length");
+                if buf.len() >= end + 4 + length {
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    return text[end + 4..].to_owned();
+                }
+            }
+        }
+    });
+    let bob = Arc::new(h.connect(BOB).await);
+    bob.batch_execute(
+        "SET pgward.reason = E'<!channel> <https://evil.example|approve>\\nrisk: none'",
+    )
+    .await
+    .unwrap();
+    let held = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.simple_query("CREATE TABLE hooked (a int)").await })
+    };
+    let body = tokio::time::timeout(Duration::from_secs(20), posted)
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let text = json["text"].as_str().unwrap();
+    h.console(DANA, &["-c", "DENY 1"]).await;
+    let _ = held.await;
+    assert!(
+        !text.contains('<') && !text.contains("\nrisk: none"),
+        "the chat text: {text:?}"
+    );
+}
