@@ -394,3 +394,71 @@ async fn the_webhook_text_cannot_mention_link_or_fake_lines() {
         "the chat text: {text:?}"
     );
 }
+
+/// The statement column of the first pending request, once one is.
+async fn pending_statement(h: &Harness) -> String {
+    h.pending_requests(1).await[0].1.clone()
+}
+
+/// FINDING (medium, not fixed): in a Simple Query of several statements
+/// the request shows only the ones that need approval, yet the approval
+/// runs the whole message. bob sends `SET search_path = scratch, public;
+/// DELETE FROM important WHERE id = 1`: dana sees `DELETE FROM important
+/// WHERE id = 1` (risk: on important), approves, and the DELETE runs
+/// against `scratch.important`, chosen by a statement she never saw
+/// (the same with any setting bob may change: `search_path`, a role's
+/// `app.*` settings a trigger reads, ...). The request should show the
+/// whole message (or each statement that runs before the held one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding not fixed: the request hides the other statements of its message"]
+async fn a_request_shows_every_statement_its_approval_runs() {
+    let h = harness().await;
+    let bob = Arc::new(h.connect(BOB).await);
+    let task = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.simple_query(
+                "SET search_path = scratch, public; DELETE FROM important WHERE id = 1",
+            )
+            .await
+        })
+    };
+    let shown = pending_statement(&h).await;
+    h.console(DANA, &["-c", "DENY 1"]).await;
+    let _ = task.await;
+    assert!(
+        shown.contains("search_path"),
+        "the approver saw {shown:?}, the approval runs the SET too"
+    );
+}
+
+/// FINDING (medium, not fixed): an Execute of a statement with parameters
+/// is held showing only its text: `DELETE FROM public.important WHERE id
+/// = $1 OR $2`, bound with (1, true), shows no values, so the approver
+/// cannot tell one row from all of them. The values are bound before
+/// the Execute that waits; the request should show them (as `SHOW
+/// REQUEST` could, with a size cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding not fixed: bound parameter values are not shown to the approver"]
+async fn a_request_shows_the_values_bound_to_its_parameters() {
+    let h = harness().await;
+    let bob = Arc::new(h.connect(BOB).await);
+    let task = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.execute(
+                "DELETE FROM public.important WHERE id = $1 OR $2",
+                &[&1i32, &true],
+            )
+            .await
+        })
+    };
+    let shown = pending_statement(&h).await;
+    let (_, pending, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
+    h.console(DANA, &["-c", "DENY 1"]).await;
+    let _ = task.await;
+    assert!(
+        pending.contains("true"),
+        "the approver saw {shown:?} and no values: {pending:?}"
+    );
+}
