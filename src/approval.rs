@@ -166,9 +166,9 @@ struct Pending {
     tx: oneshot::Sender<Verdict>,
 }
 
-/// A standing approval: the same statements (by fingerprint: constants
-/// may differ) from the same identity and role run without asking until
-/// it expires or is revoked.
+/// A standing approval: the same statements (by `grant_key`: constants
+/// may differ) from the same identity and role, in the same database, run
+/// without asking until it expires or is revoked.
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub id: u64,
@@ -395,8 +395,14 @@ impl Queue {
     }
 
     /// The live grant that covers statements of these `fingerprints` from
-    /// `identity` as `role`, if any (counted as used).
-    pub fn granted(&self, identity: &str, role: &str, fingerprints: &[u64]) -> Option<Granted> {
+    /// `identity` as `role` in `database`, if any (counted as used).
+    pub fn granted(
+        &self,
+        identity: &str,
+        role: &str,
+        database: &str,
+        fingerprints: &[u64],
+    ) -> Option<Granted> {
         if fingerprints.is_empty() {
             return None;
         }
@@ -404,6 +410,7 @@ impl Queue {
         let g = grants.iter_mut().find(|g| {
             g.request.identity == identity
                 && g.request.role == role
+                && g.request.database == database
                 && fingerprints
                     .iter()
                     .all(|f| g.request.fingerprints.contains(f))
@@ -718,15 +725,16 @@ mod tests {
         let left = grant.expires_at.duration_since(grant.granted_at).unwrap();
         assert_eq!(left, Duration::from_secs(60));
         // Covers a subset of its fingerprints, for bob as app only.
-        assert!(q.granted("bob", "app", &[2]).is_some());
-        assert!(q.granted("bob", "app", &[1, 2]).is_some());
-        assert!(q.granted("bob", "app", &[1, 3]).is_none());
-        assert!(q.granted("bob", "other", &[1]).is_none());
-        assert!(q.granted("carol", "app", &[1]).is_none());
-        assert!(q.granted("bob", "app", &[]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[2]).is_some());
+        assert!(q.granted("bob", "app", "postgres", &[1, 2]).is_some());
+        assert!(q.granted("bob", "app", "postgres", &[1, 3]).is_none());
+        assert!(q.granted("bob", "other", "postgres", &[1]).is_none());
+        assert!(q.granted("carol", "app", "postgres", &[1]).is_none());
+        assert!(q.granted("bob", "app", "shop", &[1]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[]).is_none());
         assert_eq!(q.grants()[0].uses, 2);
         assert!(q.revoke(g).is_some());
-        assert!(q.granted("bob", "app", &[1]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[1]).is_none());
         assert!(q.revoke(g).is_none());
         // Expired grants are gone.
         let t = q.request(ask("bob", 1), Duration::from_secs(60));
@@ -734,7 +742,7 @@ mod tests {
         q.approve(id, "dana", Some(Duration::from_millis(10)))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(q.granted("bob", "app", &[1]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[1]).is_none());
         assert!(q.grants().is_empty());
         // A statement without fingerprints is approved once, not granted.
         let mut a = ask("bob", 1);

@@ -462,3 +462,37 @@ async fn a_request_shows_the_values_bound_to_its_parameters() {
         "the approver saw {shown:?} and no values: {pending:?}"
     );
 }
+
+/// FINDING (medium, fixed): a grant covered its statement in every
+/// database. dana granted bob `DELETE FROM important WHERE id = 1` for an
+/// hour in `postgres` (the request says `database: postgres`); bob ran the
+/// same statement unasked in the database `prod`, on other data. Now a
+/// grant covers only the database of its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_covers_only_the_database_it_was_made_in() {
+    let h = harness().await;
+    h.direct()
+        .await
+        .batch_execute("CREATE DATABASE prod")
+        .await
+        .unwrap();
+    let prod = h.pg.psql(
+        "prod",
+        "CREATE TABLE important (id int); INSERT INTO important VALUES (1)",
+    );
+    assert!(prod.is_ok(), "{prod:?}");
+    let bob = Arc::new(h.connect(BOB).await);
+    grant(&h, &bob, "DELETE FROM important WHERE id = 1").await;
+    let (other, conn) = tokio_postgres::connect(
+        &h.conninfo(BOB).replace("dbname=postgres", "dbname=prod"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let other = Arc::new(other);
+    match send(&h, &other, "DELETE FROM important WHERE id = 1").await {
+        Outcome::Held => {}
+        Outcome::NotHeld(r) => panic!("ran in prod under a grant made in postgres: {r:?}"),
+    }
+}

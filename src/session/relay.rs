@@ -472,9 +472,12 @@ impl Relay {
             .collect::<Option<Vec<u64>>>()
             .unwrap_or_default();
         let granted = match hold.after_approval {
-            false => link
-                .queue
-                .granted(&link.entry.identity, &hold.role, &fingerprints),
+            false => link.queue.granted(
+                &link.entry.identity,
+                &hold.role,
+                &link.entry.database,
+                &fingerprints,
+            ),
             true => None,
         };
         if let Some(g) = granted {
