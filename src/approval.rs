@@ -36,7 +36,8 @@ const HISTORY_TEXT: usize = 4096;
 /// than 100 levels deep, this is the whole parse tree: only constants
 /// (other than booleans, NULL and type modifiers such as `varchar(10)`),
 /// positions, whitespace and comments may differ. `None` when the text
-/// does not parse. Keyed with a secret of this process, so nobody can
+/// does not parse, or parses otherwise with `standard_conforming_strings`
+/// off. Keyed with a secret of this process, so nobody can
 /// work out two texts with the same key.
 pub fn grant_key(text: &str) -> Option<u64> {
     use std::hash::BuildHasher;
@@ -45,10 +46,23 @@ pub fn grant_key(text: &str) -> Option<u64> {
     // Trees nest as deep as the text: built, walked and dropped on a stack
     // sized for it, as every parse in pgward is.
     let canonical = crate::policy::stack::on(crate::policy::stack::for_sql(text.len()), || {
-        let parsed = pg_query::parse(text, 0).ok()?;
-        let mut tree = serde_json::to_value(&parsed.protobuf).ok()?;
-        canonical(&mut tree, false);
-        serde_json::to_string(&tree).ok()
+        let tree = |options: pg_query::ParserOptions| {
+            let parsed = pg_query::parse(text, options).ok()?;
+            let mut tree = serde_json::to_value(&parsed.protobuf).ok()?;
+            canonical(&mut tree, false);
+            serde_json::to_string(&tree).ok()
+        };
+        let standard = tree(pg_query::ParserOptions::DEFAULT)?;
+        // A session with standard_conforming_strings off reads `'a\' ...'`
+        // otherwise: a text whose meaning depends on that has no key (the
+        // same key could stand for two statements).
+        if text.contains('\\')
+            && tree(pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS).as_ref()
+                != Some(&standard)
+        {
+            return None;
+        }
+        Some(standard)
     })
     .ok()
     .flatten()?;
@@ -622,6 +636,14 @@ mod tests {
             assert_ne!(key(a), key(b), "{a} / {b}");
         }
         assert_eq!(grant_key("SELEC 1"), None);
+        // Read with standard_conforming_strings off, this updates every
+        // row: no key, so no grant for the one-row form covers it.
+        assert!(grant_key("UPDATE t SET a = 'x' WHERE id = 1").is_some());
+        assert_eq!(
+            grant_key("UPDATE t SET a = 'x\\' WHERE id = 1 --' WHERE true"),
+            None
+        );
+        assert!(grant_key("UPDATE t SET a = E'x\\n' WHERE id = 1").is_some());
     }
 
     #[tokio::test]

@@ -496,3 +496,57 @@ async fn a_grant_covers_only_the_database_it_was_made_in() {
         Outcome::NotHeld(r) => panic!("ran in prod under a grant made in postgres: {r:?}"),
     }
 }
+
+/// FINDING (high for a role that may turn standard_conforming_strings
+/// off, fixed): grant keys read texts as PostgreSQL does by default, the
+/// server as the session says. Granted `UPDATE scratch.important SET note
+/// = 'x' WHERE id = 1`, bob (whose role may set any setting) turned
+/// `standard_conforming_strings` off and sent `UPDATE ... SET note =
+/// 'x\' WHERE id = 1 --' WHERE true`: read by default, the same statement
+/// with other constants (the rest is a comment); read by the server, a
+/// string up to `--'` and then `WHERE true`. It ran unasked and updated
+/// every row. Now a text that parses otherwise with escapes in strings
+/// has no grant key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_not_fooled_by_escapes_in_strings() {
+    let mut rules = rules();
+    let mut app = (*rules.roles["app"]).clone();
+    app.settings.push(pgward::policy::role::Pattern::new("*"));
+    rules.roles.insert("app".into(), Arc::new(app));
+    let h = Harness::start_with(Setup {
+        rules: Some(rules),
+        setup_sql: vec![
+            "CREATE SCHEMA scratch; CREATE TABLE scratch.important (id int, note text); \
+             INSERT INTO scratch.important VALUES (1, 'a'), (2, 'b'), (3, 'c')"
+                .into(),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let bob = Arc::new(h.connect(BOB).await);
+    grant(
+        &h,
+        &bob,
+        "UPDATE scratch.important SET note = 'x' WHERE id = 1",
+    )
+    .await;
+    bob.batch_execute("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    let attack = "UPDATE scratch.important SET note = 'x\\' WHERE id = 1 --' WHERE true";
+    let outcome = send(&h, &bob, attack).await;
+    let changed: i64 = h
+        .direct()
+        .await
+        .query_one(
+            "SELECT count(*) FROM scratch.important WHERE note LIKE 'x%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        matches!(outcome, Outcome::Held) && changed == 1,
+        "{attack}: {outcome:?}, rows changed: {changed}"
+    );
+}
