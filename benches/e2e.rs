@@ -4,6 +4,7 @@
 //!     cargo bench --bench e2e            # 3 rounds of 2 + 5 s per target and cell
 //!     PGWARD_BENCH_SECS=4 PGWARD_BENCH_ROUNDS=9 cargo bench --bench e2e
 //!     cargo bench --bench e2e -- idle    # what 500 idle sessions cost (below)
+//!     cargo bench --bench e2e -- orm     # ORM-shaped queries: added latency (below)
 //!
 //! The second form (about 20 minutes) is what the closing notes report: on
 //! a shared 2-core machine one short pgbench run can differ from the next
@@ -33,6 +34,14 @@
 //! and through PgBouncer, each in a process of its own, leaves them idle,
 //! and prints each proxy's extra resident memory and threads
 //! (docs/benchmarks.md).
+//! The `orm` mode sends what psycopg 3 and Django send per query, an
+//! unnamed Parse, Bind (a new parameter value each time), Describe of the
+//! portal, Execute and Sync, one query at a time over one connection,
+//! PGWARD_ORM_QUERIES (default 5,000) per run after 500 of warm-up, to
+//! PostgreSQL directly, through PgBouncer (session mode) and through
+//! pgward (policy on; policy and audit on), PGWARD_BENCH_ROUNDS runs each
+//! in random order; it prints each target's median time per query and
+//! what it adds to the direct one.
 //! Two tables: ratios of the targets' medians, and the same ratios paired
 //! by round (the median of each round's ratio of two targets, both run
 //! within that round), which drift in the machine's load over the run does
@@ -373,6 +382,10 @@ fn main() {
     }
     if std::env::args().any(|a| a == "idle") {
         idle_sessions();
+        return;
+    }
+    if std::env::args().any(|a| a == "orm") {
+        orm_latency();
         return;
     }
     // pgward runs in this process: tuned as the binary tunes itself.
@@ -835,6 +848,210 @@ fn idle_sessions() {
                 c.answered,
             )
         }),
+    );
+    drop(rt);
+    drop(pg);
+}
+
+/// Appends one protocol message.
+fn put_msg(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Reads one message (type, body) from a blocking socket.
+fn read_msg(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    use std::io::Read;
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).expect("read a message header");
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0; len - 4];
+    s.read_exact(&mut body).expect("read a message body");
+    (head[0], body)
+}
+
+/// A blocking connection signed in with SCRAM-SHA-256 (or trust), ready
+/// for queries.
+fn orm_connect(port: u16, user: &str, password: &str) -> std::net::TcpStream {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    use postgres_protocol::message::frontend;
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_nodelay(true).unwrap();
+    let mut b = bytes::BytesMut::new();
+    frontend::startup_message([("user", user), ("database", "postgres")], &mut b).unwrap();
+    s.write_all(&b).unwrap();
+    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+    loop {
+        let (tag, body) = read_msg(&mut s);
+        let mut out = bytes::BytesMut::new();
+        match tag {
+            b'Z' => return s,
+            b'E' => panic!("sign-in refused: {}", String::from_utf8_lossy(&body)),
+            b'R' => match i32::from_be_bytes([body[0], body[1], body[2], body[3]]) {
+                10 => frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out)
+                    .unwrap(),
+                11 => {
+                    scram.update(&body[4..]).unwrap();
+                    frontend::sasl_response(scram.message(), &mut out).unwrap();
+                }
+                12 => scram.finish(&body[4..]).unwrap(),
+                _ => {}
+            },
+            _ => {}
+        }
+        s.write_all(&out).unwrap();
+    }
+}
+
+/// One ORM-shaped query: Parse (unnamed), Bind with `id`, Describe of the
+/// portal, Execute, Sync; reads the answer up to ReadyForQuery.
+fn orm_query(s: &mut std::net::TcpStream, out: &mut Vec<u8>, id: u64) {
+    use std::io::Write;
+    out.clear();
+    put_msg(
+        out,
+        b'P',
+        b"\0SELECT \"pgbench_accounts\".\"aid\", \"pgbench_accounts\".\"abalance\" FROM \"pgbench_accounts\" WHERE \"pgbench_accounts\".\"aid\" = $1 LIMIT 21\0\0\x01\0\0\0\x14",
+    );
+    let value = id.to_string();
+    let mut bind = b"\0\0\0\x01\0\0\0\x01".to_vec();
+    bind.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    bind.extend_from_slice(value.as_bytes());
+    bind.extend_from_slice(b"\0\0");
+    put_msg(out, b'B', &bind);
+    put_msg(out, b'D', b"P\0");
+    put_msg(out, b'E', b"\0\0\0\0\0");
+    put_msg(out, b'S', b"");
+    s.write_all(out).unwrap();
+    loop {
+        match read_msg(s) {
+            (b'Z', _) => return,
+            (b'E', body) => panic!("query failed: {}", String::from_utf8_lossy(&body)),
+            _ => {}
+        }
+    }
+}
+
+/// Mean microseconds per ORM-shaped query over `n` queries (after a
+/// warm-up), one at a time on one connection.
+fn orm_run(port: u16, user: &str, password: &str, n: u64) -> f64 {
+    let mut s = orm_connect(port, user, password);
+    let mut buf = Vec::new();
+    for i in 0..500 {
+        orm_query(&mut s, &mut buf, 1 + i % 100_000);
+    }
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        orm_query(&mut s, &mut buf, 1 + (i * 7919) % 100_000);
+    }
+    started.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// `cargo bench --bench e2e -- orm`: the time per ORM-shaped query, direct
+/// and through each proxy (see the module comment).
+fn orm_latency() {
+    pgward::keep_freed_memory();
+    let n: u64 = std::env::var("PGWARD_ORM_QUERIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5000);
+    let rounds: usize = std::env::var("PGWARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let pgbench_bin =
+        find_program("pgbench").expect("pgbench not found: install PostgreSQL's client tools");
+    let pg = LocalPg::start().expect("start PostgreSQL");
+    let init = Command::new(&pgbench_bin)
+        .args(["-i", "-q", "-s", "1", &pg.conninfo("postgres")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(init.success(), "pgbench -i failed");
+    let dir = tempfile::Builder::new()
+        .prefix("pgward-orm-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
+    std::fs::write(
+        dir.path().join("pgward.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\npassword_file = \"pw\"\nsslmode = \"disable\"\n",
+            pg.url("postgres")
+        ),
+    )
+    .unwrap();
+    let config = pgward::config::Config::load(&dir.path().join("pgward.toml")).unwrap();
+    let rt = config.server.runtime().unwrap();
+    let (bouncer_user, bouncer_password) = ("bob", "bob-demo-password");
+    let (user, password) = ("alice", "alice-demo-password");
+    let mut targets: Vec<(&str, Proxy)> = vec![("direct", Proxy::Direct)];
+    if find_pgbouncer().is_some() {
+        targets.push(("pgbouncer", Proxy::Bouncer));
+    } else {
+        eprintln!("PgBouncer not found (Debian: apt-get install pgbouncer); its row is skipped");
+    }
+    targets.push((
+        "pgward+policy",
+        Proxy::Pgward {
+            enforce: true,
+            audit: false,
+        },
+    ));
+    targets.push((
+        "pgward+policy+audit",
+        Proxy::Pgward {
+            enforce: true,
+            audit: true,
+        },
+    ));
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        order.shuffle(&mut rand::rng());
+        for t in order {
+            let (name, proxy) = &targets[t];
+            let us = match proxy {
+                Proxy::Direct => orm_run(pg.port, &pg.superuser, &pg.password, n),
+                Proxy::Bouncer => {
+                    let (b, port) =
+                        start_pgbouncer(&pg, dir.path(), bouncer_user, bouncer_password)
+                            .expect("PgBouncer did not start");
+                    let us = orm_run(port, bouncer_user, bouncer_password, n);
+                    drop(b);
+                    us
+                }
+                Proxy::Pgward { enforce, audit } => {
+                    let mut config = config.clone();
+                    config.audit.enabled = *audit;
+                    let (port, p) = Pgward::start(&rt, config, *enforce);
+                    let us = orm_run(port, user, password, n);
+                    p.stop(&rt);
+                    us
+                }
+            };
+            eprintln!("orm round {round} {name:>20}: {us:>8.1} µs/query");
+            times[t].push(us);
+        }
+    }
+    let medians: Vec<f64> = times.into_iter().map(median).collect();
+    let direct = medians[0];
+    println!("\nORM-shaped queries (unnamed Parse, Bind, Describe portal, Execute, Sync; one at a time, one connection), {n} per run, median of {rounds} runs per target in random order\n");
+    print_table(
+        "| target | µs per query | added to direct, µs |",
+        targets
+            .iter()
+            .zip(&medians)
+            .map(|((name, _), us)| format!("| {name} | {us:.1} | {:.1} |", us - direct)),
     );
     drop(rt);
     drop(pg);

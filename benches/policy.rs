@@ -120,7 +120,7 @@ fn guard_benches(c: &mut Criterion, texts: &[String]) {
     // No upstream here: the catalog falls back to the built-in snapshot.
     let slot = rt.block_on(shared.catalogs.slot(&shared.upstream, "postgres"));
     let mut guard = pgward::session::guard::Guard::new(
-        shared.clone(),
+        shared.guard_context(),
         pgward::auth::Identity {
             name: "alice".into(),
             method: pgward::auth::AuthMethod::Scram,
@@ -128,7 +128,6 @@ fn guard_benches(c: &mut Criterion, texts: &[String]) {
         },
         Some("analyst".into()),
         slot,
-        shared.upstream.clone(),
     );
     let state = pgward::session::state::ProtocolState::default();
     let bodies: Vec<Vec<u8>> = texts

@@ -27,12 +27,42 @@ pub enum Phase {
     Force,
 }
 
+/// The rules in force, swapped whole on reload.
+#[derive(Debug)]
+pub struct RulesCell {
+    rules: RwLock<Arc<Rules>>,
+    /// Bumped after every rules swap, so sessions notice without locking.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl RulesCell {
+    pub fn new(rules: Rules) -> RulesCell {
+        RulesCell {
+            rules: RwLock::new(Arc::new(rules)),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn get(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in new rules; sessions pick them up at their next statement.
+    pub fn set(&self, rules: Rules) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// State every session shares.
 pub struct Shared {
     pub config: Config,
-    rules: RwLock<Arc<Rules>>,
-    /// Bumped after every rules swap, so sessions notice without locking.
-    rules_generation: std::sync::atomic::AtomicU64,
+    pub rules: Arc<RulesCell>,
     pub tls: Option<ServerTls>,
     pub upstream: Upstream,
     /// Connections as a role's own upstream user, by user name.
@@ -101,8 +131,7 @@ impl Shared {
         let (phase_tx, phase) = watch::channel(Phase::Running);
         Ok(Arc::new(Shared {
             config,
-            rules: RwLock::new(Arc::new(rules)),
-            rules_generation: std::sync::atomic::AtomicU64::new(0),
+            rules: Arc::new(RulesCell::new(rules)),
             tls,
             upstream,
             upstream_users,
@@ -162,7 +191,7 @@ impl Shared {
     }
 
     pub fn rules(&self) -> Arc<Rules> {
-        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rules.get()
     }
 
     /// Whether statements that need approval are held (some role may
@@ -173,14 +202,23 @@ impl Shared {
 
     /// Swaps in new rules; sessions pick them up at their next statement.
     pub fn set_rules(&self, rules: Rules) {
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
-        self.rules_generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.rules.set(rules)
     }
 
     pub fn rules_generation(&self) -> u64 {
-        self.rules_generation
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.rules.generation()
+    }
+
+    /// What a session's guard needs of the server, and no more.
+    pub fn guard_context(&self) -> crate::session::guard::GuardContext {
+        crate::session::guard::GuardContext {
+            rules: self.rules.clone(),
+            max_sql_bytes: self.config.server.max_sql_bytes,
+            classify_slots: self.classify_slots.clone(),
+            fingerprints: self.audit.is_some(),
+            refresh: Some((self.upstream.clone(), self.catalogs.min_gap)),
+            planner: None,
+        }
     }
 }
 

@@ -1359,6 +1359,18 @@ pub struct CatalogSlot {
 }
 
 impl CatalogSlot {
+    /// A slot holding `cat` for `database`, loaded now (tests, and
+    /// sessions without an upstream to load from).
+    pub fn fixed(database: &str, cat: Catalog) -> Arc<CatalogSlot> {
+        Arc::new(CatalogSlot {
+            database: database.to_owned(),
+            current: RwLock::new(Arc::new(cat)),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            loaded_at: Mutex::new(Instant::now()),
+            refreshing: AtomicBool::new(false),
+        })
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

@@ -237,6 +237,29 @@ impl<'a> Bind<'a> {
         }
         Some(values)
     }
+
+    /// The result formats it asks for (after the parameters); None when
+    /// malformed. Reads past the parameter values without copying them.
+    pub fn result_formats(&self) -> Option<crate::session::rows::Formats> {
+        use crate::session::rows::Formats;
+        let mut r = Reader::new(self.rest);
+        let nformats = r.i16()? as u16 as usize;
+        r.take(2 * nformats)?;
+        let nvalues = r.i16()? as u16 as usize;
+        for _ in 0..nvalues {
+            if let Ok(n) = usize::try_from(r.i32()?) {
+                r.take(n)?;
+            }
+        }
+        let n = r.i16()? as u16 as usize;
+        let codes = r.take(2 * n)?;
+        let code = |i: usize| i16::from_be_bytes([codes[2 * i], codes[2 * i + 1]]);
+        Some(match n {
+            0 => Formats::All(0),
+            1 => Formats::All(code(0)),
+            _ => Formats::Each((0..n).map(code).collect()),
+        })
+    }
 }
 
 impl FunctionCall<'_> {

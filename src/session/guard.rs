@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::recorder::Judged;
+use super::rows::{RowPlan, RowPlanner};
 use super::state::{Effect, Prepared, ProtocolState, NEVER_ALLOWED};
 use super::text::TextChange;
 use crate::auth::Identity;
@@ -18,7 +19,7 @@ use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement
 use crate::protocol::frontend::{self, Message};
 use crate::protocol::tag::frontend as tag;
 use crate::protocol::{sqlstate, PgError};
-use crate::server::Shared;
+use crate::server::RulesCell;
 use crate::upstream::Upstream;
 
 /// Classifications a session keeps to itself (exact texts and shapes).
@@ -30,14 +31,52 @@ const LOCAL_CACHE: usize = 64;
 /// session there. Texts this long are never cached.
 pub const CLASSIFY_APART: usize = 32 << 10;
 
+/// What a guard needs of the server: the rules in force, a few settings,
+/// the slots for classifications apart, and how to refresh the catalog.
+/// Built from the server's state (`Shared::guard_context`), or in a test
+/// from rules and settings alone.
+#[derive(Clone)]
+pub struct GuardContext {
+    pub rules: Arc<RulesCell>,
+    /// `server.max_sql_bytes`: longer texts are refused unparsed.
+    pub max_sql_bytes: usize,
+    /// Classifications of long texts running apart, at most one per core.
+    pub classify_slots: Arc<tokio::sync::Semaphore>,
+    /// The audit log is on: a long text's statements get their
+    /// fingerprints apart too.
+    pub fingerprints: bool,
+    /// Where to reload the catalog from when a statement names what it
+    /// does not hold, and at most how often; None: the catalog is fixed.
+    pub refresh: Option<(Upstream, std::time::Duration)>,
+    /// Decides which statements' rows are rewritten; none by default.
+    pub planner: Option<Arc<dyn RowPlanner>>,
+}
+
+impl GuardContext {
+    /// A context of `rules` alone: the default settings, a fixed catalog,
+    /// no row planner (unit tests and tools).
+    pub fn of_rules(rules: crate::rules::Rules) -> GuardContext {
+        GuardContext {
+            rules: Arc::new(RulesCell::new(rules)),
+            max_sql_bytes: crate::config::ServerConfig::default().max_sql_bytes,
+            classify_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            fingerprints: false,
+            refresh: None,
+            planner: None,
+        }
+    }
+
+    fn approvals_enabled(&self) -> bool {
+        self.rules.get().has_approvers()
+    }
+}
+
 pub struct Guard {
-    shared: Arc<Shared>,
+    ctx: GuardContext,
     identity: Identity,
     /// The role chosen at startup (`-c pgward.role=...`), else the first.
     wanted_role: Option<String>,
     catalog: Arc<CatalogSlot>,
-    /// Upstream used to refresh the catalog.
-    upstream: Upstream,
     /// Rules generation and the session's role under it (or why none).
     rules_gen: u64,
     role: Result<Arc<Role>, String>,
@@ -83,12 +122,18 @@ pub struct Guard {
     /// An approval let a statement of the message pass, so its verdict
     /// must not be remembered as allowed.
     used_approval: bool,
+    /// The row plan of the Query judged last, when its rows are rewritten.
+    plan: Option<Arc<RowPlan>>,
 }
 
 /// What `check` decided for a message.
 #[derive(Debug)]
 pub enum Decision {
     Pass,
+    /// It passes, and the rows of its statements are rewritten by the
+    /// plan (a Query's; a Parse's plan goes with its prepared statement,
+    /// and each Execute of it takes it from what its portal runs).
+    Rewrite(Arc<RowPlan>),
     Deny(PgError),
     /// It waits, unsent, for an approver (see `approval`).
     Hold(Box<Hold>),
@@ -209,22 +254,20 @@ pub fn syntax_probe(msg_type: u8, body: &[u8]) -> Option<Vec<u8>> {
 
 impl Guard {
     pub fn new(
-        shared: Arc<Shared>,
+        ctx: GuardContext,
         identity: Identity,
         wanted_role: Option<String>,
         catalog: Arc<CatalogSlot>,
-        upstream: Upstream,
     ) -> Guard {
         let cat_gen = catalog.generation();
         let cat = catalog.get();
-        let rules_gen = shared.rules_generation();
-        let role = private_role(&shared, &identity, wanted_role.as_deref());
+        let rules_gen = ctx.rules.generation();
+        let role = private_role(&ctx.rules, &identity, wanted_role.as_deref());
         Guard {
-            shared,
+            ctx,
             identity,
             wanted_role,
             catalog,
-            upstream,
             rules_gen,
             role,
             cat_gen,
@@ -243,7 +286,31 @@ impl Guard {
             approved: Vec::new(),
             reason: None,
             used_approval: false,
+            plan: None,
         }
+    }
+
+    /// Whether some statement's rows may be rewritten.
+    pub fn plans(&self) -> bool {
+        self.ctx.planner.is_some()
+    }
+
+    /// Asks the catalog to reload soon (a statement named what it does
+    /// not hold), unless it is fixed.
+    fn refresh_catalog(&self) {
+        if let Some((upstream, min_gap)) = &self.ctx.refresh {
+            self.catalog.refresh(upstream, *min_gap);
+        }
+    }
+
+    /// The row plan of `statements` for `role`, if any of them is rewritten.
+    fn row_plan(&self, role: &Role, statements: &[Statement]) -> Option<Arc<RowPlan>> {
+        let planner = self.ctx.planner.as_ref()?;
+        let plans: Box<[_]> = statements.iter().map(|st| planner.plan(role, st)).collect();
+        plans
+            .iter()
+            .any(Option::is_some)
+            .then(|| Arc::new(RowPlan(plans)))
     }
 
     /// For a Query or Parse whose text is slow to classify and has not been
@@ -255,7 +322,7 @@ impl Guard {
         lexer: Lexer,
     ) -> Option<impl std::future::Future<Output = Classified> + Send + 'static> {
         let sql = msg.sql()?;
-        if sql.len() < CLASSIFY_APART || sql.len() > self.shared.config.server.max_sql_bytes {
+        if sql.len() < CLASSIFY_APART || sql.len() > self.ctx.max_sql_bytes {
             return None;
         }
         self.refresh_snapshots();
@@ -268,10 +335,10 @@ impl Guard {
         }
         let cat = self.cat.clone();
         let cat_gen = self.cat_gen;
-        let slots = self.shared.classify_slots.clone();
+        let slots = self.ctx.classify_slots.clone();
         // The audit log describes each statement by its fingerprint, one
         // more parse each: done there too, not on the session thread.
-        let fingerprints = self.shared.audit.is_some();
+        let fingerprints = self.ctx.fingerprints;
         let sql: Box<str> = sql.into();
         Some(async move {
             // At most one classification apart per core at once: each may
@@ -315,9 +382,9 @@ impl Guard {
 
     /// Picks up reloaded rules and a refreshed catalog.
     fn refresh_snapshots(&mut self) {
-        let rules_gen = self.shared.rules_generation();
+        let rules_gen = self.ctx.rules.generation();
         if rules_gen != self.rules_gen {
-            self.role = private_role(&self.shared, &self.identity, self.wanted_role.as_deref());
+            self.role = private_role(&self.ctx.rules, &self.identity, self.wanted_role.as_deref());
             self.rules_gen = rules_gen;
         }
         let cat_gen = self.catalog.generation();
@@ -425,11 +492,15 @@ impl Guard {
     pub fn check(&mut self, msg: &Message<'_>, state: &ProtocolState) -> Decision {
         self.hold = None;
         self.used_approval = false;
+        self.plan = None;
         let after_approval = !self.approved.is_empty();
         let refused = self.judge(msg, state);
         self.approved.clear();
         match (refused, self.hold.take()) {
-            (None, _) => Decision::Pass,
+            (None, _) => match self.plan.take() {
+                Some(plan) => Decision::Rewrite(plan),
+                None => Decision::Pass,
+            },
             // Also after an approval, when what would run is not what the
             // approver saw: asked again.
             (Some(_), Some(hold)) => Decision::Hold(Box::new(Hold {
@@ -486,8 +557,7 @@ impl Guard {
                 ParamType::Plain => continue,
                 ParamType::Unknown => {
                     // It may be new: look again soon.
-                    self.catalog
-                        .refresh(&self.upstream, self.shared.catalogs.min_gap);
+                    self.refresh_catalog();
                     return Some(
                         denied(format!(
                             "parameter ${} is of type OID {oid}, which is not in pgward's catalog, so what its values run cannot be judged",
@@ -812,7 +882,7 @@ impl Guard {
             }
         }
         let (d, text) = approval?;
-        if !self.shared.approvals_enabled() {
+        if !self.ctx.approvals_enabled() {
             return Some(d.to_error(&role.name, &text, true));
         }
         let mut classes: Vec<&str> = statements
@@ -885,7 +955,7 @@ impl Guard {
         parse_name: Option<&str>,
         state: &ProtocolState,
     ) -> Option<PgError> {
-        let limit = self.shared.config.server.max_sql_bytes;
+        let limit = self.ctx.max_sql_bytes;
         if sql.len() > limit {
             // Classifying it would hold this session thread, and memory
             // hundreds of times its size, for seconds.
@@ -934,8 +1004,7 @@ impl Guard {
         };
         if statements.iter().any(|st| st.unknown_function) {
             // A function pgward has not seen may be new: look again soon.
-            self.catalog
-                .refresh(&self.upstream, self.shared.catalogs.min_gap);
+            self.refresh_catalog();
         }
         // EXECUTE is judged by what is prepared now, which changes: never
         // from the cache.
@@ -964,8 +1033,7 @@ impl Guard {
                 .any(|r| !self.cat.places(&r.name))
             {
                 // A relation created since the catalog was loaded: look again.
-                self.catalog
-                    .refresh(&self.upstream, self.shared.catalogs.min_gap);
+                self.refresh_catalog();
             }
             if let Some(e) = self.refusal(&role, statements, Some(sql), state) {
                 // A Parse of a statement that needs approval runs nothing:
@@ -989,15 +1057,18 @@ impl Guard {
         if parse_name.is_none() {
             self.text_change = state.text.changes(statements);
         }
+        let plan = self.row_plan(&role, statements);
         match parse_name {
             Some(name) => {
                 if !statements.is_empty() {
-                    let p = Prepared::new(analysis.clone(), 0, sql.into(), generation);
+                    let p =
+                        Prepared::new(analysis.clone(), 0, sql.into(), generation).with_plan(plan);
                     self.effects
                         .push(Effect::Prepare(name.to_owned(), Arc::new(p)));
                 }
             }
             None => {
+                self.plan = plan;
                 let changes = |st: &Statement| st.prepares.is_some() || st.deallocates.is_some();
                 if statements.iter().any(changes) {
                     // A single statement may come from the shape cache with
@@ -1053,12 +1124,12 @@ impl Guard {
 /// The session's role, as a copy of its own: the shared one's reference
 /// count would otherwise be written by every session on every statement.
 fn private_role(
-    shared: &Shared,
+    rules: &RulesCell,
     identity: &Identity,
     wanted: Option<&str>,
 ) -> Result<Arc<Role>, String> {
-    shared
-        .rules()
+    rules
+        .get()
         .session_role(identity, wanted)
         .map(|r| Arc::new((*r).clone()))
 }

@@ -5,8 +5,12 @@ pub mod guard;
 pub mod recorder;
 pub mod registry;
 pub mod relay;
+pub mod rows;
 pub mod state;
 pub mod text;
+
+#[cfg(test)]
+mod core_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -487,11 +491,10 @@ async fn establish(
         .map_err(|e| upstream_error_for_client(e, peer))?;
     let catalog = shared.catalogs.slot(&shared.upstream, &database).await;
     let guard = guard::Guard::new(
-        shared.clone(),
+        shared.guard_context(),
         identity.clone(),
         Some(role.name.clone()),
         catalog,
-        shared.upstream.clone(),
     );
     let control = Arc::new(registry::Control::default());
     let registration = shared.cancels.register(

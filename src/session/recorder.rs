@@ -2,16 +2,19 @@
 //! one per statement, emitted when the statement's outcome is known (its
 //! CommandComplete or error, or that it never ran).
 //!
-//! Statements are matched to their outcome by the index of the response
-//! they are owed in `ProtocolState`: a Query owes a sequence of
+//! A statement waiting for its outcome is kept on the response it is owed
+//! in `ProtocolState` (`Answering::audit`): a Query owes a sequence of
 //! completions ended by ReadyForQuery, an Execute one completion, a
-//! FunctionCall one result.
+//! FunctionCall one result. The recorder keeps no table of its own to
+//! pair them: the entry at the front of the queue is the one answered,
+//! and entries the server skipped come back through
+//! `ProtocolState::retired`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::state::Prepared;
+use super::state::{Answering, Prepared};
 use crate::audit::event::{list, lit, static_list, text, List, Str, Text};
 use crate::audit::record::{Described, Failure, Outcome, SessionContext, StatementRecord};
 use crate::audit::{now_us, AuditLog, Event, Kind};
@@ -93,9 +96,9 @@ enum Flow {
     Call,
 }
 
-struct Pending {
-    /// Index of the owed response in `ProtocolState`.
-    index: u64,
+/// The statements of one message waiting for their outcome, kept on its
+/// owed response (`Answering::audit`).
+pub struct Pending {
     flow: Flow,
     items: VecDeque<Item>,
     /// When the current item started (the message went upstream, or the
@@ -108,24 +111,44 @@ struct Pending {
     resolved: bool,
 }
 
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("flow", &self.flow)
+            .field("statements", &self.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Pending {
-    fn new(index: u64, flow: Flow, items: VecDeque<Item>) -> Pending {
-        Pending {
-            index,
+    /// One statement of a Query waiting for its outcome (unit tests of
+    /// the protocol state).
+    #[cfg(test)]
+    pub(crate) fn waiting_for_test() -> Box<Pending> {
+        Pending::new(
+            Flow::Query,
+            VecDeque::from([bare_item(Str::Static("test"))]),
+        )
+    }
+
+    fn new(flow: Flow, items: VecDeque<Item>) -> Box<Pending> {
+        Box::new(Pending {
             flow,
             items,
             mark: Instant::now(),
             data_rows: 0,
             failed: false,
             resolved: false,
-        }
+        })
     }
 }
 
 pub struct Recorder {
     log: Arc<AuditLog>,
     context: Arc<SessionContext>,
-    pending: VecDeque<Pending>,
+    /// Messages whose statements wait for their outcome on their owed
+    /// responses (`Answering::audit`).
+    waiting_outcomes: usize,
     /// Bind parameters and their formats by portal, when the config asks.
     params: HashMap<String, Box<(List, List)>>,
     described: DescribedCache,
@@ -157,9 +180,12 @@ pub enum Admission {
 impl Drop for Recorder {
     /// A session whose task was dropped without ending (aborted when the
     /// shutdown's last wait ran out, or a bug that panicked) still ends in
-    /// the log, and its unfinished statements with it.
+    /// the log (its unfinished statements are handed over by `Core`'s drop).
     fn drop(&mut self) {
-        self.close("aborted: the session's task stopped without closing it");
+        self.close(
+            "aborted: the session's task stopped without closing it",
+            Vec::new(),
+        );
     }
 }
 
@@ -181,7 +207,7 @@ impl Recorder {
         Recorder {
             log,
             context,
-            pending: VecDeque::new(),
+            waiting_outcomes: 0,
             params: HashMap::new(),
             described: DescribedCache::default(),
             ended: false,
@@ -267,32 +293,49 @@ impl Recorder {
     /// Nothing waits for its outcome: room reserved and not used is given
     /// back.
     fn settle(&mut self) {
-        if self.unused > 0 && self.pending.is_empty() {
+        if self.unused > 0 && self.waiting_outcomes == 0 {
             self.log.release(&self.context.quota, self.unused);
             self.unused = 0;
         }
     }
 
     /// A client message, after the guard judged it and the protocol state
-    /// recorded it as owed response number `index`.
+    /// recorded it: `owed` is its owed response (None when the server
+    /// skips it, so what it holds never runs), whose `sql`, when set, is
+    /// the message's text (shared, not copied again).
     pub fn on_client(
         &mut self,
         msg: &frontend::Message<'_>,
-        index: u64,
+        owed: Option<&mut Answering>,
         judged: Option<&Judged>,
         denial: Option<&PgError>,
     ) {
-        self.on_client_message(msg, index, judged, denial);
+        let text = owed.as_ref().and_then(|a| a.sql.clone());
+        if let Some(p) = self.on_client_message(msg, text, judged, denial) {
+            match owed {
+                Some(a) => {
+                    self.waiting_outcomes += 1;
+                    if let Some(old) = a.audit.replace(p) {
+                        self.retire(*old);
+                    }
+                }
+                None => {
+                    self.waiting_outcomes += 1;
+                    self.retire(*p);
+                }
+            }
+        }
         self.settle();
     }
 
+    /// What waits for the message's outcome, if anything does.
     fn on_client_message(
         &mut self,
         msg: &frontend::Message<'_>,
-        index: u64,
+        text: Option<Arc<str>>,
         judged: Option<&Judged>,
         denial: Option<&PgError>,
-    ) {
+    ) -> Option<Box<Pending>> {
         use frontend::Message as M;
         let whole = std::mem::take(&mut self.whole);
         let approval = self.approval.take();
@@ -304,9 +347,10 @@ impl Recorder {
         };
         match msg {
             M::Query(_) | M::Parse(_) | M::FunctionCall(_) => {
-                let sql = match msg.sql() {
-                    Some(sql) => Some(Str::from(sql)),
-                    None => judged.and_then(|j| j.sql.clone()).map(Str::Shared),
+                let sql = match (text, msg.sql()) {
+                    (Some(text), _) => Some(Str::Shared(text)),
+                    (None, Some(sql)) => Some(Str::from(sql)),
+                    (None, None) => judged.and_then(|j| j.sql.clone()).map(Str::Shared),
                 };
                 let sql = sql.unwrap_or(Str::Static(""));
                 let analysis = judged.and_then(|j| j.analysis.as_ref());
@@ -315,7 +359,7 @@ impl Recorder {
                     // More denied statements than the queue had room for:
                     // the message as one event, whole, rather than a gap.
                     self.emit_denied(bare_item(sql), err);
-                    return;
+                    return None;
                 }
                 let executed = judged.map_or(&[][..], |j| &j.executed[..]);
                 let items = approve(self.described.items(&sql, analysis, executed));
@@ -324,6 +368,7 @@ impl Recorder {
                         for item in items {
                             self.emit_denied(item, err);
                         }
+                        None
                     }
                     // An allowed Parse runs nothing yet, but puts a statement
                     // on record: done when the server confirms it.
@@ -333,15 +378,14 @@ impl Recorder {
                             M::Parse(_) => Flow::Parse,
                             _ => Flow::Call,
                         };
-                        self.pending
-                            .push_back(Pending::new(index, flow, items.into()));
+                        Some(Pending::new(flow, items.into()))
                     }
                 }
             }
             // A Bind refused with its values (a statement judged at Bind):
             // the statement as judged, with the values, is the event.
             M::Bind(bind) if denial.is_some() => {
-                let Some(err) = denial else { return };
+                let err = denial?;
                 let sql = judged
                     .and_then(|j| j.sql.clone())
                     .map_or(Str::Static(""), Str::Shared);
@@ -353,12 +397,14 @@ impl Recorder {
                     item.parameters = parameters.clone();
                     self.emit_denied(item, err);
                 }
+                None
             }
             M::Bind(bind) if self.log.records_parameters() => {
                 if let Some((params, formats)) = bind_parameters(bind) {
                     self.params
                         .insert(bind.portal.to_owned(), Box::new((params, formats)));
                 }
+                None
             }
             M::Execute(execute) => {
                 let portal = execute.portal;
@@ -370,56 +416,61 @@ impl Recorder {
                 item.parameters = parameters;
                 item.approval = approval.clone();
                 match denial {
-                    Some(err) => self.emit_denied(item, err),
-                    None => self.pending.push_back(Pending::new(
-                        index,
-                        Flow::Execute,
-                        VecDeque::from([item]),
-                    )),
+                    Some(err) => {
+                        self.emit_denied(item, err);
+                        None
+                    }
+                    None => Some(Pending::new(Flow::Execute, VecDeque::from([item]))),
                 }
             }
-            _ => {}
+            _ => None,
         }
     }
 
-    /// Messages before `front` were read by the server without an answer
-    /// (skipped after an error until Sync): their statements never ran.
-    pub fn catch_up(&mut self, front: u64) {
-        while self.pending.front().is_some_and(|p| p.index < front) {
-            if let Some(p) = self.pending.pop_front() {
-                self.finish_rest(p, Outcome::NotRun, None);
-            }
+    /// Messages the server read without an answer (skipped after an error
+    /// until Sync, taken from `ProtocolState::retired`): their statements
+    /// never ran.
+    pub fn catch_up(&mut self, retired: &mut Vec<Pending>) {
+        for p in retired.drain(..) {
+            self.retire(p);
         }
         self.settle();
+    }
+
+    fn retire(&mut self, p: Pending) {
+        self.waiting_outcomes = self.waiting_outcomes.saturating_sub(1);
+        self.finish_rest(p, Outcome::NotRun, None);
     }
 
     /// A server message, before the protocol state consumes it; `front`
-    /// is the index of the message it answers, and `bound` the statement
-    /// that message's portal was bound to, when it is an Execute.
-    pub fn on_backend(
-        &mut self,
-        msg: &backend::Message<'_>,
-        front: u64,
-        bound: Option<&Arc<Prepared>>,
-    ) {
-        self.on_backend_message(msg, front, bound);
+    /// is what the message it answers answers (`ProtocolState::
+    /// front_answering_mut`, after `ProtocolState::prepare_front`).
+    pub fn on_backend(&mut self, msg: &backend::Message<'_>, front: Option<&mut Answering>) {
+        if let Some(a) = front {
+            let Answering {
+                audit, prepared, ..
+            } = a;
+            if let Some(p) = audit.as_deref_mut() {
+                if let Some(outcome) = self.on_backend_message(msg, p, prepared.as_ref()) {
+                    if let Some(p) = audit.take() {
+                        self.waiting_outcomes = self.waiting_outcomes.saturating_sub(1);
+                        self.finish_rest(*p, outcome, None);
+                    }
+                }
+            }
+        }
         self.settle();
     }
 
+    /// Handles `msg` for the statements `p` waiting on the front entry;
+    /// when the message is done with, the outcome of those left.
     fn on_backend_message(
         &mut self,
         msg: &backend::Message<'_>,
-        front: u64,
+        p: &mut Pending,
         bound: Option<&Arc<Prepared>>,
-    ) {
+    ) -> Option<Outcome> {
         use backend::Message as M;
-        self.catch_up(front);
-        let Some(p) = self.pending.front_mut() else {
-            return;
-        };
-        if p.index != front {
-            return;
-        }
         if p.flow == Flow::Execute && !p.resolved {
             p.resolved = true;
             // The audit names the statement the server ran.
@@ -437,7 +488,7 @@ impl Recorder {
                     r.duration_us = Some(duration.as_micros() as i64);
                     self.put(r);
                 }
-                self.pending.pop_front();
+                return Some(Outcome::Ok);
             }
             M::DataRow(_) => p.data_rows += 1,
             M::CommandComplete(_)
@@ -462,7 +513,7 @@ impl Recorder {
                     self.put(r);
                 }
                 if done {
-                    self.pending.pop_front();
+                    return Some(Outcome::Ok);
                 }
             }
             M::ErrorResponse(e) => {
@@ -482,21 +533,19 @@ impl Recorder {
                     self.put(r);
                 }
                 if done {
-                    self.pending.pop_front();
+                    return Some(Outcome::Ok);
                 }
             }
             M::ReadyForQuery(_) => {
-                if let Some(p) = self.pending.pop_front() {
-                    let outcome = if p.failed {
-                        Outcome::NotRun
-                    } else {
-                        Outcome::Ok
-                    };
-                    self.finish_rest(p, outcome, None);
-                }
+                return Some(if p.failed {
+                    Outcome::NotRun
+                } else {
+                    Outcome::Ok
+                });
             }
             _ => {}
         }
+        None
     }
 
     /// The next client message (the one held) runs under approval `id`,
@@ -542,23 +591,25 @@ impl Recorder {
         self.log.record(e);
     }
 
-    /// The session is over: statements still waiting were interrupted.
-    pub fn end(mut self, how: &str) {
-        self.close(how);
+    /// The session is over: the statements still waiting (taken from
+    /// what the session still owed) were interrupted.
+    pub fn end(mut self, how: &str, waiting: Vec<Pending>) {
+        self.close(how, waiting);
     }
 
-    fn close(&mut self, how: &str) {
+    fn close(&mut self, how: &str, waiting: Vec<Pending>) {
         if self.ended {
             return;
         }
         self.ended = true;
-        while let Some(p) = self.pending.pop_front() {
+        for p in waiting {
             self.finish_rest(
                 p,
                 Outcome::Interrupted,
                 Some("the session ended before the statement finished"),
             );
         }
+        self.waiting_outcomes = 0;
         let mut e = self.context.event(Kind::SessionEnd, now_us());
         e.detail = text(how);
         self.log.record(e);
@@ -791,14 +842,24 @@ mod tests {
             ..Default::default()
         };
         let log = Arc::new(AuditLog::start(&cfg).unwrap());
-        // A Query went upstream and its answer never came back.
-        let mut aborted = Recorder::new(log.clone(), info("a"));
-        let query = |body| frontend::Message::parse(b'Q', body).unwrap();
-        aborted.on_client(&query(b"SELECT pg_sleep(60)\0"), 1, None, None);
-        drop(aborted);
+        // A Query went upstream and its answer never came back: the
+        // statement waits on its owed response, in the session's core.
+        let aborted = Recorder::new(log.clone(), info("a"));
+        let mut core = super::super::relay::Core::new(None, Some(aborted), b'I', 1 << 20, 100);
+        let mut cin = bytes::BytesMut::from(&b"Q\0\0\0\x18SELECT pg_sleep(60)\0"[..]);
+        let mut to_up = bytes::BytesMut::new();
+        assert!(core.on_client_data(&mut cin, &mut to_up).is_ok());
+        assert_eq!(core.state.owed.len(), 1);
+        drop(core);
         let mut ended = Recorder::new(log.clone(), info("b"));
-        ended.on_client(&query(b"SELECT 1\0"), 1, None, None);
-        ended.end("client terminated the session");
+        let query = |body| frontend::Message::parse(b'Q', body).unwrap();
+        let mut owed = Answering::default();
+        ended.on_client(&query(b"SELECT 1\0"), Some(&mut owed), None, None);
+        assert!(owed.audit.is_some(), "the statement waits on its response");
+        ended.end(
+            "client terminated the session",
+            owed.audit.take().map(|p| *p).into_iter().collect(),
+        );
         assert!(log.rotate_now(std::time::Duration::from_secs(20)));
         let events = crate::audit::files::read_all(dir.path()).unwrap();
         let of = |id: &str, kind: Kind| -> Vec<&Event> {

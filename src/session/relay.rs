@@ -20,12 +20,13 @@ use tokio_util::io::poll_read_buf;
 use super::guard::{self, Classified, Guard};
 use super::recorder::{Admission, Recorder};
 use super::registry::{Command, SessionEntry};
-use super::state::{Answer, ProtocolState};
+use super::rows;
+use super::state::{self, Answer, ProtocolState};
 use crate::approval::{Ask, Queue, Ticket, Verdict};
 use crate::net::Stream;
 use crate::protocol::frame::{self, printable, FrameError, POSTGRES_MAX_MESSAGE};
 use crate::protocol::messages::shift_error_position;
-use crate::protocol::tag::{frontend as ftag, status};
+use crate::protocol::tag::{backend as btag, frontend as ftag, status};
 use crate::protocol::{backend, frontend, sqlstate, PgError};
 use crate::server::Phase;
 
@@ -80,6 +81,21 @@ pub enum Release {
     },
     /// Refused with this error (denied, expired, withdrawn).
     Refused(PgError),
+}
+
+impl Drop for Core {
+    /// A session whose task was dropped without ending still ends in the
+    /// audit log, with the statements it was waiting on.
+    fn drop(&mut self) {
+        if let Some(mut rec) = self.recorder.take() {
+            rec.catch_up(&mut self.state.retired);
+            let waiting = self.state.take_waiting();
+            rec.end(
+                "aborted: the session's task stopped without closing it",
+                waiting,
+            );
+        }
+    }
 }
 
 /// How often a session waiting for room in the audit queue looks again.
@@ -166,12 +182,14 @@ impl Core {
         max_pending: usize,
     ) -> Core {
         if let Some(g) = &mut guard {
-            g.keep_judged = recorder.is_some();
+            g.keep_judged = recorder.is_some() || g.plans();
         }
+        let mut state = ProtocolState::with_status(status).with_limit(max_pending);
+        state.rewrites = guard.as_ref().is_some_and(Guard::plans);
         Core {
             max_message,
             upstream_said_fatal: false,
-            state: ProtocolState::with_status(status).with_limit(max_pending),
+            state,
             guard,
             recorder,
             apart: false,
@@ -199,7 +217,7 @@ impl Core {
     }
 
     /// Hands over a classification that ran apart (see `on_client_data`).
-    fn provide(&mut self, c: Classified) {
+    pub(crate) fn provide(&mut self, c: Classified) {
         self.apart = false;
         if let Some(g) = &mut self.guard {
             g.provide(c);
@@ -225,13 +243,18 @@ impl Core {
     }
 
     fn record_end(&mut self, end: &End) {
-        if let Some(rec) = self.recorder.take() {
-            rec.end(&match end {
-                End::ClientTerminated => "client terminated the session".to_owned(),
-                End::ClientGone(_) => "client went away".to_owned(),
-                End::UpstreamGone(_) => "upstream server closed the connection".to_owned(),
-                End::Closed(err) => format!("closed by pgward: {}", err.message),
-            });
+        if let Some(mut rec) = self.recorder.take() {
+            rec.catch_up(&mut self.state.retired);
+            let waiting = self.state.take_waiting();
+            rec.end(
+                &match end {
+                    End::ClientTerminated => "client terminated the session".to_owned(),
+                    End::ClientGone(_) => "client went away".to_owned(),
+                    End::UpstreamGone(_) => "upstream server closed the connection".to_owned(),
+                    End::Closed(err) => format!("closed by pgward: {}", err.message),
+                },
+                waiting,
+            );
         }
     }
 
@@ -778,6 +801,7 @@ impl Core {
         let mut release = self.release.take();
         loop {
             let released = release.take();
+            let mut plan = None;
             // The type byte is judged before the length: a StartupMessage or
             // SSLRequest sent mid-session begins with 0x00 and a length that
             // would otherwise be waited for until the idle timeout.
@@ -876,6 +900,10 @@ impl Core {
                     }
                     match g.check(&msg, &self.state) {
                         guard::Decision::Pass => None,
+                        guard::Decision::Rewrite(p) => {
+                            plan = Some(p);
+                            None
+                        }
                         guard::Decision::Deny(err) => Some(err),
                         guard::Decision::Hold(hold) => {
                             // Nothing of it is sent or recorded until it is
@@ -929,6 +957,30 @@ impl Core {
                 _ => &mut no_effects,
             };
             self.state.on_frontend_message(&msg, effects);
+            if let Some(g) = &self.guard {
+                // The response owed knows its statement.
+                let keep_text = self.recorder.is_some() || g.plans();
+                if let Some(a) = self.state.last_answering_mut() {
+                    a.ruling = match (&denial, &plan, &released) {
+                        (Some(_), _, _) => state::Ruling::Denied,
+                        (None, Some(_), _) => state::Ruling::Rewrite,
+                        (None, None, Some(Release::Approved { id, .. })) => {
+                            state::Ruling::Approved(*id)
+                        }
+                        (None, None, _) => state::Ruling::Pass,
+                    };
+                    a.plan = plan.take();
+                    if g.keep_judged {
+                        a.analysis = g.last.analysis.clone();
+                    }
+                    if keep_text {
+                        a.sql = match msg.sql() {
+                            Some(sql) => Some(sql.into()),
+                            None => g.last.sql.clone(),
+                        };
+                    }
+                }
+            }
             if let (Some(g), None) = (&self.guard, &denial) {
                 if g.text_change.any() {
                     // Until its ReadyForQuery, what follows may be read
@@ -943,8 +995,9 @@ impl Core {
                     rec.approved(*id, by);
                 }
                 let judged = self.guard.as_ref().map(|g| &g.last);
-                rec.on_client(&msg, self.state.last_index(), judged, denial.as_ref());
-                rec.catch_up(self.state.front_index());
+                let owed = self.state.last_answering_mut();
+                rec.on_client(&msg, owed, judged, denial.as_ref());
+                rec.catch_up(&mut self.state.retired);
             }
             if let Some(err) = self.state.over_limit() {
                 return Err(End::Closed(err));
@@ -1022,12 +1075,15 @@ impl Core {
             }
             // Read once, for the protocol state and the audit.
             let msg = backend::Message::parse(tag, body);
-            self.state.settle();
+            self.state.prepare_front();
             if let Some(rec) = &mut self.recorder {
-                let bound = self.state.front_bound();
-                rec.on_backend(&msg, self.state.front_index(), bound);
+                rec.catch_up(&mut self.state.retired);
+                rec.on_backend(&msg, self.state.front_answering_mut());
             }
             let answer = self.state.on_backend_message(&msg);
+            if let (Some(rec), false) = (&mut self.recorder, self.state.retired.is_empty()) {
+                rec.catch_up(&mut self.state.retired);
+            }
             if let Some(why) = self.state.lost {
                 tracing::error!("session closed: {why}");
                 move_frames(uin, at, to_client);
@@ -1071,6 +1127,32 @@ impl Core {
                 err.encode(to_client);
                 at = 0;
                 continue;
+            }
+            if self.state.rewrites && matches!(tag, btag::DATA_ROW | btag::COPY_DATA) {
+                if let Some((answering, rewriter)) = self.state.front_rewriter() {
+                    // The rows of a statement decided Rewrite: the client
+                    // gets what its rewriter writes, never the row itself.
+                    move_frames(uin, at, to_client);
+                    let body = &uin[5..total];
+                    let written = rows::write_rewritten(to_client, tag, |out| {
+                        if tag == btag::DATA_ROW {
+                            rewriter.data_row(answering, body, out)
+                        } else {
+                            rewriter.copy_data(answering, body, out)
+                        }
+                    });
+                    uin.advance(total);
+                    if let Err(mut err) = written {
+                        tracing::warn!(
+                            "session closed: a row could not be rewritten: {}",
+                            err.message
+                        );
+                        err.severity = crate::protocol::messages::Severity::Fatal;
+                        return Err(End::Closed(err));
+                    }
+                    at = 0;
+                    continue;
+                }
             }
             at += total;
         }

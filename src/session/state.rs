@@ -17,6 +17,8 @@ pub use crate::protocol::frontend::Malformed;
 use crate::protocol::tag::{status, target};
 use crate::protocol::{backend, frontend, sqlstate, PgError};
 
+pub use super::recorder::Pending;
+use super::rows::{self, Columns, Formats, RowPlan, RowRewriter};
 use super::text::SessionText;
 
 /// Statement and portal names to what they stand for. Looked up for every
@@ -43,6 +45,11 @@ pub struct Prepared {
     /// of a Describe), for a statement judged at Bind: what a binary value
     /// of a type the Parse left open is.
     described: std::sync::OnceLock<Box<[u32]>>,
+    /// Its result columns as the server described them (a Describe of the
+    /// statement; formats not yet known there).
+    columns: std::sync::OnceLock<Columns>,
+    /// How its rows are rewritten, when they are (`Decision::Rewrite`).
+    pub plan: Option<Arc<RowPlan>>,
 }
 
 impl Prepared {
@@ -54,7 +61,19 @@ impl Prepared {
             allowed_under: AtomicU64::new(allowed_under),
             judged_at_bind: None,
             described: std::sync::OnceLock::new(),
+            columns: std::sync::OnceLock::new(),
+            plan: None,
         }
+    }
+
+    /// The same statement, its rows rewritten by `plan`.
+    pub fn with_plan(self, plan: Option<Arc<RowPlan>>) -> Self {
+        Prepared { plan, ..self }
+    }
+
+    /// Its result columns, once a Describe of it was answered.
+    pub fn columns(&self) -> Option<&Columns> {
+        self.columns.get()
     }
 
     /// The type OID of each parameter as far as known (0: not known): the
@@ -137,20 +156,95 @@ pub enum Effect {
     Bound(Arc<Prepared>, Arc<Prepared>),
 }
 
+/// How pgward let a message through (`Answering::ruling`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ruling {
+    /// No guard judged it (the policy is off), or it runs nothing judged.
+    #[default]
+    Unjudged,
+    Pass,
+    /// Passed, its rows rewritten (`Answering::plan`).
+    Rewrite,
+    /// Passed after an approver said yes to it (request id).
+    Approved(u64),
+    /// Refused: a stand-in went upstream in its place, and the error
+    /// answering it is swapped for pgward's.
+    Denied,
+}
+
+/// What a response owed to the client answers: its statement as judged,
+/// the result's columns and formats once known, how its rows are
+/// rewritten, and what the audit log waits to hear of it. Kept on the
+/// entry itself, so whoever handles a server message finds it at the
+/// front of the queue.
+#[derive(Debug, Default)]
+pub struct Answering {
+    /// The text the client sent: a Query's whole text, a Parse's or the
+    /// SQL a FunctionCall was judged as, kept when the audit log or a row
+    /// planner reads it; for an Execute or a Describe of a portal, the text
+    /// of the statement the portal runs, once the server answers it.
+    pub sql: Option<Arc<str>>,
+    /// The classification of a Query's or Parse's text, when kept.
+    pub analysis: Option<Arc<Analysis>>,
+    /// For an Execute or a Describe of a portal: the statement the portal
+    /// runs, once the server answers it.
+    pub prepared: Option<Arc<Prepared>>,
+    pub ruling: Ruling,
+    /// The rows' rewriters (each statement of a Query may have its own).
+    pub plan: Option<Arc<RowPlan>>,
+    /// The columns of the rows being sent: a Query's current statement's
+    /// RowDescription; an Execute's from the Describe of its portal (or
+    /// else of its statement). None: not described to pgward.
+    pub columns: Option<Columns>,
+    /// The rows' formats: a Bind's result formats for an Execute.
+    pub formats: Formats,
+    /// Which statement of a Query answers now (0 for other messages).
+    pub current: usize,
+    /// The audit log's statements waiting for their outcome.
+    pub audit: Option<Box<Pending>>,
+    /// An Execute's portal was looked up (at the first answer to it).
+    resolved: bool,
+}
+
+impl Answering {
+    /// The rewriter for the rows being sent now, if they are rewritten.
+    #[inline]
+    pub fn rewriter(&self) -> Option<&Arc<dyn RowRewriter>> {
+        self.plan.as_ref()?.get(self.current)
+    }
+
+    /// The format of column `i` of the rows being sent (None: unknown).
+    pub fn format(&self, i: usize) -> Option<i16> {
+        self.formats.of(self.columns.as_deref()?, i)
+    }
+}
+
+/// A portal the server holds: the statement it runs, the result formats
+/// of its Bind and the columns a Describe of it reported.
+#[derive(Debug, Default)]
+pub struct Portal {
+    /// None: held, but its statement is not known to pgward.
+    pub runs: Option<Arc<Prepared>>,
+    pub formats: Formats,
+    pub columns: Option<Columns>,
+}
+
 /// A client message the server has still to read or answer, in order.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Owed {
     /// A simple Query: rows, completions and errors, then ReadyForQuery.
     /// `effects` holds one entry per statement when any of them prepares
     /// or deallocates.
     Query {
         effects: Option<Box<VecDeque<Effect>>>,
+        answering: Answering,
     },
     Parse {
         name: String,
         /// None when no guard judged it: the name then stands for a
         /// statement pgward does not know.
         prepared: Option<Arc<Prepared>>,
+        answering: Answering,
     },
     Bind {
         portal: String,
@@ -158,25 +252,60 @@ pub enum Owed {
         /// Statements judged at this Bind with its values, each with what
         /// its portal runs in its place (`Effect::Bound`).
         bound: Option<BoundAtBind>,
+        /// The result formats it asks for.
+        formats: Formats,
     },
     Describe {
         /// The statement of a Describe of a statement (not a portal).
         statement: Option<String>,
+        /// The portal of a Describe of a portal.
+        portal: Option<String>,
+        answering: Answering,
     },
     Execute {
         portal: String,
+        answering: Answering,
     },
     Close {
         kind: u8,
         name: String,
     },
     Sync,
-    FunctionCall,
+    FunctionCall {
+        answering: Answering,
+    },
     /// CopyData (consecutive ones as one): read by a COPY FROM STDIN in
     /// progress, ignored by the server otherwise.
     CopyData,
     /// CopyDone or CopyFail: ends a COPY FROM STDIN, ignored otherwise.
     CopyEnd,
+}
+
+impl Owed {
+    /// What it answers, for a message that runs or describes a statement.
+    #[inline]
+    pub fn answering(&self) -> Option<&Answering> {
+        match self {
+            Owed::Query { answering, .. }
+            | Owed::Parse { answering, .. }
+            | Owed::Describe { answering, .. }
+            | Owed::Execute { answering, .. }
+            | Owed::FunctionCall { answering } => Some(answering),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn answering_mut(&mut self) -> Option<&mut Answering> {
+        match self {
+            Owed::Query { answering, .. }
+            | Owed::Parse { answering, .. }
+            | Owed::Describe { answering, .. }
+            | Owed::Execute { answering, .. }
+            | Owed::FunctionCall { answering } => Some(answering),
+            _ => None,
+        }
+    }
 }
 
 /// What the client gets for a server message (`on_backend_message`).
@@ -210,8 +339,8 @@ pub struct ProtocolState {
     /// PostgreSQL. None: held, but not known to pgward.
     pub statements: NameMap<Option<Arc<Prepared>>>,
     /// Portals by name: the statement each was bound to when its
-    /// BindComplete arrived.
-    pub portals: NameMap<Option<Arc<Prepared>>>,
+    /// BindComplete arrived, its formats and description.
+    pub portals: NameMap<Portal>,
     /// Messages sent upstream and not yet answered, with their index.
     pub owed: VecDeque<(u64, Owed)>,
     pub copy: CopyState,
@@ -234,6 +363,12 @@ pub struct ProtocolState {
     pub lost: Option<&'static str>,
     /// Entries pushed so far: the next entry's index.
     pushed: u64,
+    /// Some statement of the session may have its rows rewritten (a row
+    /// planner is installed): only then is a DataRow looked at.
+    pub rewrites: bool,
+    /// Audit statements of entries that went without an answer (skipped
+    /// after an error, or out of step), for the recorder to close.
+    pub retired: Vec<Pending>,
     /// Denied messages by owed index: the upstream error that answers the
     /// stand-in pgward sent is replaced by this one.
     /// Errors owed for denied messages, by index; `true`: the message was
@@ -259,6 +394,8 @@ impl Default for ProtocolState {
             anomalies: 0,
             lost: None,
             pushed: 0,
+            rewrites: false,
+            retired: Vec::new(),
             denials: VecDeque::new(),
             text: SessionText::default(),
         }
@@ -323,9 +460,46 @@ impl ProtocolState {
     }
 
     fn pop(&mut self) -> Option<Owed> {
-        let front = self.owed.pop_front().map(|(_, o)| o);
+        let mut front = self.owed.pop_front().map(|(_, o)| o);
+        if let Some(audit) = front
+            .as_mut()
+            .and_then(Owed::answering_mut)
+            .and_then(|a| a.audit.take())
+        {
+            self.retired.push(*audit);
+        }
         self.prune_denials();
         front
+    }
+
+    /// The entry pushed last, if it is still owed (a message the server
+    /// skips is let go at once).
+    pub fn last_answering_mut(&mut self) -> Option<&mut Answering> {
+        let last = self.last_index();
+        match self.owed.back_mut() {
+            Some((i, o)) if *i == last => o.answering_mut(),
+            _ => None,
+        }
+    }
+
+    /// What the message the server answers next answers, if it runs or
+    /// describes a statement.
+    #[inline]
+    pub fn front_answering(&self) -> Option<&Answering> {
+        self.owed.front()?.1.answering()
+    }
+
+    #[inline]
+    pub fn front_answering_mut(&mut self) -> Option<&mut Answering> {
+        self.owed.front_mut()?.1.answering_mut()
+    }
+
+    /// The rewriter of the rows the server sends now, if they are
+    /// rewritten: one match on the front entry.
+    #[inline]
+    pub fn front_rewriter(&self) -> Option<(&Answering, &Arc<dyn RowRewriter>)> {
+        let a = self.front_answering()?;
+        Some((a, a.rewriter()?))
     }
 
     fn prune_denials(&mut self) {
@@ -351,8 +525,13 @@ impl ProtocolState {
 
     fn deny_last_with(&mut self, err: PgError, server_syntax_wins: bool) {
         let last = self.last_index();
-        if self.owed.back().is_some_and(|(i, _)| *i == last) {
-            self.denials.push_back((last, err, server_syntax_wins));
+        if let Some((i, o)) = self.owed.back_mut() {
+            if *i == last {
+                if let Some(a) = o.answering_mut() {
+                    a.ruling = Ruling::Denied;
+                }
+                self.denials.push_back((last, err, server_syntax_wins));
+            }
         }
     }
 
@@ -397,7 +576,7 @@ impl ProtocolState {
             )) => self.statement_candidates(statement, k, &mut |p| f(bound_in(bound, p))),
             _ => match self.portals.get(portal) {
                 Some(p) => {
-                    f(p.as_ref());
+                    f(p.runs.as_ref());
                     1
                 }
                 None => 0,
@@ -424,12 +603,14 @@ impl ProtocolState {
                 Owed::Parse {
                     name: queued,
                     prepared,
+                    ..
                 } if queued == name => {
                     f(prepared.as_ref());
                     n += 1;
                 }
                 Owed::Query {
                     effects: Some(effects),
+                    ..
                 } => {
                     for e in effects.iter() {
                         if let Effect::Prepare(queued, p) = e {
@@ -446,12 +627,56 @@ impl ProtocolState {
         n
     }
 
-    /// The statement the portal of the Execute the server answers now was
-    /// bound to.
-    pub fn front_bound(&self) -> Option<&Arc<Prepared>> {
-        match self.owed.front() {
-            Some((_, Owed::Execute { portal })) => self.portals.get(portal)?.as_ref(),
-            _ => None,
+    /// Gets the front entry ready for the next server message: drops what
+    /// the server skips, and an Execute learns what its portal runs (so
+    /// `front_answering` is what that message answers).
+    pub fn prepare_front(&mut self) {
+        self.settle();
+        self.resolve_front();
+    }
+
+    /// Takes the audit statements of every entry still owed (the session
+    /// is ending) and of those retired.
+    pub fn take_waiting(&mut self) -> Vec<Pending> {
+        let mut all = std::mem::take(&mut self.retired);
+        all.extend(
+            self.owed
+                .iter_mut()
+                .filter_map(|(_, o)| o.answering_mut()?.audit.take().map(|p| *p)),
+        );
+        all
+    }
+
+    /// The Execute the server answers now learns what its portal runs:
+    /// the statement, its text and row plan, the Bind's formats and the
+    /// columns described. Done once, at the first answer to it.
+    fn resolve_front(&mut self) {
+        let Some((_, Owed::Execute { portal, answering })) = self.owed.front_mut() else {
+            return;
+        };
+        if answering.resolved {
+            return;
+        }
+        answering.resolved = true;
+        let Some(p) = self.portals.get(portal.as_str()) else {
+            return;
+        };
+        answering.formats = p.formats.clone();
+        answering.columns = p
+            .columns
+            .clone()
+            .or_else(|| p.runs.as_ref().and_then(|s| s.columns().cloned()));
+        if let Some(runs) = &p.runs {
+            // What runs is what the server holds, not the guess made when
+            // the Execute was sent (a Parse of the name may have come between).
+            answering.plan = runs.plan.clone();
+            if answering.plan.is_some() && answering.ruling == Ruling::Pass {
+                answering.ruling = Ruling::Rewrite;
+            }
+            answering.sql = Some(runs.sql.clone());
+            answering.prepared = Some(runs.clone());
+        } else {
+            answering.plan = None;
         }
     }
 
@@ -472,7 +697,10 @@ impl ProtocolState {
             M::Query(_) => {
                 let effects = (!effects.is_empty())
                     .then(|| Box::new(effects.drain(..).collect::<VecDeque<_>>()));
-                self.push(Owed::Query { effects });
+                self.push(Owed::Query {
+                    effects,
+                    answering: Answering::default(),
+                });
             }
             M::Parse(p) => {
                 let prepared = effects.drain(..).find_map(|e| match e {
@@ -482,6 +710,7 @@ impl ProtocolState {
                 self.push(Owed::Parse {
                     name: p.name.to_owned(),
                     prepared,
+                    answering: Answering::default(),
                 });
             }
             M::Bind(b) => {
@@ -496,15 +725,25 @@ impl ProtocolState {
                     portal: b.portal.to_owned(),
                     statement: b.statement.to_owned(),
                     bound: (!bound.is_empty()).then(|| bound.into()),
+                    formats: b.result_formats().unwrap_or_default(),
                 });
             }
             M::Describe(t) => {
-                let statement = (t.kind == target::STATEMENT).then(|| t.name.to_owned());
-                self.push(Owed::Describe { statement });
+                let (statement, portal) = if t.kind == target::STATEMENT {
+                    (Some(t.name.to_owned()), None)
+                } else {
+                    (None, Some(t.name.to_owned()))
+                };
+                self.push(Owed::Describe {
+                    statement,
+                    portal,
+                    answering: Answering::default(),
+                });
             }
             M::Execute(e) => {
                 self.push(Owed::Execute {
                     portal: e.portal.to_owned(),
+                    answering: Answering::default(),
                 });
             }
             M::Close(t) => {
@@ -517,7 +756,9 @@ impl ProtocolState {
                 self.doomed = false;
                 self.push(Owed::Sync);
             }
-            M::FunctionCall(_) => self.push(Owed::FunctionCall),
+            M::FunctionCall(_) => self.push(Owed::FunctionCall {
+                answering: Answering::default(),
+            }),
             // With nothing in flight no COPY can be running: ignored.
             M::CopyData(_)
                 if !self.owed.is_empty()
@@ -542,6 +783,7 @@ impl ProtocolState {
     pub fn on_backend_message(&mut self, msg: &backend::Message<'_>) -> Answer {
         use backend::Message as M;
         self.settle();
+        self.resolve_front();
         let mut replacement = None;
         let mut answers_denial = false;
         let mut probe_answered = false;
@@ -567,7 +809,7 @@ impl ProtocolState {
         }
         match msg {
             M::ParseComplete => match self.pop() {
-                Some(Owed::Parse { name, prepared }) => {
+                Some(Owed::Parse { name, prepared, .. }) => {
                     self.statements.insert(name, prepared);
                 }
                 _ => self.anomalies += 1,
@@ -577,10 +819,18 @@ impl ProtocolState {
                     portal,
                     statement,
                     bound,
+                    formats,
                 }) => {
                     let held = self.statements.get(&statement).and_then(Option::as_ref);
                     let runs = bound_in(&bound, held).cloned();
-                    self.portals.insert(portal, runs);
+                    self.portals.insert(
+                        portal,
+                        Portal {
+                            runs,
+                            formats,
+                            columns: None,
+                        },
+                    );
                 }
                 _ => self.anomalies += 1,
             },
@@ -599,13 +849,23 @@ impl ProtocolState {
             M::RowDescription(_) | M::NoData
                 if matches!(self.owed.front(), Some((_, Owed::Describe { .. }))) =>
             {
+                if let M::RowDescription(d) = msg {
+                    self.described(d);
+                }
                 self.pop();
+            }
+            M::RowDescription(d) => {
+                // The columns of the rows of a Query's current statement.
+                if let Some((_, Owed::Query { answering, .. })) = self.owed.front_mut() {
+                    answering.columns = rows::decode_columns(d);
+                }
             }
             M::ParameterDescription(d) => {
                 if let Some((
                     _,
                     Owed::Describe {
                         statement: Some(name),
+                        ..
                     },
                 )) = self.owed.front()
                 {
@@ -627,7 +887,9 @@ impl ProtocolState {
             M::CommandComplete(c) => {
                 self.end_copy(false);
                 self.apply_effect(c);
+                self.next_statement();
             }
+            M::EmptyQueryResponse => self.next_statement(),
             M::CopyInResponse(_) => self.copy = CopyState::In,
             M::CopyOutResponse(_) => self.copy = CopyState::Out,
             M::CopyBothResponse(_) => self.copy = CopyState::Both,
@@ -639,7 +901,7 @@ impl ProtocolState {
                 loop {
                     ended = self.front_index();
                     match self.pop() {
-                        Some(Owed::Sync | Owed::Query { .. } | Owed::FunctionCall) => break,
+                        Some(Owed::Sync | Owed::Query { .. } | Owed::FunctionCall { .. }) => break,
                         None => {
                             self.anomalies += 1;
                             break;
@@ -677,8 +939,8 @@ impl ProtocolState {
         self.end_copy(true);
         match self.owed.front_mut() {
             // The rest of the Query does not run; ReadyForQuery follows.
-            Some((_, Owed::Query { effects })) => *effects = None,
-            Some((_, Owed::FunctionCall | Owed::Sync)) => {}
+            Some((_, Owed::Query { effects, .. })) => *effects = None,
+            Some((_, Owed::FunctionCall { .. } | Owed::Sync)) => {}
             Some((_, Owed::Parse { name, .. })) => {
                 // A failing Parse of the unnamed statement has already
                 // dropped the one held before; a named one stays.
@@ -724,9 +986,55 @@ impl ProtocolState {
                     return;
                 }
             };
-            self.owed.remove(1);
+            // A message the COPY read (and failed on) never runs.
+            if let Some(audit) = self
+                .owed
+                .remove(1)
+                .and_then(|(_, mut o)| o.answering_mut()?.audit.take())
+            {
+                self.retired.push(*audit);
+            }
             if last {
                 break;
+            }
+        }
+    }
+
+    /// A statement of the Query at the front is done: the next one's rows
+    /// are its own.
+    fn next_statement(&mut self) {
+        if let Some((_, Owed::Query { answering, .. })) = self.owed.front_mut() {
+            answering.current += 1;
+            answering.columns = None;
+        }
+    }
+
+    /// A Describe at the front is answered with `d`: the columns are kept
+    /// with what it described (the statement, or the portal).
+    fn described(&mut self, d: &backend::RowDescription<'_>) {
+        let Some((
+            _,
+            Owed::Describe {
+                statement,
+                portal,
+                answering,
+            },
+        )) = self.owed.front_mut()
+        else {
+            return;
+        };
+        let Some(columns) = rows::decode_columns(d) else {
+            return;
+        };
+        answering.columns = Some(columns.clone());
+        if let Some(name) = statement {
+            if let Some(Some(p)) = self.statements.get(name.as_str()) {
+                let _ = p.columns.set(columns);
+            }
+        } else if let Some(name) = portal {
+            if let Some(p) = self.portals.get_mut(name.as_str()) {
+                answering.prepared = p.runs.clone();
+                p.columns = Some(columns);
             }
         }
     }
@@ -735,7 +1043,12 @@ impl ProtocolState {
     /// prepared statements takes effect.
     fn apply_effect(&mut self, done: &backend::CommandComplete<'_>) {
         let effect = match self.owed.front_mut() {
-            Some((_, Owed::Query { effects: Some(e) })) => e.pop_front(),
+            Some((
+                _,
+                Owed::Query {
+                    effects: Some(e), ..
+                },
+            )) => e.pop_front(),
             _ => None,
         };
         let command = done.tag().unwrap_or("");
@@ -806,7 +1119,7 @@ mod tests {
         s.on_backend(b'1', b"");
         assert_eq!(held(&s, "s1").as_deref(), Some("select 1"));
         s.on_backend(b'2', b"");
-        assert!(s.portals["p1"].is_some());
+        assert!(s.portals["p1"].runs.is_some());
         s.on_backend(b'D', b"");
         s.on_backend(b'C', b"SELECT 1\0");
         s.on_backend(b'Z', b"I");
@@ -958,6 +1271,25 @@ mod tests {
             b"SERROR\0C42601\0Msyntax error at or near \"PGWARD\"\0\0",
         );
         assert!(s.lost.is_some());
+    }
+
+    #[test]
+    fn a_message_a_failed_copy_read_gives_back_its_audit() {
+        let mut s = ProtocolState::default();
+        s.on_frontend(b'Q', b"copy t from stdin\0").unwrap();
+        s.on_backend(b'G', b"\0\0\0");
+        s.on_frontend(b'd', b"1\n").unwrap();
+        // Not a COPY message: the COPY reads it and fails on it.
+        s.on_frontend(b'Q', b"select 1\0").unwrap();
+        s.last_answering_mut().unwrap().audit = Some(Pending::waiting_for_test());
+        s.on_backend(
+            b'E',
+            b"SERROR\0C08P01\0Munexpected message type 0x51 during COPY from stdin\0\0",
+        );
+        assert_eq!(s.retired.len(), 1, "its statement never runs");
+        s.on_backend(b'Z', b"I");
+        assert!(s.is_idle());
+        assert_eq!(s.anomalies, 0);
     }
 
     #[test]
