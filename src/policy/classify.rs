@@ -35,6 +35,23 @@ pub struct RelationUse {
     pub access: Class,
 }
 
+/// Whether a DML statement (`kind`, its node `n`) reads its target's rows
+/// back: RETURNING, a WHERE (its matches are counted), a FROM or USING
+/// join, an ON CONFLICT, MERGE's join condition.
+fn reads_target(kind: &str, n: &Value) -> bool {
+    let given = |k: &str| match n.get(k) {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(_) => true,
+    };
+    match kind {
+        "InsertStmt" => given("returning_clause") || given("on_conflict_clause"),
+        "UpdateStmt" => given("returning_clause") || given("where_clause") || given("from_clause"),
+        "DeleteStmt" => given("returning_clause") || given("where_clause") || given("using_clause"),
+        _ => true,
+    }
+}
+
 impl RelationUse {
     /// `schema.name`, or `name` when it was not qualified.
     pub fn qualified(&self) -> String {
@@ -1171,6 +1188,13 @@ impl Walker<'_> {
             // has its name: PostgreSQL never resolves it to the WITH query.
             if dml && key == "relation" {
                 self.outside_ctes(|w| w.walk(value, access, plan_only));
+                // RETURNING, a WHERE or a join shows the target's rows (a
+                // count of the rows a WHERE matched is an oracle): a read
+                // of it too, as PostgreSQL asks SELECT on it for those.
+                if !plan_only && reads_target(kind, n) {
+                    self.events = 0;
+                    self.outside_ctes(|w| w.walk(value, Class::Read, plan_only));
+                }
             } else if key == "into_clause" {
                 self.select_into(value, plan_only);
             } else {
@@ -2711,14 +2735,15 @@ mod tests {
         ] {
             assert_eq!(uses(sql), ["read k"], "{sql}");
         }
-        // Targets are tables whatever the WITH queries are called.
+        // Targets are tables whatever the WITH queries are called (and
+        // read too when the statement reads their rows back).
         assert_eq!(
             uses("WITH k AS (SELECT 1) DELETE FROM k USING k AS x"),
-            ["write k"]
+            ["write k", "read k"]
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) UPDATE k SET a = 1 FROM k AS x"),
-            ["write k"]
+            ["write k", "read k"]
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) INSERT INTO k SELECT * FROM k"),
@@ -2726,7 +2751,7 @@ mod tests {
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) MERGE INTO k USING k AS s ON true WHEN MATCHED THEN DELETE"),
-            ["write k"]
+            ["write k", "read k"]
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) SELECT * INTO k FROM k"),
@@ -2735,8 +2760,40 @@ mod tests {
         // A data-modifying WITH query's target too.
         assert_eq!(
             uses("WITH k AS (SELECT 1), d AS (DELETE FROM k RETURNING *) SELECT * FROM d, k"),
-            ["write k"]
+            ["write k", "read k"]
         );
+    }
+
+    /// A write that shows its target's rows (RETURNING, or a WHERE whose
+    /// matches it counts) reads the target too: `tables.read` rules apply
+    /// to it, as SELECT privilege does in PostgreSQL.
+    #[test]
+    fn writes_that_read_their_target_back_read_it() {
+        let uses = |sql: &str| -> Vec<String> {
+            one(sql)
+                .relations
+                .iter()
+                .map(|r| format!("{} {}", r.access, r.name))
+                .collect()
+        };
+        for sql in [
+            "UPDATE k SET a = a RETURNING secret",
+            "UPDATE k SET a = 1 WHERE secret LIKE 'sk%'",
+            "DELETE FROM k WHERE id = 1",
+            "DELETE FROM k RETURNING *",
+            "INSERT INTO k VALUES (1) RETURNING *",
+            "INSERT INTO k VALUES (1) ON CONFLICT (id) DO UPDATE SET a = k.secret",
+            "MERGE INTO k USING (SELECT 1 AS id) s ON k.id = s.id WHEN MATCHED THEN DELETE",
+        ] {
+            assert_eq!(uses(sql), ["write k", "read k"], "{sql}");
+        }
+        for sql in [
+            "UPDATE k SET a = 1",
+            "DELETE FROM k",
+            "INSERT INTO k VALUES (1)",
+        ] {
+            assert_eq!(uses(sql), ["write k"], "{sql}");
+        }
     }
 
     #[test]

@@ -485,27 +485,22 @@ impl Relay {
             )));
             return self.on_client_data();
         };
-        // pg_query fingerprints: equal for the same statement with other
-        // constants. A text that has none is never granted.
+        // Grant keys: equal for the same statement with other constants
+        // (see `approval::grant_key`). A text that has none is never
+        // granted.
         let fingerprints = hold
             .texts
             .iter()
-            .map(|t| {
-                // Full relation names: `orders_2024_01` is not `orders_2024_02`.
-                crate::policy::stack::on(crate::policy::stack::for_sql(t.len()), || {
-                    pg_query::fingerprint(t, 0, pg_query::FingerprintOptions::FULL_RELNAME)
-                        .map(|f| f.value)
-                        .ok()
-                })
-                .ok()
-                .flatten()
-            })
+            .map(|t| crate::approval::grant_key(t))
             .collect::<Option<Vec<u64>>>()
             .unwrap_or_default();
         let granted = match hold.after_approval {
-            false => link
-                .queue
-                .granted(&link.entry.identity, &hold.role, &fingerprints),
+            false => link.queue.granted(
+                &link.entry.identity,
+                &hold.role,
+                &link.entry.database,
+                &fingerprints,
+            ),
             true => None,
         };
         if let Some(g) = granted {
