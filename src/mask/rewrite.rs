@@ -244,11 +244,28 @@ fn constant(ty: u32, format: Format) -> Option<Vec<u8>> {
 /// letters and digits between them starred, punctuation kept. A value too
 /// short to hide anything is starred whole.
 pub fn partial(value: &[u8], first: u16, last: u16) -> Vec<u8> {
+    let (first, last) = (usize::from(first), usize::from(last));
+    if value.is_ascii() {
+        // A byte is a character: no decoding (most values, and the
+        // per-row cost of masking large results).
+        let n = value.len();
+        let shown = first + last < n;
+        return value
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (shown && (i < first || i >= n - last)) || !b.is_ascii_alphanumeric() {
+                    b
+                } else {
+                    b'*'
+                }
+            })
+            .collect();
+    }
     let Ok(s) = std::str::from_utf8(value) else {
         return b"***".to_vec();
     };
     let chars: Vec<char> = s.chars().collect();
-    let (first, last) = (usize::from(first), usize::from(last));
     let keep = |i: usize| first + last < chars.len() && (i < first || i >= chars.len() - last);
     chars
         .iter()
@@ -571,6 +588,11 @@ impl RowRewriter {
             if k > 0 {
                 out.push(delimiter);
             }
+            if c.mask.is_none() {
+                // Passes as sent: not unescaped only to be escaped again.
+                out.extend_from_slice(f);
+                continue;
+            }
             let c = Col {
                 format: Format::Text,
                 ..c.clone()
@@ -813,6 +835,20 @@ mod tests {
         let mut out = Vec::new();
         rw.rewrite_data_row(&row(&[value]), &mut out).unwrap();
         fields(&out).remove(0)
+    }
+
+    #[test]
+    fn partial_keeps_its_ends_and_punctuation_in_ascii_and_beyond() {
+        let p = |v: &str, f, l| String::from_utf8(partial(v.as_bytes(), f, l)).unwrap();
+        assert_eq!(p("078-05-1120", 0, 4), "***-**-1120");
+        assert_eq!(p("078-05-1120", 3, 0), "078-**-****");
+        // Too short to hide anything: starred whole.
+        assert_eq!(p("ab", 1, 1), "**");
+        assert_eq!(p("a-b", 0, 0), "*-*");
+        assert_eq!(p("", 0, 4), "");
+        // Characters, not bytes, beyond ASCII.
+        assert_eq!(p("héllo wörld", 1, 1), "h**** ****d");
+        assert_eq!(p("ñandú", 0, 2), "***dú");
     }
 
     #[test]
