@@ -565,16 +565,16 @@ impl RowRewriter {
         let mut fields = Vec::with_capacity(self.cols.len());
         let mut start = 0;
         let mut i = 0;
-        while i < body.len() {
+        // Jumps to the next backslash or delimiter: most bytes are neither.
+        while let Some(at) = memchr::memchr2(b'\\', delimiter, body.get(i..).unwrap_or_default()) {
+            i += at;
             if body[i] == b'\\' {
                 i += 2;
                 continue;
             }
-            if body[i] == delimiter {
-                fields.push(&body[start..i]);
-                start = i + 1;
-            }
+            fields.push(&body[start..i]);
             i += 1;
+            start = i;
         }
         fields.push(&body[start.min(body.len())..]);
         if fields.len() != self.cols.len() {
