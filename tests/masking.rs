@@ -271,6 +271,22 @@ async fn errors_that_echo_masked_values_are_scrubbed() {
         !all.contains("999-88") && !all.contains("secret.person"),
         "{all}"
     );
+    // RETURNING of a write is a result like any other.
+    let rows = bob
+        .query(
+            "UPDATE people SET note = 'm' WHERE id = $1 RETURNING id, email, ssn",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            rows[0].get::<_, i32>(0),
+            rows[0].get::<_, &str>(1),
+            rows[0].get::<_, &str>(2)
+        ),
+        (1, "***", "***")
+    );
     // A table without masks keeps its errors as the server wrote them.
     let e = bob
         .simple_query("SELECT 1/0 FROM customers_nope")
