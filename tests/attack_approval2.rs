@@ -400,7 +400,7 @@ async fn pending_statement(h: &Harness) -> String {
     h.pending_requests(1).await[0].1.clone()
 }
 
-/// FINDING (medium, not fixed): in a Simple Query of several statements
+/// FINDING (medium, fixed): in a Simple Query of several statements
 /// the request shows only the ones that need approval, yet the approval
 /// runs the whole message. bob sends `SET search_path = scratch, public;
 /// DELETE FROM important WHERE id = 1`: dana sees `DELETE FROM important
@@ -410,7 +410,6 @@ async fn pending_statement(h: &Harness) -> String {
 /// `app.*` settings a trigger reads, ...). The request should show the
 /// whole message (or each statement that runs before the held one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding not fixed: the request hides the other statements of its message"]
 async fn a_request_shows_every_statement_its_approval_runs() {
     let h = harness().await;
     let bob = Arc::new(h.connect(BOB).await);

@@ -597,10 +597,13 @@ impl RowRewriter {
                 format: Format::Text,
                 ..c.clone()
             };
-            let value = if f == null {
+            // Most values hold no escape: read in place.
+            let value: Option<std::borrow::Cow<[u8]>> = if f == null {
                 None
+            } else if f.contains(&b'\\') {
+                Some(unescape_text(f).into())
             } else {
-                Some(unescape_text(f))
+                Some(f.into())
             };
             match self.mask(&c, value.as_deref()) {
                 Err(()) => out.extend_from_slice(f),

@@ -976,6 +976,17 @@ impl Guard {
             .collect::<Vec<_>>()
             .join("  <== or, as the server holds that name when it runs ==>  ")
             .into();
+        if let (Some(sql), true) = (sql, statements.len() > 1) {
+            // An approval runs the whole message: the approver sees all of
+            // it (a `SET search_path` before the held DELETE changes what
+            // it deletes), not only the statements that asked.
+            hold.statement = format!(
+                "{}  <== the whole message; approval runs all of it, the statements that need approval: {}",
+                sql.trim(),
+                hold.statement
+            )
+            .into();
+        }
         classes.extend(hold.classes.split(',').filter(|c| !c.is_empty()));
         if classes.is_empty() {
             classes.push(d.class.name());
