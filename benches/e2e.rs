@@ -388,6 +388,10 @@ fn main() {
         orm_latency();
         return;
     }
+    if std::env::args().any(|a| a == "mask") {
+        mask_throughput();
+        return;
+    }
     // pgward runs in this process: tuned as the binary tunes itself.
     pgward::keep_freed_memory();
     let secs: u64 = std::env::var("PGWARD_BENCH_SECS")
@@ -1055,4 +1059,193 @@ fn orm_latency() {
     );
     drop(rt);
     drop(pg);
+}
+
+/// `cargo bench --bench e2e -- mask`: what masking costs a large result.
+/// PGWARD_MASK_ROWS (default 1,000,000) customers rows read through one
+/// pgward (`pgward serve`, the example rules, audit on) as dana, who sees
+/// them in clear, and as the agent, who sees `email` and `ssn` masked:
+/// `SELECT *` with binary results (tokio-postgres) and `COPY ... TO
+/// STDOUT` (text), each the median of PGWARD_BENCH_ROUNDS (3) runs.
+fn mask_throughput() {
+    let n: u64 = std::env::var("PGWARD_MASK_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let rounds: usize = std::env::var("PGWARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let pg = LocalPg::start().expect("start PostgreSQL");
+    let dir = tempfile::Builder::new()
+        .prefix("pgward-mask-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&pg.conninfo("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text NOT NULL, ssn text NOT NULL);
+             INSERT INTO customers SELECT i, 'Customer ' || i, 'user' || i || '@example.com',
+               lpad((i % 1000)::text, 3, '0') || '-' || lpad((i % 100)::text, 2, '0') || '-' || lpad((i % 10000)::text, 4, '0')
+             FROM generate_series(1, {n}) i"
+        ))
+        .await
+        .unwrap();
+        c.batch_execute("VACUUM ANALYZE customers").await.unwrap();
+    });
+
+    // The example rules, every role as the superuser; the agent may also
+    // COPY out (its example rules allow only reads).
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap().replace(
+                "[role.agent]\nallow = [\"read\", \"session\", \"transaction\"]",
+                "[role.agent]\nallow = [\"read\", \"session\", \"transaction\", \"copy_out\"]",
+            );
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("upstream_user"))
+                .collect();
+            std::fs::write(rules.join(path.file_name().unwrap()), kept.join("\n")).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("pgward.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             [upstream]\nurl = \"{}\"\npassword_file = \"{}\"\nsslmode = \"disable\"\n\
+             [rules]\ndir = \"{}\"\n[audit]\nenabled = true\ndir = \"{}\"\n",
+            pg.url("postgres"),
+            dir.path().join("pw").display(),
+            rules.display(),
+            dir.path().join("audit").display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("pgward.log")).unwrap();
+    let child = Child2(
+        Command::new(env!("CARGO_BIN_EXE_pgward"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("pgward.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pgward"),
+    );
+    assert!(wait_for_port(port), "pgward did not start");
+
+    let through = |user: &str, password: &str| {
+        format!("host=127.0.0.1 port={port} user={user} password={password} dbname=postgres sslmode=disable")
+    };
+    let who = [
+        ("direct", pg.conninfo("postgres")),
+        ("dana (clear)", through("dana", "dana-demo-password")),
+        ("agent (masked)", through("agent", "agent-demo-password")),
+    ];
+    // (who, what) -> seconds per run
+    let mut times: Vec<(String, &str, Vec<f64>)> = Vec::new();
+    for (name, conninfo) in &who {
+        for what in ["select", "copy"] {
+            times.push((name.to_string(), what, Vec::new()));
+        }
+        let _ = conninfo;
+    }
+    let mut order: Vec<usize> = (0..times.len()).collect();
+    for _ in 0..rounds {
+        order.shuffle(&mut rand::rng());
+        for &i in &order {
+            let (name, what, _) = &times[i];
+            let conninfo = &who.iter().find(|(n, _)| n == name).unwrap().1;
+            let (secs, got) = rt.block_on(read_all(conninfo, what));
+            assert_eq!(got, n, "{name} {what}: every row");
+            times[i].2.push(secs);
+        }
+    }
+    drop(child);
+    println!("\n{n} rows of customers (id, name, email, ssn), read whole; the agent sees email and ssn masked (email, partial(0,4)); median of {rounds}\n");
+    let rate = |name: &str, what: &str| {
+        let t = times
+            .iter()
+            .find(|(n, w, _)| n == name && *w == what)
+            .unwrap();
+        n as f64 / median(t.2.clone())
+    };
+    print_table(
+        "| through | SELECT * (binary), rows/s | COPY TO (text), rows/s |",
+        who.iter().map(|(name, _)| {
+            format!(
+                "| {name} | {:.0} | {:.0} |",
+                rate(name, "select"),
+                rate(name, "copy")
+            )
+        }),
+    );
+    println!(
+        "\nmasked / clear through pgward: SELECT {:.2}, COPY {:.2} (target: at least 0.8)",
+        rate("agent (masked)", "select") / rate("dana (clear)", "select"),
+        rate("agent (masked)", "copy") / rate("dana (clear)", "copy"),
+    );
+    drop(rt);
+    drop(pg);
+}
+
+/// Reads the whole table once: (seconds, rows).
+async fn read_all(conninfo: &str, what: &str) -> (f64, u64) {
+    use futures_util::{StreamExt, TryStreamExt};
+    let (c, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let start = std::time::Instant::now();
+    let rows = match what {
+        "select" => {
+            let stream = c
+                .query_raw(
+                    "SELECT id, name, email, ssn FROM customers",
+                    std::iter::empty::<i32>(),
+                )
+                .await
+                .expect("select");
+            futures_util::pin_mut!(stream);
+            let mut n = 0u64;
+            while let Some(row) = stream.next().await {
+                let row = row.expect("a row");
+                let _: &str = row.get(3);
+                n += 1;
+            }
+            n
+        }
+        _ => {
+            let stream = c.copy_out("COPY customers TO STDOUT").await.expect("copy");
+            stream
+                .try_fold(0u64, |n, b| async move {
+                    Ok(n + b.iter().filter(|&&x| x == b'\n').count() as u64)
+                })
+                .await
+                .expect("copy data")
+        }
+    };
+    (start.elapsed().as_secs_f64(), rows)
 }

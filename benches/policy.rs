@@ -7,6 +7,9 @@ use pgward::policy::classify::classify;
 use pgward::policy::stack::THREAD_STACK;
 use pgward::policy::{decide, Catalog};
 
+#[path = "../tests/common/webs.rs"]
+mod webs;
+
 const PGBENCH_SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;";
 const PSQL_DESCRIBE: &str = "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname OPERATOR(pg_catalog.~) '^(orders)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3";
 const CTE_WRITE: &str = "WITH d AS (DELETE FROM orders WHERE created_at < now() - interval '1 year' RETURNING *) SELECT count(*), sum(amount) FROM d JOIN customers c ON c.id = d.customer_id";
@@ -101,6 +104,58 @@ fn benches(c: &mut Criterion) {
     });
 
     guard_benches(c, texts);
+    web_benches(c);
+}
+
+/// Classification of statements that reach webs of functions and
+/// triggers (`tests/common/webs.rs`) in a live catalog: each body is
+/// judged once per statement, however many call paths reach it. Needs
+/// PostgreSQL's binaries (skipped without them). PGWARD_WEB_N sets the
+/// webs' size (default 12).
+fn web_benches(c: &mut Criterion) {
+    let n: usize = std::env::var("PGWARD_WEB_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let pg = match pgward::localpg::LocalPg::start() {
+        Ok(pg) => pg,
+        Err(e) => return eprintln!("web benches skipped: {e}"),
+    };
+    pg.psql("postgres", &webs::functions(n))
+        .expect("function web");
+    pg.psql("postgres", &webs::triggers(n))
+        .expect("trigger web");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cat = rt.block_on(webs::catalog(&pg, "postgres"));
+    let mut g = c.benchmark_group("classify_web");
+    g.sample_size(10);
+    for (name, sql) in [
+        (format!("functions_{n}"), "SELECT web_f0(1)"),
+        (format!("triggers_{n}"), "INSERT INTO web_t0 VALUES (1, 1)"),
+    ] {
+        g.bench_function(name, |b| b.iter(|| classify(black_box(sql), &cat)));
+    }
+    // PGWARD_WEB_SETUP (a file of SQL) and PGWARD_WEB_STATEMENT: one more
+    // case, e.g. the start of PostgreSQL's plpgsql regression test (its
+    // "patch field" tables, whose triggers update each other) and
+    // `insert into WSlot values ('WS.001.1a', '001', '', '')`.
+    if let (Ok(file), Ok(sql)) = (
+        std::env::var("PGWARD_WEB_SETUP"),
+        std::env::var("PGWARD_WEB_STATEMENT"),
+    ) {
+        let setup = std::fs::read_to_string(&file).expect("PGWARD_WEB_SETUP");
+        pg.psql("postgres", "CREATE DATABASE web_setup")
+            .expect("database");
+        pg.psql("web_setup", &setup).expect("PGWARD_WEB_SETUP runs");
+        let cat = rt.block_on(webs::catalog(&pg, "web_setup"));
+        let st = &classify(&sql, &cat).expect("parses")[0];
+        eprintln!("{sql}: {} judged, classes {}", st.judged, st.classes());
+        g.bench_function("custom", |b| b.iter(|| classify(black_box(&sql), &cat)));
+    }
+    g.finish();
 }
 
 /// The whole per-message check a session makes (role lookup, catalog,

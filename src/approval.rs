@@ -25,6 +25,99 @@ const HISTORY: usize = 1000;
 /// thousand 1 MiB texts would pin a gigabyte.
 const HISTORY_TEXT: usize = 4096;
 
+/// What a grant made by approving `text` covers: a key equal for texts
+/// that parse to the same statements with other number and string
+/// constants, and different for anything else. Unlike pg_query's
+/// fingerprint, which is made to group statements for statistics and so
+/// ignores the table behind an alias and the schema of a table read or
+/// written, the body of a `DO` or `CREATE FUNCTION`, role names, the new
+/// name of a `RENAME`, prepared statement names, the order of arguments,
+/// columns and select lists, repeated items, and everything nested more
+/// than 100 levels deep, this is the whole parse tree: only constants
+/// (other than booleans, NULL and type modifiers such as `varchar(10)`),
+/// positions, whitespace and comments may differ. `None` when the text
+/// does not parse, or parses otherwise with `standard_conforming_strings`
+/// off. Keyed with a secret of this process, so nobody can
+/// work out two texts with the same key.
+pub fn grant_key(text: &str) -> Option<u64> {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    // Trees nest as deep as the text: built, walked and dropped on a stack
+    // sized for it, as every parse in pgward is.
+    let canonical = crate::policy::stack::on(crate::policy::stack::for_sql(text.len()), || {
+        let tree = |options: pg_query::ParserOptions| {
+            let parsed = pg_query::parse(text, options).ok()?;
+            let mut tree = serde_json::to_value(&parsed.protobuf).ok()?;
+            canonical(&mut tree, false);
+            serde_json::to_string(&tree).ok()
+        };
+        let standard = tree(pg_query::ParserOptions::DEFAULT)?;
+        // A session with standard_conforming_strings off reads `'a\' ...'`
+        // otherwise: a text whose meaning depends on that has no key (the
+        // same key could stand for two statements).
+        if text.contains('\\')
+            && tree(pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS).as_ref()
+                != Some(&standard)
+        {
+            return None;
+        }
+        Some(standard)
+    })
+    .ok()
+    .flatten()?;
+    Some(
+        KEY.get_or_init(std::collections::hash_map::RandomState::new)
+            .hash_one(canonical),
+    )
+}
+
+/// Strips from a parse tree (as JSON) what may differ between statements a
+/// grant covers: positions, and the values of constants outside type
+/// modifiers (booleans and NULL kept).
+fn canonical(v: &mut serde_json::Value, in_typmods: bool) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            map.retain(|k, _| {
+                !(k == "location"
+                    || k.ends_with("_location")
+                    || matches!(
+                        k.as_str(),
+                        "stmt_len"
+                            | "list_start"
+                            | "list_end"
+                            | "rexpr_list_start"
+                            | "rexpr_list_end"
+                    ))
+            });
+            for (k, child) in map.iter_mut() {
+                if k == "AConst" && !in_typmods {
+                    if let Value::Object(c) = child {
+                        c.remove("location");
+                        // {"Ival": {"ival": 5}}: the kind stays, the value goes.
+                        if let Some(Value::Object(val)) = c.get_mut("val") {
+                            for (kind, value) in val.iter_mut() {
+                                if kind != "Boolval" {
+                                    *value = Value::Null;
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+                canonical(child, in_typmods || k == "typmods");
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                canonical(item, in_typmods);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// What a held statement asks for.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -44,7 +137,7 @@ pub struct Request {
     pub statement: Arc<str>,
     /// What it would do while it runs (`risk::summary`).
     pub risk: String,
-    /// pg_query fingerprints of its statements (empty when one does not
+    /// Grant keys of its statements (`grant_key`; empty when one does not
     /// parse): what a grant made by approving it covers.
     pub fingerprints: Vec<u64>,
     /// How many distinct approvers it needs.
@@ -87,9 +180,9 @@ struct Pending {
     tx: oneshot::Sender<Verdict>,
 }
 
-/// A standing approval: the same statements (by fingerprint: constants
-/// may differ) from the same identity and role run without asking until
-/// it expires or is revoked.
+/// A standing approval: the same statements (by `grant_key`: constants
+/// may differ) from the same identity and role, in the same database, run
+/// without asking until it expires or is revoked.
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub id: u64,
@@ -316,8 +409,14 @@ impl Queue {
     }
 
     /// The live grant that covers statements of these `fingerprints` from
-    /// `identity` as `role`, if any (counted as used).
-    pub fn granted(&self, identity: &str, role: &str, fingerprints: &[u64]) -> Option<Granted> {
+    /// `identity` as `role` in `database`, if any (counted as used).
+    pub fn granted(
+        &self,
+        identity: &str,
+        role: &str,
+        database: &str,
+        fingerprints: &[u64],
+    ) -> Option<Granted> {
         if fingerprints.is_empty() {
             return None;
         }
@@ -325,6 +424,7 @@ impl Queue {
         let g = grants.iter_mut().find(|g| {
             g.request.identity == identity
                 && g.request.role == role
+                && g.request.database == database
                 && fingerprints
                     .iter()
                     .all(|f| g.request.fingerprints.contains(f))
@@ -476,6 +576,76 @@ mod tests {
         }
     }
 
+    /// Grant keys: other constants, whitespace and comments are the same
+    /// statement; anything else that changes what runs is not (each pair
+    /// below but the last had one pg_query fingerprint, the grant key
+    /// before).
+    #[test]
+    fn grant_keys_differ_for_statements_that_do_other_things() {
+        let key = |t: &str| grant_key(t).unwrap_or_else(|| panic!("{t} parses"));
+        let same = [
+            (
+                "ALTER TABLE g1 ALTER COLUMN a SET DEFAULT 1",
+                "alter table g1 alter column a set default 2",
+            ),
+            (
+                "DELETE FROM t WHERE id = 5",
+                "/* reason: INC-1 */ DELETE  FROM t\nWHERE id = 7 -- why",
+            ),
+        ];
+        for (a, b) in same {
+            assert_eq!(key(a), key(b), "{a} / {b}");
+        }
+        let deep =
+            |inner: &str| format!("SELECT {}{inner}{}", "1 + (".repeat(120), ")".repeat(120));
+        let differ = [
+            // The table behind an alias, the schema of a table in DML.
+            ("DELETE FROM scratch s WHERE s.id = 1", "DELETE FROM important s WHERE s.id = 1"),
+            ("SELECT * FROM hr.holidays h", "SELECT * FROM hr.salaries h"),
+            ("DELETE FROM scratch.t WHERE id = 1", "DELETE FROM public.t WHERE id = 1"),
+            // Bodies and languages.
+            ("DO $$BEGIN PERFORM 1; END$$", "DO $$BEGIN DROP TABLE important; END$$"),
+            (
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+                "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS 'BEGIN DROP TABLE important; RETURN 1; END'",
+            ),
+            // Names the fingerprint leaves out.
+            ("GRANT SELECT ON t TO reader", "GRANT SELECT ON t TO postgres"),
+            ("ALTER ROLE reader NOLOGIN", "ALTER ROLE dana NOLOGIN"),
+            ("ALTER TABLE t RENAME COLUMN a TO b", "ALTER TABLE t RENAME COLUMN id TO c"),
+            ("EXECUTE s1", "EXECUTE s2"),
+            ("DEALLOCATE s1", "DEALLOCATE s2"),
+            ("COMMIT PREPARED 'a'", "COMMIT PREPARED 'b'"),
+            ("NOTIFY a", "NOTIFY b"),
+            // Order and repetition in lists.
+            ("INSERT INTO t (a, b) VALUES (1, 2)", "INSERT INTO t (b, a) VALUES (1, 2)"),
+            ("SELECT a FROM t", "SELECT a, a FROM t"),
+            (
+                "UPDATE t SET a = coalesce(b, a)",
+                "UPDATE t SET a = coalesce(a, b)",
+            ),
+            // Deep nesting (the fingerprint stops at 100 levels).
+            (&deep("1"), &deep("(SELECT count(*) FROM important)")),
+            // Constants that are not just values.
+            ("DELETE FROM t WHERE false", "DELETE FROM t WHERE true"),
+            ("UPDATE t SET a = NULL", "UPDATE t SET a = 1"),
+            ("ALTER TABLE t ALTER a TYPE varchar(100)", "ALTER TABLE t ALTER a TYPE varchar(1)"),
+            ("SELECT 1", "SELECT 1; DROP TABLE important"),
+        ];
+        for (a, b) in differ {
+            assert_ne!(key(a), key(b), "{a} / {b}");
+        }
+        assert_eq!(grant_key("SELEC 1"), None);
+        // Read with standard_conforming_strings off, this updates every
+        // row: no key, so no grant for the one-row form covers it.
+        assert!(grant_key("UPDATE t SET a = 'x' WHERE id = 1").is_some());
+        assert_eq!(
+            grant_key("UPDATE t SET a = 'x\\' WHERE id = 1 --' WHERE true"),
+            None
+        );
+        assert!(grant_key("UPDATE t SET a = E'x\\n' WHERE id = 1").is_some());
+    }
+
     #[tokio::test]
     async fn approve_deny_and_four_eyes() {
         let q = Arc::new(Queue::default());
@@ -577,15 +747,16 @@ mod tests {
         let left = grant.expires_at.duration_since(grant.granted_at).unwrap();
         assert_eq!(left, Duration::from_secs(60));
         // Covers a subset of its fingerprints, for bob as app only.
-        assert!(q.granted("bob", "app", &[2]).is_some());
-        assert!(q.granted("bob", "app", &[1, 2]).is_some());
-        assert!(q.granted("bob", "app", &[1, 3]).is_none());
-        assert!(q.granted("bob", "other", &[1]).is_none());
-        assert!(q.granted("carol", "app", &[1]).is_none());
-        assert!(q.granted("bob", "app", &[]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[2]).is_some());
+        assert!(q.granted("bob", "app", "postgres", &[1, 2]).is_some());
+        assert!(q.granted("bob", "app", "postgres", &[1, 3]).is_none());
+        assert!(q.granted("bob", "other", "postgres", &[1]).is_none());
+        assert!(q.granted("carol", "app", "postgres", &[1]).is_none());
+        assert!(q.granted("bob", "app", "shop", &[1]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[]).is_none());
         assert_eq!(q.grants()[0].uses, 2);
         assert!(q.revoke(g).is_some());
-        assert!(q.granted("bob", "app", &[1]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[1]).is_none());
         assert!(q.revoke(g).is_none());
         // Expired grants are gone.
         let t = q.request(ask("bob", 1), Duration::from_secs(60));
@@ -593,7 +764,7 @@ mod tests {
         q.approve(id, "dana", Some(Duration::from_millis(10)))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(q.granted("bob", "app", &[1]).is_none());
+        assert!(q.granted("bob", "app", "postgres", &[1]).is_none());
         assert!(q.grants().is_empty());
         // A statement without fingerprints is approved once, not granted.
         let mut a = ask("bob", 1);

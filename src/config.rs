@@ -23,6 +23,28 @@ pub struct Config {
     pub oidc: OidcConfig,
     #[serde(default)]
     pub approval: ApprovalConfig,
+    #[serde(default)]
+    pub mask: MaskConfig,
+}
+
+/// Column masking (`[role.NAME.mask]` in the rules; docs/masking.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaskConfig {
+    /// The environment variable holding the secret `hash` masks are keyed
+    /// with (at least 16 bytes). Unset: `hash` masks show NULL.
+    pub hash_key_env: Option<String>,
+}
+
+impl MaskConfig {
+    /// The `hash` key, when configured; an error when the variable is
+    /// named but unset or too short.
+    pub fn hash_key(&self) -> Result<Option<crate::mask::HashKey>, String> {
+        self.hash_key_env
+            .as_deref()
+            .map(crate::mask::HashKey::from_env)
+            .transpose()
+    }
 }
 
 /// The approval queue (see `approval`): on when a role may approve.

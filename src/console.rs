@@ -440,7 +440,7 @@ fn request_row(r: &Request, approvers: &[String]) -> Vec<Option<String>> {
         Some(r.statement.to_string()),
         (!r.risk.is_empty()).then(|| r.risk.clone()),
         Some(r.why.clone()),
-        r.reason.clone(),
+        r.reason.as_deref().map(|r| shown(r, false)),
         Some(format!(
             "{}/{}{}",
             approvers.len(),
@@ -808,11 +808,42 @@ fn rows_out(
     encode::row_description(out, columns).map_err(encoding)?;
     let mut n = 0;
     for row in rows {
+        let row: Vec<Option<String>> = row
+            .into_iter()
+            .map(|cell| cell.map(|c| shown(&c, true)))
+            .collect();
         encode::data_row(out, row).map_err(encoding)?;
         n += 1;
     }
     encode::command_complete(out, &format!("{tag} {n}"));
     Ok(())
+}
+
+/// `text` as the console prints it: psql passes a field's bytes to the
+/// approver's terminal unchanged, so what requesters wrote (statements,
+/// reasons, application names) must not carry escape sequences, carriage
+/// returns or bidi controls that hide or reorder what is shown. Those are
+/// written out (`\x1b`, `\u{202e}`); newlines and tabs stay when
+/// `newlines` (a statement's lines), else they are written out too.
+fn shown(text: &str, newlines: bool) -> String {
+    let hidden = |c: char| {
+        (c.is_control() && !(newlines && (c == '\n' || c == '\t')))
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hidden) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !hidden(c) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        }
+    }
+    out
 }
 
 /// A time as PostgreSQL prints a timestamptz in UTC.
@@ -849,6 +880,18 @@ mod tests {
         );
         assert!(split("deny 1 'open").is_err());
         assert!(split(" ; ;").unwrap().is_empty());
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(shown("SELECT 1", true), "SELECT 1");
+        assert_eq!(
+            shown("a\x1b[8m\r\u{202e}b\u{2066}\n\tc", true),
+            "a\\x1b[8m\\x0d\\u{202e}b\\u{2066}\n\tc"
+        );
+        assert_eq!(shown("INC-1\nfake row\t", false), "INC-1\\x0afake row\\x09");
+        // C1 controls too (a terminal may read U+009B as CSI).
+        assert_eq!(shown("\u{9b}2J", true), "\\x9b2J");
     }
 
     #[test]

@@ -253,6 +253,7 @@ pub async fn run(listen: SocketAddr, audit_dir: &Path) -> Result<(), String> {
         );
     }
     println!("Try: SELECT * FROM customers;   Press Ctrl-C to stop and clean up.");
+    println!("The agent sees customers.email and customers.ssn masked (a***@example.com, ***-**-1120); dana sees them in clear.");
     println!(
         "\nbob's schema changes wait for approval. dana decides them on the console:\n  PGPASSWORD=dana-demo-password psql \"host={} port={} user=dana dbname=pgward\" -c \"SHOW PENDING\"   (then APPROVE <id> or DENY <id> 'why')",
         listen.ip(),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod localpg;
+pub mod mask;
 pub mod net;
 pub mod policy;
 pub mod privileges;

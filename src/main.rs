@@ -226,7 +226,51 @@ fn check(dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
     );
     if let Some(config) = config {
         check_upstream_users(&config, &rules)?;
+        check_masks(&config, &rules)?;
+    } else if rules.roles.values().any(|r| !r.masks.is_empty()) {
+        println!("masks: not checked against the database's catalog (give --config)");
     }
+    Ok(())
+}
+
+/// Refuses masks on columns the live catalog lacks (file and line of
+/// each), and `hash` masks without a usable key.
+fn check_masks(config: &Config, rules: &Rules) -> Result<(), String> {
+    let mut roles: Vec<&pgward::policy::Role> = rules
+        .roles
+        .values()
+        .map(|r| r.as_ref())
+        .filter(|r| !r.masks.is_empty())
+        .collect();
+    if roles.is_empty() {
+        return Ok(());
+    }
+    roles.sort_by(|a, b| a.name.cmp(&b.name));
+    let uses_hash = roles
+        .iter()
+        .flat_map(|r| &r.masks)
+        .any(|m| m.func == pgward::mask::MaskFn::Hash);
+    match config.mask.hash_key() {
+        Err(e) => return Err(format!("mask.hash_key_env: {e}")),
+        Ok(None) if uses_hash => {
+            println!("warning: hash masks show NULL: no key (set mask.hash_key_env in the config)")
+        }
+        Ok(_) => {}
+    }
+    let upstream = pgward::upstream::Upstream::from_config(config)?;
+    let database = upstream.default_database();
+    let catalog = runtime()?
+        .block_on(pgward::policy::Catalog::load(&upstream, &database))
+        .map_err(|e| format!("loading the catalog of {database} to check masks: {e}"))?;
+    let missing: Vec<String> = roles
+        .iter()
+        .flat_map(|r| pgward::mask::missing_columns(r, &catalog))
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing.join("\n"));
+    }
+    let count: usize = roles.iter().map(|r| r.masks.len()).sum();
+    println!("masks: OK ({count} columns, each in the catalog of {database})");
     Ok(())
 }
 

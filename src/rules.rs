@@ -175,6 +175,12 @@ impl Rules {
         self.roles.values().any(|r| r.approves_any())
     }
 
+    /// Whether any role sees columns masked: sessions then get the row
+    /// planner (`mask::relay::Masker`).
+    pub fn has_masks(&self) -> bool {
+        self.roles.values().any(|r| !r.masks.is_empty())
+    }
+
     /// The roles an identity holds under these rules: a declared
     /// identity's list, or what the bindings grant a token's claims (so a
     /// reload that changes bindings changes running sessions too).

@@ -82,6 +82,8 @@ pub struct Shared {
     pub sessions: Arc<crate::session::registry::Sessions>,
     /// Statements held for approval.
     pub approvals: Arc<crate::approval::Queue>,
+    /// Plans masked roles' rows (`[role.NAME.mask]`).
+    pub masker: Arc<crate::mask::relay::Masker>,
     /// Told of every new approval request (`approval.webhook_url`).
     pub webhook: Option<Arc<crate::webhook::Webhook>>,
     /// Classifications of long texts running apart from the session
@@ -128,6 +130,9 @@ impl Shared {
             Some(url) => Some(Arc::new(crate::webhook::Webhook::new(url)?)),
             None => None,
         };
+        let masker = Arc::new(crate::mask::relay::Masker {
+            key: config.mask.hash_key()?,
+        });
         let (phase_tx, phase) = watch::channel(Phase::Running);
         Ok(Arc::new(Shared {
             config,
@@ -144,6 +149,7 @@ impl Shared {
             sessions: Arc::default(),
             approvals: Arc::default(),
             webhook,
+            masker,
             classify_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
@@ -217,7 +223,13 @@ impl Shared {
             classify_slots: self.classify_slots.clone(),
             fingerprints: self.audit.is_some(),
             refresh: Some((self.upstream.clone(), self.catalogs.min_gap)),
-            planner: None,
+            // Only where some role masks: every other session's rows are
+            // never looked at.
+            planner: self
+                .rules
+                .get()
+                .has_masks()
+                .then(|| self.masker.clone() as Arc<dyn crate::session::rows::RowPlanner>),
         }
     }
 }

@@ -78,13 +78,22 @@ pub fn payload(r: &Request, how_to_approve: &str) -> serde_json::Value {
     let how = how_to_approve.replace("{id}", &r.id.to_string());
     let mut text = format!(
         "pgward: {} ({}) asks to run, on {}: {}\nrequest {} (class {}): {}",
-        r.identity, r.role, r.database, statement, r.id, r.classes, r.why
+        chat(&r.identity, false),
+        chat(&r.role, false),
+        chat(&r.database, false),
+        chat(&statement, true),
+        r.id,
+        r.classes,
+        chat(&r.why, false)
     );
     if let Some(reason) = &r.reason {
-        text.push_str(&format!("\nreason: {reason}"));
+        text.push_str(&format!(
+            "\nreason: {}",
+            chat(&cut(reason, STATEMENT), false)
+        ));
     }
     if !r.risk.is_empty() {
-        text.push_str(&format!("\nrisk: {}", r.risk));
+        text.push_str(&format!("\nrisk: {}", chat(&r.risk, false)));
     }
     text.push_str(&format!("\n{how}"));
     serde_json::json!({
@@ -104,6 +113,26 @@ pub fn payload(r: &Request, how_to_approve: &str) -> serde_json::Value {
             "requested_at": crate::console::timestamp(r.requested_at),
         },
     })
+}
+
+/// What a requester wrote, for the chat message's text: Slack reads `<...>`
+/// as links and mentions (`<!channel>`, `<https://x|approve>`) and `&` as
+/// the start of an escape, so those are escaped as Slack asks; without
+/// `newlines`, line breaks are written out, so a reason cannot add lines
+/// that look like the message's own (`risk: none`).
+fn chat(s: &str, newlines: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' if !newlines => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn cut(s: &str, max: usize) -> String {
@@ -171,6 +200,27 @@ mod tests {
             "{}",
             s.len()
         );
+    }
+
+    /// A requester's words cannot ping the channel, make links, or add
+    /// lines that look like the message's own.
+    #[test]
+    fn what_requesters_wrote_is_escaped_for_chat() {
+        let mut r = request("SELECT 1 /* <!channel> <https://evil.example|approve> */\nFROM t");
+        r.reason = Some("INC-1 & co\nrisk: none".into());
+        let p = payload(&r, "");
+        let text = p["text"].as_str().unwrap();
+        assert!(
+            text.contains("/* &lt;!channel&gt; &lt;https://evil.example|approve&gt; */\nFROM t"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reason: INC-1 &amp; co\\nrisk: none\n"),
+            "{text}"
+        );
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        // The structured fields keep what was written.
+        assert_eq!(p["request"]["reason"], "INC-1 & co\nrisk: none");
     }
 
     #[test]

@@ -485,3 +485,106 @@ async fn an_sql_ascii_database_reads_text_as_it_is() {
         "{a:?}"
     );
 }
+
+/// The encodings pgward has no faithful decoder for (EUC_TW, EUC_JIS_2004,
+/// SHIFT_JIS_2004, JOHAB, MULE_INTERNAL: encoding_rs has none of them, and
+/// their tables are too large to carry) work for ASCII text, which is
+/// itself in each of them, and refuse other text with an error naming the
+/// encoding, never guessing at it. SHIFT_JIS_2004 is the one among them
+/// whose second bytes may be ASCII (`\x95\x5c` is one character, ending
+/// in a backslash's byte): a reader that took it byte by byte would end a
+/// string where the server does not. The server is asked the same things
+/// directly, as the oracle.
+#[tokio::test(flavor = "multi_thread")]
+async fn encodings_without_a_decoder_take_ascii_only() {
+    let h = Harness::start_with(Setup {
+        setup_sql: vec![
+            "CREATE TABLE scratch (a int); INSERT INTO scratch VALUES (1), (2)".into(),
+            "CREATE DATABASE tw ENCODING 'EUC_TW' TEMPLATE template0 LOCALE 'C'".into(),
+            "CREATE DATABASE jis ENCODING 'EUC_JIS_2004' TEMPLATE template0 LOCALE 'C'".into(),
+            "CREATE DATABASE mule ENCODING 'MULE_INTERNAL' TEMPLATE template0 LOCALE 'C'".into(),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let direct = h.direct().await;
+    let in_db = |info: String, db: &str| info.replace("dbname=postgres", &format!("dbname={db}"));
+    let ascii_plain: &[u8] = b"SELECT 'it''s' AS x, E'a\\\\b' AS y";
+    let ascii_read = cat(&[ascii_plain, b", count(*) FROM scratch"]);
+    // (client encoding, a character the server accepts in it)
+    let cases: &[(&str, &[u8])] = &[
+        ("EUC_TW", b"\xa4\xa1"),
+        ("EUC_JIS_2004", b"\xa4\xa2"),
+        ("SHIFT_JIS_2004", b"\x95\x5c"),
+        ("JOHAB", b"\x88\xa1"),
+    ];
+    for &(enc, ch) in cases {
+        let through = h.conninfo(ALICE);
+        let straight = h.pg.conninfo("postgres");
+        let (ok, out, err) = psql_raw(&through, enc, &ascii_read).await;
+        assert!(ok, "{enc}: ASCII was refused: {err}");
+        let (dok, dout, derr) = psql_raw(&straight, enc, &ascii_read).await;
+        assert!(dok, "{enc}: direct: {derr}");
+        assert_eq!(out, dout, "{enc}: rows differ from the server's");
+
+        let read = cat(&[b"SELECT '", ch, b"' AS x"]);
+        let (ok, _, err) = psql_raw(&through, enc, &read).await;
+        assert!(
+            !ok && err.contains("0A000") && err.contains(enc),
+            "{enc}: {err}"
+        );
+        let (ok, _, err) = psql_raw(&straight, enc, &read).await;
+        assert!(ok, "{enc}: the server reads the character: {err}");
+
+        // A string that ends in the character, then a write.
+        let write = cat(&[b"SELECT E'", ch, b"'; DELETE FROM scratch; --'"]);
+        let (ok, _, err) = psql_raw(&through, enc, &write).await;
+        assert!(!ok && err.contains("0A000"), "{enc}: {err}");
+        assert_eq!(scratch_rows(&direct).await, 2, "{enc}: the write ran");
+    }
+    // The server, asked directly, runs that write in SHIFT_JIS_2004.
+    let (ok, _, err) = psql_raw(
+        &h.pg.conninfo("postgres"),
+        "SHIFT_JIS_2004",
+        b"SELECT E'\x95\x5c'; DELETE FROM scratch; --'",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(scratch_rows(&direct).await, 0, "the server ran no DELETE");
+
+    // Databases in them: a UTF8 client's text is read as UTF-8 (the
+    // server converts it, and none of their bytes after the first of a
+    // character is ASCII); a client in the database's own encoding may
+    // send ASCII only.
+    for (db, enc, utf8_text) in [
+        ("tw", "EUC_TW", Some("中文")),
+        ("jis", "EUC_JIS_2004", Some("あい")),
+        // The server converts nothing between MULE_INTERNAL and UTF8.
+        ("mule", "MULE_INTERNAL", None),
+    ] {
+        let through = in_db(h.conninfo(DANA), db);
+        let straight = in_db(h.pg.conninfo("postgres"), db);
+        if let Some(text) = utf8_text {
+            let sql = format!("SELECT '{text}' AS x, length('{text}') AS n");
+            let (ok, out, err) = psql_raw(&through, "UTF8", sql.as_bytes()).await;
+            assert!(ok, "{db}: {err}");
+            let (_, dout, _) = psql_raw(&straight, "UTF8", sql.as_bytes()).await;
+            assert_eq!(out, dout, "{db}");
+        }
+        let (ok, out, err) = psql_raw(&through, enc, ascii_plain).await;
+        assert!(ok, "{db} in {enc}: {err}");
+        let (_, dout, _) = psql_raw(&straight, enc, ascii_plain).await;
+        assert_eq!(out, dout, "{db}");
+        let non_ascii: &[u8] = match enc {
+            "MULE_INTERNAL" => b"SELECT '\x92\xa4\xa2' AS x",
+            _ => b"SELECT '\xa4\xa2' AS x",
+        };
+        let (ok, _, err) = psql_raw(&through, enc, non_ascii).await;
+        assert!(
+            !ok && err.contains("0A000") && err.contains(enc),
+            "{db}: {err}"
+        );
+        let (ok, _, err) = psql_raw(&straight, enc, non_ascii).await;
+        assert!(ok, "{db}: the server reads it: {err}");
+    }
+}

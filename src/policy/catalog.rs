@@ -165,6 +165,13 @@ pub mod events {
     /// What a write of unknown kind may be.
     pub const ANY: u8 = INSERT | UPDATE | DELETE | TRUNCATE;
 }
+/// A column of a table or view, as the catalog lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_oid: u32,
+}
+
 /// A function as written: (schema if qualified, name).
 pub type FuncName = (Option<String>, String);
 type ViewKey = (String, String);
@@ -222,6 +229,11 @@ pub struct Catalog {
     writes: HashMap<String, Arc<WriteEffects>>,
     /// The functions of enabled event triggers, which DDL runs.
     event_triggers: Vec<FuncRef>,
+    /// (schema, table or view) → its columns in attnum order (user
+    /// schemas only), for column masking's lineage.
+    columns: HashMap<ViewKey, Vec<Column>>,
+    /// (schema, view) → its definition (`pg_get_viewdef`), user schemas.
+    view_defs: HashMap<ViewKey, Arc<str>>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
     /// Classifications by exact text.
@@ -310,6 +322,8 @@ impl Catalog {
             plain_user_types: HashSet::new(),
             writes: HashMap::new(),
             event_triggers: Vec::new(),
+            columns: HashMap::new(),
+            view_defs: HashMap::new(),
             source,
             cache: new_cache(),
             shapes: new_cache(),
@@ -350,6 +364,58 @@ impl Catalog {
             .push((schema.to_owned(), kind));
     }
 
+    /// The columns of `schema.name` in attnum order (dropped ones left
+    /// out), when the catalog lists them (a loaded catalog: user schemas).
+    pub fn columns(&self, schema: &str, name: &str) -> Option<&[Column]> {
+        self.columns
+            .get(&(schema.to_owned(), name.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    /// The definition of view `schema.name`, when the catalog holds it.
+    pub fn view_definition(&self, schema: &str, name: &str) -> Option<&str> {
+        self.view_defs
+            .get(&(schema.to_owned(), name.to_owned()))
+            .map(|d| &**d)
+    }
+
+    /// Adds a table's (or view's) columns; with a definition, a view's.
+    /// For catalogs built by hand (tests, `explain` without a database).
+    pub fn add_columns(&mut self, schema: &str, name: &str, columns: &[(&str, u32)]) {
+        self.columns.insert(
+            (schema.to_owned(), name.to_owned()),
+            columns
+                .iter()
+                .map(|(n, t)| Column {
+                    name: (*n).to_owned(),
+                    type_oid: *t,
+                })
+                .collect(),
+        );
+    }
+
+    /// Records view `schema.name`'s definition (see `add_columns`).
+    pub fn add_view_definition(&mut self, schema: &str, name: &str, definition: &str) {
+        self.view_defs
+            .insert((schema.to_owned(), name.to_owned()), definition.into());
+    }
+
+    /// Adds a user function with its body and a user operator (tests).
+    #[cfg(test)]
+    pub(crate) fn add_test_function(&mut self, schema: &str, name: &str, lang: &str, body: &str) {
+        let mut f = FuncInfo::from_row("99999", schema, name, "v", lang, "0");
+        f.body = Some(body.into());
+        self.add_function(f);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn add_test_operator(&mut self, op: &str, schema: &str, func: &str) {
+        self.operators
+            .entry(op.to_owned())
+            .or_default()
+            .push((schema.to_owned(), func.to_owned()));
+    }
+
     /// Functions named `name` (in `schema` when given).
     pub fn functions(&self, schema: Option<&str>, name: &str) -> Vec<&FuncInfo> {
         self.by_name
@@ -379,6 +445,15 @@ impl Catalog {
     }
 
     /// Whether a relation of this name (in `schema` when given) is a view.
+    /// The relkind of `schema.name` (b'r', b'v', b'm', b'p', b'f', b'S').
+    pub fn relation_kind(&self, schema: &str, name: &str) -> Option<u8> {
+        self.relations
+            .get(name)?
+            .iter()
+            .find(|(s, _)| s == schema)
+            .map(|(_, k)| *k)
+    }
+
     pub fn is_view(&self, schema: Option<&str>, name: &str) -> bool {
         self.relations.get(name).is_some_and(|places| {
             places
@@ -833,6 +908,29 @@ impl Catalog {
              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
         )
         .await?;
+        // Columns of user tables and views, for masking's lineage.
+        for row in conn
+            .simple_query(
+                "SELECT n.nspname, c.relname, a.attname, a.atttypid \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND a.attnum > 0 \
+                 AND NOT a.attisdropped \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
+                 ORDER BY n.nspname, c.relname, a.attnum",
+            )
+            .await?
+        {
+            if let [Some(s), Some(t), Some(a), Some(ty)] = row.as_slice() {
+                cat.columns
+                    .entry((s.clone(), t.clone()))
+                    .or_default()
+                    .push(Column {
+                        name: a.clone(),
+                        type_oid: ty.parse().unwrap_or(0),
+                    });
+            }
+        }
         let mut writes: HashMap<String, WriteEffects> = HashMap::new();
         for row in deparsed(
             conn,
@@ -1109,6 +1207,8 @@ impl Catalog {
             if let [Some(s), Some(n), Some(k), def] = row.as_slice() {
                 cat.add_relation(s, n, k.bytes().next().unwrap_or(b'r'));
                 if let Some(def) = def {
+                    cat.view_defs
+                        .insert((s.clone(), n.clone()), def.as_str().into());
                     view_defs.push(((s.clone(), n.clone()), def.clone()));
                 }
             }
@@ -1697,6 +1797,60 @@ impl CatalogStore {
             }
         });
         slot
+    }
+}
+
+/// Catalogs built by hand, for tests of the classifier.
+#[cfg(test)]
+impl Catalog {
+    /// The built-in catalog with a user function `public.name` (one
+    /// argument) whose body is `body` (PL/pgSQL: the statements between
+    /// its BEGIN and END; sql: the SQL).
+    pub(crate) fn with_function(
+        mut self,
+        name: &str,
+        volatility: u8,
+        language: &str,
+        body: &str,
+    ) -> Catalog {
+        let oid = FIRST_USER_OID + self.funcs.len() as u32;
+        let definition = match language {
+            "plpgsql" => format!(
+                "CREATE OR REPLACE FUNCTION public.{name}(x integer)\n RETURNS integer\n LANGUAGE plpgsql\nAS $function$ BEGIN {body} END $function$"
+            ),
+            _ => body.to_owned(),
+        };
+        self.add_function(FuncInfo {
+            oid,
+            schema: "public".into(),
+            name: name.into(),
+            volatility,
+            language: language.into(),
+            nargs: 1,
+            support: None,
+            body: Some(definition.into()),
+            implied: Vec::new(),
+        });
+        self
+    }
+
+    /// With a table `public.table` whose writes fire the trigger
+    /// functions `public.<trigger>` (already added).
+    pub(crate) fn with_table(mut self, table: &str, triggers: &[&str]) -> Catalog {
+        self.lists_user_relations = true;
+        self.add_relation("public", table, b'r');
+        if !triggers.is_empty() {
+            let effects = WriteEffects {
+                triggers: triggers
+                    .iter()
+                    .map(|t| ("public".to_owned(), (*t).to_owned()))
+                    .collect(),
+                ..WriteEffects::default()
+            };
+            self.writes
+                .insert(format!("public.{table}"), Arc::new(effects));
+        }
+        self
     }
 }
 

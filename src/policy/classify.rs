@@ -5,7 +5,9 @@
 //! anywhere. The tree is visited through its serde form so that no node
 //! type can be skipped by a hand-written traversal that forgot it.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::builtins::{self, Dangerous};
 use super::catalog::{events, Catalog, FuncName};
@@ -31,6 +33,23 @@ pub struct RelationUse {
     pub name: String,
     /// How it is used: read, write (DML target), ddl, copy_in, ...
     pub access: Class,
+}
+
+/// Whether a DML statement (`kind`, its node `n`) reads its target's rows
+/// back: RETURNING, a WHERE (its matches are counted), a FROM or USING
+/// join, an ON CONFLICT, MERGE's join condition.
+fn reads_target(kind: &str, n: &Value) -> bool {
+    let given = |k: &str| match n.get(k) {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(_) => true,
+    };
+    match kind {
+        "InsertStmt" => given("returning_clause") || given("on_conflict_clause"),
+        "UpdateStmt" => given("returning_clause") || given("where_clause") || given("from_clause"),
+        "DeleteStmt" => given("returning_clause") || given("where_clause") || given("using_clause"),
+        _ => true,
+    }
 }
 
 impl RelationUse {
@@ -79,6 +98,11 @@ pub struct Statement {
     pub literal_sensitive: bool,
     /// The lexer its text was read with (for the fingerprint's parse).
     pub lexer: Lexer,
+    /// How many SQL texts it runs were parsed and judged for it: function
+    /// and trigger bodies, rules, defaults, SQL text given to executors.
+    /// Each is judged once per statement, however many paths reach it
+    /// (see `Judging`).
+    pub judged: usize,
 }
 
 impl Statement {
@@ -161,7 +185,7 @@ impl Lexer {
         escapes_in_strings: false,
     };
 
-    fn options(self) -> pg_query::ParserOptions {
+    pub fn options(self) -> pg_query::ParserOptions {
         if self.escapes_in_strings {
             pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
         } else {
@@ -248,7 +272,16 @@ fn classify_pieces(pieces: Vec<&str>, cat: &Catalog) -> Analysis {
     for piece in pieces {
         let parsed = parse(piece).map_err(parser_message)?;
         for raw in &parsed.protobuf.stmts {
-            out.push(classify_statement(piece, raw, cat, 0, &[], &[])?);
+            let judging = Judging::default();
+            let mut st = classify_statement(piece, raw, cat, 0, &[], &[], &judging)?;
+            st.judged = judging.judged.load(Ordering::Relaxed);
+            if judging.over.load(Ordering::Relaxed) {
+                st.reason(Class::Unknown, OVER_BUDGET);
+                if !st.hidden_reads.iter().any(|h| h == OVER_BUDGET) {
+                    st.hidden_reads.push(OVER_BUDGET.into());
+                }
+            }
+            out.push(st);
         }
     }
     if out.is_empty() {
@@ -308,6 +341,136 @@ fn pieces(sql: &str) -> Result<Vec<&str>, String> {
     }
 }
 
+/// At most this many SQL texts (function and trigger bodies, rules,
+/// defaults, SQL text given to executors) are parsed and judged for one
+/// statement; each costs a parse and a walk.
+pub const MAX_JUDGED: usize = 1_000;
+/// At most this many calls of user functions and runs of SQL text are
+/// followed for one statement, judged or taken from what was judged
+/// before in it (each reuse costs a copy of what it runs).
+pub const MAX_STEPS: usize = 20_000;
+/// Reasons of one class brought by one function that a statement keeps
+/// from the SQL it runs (see `take_nested`).
+const NESTED_REASONS_KEPT: usize = 4;
+/// Hidden reads a statement keeps from the SQL it runs.
+const NESTED_HIDDEN_READS_KEPT: usize = 32;
+/// Why a statement over those limits is unknown.
+pub const OVER_BUDGET: &str = "it runs more function bodies, triggers, rules or SQL text than pgward judges for one statement (a web of functions or triggers too large to judge)";
+
+/// What a statement's nested SQL has cost and what it came to, shared by
+/// the walks of everything the statement runs (bodies, triggers, rules,
+/// defaults, SQL text; on whichever thread has the stack for them).
+///
+/// Webs of functions and triggers reach one body on many paths, as many
+/// as 2^n for n functions that each call the next two: each SQL text is
+/// judged once per statement and its statements reused on the other
+/// paths. That is sound although a text judged while a function was
+/// already being judged above it (a cycle) leaves that function's body
+/// out: that body is judged in the same statement all the same, and a
+/// statement's verdict is the union of everything it runs. The total work
+/// is bounded (`MAX_JUDGED`, `MAX_STEPS`): beyond it the statement is
+/// unknown (`OVER_BUDGET`) and nothing more is judged for it.
+#[derive(Default)]
+struct Judging {
+    /// Nested SQL texts judged in this statement, by lexer and text.
+    done: Mutex<HashMap<TextKey, Arc<Judged>>>,
+    /// Function bodies taken apart in this statement, by language and
+    /// definition.
+    bodies: Mutex<HashMap<BodyKey, Arc<super::body::Body>>>,
+    /// SQL texts parsed and judged.
+    judged: AtomicUsize,
+    /// Calls of user functions and runs of SQL text followed.
+    steps: AtomicUsize,
+    /// The limits were reached.
+    over: AtomicBool,
+    /// Walks cut short for depth (`Walker::too_deep`).
+    cutoffs: AtomicUsize,
+}
+
+/// A nested SQL text: the lexer it is read with, and the text.
+type TextKey = (Lexer, Box<str>);
+/// A function body: its language and definition.
+type BodyKey = (Box<str>, Box<str>);
+
+/// A nested SQL text judged in a statement: what it runs, the depth of
+/// the walk that judged it, and whether that walk was cut short for
+/// depth (then it is judged again where the walk is shallower).
+struct Judged {
+    nested: Nested,
+    depth: usize,
+    cut: bool,
+}
+
+/// The statements of a nested SQL text, and why it could not all be
+/// judged (or why none of it could).
+type Nested = Result<(Vec<Statement>, Option<String>), String>;
+
+impl Judging {
+    /// Counts a step (and a text to judge, with `judge`); false once the
+    /// statement is over its limits.
+    fn spend(&self, judge: bool) -> bool {
+        if self.over.load(Ordering::Relaxed) {
+            return false;
+        }
+        let steps = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        let judged = if judge {
+            self.judged.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.judged.load(Ordering::Relaxed)
+        };
+        if steps > MAX_STEPS || judged > MAX_JUDGED {
+            self.over.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// What a text came to when judged before in this statement, if that
+    /// holds at `depth`: a walk cut short for depth holds only as deep.
+    fn judged_before(&self, key: &TextKey, depth: usize) -> Option<Arc<Judged>> {
+        let judged = self
+            .done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()?;
+        if judged.cut {
+            if judged.depth > depth {
+                return None;
+            }
+            // What takes it in was cut short too.
+            self.cutoffs.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(judged)
+    }
+
+    fn remember(&self, key: TextKey, nested: Arc<Judged>) {
+        self.done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, nested);
+    }
+
+    /// The SQL of a function body, taken apart once per statement.
+    fn body(&self, language: &str, definition: &str) -> Arc<super::body::Body> {
+        let key: BodyKey = (language.into(), definition.into());
+        if let Some(b) = self
+            .bodies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return b.clone();
+        }
+        let body = Arc::new(super::body::statements(language, definition));
+        self.bodies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, body.clone());
+        body
+    }
+}
+
 /// Classifies one statement of the parse of `sql`.
 fn classify_statement(
     sql: &str,
@@ -316,6 +479,7 @@ fn classify_statement(
     depth: usize,
     calling: &[u32],
     rules: &[String],
+    judging: &Judging,
 ) -> Result<Statement, String> {
     // One statement's tree at a time: as a tree of values it is many
     // times the size of its text, and a string may hold thousands.
@@ -342,6 +506,7 @@ fn classify_statement(
         events: 0,
         truncate_cascade: false,
         written: Vec::new(),
+        judging,
     };
     w.top(kind, inner, false);
     if w.compares {
@@ -633,6 +798,8 @@ struct Walker<'a> {
     /// Tables whose write effects were judged in this statement, with
     /// the kinds of write (so cascades that loop end).
     written: Vec<(String, u8)>,
+    /// What the whole statement has judged and spent (see `Judging`).
+    judging: &'a Judging,
 }
 
 impl Walker<'_> {
@@ -1021,6 +1188,13 @@ impl Walker<'_> {
             // has its name: PostgreSQL never resolves it to the WITH query.
             if dml && key == "relation" {
                 self.outside_ctes(|w| w.walk(value, access, plan_only));
+                // RETURNING, a WHERE or a join shows the target's rows (a
+                // count of the rows a WHERE matched is an oracle): a read
+                // of it too, as PostgreSQL asks SELECT on it for those.
+                if !plan_only && reads_target(kind, n) {
+                    self.events = 0;
+                    self.outside_ctes(|w| w.walk(value, Class::Read, plan_only));
+                }
             } else if key == "into_clause" {
                 self.select_into(value, plan_only);
             } else {
@@ -1325,7 +1499,7 @@ impl Walker<'_> {
         }
         // Views run their definition, and tables their row security
         // policies: judge the functions they call.
-        if self.depth < MAX_DEPTH {
+        if !self.too_deep() {
             if let Some(refs) = self.cat.view_functions(schema.as_deref(), &name) {
                 let via = if self.cat.is_view(schema.as_deref(), &name) {
                     format!("view {name}")
@@ -1364,7 +1538,7 @@ impl Walker<'_> {
         if effects.is_empty() {
             return;
         }
-        if self.depth >= MAX_DEPTH {
+        if self.too_deep() {
             return self.st.reason(
                 Class::Unknown,
                 "triggers, rules or foreign key actions nested too deeply to inspect",
@@ -1471,7 +1645,7 @@ impl Walker<'_> {
         if bases.is_empty() {
             return;
         }
-        if self.depth >= MAX_DEPTH {
+        if self.too_deep() {
             return self
                 .st
                 .reason(Class::Unknown, "views nested too deeply to inspect");
@@ -1538,6 +1712,17 @@ impl Walker<'_> {
                 .relation_schemas(name)
                 .is_some_and(|places| places.contains(&"pg_catalog")),
         }
+    }
+
+    /// Whether the walk is as deep as pgward follows (fail closed: the
+    /// caller says what it did not judge). Counted, so that what was
+    /// judged here is not reused where the walk is shallower.
+    fn too_deep(&self) -> bool {
+        if self.depth < MAX_DEPTH {
+            return false;
+        }
+        self.judging.cutoffs.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Judges the calls a relation makes when it is used (its view
@@ -1709,40 +1894,44 @@ impl Walker<'_> {
     /// the SQL is a `SELECT` of expressions the server evaluates, which
     /// returns nothing to the client (its own `SELECT` is no read).
     fn run_sql(&mut self, func: Option<&str>, label: &str, sql: &str, values: bool) {
-        if self.depth >= MAX_DEPTH {
+        if self.too_deep() {
             return self.unseen(
                 func,
                 label,
                 format!("{label} runs SQL text nested too deeply to inspect"),
             );
         }
-        // Parsed and classified on a stack large enough for the text (it
-        // may nest deeper than what called it); taken in here.
-        let (cat, depth, calling, rules) = (self.cat, self.depth + 1, &self.calling, &self.rules);
         let lexer = current_lexer();
-        let nested = stack::on(stack::for_sql(sql.len()), || -> Result<_, String> {
-            with_lexer(lexer, || {
-                let parsed = parse(sql).map_err(parser_message)?;
-                let mut statements = Vec::new();
-                for raw in &parsed.protobuf.stmts {
-                    match classify_statement(sql, raw, cat, depth, calling, rules) {
-                        Ok(st) => statements.push(st),
-                        Err(e) => return Ok((statements, Some(e))),
-                    }
-                }
-                Ok((statements, None))
-            })
-        });
-        let (statements, failed) = match nested {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => {
+        let key = (lexer, Box::<str>::from(sql));
+        let before = self.judging.judged_before(&key, self.depth);
+        // Over the statement's limits: nothing more is judged, and the
+        // statement is unknown (`classify_pieces`).
+        if !self.judging.spend(before.is_none()) {
+            return;
+        }
+        let judged = match before {
+            Some(judged) => judged,
+            None => {
+                let cutoffs = self.judging.cutoffs.load(Ordering::Relaxed);
+                let nested = self.judge_sql(sql, lexer);
+                let judged = Arc::new(Judged {
+                    nested,
+                    depth: self.depth,
+                    cut: self.judging.cutoffs.load(Ordering::Relaxed) != cutoffs,
+                });
+                self.judging.remember(key, judged.clone());
+                judged
+            }
+        };
+        let (statements, failed) = match &judged.nested {
+            Ok((statements, failed)) => (statements.clone(), failed.clone()),
+            Err(e) => {
                 return self.unseen(
                     func,
                     label,
                     format!("{label} runs SQL text that does not parse: {e}"),
                 )
             }
-            Err(e) => (Vec::new(), Some(e)),
         };
         for mut inner in statements {
             if values {
@@ -1754,6 +1943,30 @@ impl Walker<'_> {
         }
         if let Some(e) = failed {
             self.unseen(func, label, format!("{label} runs SQL text: {e}"));
+        }
+    }
+
+    /// Parses and classifies SQL this statement runs, on a stack large
+    /// enough for the text (it may nest deeper than what called it).
+    fn judge_sql(&self, sql: &str, lexer: Lexer) -> Nested {
+        let (cat, depth, calling, rules) = (self.cat, self.depth + 1, &self.calling, &self.rules);
+        let judging = self.judging;
+        let nested = stack::on(stack::for_sql(sql.len()), || -> Nested {
+            with_lexer(lexer, || {
+                let parsed = parse(sql).map_err(parser_message)?;
+                let mut statements = Vec::new();
+                for raw in &parsed.protobuf.stmts {
+                    match classify_statement(sql, raw, cat, depth, calling, rules, judging) {
+                        Ok(st) => statements.push(st),
+                        Err(e) => return Ok((statements, Some(e))),
+                    }
+                }
+                Ok((statements, None))
+            })
+        });
+        match nested {
+            Ok(done) => done,
+            Err(e) => Ok((Vec::new(), Some(e))),
         }
     }
 
@@ -1789,10 +2002,23 @@ impl Walker<'_> {
                 .retain(|r| r.schema.is_some() || !matches!(r.name.as_str(), "new" | "old"));
         }
         for r in inner.reasons {
+            let function = r.function.or_else(|| func.map(str::to_owned));
+            // The verdict rests on a reason's class and function, and a
+            // web of functions brings one reason on each of its paths,
+            // exponentially many: a few of each are kept.
+            let same = self
+                .st
+                .reasons
+                .iter()
+                .filter(|o| o.class == r.class && o.function == function)
+                .count();
+            if same >= NESTED_REASONS_KEPT {
+                continue;
+            }
             let r = Reason {
                 class: r.class,
                 why: format!("{label} runs: {}", r.why),
-                function: r.function.or_else(|| func.map(str::to_owned)),
+                function,
             };
             if !self.st.reasons.contains(&r) {
                 self.st.reasons.push(r);
@@ -1808,11 +2034,20 @@ impl Walker<'_> {
                 self.st.functions.push(f);
             }
         }
-        self.st.settings.extend(inner.settings);
+        for change in inner.settings {
+            if !self.st.settings.contains(&change) {
+                self.st.settings.push(change);
+            }
+        }
         for d in inner.dangerous {
             self.st.dangerous(d);
         }
+        // The first is what a refusal names; the rest are kept for
+        // `pgward explain`, up to a bound (one per path of a web).
         for h in inner.hidden_reads {
+            if self.st.hidden_reads.len() >= NESTED_HIDDEN_READS_KEPT {
+                break;
+            }
             self.hidden_read(h);
         }
         self.st.unknown_function |= inner.unknown_function;
@@ -2014,6 +2249,11 @@ impl Walker<'_> {
         }
         for f in candidates {
             let builtin = matches!(&*f.schema, "pg_catalog" | "information_schema");
+            // A user function's body and what it implies are followed:
+            // a step of the statement's budget (see `Judging`).
+            if !builtin && !self.judging.spend(false) {
+                return;
+            }
             if builtin {
                 if f.volatility == b'v' && !known && !builtins::harmless_volatile(name) {
                     push(
@@ -2076,7 +2316,7 @@ impl Walker<'_> {
         if self.calling.contains(&oid) {
             return;
         }
-        if self.depth >= MAX_DEPTH {
+        if self.too_deep() {
             return self.st.reason_of(
                 Class::Unknown,
                 format!("{func}(){via} calls functions nested too deeply to inspect"),
@@ -2101,14 +2341,14 @@ impl Walker<'_> {
                 ),
             );
         }
-        let body = super::body::statements(language, definition);
-        for why in body.hidden {
+        let body = self.judging.body(language, definition);
+        for why in &body.hidden {
             self.unseen_sql(func, format!("{func}(){via}: {why}"));
         }
         self.calling.push(oid);
         with_lexer(lexer, || {
-            for sql in body.statements {
-                self.sql_text(func, via, &sql);
+            for sql in &body.statements {
+                self.sql_text(func, via, sql);
             }
         });
         self.calling.pop();
@@ -2495,14 +2735,15 @@ mod tests {
         ] {
             assert_eq!(uses(sql), ["read k"], "{sql}");
         }
-        // Targets are tables whatever the WITH queries are called.
+        // Targets are tables whatever the WITH queries are called (and
+        // read too when the statement reads their rows back).
         assert_eq!(
             uses("WITH k AS (SELECT 1) DELETE FROM k USING k AS x"),
-            ["write k"]
+            ["write k", "read k"]
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) UPDATE k SET a = 1 FROM k AS x"),
-            ["write k"]
+            ["write k", "read k"]
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) INSERT INTO k SELECT * FROM k"),
@@ -2510,7 +2751,7 @@ mod tests {
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) MERGE INTO k USING k AS s ON true WHEN MATCHED THEN DELETE"),
-            ["write k"]
+            ["write k", "read k"]
         );
         assert_eq!(
             uses("WITH k AS (SELECT 1) SELECT * INTO k FROM k"),
@@ -2519,8 +2760,40 @@ mod tests {
         // A data-modifying WITH query's target too.
         assert_eq!(
             uses("WITH k AS (SELECT 1), d AS (DELETE FROM k RETURNING *) SELECT * FROM d, k"),
-            ["write k"]
+            ["write k", "read k"]
         );
+    }
+
+    /// A write that shows its target's rows (RETURNING, or a WHERE whose
+    /// matches it counts) reads the target too: `tables.read` rules apply
+    /// to it, as SELECT privilege does in PostgreSQL.
+    #[test]
+    fn writes_that_read_their_target_back_read_it() {
+        let uses = |sql: &str| -> Vec<String> {
+            one(sql)
+                .relations
+                .iter()
+                .map(|r| format!("{} {}", r.access, r.name))
+                .collect()
+        };
+        for sql in [
+            "UPDATE k SET a = a RETURNING secret",
+            "UPDATE k SET a = 1 WHERE secret LIKE 'sk%'",
+            "DELETE FROM k WHERE id = 1",
+            "DELETE FROM k RETURNING *",
+            "INSERT INTO k VALUES (1) RETURNING *",
+            "INSERT INTO k VALUES (1) ON CONFLICT (id) DO UPDATE SET a = k.secret",
+            "MERGE INTO k USING (SELECT 1 AS id) s ON k.id = s.id WHEN MATCHED THEN DELETE",
+        ] {
+            assert_eq!(uses(sql), ["write k", "read k"], "{sql}");
+        }
+        for sql in [
+            "UPDATE k SET a = 1",
+            "DELETE FROM k",
+            "INSERT INTO k VALUES (1)",
+        ] {
+            assert_eq!(uses(sql), ["write k"], "{sql}");
+        }
     }
 
     #[test]
@@ -3074,6 +3347,203 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    /// `n` STABLE functions `f0` .. `f{n-1}`, each calling the next two;
+    /// the last reads a server file.
+    fn function_web(n: usize) -> Catalog {
+        let mut cat = Catalog::builtin();
+        for i in 0..n {
+            let body = if i == n - 1 {
+                "RETURN length(pg_read_file('/etc/hostname'));".to_owned()
+            } else {
+                let calls: Vec<String> = [i + 1, i + 2]
+                    .into_iter()
+                    .filter(|j| *j < n)
+                    .map(|j| format!("f{j}(x)"))
+                    .collect();
+                format!("RETURN {};", calls.join(" + "))
+            };
+            cat = cat.with_function(&format!("f{i}"), b's', "plpgsql", &body);
+        }
+        cat
+    }
+
+    fn one_with(sql: &str, cat: &Catalog) -> Statement {
+        let mut sts = classify(sql, cat).unwrap();
+        assert_eq!(sts.len(), 1);
+        sts.remove(0)
+    }
+
+    /// 14 functions each calling the next two reach the last on 377
+    /// paths, 24 on 46,368: each body is judged once (again only where a
+    /// walk cut short for depth can go deeper), and the danger at the
+    /// bottom is still found.
+    #[test]
+    fn webs_of_functions_judge_each_body_once() {
+        for n in [14, 24] {
+            let cat = function_web(n);
+            let st = one_with("SELECT f0(1)", &cat);
+            assert!(
+                st.dangerous.iter().any(|d| d.name == "pg_read_file"),
+                "{n}: {:?}",
+                st.classes()
+            );
+            for i in 0..n {
+                let f = format!("f{i}");
+                assert!(
+                    st.functions
+                        .iter()
+                        .any(|g| *g == f || g.ends_with(&format!(".{f}"))),
+                    "{f}"
+                );
+            }
+            assert!(!st.reasons.iter().any(|r| r.why.contains(OVER_BUDGET)));
+            // The reasons stay few, though every path brings its own words.
+            assert!(
+                st.reasons.len() <= 6 * n,
+                "{n}: {} reasons",
+                st.reasons.len()
+            );
+            if n == 14 {
+                // Within the depth pgward follows: one SQL text per body
+                // (its RETURN expression), no more.
+                assert_eq!(st.judged, n);
+            } else {
+                // Deeper than it follows (unknown, fail closed): a body
+                // met first at the limit is judged again from higher up.
+                assert!(st.classes().contains(Class::Unknown));
+                assert!(st.judged <= MAX_DEPTH * n, "{n}: {} judged", st.judged);
+            }
+        }
+        // From the middle, the same.
+        let cat = function_web(14);
+        let st = one_with("SELECT f6(1) + f7(1)", &cat);
+        assert!(st.dangerous.iter().any(|d| d.name == "pg_read_file"));
+        assert_eq!(st.judged, 14 - 6);
+    }
+
+    /// Tables whose triggers write each other, in cycles: each trigger
+    /// body is judged once per statement, and what the last one does is
+    /// found from the first table.
+    #[test]
+    fn webs_of_triggers_judge_each_body_once() {
+        let n = 10;
+        let mut cat = Catalog::builtin();
+        for i in 0..n {
+            let mut body: Vec<String> = [i + 1, i + 2, 0]
+                .into_iter()
+                .filter(|j| *j < n && *j != i)
+                .map(|j| format!("UPDATE t{j} SET v = v + 1 WHERE id = NEW.id;"))
+                .collect();
+            if i == n - 1 {
+                body.push("COPY (SELECT 1) TO '/tmp/x';".into());
+            }
+            body.push("RETURN NEW;".into());
+            cat = cat.with_function(&format!("t{i}_trg"), b'v', "plpgsql", &body.join(" "));
+        }
+        for i in 0..n {
+            cat = cat.with_table(&format!("t{i}"), &[&format!("t{i}_trg")]);
+        }
+        let st = one_with("INSERT INTO t0 VALUES (1, 1)", &cat);
+        assert!(
+            st.dangerous.iter().any(|d| d.name == "copy_file"),
+            "{:?}",
+            st.classes()
+        );
+        assert!(st.classes().contains(Class::FileOrProgram));
+        for i in 0..n {
+            let table = format!("t{i}");
+            assert!(st.relations.iter().any(|r| r.name == table), "{table}");
+        }
+        // Each trigger's UPDATEs and its RETURN, once.
+        assert!(st.judged <= 4 * n, "{} judged", st.judged);
+        assert!(!st.reasons.iter().any(|r| r.why.contains(OVER_BUDGET)));
+    }
+
+    /// A body judged while a function that calls it was being judged
+    /// leaves that function out (it is judged already); reused elsewhere
+    /// in the statement, the verdict is still the union of all of it.
+    #[test]
+    fn cycles_stay_complete_when_bodies_are_reused() {
+        let cat = Catalog::builtin()
+            .with_function(
+                "f",
+                b's',
+                "plpgsql",
+                "PERFORM g(x); PERFORM pg_read_file('/x'); RETURN 1;",
+            )
+            .with_function("g", b's', "plpgsql", "RETURN f(x);")
+            .with_function("h", b's', "plpgsql", "RETURN g(x);");
+        for sql in [
+            "SELECT f(1)",
+            "SELECT g(1)",
+            "SELECT h(1)",
+            "SELECT f(1) + h(1)",
+            "SELECT h(1) + f(1)",
+            "SELECT g(1) + h(1) + f(1)",
+        ] {
+            let st = one_with(sql, &cat);
+            assert!(
+                st.dangerous.iter().any(|d| d.name == "pg_read_file"),
+                "{sql}: {:?}",
+                st.reasons
+            );
+            // f has three texts, g and h one each.
+            assert!(st.judged <= 5, "{sql}: {} judged", st.judged);
+        }
+    }
+
+    /// More bodies than pgward judges for one statement, or more calls
+    /// than it follows: unknown, with a message that says why, and the
+    /// work stops at the limit.
+    #[test]
+    fn webs_over_the_budget_are_unknown() {
+        // One body calls 1,100 functions with bodies of their own.
+        let wide = 1_100;
+        let calls: Vec<String> = (0..wide).map(|i| format!("w{i}(x)")).collect();
+        let mut cat = Catalog::builtin().with_function(
+            "top",
+            b's',
+            "plpgsql",
+            &format!("RETURN {};", calls.join(" + ")),
+        );
+        for i in 0..wide {
+            cat = cat.with_function(&format!("w{i}"), b'i', "sql", &format!("SELECT x + {i}"));
+        }
+        let st = one_with("SELECT top(1)", &cat);
+        assert!(st.classes().contains(Class::Unknown), "{:?}", st.reasons);
+        assert!(st.reasons.iter().any(|r| r.why == OVER_BUDGET));
+        assert!(st.hidden_reads.iter().any(|h| h == OVER_BUDGET));
+        assert_eq!(st.judged, MAX_JUDGED + 1);
+        // A few bodies, called very many times.
+        let fan = 150;
+        let calls: Vec<String> = (0..fan).map(|i| format!("m{i}(x)")).collect();
+        let leaf: Vec<String> = (0..fan).map(|i| format!("leaf{i}(x)")).collect();
+        let mut cat = Catalog::builtin().with_function(
+            "top",
+            b's',
+            "plpgsql",
+            &format!("RETURN {};", calls.join(" + ")),
+        );
+        for i in 0..fan {
+            cat = cat
+                .with_function(
+                    &format!("m{i}"),
+                    b's',
+                    "sql",
+                    &format!("SELECT {i} + {}", leaf.join(" + ")),
+                )
+                .with_function(&format!("leaf{i}"), b'i', "sql", "SELECT x");
+        }
+        let st = one_with("SELECT top(1)", &cat);
+        assert!(st.reasons.iter().any(|r| r.why == OVER_BUDGET));
+        // Each leaf's body is the same text: judged once.
+        assert!(st.judged <= 2 + fan, "{} judged", st.judged);
+        // Under the limits, the same web with fewer calls is judged.
+        let st = one_with("SELECT m0(1)", &cat);
+        assert!(!st.classes().contains(Class::Unknown));
+        assert_eq!(st.judged, 2);
     }
 
     #[test]

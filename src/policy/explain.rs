@@ -58,6 +58,11 @@ pub fn report(role: &Role, sql: &str, cat: &Catalog) -> String {
     let analysis = cat.analyze(sql);
     let outcomes = outcomes_of(role, sql, &analysis, cat);
     let statements = analysis.as_ref().as_ref().ok();
+    let plans = if role.masks.is_empty() {
+        Vec::new()
+    } else {
+        crate::mask::plan_sql(sql, role, cat)
+    };
     for (i, o) in outcomes.iter().enumerate() {
         let _ = writeln!(out, "statement {}: {}", i + 1, o.text);
         if let Some(st) = statements.and_then(|s| s.get(i)) {
@@ -97,6 +102,9 @@ pub fn report(role: &Role, sql: &str, cat: &Catalog) -> String {
         } else {
             let _ = writeln!(out, "  classes:    {}", o.classes);
         }
+        if let Some(plan) = plans.get(i) {
+            masking(&mut out, plan);
+        }
         match &o.verdict {
             Verdict::Allow => {
                 let _ = writeln!(out, "  decision:   ALLOW for role {}", role.name);
@@ -118,4 +126,97 @@ pub fn report(role: &Role, sql: &str, cat: &Catalog) -> String {
     }
     let _ = writeln!(out, "catalog: {}", cat.source);
     out
+}
+
+/// The masking lines of a statement: each output column's sources and
+/// mask, or why the statement is refused to a role with masks.
+fn masking(out: &mut String, plan: &crate::mask::StatementPlan) {
+    use crate::mask::StatementPlan as P;
+    let columns = |out: &mut String, cols: &[crate::mask::ColumnPlan]| {
+        for (i, c) in cols.iter().enumerate() {
+            let sources = if c.sources.is_empty() {
+                "no column".to_owned()
+            } else {
+                c.sources.join(", ")
+            };
+            let mask = match c.mask {
+                Some(m) if c.mask_nulls => format!("{m} (NULLs too)"),
+                Some(m) => m.to_string(),
+                None => "pass".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "    {:>2}. {:<20} {:<22} from {}",
+                i + 1,
+                c.name,
+                mask,
+                sources
+            );
+        }
+    };
+    match plan {
+        P::Pass { columns: None } => {
+            let _ = writeln!(
+                out,
+                "  masking:    none (no masked column reaches the result)"
+            );
+        }
+        P::Pass {
+            columns: Some(cols),
+        } => {
+            let _ = writeln!(out, "  masking:    none; columns:");
+            columns(out, cols);
+        }
+        P::Rows(r) => {
+            let _ = writeln!(out, "  masking:    columns:");
+            columns(out, &r.columns);
+        }
+        P::Declare { cursor, rows } => {
+            let _ = writeln!(out, "  masking:    FETCH from cursor {cursor} uses:");
+            match rows {
+                Some(r) => columns(out, &r.columns),
+                None => {
+                    let _ = writeln!(out, "    (no masked column)");
+                }
+            }
+        }
+        P::Fetch { cursor } => {
+            let _ = writeln!(out, "  masking:    as cursor {cursor} was declared");
+        }
+        P::Refuse(why) => {
+            let _ = writeln!(out, "  masking:    REFUSED: {why}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn explain_shows_each_columns_sources_and_mask() {
+        let mut rules = crate::rules::Rules::default();
+        rules
+            .add_file(
+                std::path::Path::new("r.toml"),
+                "[role.agent]\nallow = [\"read\"]\n[role.agent.mask]\n\"public.customers.ssn\" = \"partial(0,4)\"\n",
+            )
+            .unwrap();
+        let mut cat = super::Catalog::builtin();
+        cat.add_relation("public", "customers", b'r');
+        cat.add_columns("public", "customers", &[("id", 23), ("ssn", 25)]);
+        let role = &rules.roles["agent"];
+        let r = super::report(
+            role,
+            "SELECT id, ssn AS s FROM customers; SELECT c FROM customers c",
+            &cat,
+        );
+        assert!(
+            r.contains("partial(0,4)") && r.contains("from public.customers.ssn"),
+            "{r}"
+        );
+        assert!(
+            r.contains("pass") && r.contains("from public.customers.id"),
+            "{r}"
+        );
+        assert!(r.contains("REFUSED") && r.contains("whole-row"), "{r}");
+    }
 }

@@ -107,6 +107,8 @@ pub struct Role {
     /// A held statement must come with a reason (`SET pgward.reason` or a
     /// `/* reason: ... */` comment), or it is refused.
     pub require_reason: bool,
+    /// Columns the role sees masked (`[role.NAME.mask]`), in file order.
+    pub masks: Vec<crate::mask::ColumnMask>,
 }
 
 impl Role {
@@ -152,6 +154,8 @@ pub(crate) struct RawRole {
     approvals: Option<usize>,
     #[serde(default)]
     require_reason: bool,
+    #[serde(default)]
+    mask: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,6 +283,24 @@ impl RawRole {
                 "approvals must be at least 1 (the number of distinct approvers a held statement needs)".into(),
             ));
         }
+        let mut masks: Vec<crate::mask::ColumnMask> = Vec::new();
+        for (key, value) in self.mask {
+            let line = line_at(text, key.span().start);
+            let m = crate::mask::ColumnMask::parse(key.get_ref(), value.get_ref(), file, line)
+                .map_err(|e| (line, format!("mask {:?}: {e}", key.get_ref())))?;
+            if let Some(prev) = masks.iter().find(|p| p.same_column(&m)) {
+                return Err((
+                    line,
+                    format!(
+                        "mask {:?}: column already masked at {}; one mask per column",
+                        key.get_ref(),
+                        prev.source
+                    ),
+                ));
+            }
+            masks.push(m);
+        }
+        masks.sort_by_key(|m| m.line);
         Ok(Role {
             name: name.to_owned(),
             allow,
@@ -309,6 +331,7 @@ impl RawRole {
             approve_for: self.approve_for,
             approvals: self.approvals.unwrap_or(1),
             require_reason: self.require_reason,
+            masks,
         })
     }
 }

@@ -9,7 +9,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::guard::{Guard, GuardContext};
 use super::relay::{Blocked, Core, End, Release};
-use super::rows::{self, RowPlanner, RowRewriter};
+use super::rows::{self, RowDecision, RowPlanner, RowRewriter};
 use super::state::{Answering, Ruling};
 use crate::auth::{AuthMethod, Identity};
 use crate::policy::{Catalog, CatalogSlot, Role, Statement};
@@ -388,10 +388,16 @@ impl RowRewriter for Upper {
 struct Shout;
 
 impl RowPlanner for Shout {
-    fn plan(&self, _role: &Role, st: &Statement) -> Option<Arc<dyn RowRewriter>> {
-        st.text
-            .contains("shout")
-            .then(|| Arc::new(Upper) as Arc<dyn RowRewriter>)
+    fn plan(
+        &self,
+        _role: &Role,
+        st: &Statement,
+        _cat: &crate::policy::Catalog,
+    ) -> Result<RowDecision, PgError> {
+        Ok(match st.text.contains("shout") {
+            true => RowDecision::Rewrite(Arc::new(Upper)),
+            false => RowDecision::Pass,
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::recorder::Judged;
-use super::rows::{RowPlan, RowPlanner};
+use super::rows::{RowDecision, RowPlan, RowPlanner, RowRewriter};
 use super::state::{Effect, Prepared, ProtocolState, NEVER_ALLOWED};
 use super::text::TextChange;
 use crate::auth::Identity;
@@ -131,6 +131,9 @@ pub struct Guard {
     used_approval: bool,
     /// The row plan of the Query judged last, when its rows are rewritten.
     plan: Option<Arc<RowPlan>>,
+    /// SQL cursors this session declared, with their rows' rewriters, for
+    /// the planner's `FETCH`es (see `RowDecision::Declare`).
+    cursors: HashMap<String, Option<Arc<dyn RowRewriter>>>,
 }
 
 /// What `check` decided for a message.
@@ -296,6 +299,7 @@ impl Guard {
             reason: None,
             used_approval: false,
             plan: None,
+            cursors: HashMap::new(),
         }
     }
 
@@ -369,14 +373,49 @@ impl Guard {
         }
     }
 
-    /// The row plan of `statements` for `role`, if any of them is rewritten.
-    fn row_plan(&self, role: &Role, statements: &[Statement]) -> Option<Arc<RowPlan>> {
-        let planner = self.ctx.planner.as_ref()?;
-        let plans: Box<[_]> = statements.iter().map(|st| planner.plan(role, st)).collect();
-        plans
+    /// The row plan of `statements` for `role`, if any of them is
+    /// rewritten; an error refuses them.
+    fn row_plan(
+        &mut self,
+        role: &Role,
+        statements: &[Statement],
+    ) -> Result<Option<Arc<RowPlan>>, PgError> {
+        let Some(planner) = self.ctx.planner.clone() else {
+            if !role.masks.is_empty() {
+                // Masks added by a rules reload after this session began:
+                // its rows were never going to be looked at.
+                return Err(denied(format!(
+                    "the rules now mask columns for role {}; reconnect to see its results",
+                    role.name
+                )));
+            }
+            return Ok(None);
+        };
+        let mut plans = Vec::with_capacity(statements.len());
+        for st in statements {
+            plans.push(match planner.plan(role, st, &self.cat)? {
+                RowDecision::Pass => None,
+                RowDecision::Rewrite(r) => Some(r),
+                RowDecision::Declare(cursor, rows) => {
+                    self.cursors.insert(cursor, rows);
+                    None
+                }
+                RowDecision::Fetch(cursor) => match self.cursors.get(&cursor) {
+                    Some(rows) => rows.clone(),
+                    // Declared some other way (a function's cursor, a
+                    // protocol portal): what its rows are is unknown.
+                    None => {
+                        return Err(denied(format!(
+                            "cursor \"{cursor}\" was not declared by SQL DECLARE through pgward in this session, so its rows cannot be masked"
+                        )))
+                    }
+                },
+            });
+        }
+        Ok(plans
             .iter()
             .any(Option::is_some)
-            .then(|| Arc::new(RowPlan(plans)))
+            .then(|| Arc::new(RowPlan(plans.into_boxed_slice()))))
     }
 
     /// For a Query or Parse whose text is slow to classify and has not been
@@ -1058,6 +1097,17 @@ impl Guard {
             .collect::<Vec<_>>()
             .join("  <== or, as the server holds that name when it runs ==>  ")
             .into();
+        if let (Some(sql), true) = (sql, statements.len() > 1) {
+            // An approval runs the whole message: the approver sees all of
+            // it (a `SET search_path` before the held DELETE changes what
+            // it deletes), not only the statements that asked.
+            hold.statement = format!(
+                "{}  <== the whole message; approval runs all of it, the statements that need approval: {}",
+                sql.trim(),
+                hold.statement
+            )
+            .into();
+        }
         classes.extend(hold.classes.split(',').filter(|c| !c.is_empty()));
         if classes.is_empty() {
             classes.push(d.class.name());
@@ -1195,7 +1245,10 @@ impl Guard {
         if parse_name.is_none() {
             self.text_change = state.text.changes(statements);
         }
-        let plan = self.row_plan(&role, statements);
+        let plan = match self.row_plan(&role, statements) {
+            Ok(plan) => plan,
+            Err(e) => return Some(e),
+        };
         match parse_name {
             Some(name) => {
                 if !statements.is_empty() {
@@ -1253,7 +1306,13 @@ impl Guard {
         );
         let verdict = self.judge_sql(&sql, None, state);
         if self.keep_judged {
-            self.last.sql = Some(sql.into());
+            self.last.sql = Some(sql.as_str().into());
+        }
+        if verdict.is_none() && self.plan.take().is_some() {
+            // Its result is one value, not a row the plan could rewrite.
+            return Some(denied(format!(
+                "a function call whose result would be masked ({sql}); call it with SELECT"
+            )));
         }
         verdict
     }

@@ -506,27 +506,22 @@ impl Relay {
             )));
             return self.on_client_data();
         };
-        // pg_query fingerprints: equal for the same statement with other
-        // constants. A text that has none is never granted.
+        // Grant keys: equal for the same statement with other constants
+        // (see `approval::grant_key`). A text that has none is never
+        // granted.
         let fingerprints = hold
             .texts
             .iter()
-            .map(|t| {
-                // Full relation names: `orders_2024_01` is not `orders_2024_02`.
-                crate::policy::stack::on(crate::policy::stack::for_sql(t.len()), || {
-                    pg_query::fingerprint(t, 0, pg_query::FingerprintOptions::FULL_RELNAME)
-                        .map(|f| f.value)
-                        .ok()
-                })
-                .ok()
-                .flatten()
-            })
+            .map(|t| crate::approval::grant_key(t))
             .collect::<Option<Vec<u64>>>()
             .unwrap_or_default();
         let granted = match hold.after_approval {
-            false => link
-                .queue
-                .granted(&link.entry.identity, &hold.role, &fingerprints),
+            false => link.queue.granted(
+                &link.entry.identity,
+                &hold.role,
+                &link.entry.database,
+                &fingerprints,
+            ),
             true => None,
         };
         if let Some(g) = granted {
@@ -1124,6 +1119,15 @@ impl Core {
             // Read once, for the protocol state and the audit.
             let msg = backend::Message::parse(tag, body);
             self.state.prepare_front();
+            // An error or notice answering a statement whose rows are
+            // rewritten may echo their values: its rewriter scrubs it
+            // (looked up before the answer retires the statement).
+            let scrubber = match tag {
+                btag::ERROR_RESPONSE | btag::NOTICE_RESPONSE if self.state.rewrites => {
+                    self.state.front_rewriter().map(|(_, r)| r.clone())
+                }
+                _ => None,
+            };
             if let Some(rec) = &mut self.recorder {
                 rec.catch_up(&mut self.state.retired);
                 rec.on_backend(&msg, self.state.front_answering_mut());
@@ -1184,8 +1188,32 @@ impl Core {
                 at = 0;
                 continue;
             }
+            if let Some(rewriter) = scrubber {
+                let mut fields =
+                    rows::message_fields(&uin[at + 5..at + total]).unwrap_or_else(|| {
+                        vec![
+                            (b'S', "ERROR".to_owned()),
+                            (b'V', "ERROR".to_owned()),
+                            (b'C', sqlstate::INTERNAL_ERROR.to_owned()),
+                            (
+                                b'M',
+                                "pgward: an unreadable message was withheld".to_owned(),
+                            ),
+                        ]
+                    });
+                rewriter.scrub(&mut fields);
+                move_frames(uin, at, to_client);
+                rows::put_fields(to_client, tag, &fields);
+                uin.advance(total);
+                at = 0;
+                continue;
+            }
             if self.state.rewrites && matches!(tag, btag::DATA_ROW | btag::COPY_DATA) {
-                if let Some((answering, rewriter)) = self.state.front_rewriter() {
+                if let Some((answering, rewriter)) = self
+                    .state
+                    .front_rewriter()
+                    .filter(|(_, r)| !(tag == btag::DATA_ROW && r.passes_rows()))
+                {
                     // The rows of a statement decided Rewrite: the client
                     // gets what its rewriter writes, never the row itself.
                     move_frames(uin, at, to_client);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::state::Answering;
-use crate::policy::{Role, Statement};
+use crate::policy::{Catalog, Role, Statement};
 use crate::protocol::{backend, PgError};
 
 /// One column of a RowDescription, as the server sent it.
@@ -106,6 +106,16 @@ pub trait RowRewriter: Send + Sync + fmt::Debug {
         out: &mut BytesMut,
     ) -> Result<(), PgError>;
 
+    /// Whether rows pass untouched (the statement's errors are still
+    /// scrubbed): DataRows then skip `data_row`.
+    fn passes_rows(&self) -> bool {
+        false
+    }
+
+    /// Rewrites the text fields of an ErrorResponse or NoticeResponse
+    /// that answers the statement: (field code, text). Default: as sent.
+    fn scrub(&self, _fields: &mut Vec<(u8, String)>) {}
+
     /// A CopyData of a COPY TO STDOUT of the statement. By default refused:
     /// a rewriter must say how it rewrites COPY data.
     fn copy_data(
@@ -144,7 +154,28 @@ impl RowPlan {
 /// each statement it lets through (a Query's, a Parse's), with the role
 /// it was judged for. Installed in the guard's context; none by default.
 pub trait RowPlanner: Send + Sync {
-    fn plan(&self, role: &Role, statement: &Statement) -> Option<Arc<dyn RowRewriter>>;
+    /// What becomes of `statement`'s rows for `role`, judged against the
+    /// session's catalog; an error refuses the statement.
+    fn plan(
+        &self,
+        role: &Role,
+        statement: &Statement,
+        cat: &Catalog,
+    ) -> Result<RowDecision, PgError>;
+}
+
+/// A planner's answer for one statement.
+#[derive(Debug, Clone)]
+pub enum RowDecision {
+    /// Its rows (if any) pass as the server sends them.
+    Pass,
+    /// Its rows are rewritten.
+    Rewrite(Arc<dyn RowRewriter>),
+    /// `DECLARE name CURSOR`: its own answer has no rows; a later `FETCH`
+    /// of `name` gets this rewriter (None: the cursor's rows pass).
+    Declare(String, Option<Arc<dyn RowRewriter>>),
+    /// `FETCH`/`MOVE` of cursor `name`: its rows are the cursor's.
+    Fetch(String),
 }
 
 /// Appends one DataRow message with the body `rewrite` writes to `out`,
@@ -214,6 +245,40 @@ pub fn put_data_row(out: &mut BytesMut, fields: &[Option<&[u8]>]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The fields of an ErrorResponse or NoticeResponse body; None when it is
+/// not one (a field without its terminator, text that is not UTF-8).
+pub fn message_fields(body: &[u8]) -> Option<Vec<(u8, String)>> {
+    let mut fields = Vec::new();
+    let mut at = 0;
+    loop {
+        let code = *body.get(at)?;
+        if code == 0 {
+            return (at + 1 == body.len()).then_some(fields);
+        }
+        let end = at + 1 + body.get(at + 1..)?.iter().position(|&b| b == 0)?;
+        let text = std::str::from_utf8(&body[at + 1..end]).ok()?;
+        fields.push((code, text.to_owned()));
+        at = end + 1;
+    }
+}
+
+/// Appends an ErrorResponse or NoticeResponse (`tag`) of these fields.
+pub fn put_fields(out: &mut BytesMut, tag: u8, fields: &[(u8, String)]) {
+    use bytes::BufMut;
+    let start = out.len();
+    out.put_u8(tag);
+    out.put_u32(0);
+    for (code, text) in fields {
+        out.put_u8(*code);
+        // A NUL would end the field early: the server never sends one.
+        out.extend_from_slice(text.replace('\0', "").as_bytes());
+        out.put_u8(0);
+    }
+    out.put_u8(0);
+    let len = (out.len() - start - 1) as u32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod corpus;
 pub mod idp;
+pub mod webs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
