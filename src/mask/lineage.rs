@@ -15,6 +15,7 @@ use pg_query::protobuf::node::Node as N;
 use pg_query::protobuf::{self as pb, Node};
 
 use super::func::MaskFn;
+use crate::policy::catalog::unread_at_load;
 use crate::policy::{Catalog, Role};
 
 /// The masked columns of one role, keyed by table (inheritance applied:
@@ -1238,6 +1239,11 @@ impl Cx<'_> {
     }
 
     fn view_uncached(&mut self, schema: &str, rel: &str, def: &str) -> R<Vec<(String, Deps)>> {
+        if unread_at_load(def) {
+            return Err(format!(
+                "view {schema}.{rel}: pgward could not read its definition when it last loaded the catalog (the relations it names were locked), so what it shows cannot be traced until a later load reads it"
+            ));
+        }
         let parsed = pg_query::parse(def, pg_query::ParserOptions::DEFAULT)
             .map_err(|e| format!("view {schema}.{rel}: its definition does not parse: {e}"))?;
         let Some(Some(q)) = parsed.protobuf.stmts.first().map(|s| s.stmt.as_deref()) else {
@@ -1976,7 +1982,9 @@ impl Cx<'_> {
             let body = u.body.as_deref().map(str::to_ascii_lowercase);
             let reads = match (&body, &*u.language) {
                 (Some(b), "sql" | "plpgsql") => {
-                    b.contains("execute") || self.masks.table_names().any(|t| b.contains(t))
+                    b.contains("execute")
+                        || unread_at_load(b)
+                        || self.masks.table_names().any(|t| b.contains(t))
                 }
                 _ => true,
             };

@@ -485,3 +485,45 @@ fn user_functions_and_operators_that_could_see_masked_values_are_refused() {
         StatementPlan::Pass { .. }
     ));
 }
+
+#[test]
+fn definitions_the_catalog_could_not_read_are_refused() {
+    // A catalog load that found a view's relations locked holds a marker
+    // for its definition (and a function's body): what it shows cannot be
+    // traced, so it is refused, never taken as a view of nothing masked.
+    let mut c = cat();
+    c.add_relation("public", "v_locked", b'v');
+    c.add_columns("public", "v_locked", &[("id", INT4), ("email", TEXT)]);
+    c.add_view_definition("public", "v_locked", "SELECT pgward_locked_at_load()");
+    c.add_test_function(
+        "public",
+        "f_locked",
+        "sql",
+        "SELECT pgward_locked_at_load()",
+    );
+    c.add_test_function(
+        "public",
+        "g_locked",
+        "plpgsql",
+        "pgward could not read this: locked at load",
+    );
+    for sql in [
+        "SELECT * FROM v_locked",
+        "SELECT id FROM v_locked",
+        "SELECT f_locked()",
+        "SELECT g_locked()",
+    ] {
+        let p = plan_sql(sql, &role("agent"), &c);
+        assert!(
+            matches!(&p[0], StatementPlan::Refuse(w) if w.contains("locked") || w.contains("may read")),
+            "{sql}: {p:?}"
+        );
+    }
+    // The markers are what `unread_at_load` recognises.
+    assert!(crate::policy::catalog::unread_at_load(
+        "SELECT pgward_locked_at_load()"
+    ));
+    assert!(!crate::policy::catalog::unread_at_load(
+        " SELECT customers.id FROM customers;"
+    ));
+}

@@ -1369,6 +1369,20 @@ async fn deparsed(
 
 const DEPARSE: &str = "pg_catalog.pg_get_";
 
+/// Named by each marker `without_deparsing` puts in place of what it
+/// could not read, but the one of rules and PL/pgSQL definitions.
+const UNREAD: &str = "pgward_locked_at_load";
+/// The marker of rules and PL/pgSQL definitions (neither parses).
+const UNREAD_DEFINITION: &str = "pgward could not read this: locked at load";
+
+/// Whether `text` (a view's definition, a function's body) is, or holds,
+/// a marker of what the last load could not read (see `deparsed`): who
+/// reads it for what it does (masking's lineage) must refuse it, never
+/// take it as harmless.
+pub fn unread_at_load(text: &str) -> bool {
+    text.contains(UNREAD) || text.contains(UNREAD_DEFINITION)
+}
+
 /// `sql` with each `pg_catalog.pg_get_*(...)` call replaced by a marker
 /// pgward judges unknown wherever the text lands: as an expression, a
 /// view's or a body's SQL (`SELECT ...`), a CHECK, a PL/pgSQL definition
@@ -1396,12 +1410,12 @@ fn without_deparsing(sql: &str) -> String {
             }
         }
         let marker = match &call[DEPARSE.len()..name_end] {
-            "viewdef" | "function_sqlbody" => "'SELECT pgward_locked_at_load()'",
-            "constraintdef" => "'CHECK (pgward_locked_at_load())'",
-            "ruledef" | "functiondef" => "'pgward could not read this: locked at load'",
-            _ => "'pgward_locked_at_load()'",
+            "viewdef" | "function_sqlbody" => format!("'SELECT {UNREAD}()'"),
+            "constraintdef" => format!("'CHECK ({UNREAD}())'"),
+            "ruledef" | "functiondef" => format!("'{UNREAD_DEFINITION}'"),
+            _ => format!("'{UNREAD}()'"),
         };
-        out.push_str(marker);
+        out.push_str(&marker);
         rest = &call[end..];
     }
     out.push_str(rest);
