@@ -771,49 +771,12 @@ fn idle_sessions() {
     let mut costs = Vec::new();
 
     // pgward: the example rules, the roles connecting as the superuser.
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    for entry in std::fs::read_dir(source).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "toml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let kept: Vec<&str> = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("upstream_user"))
-                .collect();
-            std::fs::write(rules.join(path.file_name().unwrap()), kept.join("\n")).unwrap();
-        }
-    }
-    std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("pgward.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = {}\n\
-             [upstream]\nurl = \"{}\"\npassword_file = \"{}\"\nsslmode = \"disable\"\n\
-             [rules]\ndir = \"{}\"\n[audit]\nenabled = true\ndir = \"{}\"\n",
-            n + 10,
-            pg.url("postgres"),
-            dir.path().join("pw").display(),
-            rules.display(),
-            dir.path().join("audit").display(),
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("pgward.log")).unwrap();
-    let child = Child2(
-        Command::new(env!("CARGO_BIN_EXE_pgward"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("pgward.toml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start pgward"),
+    let (child, port) = serve_example_rules(
+        &pg,
+        dir.path(),
+        |rules| rules,
+        &format!("max_connections = {}\n", n + 10),
     );
-    assert!(wait_for_port(port), "pgward did not start");
     let conninfo = format!(
         "host=127.0.0.1 port={port} user=alice password=alice-demo-password dbname=postgres sslmode=disable"
     );
@@ -1110,51 +1073,18 @@ fn mask_throughput() {
 
     // The example rules, every role as the superuser; the agent may also
     // COPY out (its example rules allow only reads).
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    for entry in std::fs::read_dir(source).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "toml") {
-            let text = std::fs::read_to_string(&path).unwrap().replace(
+    let (child, port) = serve_example_rules(
+        &pg,
+        dir.path(),
+        |rules| {
+            let (from, to) = (
                 "[role.agent]\nallow = [\"read\", \"session\", \"transaction\"]",
                 "[role.agent]\nallow = [\"read\", \"session\", \"transaction\", \"copy_out\"]",
             );
-            let kept: Vec<&str> = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("upstream_user"))
-                .collect();
-            std::fs::write(rules.join(path.file_name().unwrap()), kept.join("\n")).unwrap();
-        }
-    }
-    std::fs::write(dir.path().join("pw"), &pg.password).unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("pgward.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
-             [upstream]\nurl = \"{}\"\npassword_file = \"{}\"\nsslmode = \"disable\"\n\
-             [rules]\ndir = \"{}\"\n[audit]\nenabled = true\ndir = \"{}\"\n",
-            pg.url("postgres"),
-            dir.path().join("pw").display(),
-            rules.display(),
-            dir.path().join("audit").display(),
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("pgward.log")).unwrap();
-    let child = Child2(
-        Command::new(env!("CARGO_BIN_EXE_pgward"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("pgward.toml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start pgward"),
+            rules.replace(from, to)
+        },
+        "",
     );
-    assert!(wait_for_port(port), "pgward did not start");
 
     let through = |user: &str, password: &str| {
         format!("host=127.0.0.1 port={port} user={user} password={password} dbname=postgres sslmode=disable")
@@ -1248,4 +1178,59 @@ async fn read_all(conninfo: &str, what: &str) -> (f64, u64) {
         }
     };
     (start.elapsed().as_secs_f64(), rows)
+}
+
+/// `pgward serve` (the built binary, audit log on) in front of `pg` with
+/// the example rules, each file passed through `edit`, every role
+/// connecting as the superuser (no `upstream_user`); `server` is extra
+/// TOML for `[server]`. The running child and its port.
+fn serve_example_rules(
+    pg: &LocalPg,
+    dir: &std::path::Path,
+    edit: impl Fn(String) -> String,
+    server: &str,
+) -> (Child2, u16) {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = edit(std::fs::read_to_string(&path).unwrap());
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("upstream_user"))
+                .collect();
+            std::fs::write(rules.join(path.file_name().unwrap()), kept.join("\n")).unwrap();
+        }
+    }
+    std::fs::write(dir.join("pw"), &pg.password).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.join("pgward.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\
+             [upstream]\nurl = \"{}\"\npassword_file = \"{}\"\nsslmode = \"disable\"\n\
+             [rules]\ndir = \"{}\"\n[audit]\nenabled = true\ndir = \"{}\"\n",
+            pg.url("postgres"),
+            dir.join("pw").display(),
+            rules.display(),
+            dir.join("audit").display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("pgward.log")).unwrap();
+    let child = Child2(
+        Command::new(env!("CARGO_BIN_EXE_pgward"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.join("pgward.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pgward"),
+    );
+    assert!(wait_for_port(port), "pgward did not start");
+    (child, port)
 }
