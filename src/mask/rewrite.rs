@@ -121,123 +121,39 @@ fn is_text(ty: u32) -> bool {
 /// The constant `redact` and `default` show, per type and format; None:
 /// NULL (a type pgward has no value of).
 fn constant(ty: u32, format: Format) -> Option<Vec<u8>> {
-    let text = |s: &str| Some(s.as_bytes().to_vec());
-    let bin = format == Format::Binary;
-    match ty {
-        _ if is_text(ty) => text("***"),
-        oid::CHAR => text("*"),
-        oid::BOOL => {
-            if bin {
-                Some(vec![0])
-            } else {
-                text("f")
-            }
-        }
-        oid::INT2 => {
-            if bin {
-                Some(vec![0; 2])
-            } else {
-                text("0")
-            }
-        }
-        oid::INT4 | oid::OID | oid::FLOAT4 => {
-            if bin {
-                Some(vec![0; 4])
-            } else {
-                text("0")
-            }
-        }
-        oid::INT8 | oid::FLOAT8 => {
-            if bin {
-                Some(vec![0; 8])
-            } else {
-                text("0")
-            }
-        }
-        // ndigits 0, weight 0, sign +, dscale 0.
-        oid::NUMERIC => {
-            if bin {
-                Some(vec![0; 8])
-            } else {
-                text("0")
-            }
-        }
+    // (binary send form, text output form)
+    let (bin, text): (&[u8], &str) = match ty {
+        _ if is_text(ty) => (b"***", "***"),
+        oid::CHAR => (b"*", "*"),
+        oid::BOOL => (&[0], "f"),
+        oid::INT2 => (&[0; 2], "0"),
+        oid::INT4 | oid::OID | oid::FLOAT4 => (&[0; 4], "0"),
+        // NUMERIC: ndigits 0, weight 0, sign +, dscale 0.
+        oid::INT8 | oid::FLOAT8 | oid::NUMERIC => (&[0; 8], "0"),
         // PostgreSQL's epoch: 0 is 2000-01-01 (midnight).
-        oid::DATE => {
-            if bin {
-                Some(vec![0; 4])
-            } else {
-                text("2000-01-01")
-            }
-        }
-        oid::TIMESTAMP => {
-            if bin {
-                Some(vec![0; 8])
-            } else {
-                text("2000-01-01 00:00:00")
-            }
-        }
-        oid::TIMESTAMPTZ => {
-            if bin {
-                Some(vec![0; 8])
-            } else {
-                text("2000-01-01 00:00:00+00")
-            }
-        }
-        oid::TIME => {
-            if bin {
-                Some(vec![0; 8])
-            } else {
-                text("00:00:00")
-            }
-        }
-        oid::TIMETZ => {
-            if bin {
-                Some(vec![0; 12])
-            } else {
-                text("00:00:00+00")
-            }
-        }
-        oid::INTERVAL => {
-            if bin {
-                Some(vec![0; 16])
-            } else {
-                text("00:00:00")
-            }
-        }
-        oid::JSON => text("{}"),
-        oid::JSONB => {
-            if bin {
-                Some(vec![1, b'{', b'}'])
-            } else {
-                text("{}")
-            }
-        }
-        oid::UUID => {
-            if bin {
-                Some(vec![0; 16])
-            } else {
-                text("00000000-0000-0000-0000-000000000000")
-            }
-        }
-        oid::BYTEA => {
-            if bin {
-                Some(Vec::new())
-            } else {
-                text("\\x")
-            }
-        }
+        oid::DATE => (&[0; 4], "2000-01-01"),
+        oid::TIMESTAMP => (&[0; 8], "2000-01-01 00:00:00"),
+        oid::TIMESTAMPTZ => (&[0; 8], "2000-01-01 00:00:00+00"),
+        oid::TIME => (&[0; 8], "00:00:00"),
+        oid::TIMETZ => (&[0; 12], "00:00:00+00"),
+        oid::INTERVAL => (&[0; 16], "00:00:00"),
+        oid::JSON => (b"{}", "{}"),
+        oid::JSONB => (&[1, b'{', b'}'], "{}"),
+        oid::UUID => (&[0; 16], "00000000-0000-0000-0000-000000000000"),
+        oid::BYTEA => (&[], "\\x"),
+        // An empty array: no dimensions, no NULLs, of the element type.
         _ => {
             let elem = array_element(ty)?;
-            if bin {
-                let mut v = vec![0u8; 8];
-                v.extend_from_slice(&elem.to_be_bytes());
-                Some(v)
-            } else {
-                text("{}")
-            }
+            return Some(match format {
+                Format::Binary => [[0u8; 8].as_slice(), &elem.to_be_bytes()].concat(),
+                Format::Text => b"{}".to_vec(),
+            });
         }
-    }
+    };
+    Some(match format {
+        Format::Binary => bin.to_vec(),
+        Format::Text => text.as_bytes().to_vec(),
+    })
 }
 
 /// `partial(first, last)` of a text: the first and last characters kept,
