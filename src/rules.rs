@@ -119,6 +119,17 @@ impl Rules {
         self
     }
 
+    /// The same rules with role `name` changed by `change` (tests and
+    /// benchmarks that need one rule different). Panics on an unknown role.
+    pub fn with_role(mut self, name: &str, change: impl FnOnce(&mut Role)) -> Rules {
+        let role = self
+            .roles
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no role {name:?} in these rules"));
+        change(Arc::make_mut(role));
+        self
+    }
+
     /// Checks what spans files: every role an identity holds is declared.
     pub fn validate(&self) -> Result<(), RulesError> {
         let mut names: Vec<&String> = self.identities.keys().collect();

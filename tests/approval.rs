@@ -320,9 +320,9 @@ async fn the_console_is_for_approvers_and_nobody_approves_their_own() {
         .unwrap()
         .without_upstream_users();
     // app may approve app's requests: bob could approve his own.
-    let mut app = (*rules.roles["app"]).clone();
-    app.approve_for = vec!["app".into()];
-    rules.roles.insert("app".into(), Arc::new(app));
+    rules = rules.with_role("app", |app| {
+        app.approve_for = vec!["app".into()];
+    });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
         ..Setup::default()
@@ -639,13 +639,13 @@ async fn reads_of_approval_tables_are_held() {
     let mut rules = pgward::demo::example_rules()
         .unwrap()
         .without_upstream_users();
-    let mut app = (*rules.roles["app"]).clone();
-    app.tables = vec![pgward::policy::role::TableRule {
-        class: Some(pgward::policy::Class::Read),
-        approve: vec![pgward::policy::role::Pattern::new("public.api_keys")],
-        ..Default::default()
-    }];
-    rules.roles.insert("app".into(), Arc::new(app));
+    rules = rules.with_role("app", |app| {
+        app.tables = vec![pgward::policy::role::TableRule {
+            class: Some(pgward::policy::Class::Read),
+            approve: vec![pgward::policy::role::Pattern::new("public.api_keys")],
+            ..Default::default()
+        }];
+    });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
         ..Setup::default()
@@ -695,9 +695,9 @@ async fn reasons_travel_with_requests_and_a_role_may_require_one() {
     let mut rules = pgward::demo::example_rules()
         .unwrap()
         .without_upstream_users();
-    let mut app = (*rules.roles["app"]).clone();
-    app.require_reason = true;
-    rules.roles.insert("app".into(), Arc::new(app));
+    rules = rules.with_role("app", |app| {
+        app.require_reason = true;
+    });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
         ..Setup::default()

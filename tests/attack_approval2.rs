@@ -18,15 +18,15 @@ fn rules() -> pgward::rules::Rules {
     let mut rules = pgward::demo::example_rules()
         .unwrap()
         .without_upstream_users();
-    let mut app = (*rules.roles["app"]).clone();
-    app.allow = Default::default();
-    for c in [Class::Read, Class::Session, Class::Transaction] {
-        app.allow.insert(c);
-    }
-    for c in [Class::Write, Class::Ddl, Class::Dcl, Class::Unknown] {
-        app.approve.insert(c);
-    }
-    rules.roles.insert("app".into(), Arc::new(app));
+    rules = rules.with_role("app", |app| {
+        app.allow = Default::default();
+        for c in [Class::Read, Class::Session, Class::Transaction] {
+            app.allow.insert(c);
+        }
+        for c in [Class::Write, Class::Ddl, Class::Dcl, Class::Unknown] {
+            app.approve.insert(c);
+        }
+    });
     rules
 }
 
@@ -252,17 +252,17 @@ async fn the_console_shows_control_characters_instead_of_obeying_them() {
 /// held. Returns the statements that ran without being held.
 async fn unheld_reads(statements: &[&str]) -> Vec<String> {
     let mut rules = rules();
-    let mut app = (*rules.roles["app"]).clone();
-    app.allow.insert(Class::Write);
-    app.allow.insert(Class::CopyOut);
-    app.approve = Default::default();
-    app.approve.insert(Class::Ddl);
-    app.tables = vec![pgward::policy::role::TableRule {
-        class: Some(Class::Read),
-        approve: vec![pgward::policy::role::Pattern::new("public.api_keys")],
-        ..Default::default()
-    }];
-    rules.roles.insert("app".into(), Arc::new(app));
+    rules = rules.with_role("app", |app| {
+        app.allow.insert(Class::Write);
+        app.allow.insert(Class::CopyOut);
+        app.approve = Default::default();
+        app.approve.insert(Class::Ddl);
+        app.tables = vec![pgward::policy::role::TableRule {
+            class: Some(Class::Read),
+            approve: vec![pgward::policy::role::Pattern::new("public.api_keys")],
+            ..Default::default()
+        }];
+    });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
         ..Setup::default()
@@ -509,9 +509,9 @@ async fn a_grant_covers_only_the_database_it_was_made_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_is_not_fooled_by_escapes_in_strings() {
     let mut rules = rules();
-    let mut app = (*rules.roles["app"]).clone();
-    app.settings.push(pgward::policy::role::Pattern::new("*"));
-    rules.roles.insert("app".into(), Arc::new(app));
+    rules = rules.with_role("app", |app| {
+        app.settings.push(pgward::policy::role::Pattern::new("*"));
+    });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
         setup_sql: vec![

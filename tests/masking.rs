@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use tokio::io::AsyncWriteExt;
 
@@ -30,9 +28,9 @@ async fn harness() -> Harness {
         .unwrap()
         .without_upstream_users()
         .without_approvers();
-    let mut agent = (*rules.roles["agent"]).clone();
-    agent.allow.insert(pgward::policy::Class::CopyOut);
-    rules.roles.insert("agent".into(), Arc::new(agent));
+    rules = rules.with_role("agent", |agent| {
+        agent.allow.insert(pgward::policy::Class::CopyOut);
+    });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
         ..Setup::default()
@@ -229,15 +227,15 @@ async fn errors_that_echo_masked_values_are_scrubbed() {
         .unwrap()
         .without_upstream_users()
         .without_approvers();
-    let mut app = (*rules.roles["app"]).clone();
-    app.masks = ["public.people.email = redact", "public.people.ssn = redact"]
-        .iter()
-        .map(|m| {
-            let (k, v) = m.split_once(" = ").unwrap();
-            pgward::mask::ColumnMask::parse(k, v, "test.toml", 1).unwrap()
-        })
-        .collect();
-    rules.roles.insert("app".into(), Arc::new(app));
+    rules = rules.with_role("app", |app| {
+        app.masks = ["public.people.email = redact", "public.people.ssn = redact"]
+            .iter()
+            .map(|m| {
+                let (k, v) = m.split_once(" = ").unwrap();
+                pgward::mask::ColumnMask::parse(k, v, "test.toml", 1).unwrap()
+            })
+            .collect();
+    });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
         ..Setup::default()
