@@ -743,7 +743,9 @@ impl Cx<'_> {
                     vec![Out::Many]
                 }
             };
-            if !s.all {
+            // INTERSECT ALL and EXCEPT ALL compare rows too: only UNION ALL
+            // does not.
+            if !s.all || op != pb::SetOperation::SetopUnion as i32 {
                 for o in &outs {
                     if let Out::Col(_, d) = o {
                         self.group_ok(d, "UNION, INTERSECT or EXCEPT (which compare rows)")?;
@@ -1943,7 +1945,11 @@ impl Cx<'_> {
         if let Some(w) = &f.over {
             self.window(w, sc)?;
         }
-        if name == "count" {
+        // count(col) tells only how many values are not NULL, which the
+        // column shows anyway; count of a computed value tells how many
+        // times the computation gave NULL, which can answer a question
+        // about the value (`count(substring(ssn from '^078'))`): masked.
+        if name == "count" && !(args.mask.is_some() && args.derived) {
             return Ok(args.compared());
         }
         Ok(args.derive())
