@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use tokio::io::AsyncWriteExt;
 
 /// Every masked value of the data below, and telling pieces of them.
 const SECRETS: &[&str] = &[
@@ -255,4 +256,217 @@ async fn copy_text_with_a_null_string_is_no_equality_oracle() {
         assert!(out.contains("1\t***-**-1120"), "{sql}: {out}");
         assert_no_secret(sql, &out);
     }
+}
+
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Parse of a named statement with no parameter types.
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    b.extend_from_slice(sql.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    msg(b'P', &b)
+}
+
+/// Bind of statement `name` to the unnamed portal, no parameters, all
+/// results in `format` (0 text, 1 binary); Describe portal; Execute
+/// (`max_rows`, 0 = all); Sync.
+fn bind_execute(name: &str, format: i16, max_rows: i32) -> Vec<u8> {
+    let mut b = vec![0];
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&1i16.to_be_bytes());
+    b.extend_from_slice(&format.to_be_bytes());
+    let mut m = msg(b'B', &b);
+    m.extend(msg(b'D', b"P\0"));
+    let mut e = vec![0];
+    e.extend_from_slice(&max_rows.to_be_bytes());
+    m.extend(msg(b'E', &e));
+    m.extend(msg(b'S', b""));
+    m
+}
+
+/// Everything the server sent back, as lossy text, for secret checks.
+fn all_text(answers: &[(u8, Vec<u8>)]) -> String {
+    let mut v = Vec::new();
+    for (t, body) in answers {
+        v.push(*t);
+        v.extend_from_slice(body);
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+/// LEAK (known, being fixed by the integrator): a protocol-prepared
+/// statement keeps the mask plan pgward made at Parse. Change the catalog
+/// between Parse and Execute and PostgreSQL re-plans the statement's text
+/// against the new definitions, while pgward still applies the old plan:
+/// - `CREATE OR REPLACE VIEW` of a view over an unmasked column, now over
+///   the masked one;
+/// each Execute returns the SSN in clear, in text and in binary format.
+/// (Renaming columns between Parse and Execute leaks too, but so does a
+/// fresh statement after a rename: see
+/// `a_renamed_masked_column_or_table_stays_masked`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leak: a Parse's mask plan outlives catalog changes before Execute"]
+async fn a_prepared_statement_is_masked_by_the_catalog_at_execute() {
+    let h = harness().await;
+    let dba = h.direct().await;
+    dba.batch_execute(
+        "CREATE VIEW names AS SELECT id, name AS n FROM customers;
+         CREATE VIEW names2 AS SELECT id, name AS n FROM customers;",
+    )
+    .await
+    .unwrap();
+    let mut s = login(&h, AGENT).await;
+    let mut sent = parse("v", "SELECT n FROM names WHERE id = 1");
+    sent.extend(parse("v2", "SELECT n FROM names2 WHERE id = 1"));
+    sent.extend(msg(b'S', b""));
+    s.write_all(&sent).await.unwrap();
+    let answers = until_ready(&mut s).await;
+    assert!(
+        answers.iter().all(|(t, _)| *t != b'E'),
+        "{}",
+        all_text(&answers)
+    );
+    dba.batch_execute(
+        "CREATE OR REPLACE VIEW names AS SELECT id, ssn AS n FROM customers;
+         CREATE OR REPLACE VIEW names2 AS SELECT id, ssn AS n FROM customers;",
+    )
+    .await
+    .unwrap();
+    let mut got = String::new();
+    for (name, format) in [("v", 0), ("v2", 1)] {
+        s.write_all(&bind_execute(name, format, 0)).await.unwrap();
+        got.push_str(&all_text(&until_ready(&mut s).await));
+    }
+    assert_no_secret("Execute after a catalog change", &got);
+}
+
+/// LEAK: masks are keyed by name (`public.customers.ssn`), and nothing
+/// stops a rename. Once the DBA (or a masked role allowed DDL, here bob
+/// of role app) renames the masked column or its table, every read shows
+/// it in clear, to every masked role, until the rules are edited; a
+/// stale name in the rules is only reported by `pgward check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leak: renaming a masked column or table drops its mask"]
+async fn a_renamed_masked_column_or_table_stays_masked() {
+    let h = harness().await;
+    let bob = h.connect(BOB).await;
+    let agent = h.connect(AGENT).await;
+    // The masked role itself may not rename what masks it...
+    for sql in [
+        "ALTER TABLE customers RENAME COLUMN ssn TO ssn2",
+        "ALTER TABLE customers RENAME TO cust2",
+    ] {
+        let r = bob.simple_query(sql).await;
+        if let Err(e) = &r {
+            refusal(sql, e);
+        }
+        let got = rows_text(&agent, "SELECT * FROM cust2")
+            .await
+            .or(rows_text(&agent, "SELECT * FROM customers").await)
+            .unwrap();
+        assert_no_secret(sql, &got);
+    }
+    // ...and a rename by the DBA does not unmask it either.
+    // (Through pgward, so its catalog sees the change at once.)
+    let dba = h.connect(DANA).await;
+    dba.batch_execute(
+        "DO $$BEGIN IF to_regclass('cust2') IS NOT NULL THEN ALTER TABLE cust2 RENAME TO customers; END IF; END$$;",
+    )
+    .await
+    .unwrap();
+    dba.batch_execute("ALTER TABLE customers RENAME COLUMN email TO contact")
+        .await
+        .unwrap();
+    let got = rows_text(&agent, "SELECT * FROM customers").await;
+    match got {
+        Ok(text) => assert_no_secret("after the DBA's rename", &text),
+        Err(e) => {
+            refusal("after the DBA's rename", &e);
+        }
+    }
+}
+
+/// LEAK: a user function is refused to a masked role only when its body
+/// names a masked table (or runs dynamic SQL, or takes a masked value).
+/// A STABLE SQL function the DBA wrote, whose body reads the masked
+/// column through a view, another function, a `U&"..."` name or a
+/// `BEGIN ATOMIC` body, returns it in clear to the read-only agent; so
+/// does a view that calls such a function (functions in a view's
+/// definition are not checked at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leak: user functions that reach a masked table indirectly pass unmasked"]
+async fn functions_that_read_masked_columns_indirectly_are_refused() {
+    let h = harness().await;
+    let dba = h.connect(DANA).await;
+    dba.batch_execute(
+        r#"CREATE VIEW ids AS SELECT id, ssn AS s FROM customers;
+         CREATE FUNCTION via_view() RETURNS SETOF text LANGUAGE sql STABLE AS 'SELECT s FROM ids';
+         CREATE FUNCTION direct_read() RETURNS SETOF text LANGUAGE sql STABLE AS 'SELECT ssn FROM customers';
+         CREATE FUNCTION via_function() RETURNS SETOF text LANGUAGE sql STABLE AS 'SELECT * FROM direct_read()';
+         CREATE FUNCTION via_escape() RETURNS SETOF text LANGUAGE sql STABLE AS $$SELECT ssn FROM U&"\0063ustomers"$$;
+         CREATE FUNCTION via_atomic() RETURNS SETOF text LANGUAGE sql STABLE BEGIN ATOMIC SELECT s FROM ids; END;
+         CREATE VIEW calls AS SELECT via_view() AS s;"#,
+    )
+    .await
+    .unwrap();
+    let agent = h.connect(AGENT).await;
+    // The direct one is refused, as documented.
+    let sql = "SELECT * FROM direct_read()";
+    refusal(sql, &agent.simple_query(sql).await.unwrap_err());
+    for sql in [
+        "SELECT * FROM via_view()",
+        "SELECT via_view()",
+        "SELECT * FROM via_function()",
+        "SELECT * FROM via_escape()",
+        "SELECT * FROM via_atomic()",
+        "SELECT * FROM ROWS FROM (via_view())",
+        "SELECT * FROM calls",
+    ] {
+        match rows_text(&agent, sql).await {
+            Ok(text) => assert_no_secret(sql, &text),
+            Err(e) => {
+                refusal(sql, &e);
+            }
+        }
+    }
+}
+
+/// LEAK: a masked role allowed DDL and writes (bob, role app here; the
+/// example agent's DDL and writes wait for a DBA's approval, who sees
+/// only innocent-looking statements) copies masked values with a
+/// trigger: the trigger function's body names no masked table, the
+/// UPDATE that fires it reads no masked column, and the copy is read in
+/// clear from a table without masks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leak: triggers (and rules) run code pgward does not trace"]
+async fn a_trigger_does_not_copy_masked_values_out() {
+    let h = harness().await;
+    let bob = h.connect(BOB).await;
+    let mut got = String::new();
+    for sql in [
+        "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO scratch VALUES (NEW.id, NEW.ssn); RETURN NEW; END$$",
+        "CREATE TRIGGER keep BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION keep()",
+        "UPDATE customers SET name = name || '.' WHERE id = 1",
+        "SELECT * FROM scratch",
+    ] {
+        match rows_text(&bob, sql).await {
+            Ok(text) => got.push_str(&text),
+            Err(e) => {
+                refusal(sql, &e);
+            }
+        }
+    }
+    assert_no_secret("trigger copy", &got);
 }
