@@ -470,3 +470,175 @@ async fn a_trigger_does_not_copy_masked_values_out() {
     }
     assert_no_secret("trigger copy", &got);
 }
+
+/// Probes that are refused, each through the simple and the extended
+/// protocol, with nothing of a masked value in the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_of_every_shape_are_refused_and_leak_nothing() {
+    let h = harness().await;
+    let agent = h.connect(AGENT).await;
+    for sql in [
+        // Pattern and regex matches, in every spelling.
+        "SELECT id FROM customers WHERE ssn ~ '^078'",
+        "SELECT id FROM customers WHERE ssn SIMILAR TO '078%'",
+        "SELECT id FROM customers WHERE ssn ILIKE '078%'",
+        "SELECT id FROM customers WHERE ssn ^@ '078'",
+        "SELECT id FROM customers WHERE ssn LIKE ALL (ARRAY['0%'])",
+        "SELECT id FROM customers WHERE ssn OPERATOR(pg_catalog.~~) '078%'",
+        "SELECT id FROM customers WHERE pg_catalog.textlike(ssn, '078%')",
+        "SELECT id FROM customers WHERE texteq(ssn, '078-05-1120')",
+        "SELECT id FROM customers WHERE starts_with(ssn, '078')",
+        "SELECT id FROM customers WHERE position('078' in ssn) = 1",
+        "SELECT id FROM customers WHERE ssn BETWEEN '0' AND '1'",
+        // Computed values compared.
+        "SELECT id FROM customers WHERE length(ssn) = 11",
+        "SELECT id, length(ssn) > 10 FROM customers",
+        "SELECT id FROM customers WHERE md5(ssn) = md5('078-05-1120')",
+        "SELECT id FROM customers WHERE md5(ssn) IN (SELECT md5('078-05-1120'))",
+        "SELECT id FROM customers WHERE to_json(ssn)::text = '\"078-05-1120\"'",
+        "SELECT id FROM customers WHERE upper(ssn) LIKE '078%'",
+        "SELECT id FROM customers WHERE coalesce(ssn, '') LIKE '078%'",
+        "SELECT id FROM customers WHERE ssn || '' LIKE '078%'",
+        "SELECT id FROM customers WHERE (SELECT ssn) LIKE '0%'",
+        "SELECT id FROM customers WHERE id = (SELECT length(ssn) FROM customers WHERE id = 1)",
+        "SELECT id FROM customers WHERE id IN (SELECT length(ssn) FROM customers)",
+        "SELECT id FROM customers WHERE (SELECT substring(ssn from '^078')) IS NOT NULL",
+        "SELECT substring(ssn from '^078') IS NULL FROM customers",
+        "SELECT count(json_build_object('a', substring(ssn from '^078'))->>'a') FROM customers",
+        // Equality of non-hash masks, in every form.
+        "SELECT id FROM customers WHERE ssn IN ('078-05-1120')",
+        "SELECT id FROM customers WHERE ssn = ANY(ARRAY['078-05-1120'])",
+        "SELECT id FROM customers WHERE ARRAY[ssn] = ARRAY['078-05-1120']",
+        "SELECT id FROM customers WHERE ARRAY[ssn] @> ARRAY['078-05-1120']",
+        "SELECT id FROM customers WHERE ROW(ssn) = ROW('078-05-1120')",
+        "SELECT id FROM customers WHERE (ssn, 1) = ('078-05-1120', 1)",
+        "SELECT id FROM customers WHERE ssn IS NOT DISTINCT FROM '078-05-1120'",
+        "SELECT id FROM customers c JOIN (VALUES ('078-05-1120')) v(s) ON v.s = c.ssn",
+        "SELECT id FROM customers c WHERE EXISTS (SELECT 1 FROM customers d WHERE d.ssn = c.ssn AND d.id <> c.id)",
+        "SELECT id FROM accounts WHERE pin = 4242",
+        "SELECT id FROM accounts WHERE token >= 'tok-a'",
+        // Through subqueries, CTEs, LATERAL, views and column aliases.
+        "SELECT id FROM customers c, LATERAL (SELECT c.ssn AS s) l WHERE l.s LIKE '0%'",
+        "SELECT id FROM (SELECT id, ssn AS s FROM customers) x WHERE s LIKE '0%'",
+        "WITH x AS (SELECT id, ssn s FROM customers) SELECT id FROM x WHERE s LIKE '0%'",
+        "SELECT id FROM contacts WHERE mail LIKE 'ada%'",
+        "SELECT a FROM customers AS c(a, b, cc, d) WHERE d LIKE '0%'",
+        // Order, grouping, windows, aggregates.
+        "SELECT id FROM customers ORDER BY 1, ssn",
+        "SELECT id FROM customers ORDER BY md5(ssn)",
+        "SELECT id, row_number() OVER (ORDER BY ssn) FROM customers",
+        "SELECT id, rank() OVER (PARTITION BY left(ssn, 1)) FROM customers",
+        "SELECT id, lag(ssn) OVER (ORDER BY id) FROM customers",
+        "SELECT id, first_value(ssn) OVER (ORDER BY id) FROM customers",
+        "SELECT left(ssn, 1), count(*) FROM customers GROUP BY 1",
+        "SELECT DISTINCT left(ssn, 1) FROM customers",
+        "SELECT id FROM customers GROUP BY ROLLUP(id, ssn)",
+        "SELECT id FROM customers GROUP BY CUBE(ssn)",
+        "SELECT count(*) FROM customers GROUP BY GROUPING SETS (ssn)",
+        "SELECT count(DISTINCT ssn) FROM customers",
+        "SELECT count(*) FILTER (WHERE ssn > '2') FROM customers",
+        "SELECT sum(pin) FROM accounts",
+        "SELECT avg(pin) FROM accounts",
+        "SELECT bit_and(pin) FROM accounts",
+        "SELECT id FROM customers LIMIT (SELECT length(ssn) FROM customers WHERE id = 1)",
+        "SELECT id FROM customers OFFSET (SELECT length(ssn) FROM customers WHERE id = 1)",
+        // Functions and casts that can fail or give NULL on the value.
+        "SELECT ascii(ssn) FROM customers",
+        "SELECT format('%s', ssn) FROM customers",
+        "SELECT split_part(ssn, '-', 1) FROM customers",
+        "SELECT string_to_array(ssn, '-') FROM customers",
+        "SELECT regexp_replace(ssn, '-', '') FROM customers",
+        "SELECT convert_to(ssn, 'UTF8') FROM customers",
+        "SELECT ssn::bytea FROM customers",
+        "SELECT sha256(ssn::bytea) FROM customers",
+        "SELECT id FROM customers WHERE id = 1 AND ssn::int = 1",
+        "SELECT num_nulls(substring(ssn from '^078')) FROM customers",
+        "SELECT id FROM customers WHERE ssn IS NORMALIZED",
+        "SELECT id FROM customers WHERE ssn IS JSON",
+        "SELECT pin + 0 FROM accounts",
+        "SELECT -pin FROM accounts",
+        "SELECT * FROM generate_series(1, (SELECT length(ssn) FROM customers WHERE id = 1))",
+        // Whole rows, sampled values, untraceable runners, side channels.
+        "SELECT id, GROUPING(ssn) FROM customers GROUP BY GROUPING SETS ((id, ssn))",
+        "SELECT most_common_vals FROM pg_stats WHERE tablename = 'customers'",
+        "SELECT stavalues1 FROM pg_statistic",
+        "SELECT * FROM pg_stats_ext",
+        "SELECT set_config('app.x', ssn, false) FROM customers",
+        "SELECT pg_notify('c', ssn) FROM customers",
+        "SELECT pg_advisory_lock(length(ssn)) FROM customers",
+        "SELECT lo_from_bytea(0, convert_to(ssn, 'UTF8')) FROM customers",
+    ] {
+        let e = agent.simple_query(sql).await.unwrap_err();
+        refusal(sql, &e);
+        let e = agent.prepare(sql).await.unwrap_err();
+        refusal(sql, &e);
+    }
+    // SQL PREPARE/EXECUTE and COPY options masking cannot follow.
+    let sql = "PREPARE p AS SELECT ssn FROM customers; EXECUTE p";
+    refusal(sql, &agent.simple_query(sql).await.unwrap_err());
+    let sql = "COPY (SELECT ssn, ssn FROM customers) TO STDOUT WITH (FORMAT csv, FORCE_NULL (ssn))";
+    refusal(sql, &copy_text(&agent, sql).await.unwrap_err());
+}
+
+/// Shapes that are allowed, and masked: cursors (scrollable, WITH HOLD,
+/// quoted names, re-declared under the same name, binary), column alias
+/// lists, `U&` names, `ONLY`, `(c).*`, NATURAL and USING joins, COPY with
+/// unusual delimiters and quotes, and RETURNING of a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_shapes_stay_masked() {
+    let h = harness().await;
+    let agent = h.connect(AGENT).await;
+    for sql in [
+        "BEGIN; DECLARE c SCROLL CURSOR WITH HOLD FOR SELECT ssn FROM customers; COMMIT; FETCH ALL FROM c; FETCH ABSOLUTE 1 FROM c; MOVE FIRST c; FETCH PRIOR c; CLOSE c",
+        "BEGIN; DECLARE \"C\" CURSOR FOR SELECT ssn FROM customers; FETCH 1 FROM \"C\"; COMMIT",
+        "BEGIN; DECLARE c CURSOR FOR SELECT id FROM customers; CLOSE c; DECLARE c CURSOR FOR SELECT ssn FROM customers; FETCH 1 FROM c; COMMIT",
+        "BEGIN; DECLARE c BINARY CURSOR FOR SELECT ssn FROM customers; FETCH 1 FROM c; COMMIT",
+        "SELECT d FROM customers AS c(a, b, cc, d)",
+        "SELECT x FROM (SELECT ssn FROM customers) AS s(x)",
+        "WITH s(x) AS (SELECT ssn FROM customers) SELECT x FROM s",
+        "SELECT U&\"\\0073sn\" FROM customers",
+        "SELECT ssn FROM ONLY customers",
+        "SELECT (c).* FROM customers c",
+        "SELECT (c).ssn FROM customers c",
+        "SELECT * FROM customers NATURAL JOIN (SELECT 1 AS id) s",
+        "SELECT * FROM (VALUES (1)) v(id) JOIN customers USING (id)",
+        "SELECT id, ssn::name, ssn::char(3), ssn COLLATE \"C\" FROM customers",
+        "SELECT id, translate(ssn, '0123456789', 'abcdefghij'), reverse(ssn) FROM customers",
+        "SELECT id, (ARRAY[ssn])[1], json_build_object(ssn, 1) FROM customers",
+        "SELECT jsonb_object_agg(left(ssn, 1), 1) FROM customers",
+        "SELECT xmin, ctid, tableoid, ssn FROM customers",
+        "SELECT id, count(ssn) OVER (ORDER BY id) FROM customers",
+    ] {
+        let text = rows_text(&agent, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_no_secret(sql, &text);
+        assert!(!text.is_empty(), "{sql}: no rows");
+    }
+    for sql in [
+        "COPY customers TO STDOUT (FORMAT csv, DELIMITER '7')",
+        "COPY customers TO STDOUT (FORMAT csv, QUOTE '0')",
+        "COPY customers (ssn) TO STDOUT (FORMAT csv, FORCE_QUOTE *)",
+        "COPY (SELECT ssn, email FROM customers) TO STDOUT (FORMAT binary)",
+    ] {
+        let text = copy_text(&agent, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_no_secret(sql, &text);
+        assert!(text.contains("1120"), "{sql}: {text}");
+    }
+    // RETURNING of a write by the masked role that may write.
+    let bob = h.connect(BOB).await;
+    for sql in [
+        "UPDATE customers SET ssn = ssn WHERE id = 1 RETURNING ssn, email",
+        "UPDATE customers SET name = name || '' RETURNING *",
+        "WITH u AS (UPDATE customers SET name = name RETURNING ssn) SELECT * FROM u",
+        "INSERT INTO customers (name, email, ssn) VALUES ('n', 'e@x.org', '111-22-3333') RETURNING ssn, email",
+    ] {
+        let text = rows_text(&bob, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_no_secret(sql, &text);
+        assert!(text.contains("***"), "{sql}: {text}");
+    }
+}
