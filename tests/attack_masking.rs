@@ -352,61 +352,137 @@ async fn a_prepared_statement_is_masked_by_the_catalog_at_execute() {
     assert_no_secret("Execute after a catalog change", &got);
 }
 
-/// LEAK: masks are keyed by name (`public.customers.ssn`), and nothing
-/// stops a rename. Once the DBA (or a masked role allowed DDL, here bob
-/// of role app) renames the masked column or its table, every read shows
-/// it in clear, to every masked role, until the rules are edited; a
-/// stale name in the rules is only reported by `pgward check`.
+/// LEAK (fixed for the masked role): masks are keyed by name
+/// (`public.customers.ssn`). A masked role allowed DDL (bob, role app
+/// here; the example agent's DDL waits for a DBA's approval) renamed the
+/// column or its table and read it in clear; every other schema change
+/// naming the table answered questions too: `ADD CONSTRAINT ... CHECK
+/// (ssn NOT LIKE '078%')` failed exactly when a row matched, `CREATE
+/// UNIQUE INDEX ON customers (left(ssn, 1))` succeeded exactly when the
+/// first characters differ, a trigger copied `NEW.ssn` to a table
+/// without masks, and a view the role created kept its own predicate
+/// (`CREATE VIEW v AS SELECT id FROM customers WHERE ssn LIKE '078%'`),
+/// which reads of the view did not judge. A masked role's schema changes
+/// that name a masked table, and its views' predicates, are now refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: renaming a masked column or table drops its mask"]
-async fn a_renamed_masked_column_or_table_stays_masked() {
+async fn a_masked_role_cannot_rename_or_probe_through_schema_changes() {
     let h = harness().await;
     let bob = h.connect(BOB).await;
     let agent = h.connect(AGENT).await;
-    // The masked role itself may not rename what masks it...
     for sql in [
         "ALTER TABLE customers RENAME COLUMN ssn TO ssn2",
+        "ALTER TABLE customers RENAME COLUMN name TO label",
         "ALTER TABLE customers RENAME TO cust2",
+        "ALTER TABLE public.customers SET SCHEMA pg_temp",
+        "ALTER TABLE customers ADD CONSTRAINT c CHECK (ssn NOT LIKE '078%')",
+        "ALTER TABLE customers ADD CONSTRAINT c CHECK (ssn NOT LIKE '078%') NOT VALID",
+        "ALTER TABLE customers DROP COLUMN ssn",
+        "ALTER TABLE customers ADD COLUMN copy text GENERATED ALWAYS AS (ssn) STORED",
+        "CREATE UNIQUE INDEX ux ON customers (left(ssn, 1))",
+        "CREATE INDEX px ON customers (id) WHERE ssn LIKE '078%'",
+        "CREATE STATISTICS st ON ssn, email FROM customers",
+        "CREATE TABLE child () INHERITS (customers)",
+        "CREATE RULE r AS ON UPDATE TO customers DO ALSO INSERT INTO scratch VALUES (NEW.id, NEW.ssn)",
+        "CREATE RULE r AS ON INSERT TO scratch DO ALSO INSERT INTO scratch SELECT id, ssn FROM customers",
+        "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO scratch SELECT id, ssn FROM customers; RETURN NEW; END$$",
+        "CREATE FUNCTION peek() RETURNS SETOF text LANGUAGE sql AS 'SELECT mail FROM contacts'",
+        "CREATE VIEW vpred AS SELECT id FROM customers WHERE ssn LIKE '078%'",
+        "CREATE VIEW vord AS SELECT id FROM customers ORDER BY ssn",
+        "CREATE VIEW vcontacts AS SELECT id FROM contacts WHERE mail LIKE 'ada%'",
+        "CREATE OR REPLACE VIEW contacts AS SELECT id, email AS mail FROM customers WHERE ssn LIKE '078%'",
     ] {
-        let r = bob.simple_query(sql).await;
-        if let Err(e) = &r {
-            refusal(sql, e);
+        match bob.simple_query(sql).await {
+            Ok(_) => panic!("{sql}: not refused"),
+            Err(e) => {
+                refusal(sql, &e);
+            }
         }
-        let got = rows_text(&agent, "SELECT * FROM cust2")
-            .await
-            .or(rows_text(&agent, "SELECT * FROM customers").await)
-            .unwrap();
-        assert_no_secret(sql, &got);
     }
-    // ...and a rename by the DBA does not unmask it either.
-    // (Through pgward, so its catalog sees the change at once.)
-    let dba = h.connect(DANA).await;
-    dba.batch_execute(
-        "DO $$BEGIN IF to_regclass('cust2') IS NOT NULL THEN ALTER TABLE cust2 RENAME TO customers; END IF; END$$;",
+    let got = rows_text(&agent, "SELECT * FROM customers").await.unwrap();
+    assert_no_secret("after the refused schema changes", &got);
+    // A trigger whose function copies NEW.ssn: CREATE TRIGGER on the
+    // masked table is refused (the function itself names no masked table).
+    bob.batch_execute(
+        "CREATE FUNCTION keep_new() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO scratch VALUES (NEW.id, NEW.ssn); RETURN NEW; END$$",
     )
     .await
     .unwrap();
-    dba.batch_execute("ALTER TABLE customers RENAME COLUMN email TO contact")
+    let sql =
+        "CREATE TRIGGER keep BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION keep_new()";
+    refusal(sql, &bob.simple_query(sql).await.unwrap_err());
+    // A trigger on a table without masks whose (DBA's) function reads
+    // a masked column.
+    h.connect(DANA)
+        .await
+        .batch_execute(
+            "CREATE FUNCTION copy_ssn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO scratch SELECT id, ssn FROM customers; RETURN NEW; END$$",
+        )
         .await
         .unwrap();
-    let got = rows_text(&agent, "SELECT * FROM customers").await;
-    match got {
-        Ok(text) => assert_no_secret("after the DBA's rename", &text),
-        Err(e) => {
-            refusal("after the DBA's rename", &e);
+    let sql = "CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION copy_ssn()";
+    refusal(sql, &bob.simple_query(sql).await.unwrap_err());
+    // Views without masked predicates, and changes to other tables, pass.
+    for sql in [
+        "CREATE VIEW mine AS SELECT id, ssn FROM customers WHERE id < 3",
+        "ALTER TABLE scratch RENAME COLUMN v TO value",
+        "CREATE INDEX ON scratch (value)",
+        "BEGIN; LOCK TABLE customers IN ACCESS SHARE MODE; COMMIT",
+    ] {
+        bob.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let got = rows_text(&agent, "SELECT ssn FROM mine").await.unwrap();
+    assert_eq!(got, "***-**-1120|\n***-**-9999|\n");
+    let mut got = rows_text(
+        &bob,
+        "UPDATE customers SET name = name || '.' RETURNING ssn",
+    )
+    .await
+    .unwrap();
+    got.push_str(&rows_text(&bob, "SELECT * FROM scratch").await.unwrap());
+    assert_no_secret("after the refused triggers", &got);
+}
+
+/// LEAK: a rename by the DBA (a role without masks, which may) drops the
+/// mask for every masked role until the rules are edited: masks are
+/// keyed by name, and a stale name in the rules is only reported by
+/// `pgward check`. Suggested: remember each mask's table OID and attnum
+/// at load and follow them, or refuse the role's statements while a mask
+/// names a column the live catalog lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leak: a rename by another role drops the mask"]
+async fn a_rename_by_the_dba_keeps_the_mask() {
+    let h = harness().await;
+    let agent = h.connect(AGENT).await;
+    // Through pgward, so its catalog sees the change at once.
+    let dba = h.connect(DANA).await;
+    for sql in [
+        "ALTER TABLE customers RENAME COLUMN ssn TO tax_id",
+        "ALTER TABLE customers RENAME TO clients",
+    ] {
+        dba.batch_execute(sql).await.unwrap();
+        for read in ["SELECT * FROM customers", "SELECT * FROM clients"] {
+            match rows_text(&agent, read).await {
+                Ok(text) => assert_no_secret(sql, &text),
+                Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42P01") => {}
+                Err(e) => {
+                    refusal(read, &e);
+                }
+            }
         }
     }
 }
 
-/// LEAK: a user function is refused to a masked role only when its body
+/// LEAK (fixed): a user function was refused to a masked role only when its body
 /// names a masked table (or runs dynamic SQL, or takes a masked value).
 /// A STABLE SQL function the DBA wrote, whose body reads the masked
 /// column through a view, another function, a `U&"..."` name or a
 /// `BEGIN ATOMIC` body, returns it in clear to the read-only agent; so
 /// does a view that calls such a function (functions in a view's
-/// definition are not checked at all).
+/// definition were not checked at all). Now a body is followed through
+/// the views and user functions it names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: user functions that reach a masked table indirectly pass unmasked"]
 async fn functions_that_read_masked_columns_indirectly_are_refused() {
     let h = harness().await;
     let dba = h.connect(DANA).await;
@@ -441,34 +517,6 @@ async fn functions_that_read_masked_columns_indirectly_are_refused() {
             }
         }
     }
-}
-
-/// LEAK: a masked role allowed DDL and writes (bob, role app here; the
-/// example agent's DDL and writes wait for a DBA's approval, who sees
-/// only innocent-looking statements) copies masked values with a
-/// trigger: the trigger function's body names no masked table, the
-/// UPDATE that fires it reads no masked column, and the copy is read in
-/// clear from a table without masks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: triggers (and rules) run code pgward does not trace"]
-async fn a_trigger_does_not_copy_masked_values_out() {
-    let h = harness().await;
-    let bob = h.connect(BOB).await;
-    let mut got = String::new();
-    for sql in [
-        "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO scratch VALUES (NEW.id, NEW.ssn); RETURN NEW; END$$",
-        "CREATE TRIGGER keep BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION keep()",
-        "UPDATE customers SET name = name || '.' WHERE id = 1",
-        "SELECT * FROM scratch",
-    ] {
-        match rows_text(&bob, sql).await {
-            Ok(text) => got.push_str(&text),
-            Err(e) => {
-                refusal(sql, &e);
-            }
-        }
-    }
-    assert_no_secret("trigger copy", &got);
 }
 
 /// Probes that are refused, each through the simple and the extended
