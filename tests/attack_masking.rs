@@ -88,10 +88,11 @@ pub fn assert_no_secret(what: &str, text: &str) {
 async fn probe_server() {
     let h = harness().await;
     println!(
-        "PROBE agent: {}\nPROBE bob: {}\nPROBE direct: port {}",
+        "PROBE agent: {}\nPROBE bob: {}\nPROBE direct: port {} password {}",
         h.conninfo(AGENT),
         h.conninfo(BOB),
-        h.pg.port
+        h.pg.port,
+        h.pg.password
     );
     tokio::time::sleep(std::time::Duration::from_secs(5400)).await;
 }
@@ -688,5 +689,41 @@ async fn allowed_shapes_stay_masked() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         assert_no_secret(sql, &text);
         assert!(text.contains("***"), "{sql}: {text}");
+    }
+}
+
+/// LEAK: a schema change made outside pgward (a migration tool or psql
+/// connected to PostgreSQL directly, another pgward) is seen only at the
+/// next catalog reload (`catalog_refresh_secs`, and then only after one
+/// more statement). Until then `*` is expanded with the old columns: a
+/// DROP and re-ADD of `name` moves `email` into `name`'s old place, which
+/// passes, while `ssn` gets `email`'s mask. Checking each RowDescription
+/// field's table OID and attnum against the plan (or masking by them)
+/// would close it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leak: a stale catalog places masks on the wrong columns"]
+async fn a_schema_change_outside_pgward_does_not_move_masks() {
+    let h = harness().await;
+    let agent = h.connect(AGENT).await;
+    let before = rows_text(&agent, "SELECT * FROM customers").await.unwrap();
+    assert_no_secret("before", &before);
+    h.direct()
+        .await
+        .batch_execute(
+            "ALTER TABLE customers DROP COLUMN name; ALTER TABLE customers ADD COLUMN name text",
+        )
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT * FROM customers",
+        "TABLE customers",
+        "SELECT c.* FROM customers c",
+    ] {
+        match rows_text(&agent, sql).await {
+            Ok(text) => assert_no_secret(sql, &text),
+            Err(e) => {
+                refusal(sql, &e);
+            }
+        }
     }
 }
