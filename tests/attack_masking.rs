@@ -727,3 +727,38 @@ async fn a_schema_change_outside_pgward_does_not_move_masks() {
         }
     }
 }
+
+/// LEAK (fixed): a materialized view over masked columns (the DBA's) was
+/// read in clear, and could be probed: its definition was not traced (a
+/// read of it runs nothing of it, so the catalog kept only views'). Its
+/// rows are copies of the columns it names: now traced like a view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_materialized_view_over_masked_columns_is_masked() {
+    let h = harness().await;
+    h.direct()
+        .await
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW mailing AS SELECT id, email AS address, upper(ssn) AS code FROM customers",
+        )
+        .await
+        .unwrap();
+    let agent = h.connect(AGENT).await;
+    let got = rows_text(&agent, "SELECT * FROM mailing ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        "1|a***@example.com|***|\n2|a***@example.com|***|\n3|g***@example.com|***|\n"
+    );
+    let row = agent
+        .query_one("SELECT address FROM mailing WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "a***@example.com");
+    let sql = "SELECT id FROM mailing WHERE address LIKE 'ada%'";
+    refusal(sql, &agent.simple_query(sql).await.unwrap_err());
+    let out = copy_text(&agent, "COPY (SELECT * FROM mailing) TO STDOUT")
+        .await
+        .unwrap();
+    assert_no_secret("COPY", &out);
+}
