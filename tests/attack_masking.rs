@@ -772,3 +772,46 @@ async fn a_materialized_view_over_masked_columns_is_masked() {
         .unwrap();
     assert_no_secret("COPY", &out);
 }
+
+/// LEAK: a role with masks that may write probes a masked column that
+/// has a UNIQUE constraint (the DBA's, common for e-mail addresses) by
+/// inserting a guess: 23505 (values scrubbed, but the error itself
+/// answers) or `ON CONFLICT DO NOTHING` inserting no row means some row
+/// holds the guess. Suggested: refuse INSERT/UPDATE/COPY FROM writing a
+/// value into a masked column covered by a unique index (or an
+/// exclusion constraint, or referenced by a foreign key) for a role with
+/// that mask, unless its mask is `hash` (whose equality is allowed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leak: unique violations answer equality questions about masked values"]
+async fn a_unique_constraint_is_no_equality_oracle() {
+    let h = harness().await;
+    h.direct()
+        .await
+        .batch_execute("ALTER TABLE customers ADD CONSTRAINT one_email UNIQUE (email)")
+        .await
+        .unwrap();
+    let bob = h.connect(BOB).await;
+    let guess = |email: &str| {
+        format!(
+            "INSERT INTO customers (name, email, ssn) VALUES ('x', '{email}', 'y') ON CONFLICT DO NOTHING RETURNING id"
+        )
+    };
+    let hit = rows_text(&bob, &guess("ada@example.com")).await;
+    let miss = rows_text(&bob, &guess("nobody@example.com")).await;
+    // Either refused, or the answers do not differ by the guess.
+    if let (Ok(hit), Ok(miss)) = (&hit, &miss) {
+        assert_eq!(
+            hit.is_empty(),
+            miss.is_empty(),
+            "ON CONFLICT answers the guess: {hit:?} vs {miss:?}"
+        );
+    }
+    let e = bob
+        .simple_query(
+            "INSERT INTO customers (name, email, ssn) VALUES ('x', 'alan@example.com', 'y')",
+        )
+        .await;
+    if let Err(e) = &e {
+        refusal("a guessed e-mail", e);
+    }
+}
