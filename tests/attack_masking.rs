@@ -455,14 +455,12 @@ async fn a_masked_role_cannot_rename_or_probe_through_schema_changes() {
     assert_no_secret("after the refused triggers", &got);
 }
 
-/// LEAK: a rename by the DBA (a role without masks, which may) drops the
-/// mask for every masked role until the rules are edited: masks are
-/// keyed by name, and a stale name in the rules is only reported by
-/// `pgward check`. Suggested: remember each mask's table OID and attnum
-/// at load and follow them, or refuse the role's statements while a mask
-/// names a column the live catalog lacks.
+/// LEAK (fixed): a rename by the DBA (a role without masks, which may)
+/// dropped the mask for every masked role until the rules were edited:
+/// masks are keyed by name. Now each catalog load carries the former names
+/// of relations and columns (by OID and attnum) from the previous load,
+/// and a mask follows its column's renames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: a rename by another role drops the mask"]
 async fn a_rename_by_the_dba_keeps_the_mask() {
     let h = harness().await;
     let agent = h.connect(AGENT).await;

@@ -31,17 +31,23 @@ impl MaskSet {
     pub fn of(role: &Role, cat: &Catalog) -> MaskSet {
         let mut set = MaskSet::default();
         for m in &role.masks {
-            set.add(&m.schema, &m.table, &m.column, m.func);
-            let full = format!("{}.{}", m.schema, m.table);
-            let related: Vec<String> = cat
-                .ancestors(&full)
-                .into_iter()
-                .chain(cat.descendants(&full))
-                .map(str::to_owned)
-                .collect();
-            for r in related {
-                if let Some((s, t)) = r.split_once('.') {
-                    set.add(s, t, &m.column, m.func);
+            // By the rule's name, and by the names the column has now if
+            // it (or its table) was renamed since pgward first saw it.
+            let named = (m.schema.clone(), m.table.clone(), m.column.clone());
+            let now = cat.now_named(&m.schema, &m.table, &m.column);
+            for (schema, table, column) in std::iter::once(named).chain(now) {
+                set.add(&schema, &table, &column, m.func);
+                let full = format!("{schema}.{table}");
+                let related: Vec<String> = cat
+                    .ancestors(&full)
+                    .into_iter()
+                    .chain(cat.descendants(&full))
+                    .map(str::to_owned)
+                    .collect();
+                for r in related {
+                    if let Some((s, t)) = r.split_once('.') {
+                        set.add(s, t, &column, m.func);
+                    }
                 }
             }
         }

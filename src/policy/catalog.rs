@@ -170,6 +170,17 @@ pub mod events {
 pub struct Column {
     pub name: String,
     pub type_oid: u32,
+    /// Its attribute number (0 in a catalog built without one).
+    pub attnum: i16,
+}
+
+/// Names user relations and their columns had in earlier loads of this
+/// database's catalog, by OID and attribute number: a rule keyed by a
+/// name (a mask) follows a rename made since pgward first loaded it.
+#[derive(Debug, Default, Clone)]
+pub struct FormerNames {
+    relations: HashMap<u32, Vec<ViewKey>>,
+    columns: HashMap<(u32, i16), Vec<String>>,
 }
 
 /// A function as written: (schema if qualified, name).
@@ -232,6 +243,11 @@ pub struct Catalog {
     /// (schema, table or view) → its columns in attnum order (user
     /// schemas only), for column masking's lineage.
     columns: HashMap<ViewKey, Vec<Column>>,
+    /// (schema, table or view) → its OID, and back (user schemas).
+    rel_oids: HashMap<ViewKey, u32>,
+    oid_rels: HashMap<u32, ViewKey>,
+    /// Names they had in earlier loads (see `FormerNames`).
+    former: Arc<FormerNames>,
     /// (schema, view or materialized view) → its definition
     /// (`pg_get_viewdef`), user schemas, for masking's lineage.
     view_defs: HashMap<ViewKey, Arc<str>>,
@@ -324,6 +340,9 @@ impl Catalog {
             writes: HashMap::new(),
             event_triggers: Vec::new(),
             columns: HashMap::new(),
+            rel_oids: HashMap::new(),
+            oid_rels: HashMap::new(),
+            former: Arc::default(),
             view_defs: HashMap::new(),
             source,
             cache: new_cache(),
@@ -373,6 +392,81 @@ impl Catalog {
             .map(Vec::as_slice)
     }
 
+    /// Where a column named `schema.table.column` in an earlier load of
+    /// this catalog is now, when it was renamed since (its table or itself):
+    /// (schema, table, column). The name as it is now comes first.
+    pub fn now_named(
+        &self,
+        schema: &str,
+        table: &str,
+        column: &str,
+    ) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let key = (schema.to_owned(), table.to_owned());
+        let mut oids: Vec<u32> = self.rel_oids.get(&key).copied().into_iter().collect();
+        for (oid, names) in &self.former.relations {
+            if names.contains(&key) && !oids.contains(oid) {
+                oids.push(*oid);
+            }
+        }
+        for oid in oids {
+            let Some(rel) = self.oid_rels.get(&oid) else {
+                continue;
+            };
+            let Some(cols) = self.columns.get(rel) else {
+                continue;
+            };
+            for c in cols {
+                let was = self
+                    .former
+                    .columns
+                    .get(&(oid, c.attnum))
+                    .is_some_and(|n| n.iter().any(|n| n == column));
+                if c.name == column || was {
+                    out.push((rel.0.clone(), rel.1.clone(), c.name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Carries the names of `older` (this database's previous load) over:
+    /// a relation or column whose OID and attribute number stay but whose
+    /// name changed keeps its former names.
+    pub fn follow_renames(&mut self, older: &Catalog) {
+        let mut former = (*older.former).clone();
+        for (key, oid) in &older.rel_oids {
+            let Some(now) = self.oid_rels.get(oid) else {
+                continue;
+            };
+            if now != key {
+                let names = former.relations.entry(*oid).or_default();
+                if !names.contains(key) {
+                    names.push(key.clone());
+                }
+            }
+            let (Some(was), Some(is)) = (older.columns.get(key), self.columns.get(now)) else {
+                continue;
+            };
+            for c in was {
+                if c.attnum > 0 && is.iter().any(|n| n.attnum == c.attnum && n.name != c.name) {
+                    let names = former.columns.entry((*oid, c.attnum)).or_default();
+                    if !names.contains(&c.name) {
+                        names.push(c.name.clone());
+                    }
+                }
+            }
+        }
+        // Relations dropped since: their former names go with them.
+        former
+            .relations
+            .retain(|oid, _| self.oid_rels.contains_key(oid));
+        former
+            .columns
+            .retain(|(oid, _), _| self.oid_rels.contains_key(oid));
+        self.former = Arc::new(former);
+    }
+
     /// The definition of view `schema.name`, when the catalog holds it.
     pub fn view_definition(&self, schema: &str, name: &str) -> Option<&str> {
         self.view_defs
@@ -387,12 +481,21 @@ impl Catalog {
             (schema.to_owned(), name.to_owned()),
             columns
                 .iter()
-                .map(|(n, t)| Column {
+                .zip(1..)
+                .map(|((n, t), attnum)| Column {
                     name: (*n).to_owned(),
                     type_oid: *t,
+                    attnum,
                 })
                 .collect(),
         );
+    }
+
+    /// Gives relation `schema.name` an OID (see `add_columns`).
+    pub fn set_relation_oid(&mut self, schema: &str, name: &str, oid: u32) {
+        let key = (schema.to_owned(), name.to_owned());
+        self.rel_oids.insert(key.clone(), oid);
+        self.oid_rels.insert(oid, key);
     }
 
     /// Records view `schema.name`'s definition (see `add_columns`).
@@ -914,7 +1017,7 @@ impl Catalog {
         // Columns of user tables and views, for masking's lineage.
         for row in conn
             .simple_query(
-                "SELECT n.nspname, c.relname, a.attname, a.atttypid \
+                "SELECT n.nspname, c.relname, a.attname, a.atttypid, c.oid, a.attnum \
                  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND a.attnum > 0 \
@@ -924,14 +1027,17 @@ impl Catalog {
             )
             .await?
         {
-            if let [Some(s), Some(t), Some(a), Some(ty)] = row.as_slice() {
-                cat.columns
-                    .entry((s.clone(), t.clone()))
-                    .or_default()
-                    .push(Column {
-                        name: a.clone(),
-                        type_oid: ty.parse().unwrap_or(0),
-                    });
+            if let [Some(s), Some(t), Some(a), Some(ty), Some(oid), Some(attnum)] = row.as_slice() {
+                let key = (s.clone(), t.clone());
+                if let Ok(oid) = oid.parse::<u32>() {
+                    cat.rel_oids.insert(key.clone(), oid);
+                    cat.oid_rels.insert(oid, key.clone());
+                }
+                cat.columns.entry(key).or_default().push(Column {
+                    name: a.clone(),
+                    type_oid: ty.parse().unwrap_or(0),
+                    attnum: attnum.parse().unwrap_or(0),
+                });
             }
         }
         let mut writes: HashMap<String, WriteEffects> = HashMap::new();
@@ -1663,8 +1769,11 @@ impl CatalogSlot {
                 let loaded = Catalog::load(&upstream, &slot.database).await;
                 let ok = loaded.is_ok();
                 match loaded {
-                    Ok(cat) => {
-                        *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
+                    Ok(mut cat) => {
+                        let mut current = slot.current.write().unwrap_or_else(|p| p.into_inner());
+                        cat.follow_renames(&current);
+                        *current = Arc::new(cat);
+                        drop(current);
                         slot.generation.fetch_add(1, Ordering::AcqRel);
                         slot.fresh_for.fetch_max(target, Ordering::AcqRel);
                     }
@@ -1876,6 +1985,44 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rename between two loads (same OID and attribute number, another
+    /// name) is followed, through several loads; a dropped relation's
+    /// former names go with it.
+    #[test]
+    fn renames_between_loads_are_followed() {
+        let load = |table: &str, ssn: &str| {
+            let mut cat = Catalog::builtin();
+            cat.add_columns("public", table, &[("id", 23), (ssn, 25)]);
+            cat.set_relation_oid("public", table, 16400);
+            cat.add_columns("public", "other", &[("ssn", 25)]);
+            cat.set_relation_oid("public", "other", 16500);
+            cat
+        };
+        let first = load("customers", "ssn");
+        let here = |cat: &Catalog| cat.now_named("public", "customers", "ssn");
+        assert_eq!(
+            here(&first),
+            [("public".into(), "customers".into(), "ssn".into())]
+        );
+        let mut second = load("customers", "tax_id");
+        second.follow_renames(&first);
+        assert_eq!(
+            here(&second),
+            [("public".into(), "customers".into(), "tax_id".into())]
+        );
+        let mut third = load("clients", "tax_id");
+        third.follow_renames(&second);
+        assert_eq!(
+            here(&third),
+            [("public".into(), "clients".into(), "tax_id".into())]
+        );
+        // The id column was never called ssn; "other" keeps its own name.
+        assert_eq!(third.now_named("public", "other", "ssn").len(), 1);
+        let mut fourth = Catalog::builtin();
+        fourth.follow_renames(&third);
+        assert!(here(&fourth).is_empty() && fourth.former.relations.is_empty());
+    }
 
     #[test]
     fn parameter_types_are_built_in_known_or_unknown() {
