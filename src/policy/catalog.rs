@@ -182,6 +182,10 @@ pub struct Catalog {
     by_oid: HashMap<u32, usize>,
     /// relname → [(schema, relkind)]
     relations: HashMap<String, Vec<(String, u8)>>,
+    /// index name → [(its schema, its table's name)] (an index lives in
+    /// its table's schema): built-ins that take an index by name read or
+    /// write its table.
+    indexes: HashMap<String, Vec<(String, String)>>,
     /// `schema.table` → the tables it inherits from or is a partition of,
     /// and the reverse: a read of one reads rows of the other.
     parents: HashMap<String, Vec<String>>,
@@ -307,6 +311,7 @@ impl Catalog {
             by_name: HashMap::new(),
             by_oid: HashMap::new(),
             relations: HashMap::new(),
+            indexes: HashMap::new(),
             parents: HashMap::new(),
             children: HashMap::new(),
             lists_user_relations: false,
@@ -452,6 +457,24 @@ impl Catalog {
             .iter()
             .find(|(s, _)| s == schema)
             .map(|(_, k)| *k)
+    }
+
+    /// The tables (schema, table) of the indexes of this name (in
+    /// `schema` when given), for a catalog that lists the database's
+    /// relations; None when it does not (the offline snapshot).
+    pub fn index_tables(&self, schema: Option<&str>, name: &str) -> Option<Vec<(&str, &str)>> {
+        if !self.lists_user_relations {
+            return None;
+        }
+        Some(
+            self.indexes
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter(|(s, _)| schema.is_none_or(|want| want == s))
+                .map(|(s, t)| (s.as_str(), t.as_str()))
+                .collect(),
+        )
     }
 
     pub fn is_view(&self, schema: Option<&str>, name: &str) -> bool {
@@ -908,6 +931,24 @@ impl Catalog {
              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
         )
         .await?;
+        // Indexes and their tables: brin_summarize_range('idx', ...) and
+        // the like read or write the table of the index they are given.
+        for row in deparsed(
+            conn,
+            "SELECT n.nspname, i.relname, t.relname FROM pg_catalog.pg_index x \
+             JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace \
+             JOIN pg_catalog.pg_class t ON t.oid = x.indrelid",
+        )
+        .await?
+        {
+            if let [Some(s), Some(i), Some(t)] = row.as_slice() {
+                cat.indexes
+                    .entry(i.clone())
+                    .or_default()
+                    .push((s.clone(), t.clone()));
+            }
+        }
         // Columns of user tables and views, for masking's lineage.
         for row in conn
             .simple_query(
@@ -1845,6 +1886,16 @@ impl Catalog {
             body: Some(definition.into()),
             implied: Vec::new(),
         });
+        self
+    }
+
+    /// With an index `public.index` of the table `public.table`.
+    pub(crate) fn with_index(mut self, index: &str, table: &str) -> Catalog {
+        self.lists_user_relations = true;
+        self.indexes
+            .entry(index.to_owned())
+            .or_default()
+            .push(("public".to_owned(), table.to_owned()));
         self
     }
 

@@ -1805,6 +1805,72 @@ impl Walker<'_> {
         }
     }
 
+    /// A function given a table or an index by name (`relation_arg`):
+    /// a read or a write of the table, or of the index's table, for
+    /// table rules. A name pgward cannot resolve (an OID, an expression,
+    /// a relation the catalog does not hold) is `unknown`.
+    fn relation_arg(
+        &mut self,
+        shown: &str,
+        via: &str,
+        uses: builtins::RelationArg,
+        arg: Option<String>,
+    ) {
+        // The verdict depends on the literal: never share it by shape.
+        self.st.literal_sensitive = true;
+        let named = arg.as_deref().and_then(regclass_name);
+        let Some((schema, name)) = named else {
+            let given = match &arg {
+                Some(text) => format!("{text:?}, an OID or a name pgward cannot resolve"),
+                None => "a relation given by an expression, not a plain string".to_owned(),
+            };
+            return self.unresolved_relation(shown, format!("{shown}(){via} uses {given}"));
+        };
+        // The tables of indexes of that name, and a table of that name
+        // itself (pgstattuple and the like take either).
+        let mut tables: Vec<(Option<String>, String)> = Vec::new();
+        if let Some(found) = self.cat.index_tables(schema.as_deref(), &name) {
+            tables.extend(
+                found
+                    .into_iter()
+                    .map(|(s, t)| (Some(s.to_owned()), t.to_owned())),
+            );
+        }
+        if self.cat.holds_relation(schema.as_deref(), &name) {
+            tables.push((schema.clone(), name.clone()));
+        }
+        if tables.is_empty() {
+            // Not in the catalog (created since it was loaded, or none):
+            // an unplaced name, so pgward looks again.
+            self.relation_named(schema, name.clone(), Class::Read);
+            return self.unresolved_relation(
+                shown,
+                format!(
+                    "{shown}(){via} uses {name:?}, which is neither an index nor a table pgward's catalog holds"
+                ),
+            );
+        }
+        let saved = self.events;
+        for (schema, table) in tables {
+            if uses.reads {
+                self.events = 0;
+                self.relation_named(schema.clone(), table.clone(), Class::Read);
+            }
+            if uses.writes {
+                // Rows or index entries change as in maintenance: the
+                // index's expressions and operator classes run, no trigger.
+                self.events = events::MAINTAIN;
+                self.relation_named(schema, table, Class::Write);
+            }
+        }
+        self.events = saved;
+    }
+
+    fn unresolved_relation(&mut self, shown: &str, why: String) {
+        self.hidden_read(why.clone());
+        self.st.reason_of(Class::Unknown, why, shown);
+    }
+
     fn func_call(&mut self, map: &Map) {
         let parts = names(map.get("funcname").unwrap_or(&Value::Null));
         let Some((schema, name)) = qualified(&parts) else {
@@ -2177,6 +2243,9 @@ impl Walker<'_> {
                     ),
                 }
             }
+        }
+        if let Some(uses) = builtins::relation_arg(name, builtin_scope) {
+            self.relation_arg(&shown, &via, uses, args.first().cloned().flatten());
         }
         // ts_rewrite(query, target, substitute) only rewrites a tsquery;
         // the catalog's VOLATILE is its other form's, which runs SQL.
@@ -3426,6 +3495,73 @@ mod tests {
     /// Tables whose triggers write each other, in cycles: each trigger
     /// body is judged once per statement, and what the last one does is
     /// found from the first table.
+    /// BRIN summarization, GIN cleanup and the extension functions that
+    /// take a relation by name read or write the table of the index (or
+    /// the table) they are given: table rules apply to that table. What
+    /// pgward cannot resolve to one is unknown.
+    #[test]
+    fn functions_given_an_index_use_its_table() {
+        let cat = Catalog::builtin()
+            .with_table("secrets", &[])
+            .with_index("secrets_brin", "secrets");
+        let uses = |sql: &str| {
+            let st = one_with(sql, &cat);
+            let mut r: Vec<String> = st
+                .relations
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}.{}:{}",
+                        r.schema.as_deref().unwrap_or("?"),
+                        r.name,
+                        r.access
+                    )
+                })
+                .collect();
+            r.sort();
+            (r, st)
+        };
+        let (r, st) = uses("SELECT brin_summarize_range('secrets_brin', 2)");
+        assert_eq!(r, ["public.secrets:read", "public.secrets:write"]);
+        assert!(st.literal_sensitive && st.hidden_reads.is_empty());
+        assert!(!st.classes().contains(Class::Unknown));
+        let (r, _) = uses("SELECT pg_catalog.brin_summarize_new_values('public.secrets_brin')");
+        assert_eq!(r, ["public.secrets:read", "public.secrets:write"]);
+        let (r, _) = uses("SELECT gin_clean_pending_list('secrets_brin')");
+        assert_eq!(r, ["public.secrets:write"]);
+        let (r, _) = uses("SELECT brin_desummarize_range('secrets_brin', 0)");
+        assert_eq!(r, ["public.secrets:write"]);
+        // Extensions' functions, in whatever schema, take a table too.
+        let (r, _) = uses("SELECT * FROM ext.pgstattuple('secrets')");
+        assert_eq!(r, ["?.secrets:read"]);
+        let (r, _) = uses("SELECT bt_index_check('secrets_brin', true)");
+        assert_eq!(r, ["public.secrets:read"]);
+        let (r, _) = uses("SELECT heap_force_kill('secrets', ARRAY['(0,1)'::tid])");
+        assert_eq!(r, ["?.secrets:write"]);
+        // Attribute notation is the same call, of a value pgward does not see.
+        let st = one_with(
+            "SELECT x.brin_summarize_new_values FROM (SELECT 'secrets_brin'::regclass) x",
+            &cat,
+        );
+        assert!(st.classes().contains(Class::Unknown));
+        // What pgward cannot resolve to a table is unknown.
+        for sql in [
+            "SELECT brin_summarize_range('no_such_index', 2)",
+            "SELECT brin_summarize_range('16384', 2)",
+            "SELECT brin_summarize_range(16384::regclass, 2)",
+            "SELECT brin_summarize_new_values(relname::regclass) FROM pg_class",
+            "SELECT brin_summarize_new_values('db.public.secrets_brin')",
+            "SELECT brin_summarize_new_values('other.secrets_brin')",
+        ] {
+            let st = one_with(sql, &cat);
+            assert!(st.classes().contains(Class::Unknown), "{sql}");
+            assert!(!st.hidden_reads.is_empty(), "{sql}");
+        }
+        // A user function of that name in another schema is the user's.
+        let (r, _) = uses("SELECT lower('secrets_brin')");
+        assert!(r.is_empty());
+    }
+
     #[test]
     fn webs_of_triggers_judge_each_body_once() {
         let n = 10;
