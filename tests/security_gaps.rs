@@ -299,6 +299,73 @@ async fn foreign_key_checks_run_the_keys_operators() {
         .unwrap();
 }
 
+/// A referencing column whose type differs from the referenced one's is
+/// cast to it in every check (`fk.c::text` in the check's query), through
+/// the cast function pg_cast holds for that pair when the check runs. The
+/// key needs an implicit cast when it is added, but the cast can be made
+/// explicit afterwards (DROP CAST, CREATE CAST without AS IMPLICIT): no
+/// longer one PostgreSQL applies unasked, yet the checks still run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_key_checks_run_the_cast_between_key_types() {
+    let h = harness(
+        "CREATE TYPE shade AS ENUM ('1', '2', '3');
+         CREATE FUNCTION shade_text(shade) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+           BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname');
+           RETURN pg_catalog.textin(pg_catalog.enum_out($1)); END $$;
+         CREATE CAST (shade AS text) WITH FUNCTION shade_text(shade) AS IMPLICIT;
+         CREATE TABLE shade_parent (c text PRIMARY KEY); INSERT INTO shade_parent VALUES ('1'), ('2');
+         CREATE DOMAIN dshade AS shade;
+         CREATE TABLE shade_child (c shade REFERENCES shade_parent, d dshade REFERENCES shade_parent);
+         INSERT INTO shade_child VALUES ('1', '1');
+         DROP CAST (shade AS text);
+         CREATE CAST (shade AS text) WITH FUNCTION shade_text(shade);",
+    )
+    .await;
+    let c = h.connect(BUILDER).await;
+    let direct = h.direct().await;
+    for sql in [
+        "INSERT INTO shade_child VALUES ('2', '1')",
+        "INSERT INTO shade_child (d) VALUES ('2')",
+        // The referenced table's checks cast the referencing column too.
+        "DELETE FROM shade_parent WHERE c = '2'",
+    ] {
+        refused_yet_effective(&c, &direct, sql, "pg_stat_file").await;
+    }
+}
+
+/// Adding a foreign key checks the existing rows with the key's equality
+/// operator, the referenced index's operator class's: a user one runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_foreign_key_runs_the_keys_operator() {
+    let h = harness(
+        "CREATE OPERATOR CLASS peek_ops FOR TYPE int USING btree AS
+           OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 ===, OPERATOR 4 >=, OPERATOR 5 >,
+           FUNCTION 1 peek_cmp(int, int);
+         CREATE TABLE fk_parent (k int); CREATE UNIQUE INDEX ON fk_parent (k peek_ops);
+         INSERT INTO fk_parent VALUES (1), (2);
+         CREATE TABLE fk_late (k int); INSERT INTO fk_late VALUES (1);",
+    )
+    .await;
+    let c = h.connect(BUILDER).await;
+    let direct = h.direct().await;
+    refused_yet_effective(
+        &c,
+        &direct,
+        "ALTER TABLE fk_late ADD FOREIGN KEY (k) REFERENCES fk_parent (k)",
+        "pg_stat_file",
+    )
+    .await;
+    // A new table has no rows to check, nor has a key added NOT VALID:
+    // nothing runs (their later writes are judged with the key).
+    for sql in [
+        "CREATE TABLE fk_new (k int REFERENCES fk_parent (k))",
+        "ALTER TABLE fk_late ADD FOREIGN KEY (k) REFERENCES fk_parent (k) NOT VALID",
+    ] {
+        c.simple_query(sql).await.expect(sql);
+    }
+    refused_yet_effective(&c, &direct, "INSERT INTO fk_new VALUES (1)", "pg_stat_file").await;
+}
+
 /// A domain's DEFAULT is evaluated for every row a new column of it gets:
 /// `ALTER TABLE ... ADD COLUMN c some_domain` runs it at once (once for a
 /// non-volatile default, per row otherwise), and a table created with such

@@ -121,6 +121,13 @@ pub struct WriteEffects {
     /// referencing table looks its keys up in the referenced table; an
     /// UPDATE or DELETE of a referenced table looks for referencing rows.
     pub key_functions: Vec<(u8, FuncRef)>,
+    /// Functions a lookup of its rows through its indexes can run: the
+    /// operators (and estimators) and support functions of its indexes'
+    /// operator families, and the hash functions of hash families that
+    /// hold those operators. A foreign key added to reference it checks
+    /// the existing rows with them at once (ALTER TABLE ... ADD FOREIGN
+    /// KEY, whose key is not in the catalog yet).
+    pub lookup_functions: Vec<FuncRef>,
     /// Its rules (CREATE RULE ... DO ALSO / INSTEAD).
     pub rules: Vec<Rule>,
     /// The foreign keys of other tables that reference it.
@@ -1111,14 +1118,43 @@ impl Catalog {
         }
         // What foreign key checks run: the keys' equality operators (with
         // their selectivity estimators, which planning the check's query
-        // calls) and the support functions of the operator classes of the
-        // indexes of the table the check looks in. 'f': run by writes of
-        // the referencing table, 'p': of the referenced one.
+        // calls), the support functions of the operator classes of the
+        // indexes of the table the check looks in, and the casts between
+        // a key column's type and the operator's (a referencing column
+        // whose type differs from the referenced one's is cast to it, as
+        // `fk.c::type` in the check's query, through whatever cast
+        // function pg_cast holds for that pair now, implicit or not; also
+        // for a domain's base type and an array's elements). 'f': run by
+        // writes of the referencing table, 'p': of the referenced one.
         for row in deparsed(
             conn,
-            "WITH k AS (SELECT conrelid, confrelid, conpfeqop, conppeqop, conffeqop \
+            "WITH RECURSIVE k AS (SELECT conrelid, confrelid, conpfeqop, conppeqop, conffeqop \
                  FROM pg_catalog.pg_constraint WHERE contype = 'f'), \
+                 kc(conrelid, confrelid, src, dst) AS ( \
+                 SELECT c.conrelid, c.confrelid, a.atttypid, v.input FROM pg_catalog.pg_constraint c \
+                 CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey), \
+                 pg_catalog.unnest(c.conpfeqop), pg_catalog.unnest(c.conppeqop), \
+                 pg_catalog.unnest(c.conffeqop)) AS u(fk, pk, pf, pp, ff) \
+                 CROSS JOIN LATERAL (VALUES (c.conrelid, u.fk, u.pf), (c.conrelid, u.fk, u.ff), \
+                 (c.confrelid, u.pk, u.pf), (c.confrelid, u.pk, u.pp)) AS w(rel, att, op) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = w.rel AND a.attnum = w.att \
+                 JOIN pg_catalog.pg_operator o ON o.oid = w.op \
+                 CROSS JOIN LATERAL (VALUES (o.oprleft), (o.oprright)) AS v(input) \
+                 WHERE c.contype = 'f' \
+                 UNION \
+                 SELECT kc.conrelid, kc.confrelid, n.src, n.dst FROM kc \
+                 JOIN pg_catalog.pg_type s ON s.oid = kc.src JOIN pg_catalog.pg_type d ON d.oid = kc.dst \
+                 CROSS JOIN LATERAL (VALUES \
+                 (CASE WHEN s.typtype = 'd' THEN s.typbasetype END, kc.dst), \
+                 (CASE WHEN s.typelem <> 0 AND d.typelem <> 0 AND s.typlen = -1 AND d.typlen = -1 \
+                 THEN s.typelem END, d.typelem)) AS n(src, dst) \
+                 WHERE n.src IS NOT NULL), \
+                 casts(conrelid, confrelid, f) AS ( \
+                 SELECT kc.conrelid, kc.confrelid, pc.castfunc::pg_catalog.oid FROM kc \
+                 JOIN pg_catalog.pg_cast pc ON pc.castsource = kc.src AND pc.casttarget = kc.dst \
+                 WHERE kc.src <> kc.dst AND pc.castfunc <> 0), \
                  x(rel, side, f) AS ( \
+                 SELECT conrelid, 'f', f FROM casts UNION SELECT confrelid, 'p', f FROM casts UNION \
                  SELECT k.conrelid, 'f', v.f FROM k \
                  JOIN pg_catalog.pg_operator o ON o.oid = ANY (k.conpfeqop || k.conffeqop) \
                  CROSS JOIN LATERAL (VALUES (o.oprcode::pg_catalog.oid), (o.oprrest::pg_catalog.oid), \
@@ -1151,6 +1187,42 @@ impl Catalog {
                 };
                 let funcs = &mut writes.entry(t.clone()).or_default().key_functions;
                 let f = (ev, (fs.clone(), f.clone()));
+                if !funcs.contains(&f) {
+                    funcs.push(f);
+                }
+            }
+        }
+        // What a lookup through a table's indexes runs (see
+        // `WriteEffects::lookup_functions`).
+        for row in deparsed(
+            conn,
+            "WITH uf(f, fn) AS ( \
+                 SELECT a.amopfamily, v.fn FROM pg_catalog.pg_amop a \
+                 JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr \
+                 CROSS JOIN LATERAL (VALUES (o.oprcode::pg_catalog.oid), (o.oprrest::pg_catalog.oid), \
+                 (o.oprjoin::pg_catalog.oid)) v(fn) \
+                 UNION SELECT ap.amprocfamily, ap.amproc::pg_catalog.oid FROM pg_catalog.pg_amproc ap \
+                 UNION SELECT a.amopfamily, ap.amproc::pg_catalog.oid FROM pg_catalog.pg_amop a \
+                 JOIN pg_catalog.pg_amop b ON b.amopopr = a.amopopr \
+                 JOIN pg_catalog.pg_am am ON am.oid = b.amopmethod AND am.amname = 'hash' \
+                 JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = b.amopfamily), \
+                 u AS (SELECT uf.f, pn.nspname, p.proname FROM uf \
+                 JOIN pg_catalog.pg_proc p ON p.oid = uf.fn \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')) \
+                 SELECT DISTINCT n.nspname || '.' || c.relname, u.nspname, u.proname \
+                 FROM pg_catalog.pg_index i \
+                 JOIN pg_catalog.pg_opclass oc ON oc.oid = ANY (i.indclass::pg_catalog.oid[]) \
+                 JOIN u ON u.f = oc.opcfamily \
+                 JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')",
+        )
+        .await?
+        {
+            if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
+                let funcs = &mut writes.entry(t.clone()).or_default().lookup_functions;
+                let f = (fs.clone(), f.clone());
                 if !funcs.contains(&f) {
                     funcs.push(f);
                 }

@@ -1386,6 +1386,14 @@ impl Walker<'_> {
             // fills every existing row with it, and each later INSERT
             // that leaves the column out runs it.
             "ColumnDef" => self.domain_default(n),
+            "Constraint"
+                if n["contype"].as_i64()
+                    == Some(i64::from(
+                        pg_query::protobuf::ConstrType::ConstrForeign as i32,
+                    )) =>
+            {
+                self.foreign_key_added(n)
+            }
             _ => {}
         }
         self.walk(n, access, plan_only);
@@ -1869,6 +1877,39 @@ impl Walker<'_> {
     fn unresolved_relation(&mut self, shown: &str, why: String) {
         self.hidden_read(why.clone());
         self.st.reason_of(Class::Unknown, why, shown);
+    }
+
+    /// A foreign key a CREATE TABLE or ALTER TABLE adds: the existing
+    /// rows are checked against the referenced table at once, with the
+    /// equality operator of its unique index's operator family, through
+    /// a join or a lookup there (`WriteEffects::lookup_functions`). User
+    /// casts the key's types need are implicit ones, judged with every
+    /// statement (`implicit_casts`).
+    /// A new table has no rows to check, nor has a key added NOT VALID.
+    fn foreign_key_added(&mut self, n: &Value) {
+        if self.st.kind != "AlterTableStmt" || n["skip_validation"].as_bool() == Some(true) {
+            return;
+        }
+        let pk = &n["pktable"];
+        let name = str_field(pk, "relname");
+        if name.is_empty() {
+            return;
+        }
+        let schema = Some(str_field(pk, "schemaname")).filter(|s| !s.is_empty());
+        for (table, e) in self.cat.write_effects(schema, name) {
+            if e.lookup_functions.is_empty() {
+                continue;
+            }
+            let refs = e
+                .lookup_functions
+                .iter()
+                .map(|(s, f)| (Some(s.clone()), f.clone()))
+                .collect::<Vec<_>>();
+            self.calls_below(
+                refs,
+                &format!("the check of existing rows against {table} for a new foreign key"),
+            );
+        }
     }
 
     fn func_call(&mut self, map: &Map) {
