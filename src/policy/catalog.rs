@@ -193,6 +193,13 @@ pub struct Catalog {
     /// its table's schema): built-ins that take an index by name read or
     /// write its table.
     indexes: HashMap<String, Vec<(String, String)>>,
+    /// type name → [(its schema, table schema, table)]: the tables whose
+    /// rows DDL on the type goes through. For a domain, the tables with a
+    /// column of it (or of a domain over it), which ALTER DOMAIN ... ADD
+    /// CONSTRAINT, VALIDATE CONSTRAINT and SET NOT NULL check; for a
+    /// composite type, its typed tables, which ALTER TYPE ... CASCADE
+    /// rewrites.
+    type_tables: HashMap<String, Vec<(String, String, String)>>,
     /// `schema.table` → the tables it inherits from or is a partition of,
     /// and the reverse: a read of one reads rows of the other.
     parents: HashMap<String, Vec<String>>,
@@ -319,6 +326,7 @@ impl Catalog {
             by_oid: HashMap::new(),
             relations: HashMap::new(),
             indexes: HashMap::new(),
+            type_tables: HashMap::new(),
             parents: HashMap::new(),
             children: HashMap::new(),
             lists_user_relations: false,
@@ -482,6 +490,18 @@ impl Catalog {
                 .map(|(s, t)| (s.as_str(), t.as_str()))
                 .collect(),
         )
+    }
+
+    /// The tables (schema, table) whose rows DDL on the type of this name
+    /// (in `schema` when given) goes through (see `type_tables`).
+    pub fn type_tables(&self, schema: Option<&str>, name: &str) -> Vec<(&str, &str)> {
+        self.type_tables
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|(s, _, _)| schema.is_none_or(|want| want == s))
+            .map(|(_, s, t)| (s.as_str(), t.as_str()))
+            .collect()
     }
 
     pub fn is_view(&self, schema: Option<&str>, name: &str) -> bool {
@@ -954,6 +974,33 @@ impl Catalog {
                     .entry(i.clone())
                     .or_default()
                     .push((s.clone(), t.clone()));
+            }
+        }
+        // Tables DDL on a type goes through (see `type_tables`).
+        for row in deparsed(
+            conn,
+            "WITH RECURSIVE d(root, t) AS ( \
+             SELECT oid, oid FROM pg_catalog.pg_type WHERE typtype = 'd' \
+             UNION SELECT d.root, s.oid FROM d \
+             JOIN pg_catalog.pg_type s ON s.typbasetype = d.t AND s.typtype = 'd'), \
+             x(ty, rel) AS ( \
+             SELECT d.root, a.attrelid FROM d JOIN pg_catalog.pg_attribute a ON a.atttypid = d.t \
+             AND a.attnum > 0 AND NOT a.attisdropped \
+             UNION SELECT c.reloftype, c.oid FROM pg_catalog.pg_class c WHERE c.reloftype <> 0) \
+             SELECT tn.nspname, t.typname, n.nspname, c.relname FROM x \
+             JOIN pg_catalog.pg_type t ON t.oid = x.ty \
+             JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+             JOIN pg_catalog.pg_class c ON c.oid = x.rel AND c.relkind IN ('r', 'm', 'p', 'f') \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+        )
+        .await?
+        {
+            if let [Some(ts), Some(t), Some(s), Some(r)] = row.as_slice() {
+                cat.type_tables.entry(t.clone()).or_default().push((
+                    ts.clone(),
+                    s.clone(),
+                    r.clone(),
+                ));
             }
         }
         // Columns of user tables and views, for masking's lineage.
@@ -1968,6 +2015,17 @@ impl Catalog {
             .entry(index.to_owned())
             .or_default()
             .push(("public".to_owned(), table.to_owned()));
+        self
+    }
+
+    /// With a table `public.table` that DDL on the type `public.ty` goes
+    /// through (a column of a domain, a typed table).
+    pub(crate) fn with_type_table(mut self, ty: &str, table: &str) -> Catalog {
+        self.type_tables.entry(ty.to_owned()).or_default().push((
+            "public".to_owned(),
+            "public".to_owned(),
+            table.to_owned(),
+        ));
         self
     }
 

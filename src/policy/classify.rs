@@ -509,6 +509,7 @@ fn classify_statement(
         judging,
     };
     w.top(kind, inner, false);
+    w.type_ddl(kind, inner);
     if w.compares {
         w.implicit_operators();
     }
@@ -1910,6 +1911,70 @@ impl Walker<'_> {
                 &format!("the check of existing rows against {table} for a new foreign key"),
             );
         }
+    }
+
+    /// DDL on a type that goes through the rows of tables it does not
+    /// name: ALTER DOMAIN ... ADD CONSTRAINT (unless NOT VALID), VALIDATE
+    /// CONSTRAINT and SET NOT NULL check every row of the tables with a
+    /// column of the domain (a read of them, whose values its CHECK
+    /// expression sees); ALTER TYPE ... CASCADE changes the typed tables
+    /// of a composite type (rewriting their rows, as ALTER TABLE does).
+    fn type_ddl(&mut self, kind: &str, n: &Value) {
+        let (names_of, access) = match kind {
+            "AlterDomainStmt" => {
+                let checks = match str_field(n, "subtype") {
+                    "C" => {
+                        n["def"]["node"]["Constraint"]["skip_validation"].as_bool() != Some(true)
+                    }
+                    "V" | "O" => true,
+                    _ => false,
+                };
+                if !checks {
+                    return;
+                }
+                (names(&n["type_name"]), Class::Read)
+            }
+            "AlterTableStmt"
+                if n["objtype"].as_i64()
+                    == Some(i64::from(pg_query::protobuf::ObjectType::ObjectType as i32)) =>
+            {
+                // DropBehavior: DROP_CASCADE is 2.
+                let cascade = n["cmds"].as_array().is_some_and(|cmds| {
+                    cmds.iter()
+                        .any(|c| c["node"]["AlterTableCmd"]["behavior"].as_i64() == Some(2))
+                });
+                if !cascade {
+                    return;
+                }
+                let r = &n["relation"];
+                let mut parts = Vec::new();
+                if !str_field(r, "schemaname").is_empty() {
+                    parts.push(str_field(r, "schemaname").to_owned());
+                }
+                parts.push(str_field(r, "relname").to_owned());
+                (parts, Class::Ddl)
+            }
+            _ => return,
+        };
+        let Some((schema, name)) = qualified(&names_of) else {
+            return;
+        };
+        let tables: Vec<(String, String)> = self
+            .cat
+            .type_tables(schema, name)
+            .into_iter()
+            .map(|(s, t)| (s.to_owned(), t.to_owned()))
+            .collect();
+        let saved = self.events;
+        self.events = if access == Class::Ddl {
+            events::MAINTAIN
+        } else {
+            0
+        };
+        for (s, t) in tables {
+            self.relation_named(Some(s), t, access);
+        }
+        self.events = saved;
     }
 
     fn func_call(&mut self, map: &Map) {
@@ -3536,6 +3601,53 @@ mod tests {
     /// Tables whose triggers write each other, in cycles: each trigger
     /// body is judged once per statement, and what the last one does is
     /// found from the first table.
+    /// ALTER DOMAIN checks the rows of the tables with a column of the
+    /// domain (a read of them); ALTER TYPE ... CASCADE rewrites the typed
+    /// tables of a composite type. Neither names those tables.
+    #[test]
+    fn ddl_on_a_type_goes_through_the_tables_using_it() {
+        let cat = Catalog::builtin()
+            .with_table("secrets", &[])
+            .with_type_table("posint", "secrets")
+            .with_table("typed", &[])
+            .with_type_table("shape", "typed");
+        let rels = |sql: &str| -> Vec<String> {
+            let mut r: Vec<String> = one_with(sql, &cat)
+                .relations
+                .iter()
+                .map(|r| format!("{}:{}", r.qualified(), r.access))
+                .collect();
+            r.sort();
+            r
+        };
+        for sql in [
+            "ALTER DOMAIN posint ADD CONSTRAINT c CHECK (VALUE > 0)",
+            "ALTER DOMAIN public.posint ADD CHECK (leak(VALUE))",
+            "ALTER DOMAIN posint VALIDATE CONSTRAINT c",
+            "ALTER DOMAIN posint SET NOT NULL",
+        ] {
+            assert_eq!(rels(sql), ["public.secrets:read"], "{sql}");
+        }
+        for sql in [
+            "ALTER DOMAIN posint ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID",
+            "ALTER DOMAIN posint DROP NOT NULL",
+            "ALTER DOMAIN posint SET DEFAULT 1",
+            "ALTER DOMAIN posint DROP CONSTRAINT c",
+            "ALTER DOMAIN other.posint SET NOT NULL",
+        ] {
+            assert!(rels(sql).is_empty(), "{sql}: {:?}", rels(sql));
+        }
+        // The type is named as a relation of ALTER TABLE's tree.
+        assert_eq!(
+            rels("ALTER TYPE shape ALTER ATTRIBUTE a TYPE text"),
+            ["shape:ddl"]
+        );
+        assert_eq!(
+            rels("ALTER TYPE shape ALTER ATTRIBUTE a TYPE text CASCADE"),
+            ["public.typed:ddl", "shape:ddl"]
+        );
+    }
+
     /// BRIN summarization, GIN cleanup and the extension functions that
     /// take a relation by name read or write the table of the index (or
     /// the table) they are given: table rules apply to that table. What
