@@ -773,9 +773,16 @@ impl Guard {
         let name = bind.statement;
         let mut unknown = false;
         let mut waiting: Vec<Arc<Prepared>> = Vec::new();
+        let mut stale_plans: Vec<Arc<Prepared>> = Vec::new();
+        let plans = self.plans();
+        if plans {
+            self.refresh_snapshots();
+        }
+        let generation = self.verdict_gen();
         let n = state.statement_candidates(name, state.owed.len(), &mut |p| match p {
             None => unknown = true,
             Some(p) if p.judged_at_bind.is_some() => waiting.push(p.clone()),
+            Some(p) if plans && p.planned_under() != generation => stale_plans.push(p.clone()),
             Some(_) => {}
         });
         if n == 0 {
@@ -793,6 +800,9 @@ impl Guard {
             return Some(denied(format!(
                 "statement \"{name}\" was not prepared through pgward, so it was never judged"
             )));
+        }
+        if let Some(e) = self.plan_again(&stale_plans) {
+            return Some(e);
         }
         if waiting.is_empty() {
             return None;
@@ -843,8 +853,49 @@ impl Guard {
             if let Some(e) = statements.iter().find_map(|st| self.window_refusal(st)) {
                 return Some(e);
             }
-            let bound = Prepared::bound(analysis.clone(), p.sql.clone(), generation, self.cat_gen);
+            // Its rows are planned with the values in place, as any
+            // statement's (SQL text given as a value is traced too).
+            let plan = match self.row_plan(&role, statements) {
+                Ok(plan) => plan,
+                Err(e) => return Some(e),
+            };
+            let bound = Prepared::bound(analysis.clone(), p.clone(), generation, self.cat_gen)
+                .with_plan(plan, self.verdict_gen());
             self.effects.push(Effect::Bound(p, Arc::new(bound)));
+        }
+        None
+    }
+
+    /// Plans again the rows of prepared statements planned under other
+    /// rules or another catalog, before a Bind: the server fixes a portal's
+    /// plan at its Bind, so a view replaced since the Parse (under the same
+    /// column names) changes what its rows are.
+    fn plan_again(&mut self, stale: &[Arc<Prepared>]) -> Option<PgError> {
+        if stale.is_empty() {
+            return None;
+        }
+        let role = match self.current_role() {
+            Ok(r) => r,
+            Err(e) => return Some(e),
+        };
+        let generation = self.verdict_gen();
+        for p in stale {
+            let st = match self.reclassified(p) {
+                Ok(st) => st,
+                Err(why) => return Some(denied(why)),
+            };
+            if st.prepares.is_some() && !role.masks.is_empty() {
+                // PREPAREd in SQL: its rows are those of the statement
+                // inside, which SQL EXECUTE is refused for too.
+                return Some(denied(format!(
+                    "role {} sees masked columns, and a statement PREPAREd in SQL cannot be traced; send it with Parse",
+                    role.name
+                )));
+            }
+            match self.row_plan(&role, std::slice::from_ref(&st)) {
+                Ok(plan) => p.set_plan(plan, generation),
+                Err(e) => return Some(e),
+            }
         }
         None
     }
@@ -1252,8 +1303,8 @@ impl Guard {
         match parse_name {
             Some(name) => {
                 if !statements.is_empty() {
-                    let p =
-                        Prepared::new(analysis.clone(), 0, sql.into(), generation).with_plan(plan);
+                    let p = Prepared::new(analysis.clone(), 0, sql.into(), generation)
+                        .with_plan(plan, self.verdict_gen());
                     self.effects
                         .push(Effect::Prepare(name.to_owned(), Arc::new(p)));
                 }
