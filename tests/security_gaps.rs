@@ -20,15 +20,18 @@ use tokio::io::AsyncWriteExt;
 
 const READER: (&str, &str) = ("reader", "reader-password");
 const BUILDER: (&str, &str) = ("builder", "builder-password");
+const GUARDED: (&str, &str) = ("guarded", "guarded-password");
 
 /// `reader` reads; `builder` reads, writes and changes the schema. Neither
 /// may read server files (pg_stat_file).
 fn rules() -> Rules {
     let mut text = String::from(
         "[role.reader]\nallow = [\"read\", \"session\", \"transaction\"]\n\n\
-         [role.builder]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\n",
+         [role.builder]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\n\
+         [role.guarded]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\
+         [role.guarded.tables]\n\"*\" = { deny = [\"public.vault\"] }\n\n",
     );
-    for (name, password) in [READER, BUILDER] {
+    for (name, password) in [READER, BUILDER, GUARDED] {
         let v = Verifier::generate(password, 4096);
         text.push_str(&format!(
             "[[identity]]\nname = \"{name}\"\nscram = \"{v}\"\nroles = [\"{name}\"]\n"
@@ -357,6 +360,56 @@ async fn adding_a_foreign_key_runs_the_keys_operator() {
         c.simple_query(sql).await.expect(sql);
     }
     refused_yet_effective(&c, &direct, "INSERT INTO fk_new VALUES (1)", "pg_stat_file").await;
+}
+
+/// Functions given an index by name read or write its table, and ALTER
+/// DOMAIN checks the rows of every table with a column of the domain:
+/// neither names the table, yet a role denied it is refused, as a
+/// statement naming it would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_reached_through_its_index_or_a_domain_is_ruled() {
+    let h = harness(
+        "CREATE DOMAIN secret_int AS int; CREATE DOMAIN open_int AS int;
+         CREATE TABLE vault (v secret_int); INSERT INTO vault SELECT g FROM generate_series(1, 100) g;
+         CREATE INDEX vault_brin ON vault USING brin (v);
+         CREATE TABLE open_t (v open_int); INSERT INTO open_t VALUES (1);
+         CREATE INDEX open_brin ON open_t USING brin (v);",
+    )
+    .await;
+    let c = h.connect(GUARDED).await;
+    for sql in [
+        "SELECT brin_summarize_range('vault_brin', 0)",
+        "SELECT pg_catalog.brin_summarize_new_values('public.vault_brin')",
+        "SELECT brin_desummarize_range('vault_brin', 0)",
+        "ALTER DOMAIN secret_int ADD CONSTRAINT positive CHECK (VALUE > 0)",
+        "ALTER DOMAIN secret_int SET NOT NULL",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        let db = e.as_db_error();
+        assert!(
+            db.is_some_and(|d| d.code().code() == "42501" && d.message().contains("vault")),
+            "{sql}: expected a denial naming vault, got {e:?}"
+        );
+    }
+    // A name pgward cannot resolve to a table is unknown.
+    for sql in [
+        "SELECT brin_summarize_range('no_such_index', 0)",
+        "SELECT brin_summarize_new_values(c.oid::regclass) FROM pg_class c WHERE c.relname = 'vault_brin'",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert!(
+            e.as_db_error()
+                .is_some_and(|d| d.code().code() == "42501" && d.message().contains("unknown")),
+            "{sql}: expected an unknown denial, got {e:?}"
+        );
+    }
+    // The same on a table the role may use runs.
+    for sql in [
+        "SELECT brin_summarize_new_values('open_brin')",
+        "ALTER DOMAIN open_int ADD CONSTRAINT positive CHECK (VALUE > 0)",
+    ] {
+        c.simple_query(sql).await.expect(sql);
+    }
 }
 
 /// A domain's DEFAULT is evaluated for every row a new column of it gets:
