@@ -134,7 +134,13 @@ pub struct Guard {
     /// SQL cursors this session declared, with their rows' rewriters, for
     /// the planner's `FETCH`es (see `RowDecision::Declare`).
     cursors: HashMap<String, Option<Arc<dyn RowRewriter>>>,
+    /// For a role whose statements may be held: the values of each
+    /// portal's Bind as an approver is shown them (`params::shown`).
+    bound_values: HashMap<String, Arc<[String]>>,
 }
+
+/// The most portals whose Bind values are kept for approvers.
+const MAX_BOUND_VALUES: usize = 256;
 
 /// What `check` decided for a message.
 #[derive(Debug)]
@@ -300,6 +306,7 @@ impl Guard {
             used_approval: false,
             plan: None,
             cursors: HashMap::new(),
+            bound_values: HashMap::new(),
         }
     }
 
@@ -779,12 +786,17 @@ impl Guard {
             self.refresh_snapshots();
         }
         let generation = self.verdict_gen();
-        let n = state.statement_candidates(name, state.owed.len(), &mut |p| match p {
-            None => unknown = true,
-            Some(p) if p.judged_at_bind.is_some() => waiting.push(p.clone()),
-            Some(p) if plans && p.planned_under() != generation => stale_plans.push(p.clone()),
-            Some(_) => {}
+        let mut last = None;
+        let n = state.statement_candidates(name, state.owed.len(), &mut |p| {
+            last = p.cloned();
+            match p {
+                None => unknown = true,
+                Some(p) if p.judged_at_bind.is_some() => waiting.push(p.clone()),
+                Some(p) if plans && p.planned_under() != generation => stale_plans.push(p.clone()),
+                Some(_) => {}
+            }
         });
+        self.keep_values(bind, last.as_deref(), state);
         if n == 0 {
             // The server holds none either (pgward follows what it holds):
             // its own error, without asking it.
@@ -864,6 +876,35 @@ impl Guard {
             self.effects.push(Effect::Bound(p, Arc::new(bound)));
         }
         None
+    }
+
+    /// Keeps a Bind's values for its portal's Execute, when the role's
+    /// statements may be held: the approver sees what would run.
+    fn keep_values(
+        &mut self,
+        bind: &frontend::Bind<'_>,
+        runs: Option<&Prepared>,
+        state: &ProtocolState,
+    ) {
+        if !self.role.as_ref().is_ok_and(|r| r.holds_any()) {
+            return;
+        }
+        self.bound_values.remove(bind.portal);
+        let (Some(runs), Some(values)) = (runs, bind.values()) else {
+            return;
+        };
+        if values.is_empty() {
+            return;
+        }
+        if self.bound_values.len() >= MAX_BOUND_VALUES {
+            // Portals never closed: the oldest values are not worth the
+            // memory (an Execute then shows its `$n`).
+            self.bound_values.clear();
+        }
+        let text = |b: &[u8]| state.text.value(b);
+        let shown = policy::params::shown(&runs.param_types(), &values, &text);
+        self.bound_values
+            .insert(bind.portal.to_owned(), shown.into());
     }
 
     /// Plans again the rows of prepared statements planned under other
@@ -962,8 +1003,14 @@ impl Guard {
                 return Some(e);
             }
             // The text the client sent (a statement from the shape cache
-            // carries another text's literals).
-            if let Some(e) = self.refusal(&role, std::slice::from_ref(&st), Some(&p.sql), state) {
+            // carries another text's literals), with its Bind's values
+            // when they were kept for an approver.
+            let shown = self
+                .bound_values
+                .get(portal)
+                .map(|v| policy::params::inline(&p.sql, v));
+            let sql = shown.as_deref().unwrap_or(&p.sql);
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(&st), Some(sql), state) {
                 if self.hold.is_none() {
                     return Some(e);
                 }

@@ -932,12 +932,11 @@ impl ProtocolState {
                     },
                 )) = self.owed.front()
                 {
-                    if let Some(Some(p)) = self.statements.get(name) {
-                        if p.judged_at_bind.is_some() {
-                            if let Some(types) = d.types() {
-                                let _ = p.described.set(types.into());
-                            }
-                        }
+                    // Kept for every statement: a statement judged at Bind
+                    // reads binary values by them, and a held Execute shows
+                    // its values to the approver.
+                    if let (Some(Some(p)), Some(types)) = (self.statements.get(name), d.types()) {
+                        let _ = p.described.set(types.into());
                     }
                 }
             }
