@@ -6,7 +6,8 @@
 #   scripts/differential.sh [candidates-file]
 #
 # With a file argument, every failure is also written there in the format
-# of tests/differential/known-failures.txt.
+# of tests/differential/allowed-effects.txt (candidates for review: an
+# effect is allowed only when it is the server's own business).
 set -eu
 cd "$(dirname "$0")/.."
 scripts/fetch-regress-sql.sh 15

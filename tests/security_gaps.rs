@@ -20,15 +20,18 @@ use tokio::io::AsyncWriteExt;
 
 const READER: (&str, &str) = ("reader", "reader-password");
 const BUILDER: (&str, &str) = ("builder", "builder-password");
+const GUARDED: (&str, &str) = ("guarded", "guarded-password");
 
 /// `reader` reads; `builder` reads, writes and changes the schema. Neither
 /// may read server files (pg_stat_file).
 fn rules() -> Rules {
     let mut text = String::from(
         "[role.reader]\nallow = [\"read\", \"session\", \"transaction\"]\n\n\
-         [role.builder]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\n",
+         [role.builder]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\n\
+         [role.guarded]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\
+         [role.guarded.tables]\n\"*\" = { deny = [\"public.vault\"] }\n\n",
     );
-    for (name, password) in [READER, BUILDER] {
+    for (name, password) in [READER, BUILDER, GUARDED] {
         let v = Verifier::generate(password, 4096);
         text.push_str(&format!(
             "[[identity]]\nname = \"{name}\"\nscram = \"{v}\"\nroles = [\"{name}\"]\n"
@@ -290,6 +293,123 @@ async fn foreign_key_checks_run_the_keys_operators() {
     c.simple_query("INSERT INTO plain_child VALUES (1); DELETE FROM plain_child")
         .await
         .unwrap();
+}
+
+/// A referencing column whose type differs from the referenced one's is
+/// cast to it in every check (`fk.c::text` in the check's query), through
+/// the cast function pg_cast holds for that pair when the check runs. The
+/// key needs an implicit cast when it is added, but the cast can be made
+/// explicit afterwards (DROP CAST, CREATE CAST without AS IMPLICIT): no
+/// longer one PostgreSQL applies unasked, yet the checks still run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_key_checks_run_the_cast_between_key_types() {
+    let h = harness(
+        "CREATE TYPE shade AS ENUM ('1', '2', '3');
+         CREATE FUNCTION shade_text(shade) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+           BEGIN PERFORM nextval('hits'); PERFORM pg_catalog.pg_stat_file('/etc/hostname');
+           RETURN pg_catalog.textin(pg_catalog.enum_out($1)); END $$;
+         CREATE CAST (shade AS text) WITH FUNCTION shade_text(shade) AS IMPLICIT;
+         CREATE TABLE shade_parent (c text PRIMARY KEY); INSERT INTO shade_parent VALUES ('1'), ('2');
+         CREATE DOMAIN dshade AS shade;
+         CREATE TABLE shade_child (c shade REFERENCES shade_parent, d dshade REFERENCES shade_parent);
+         INSERT INTO shade_child VALUES ('1', '1');
+         DROP CAST (shade AS text);
+         CREATE CAST (shade AS text) WITH FUNCTION shade_text(shade);",
+    )
+    .await;
+    let c = h.connect(BUILDER).await;
+    let direct = h.direct().await;
+    for sql in [
+        "INSERT INTO shade_child VALUES ('2', '1')",
+        "INSERT INTO shade_child (d) VALUES ('2')",
+        // The referenced table's checks cast the referencing column too.
+        "DELETE FROM shade_parent WHERE c = '2'",
+    ] {
+        refused_yet_effective(&c, &direct, sql, "pg_stat_file").await;
+    }
+}
+
+/// Adding a foreign key checks the existing rows with the key's equality
+/// operator, the referenced index's operator class's: a user one runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_foreign_key_runs_the_keys_operator() {
+    let h = harness(
+        "CREATE OPERATOR CLASS peek_ops FOR TYPE int USING btree AS
+           OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 ===, OPERATOR 4 >=, OPERATOR 5 >,
+           FUNCTION 1 peek_cmp(int, int);
+         CREATE TABLE fk_parent (k int); CREATE UNIQUE INDEX ON fk_parent (k peek_ops);
+         INSERT INTO fk_parent VALUES (1), (2);
+         CREATE TABLE fk_late (k int); INSERT INTO fk_late VALUES (1);",
+    )
+    .await;
+    let c = h.connect(BUILDER).await;
+    let direct = h.direct().await;
+    refused_yet_effective(
+        &c,
+        &direct,
+        "ALTER TABLE fk_late ADD FOREIGN KEY (k) REFERENCES fk_parent (k)",
+        "pg_stat_file",
+    )
+    .await;
+    // A new table has no rows to check, nor has a key added NOT VALID:
+    // nothing runs (their later writes are judged with the key).
+    for sql in [
+        "CREATE TABLE fk_new (k int REFERENCES fk_parent (k))",
+        "ALTER TABLE fk_late ADD FOREIGN KEY (k) REFERENCES fk_parent (k) NOT VALID",
+    ] {
+        c.simple_query(sql).await.expect(sql);
+    }
+    refused_yet_effective(&c, &direct, "INSERT INTO fk_new VALUES (1)", "pg_stat_file").await;
+}
+
+/// Functions given an index by name read or write its table, and ALTER
+/// DOMAIN checks the rows of every table with a column of the domain:
+/// neither names the table, yet a role denied it is refused, as a
+/// statement naming it would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_reached_through_its_index_or_a_domain_is_ruled() {
+    let h = harness(
+        "CREATE DOMAIN secret_int AS int; CREATE DOMAIN open_int AS int;
+         CREATE TABLE vault (v secret_int); INSERT INTO vault SELECT g FROM generate_series(1, 100) g;
+         CREATE INDEX vault_brin ON vault USING brin (v);
+         CREATE TABLE open_t (v open_int); INSERT INTO open_t VALUES (1);
+         CREATE INDEX open_brin ON open_t USING brin (v);",
+    )
+    .await;
+    let c = h.connect(GUARDED).await;
+    for sql in [
+        "SELECT brin_summarize_range('vault_brin', 0)",
+        "SELECT pg_catalog.brin_summarize_new_values('public.vault_brin')",
+        "SELECT brin_desummarize_range('vault_brin', 0)",
+        "ALTER DOMAIN secret_int ADD CONSTRAINT positive CHECK (VALUE > 0)",
+        "ALTER DOMAIN secret_int SET NOT NULL",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        let db = e.as_db_error();
+        assert!(
+            db.is_some_and(|d| d.code().code() == "42501" && d.message().contains("vault")),
+            "{sql}: expected a denial naming vault, got {e:?}"
+        );
+    }
+    // A name pgward cannot resolve to a table is unknown.
+    for sql in [
+        "SELECT brin_summarize_range('no_such_index', 0)",
+        "SELECT brin_summarize_new_values(c.oid::regclass) FROM pg_class c WHERE c.relname = 'vault_brin'",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert!(
+            e.as_db_error()
+                .is_some_and(|d| d.code().code() == "42501" && d.message().contains("unknown")),
+            "{sql}: expected an unknown denial, got {e:?}"
+        );
+    }
+    // The same on a table the role may use runs.
+    for sql in [
+        "SELECT brin_summarize_new_values('open_brin')",
+        "ALTER DOMAIN open_int ADD CONSTRAINT positive CHECK (VALUE > 0)",
+    ] {
+        c.simple_query(sql).await.expect(sql);
+    }
 }
 
 /// A domain's DEFAULT is evaluated for every row a new column of it gets:

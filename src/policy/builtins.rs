@@ -326,6 +326,68 @@ pub fn sql_text_args(name: &str, builtin_scope: bool, nargs: usize) -> Option<Ve
     system.filter(|_| builtin_scope).or(extension)
 }
 
+/// How a function given a relation by name (its first argument, a
+/// `regclass` or a text name) uses that relation's table: an index stands
+/// for the table it indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelationArg {
+    /// It reads the table's rows (or its index's entries).
+    pub reads: bool,
+    /// It changes the table's rows or its index.
+    pub writes: bool,
+}
+
+const READS: RelationArg = RelationArg {
+    reads: true,
+    writes: false,
+};
+const WRITES: RelationArg = RelationArg {
+    reads: false,
+    writes: true,
+};
+
+/// Functions that take a table or an index by name and read or change
+/// the table's rows or its index, though the statement names neither:
+/// BRIN summarization scans the table and writes the index (evaluating
+/// its expressions), GIN's pending-list cleanup writes the index; and,
+/// matched in any schema (extensions install where they are told),
+/// amcheck's checks, pg_prewarm, pgstattuple's statistics, pgrowlocks,
+/// pg_visibility and pg_freespacemap, which read it, and pg_surgery's
+/// `heap_force_kill` / `heap_force_freeze` and pg_visibility's
+/// `pg_truncate_visibility_map`, which change it. `builtin_scope`: the
+/// name is unqualified or in pg_catalog.
+pub fn relation_arg(name: &str, builtin_scope: bool) -> Option<RelationArg> {
+    let system = match name {
+        "brin_summarize_range" | "brin_summarize_new_values" => Some(RelationArg {
+            reads: true,
+            writes: true,
+        }),
+        "brin_desummarize_range" | "gin_clean_pending_list" => Some(WRITES),
+        _ => None,
+    };
+    let extension = match name {
+        "bt_index_check"
+        | "bt_index_parent_check"
+        | "verify_heapam"
+        | "pg_prewarm"
+        | "pgstattuple"
+        | "pgstattuple_approx"
+        | "pgstatindex"
+        | "pgstatginindex"
+        | "pgstathashindex"
+        | "pgrowlocks"
+        | "pg_visibility"
+        | "pg_visibility_map"
+        | "pg_visibility_map_summary"
+        | "pg_check_frozen"
+        | "pg_check_visible"
+        | "pg_freespace" => Some(READS),
+        "pg_truncate_visibility_map" | "heap_force_kill" | "heap_force_freeze" => Some(WRITES),
+        _ => None,
+    };
+    system.filter(|_| builtin_scope).or(extension)
+}
+
 /// Volatile built-ins that only read (clocks, random numbers, sizes,
 /// status). Other volatile built-ins are treated as writes.
 pub fn harmless_volatile(name: &str) -> bool {
@@ -419,5 +481,19 @@ mod tests {
             Class::Lock
         );
         assert!(harmless_volatile("pg_table_size") && !harmless_volatile("pg_switch_wal"));
+        assert_eq!(
+            relation_arg("brin_summarize_range", true),
+            Some(RelationArg {
+                reads: true,
+                writes: true
+            })
+        );
+        assert_eq!(
+            relation_arg("brin_summarize_range", false),
+            None,
+            "a user function of that name"
+        );
+        assert_eq!(relation_arg("heap_force_kill", false), Some(WRITES));
+        assert_eq!(relation_arg("lower", true), None);
     }
 }

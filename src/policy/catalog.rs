@@ -121,6 +121,13 @@ pub struct WriteEffects {
     /// referencing table looks its keys up in the referenced table; an
     /// UPDATE or DELETE of a referenced table looks for referencing rows.
     pub key_functions: Vec<(u8, FuncRef)>,
+    /// Functions a lookup of its rows through its indexes can run: the
+    /// operators (and estimators) and support functions of its indexes'
+    /// operator families, and the hash functions of hash families that
+    /// hold those operators. A foreign key added to reference it checks
+    /// the existing rows with them at once (ALTER TABLE ... ADD FOREIGN
+    /// KEY, whose key is not in the catalog yet).
+    pub lookup_functions: Vec<FuncRef>,
     /// Its rules (CREATE RULE ... DO ALSO / INSTEAD).
     pub rules: Vec<Rule>,
     /// The foreign keys of other tables that reference it.
@@ -193,6 +200,17 @@ pub struct Catalog {
     by_oid: HashMap<u32, usize>,
     /// relname → [(schema, relkind)]
     relations: HashMap<String, Vec<(String, u8)>>,
+    /// index name → [(its schema, its table's name)] (an index lives in
+    /// its table's schema): built-ins that take an index by name read or
+    /// write its table.
+    indexes: HashMap<String, Vec<(String, String)>>,
+    /// type name → [(its schema, table schema, table)]: the tables whose
+    /// rows DDL on the type goes through. For a domain, the tables with a
+    /// column of it (or of a domain over it), which ALTER DOMAIN ... ADD
+    /// CONSTRAINT, VALIDATE CONSTRAINT and SET NOT NULL check; for a
+    /// composite type, its typed tables, which ALTER TYPE ... CASCADE
+    /// rewrites.
+    type_tables: HashMap<String, Vec<(String, String, String)>>,
     /// `schema.table` → the tables it inherits from or is a partition of,
     /// and the reverse: a read of one reads rows of the other.
     parents: HashMap<String, Vec<String>>,
@@ -324,6 +342,8 @@ impl Catalog {
             by_name: HashMap::new(),
             by_oid: HashMap::new(),
             relations: HashMap::new(),
+            indexes: HashMap::new(),
+            type_tables: HashMap::new(),
             parents: HashMap::new(),
             children: HashMap::new(),
             lists_user_relations: false,
@@ -556,6 +576,36 @@ impl Catalog {
             .iter()
             .find(|(s, _)| s == schema)
             .map(|(_, k)| *k)
+    }
+
+    /// The tables (schema, table) of the indexes of this name (in
+    /// `schema` when given), for a catalog that lists the database's
+    /// relations; None when it does not (the offline snapshot).
+    pub fn index_tables(&self, schema: Option<&str>, name: &str) -> Option<Vec<(&str, &str)>> {
+        if !self.lists_user_relations {
+            return None;
+        }
+        Some(
+            self.indexes
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter(|(s, _)| schema.is_none_or(|want| want == s))
+                .map(|(s, t)| (s.as_str(), t.as_str()))
+                .collect(),
+        )
+    }
+
+    /// The tables (schema, table) whose rows DDL on the type of this name
+    /// (in `schema` when given) goes through (see `type_tables`).
+    pub fn type_tables(&self, schema: Option<&str>, name: &str) -> Vec<(&str, &str)> {
+        self.type_tables
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|(s, _, _)| schema.is_none_or(|want| want == s))
+            .map(|(_, s, t)| (s.as_str(), t.as_str()))
+            .collect()
     }
 
     pub fn is_view(&self, schema: Option<&str>, name: &str) -> bool {
@@ -1014,6 +1064,51 @@ impl Catalog {
              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
         )
         .await?;
+        // Indexes and their tables: brin_summarize_range('idx', ...) and
+        // the like read or write the table of the index they are given.
+        for row in deparsed(
+            conn,
+            "SELECT n.nspname, i.relname, t.relname FROM pg_catalog.pg_index x \
+             JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace \
+             JOIN pg_catalog.pg_class t ON t.oid = x.indrelid",
+        )
+        .await?
+        {
+            if let [Some(s), Some(i), Some(t)] = row.as_slice() {
+                cat.indexes
+                    .entry(i.clone())
+                    .or_default()
+                    .push((s.clone(), t.clone()));
+            }
+        }
+        // Tables DDL on a type goes through (see `type_tables`).
+        for row in deparsed(
+            conn,
+            "WITH RECURSIVE d(root, t) AS ( \
+             SELECT oid, oid FROM pg_catalog.pg_type WHERE typtype = 'd' \
+             UNION SELECT d.root, s.oid FROM d \
+             JOIN pg_catalog.pg_type s ON s.typbasetype = d.t AND s.typtype = 'd'), \
+             x(ty, rel) AS ( \
+             SELECT d.root, a.attrelid FROM d JOIN pg_catalog.pg_attribute a ON a.atttypid = d.t \
+             AND a.attnum > 0 AND NOT a.attisdropped \
+             UNION SELECT c.reloftype, c.oid FROM pg_catalog.pg_class c WHERE c.reloftype <> 0) \
+             SELECT tn.nspname, t.typname, n.nspname, c.relname FROM x \
+             JOIN pg_catalog.pg_type t ON t.oid = x.ty \
+             JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+             JOIN pg_catalog.pg_class c ON c.oid = x.rel AND c.relkind IN ('r', 'm', 'p', 'f') \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+        )
+        .await?
+        {
+            if let [Some(ts), Some(t), Some(s), Some(r)] = row.as_slice() {
+                cat.type_tables.entry(t.clone()).or_default().push((
+                    ts.clone(),
+                    s.clone(),
+                    r.clone(),
+                ));
+            }
+        }
         // Columns of user tables and views, for masking's lineage.
         for row in conn
             .simple_query(
@@ -1179,14 +1274,43 @@ impl Catalog {
         }
         // What foreign key checks run: the keys' equality operators (with
         // their selectivity estimators, which planning the check's query
-        // calls) and the support functions of the operator classes of the
-        // indexes of the table the check looks in. 'f': run by writes of
-        // the referencing table, 'p': of the referenced one.
+        // calls), the support functions of the operator classes of the
+        // indexes of the table the check looks in, and the casts between
+        // a key column's type and the operator's (a referencing column
+        // whose type differs from the referenced one's is cast to it, as
+        // `fk.c::type` in the check's query, through whatever cast
+        // function pg_cast holds for that pair now, implicit or not; also
+        // for a domain's base type and an array's elements). 'f': run by
+        // writes of the referencing table, 'p': of the referenced one.
         for row in deparsed(
             conn,
-            "WITH k AS (SELECT conrelid, confrelid, conpfeqop, conppeqop, conffeqop \
+            "WITH RECURSIVE k AS (SELECT conrelid, confrelid, conpfeqop, conppeqop, conffeqop \
                  FROM pg_catalog.pg_constraint WHERE contype = 'f'), \
+                 kc(conrelid, confrelid, src, dst) AS ( \
+                 SELECT c.conrelid, c.confrelid, a.atttypid, v.input FROM pg_catalog.pg_constraint c \
+                 CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey), \
+                 pg_catalog.unnest(c.conpfeqop), pg_catalog.unnest(c.conppeqop), \
+                 pg_catalog.unnest(c.conffeqop)) AS u(fk, pk, pf, pp, ff) \
+                 CROSS JOIN LATERAL (VALUES (c.conrelid, u.fk, u.pf), (c.conrelid, u.fk, u.ff), \
+                 (c.confrelid, u.pk, u.pf), (c.confrelid, u.pk, u.pp)) AS w(rel, att, op) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = w.rel AND a.attnum = w.att \
+                 JOIN pg_catalog.pg_operator o ON o.oid = w.op \
+                 CROSS JOIN LATERAL (VALUES (o.oprleft), (o.oprright)) AS v(input) \
+                 WHERE c.contype = 'f' \
+                 UNION \
+                 SELECT kc.conrelid, kc.confrelid, n.src, n.dst FROM kc \
+                 JOIN pg_catalog.pg_type s ON s.oid = kc.src JOIN pg_catalog.pg_type d ON d.oid = kc.dst \
+                 CROSS JOIN LATERAL (VALUES \
+                 (CASE WHEN s.typtype = 'd' THEN s.typbasetype END, kc.dst), \
+                 (CASE WHEN s.typelem <> 0 AND d.typelem <> 0 AND s.typlen = -1 AND d.typlen = -1 \
+                 THEN s.typelem END, d.typelem)) AS n(src, dst) \
+                 WHERE n.src IS NOT NULL), \
+                 casts(conrelid, confrelid, f) AS ( \
+                 SELECT kc.conrelid, kc.confrelid, pc.castfunc::pg_catalog.oid FROM kc \
+                 JOIN pg_catalog.pg_cast pc ON pc.castsource = kc.src AND pc.casttarget = kc.dst \
+                 WHERE kc.src <> kc.dst AND pc.castfunc <> 0), \
                  x(rel, side, f) AS ( \
+                 SELECT conrelid, 'f', f FROM casts UNION SELECT confrelid, 'p', f FROM casts UNION \
                  SELECT k.conrelid, 'f', v.f FROM k \
                  JOIN pg_catalog.pg_operator o ON o.oid = ANY (k.conpfeqop || k.conffeqop) \
                  CROSS JOIN LATERAL (VALUES (o.oprcode::pg_catalog.oid), (o.oprrest::pg_catalog.oid), \
@@ -1219,6 +1343,42 @@ impl Catalog {
                 };
                 let funcs = &mut writes.entry(t.clone()).or_default().key_functions;
                 let f = (ev, (fs.clone(), f.clone()));
+                if !funcs.contains(&f) {
+                    funcs.push(f);
+                }
+            }
+        }
+        // What a lookup through a table's indexes runs (see
+        // `WriteEffects::lookup_functions`).
+        for row in deparsed(
+            conn,
+            "WITH uf(f, fn) AS ( \
+                 SELECT a.amopfamily, v.fn FROM pg_catalog.pg_amop a \
+                 JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr \
+                 CROSS JOIN LATERAL (VALUES (o.oprcode::pg_catalog.oid), (o.oprrest::pg_catalog.oid), \
+                 (o.oprjoin::pg_catalog.oid)) v(fn) \
+                 UNION SELECT ap.amprocfamily, ap.amproc::pg_catalog.oid FROM pg_catalog.pg_amproc ap \
+                 UNION SELECT a.amopfamily, ap.amproc::pg_catalog.oid FROM pg_catalog.pg_amop a \
+                 JOIN pg_catalog.pg_amop b ON b.amopopr = a.amopopr \
+                 JOIN pg_catalog.pg_am am ON am.oid = b.amopmethod AND am.amname = 'hash' \
+                 JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = b.amopfamily), \
+                 u AS (SELECT uf.f, pn.nspname, p.proname FROM uf \
+                 JOIN pg_catalog.pg_proc p ON p.oid = uf.fn \
+                 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')) \
+                 SELECT DISTINCT n.nspname || '.' || c.relname, u.nspname, u.proname \
+                 FROM pg_catalog.pg_index i \
+                 JOIN pg_catalog.pg_opclass oc ON oc.oid = ANY (i.indclass::pg_catalog.oid[]) \
+                 JOIN u ON u.f = oc.opcfamily \
+                 JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')",
+        )
+        .await?
+        {
+            if let [Some(t), Some(fs), Some(f)] = row.as_slice() {
+                let funcs = &mut writes.entry(t.clone()).or_default().lookup_functions;
+                let f = (fs.clone(), f.clone());
                 if !funcs.contains(&f) {
                     funcs.push(f);
                 }
@@ -1959,6 +2119,27 @@ impl Catalog {
             body: Some(definition.into()),
             implied: Vec::new(),
         });
+        self
+    }
+
+    /// With an index `public.index` of the table `public.table`.
+    pub(crate) fn with_index(mut self, index: &str, table: &str) -> Catalog {
+        self.lists_user_relations = true;
+        self.indexes
+            .entry(index.to_owned())
+            .or_default()
+            .push(("public".to_owned(), table.to_owned()));
+        self
+    }
+
+    /// With a table `public.table` that DDL on the type `public.ty` goes
+    /// through (a column of a domain, a typed table).
+    pub(crate) fn with_type_table(mut self, ty: &str, table: &str) -> Catalog {
+        self.type_tables.entry(ty.to_owned()).or_default().push((
+            "public".to_owned(),
+            "public".to_owned(),
+            table.to_owned(),
+        ));
         self
     }
 

@@ -526,6 +526,7 @@ fn classify_statement(
         judging,
     };
     w.top(kind, inner, false);
+    w.type_ddl(kind, inner);
     if w.compares {
         w.implicit_operators();
     }
@@ -1410,6 +1411,14 @@ impl Walker<'_> {
             // fills every existing row with it, and each later INSERT
             // that leaves the column out runs it.
             "ColumnDef" => self.domain_default(n),
+            "Constraint"
+                if n["contype"].as_i64()
+                    == Some(i64::from(
+                        pg_query::protobuf::ConstrType::ConstrForeign as i32,
+                    )) =>
+            {
+                self.foreign_key_added(n)
+            }
             _ => {}
         }
         self.walk(n, access, plan_only);
@@ -1829,6 +1838,169 @@ impl Walker<'_> {
         }
     }
 
+    /// A function given a table or an index by name (`relation_arg`):
+    /// a read or a write of the table, or of the index's table, for
+    /// table rules. A name pgward cannot resolve (an OID, an expression,
+    /// a relation the catalog does not hold) is `unknown`.
+    fn relation_arg(
+        &mut self,
+        shown: &str,
+        via: &str,
+        uses: builtins::RelationArg,
+        arg: Option<String>,
+    ) {
+        // The verdict depends on the literal: never share it by shape.
+        self.st.literal_sensitive = true;
+        let named = arg.as_deref().and_then(regclass_name);
+        let Some((schema, name)) = named else {
+            let given = match &arg {
+                Some(text) => format!("{text:?}, an OID or a name pgward cannot resolve"),
+                None => "a relation given by an expression, not a plain string".to_owned(),
+            };
+            return self.unresolved_relation(shown, format!("{shown}(){via} uses {given}"));
+        };
+        // The tables of indexes of that name, and a table of that name
+        // itself (pgstattuple and the like take either).
+        let mut tables: Vec<(Option<String>, String)> = Vec::new();
+        if let Some(found) = self.cat.index_tables(schema.as_deref(), &name) {
+            tables.extend(
+                found
+                    .into_iter()
+                    .map(|(s, t)| (Some(s.to_owned()), t.to_owned())),
+            );
+        }
+        if self.cat.holds_relation(schema.as_deref(), &name) {
+            tables.push((schema.clone(), name.clone()));
+        }
+        if tables.is_empty() {
+            // Not in the catalog (created since it was loaded, or none):
+            // an unplaced name, so pgward looks again.
+            self.relation_named(schema, name.clone(), Class::Read);
+            return self.unresolved_relation(
+                shown,
+                format!(
+                    "{shown}(){via} uses {name:?}, which is neither an index nor a table pgward's catalog holds"
+                ),
+            );
+        }
+        let saved = self.events;
+        for (schema, table) in tables {
+            if uses.reads {
+                self.events = 0;
+                self.relation_named(schema.clone(), table.clone(), Class::Read);
+            }
+            if uses.writes {
+                // Rows or index entries change as in maintenance: the
+                // index's expressions and operator classes run, no trigger.
+                self.events = events::MAINTAIN;
+                self.relation_named(schema, table, Class::Write);
+            }
+        }
+        self.events = saved;
+    }
+
+    fn unresolved_relation(&mut self, shown: &str, why: String) {
+        self.hidden_read(why.clone());
+        self.st.reason_of(Class::Unknown, why, shown);
+    }
+
+    /// A foreign key a CREATE TABLE or ALTER TABLE adds: the existing
+    /// rows are checked against the referenced table at once, with the
+    /// equality operator of its unique index's operator family, through
+    /// a join or a lookup there (`WriteEffects::lookup_functions`). User
+    /// casts the key's types need are implicit ones, judged with every
+    /// statement (`implicit_casts`).
+    /// A new table has no rows to check, nor has a key added NOT VALID.
+    fn foreign_key_added(&mut self, n: &Value) {
+        if self.st.kind != "AlterTableStmt" || n["skip_validation"].as_bool() == Some(true) {
+            return;
+        }
+        let pk = &n["pktable"];
+        let name = str_field(pk, "relname");
+        if name.is_empty() {
+            return;
+        }
+        let schema = Some(str_field(pk, "schemaname")).filter(|s| !s.is_empty());
+        for (table, e) in self.cat.write_effects(schema, name) {
+            if e.lookup_functions.is_empty() {
+                continue;
+            }
+            let refs = e
+                .lookup_functions
+                .iter()
+                .map(|(s, f)| (Some(s.clone()), f.clone()))
+                .collect::<Vec<_>>();
+            self.calls_below(
+                refs,
+                &format!("the check of existing rows against {table} for a new foreign key"),
+            );
+        }
+    }
+
+    /// DDL on a type that goes through the rows of tables it does not
+    /// name: ALTER DOMAIN ... ADD CONSTRAINT (unless NOT VALID), VALIDATE
+    /// CONSTRAINT and SET NOT NULL check every row of the tables with a
+    /// column of the domain (a read of them, whose values its CHECK
+    /// expression sees); ALTER TYPE ... CASCADE changes the typed tables
+    /// of a composite type (rewriting their rows, as ALTER TABLE does).
+    fn type_ddl(&mut self, kind: &str, n: &Value) {
+        let (names_of, access) = match kind {
+            "AlterDomainStmt" => {
+                let checks = match str_field(n, "subtype") {
+                    "C" => {
+                        n["def"]["node"]["Constraint"]["skip_validation"].as_bool() != Some(true)
+                    }
+                    "V" | "O" => true,
+                    _ => false,
+                };
+                if !checks {
+                    return;
+                }
+                (names(&n["type_name"]), Class::Read)
+            }
+            "AlterTableStmt"
+                if n["objtype"].as_i64()
+                    == Some(i64::from(pg_query::protobuf::ObjectType::ObjectType as i32)) =>
+            {
+                // DropBehavior: DROP_CASCADE is 2.
+                let cascade = n["cmds"].as_array().is_some_and(|cmds| {
+                    cmds.iter()
+                        .any(|c| c["node"]["AlterTableCmd"]["behavior"].as_i64() == Some(2))
+                });
+                if !cascade {
+                    return;
+                }
+                let r = &n["relation"];
+                let mut parts = Vec::new();
+                if !str_field(r, "schemaname").is_empty() {
+                    parts.push(str_field(r, "schemaname").to_owned());
+                }
+                parts.push(str_field(r, "relname").to_owned());
+                (parts, Class::Ddl)
+            }
+            _ => return,
+        };
+        let Some((schema, name)) = qualified(&names_of) else {
+            return;
+        };
+        let tables: Vec<(String, String)> = self
+            .cat
+            .type_tables(schema, name)
+            .into_iter()
+            .map(|(s, t)| (s.to_owned(), t.to_owned()))
+            .collect();
+        let saved = self.events;
+        self.events = if access == Class::Ddl {
+            events::MAINTAIN
+        } else {
+            0
+        };
+        for (s, t) in tables {
+            self.relation_named(Some(s), t, access);
+        }
+        self.events = saved;
+    }
+
     fn func_call(&mut self, map: &Map) {
         let parts = names(map.get("funcname").unwrap_or(&Value::Null));
         let Some((schema, name)) = qualified(&parts) else {
@@ -2201,6 +2373,9 @@ impl Walker<'_> {
                     ),
                 }
             }
+        }
+        if let Some(uses) = builtins::relation_arg(name, builtin_scope) {
+            self.relation_arg(&shown, &via, uses, args.first().cloned().flatten());
         }
         // ts_rewrite(query, target, substitute) only rewrites a tsquery;
         // the catalog's VOLATILE is its other form's, which runs SQL.
@@ -3450,6 +3625,120 @@ mod tests {
     /// Tables whose triggers write each other, in cycles: each trigger
     /// body is judged once per statement, and what the last one does is
     /// found from the first table.
+    /// ALTER DOMAIN checks the rows of the tables with a column of the
+    /// domain (a read of them); ALTER TYPE ... CASCADE rewrites the typed
+    /// tables of a composite type. Neither names those tables.
+    #[test]
+    fn ddl_on_a_type_goes_through_the_tables_using_it() {
+        let cat = Catalog::builtin()
+            .with_table("secrets", &[])
+            .with_type_table("posint", "secrets")
+            .with_table("typed", &[])
+            .with_type_table("shape", "typed");
+        let rels = |sql: &str| -> Vec<String> {
+            let mut r: Vec<String> = one_with(sql, &cat)
+                .relations
+                .iter()
+                .map(|r| format!("{}:{}", r.qualified(), r.access))
+                .collect();
+            r.sort();
+            r
+        };
+        for sql in [
+            "ALTER DOMAIN posint ADD CONSTRAINT c CHECK (VALUE > 0)",
+            "ALTER DOMAIN public.posint ADD CHECK (leak(VALUE))",
+            "ALTER DOMAIN posint VALIDATE CONSTRAINT c",
+            "ALTER DOMAIN posint SET NOT NULL",
+        ] {
+            assert_eq!(rels(sql), ["public.secrets:read"], "{sql}");
+        }
+        for sql in [
+            "ALTER DOMAIN posint ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID",
+            "ALTER DOMAIN posint DROP NOT NULL",
+            "ALTER DOMAIN posint SET DEFAULT 1",
+            "ALTER DOMAIN posint DROP CONSTRAINT c",
+            "ALTER DOMAIN other.posint SET NOT NULL",
+        ] {
+            assert!(rels(sql).is_empty(), "{sql}: {:?}", rels(sql));
+        }
+        // The type is named as a relation of ALTER TABLE's tree.
+        assert_eq!(
+            rels("ALTER TYPE shape ALTER ATTRIBUTE a TYPE text"),
+            ["shape:ddl"]
+        );
+        assert_eq!(
+            rels("ALTER TYPE shape ALTER ATTRIBUTE a TYPE text CASCADE"),
+            ["public.typed:ddl", "shape:ddl"]
+        );
+    }
+
+    /// BRIN summarization, GIN cleanup and the extension functions that
+    /// take a relation by name read or write the table of the index (or
+    /// the table) they are given: table rules apply to that table. What
+    /// pgward cannot resolve to one is unknown.
+    #[test]
+    fn functions_given_an_index_use_its_table() {
+        let cat = Catalog::builtin()
+            .with_table("secrets", &[])
+            .with_index("secrets_brin", "secrets");
+        let uses = |sql: &str| {
+            let st = one_with(sql, &cat);
+            let mut r: Vec<String> = st
+                .relations
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}.{}:{}",
+                        r.schema.as_deref().unwrap_or("?"),
+                        r.name,
+                        r.access
+                    )
+                })
+                .collect();
+            r.sort();
+            (r, st)
+        };
+        let (r, st) = uses("SELECT brin_summarize_range('secrets_brin', 2)");
+        assert_eq!(r, ["public.secrets:read", "public.secrets:write"]);
+        assert!(st.literal_sensitive && st.hidden_reads.is_empty());
+        assert!(!st.classes().contains(Class::Unknown));
+        let (r, _) = uses("SELECT pg_catalog.brin_summarize_new_values('public.secrets_brin')");
+        assert_eq!(r, ["public.secrets:read", "public.secrets:write"]);
+        let (r, _) = uses("SELECT gin_clean_pending_list('secrets_brin')");
+        assert_eq!(r, ["public.secrets:write"]);
+        let (r, _) = uses("SELECT brin_desummarize_range('secrets_brin', 0)");
+        assert_eq!(r, ["public.secrets:write"]);
+        // Extensions' functions, in whatever schema, take a table too.
+        let (r, _) = uses("SELECT * FROM ext.pgstattuple('secrets')");
+        assert_eq!(r, ["?.secrets:read"]);
+        let (r, _) = uses("SELECT bt_index_check('secrets_brin', true)");
+        assert_eq!(r, ["public.secrets:read"]);
+        let (r, _) = uses("SELECT heap_force_kill('secrets', ARRAY['(0,1)'::tid])");
+        assert_eq!(r, ["?.secrets:write"]);
+        // Attribute notation is the same call, of a value pgward does not see.
+        let st = one_with(
+            "SELECT x.brin_summarize_new_values FROM (SELECT 'secrets_brin'::regclass) x",
+            &cat,
+        );
+        assert!(st.classes().contains(Class::Unknown));
+        // What pgward cannot resolve to a table is unknown.
+        for sql in [
+            "SELECT brin_summarize_range('no_such_index', 2)",
+            "SELECT brin_summarize_range('16384', 2)",
+            "SELECT brin_summarize_range(16384::regclass, 2)",
+            "SELECT brin_summarize_new_values(relname::regclass) FROM pg_class",
+            "SELECT brin_summarize_new_values('db.public.secrets_brin')",
+            "SELECT brin_summarize_new_values('other.secrets_brin')",
+        ] {
+            let st = one_with(sql, &cat);
+            assert!(st.classes().contains(Class::Unknown), "{sql}");
+            assert!(!st.hidden_reads.is_empty(), "{sql}");
+        }
+        // A user function of that name in another schema is the user's.
+        let (r, _) = uses("SELECT lower('secrets_brin')");
+        assert!(r.is_empty());
+    }
+
     #[test]
     fn webs_of_triggers_judge_each_body_once() {
         let n = 10;
