@@ -70,7 +70,7 @@ impl Masker {
         if sets.len() >= CACHED_SETS {
             sets.remove(0);
         }
-        if !sets.iter().any(|c| same(c)) {
+        if !sets.iter().any(&same) {
             sets.push(CachedSet {
                 masks: role.masks.clone(),
                 cat: Arc::downgrade(cat),
