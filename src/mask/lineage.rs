@@ -15,7 +15,7 @@ use pg_query::protobuf::node::Node as N;
 use pg_query::protobuf::{self as pb, Node};
 
 use super::func::MaskFn;
-use crate::policy::catalog::unread_at_load;
+use crate::policy::catalog::{unread_at_load, FuncInfo};
 use crate::policy::{Catalog, Role};
 
 /// The masked columns of one role, keyed by table (inheritance applied:
@@ -602,9 +602,83 @@ impl Cx<'_> {
                 }
                 return Ok(StatementPlan::Pass { columns: None });
             }
-            _ => return Ok(StatementPlan::Pass { columns: None }),
+            N::ViewStmt(v) => {
+                // A view the role creates is its own query: the
+                // predicates in it are probes (read through the view
+                // later, by anyone, they would not be judged again).
+                if let Some(q) = &v.query {
+                    self.query_outs(q, None)?;
+                }
+                return Ok(StatementPlan::Pass { columns: None });
+            }
+            other => {
+                self.schema_change(other)?;
+                return Ok(StatementPlan::Pass { columns: None });
+            }
         };
         Self::finish(outs)
+    }
+
+    /// Any other statement: refused when it names a table with masked
+    /// columns (renames, constraints, indexes, triggers, rules,
+    /// statistics, inheritance: each can drop a mask or answer a question
+    /// about the values), when it creates a function whose body may read
+    /// one, or a trigger that runs such a function. Locking, vacuuming,
+    /// truncating and the like pass.
+    fn schema_change(&self, node: &N) -> R<()> {
+        if matches!(
+            node,
+            N::LockStmt(_)
+                | N::VacuumStmt(_)
+                | N::TruncateStmt(_)
+                | N::ClusterStmt(_)
+                | N::ReindexStmt(_)
+        ) {
+            return Ok(());
+        }
+        // Every field of every node, RangeVars wherever they sit (pg_query's
+        // own node walk skips many statement kinds).
+        let tree = format!("{node:?}");
+        if let Some(t) = self
+            .masks
+            .table_names()
+            .find(|t| tree.contains(&format!("relname: {t:?}")))
+        {
+            return Err(format!(
+                "this statement names table {t} with masked columns, which a role with masks may not change (a rename drops the mask; a constraint, index, trigger or rule can reveal the values)"
+            ));
+        }
+        let too = |what: &str| {
+            Err(format!(
+                "{what} may read masked columns (it reaches a masked table, also through views and other functions, or runs dynamic SQL), which a role with masks may not create"
+            ))
+        };
+        match node {
+            N::CreateFunctionStmt(f) => {
+                let text = format!("{f:?}").to_ascii_lowercase();
+                if text.contains("execute") || self.text_reaches_masked(&text, &mut Vec::new()) {
+                    return too("the function's body");
+                }
+            }
+            N::CreateTrigStmt(t) => {
+                let fname = names(&t.funcname);
+                let (schema, name) = match fname.as_slice() {
+                    [s, n] => (Some(*s), *n),
+                    [.., n] => (None, *n),
+                    [] => (None, ""),
+                };
+                let funcs = self.cat.functions(schema, name);
+                if funcs.is_empty()
+                    || funcs
+                        .iter()
+                        .any(|f| self.function_reads_masked(f, &mut Vec::new()))
+                {
+                    return too("the trigger's function");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn finish(outs: Vec<Out>) -> R<StatementPlan> {
@@ -743,7 +817,9 @@ impl Cx<'_> {
                     vec![Out::Many]
                 }
             };
-            if !s.all {
+            // INTERSECT ALL and EXCEPT ALL compare rows too: only UNION ALL
+            // does not.
+            if !s.all || op != pb::SetOperation::SetopUnion as i32 {
                 for o in &outs {
                     if let Out::Col(_, d) = o {
                         self.group_ok(d, "UNION, INTERSECT or EXCEPT (which compare rows)")?;
@@ -1943,7 +2019,11 @@ impl Cx<'_> {
         if let Some(w) = &f.over {
             self.window(w, sc)?;
         }
-        if name == "count" {
+        // count(col) tells only how many values are not NULL, which the
+        // column shows anyway; count of a computed value tells how many
+        // times the computation gave NULL, which can answer a question
+        // about the value (`count(substring(ssn from '^078'))`): masked.
+        if name == "count" && !(args.mask.is_some() && args.derived) {
             return Ok(args.compared());
         }
         Ok(args.derive())
@@ -1959,41 +2039,31 @@ impl Cx<'_> {
         args: &Deps,
         explicit: bool,
     ) -> R<()> {
-        if self.in_view && args.mask.is_none() {
-            return Ok(());
-        }
-        let builtin_schema = |s: &str| s == "pg_catalog" || s == "information_schema";
+        // In a view's definition (the DBA's), anything may be done with
+        // unmasked values; but what a function reads is checked there too:
+        // a view may call a function that reads a masked column.
+        let dba_view = self.in_view && args.mask.is_none();
         if SQL_RUNNERS.contains(&name) {
             return Err(format!(
                 "{name}() runs SQL text or reads a relation by name, which pgward cannot trace for a role with masked columns"
             ));
         }
         let funcs = self.cat.functions(schema, name);
-        let user: Vec<_> = funcs
-            .iter()
-            .filter(|f| !builtin_schema(&f.schema))
-            .collect();
-        if funcs.is_empty() && explicit {
+        if funcs.is_empty() && explicit && !dba_view {
             return Err(format!(
                 "function {name} is not in the catalog pgward holds: what it reads cannot be traced for a role with masked columns"
             ));
         }
-        for u in &user {
-            let body = u.body.as_deref().map(str::to_ascii_lowercase);
-            let reads = match (&body, &*u.language) {
-                (Some(b), "sql" | "plpgsql") => {
-                    b.contains("execute")
-                        || unread_at_load(b)
-                        || self.masks.table_names().any(|t| b.contains(t))
-                }
-                _ => true,
-            };
-            if reads || args.mask.is_some() {
+        for u in funcs.iter().filter(|f| !builtin_schema(&f.schema)) {
+            if self.function_reads_masked(u, &mut Vec::new()) || args.mask.is_some() {
                 return Err(format!(
-                    "user function {}.{name} may read or reveal masked columns (its body names a masked table, runs dynamic SQL, is not SQL or PL/pgSQL, or takes a masked value)",
+                    "user function {}.{name} may read or reveal masked columns (its body reaches a masked table, also through views and other functions, runs dynamic SQL, is not SQL or PL/pgSQL, or takes a masked value)",
                     u.schema
                 ));
             }
+        }
+        if dba_view {
+            return Ok(());
         }
         if args.mask.is_some() && !SAFE_FUNCTIONS.contains(&name) {
             return Err(format!(
@@ -2004,6 +2074,64 @@ impl Cx<'_> {
         }
         Ok(())
     }
+
+    /// Whether user function `f` may read a masked column: its body is
+    /// not SQL or PL/pgSQL, runs dynamic SQL, or names (as a word) a
+    /// masked table, a view whose definition reaches one, or a user
+    /// function that may (`seen`: the functions on the way, against
+    /// cycles). Fail closed: too deep is a yes.
+    fn function_reads_masked(&self, f: &FuncInfo, seen: &mut Vec<u32>) -> bool {
+        let Some(body) = f.body.as_deref() else {
+            return true;
+        };
+        if !matches!(&*f.language, "sql" | "plpgsql") {
+            return true;
+        }
+        let b = body.to_ascii_lowercase();
+        if b.contains("execute") || unread_at_load(&b) {
+            return true;
+        }
+        if seen.contains(&f.oid) {
+            return false;
+        }
+        seen.push(f.oid);
+        let r = seen.len() > 16 || self.text_reaches_masked(&b, seen);
+        seen.pop();
+        r
+    }
+
+    /// Whether SQL text (lower case) names a masked table, a view that
+    /// reaches one, or a user function that may read one. A `U&"..."`
+    /// name can spell any of them: a yes.
+    fn text_reaches_masked(&self, text: &str, seen: &mut Vec<u32>) -> bool {
+        if self.masks.table_names().any(|t| text.contains(t)) || text.contains("u&") {
+            return true;
+        }
+        let words: BTreeSet<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        for w in words {
+            for schema in self.cat.relation_schemas(w).unwrap_or_default() {
+                if let Some(def) = self.cat.view_definition(schema, w) {
+                    if seen.len() > 16 || self.text_reaches_masked(&def.to_ascii_lowercase(), seen)
+                    {
+                        return true;
+                    }
+                }
+            }
+            for g in self.cat.functions(None, w) {
+                if !builtin_schema(&g.schema) && self.function_reads_masked(g, seen) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn builtin_schema(s: &str) -> bool {
+    s == "pg_catalog" || s == "information_schema"
 }
 
 /// The name PostgreSQL gives an output column without AS.

@@ -282,6 +282,15 @@ fn copy_form(node: &pg_query::protobuf::Node, cat: &Catalog) -> Option<Result<Co
                 header,
             }
         }
+        // In text format a value equal to the NULL string is written as it
+        // is, so masking cannot tell it from a NULL, and the client could
+        // (`NULL '078-05-1120'` shows which rows hold that value). The
+        // default `\N` cannot be a value: its backslash would be doubled.
+        "text" if null.as_deref().is_some_and(|n| n != "\\N") => {
+            return Some(Err(
+                "COPY text format with a NULL string other than \\N (a value equal to it would pass as a NULL) of a masked result".into(),
+            ))
+        }
         "text" if !header => CopyForm::Text {
             delimiter: match one_byte(&delimiter, b'\t', "DELIMITER") {
                 Ok(d) => d,

@@ -232,7 +232,8 @@ pub struct Catalog {
     /// (schema, table or view) → its columns in attnum order (user
     /// schemas only), for column masking's lineage.
     columns: HashMap<ViewKey, Vec<Column>>,
-    /// (schema, view) → its definition (`pg_get_viewdef`), user schemas.
+    /// (schema, view or materialized view) → its definition
+    /// (`pg_get_viewdef`), user schemas, for masking's lineage.
     view_defs: HashMap<ViewKey, Arc<str>>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
@@ -898,11 +899,13 @@ impl Catalog {
             }
         }
         // Views' definitions (a materialized view's read runs nothing of
-        // its definition: only REFRESH does, and that is a write).
+        // its definition: only REFRESH does, and that is a write; its
+        // definition is kept for masking's lineage only: its rows are
+        // copies of the columns it names).
         let relations = deparsed(
             conn,
             "SELECT n.nspname, c.relname, c.relkind, \
-             CASE WHEN c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             CASE WHEN c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
              THEN pg_catalog.pg_get_viewdef(c.oid) END \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')",
@@ -1209,7 +1212,9 @@ impl Catalog {
                 if let Some(def) = def {
                     cat.view_defs
                         .insert((s.clone(), n.clone()), def.as_str().into());
-                    view_defs.push(((s.clone(), n.clone()), def.clone()));
+                    if k == "v" {
+                        view_defs.push(((s.clone(), n.clone()), def.clone()));
+                    }
                 }
             }
         }

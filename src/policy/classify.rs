@@ -62,6 +62,20 @@ impl RelationUse {
     }
 }
 
+/// Transaction control, as it bears on a block's COMMIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxControl {
+    /// BEGIN, START TRANSACTION.
+    Begin,
+    /// COMMIT, END, COMMIT AND CHAIN, and PREPARE TRANSACTION (whose
+    /// COMMIT PREPARED commits what the block did).
+    Commit,
+    /// ROLLBACK, ABORT.
+    Rollback,
+    /// SAVEPOINT, RELEASE, ROLLBACK TO, COMMIT/ROLLBACK PREPARED.
+    Other,
+}
+
 /// One classified statement.
 #[derive(Debug, Clone, Default)]
 pub struct Statement {
@@ -98,6 +112,9 @@ pub struct Statement {
     pub literal_sensitive: bool,
     /// The lexer its text was read with (for the fingerprint's parse).
     pub lexer: Lexer,
+    /// What it does to the transaction block, when it is transaction
+    /// control.
+    pub tx: Option<TxControl>,
     /// How many SQL texts it runs were parsed and judged for it: function
     /// and trigger bodies, rules, defaults, SQL text given to executors.
     /// Each is judged once per statement, however many paths reach it
@@ -1122,6 +1139,13 @@ impl Walker<'_> {
 
     fn transaction(&mut self, n: &Value) {
         let kind = n["kind"].as_i64().unwrap_or(0);
+        // pg_query's TransactionStmtKind.
+        self.st.tx = Some(match kind {
+            1 | 2 => TxControl::Begin,
+            3 | 8 => TxControl::Commit,
+            4 => TxControl::Rollback,
+            _ => TxControl::Other,
+        });
         match kind {
             8 => self.st.reason(
                 Class::Admin,

@@ -18,7 +18,7 @@ pub mod tree;
 
 pub use catalog::{Catalog, CatalogSlot, CatalogStore};
 pub use class::{Class, ClassSet};
-pub use classify::{Analysis, Lexer, Statement};
+pub use classify::{Analysis, Lexer, Statement, TxControl};
 pub use decide::{decide, Denial, Verdict};
 pub use role::Role;
 

@@ -107,6 +107,9 @@ pub struct Role {
     /// A held statement must come with a reason (`SET pgward.reason` or a
     /// `/* reason: ... */` comment), or it is refused.
     pub require_reason: bool,
+    /// Changes run at once inside a transaction block, and its COMMIT
+    /// waits for an approver who sees them (see `docs/approval.md`).
+    pub approve_commit: bool,
     /// Columns the role sees masked (`[role.NAME.mask]`), in file order.
     pub masks: Vec<crate::mask::ColumnMask>,
 }
@@ -125,7 +128,9 @@ impl Role {
 
     /// Whether some statement of this role may be held for approval.
     pub fn holds_any(&self) -> bool {
-        !self.approve.is_empty() || self.tables.iter().any(|t| !t.approve.is_empty())
+        self.approve_commit
+            || !self.approve.is_empty()
+            || self.tables.iter().any(|t| !t.approve.is_empty())
     }
 
     /// Whether this role may approve anything.
@@ -159,6 +164,8 @@ pub(crate) struct RawRole {
     approvals: Option<usize>,
     #[serde(default)]
     require_reason: bool,
+    #[serde(default)]
+    approve_commit: bool,
     #[serde(default)]
     mask: BTreeMap<Spanned<String>, Spanned<String>>,
 }
@@ -336,6 +343,7 @@ impl RawRole {
             approve_for: self.approve_for,
             approvals: self.approvals.unwrap_or(1),
             require_reason: self.require_reason,
+            approve_commit: self.approve_commit,
             masks,
         })
     }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::commit_review;
 use super::recorder::Judged;
 use super::rows::{RowDecision, RowPlan, RowPlanner, RowRewriter};
 use super::state::{Effect, Prepared, ProtocolState, NEVER_ALLOWED};
@@ -16,7 +17,9 @@ use super::text::TextChange;
 use crate::auth::Identity;
 use crate::policy::catalog::ParamType;
 use crate::policy::ddl::{self, Window};
-use crate::policy::{self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, Verdict};
+use crate::policy::{
+    self, Analysis, Catalog, CatalogSlot, Lexer, Role, Statement, TxControl, Verdict,
+};
 use crate::protocol::frontend::{self, Message};
 use crate::protocol::tag::frontend as tag;
 use crate::protocol::{sqlstate, PgError};
@@ -137,6 +140,11 @@ pub struct Guard {
     /// For a role whose statements may be held: the values of each
     /// portal's Bind as an approver is shown them (`params::shown`).
     bound_values: HashMap<String, Arc<[String]>>,
+    /// For a role with `approve_commit`: what the open block changed.
+    block: commit_review::Block,
+    /// What the message being judged does to the block, applied when it
+    /// passes (`refusal` sets it).
+    block_step: Option<commit_review::Step>,
 }
 
 /// The most portals whose Bind values are kept for approvers.
@@ -307,6 +315,8 @@ impl Guard {
             plan: None,
             cursors: HashMap::new(),
             bound_values: HashMap::new(),
+            block: commit_review::Block::default(),
+            block_step: None,
         }
     }
 
@@ -344,6 +354,7 @@ impl Guard {
     /// waits for the reload before its next judgment); once nothing more
     /// is in flight, this session's window of uncertainty closes.
     pub fn on_ready(&mut self, status: u8, idle: bool) {
+        self.block.on_ready(status, idle);
         if status != b'I' || !self.window.open {
             return;
         }
@@ -606,8 +617,19 @@ impl Guard {
         self.used_approval = false;
         self.plan = None;
         let after_approval = !self.approved.is_empty();
+        self.block_step = None;
         let refused = self.judge(msg, state);
         self.approved.clear();
+        if let Some(step) = self.block_step.take() {
+            // A Parse or Bind runs nothing; what runs is judged again.
+            let runs = matches!(
+                msg,
+                Message::Query(_) | Message::Execute(_) | Message::FunctionCall(_)
+            );
+            if refused.is_none() && runs {
+                self.block.apply(step);
+            }
+        }
         match (refused, self.hold.take()) {
             (None, _) => match self.plan.take() {
                 Some(plan) => Decision::Rewrite(plan),
@@ -975,7 +997,9 @@ impl Guard {
         self.text_change = state
             .text
             .changes(candidates.iter().flatten().filter_map(|p| p.statement()));
+        let reviews = self.role.as_ref().is_ok_and(|r| r.approve_commit);
         if !self.window.uncertain()
+            && !reviews
             && candidates
                 .iter()
                 .all(|c| c.as_ref().is_some_and(|p| p.allowed_under() == generation))
@@ -1087,7 +1111,16 @@ impl Guard {
             }
             out
         };
-        let verdicts = policy::decide::decide_all(role, statements, &self.cat, &prepared);
+        let mut verdicts = policy::decide::decide_all(role, statements, &self.cat, &prepared);
+        if role.approve_commit {
+            let step = self
+                .block
+                .review(statements, sql, &mut verdicts, state.tx_status);
+            match &mut self.block_step {
+                Some(s) => s.merge(step),
+                None => self.block_step = Some(step),
+            }
+        }
         // A denial anywhere in the message wins over approval: nobody is
         // asked about a message that would be refused anyway.
         let mut approval: Option<(policy::decide::Denial, String)> = None;
@@ -1105,6 +1138,11 @@ impl Guard {
                     // What an approval of it covers: its text and, for
                     // `EXECUTE name`, every statement the name may hold.
                     let mut key = text.to_owned();
+                    if role.approve_commit && st.tx == Some(TxControl::Commit) {
+                        // What it commits, which the approver reviews (a
+                        // text that does not parse: no grant covers it).
+                        self.block.list(self.block_step.as_ref(), &mut key);
+                    }
                     if let Some(name) = &st.executes {
                         let mut i = 0;
                         state.statement_candidates(name, state.owed.len(), &mut |p| {
@@ -1309,7 +1347,10 @@ impl Guard {
             }
         }
         let mut held_for_execute = false;
-        if !(known_allowed && cacheable) {
+        // A role whose COMMITs are reviewed is judged every time: its
+        // verdicts depend on the open block.
+        let reviews = self.role.as_ref().is_ok_and(|r| r.approve_commit);
+        if !(known_allowed && cacheable) || reviews {
             let unplaced = statements.iter().flat_map(|st| &st.relations);
             if unplaced
                 .filter(|r| r.schema.is_none())

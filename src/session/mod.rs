@@ -1,6 +1,7 @@
 //! One client connection, from its first byte to its last: TLS negotiation,
 //! startup, authentication, the upstream connection, then the relay.
 
+pub mod commit_review;
 pub mod guard;
 pub mod recorder;
 pub mod registry;
