@@ -130,9 +130,7 @@ impl Shared {
             Some(url) => Some(Arc::new(crate::webhook::Webhook::new(url)?)),
             None => None,
         };
-        let masker = Arc::new(crate::mask::relay::Masker {
-            key: config.mask.hash_key()?,
-        });
+        let masker = Arc::new(crate::mask::relay::Masker::new(config.mask.hash_key()?));
         let (phase_tx, phase) = watch::channel(Phase::Running);
         Ok(Arc::new(Shared {
             config,

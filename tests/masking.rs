@@ -403,6 +403,79 @@ with psycopg.connect(sys.argv[1]) as conn:
     );
 }
 
+/// The harness's rules with the agent's masks changed by `change`.
+fn rules_with(change: impl FnOnce(&mut Vec<pgward::mask::ColumnMask>)) -> pgward::rules::Rules {
+    pgward::demo::example_rules()
+        .unwrap()
+        .without_upstream_users()
+        .without_approvers()
+        .with_role("agent", |agent| {
+            agent.allow.insert(pgward::policy::Class::CopyOut);
+            change(&mut agent.masks);
+        })
+}
+
+/// The first column of the first row `sql` gives, as text.
+async fn first(c: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// The masks a statement sees are those in force: a rules reload that
+/// changes a role's masks takes effect at the session's next statement,
+/// and a table that comes to inherit a masked one (a catalog reload) is
+/// masked at once, however often the masks were looked up before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masks_changed_by_a_reload_take_effect_at_once() {
+    let h = harness().await;
+    let agent = h.connect(AGENT).await;
+    let sql = "SELECT ssn FROM customers WHERE id = 1";
+    for _ in 0..3 {
+        assert_eq!(first(&agent, sql).await, "***-**-1120");
+    }
+    h.shared.set_rules(rules_with(|masks| {
+        for m in masks.iter_mut().filter(|m| m.column == "ssn") {
+            m.func = pgward::mask::MaskFn::Redact;
+        }
+    }));
+    assert_eq!(first(&agent, sql).await, "***");
+    // A new session of the same role, under the same rules.
+    let other = h.connect(AGENT).await;
+    assert_eq!(first(&other, sql).await, "***");
+    h.shared
+        .set_rules(rules_with(|masks| masks.retain(|m| m.column != "ssn")));
+    assert_eq!(first(&agent, sql).await, "078-05-1120");
+    assert_eq!(
+        first(&agent, "SELECT email FROM customers WHERE id = 1").await,
+        "a***@example.com"
+    );
+    h.shared.set_rules(rules_with(|_| {}));
+    assert_eq!(first(&agent, sql).await, "***-**-1120");
+
+    // A table created through pgward that inherits customers: the catalog
+    // is reloaded before the agent's next statement, and its ssn masked.
+    let dana = h.connect(DANA).await;
+    for sql in [
+        "CREATE TABLE vip () INHERITS (customers)",
+        "INSERT INTO vip SELECT * FROM customers WHERE id = 2",
+    ] {
+        dana.batch_execute(sql).await.unwrap();
+    }
+    assert_eq!(first(&agent, "SELECT ssn FROM vip").await, "***-**-9999");
+    assert_eq!(
+        first(&agent, "SELECT ssn FROM customers WHERE id = 2").await,
+        "***-**-9999"
+    );
+}
+
 /// A prepared statement's rows are planned again when what it reads
 /// changes (a view replaced through pgward between its Parse and its
 /// Execute), and a statement judged with its Bind's values is masked like

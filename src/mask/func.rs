@@ -118,9 +118,10 @@ impl fmt::Display for MaskFn {
     }
 }
 
-/// The secret `hash` masks are keyed with.
+/// The secret `hash` masks are keyed with, as an HMAC already keyed: each
+/// value then costs the hashing of its own bytes only.
 #[derive(Clone)]
-pub struct HashKey(Vec<u8>);
+pub struct HashKey(Hmac<Sha256>);
 
 impl fmt::Debug for HashKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,7 +140,10 @@ impl HashKey {
                 secret.len()
             ));
         }
-        Ok(HashKey(secret.to_vec()))
+        // HMAC takes a key of any length: new_from_slice cannot fail.
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+            .map_err(|e| format!("the hash mask key: {e}"))?;
+        Ok(HashKey(mac))
     }
 
     /// Reads the key from environment variable `var`.
@@ -151,11 +155,7 @@ impl HashKey {
 
     /// HMAC-SHA-256 of `value`.
     pub fn mac(&self, value: &[u8]) -> [u8; 32] {
-        // HMAC takes a key of any length: new_from_slice cannot fail.
-        let mut m = match <Hmac<Sha256> as Mac>::new_from_slice(&self.0) {
-            Ok(m) => m,
-            Err(_) => return [0; 32],
-        };
+        let mut m = self.0.clone();
         m.update(value);
         m.finalize().into_bytes().into()
     }

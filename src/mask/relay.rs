@@ -6,30 +6,92 @@
 //! its rows are never looked at.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::BytesMut;
 use pg_query::NodeEnum;
 
 use super::lineage::{plan_statement, MaskSet, RowPlan, StatementPlan};
 use super::rewrite::{Format, RowRewriter as Rows};
-use super::HashKey;
+use super::{ColumnMask, HashKey};
 use crate::policy::{stack, Catalog, Role, Statement};
 use crate::protocol::{sqlstate, PgError};
-use crate::session::rows::{RowDecision, RowPlanner, RowRewriter};
+use crate::session::rows::{Columns, Formats, RowDecision, RowPlanner, RowRewriter};
 use crate::session::state::Answering;
 
 /// Plans the rows of every statement of roles with masks.
 pub struct Masker {
     pub key: Option<HashKey>,
+    /// The mask sets built last, by role masks and catalog (see
+    /// `mask_set`).
+    sets: Mutex<Vec<CachedSet>>,
+}
+
+/// A role's `MaskSet` under one catalog: it depends on the role's masks
+/// and on the catalog's inheritance, and on nothing else.
+struct CachedSet {
+    masks: Vec<ColumnMask>,
+    /// Held weakly: a reloaded catalog is freed once no session holds it,
+    /// and while this is held its address is not reused, so the same
+    /// address is the same catalog.
+    cat: Weak<Catalog>,
+    set: Arc<MaskSet>,
+}
+
+/// Mask sets kept at most: one per (masked role, database) in use.
+const CACHED_SETS: usize = 64;
+
+impl Masker {
+    pub fn new(key: Option<HashKey>) -> Masker {
+        Masker {
+            key,
+            sets: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The `MaskSet` of `role` under `cat`, built once per role masks and
+    /// catalog: a statement of a role with masks does not build it again.
+    /// A rules reload that changes the role's masks, or a catalog reload
+    /// (a new catalog), misses and builds it anew.
+    pub fn mask_set(&self, role: &Role, cat: &Arc<Catalog>) -> Arc<MaskSet> {
+        let same =
+            |c: &CachedSet| std::ptr::eq(c.cat.as_ptr(), Arc::as_ptr(cat)) && c.masks == role.masks;
+        {
+            let sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = sets.iter().find(|c| same(c)) {
+                return c.set.clone();
+            }
+        }
+        // Built outside the lock: other sessions' statements go on.
+        let set = Arc::new(MaskSet::of(role, cat));
+        let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        // Catalogs no session holds any more, and the oldest past the cap.
+        sets.retain(|c| c.cat.strong_count() > 0);
+        if sets.len() >= CACHED_SETS {
+            sets.remove(0);
+        }
+        if !sets.iter().any(&same) {
+            sets.push(CachedSet {
+                masks: role.masks.clone(),
+                cat: Arc::downgrade(cat),
+                set: set.clone(),
+            });
+        }
+        set
+    }
 }
 
 impl RowPlanner for Masker {
-    fn plan(&self, role: &Role, st: &Statement, cat: &Catalog) -> Result<RowDecision, PgError> {
+    fn plan(
+        &self,
+        role: &Role,
+        st: &Statement,
+        cat: &Arc<Catalog>,
+    ) -> Result<RowDecision, PgError> {
         if role.masks.is_empty() {
             return Ok(RowDecision::Pass);
         }
-        let masks = MaskSet::of(role, cat);
+        let masks = self.mask_set(role, cat);
         if masks.is_empty() {
             return Ok(RowDecision::Pass);
         }
@@ -306,7 +368,16 @@ fn query_copy_types(plan: &RowPlan, cat: &Catalog) -> Vec<u32> {
 }
 
 /// A rewriter, for the column types and formats it was made for.
-type Built = (Vec<u32>, Vec<Format>, Rows);
+#[derive(Debug)]
+struct Built {
+    types: Vec<u32>,
+    formats: Vec<Format>,
+    /// The described columns and formats of the result it was last used
+    /// for (held, so the pointer is not reused): a row of the same result
+    /// finds it without comparing each column.
+    seen: Option<(Columns, Formats)>,
+    rows: Rows,
+}
 
 /// The rows of one masked statement.
 #[derive(Debug)]
@@ -321,11 +392,6 @@ struct MaskRows {
     header_left: AtomicBool,
 }
 
-thread_local! {
-    /// Where a row is rewritten before it is appended to the output.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 fn fatal(why: impl std::fmt::Display) -> PgError {
     PgError::fatal(
         sqlstate::INTERNAL_ERROR,
@@ -334,30 +400,32 @@ fn fatal(why: impl std::fmt::Display) -> PgError {
 }
 
 impl MaskRows {
-    /// Runs `f` with the rewriter for the types and formats `n` columns
-    /// have (`type_of`, `format_of`): built once, and again only when they
+    /// The rewriter for the types and formats `n` columns have (`type_of`,
+    /// `format_of`), in `built`: made once, and again only when they
     /// change (a prepared statement bound with other formats), so a row
     /// costs no allocation.
-    fn with<R>(
+    fn rows<'a>(
         &self,
+        built: &'a mut Option<Built>,
         n: usize,
         type_of: impl Fn(usize) -> u32,
         format_of: impl Fn(usize) -> Format,
-        f: impl FnOnce(&Rows) -> R,
-    ) -> Result<R, PgError> {
-        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
-        let same = matches!(&*built, Some((t, fm, _))
-            if t.len() == n && (0..n).all(|i| t[i] == type_of(i) && fm[i] == format_of(i)));
+    ) -> Result<&'a mut Built, PgError> {
+        let same = matches!(&*built, Some(b)
+            if b.types.len() == n
+                && (0..n).all(|i| b.types[i] == type_of(i) && b.formats[i] == format_of(i)));
         if !same {
             let types: Vec<u32> = (0..n).map(&type_of).collect();
             let formats: Vec<Format> = (0..n).map(&format_of).collect();
             let rows = Rows::new(&self.plan, &types, &formats, self.key.clone()).map_err(fatal)?;
-            *built = Some((types, formats, rows));
+            *built = Some(Built {
+                types,
+                formats,
+                seen: None,
+                rows,
+            });
         }
-        match &*built {
-            Some((_, _, rows)) => Ok(f(rows)),
-            None => Err(fatal("no rewriter")),
-        }
+        built.as_mut().ok_or_else(|| fatal("no rewriter"))
     }
 }
 
@@ -373,17 +441,19 @@ impl RowRewriter for MaskRows {
             .columns
             .as_ref()
             .ok_or_else(|| fatal("the result's columns were not described to pgward"))?;
-        let type_of = |i: usize| columns[i].type_oid;
-        let format_of = |i: usize| Format::from_code(a.formats.of(columns, i).unwrap_or(0));
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            self.with(columns.len(), type_of, format_of, |rows| {
-                rows.rewrite_data_row(row, &mut s)
-            })?
-            .map_err(fatal)?;
-            out.extend_from_slice(&s);
-            Ok(())
-        })
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        let known = matches!(&*built, Some(Built { seen: Some((c, f)), .. })
+            if Arc::ptr_eq(c, columns) && *f == a.formats);
+        if !known {
+            let type_of = |i: usize| columns[i].type_oid;
+            let format_of = |i: usize| Format::from_code(a.formats.of(columns, i).unwrap_or(0));
+            let b = self.rows(&mut built, columns.len(), type_of, format_of)?;
+            b.seen = Some((columns.clone(), a.formats.clone()));
+        }
+        let b = built.as_mut().ok_or_else(|| fatal("no rewriter"))?;
+        // Written straight into the client's buffer; the relay cuts what
+        // was written when this fails.
+        b.rows.put_data_row(row, out).map_err(fatal)
     }
 
     fn copy_data(&self, _a: &Answering, data: &[u8], out: &mut BytesMut) -> Result<(), PgError> {
@@ -402,28 +472,18 @@ impl RowRewriter for MaskRows {
                 return Ok(());
             }
         }
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            self.with(
-                n,
-                type_of,
-                |_| format,
-                |rows| match &copy.form {
-                    CopyForm::Binary => rows.rewrite_copy_binary(data, &mut s),
-                    CopyForm::Text { delimiter, null } => {
-                        rows.rewrite_copy_text(data, *delimiter, null, &mut s)
-                    }
-                    CopyForm::Csv {
-                        delimiter,
-                        quote,
-                        null,
-                        ..
-                    } => rows.rewrite_copy_csv(data, *delimiter, *quote, null, &mut s),
-                },
-            )?
-            .map_err(fatal)?;
-            out.extend_from_slice(&s);
-            Ok(())
-        })
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        let rows = &self.rows(&mut built, n, type_of, |_| format)?.rows;
+        match &copy.form {
+            CopyForm::Binary => rows.put_copy_binary(data, out),
+            CopyForm::Text { delimiter, null } => rows.put_copy_text(data, *delimiter, null, out),
+            CopyForm::Csv {
+                delimiter,
+                quote,
+                null,
+                ..
+            } => rows.put_copy_csv(data, *delimiter, *quote, null, out),
+        }
+        .map_err(fatal)
     }
 }

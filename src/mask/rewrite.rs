@@ -118,9 +118,88 @@ fn is_text(ty: u32) -> bool {
     )
 }
 
-/// The constant `redact` and `default` show, per type and format; None:
-/// NULL (a type pgward has no value of).
-fn constant(ty: u32, format: Format) -> Option<Vec<u8>> {
+/// Where rewritten bytes go: appended to, never cleared here. The relay
+/// writes into the client's output buffer (`BytesMut`), tests and tools
+/// into a `Vec`.
+pub trait Out {
+    /// How many bytes the buffer holds.
+    fn at(&self) -> usize;
+    fn put(&mut self, bytes: &[u8]);
+    fn put_byte(&mut self, b: u8);
+    /// The bytes from `at` on, to patch or read back.
+    fn tail_mut(&mut self, at: usize) -> &mut [u8];
+    /// Drops every byte from `at` on.
+    fn cut(&mut self, at: usize);
+    fn reserve_more(&mut self, n: usize);
+}
+
+impl Out for Vec<u8> {
+    #[inline]
+    fn at(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes)
+    }
+    #[inline]
+    fn put_byte(&mut self, b: u8) {
+        self.push(b)
+    }
+    #[inline]
+    fn tail_mut(&mut self, at: usize) -> &mut [u8] {
+        &mut self[at..]
+    }
+    #[inline]
+    fn cut(&mut self, at: usize) {
+        self.truncate(at)
+    }
+    #[inline]
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n)
+    }
+}
+
+impl Out for bytes::BytesMut {
+    #[inline]
+    fn at(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes)
+    }
+    #[inline]
+    fn put_byte(&mut self, b: u8) {
+        bytes::BufMut::put_u8(self, b)
+    }
+    #[inline]
+    fn tail_mut(&mut self, at: usize) -> &mut [u8] {
+        &mut self[at..]
+    }
+    #[inline]
+    fn cut(&mut self, at: usize) {
+        self.truncate(at)
+    }
+    #[inline]
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n)
+    }
+}
+
+/// What a mask did with a value.
+enum Masked {
+    /// Nothing: the value passes as it is.
+    Pass,
+    /// Nothing written: the value becomes NULL.
+    Null,
+    /// The masked value was appended.
+    Written,
+}
+
+/// Writes the constant `redact` and `default` show, per type and format;
+/// false (nothing written): NULL, a type pgward has no value of.
+fn put_constant(ty: u32, format: Format, out: &mut impl Out) -> bool {
     // (binary send form, text output form)
     let (bin, text): (&[u8], &str) = match ty {
         _ if is_text(ty) => (b"***", "***"),
@@ -143,81 +222,164 @@ fn constant(ty: u32, format: Format) -> Option<Vec<u8>> {
         oid::BYTEA => (&[], "\\x"),
         // An empty array: no dimensions, no NULLs, of the element type.
         _ => {
-            let elem = array_element(ty)?;
-            return Some(match format {
-                Format::Binary => [[0u8; 8].as_slice(), &elem.to_be_bytes()].concat(),
-                Format::Text => b"{}".to_vec(),
-            });
+            let Some(elem) = array_element(ty) else {
+                return false;
+            };
+            match format {
+                Format::Binary => {
+                    out.put(&[0u8; 8]);
+                    out.put(&elem.to_be_bytes());
+                }
+                Format::Text => out.put(b"{}"),
+            }
+            return true;
         }
     };
-    Some(match format {
-        Format::Binary => bin.to_vec(),
-        Format::Text => text.as_bytes().to_vec(),
-    })
+    out.put(match format {
+        Format::Binary => bin,
+        Format::Text => text.as_bytes(),
+    });
+    true
 }
 
 /// `partial(first, last)` of a text: the first and last characters kept,
 /// letters and digits between them starred, punctuation kept. A value too
 /// short to hide anything is starred whole.
 pub fn partial(value: &[u8], first: u16, last: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    put_partial(value, first, last, &mut out);
+    out
+}
+
+/// `partial`, appended to `out`.
+fn put_partial(value: &[u8], first: u16, last: u16, out: &mut impl Out) {
     let (first, last) = (usize::from(first), usize::from(last));
     if value.is_ascii() {
         // A byte is a character: no decoding (most values, and the
-        // per-row cost of masking large results).
+        // per-row cost of masking large results). Kept: the bytes before
+        // `head` and from `tail` on; between, letters and digits starred.
         let n = value.len();
-        let shown = first + last < n;
-        return value
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (shown && (i < first || i >= n - last)) || !b.is_ascii_alphanumeric() {
-                    b
-                } else {
-                    b'*'
-                }
-            })
-            .collect();
+        let (head, tail) = if first + last < n {
+            (first, n - last)
+        } else {
+            (0, n)
+        };
+        out.put(&value[..head]);
+        let at = out.at();
+        out.put(&value[head..tail]);
+        for b in out.tail_mut(at) {
+            *b = if b.is_ascii_alphanumeric() { b'*' } else { *b };
+        }
+        out.put(&value[tail..]);
+        return;
     }
     let Ok(s) = std::str::from_utf8(value) else {
-        return b"***".to_vec();
+        out.put(b"***");
+        return;
     };
-    let chars: Vec<char> = s.chars().collect();
-    let keep = |i: usize| first + last < chars.len() && (i < first || i >= chars.len() - last);
-    chars
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if keep(i) || !c.is_alphanumeric() {
-                *c
-            } else {
-                '*'
-            }
-        })
-        .collect::<String>()
-        .into_bytes()
+    let n = s.chars().count();
+    let shown = first + last < n;
+    let mut buf = [0u8; 4];
+    for (i, c) in s.chars().enumerate() {
+        let keep = (shown && (i < first || i >= n - last)) || !c.is_alphanumeric();
+        let c = if keep { c } else { '*' };
+        out.put(c.encode_utf8(&mut buf).as_bytes());
+    }
 }
 
 /// `email`: the first character of the local part and the domain.
 pub fn email(value: &[u8]) -> Vec<u8> {
-    let Ok(s) = std::str::from_utf8(value) else {
-        return b"***".to_vec();
-    };
-    match s.rsplit_once('@') {
-        Some((local, domain)) => {
-            let mut out = String::new();
-            if let Some(c) = local.chars().next().filter(|_| local.chars().count() > 1) {
-                out.push(c);
-            }
-            out.push_str("***@");
-            out.push_str(domain);
-            out.into_bytes()
+    let mut out = Vec::with_capacity(value.len());
+    put_email(value, &mut out);
+    out
+}
+
+/// `email`, appended to `out`.
+fn put_email(value: &[u8], out: &mut impl Out) {
+    // Not UTF-8, or no `@`: nothing of it shows. An `@` byte is the `@`
+    // character in UTF-8, so the split is found in the bytes.
+    let ascii = value.is_ascii();
+    let at = match memchr::memrchr(b'@', value) {
+        Some(at) if ascii || std::str::from_utf8(value).is_ok() => at,
+        _ => {
+            out.put(b"***");
+            return;
         }
-        None => b"***".to_vec(),
+    };
+    let (local, domain) = (&value[..at], &value[at + 1..]);
+    // The first character, when there is more than one.
+    if ascii {
+        if local.len() > 1 {
+            out.put_byte(local[0]);
+        }
+    } else if let Ok(local) = std::str::from_utf8(local) {
+        let mut chars = local.chars();
+        if let (Some(c), Some(_)) = (chars.next(), chars.next()) {
+            out.put(c.encode_utf8(&mut [0u8; 4]).as_bytes());
+        }
+    }
+    out.put(b"***@");
+    out.put(domain);
+}
+
+#[cfg(test)]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex of `bytes`, appended.
+fn put_hex(bytes: &[u8], out: &mut impl Out) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.put(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The decimal text of `x`, appended (as `x.to_string()`).
+fn put_int(x: i64, out: &mut impl Out) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = x.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if x < 0 {
+        out.put_byte(b'-');
+    }
+    out.put(&buf[at..]);
+}
+
+/// Escapes, in place, the text COPY value written from `at` on, when it
+/// holds a byte that needs it (few masked values do).
+fn escape_written(out: &mut impl Out, at: usize, delimiter: u8) {
+    let needs = out
+        .tail_mut(at)
+        .iter()
+        .any(|&b| b == b'\\' || b == delimiter || (b < 0x0e && matches!(b, b'\n' | b'\r' | b'\t')));
+    if needs {
+        let v = out.tail_mut(at).to_vec();
+        out.cut(at);
+        escape_text(&v, delimiter, out);
+    }
+}
+
+/// Doubles, in place, every `quote` of the CSV value written from `at` on.
+fn double_quotes(out: &mut impl Out, at: usize, quote: u8) {
+    if out.tail_mut(at).contains(&quote) {
+        let v = out.tail_mut(at).to_vec();
+        out.cut(at);
+        for b in v {
+            if b == quote {
+                out.put_byte(quote);
+            }
+            out.put_byte(b);
+        }
+    }
 }
 
 impl RowRewriter {
@@ -259,135 +421,146 @@ impl RowRewriter {
         })
     }
 
-    /// The masked value of a column (None: NULL), or Err(()) when the
-    /// value passes as it is.
-    fn mask(&self, c: &Col, value: Option<&[u8]>) -> Result<Option<Vec<u8>>, ()> {
-        let Some(m) = c.mask else { return Err(()) };
+    /// Appends the masked value of a column in `format` (`Written`), or
+    /// says it is NULL or passes as it is (nothing appended).
+    fn put_mask(
+        &self,
+        c: &Col,
+        format: Format,
+        value: Option<&[u8]>,
+        out: &mut impl Out,
+    ) -> Masked {
+        let Some(m) = c.mask else {
+            return Masked::Pass;
+        };
+        let written = |ok: bool| if ok { Masked::Written } else { Masked::Null };
         let Some(v) = value else {
             if c.mask_nulls && m != MaskFn::Null {
-                return Ok(constant(c.ty, c.format));
+                return written(put_constant(c.ty, format, out));
             }
-            return Err(());
+            return Masked::Pass;
         };
-        Ok(match m {
-            MaskFn::Null => None,
-            MaskFn::Redact | MaskFn::Default => constant(c.ty, c.format),
-            MaskFn::Partial { first, last } if is_text(c.ty) => Some(partial(v, first, last)),
-            MaskFn::Email if is_text(c.ty) => Some(email(v)),
-            MaskFn::Partial { .. } | MaskFn::Email => constant(c.ty, c.format),
-            MaskFn::Hash => self.hash(c, v),
-        })
+        match m {
+            MaskFn::Null => Masked::Null,
+            MaskFn::Redact | MaskFn::Default => written(put_constant(c.ty, format, out)),
+            MaskFn::Partial { first, last } if is_text(c.ty) => {
+                put_partial(v, first, last, out);
+                Masked::Written
+            }
+            MaskFn::Email if is_text(c.ty) => {
+                put_email(v, out);
+                Masked::Written
+            }
+            MaskFn::Partial { .. } | MaskFn::Email => written(put_constant(c.ty, format, out)),
+            MaskFn::Hash => written(self.put_hash(c.ty, format, v, out)),
+        }
     }
 
     /// `hash`: the HMAC of the value's text form (so text and binary
-    /// results hash alike), shown in the column's type.
-    fn hash(&self, c: &Col, v: &[u8]) -> Option<Vec<u8>> {
-        let key = self.key.as_ref()?;
-        let bin = c.format == Format::Binary;
-        let canonical: Vec<u8> = match (c.ty, bin) {
-            (_, false) => v.to_vec(),
-            (t, true) if is_text(t) => v.to_vec(),
-            (oid::INT2, true) => i16::from_be_bytes(v.try_into().ok()?)
-                .to_string()
-                .into_bytes(),
-            (oid::INT4, true) => i32::from_be_bytes(v.try_into().ok()?)
-                .to_string()
-                .into_bytes(),
-            (oid::OID, true) => u32::from_be_bytes(v.try_into().ok()?)
-                .to_string()
-                .into_bytes(),
-            (oid::INT8, true) => i64::from_be_bytes(v.try_into().ok()?)
-                .to_string()
-                .into_bytes(),
-            (oid::UUID, true) => {
-                let h = hex(v);
-                if h.len() != 32 {
-                    return None;
-                }
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &h[..8],
-                    &h[8..12],
-                    &h[12..16],
-                    &h[16..20],
-                    &h[20..]
-                )
-                .into_bytes()
+    /// results hash alike), shown in the column's type; false (nothing
+    /// written): NULL.
+    fn put_hash(&self, ty: u32, format: Format, v: &[u8], out: &mut impl Out) -> bool {
+        let Some(key) = self.key.as_ref() else {
+            return false;
+        };
+        let bin = format == Format::Binary;
+        let mut canonical = Vec::new();
+        let canonical: &[u8] = match (ty, bin) {
+            (_, false) => v,
+            (t, true) if is_text(t) => v,
+            (oid::INT2, true) => {
+                let Ok(b) = v.try_into() else { return false };
+                put_int(i16::from_be_bytes(b).into(), &mut canonical);
+                &canonical
             }
-            (oid::BYTEA, true) => format!("\\x{}", hex(v)).into_bytes(),
-            _ => return None,
+            (oid::INT4, true) => {
+                let Ok(b) = v.try_into() else { return false };
+                put_int(i32::from_be_bytes(b).into(), &mut canonical);
+                &canonical
+            }
+            (oid::OID, true) => {
+                let Ok(b) = v.try_into() else { return false };
+                put_int(u32::from_be_bytes(b).into(), &mut canonical);
+                &canonical
+            }
+            (oid::INT8, true) => {
+                let Ok(b) = v.try_into() else { return false };
+                put_int(i64::from_be_bytes(b), &mut canonical);
+                &canonical
+            }
+            (oid::UUID, true) => {
+                if v.len() != 16 {
+                    return false;
+                }
+                put_uuid(v, &mut canonical);
+                &canonical
+            }
+            (oid::BYTEA, true) => {
+                canonical.put(b"\\x");
+                put_hex(v, &mut canonical);
+                &canonical
+            }
+            _ => return false,
         };
-        let mac = key.mac(&canonical);
-        let first = |n: usize| -> [u8; 8] {
-            let mut b = [0u8; 8];
-            b[8 - n..].copy_from_slice(&mac[..n]);
-            b
-        };
-        Some(match c.ty {
-            t if is_text(t) => hex(&mac[..16]).into_bytes(),
+        let mac = key.mac(canonical);
+        match ty {
+            t if is_text(t) => put_hex(&mac[..16], out),
             oid::INT2 => {
                 let x = i16::from_be_bytes([mac[0], mac[1]]);
-                if bin {
-                    x.to_be_bytes().to_vec()
-                } else {
-                    x.to_string().into_bytes()
+                match bin {
+                    true => out.put(&x.to_be_bytes()),
+                    false => put_int(x.into(), out),
                 }
             }
             oid::INT4 => {
                 let x = i32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
-                if bin {
-                    x.to_be_bytes().to_vec()
-                } else {
-                    x.to_string().into_bytes()
+                match bin {
+                    true => out.put(&x.to_be_bytes()),
+                    false => put_int(x.into(), out),
                 }
             }
             oid::OID => {
                 let x = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
-                if bin {
-                    x.to_be_bytes().to_vec()
-                } else {
-                    x.to_string().into_bytes()
+                match bin {
+                    true => out.put(&x.to_be_bytes()),
+                    false => put_int(x.into(), out),
                 }
             }
             oid::INT8 => {
-                let x = i64::from_be_bytes(first(8));
-                if bin {
-                    x.to_be_bytes().to_vec()
-                } else {
-                    x.to_string().into_bytes()
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&mac[..8]);
+                let x = i64::from_be_bytes(b);
+                match bin {
+                    true => out.put(&x.to_be_bytes()),
+                    false => put_int(x, out),
                 }
             }
-            oid::UUID => {
-                if bin {
-                    mac[..16].to_vec()
-                } else {
-                    let h = hex(&mac[..16]);
-                    format!(
-                        "{}-{}-{}-{}-{}",
-                        &h[..8],
-                        &h[8..12],
-                        &h[12..16],
-                        &h[16..20],
-                        &h[20..]
-                    )
-                    .into_bytes()
+            oid::UUID => match bin {
+                true => out.put(&mac[..16]),
+                false => put_uuid(&mac[..16], out),
+            },
+            oid::BYTEA => match bin {
+                true => out.put(&mac),
+                false => {
+                    out.put(b"\\x");
+                    put_hex(&mac, out);
                 }
-            }
-            oid::BYTEA => {
-                if bin {
-                    mac.to_vec()
-                } else {
-                    format!("\\x{}", hex(&mac)).into_bytes()
-                }
-            }
-            _ => return None,
-        })
+            },
+            _ => return false,
+        }
+        true
     }
 
     /// Rewrites one DataRow body (the message without its 'D' and
     /// length) into `out` (cleared first).
     pub fn rewrite_data_row(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
         out.clear();
+        self.put_data_row(body, out)
+    }
+
+    /// Rewrites one DataRow body, appending it to `out`. On an error, what
+    /// was appended is left for the caller to cut.
+    pub fn put_data_row(&self, body: &[u8], out: &mut impl Out) -> Result<(), RewriteError> {
         let mut r = Reader { buf: body, at: 0 };
         let n = r.i16()?;
         if usize::try_from(n).ok() != Some(self.cols.len()) {
@@ -396,8 +569,8 @@ impl RowRewriter {
                 self.cols.len()
             )));
         }
-        out.reserve(body.len() + 16);
-        out.extend_from_slice(&n.to_be_bytes());
+        out.reserve_more(body.len() + 16);
+        out.put(&n.to_be_bytes());
         self.fields(&mut r, out)?;
         if r.at != body.len() {
             return Err(RewriteError(
@@ -408,7 +581,11 @@ impl RowRewriter {
     }
 
     /// Length-prefixed fields (DataRow and binary COPY share the layout).
-    fn fields(&self, r: &mut Reader, out: &mut Vec<u8>) -> Result<(), RewriteError> {
+    /// Fields that pass are copied as they were sent, each run of them as
+    /// one slice.
+    fn fields(&self, r: &mut Reader, out: &mut impl Out) -> Result<(), RewriteError> {
+        // Bytes read before this one are in `out`.
+        let mut copied = r.at;
         for c in &self.cols {
             let start = r.at;
             let len = r.i32()?;
@@ -417,37 +594,58 @@ impl RowRewriter {
             } else {
                 Some(r.take(usize::try_from(len).unwrap_or(0))?)
             };
-            match self.mask(c, value) {
-                Err(()) => out.extend_from_slice(&r.buf[start..r.at]),
-                Ok(None) => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                Ok(Some(v)) => {
-                    let len = i32::try_from(v.len())
+            if c.mask.is_none() {
+                continue;
+            }
+            out.put(&r.buf[copied..start]);
+            let at = out.at();
+            // The length, filled in once the value is written.
+            out.put(&[0; 4]);
+            match self.put_mask(c, c.format, value, out) {
+                Masked::Pass => {
+                    out.cut(at);
+                    copied = start;
+                    continue;
+                }
+                Masked::Null => {
+                    out.cut(at);
+                    out.put(&(-1i32).to_be_bytes());
+                }
+                Masked::Written => {
+                    let len = i32::try_from(out.at() - at - 4)
                         .map_err(|_| RewriteError("a masked value too long".into()))?;
-                    out.extend_from_slice(&len.to_be_bytes());
-                    out.extend_from_slice(&v);
+                    out.tail_mut(at)[..4].copy_from_slice(&len.to_be_bytes());
                 }
             }
+            copied = r.at;
         }
+        out.put(&r.buf[copied..r.at]);
         Ok(())
     }
 
     /// Rewrites one CopyData payload of `COPY ... TO STDOUT (FORMAT
-    /// binary)`: the file header when it starts with one, then tuples,
-    /// then the trailer, each where it stands.
+    /// binary)` into `out` (cleared first).
     pub fn rewrite_copy_binary(&self, data: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
         out.clear();
+        self.put_copy_binary(data, out)
+    }
+
+    /// Rewrites one CopyData payload of `COPY ... TO STDOUT (FORMAT
+    /// binary)`: the file header when it starts with one, then tuples,
+    /// then the trailer, each where it stands; appended to `out`.
+    pub fn put_copy_binary(&self, data: &[u8], out: &mut impl Out) -> Result<(), RewriteError> {
+        const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
         let mut r = Reader { buf: data, at: 0 };
         if data.starts_with(SIGNATURE) {
             r.at = SIGNATURE.len();
             let _flags = r.i32()?;
             let ext = r.i32()?;
             r.take(usize::try_from(ext).unwrap_or(usize::MAX))?;
-            out.extend_from_slice(&data[..r.at]);
+            out.put(&data[..r.at]);
         }
         while r.at < data.len() {
             let n = r.i16()?;
-            out.extend_from_slice(&n.to_be_bytes());
+            out.put(&n.to_be_bytes());
             if n == -1 {
                 continue;
             }
@@ -462,10 +660,8 @@ impl RowRewriter {
         Ok(())
     }
 
-    /// Rewrites one line of `COPY ... TO STDOUT` in text format (with its
-    /// newline, if any): fields split at unescaped `delimiter`, `null` as
-    /// the NULL marker (`\N` by default). Text COPY is always text, whatever
-    /// the column types: a binary-format plan column reads as text here.
+    /// Rewrites one line of `COPY ... TO STDOUT` in text format into `out`
+    /// (cleared first); see `put_copy_text`.
     pub fn rewrite_copy_text(
         &self,
         line: &[u8],
@@ -474,69 +670,90 @@ impl RowRewriter {
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
         out.clear();
+        self.put_copy_text(line, delimiter, null, out)
+    }
+
+    /// Rewrites one line of `COPY ... TO STDOUT` in text format (with its
+    /// newline, if any), appended to `out`: fields split at unescaped
+    /// `delimiter`, `null` as the NULL marker (`\N` by default). Text COPY
+    /// is always text, whatever the column types: a binary-format plan
+    /// column reads as text here. Fields that pass are copied as sent
+    /// (not unescaped only to be escaped again), runs of them as one slice.
+    pub fn put_copy_text(
+        &self,
+        line: &[u8],
+        delimiter: u8,
+        null: &[u8],
+        out: &mut impl Out,
+    ) -> Result<(), RewriteError> {
         let (body, nl) = match line.strip_suffix(b"\n") {
             Some(b) => (b, true),
             None => (line, false),
         };
-        let mut fields = Vec::with_capacity(self.cols.len());
+        // Bytes of `body` before this one are in `out`.
+        let mut copied = 0;
         let mut start = 0;
         let mut i = 0;
-        // Jumps to the next backslash or delimiter: most bytes are neither.
-        while let Some(at) = memchr::memchr2(b'\\', delimiter, body.get(i..).unwrap_or_default()) {
-            i += at;
-            if body[i] == b'\\' {
-                i += 2;
-                continue;
+        let mut k = 0;
+        loop {
+            // The field ends at the next delimiter not escaped; jumps to
+            // the next backslash or delimiter: most bytes are neither.
+            let end = loop {
+                match memchr::memchr2(b'\\', delimiter, body.get(i..).unwrap_or_default()) {
+                    Some(at) if body[i + at] == b'\\' => i += at + 2,
+                    Some(at) => break Some(i + at),
+                    None => break None,
+                }
+            };
+            let f_end = end.unwrap_or(body.len());
+            let f = &body[start.min(f_end)..f_end];
+            if let Some(c) = self.cols.get(k).filter(|c| c.mask.is_some()) {
+                // Most values hold no escape: read in place.
+                let value: Option<std::borrow::Cow<[u8]>> = if f == null {
+                    None
+                } else if f.contains(&b'\\') {
+                    Some(unescape_text(f).into())
+                } else {
+                    Some(f.into())
+                };
+                out.put(&body[copied..start]);
+                let at = out.at();
+                match self.put_mask(c, Format::Text, value.as_deref(), out) {
+                    Masked::Pass => copied = start,
+                    Masked::Null => {
+                        out.put(null);
+                        copied = f_end;
+                    }
+                    Masked::Written => {
+                        escape_written(out, at, delimiter);
+                        copied = f_end;
+                    }
+                }
             }
-            fields.push(&body[start..i]);
-            i += 1;
-            start = i;
+            k += 1;
+            match end {
+                Some(e) => {
+                    i = e + 1;
+                    start = i;
+                }
+                None => break,
+            }
         }
-        fields.push(&body[start.min(body.len())..]);
-        if fields.len() != self.cols.len() {
+        if k != self.cols.len() {
             return Err(RewriteError(format!(
-                "a COPY line has {} fields, the plan {}",
-                fields.len(),
+                "a COPY line has {k} fields, the plan {}",
                 self.cols.len()
             )));
         }
-        for (k, (c, f)) in self.cols.iter().zip(fields).enumerate() {
-            if k > 0 {
-                out.push(delimiter);
-            }
-            if c.mask.is_none() {
-                // Passes as sent: not unescaped only to be escaped again.
-                out.extend_from_slice(f);
-                continue;
-            }
-            let c = Col {
-                format: Format::Text,
-                ..c.clone()
-            };
-            // Most values hold no escape: read in place.
-            let value: Option<std::borrow::Cow<[u8]>> = if f == null {
-                None
-            } else if f.contains(&b'\\') {
-                Some(unescape_text(f).into())
-            } else {
-                Some(f.into())
-            };
-            match self.mask(&c, value.as_deref()) {
-                Err(()) => out.extend_from_slice(f),
-                Ok(None) => out.extend_from_slice(null),
-                Ok(Some(v)) => escape_text(&v, delimiter, out),
-            }
-        }
+        out.put(&body[copied..]);
         if nl {
-            out.push(b'\n');
+            out.put_byte(b'\n');
         }
         Ok(())
     }
 
-    /// Rewrites one CSV record of `COPY ... TO STDOUT (FORMAT csv)`:
-    /// `quote` (default `"`), NULL an unquoted `null` (default empty).
-    /// A record whose quoted field holds a newline arrives as one
-    /// CopyData message too.
+    /// Rewrites one CSV record of `COPY ... TO STDOUT (FORMAT csv)` into
+    /// `out` (cleared first); see `put_copy_csv`.
     pub fn rewrite_copy_csv(
         &self,
         line: &[u8],
@@ -546,91 +763,145 @@ impl RowRewriter {
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
         out.clear();
+        self.put_copy_csv(line, delimiter, quote, null, out)
+    }
+
+    /// Rewrites one CSV record of `COPY ... TO STDOUT (FORMAT csv)`,
+    /// appended to `out`: `quote` (default `"`), NULL an unquoted `null`
+    /// (default empty). A record whose quoted field holds a newline
+    /// arrives as one CopyData message too. Fields that pass are copied as
+    /// sent, runs of them as one slice.
+    pub fn put_copy_csv(
+        &self,
+        line: &[u8],
+        delimiter: u8,
+        quote: u8,
+        null: &[u8],
+        out: &mut impl Out,
+    ) -> Result<(), RewriteError> {
         let (body, nl) = match line.strip_suffix(b"\n") {
             Some(b) => (b.strip_suffix(b"\r").unwrap_or(b), true),
             None => (line, false),
         };
-        // (raw bytes, value: None for NULL)
-        let mut fields: Vec<(&[u8], Option<Vec<u8>>)> = Vec::new();
+        // Bytes of `body` before this one are in `out`.
+        let mut copied = 0;
         let mut i = 0;
+        let mut k = 0;
         loop {
             let start = i;
-            let mut value = Vec::new();
             let mut quoted = false;
-            while i < body.len() && body[i] != delimiter {
-                if body[i] == quote {
-                    quoted = true;
-                    i += 1;
-                    loop {
-                        match body.get(i) {
-                            None => return Err(RewriteError("an unterminated CSV quote".into())),
-                            Some(&b) if b == quote => {
-                                if body.get(i + 1) == Some(&quote) {
-                                    value.push(quote);
-                                    i += 2;
-                                } else {
-                                    i += 1;
-                                    break;
-                                }
-                            }
-                            Some(&b) => {
-                                value.push(b);
+            // The field ends at the next delimiter outside quotes.
+            loop {
+                match memchr::memchr2(delimiter, quote, &body[i..]) {
+                    None => {
+                        i = body.len();
+                        break;
+                    }
+                    Some(at) if body[i + at] == delimiter => {
+                        i += at;
+                        break;
+                    }
+                    Some(at) => {
+                        quoted = true;
+                        i += at + 1;
+                        loop {
+                            let Some(q) = memchr::memchr(quote, &body[i..]) else {
+                                return Err(RewriteError("an unterminated CSV quote".into()));
+                            };
+                            i += q;
+                            if body.get(i + 1) == Some(&quote) {
+                                i += 2;
+                            } else {
                                 i += 1;
+                                break;
                             }
                         }
                     }
-                } else {
-                    value.push(body[i]);
-                    i += 1;
                 }
             }
             let raw = &body[start..i];
-            let v = if !quoted && raw == null {
-                None
-            } else {
-                Some(value)
-            };
-            fields.push((raw, v));
+            if let Some(c) = self.cols.get(k).filter(|c| c.mask.is_some()) {
+                let value: Option<std::borrow::Cow<[u8]>> = if !quoted && raw == null {
+                    None
+                } else if quoted {
+                    Some(unquote_csv(raw, quote).into())
+                } else {
+                    Some(raw.into())
+                };
+                out.put(&body[copied..start]);
+                let at = out.at();
+                out.put_byte(quote);
+                match self.put_mask(c, Format::Text, value.as_deref(), out) {
+                    Masked::Pass => {
+                        out.cut(at);
+                        copied = start;
+                    }
+                    Masked::Null => {
+                        out.cut(at);
+                        out.put(null);
+                        copied = i;
+                    }
+                    Masked::Written => {
+                        double_quotes(out, at + 1, quote);
+                        out.put_byte(quote);
+                        copied = i;
+                    }
+                }
+            }
+            k += 1;
             if i >= body.len() {
                 break;
             }
             i += 1;
         }
-        if fields.len() != self.cols.len() {
+        if k != self.cols.len() {
             return Err(RewriteError(format!(
-                "a CSV record has {} fields, the plan {}",
-                fields.len(),
+                "a CSV record has {k} fields, the plan {}",
                 self.cols.len()
             )));
         }
-        for (k, (c, (raw, v))) in self.cols.iter().zip(fields).enumerate() {
-            if k > 0 {
-                out.push(delimiter);
-            }
-            let c = Col {
-                format: Format::Text,
-                ..c.clone()
-            };
-            match self.mask(&c, v.as_deref()) {
-                Err(()) => out.extend_from_slice(raw),
-                Ok(None) => out.extend_from_slice(null),
-                Ok(Some(v)) => {
-                    out.push(quote);
-                    for b in v {
-                        if b == quote {
-                            out.push(quote);
-                        }
-                        out.push(b);
-                    }
-                    out.push(quote);
-                }
-            }
-        }
+        out.put(&body[copied..]);
         if nl {
-            out.push(b'\n');
+            out.put_byte(b'\n');
         }
         Ok(())
     }
+}
+
+/// The text of a UUID's 16 bytes, appended: 8-4-4-4-12 hex digits.
+fn put_uuid(b: &[u8], out: &mut impl Out) {
+    for (k, part) in [&b[..4], &b[4..6], &b[6..8], &b[8..10], &b[10..]]
+        .into_iter()
+        .enumerate()
+    {
+        if k > 0 {
+            out.put_byte(b'-');
+        }
+        put_hex(part, out);
+    }
+}
+
+/// The value of a CSV field that holds quotes: quoted runs unquoted, a
+/// doubled quote inside them one quote.
+fn unquote_csv(raw: &[u8], quote: u8) -> Vec<u8> {
+    let mut v = Vec::with_capacity(raw.len());
+    let mut inside = false;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != quote {
+            v.push(b);
+        } else if !inside {
+            inside = true;
+        } else if raw.get(i + 1) == Some(&quote) {
+            v.push(quote);
+            i += 1;
+        } else {
+            inside = false;
+        }
+        i += 1;
+    }
+    v
 }
 
 /// COPY text format's backslash escapes, undone.
@@ -657,18 +928,18 @@ fn unescape_text(f: &[u8]) -> Vec<u8> {
     v
 }
 
-fn escape_text(v: &[u8], delimiter: u8, out: &mut Vec<u8>) {
+fn escape_text(v: &[u8], delimiter: u8, out: &mut impl Out) {
     for &b in v {
         match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\\' => out.put(b"\\\\"),
+            b'\n' => out.put(b"\\n"),
+            b'\r' => out.put(b"\\r"),
+            b'\t' => out.put(b"\\t"),
             _ if b == delimiter => {
-                out.push(b'\\');
-                out.push(b);
+                out.put_byte(b'\\');
+                out.put_byte(b);
             }
-            _ => out.push(b),
+            _ => out.put_byte(b),
         }
     }
 }

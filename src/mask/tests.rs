@@ -527,3 +527,66 @@ fn definitions_the_catalog_could_not_read_are_refused() {
         " SELECT customers.id FROM customers;"
     ));
 }
+
+#[test]
+fn mask_sets_are_built_once_per_role_masks_and_catalog() {
+    use super::relay::Masker;
+    use std::sync::Arc;
+    let masker = Masker::new(None);
+    let agent = role("agent");
+    let first = Arc::new(cat());
+    let set = masker.mask_set(&agent, &first);
+    assert!(
+        Arc::ptr_eq(&set, &masker.mask_set(&agent, &first)),
+        "built once for the same masks and catalog"
+    );
+    assert_eq!(set.mask("public", "customers", "ssn"), SSN);
+    // Rules reloaded with other masks for the role: built anew.
+    let mut reloaded = agent.clone();
+    reloaded.masks.retain(|m| m.column != "ssn");
+    for m in reloaded.masks.iter_mut().filter(|m| m.column == "email") {
+        m.func = MaskFn::Null;
+    }
+    let changed = masker.mask_set(&reloaded, &first);
+    assert_eq!(changed.mask("public", "customers", "ssn"), None);
+    assert_eq!(
+        changed.mask("public", "customers", "email"),
+        Some(MaskFn::Null)
+    );
+    // And back: the first masks again.
+    let again = masker.mask_set(&agent, &first);
+    assert_eq!(again.mask("public", "customers", "ssn"), SSN);
+    assert_eq!(
+        again.mask("public", "customers", "email"),
+        Some(MaskFn::Email)
+    );
+    // The catalog reloaded: a table now inherits customers.
+    let mut c = cat();
+    c.add_relation("public", "vip", b'r');
+    c.add_columns("public", "vip", &[("id", INT4), ("ssn", TEXT)]);
+    c.add_inheritance("public.vip", "public.customers");
+    let second = Arc::new(c);
+    assert_eq!(set.mask("public", "vip", "ssn"), None);
+    assert_eq!(
+        masker
+            .mask_set(&agent, &second)
+            .mask("public", "vip", "ssn"),
+        SSN
+    );
+    // The old catalog freed: a catalog built at its address is not taken
+    // for it.
+    drop(first);
+    let third = Arc::new(cat());
+    assert_eq!(
+        masker
+            .mask_set(&reloaded, &third)
+            .mask("public", "customers", "ssn"),
+        None
+    );
+    assert_eq!(
+        masker
+            .mask_set(&agent, &third)
+            .mask("public", "customers", "ssn"),
+        SSN
+    );
+}

@@ -392,7 +392,7 @@ impl RowPlanner for Shout {
         &self,
         _role: &Role,
         st: &Statement,
-        _cat: &crate::policy::Catalog,
+        _cat: &Arc<crate::policy::Catalog>,
     ) -> Result<RowDecision, PgError> {
         Ok(match st.text.contains("shout") {
             true => RowDecision::Rewrite(Arc::new(Upper)),

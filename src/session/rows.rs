@@ -160,7 +160,7 @@ pub trait RowPlanner: Send + Sync {
         &self,
         role: &Role,
         statement: &Statement,
-        cat: &Catalog,
+        cat: &Arc<Catalog>,
     ) -> Result<RowDecision, PgError>;
 }
 
