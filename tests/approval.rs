@@ -673,8 +673,11 @@ async fn reads_of_approval_tables_are_held() {
         })
     };
     let pending = h.pending_requests(1).await;
+    // With its Bind's value in place: the approver sees which key.
     assert!(
-        pending[0].1.contains("SELECT secret FROM api_keys"),
+        pending[0]
+            .1
+            .contains("SELECT secret FROM api_keys WHERE service = 'payments'"),
         "{pending:?}"
     );
     let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;

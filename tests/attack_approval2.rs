@@ -431,14 +431,12 @@ async fn a_request_shows_every_statement_its_approval_runs() {
     );
 }
 
-/// FINDING (medium, not fixed): an Execute of a statement with parameters
-/// is held showing only its text: `DELETE FROM public.important WHERE id
-/// = $1 OR $2`, bound with (1, true), shows no values, so the approver
-/// cannot tell one row from all of them. The values are bound before
-/// the Execute that waits; the request should show them (as `SHOW
-/// REQUEST` could, with a size cap).
+/// FINDING (medium, fixed): an Execute of a statement with parameters
+/// was held showing only its text: `DELETE FROM public.important WHERE id
+/// = $1 OR $2`, bound with (1, true), showed no values, so the approver
+/// could not tell one row from all of them. Now the request shows the
+/// statement with its Bind's values in place (long values cut).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding not fixed: bound parameter values are not shown to the approver"]
 async fn a_request_shows_the_values_bound_to_its_parameters() {
     let h = harness().await;
     let bob = Arc::new(h.connect(BOB).await);
@@ -457,7 +455,7 @@ async fn a_request_shows_the_values_bound_to_its_parameters() {
     h.console(DANA, &["-c", "DENY 1"]).await;
     let _ = task.await;
     assert!(
-        pending.contains("true"),
+        shown.contains("WHERE id = 1 OR true") && pending.contains("WHERE id = 1 OR true"),
         "the approver saw {shown:?} and no values: {pending:?}"
     );
 }

@@ -36,13 +36,6 @@ async fn harness_with(extra_sql: &[&str], server: &str) -> Harness {
     .await
 }
 
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
 /// Every DataRow's bytes and every error's (code, message) in `msgs`.
 fn rows_and_errors(msgs: &[(u8, Vec<u8>)]) -> (String, Vec<(String, String)>) {
     let mut rows = String::new();

@@ -5,6 +5,7 @@
 
 mod common;
 
+use bytes::BytesMut;
 use common::*;
 use tokio::io::AsyncWriteExt;
 
@@ -400,4 +401,100 @@ with psycopg.connect(sys.argv[1]) as conn:
             "False 1 a***@example.com ***-**-1120"
         ]
     );
+}
+
+/// A prepared statement's rows are planned again when what it reads
+/// changes (a view replaced through pgward between its Parse and its
+/// Execute), and a statement judged with its Bind's values is masked like
+/// any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_are_masked_by_what_they_read_when_they_run() {
+    let h = harness().await;
+    let d = h.direct().await;
+    d.batch_execute("CREATE VIEW people AS SELECT id, name AS who FROM customers")
+        .await
+        .unwrap();
+    let agent = h.connect(AGENT).await;
+    let st = agent
+        .prepare("SELECT who FROM people WHERE id = 1")
+        .await
+        .unwrap();
+    let v: String = agent.query_one(&st, &[]).await.unwrap().get(0);
+    assert_eq!(v, "Ada Lovelace");
+    // The view now shows a masked column under the same name and type.
+    let dana = h.connect(DANA).await;
+    dana.batch_execute(
+        "CREATE OR REPLACE VIEW people AS SELECT id, email::text AS who FROM customers",
+    )
+    .await
+    .unwrap();
+    let v: String = agent.query_one(&st, &[]).await.unwrap().get(0);
+    assert_eq!(v, "a***@example.com");
+    // Again through a fresh Bind of a named statement in text format.
+    let rows = agent
+        .simple_query("SELECT who FROM people WHERE id = 1")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&rows[1], tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("a***@example.com")),
+        "{rows:?}"
+    );
+
+    // Judged at Bind (its verdict waits for the value): the rows are
+    // still masked, and SQL text given as a value is traced.
+    let row = agent
+        .query_one(
+            "SELECT email, current_setting($1) FROM customers WHERE id = 1",
+            &[&"TimeZone"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "a***@example.com");
+    let e = agent
+        .query_one(
+            "SELECT query_to_xml($1, true, false, '')::text",
+            &[&"SELECT ssn FROM customers"],
+        )
+        .await
+        .unwrap_err();
+    assert!(refused(&e).contains("masked"), "{e:?}");
+}
+
+/// A statement PREPAREd in SQL runs the statement inside it, which is
+/// not traced: SQL EXECUTE of it is refused, and so is a protocol Bind of
+/// its name (which would otherwise run it with no mask).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_prepared_in_sql_cannot_be_bound_by_a_masked_role() {
+    let h = harness().await;
+    let mut s = login(&h, AGENT).await;
+    let mut m = BytesMut::new();
+    postgres_protocol::message::frontend::query("PREPARE p AS SELECT ssn FROM customers", &mut m)
+        .unwrap();
+    s.write_all(&m).await.unwrap();
+    let answers = until_ready(&mut s).await;
+    assert!(
+        answers.iter().all(|(t, _)| *t != b'E'),
+        "PREPARE itself runs nothing"
+    );
+    let mut m = BytesMut::new();
+    postgres_protocol::message::frontend::query("EXECUTE p", &mut m).unwrap();
+    m.extend_from_slice(&frame(b'B', b"\0p\0\0\0\0\0\0\0"));
+    m.extend_from_slice(&frame(b'E', b"\0\0\0\0\0"));
+    m.extend_from_slice(&frame(b'S', b""));
+    s.write_all(&m).await.unwrap();
+    let mut received = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..2 {
+        for (t, body) in until_ready(&mut s).await {
+            if t == b'E' {
+                errors.push(error_field(&body, b'C'));
+            }
+            received.extend_from_slice(&body);
+        }
+    }
+    assert_eq!(errors, ["42501", "42501"], "both refused");
+    let text = String::from_utf8_lossy(&received);
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{secret} reached the agent: {text}");
+    }
 }

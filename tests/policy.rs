@@ -248,13 +248,6 @@ async fn pipelined_and_extended_protocol_denials() {
     ));
 }
 
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![tag];
-    v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
-
 /// Asserts a tokio-postgres error is pgward's denial (42501) saying `says`.
 fn assert_denied(err: &tokio_postgres::Error, says: &str) {
     let db = err.as_db_error();

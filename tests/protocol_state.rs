@@ -15,13 +15,6 @@ use postgres_protocol::message::frontend;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![tag];
-    v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
-
 /// Protocol messages, built up and sent as one write.
 #[derive(Default)]
 struct Msgs(BytesMut);

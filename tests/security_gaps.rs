@@ -73,13 +73,6 @@ async fn hits(direct: &tokio_postgres::Client) -> i64 {
         .get(0)
 }
 
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
 /// A Bind of the unnamed statement to the unnamed portal with text values.
 fn bind_text(values: &[&str]) -> Vec<u8> {
     let mut body = b"\0\0\0\0".to_vec();

@@ -156,6 +156,93 @@ fn binary_text(b: &[u8], ty: u32, text: &dyn Fn(&[u8]) -> Option<String>) -> Opt
     })
 }
 
+/// The longest value shown whole to an approver.
+const MAX_SHOWN: usize = 200;
+
+/// Each value as an approver is shown it, written as SQL: `NULL`, `true`
+/// or `false`, a number as it is, else a quoted string (a binary value of
+/// a type pgward cannot read: its bytes in hex). A long value is cut, with
+/// its size in a comment. `types[i]` is parameter i+1's type (0: not known).
+pub fn shown(
+    types: &[u32],
+    values: &[BindValue<'_>],
+    text: &dyn Fn(&[u8]) -> Option<String>,
+) -> Vec<String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let ty = types.get(i).copied().unwrap_or(0);
+            let Some(bytes) = v.bytes else {
+                return "NULL".to_owned();
+            };
+            // Only the head of a long value is read (cut where it decodes).
+            let head = &bytes[..bytes.len().min(4 * MAX_SHOWN)];
+            let backs = if head.len() < bytes.len() { 0..4 } else { 0..1 };
+            let read = backs
+                .filter_map(|back| head.len().checked_sub(back))
+                .find_map(|end| match v.binary {
+                    false => text(&head[..end]),
+                    true => binary_text(&head[..end], ty, text),
+                });
+            let value = read.unwrap_or_else(|| {
+                crate::protocol::messages::bytea_hex(&bytes[..bytes.len().min(MAX_SHOWN)])
+            });
+            if let (16, Some(b)) = (ty, bool_text(&value)) {
+                return b.to_owned();
+            }
+            let number = matches!(ty, 20 | 21 | 23 | 26 | 700 | 701 | 1700)
+                && !value.is_empty()
+                && value.len() <= MAX_SHOWN
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+                && value.parse::<f64>().is_ok();
+            if number {
+                return value;
+            }
+            let cut = value
+                .char_indices()
+                .nth(MAX_SHOWN)
+                .map_or(value.len(), |(at, _)| at);
+            let mut out = format!("'{}", value[..cut].replace('\'', "''"));
+            match cut < value.len() || head.len() < bytes.len() {
+                true => out.push_str(&format!("...' /* {} bytes */", bytes.len())),
+                false => out.push('\''),
+            }
+            out
+        })
+        .collect()
+}
+
+/// A boolean's text as PostgreSQL reads it (`t`, `yes`, `on`, `1`, ...).
+fn bool_text(v: &str) -> Option<&'static str> {
+    let v = v.trim().to_ascii_lowercase();
+    let is = |word: &str| !v.is_empty() && word.starts_with(v.as_str());
+    if is("true") || is("yes") || v == "on" || v == "1" {
+        Some("true")
+    } else if is("false") || is("no") || v == "off" || v == "of" || v == "0" {
+        Some("false")
+    } else {
+        None
+    }
+}
+
+/// `sql` with each `$n` that has a value in `shown` replaced by it.
+pub fn inline(sql: &str, shown: &[String]) -> String {
+    let mut out = String::with_capacity(sql.len() + shown.iter().map(String::len).sum::<usize>());
+    let mut last = 0;
+    for (start, end, n) in placeholders(sql) {
+        if let Some(v) = n.checked_sub(1).and_then(|i| shown.get(i)) {
+            out.push_str(&sql[last..start]);
+            out.push_str(v);
+            last = end;
+        }
+    }
+    out.push_str(&sql[last..]);
+    out
+}
+
 fn float_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".to_owned()
@@ -221,6 +308,42 @@ mod tests {
             binary: false,
             bytes: Some(s.as_bytes()),
         }
+    }
+
+    #[test]
+    fn values_are_shown_as_sql_an_approver_reads() {
+        let bin = |b: &'static [u8]| BindValue {
+            binary: true,
+            bytes: Some(b),
+        };
+        let long = "x".repeat(300);
+        let v = [
+            bin(&[0, 0, 0, 1]),
+            text("t"),
+            BindValue {
+                binary: false,
+                bytes: None,
+            },
+            text("it's"),
+            text("--1"),
+            bin(&[1, 2]),
+            text(&long),
+        ];
+        let shown = shown(&[23, 16, 25, 25, 23, 0, 25], &v, &|b| {
+            std::str::from_utf8(b).ok().map(str::to_owned)
+        });
+        assert_eq!(
+            &shown[..6],
+            ["1", "true", "NULL", "'it''s'", "'--1'", "'\\x0102'"]
+        );
+        assert!(shown[6].ends_with("...' /* 300 bytes */") && shown[6].len() < 240);
+        let sql = "DELETE FROM t WHERE id = $1 OR $2 AND note = '$3' -- $4";
+        assert_eq!(
+            inline(sql, &shown),
+            "DELETE FROM t WHERE id = 1 OR true AND note = '$3' -- $4"
+        );
+        // Shown values parse as the constants they are.
+        assert!(pg_query::parse(&inline("SELECT $1, $2, $3, $4, $5, $6, $7", &shown), 0).is_ok());
     }
 
     #[test]

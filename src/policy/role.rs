@@ -123,6 +123,11 @@ impl Role {
         self.approver || self.approve_for.iter().any(|r| r == role)
     }
 
+    /// Whether some statement of this role may be held for approval.
+    pub fn holds_any(&self) -> bool {
+        !self.approve.is_empty() || self.tables.iter().any(|t| !t.approve.is_empty())
+    }
+
     /// Whether this role may approve anything.
     pub fn approves_any(&self) -> bool {
         self.approver || !self.approve_for.is_empty()

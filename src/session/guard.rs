@@ -139,7 +139,13 @@ pub struct Guard {
     /// SQL cursors this session declared, with their rows' rewriters, for
     /// the planner's `FETCH`es (see `RowDecision::Declare`).
     cursors: HashMap<String, Option<Arc<dyn RowRewriter>>>,
+    /// For a role whose statements may be held: the values of each
+    /// portal's Bind as an approver is shown them (`params::shown`).
+    bound_values: HashMap<String, Arc<[String]>>,
 }
+
+/// The most portals whose Bind values are kept for approvers.
+const MAX_BOUND_VALUES: usize = 256;
 
 /// What `check` decided for a message.
 #[derive(Debug)]
@@ -310,6 +316,7 @@ impl Guard {
             used_approval: false,
             plan: None,
             cursors: HashMap::new(),
+            bound_values: HashMap::new(),
         }
     }
 
@@ -801,11 +808,23 @@ impl Guard {
         let name = bind.statement;
         let mut unknown = false;
         let mut waiting: Vec<Arc<Prepared>> = Vec::new();
-        let n = state.statement_candidates(name, state.owed.len(), &mut |p| match p {
-            None => unknown = true,
-            Some(p) if p.judged_at_bind.is_some() => waiting.push(p.clone()),
-            Some(_) => {}
+        let mut stale_plans: Vec<Arc<Prepared>> = Vec::new();
+        let plans = self.plans();
+        if plans {
+            self.refresh_snapshots();
+        }
+        let generation = self.verdict_gen();
+        let mut last = None;
+        let n = state.statement_candidates(name, state.owed.len(), &mut |p| {
+            last = p.cloned();
+            match p {
+                None => unknown = true,
+                Some(p) if p.judged_at_bind.is_some() => waiting.push(p.clone()),
+                Some(p) if plans && p.planned_under() != generation => stale_plans.push(p.clone()),
+                Some(_) => {}
+            }
         });
+        self.keep_values(bind, last.as_deref(), state);
         if n == 0 {
             // The server holds none either (pgward follows what it holds):
             // its own error, without asking it.
@@ -821,6 +840,9 @@ impl Guard {
             return Some(denied(format!(
                 "statement \"{name}\" was not prepared through pgward, so it was never judged"
             )));
+        }
+        if let Some(e) = self.plan_again(&stale_plans) {
+            return Some(e);
         }
         if waiting.is_empty() {
             return None;
@@ -871,8 +893,78 @@ impl Guard {
             if let Some(e) = statements.iter().find_map(|st| self.window_refusal(st)) {
                 return Some(e);
             }
-            let bound = Prepared::bound(analysis.clone(), p.sql.clone(), generation, self.cat_gen);
+            // Its rows are planned with the values in place, as any
+            // statement's (SQL text given as a value is traced too).
+            let plan = match self.row_plan(&role, statements) {
+                Ok(plan) => plan,
+                Err(e) => return Some(e),
+            };
+            let bound = Prepared::bound(analysis.clone(), p.clone(), generation, self.cat_gen)
+                .with_plan(plan, self.verdict_gen());
             self.effects.push(Effect::Bound(p, Arc::new(bound)));
+        }
+        None
+    }
+
+    /// Keeps a Bind's values for its portal's Execute, when the role's
+    /// statements may be held: the approver sees what would run.
+    fn keep_values(
+        &mut self,
+        bind: &frontend::Bind<'_>,
+        runs: Option<&Prepared>,
+        state: &ProtocolState,
+    ) {
+        if !self.role.as_ref().is_ok_and(|r| r.holds_any()) {
+            return;
+        }
+        self.bound_values.remove(bind.portal);
+        let (Some(runs), Some(values)) = (runs, bind.values()) else {
+            return;
+        };
+        if values.is_empty() {
+            return;
+        }
+        if self.bound_values.len() >= MAX_BOUND_VALUES {
+            // Portals never closed: the oldest values are not worth the
+            // memory (an Execute then shows its `$n`).
+            self.bound_values.clear();
+        }
+        let text = |b: &[u8]| state.text.value(b);
+        let shown = policy::params::shown(&runs.param_types(), &values, &text);
+        self.bound_values
+            .insert(bind.portal.to_owned(), shown.into());
+    }
+
+    /// Plans again the rows of prepared statements planned under other
+    /// rules or another catalog, before a Bind: the server fixes a portal's
+    /// plan at its Bind, so a view replaced since the Parse (under the same
+    /// column names) changes what its rows are.
+    fn plan_again(&mut self, stale: &[Arc<Prepared>]) -> Option<PgError> {
+        if stale.is_empty() {
+            return None;
+        }
+        let role = match self.current_role() {
+            Ok(r) => r,
+            Err(e) => return Some(e),
+        };
+        let generation = self.verdict_gen();
+        for p in stale {
+            let st = match self.reclassified(p) {
+                Ok(st) => st,
+                Err(why) => return Some(denied(why)),
+            };
+            if st.prepares.is_some() && !role.masks.is_empty() {
+                // PREPAREd in SQL: its rows are those of the statement
+                // inside, which SQL EXECUTE is refused for too.
+                return Some(denied(format!(
+                    "role {} sees masked columns, and a statement PREPAREd in SQL cannot be traced; send it with Parse",
+                    role.name
+                )));
+            }
+            match self.row_plan(&role, std::slice::from_ref(&st)) {
+                Ok(plan) => p.set_plan(plan, generation),
+                Err(e) => return Some(e),
+            }
         }
         None
     }
@@ -939,8 +1031,14 @@ impl Guard {
                 return Some(e);
             }
             // The text the client sent (a statement from the shape cache
-            // carries another text's literals).
-            if let Some(e) = self.refusal(&role, std::slice::from_ref(&st), Some(&p.sql), state) {
+            // carries another text's literals), with its Bind's values
+            // when they were kept for an approver.
+            let shown = self
+                .bound_values
+                .get(portal)
+                .map(|v| policy::params::inline(&p.sql, v));
+            let sql = shown.as_deref().unwrap_or(&p.sql);
+            if let Some(e) = self.refusal(&role, std::slice::from_ref(&st), Some(sql), state) {
                 if self.hold.is_none() {
                     return Some(e);
                 }
@@ -1285,7 +1383,8 @@ impl Guard {
                         // The owed response keeps the same text, not a copy.
                         self.last.text = Some(text.clone());
                     }
-                    let p = Prepared::new(analysis.clone(), 0, text, generation).with_plan(plan);
+                    let p = Prepared::new(analysis.clone(), 0, text, generation)
+                        .with_plan(plan, self.verdict_gen());
                     self.effects
                         .push(Effect::Prepare(name.to_owned(), Arc::new(p)));
                 }

@@ -53,8 +53,16 @@ pub struct Prepared {
     /// Its result columns as the server described them (a Describe of the
     /// statement; formats not yet known there).
     columns: std::sync::OnceLock<Columns>,
-    /// How its rows are rewritten, when they are (`Decision::Rewrite`).
-    pub plan: Option<Arc<RowPlan>>,
+    /// How its rows are rewritten, when they are (`Decision::Rewrite`):
+    /// planned at its Parse (or Bind), and again whenever it is judged
+    /// again (the rules or the catalog changed), since a view replaced
+    /// under the same column names changes what its rows are.
+    plan: std::sync::Mutex<Option<Arc<RowPlan>>>,
+    /// The generation (of the rules and the catalog) `plan` was made under.
+    planned_under: AtomicU64,
+    /// For a statement judged with a Bind's values: the one the server
+    /// holds, which its Describe answered for.
+    of: Option<Arc<Prepared>>,
 }
 
 impl Prepared {
@@ -68,18 +76,47 @@ impl Prepared {
             judged_at_bind: None,
             described: std::sync::OnceLock::new(),
             columns: std::sync::OnceLock::new(),
-            plan: None,
+            plan: std::sync::Mutex::new(None),
+            planned_under: AtomicU64::new(NEVER_ALLOWED),
+            of: None,
         }
     }
 
     /// The same statement, its rows rewritten by `plan`.
-    pub fn with_plan(self, plan: Option<Arc<RowPlan>>) -> Self {
-        Prepared { plan, ..self }
+    pub fn with_plan(self, plan: Option<Arc<RowPlan>>, generation: u64) -> Self {
+        self.set_plan(plan, generation);
+        self
     }
 
-    /// Its result columns, once a Describe of it was answered.
+    /// How its rows are rewritten now (None: they pass).
+    pub fn plan(&self) -> Option<Arc<RowPlan>> {
+        // A poisoned lock still holds a plan set whole: use it.
+        match self.plan.lock() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces how its rows are rewritten, planned under `generation`.
+    pub fn set_plan(&self, plan: Option<Arc<RowPlan>>, generation: u64) {
+        match self.plan.lock() {
+            Ok(mut p) => *p = plan,
+            Err(p) => *p.into_inner() = plan,
+        }
+        self.planned_under.store(generation, Ordering::Relaxed);
+    }
+
+    /// The generation its plan was made under (`NEVER_ALLOWED`: none).
+    pub fn planned_under(&self) -> u64 {
+        self.planned_under.load(Ordering::Relaxed)
+    }
+
+    /// Its result columns, once a Describe of it was answered (for one
+    /// judged with a Bind's values: the Describe of the statement bound).
     pub fn columns(&self) -> Option<&Columns> {
-        self.columns.get()
+        self.columns
+            .get()
+            .or_else(|| self.of.as_ref().and_then(|of| of.columns.get()))
     }
 
     /// The type OID of each parameter as far as known (0: not known): the
@@ -97,10 +134,16 @@ impl Prepared {
 
     /// A statement judged with a Bind's values in place (`analysis`), for
     /// its portal.
-    pub fn bound(analysis: Arc<Analysis>, sql: Arc<str>, allowed_under: u64, catalog: u64) -> Self {
+    pub fn bound(
+        analysis: Arc<Analysis>,
+        of: Arc<Prepared>,
+        allowed_under: u64,
+        catalog: u64,
+    ) -> Self {
         Prepared {
             values_bound: Some(catalog),
-            ..Prepared::new(analysis, 0, sql, allowed_under)
+            of: Some(of.clone()),
+            ..Prepared::new(analysis, 0, of.sql.clone(), allowed_under)
         }
     }
 
@@ -242,6 +285,9 @@ pub struct Portal {
     pub runs: Option<Arc<Prepared>>,
     pub formats: Formats,
     pub columns: Option<Columns>,
+    /// How its rows are rewritten: its statement's plan when the server
+    /// bound it (and fixed what its views are).
+    pub plan: Option<Arc<RowPlan>>,
 }
 
 /// A client message the server has still to read or answer, in order.
@@ -684,7 +730,7 @@ impl ProtocolState {
         if let Some(runs) = &p.runs {
             // What runs is what the server holds, not the guess made when
             // the Execute was sent (a Parse of the name may have come between).
-            answering.plan = runs.plan.clone();
+            answering.plan = p.plan.clone();
             if answering.plan.is_some() && answering.ruling == Ruling::Pass {
                 answering.ruling = Ruling::Rewrite;
             }
@@ -838,12 +884,14 @@ impl ProtocolState {
                 }) => {
                     let held = self.statements.get(&statement).and_then(Option::as_ref);
                     let runs = bound_in(&bound, held).cloned();
+                    let plan = runs.as_ref().and_then(|r| r.plan());
                     self.portals.insert(
                         portal,
                         Portal {
                             runs,
                             formats,
                             columns: None,
+                            plan,
                         },
                     );
                 }
@@ -884,12 +932,11 @@ impl ProtocolState {
                     },
                 )) = self.owed.front()
                 {
-                    if let Some(Some(p)) = self.statements.get(name) {
-                        if p.judged_at_bind.is_some() {
-                            if let Some(types) = d.types() {
-                                let _ = p.described.set(types.into());
-                            }
-                        }
+                    // Kept for every statement: a statement judged at Bind
+                    // reads binary values by them, and a held Execute shows
+                    // its values to the approver.
+                    if let (Some(Some(p)), Some(types)) = (self.statements.get(name), d.types()) {
+                        let _ = p.described.set(types.into());
                     }
                 }
             }

@@ -314,6 +314,14 @@ impl Drop for Harness {
     }
 }
 
+/// One protocol message: its tag, length and body.
+pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
 pub async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
     let tag = s.read_u8().await.unwrap();
     let len = s.read_i32().await.unwrap() as usize;
