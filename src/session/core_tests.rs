@@ -495,3 +495,59 @@ fn a_row_the_rewriter_cannot_rewrite_ends_the_session_unsent() {
         "the row itself never reaches the client"
     );
 }
+
+/// A ParameterStatus message.
+fn parameter_status(name: &str, value: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for s in [name, value] {
+        body.extend_from_slice(s.as_bytes());
+        body.push(0);
+    }
+    let mut out = Vec::new();
+    msg(&mut out, b'S', &body);
+    out
+}
+
+#[test]
+fn a_text_judged_before_is_judged_again_under_other_string_settings() {
+    // One text, two readings: with standard strings a SELECT, a DELETE and
+    // a comment; with escapes in strings one SELECT of a literal. The guard
+    // remembers texts it judged (their shapes, their verdicts): never across
+    // the two readings, in either order.
+    let sql = r"SELECT 'a\' ; DELETE FROM pg_class; --'";
+    let mut core = core("alice", None);
+    for standard in [false, true, false, true, true, false, false] {
+        core.state.text = super::text::SessionText::from_startup(&cat(&[
+            &parameter_status("client_encoding", "UTF8"),
+            &parameter_status("server_encoding", "UTF8"),
+            &parameter_status(
+                "standard_conforming_strings",
+                if standard { "on" } else { "off" },
+            ),
+        ]));
+        assert_eq!(core.state.text.lexer().escapes_in_strings, !standard);
+        for sent in [query(sql), extended(sql, &[])] {
+            let (up, _) = client(&mut core, &sent).unwrap();
+            assert_eq!(
+                up == sent,
+                !standard,
+                "standard_conforming_strings {standard}: {}",
+                String::from_utf8_lossy(&sent)
+            );
+            let answer = match (up == sent, sent[0]) {
+                (true, b'Q') => cat(&[&complete("SELECT 1"), &ready(b'I')]),
+                (true, _) => cat(&[
+                    b"1\0\0\0\x04",
+                    b"2\0\0\0\x04",
+                    b"n\0\0\0\x04",
+                    &complete("SELECT 1"),
+                    &ready(b'I'),
+                ]),
+                (false, _) => cat(&[&stand_in_error(), &ready(b'I')]),
+            };
+            let got = server(&mut core, &answer).unwrap();
+            assert_eq!(errors(&got).is_empty(), !standard);
+            assert!(core.state.is_idle());
+        }
+    }
+}

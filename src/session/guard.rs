@@ -90,6 +90,11 @@ pub struct Guard {
     /// Session-private copies of classifications, by text and by shape.
     local: LocalCache,
     local_shapes: LocalCache,
+    /// Texts judged lately (by `catalog::cache_key`, which tells the
+    /// lexers apart) and their shape keys, so that a text judged again is
+    /// not scanned for its shape again. A shape depends on the text and
+    /// the lexer alone, so nothing else empties it but its size.
+    local_texts: TextShapes,
     /// The shape of the text being judged (a buffer kept between texts).
     shape: String,
     /// What the message judged last does to prepared statements once the
@@ -199,6 +204,10 @@ pub struct Classified {
 /// colliding keys could only slow their own session, by at most 64 probes.
 type LocalCache = HashMap<Box<str>, Cached, foldhash::fast::RandomState>;
 
+/// Text keys to shape keys (see `Guard::local_texts`); hashed as
+/// `LocalCache` is, for the same reason.
+type TextShapes = HashMap<Box<str>, Box<str>, foldhash::fast::RandomState>;
+
 /// A classification, and the rules generation under which all of its
 /// statements were last allowed for this session's role (the verdict
 /// depends only on the role, the statement and the catalog, and the cache
@@ -298,6 +307,7 @@ impl Guard {
             cat,
             local: LocalCache::default(),
             local_shapes: LocalCache::default(),
+            local_texts: TextShapes::default(),
             shape: String::new(),
             effects: Vec::new(),
             last: Judged::default(),
@@ -542,11 +552,29 @@ impl Guard {
         // read with escapes in strings begin with a NUL, as their keys do
         // in the catalog's caches.
         let escapes = lexer.escapes_in_strings;
-        let has_shape = sql.len() <= policy::catalog::MAX_CACHED_TEXT
-            && policy::shape::shape_into_with(sql, &mut self.shape, escapes);
-        if has_shape && escapes {
-            self.shape.insert(0, '\0');
-        }
+        let has_shape = match self.local_texts.get(key) {
+            // Judged lately: its shape is known (`key` tells the lexers apart).
+            Some(shape) => {
+                self.shape.clear();
+                self.shape.push_str(shape);
+                true
+            }
+            None => {
+                let has_shape = sql.len() <= policy::catalog::MAX_CACHED_TEXT
+                    && policy::shape::shape_into_with(sql, &mut self.shape, escapes);
+                if has_shape && escapes {
+                    self.shape.insert(0, '\0');
+                }
+                if has_shape {
+                    if self.local_texts.len() >= LOCAL_CACHE {
+                        self.local_texts.clear();
+                    }
+                    self.local_texts
+                        .insert(key.into(), self.shape.as_str().into());
+                }
+                has_shape
+            }
+        };
         if has_shape {
             if let Some(c) = self.local_shapes.get(self.shape.as_str()) {
                 return (c.analysis.clone(), c.allowed_under == gen, Found::Shape);
@@ -1391,7 +1419,12 @@ impl Guard {
         match parse_name {
             Some(name) => {
                 if !statements.is_empty() {
-                    let p = Prepared::new(analysis.clone(), 0, sql.into(), generation)
+                    let text: Arc<str> = sql.into();
+                    if self.keep_judged {
+                        // The owed response keeps the same text, not a copy.
+                        self.last.text = Some(text.clone());
+                    }
+                    let p = Prepared::new(analysis.clone(), 0, text, generation)
                         .with_plan(plan, self.verdict_gen());
                     self.effects
                         .push(Effect::Prepare(name.to_owned(), Arc::new(p)));

@@ -29,6 +29,9 @@ pub struct Judged {
     pub analysis: Option<Arc<Analysis>>,
     /// SQL pgward judged in place of the message (FunctionCall).
     pub sql: Option<Arc<str>>,
+    /// The message's own text as the guard keeps it (an allowed Parse's),
+    /// for the owed response to share rather than copy.
+    pub text: Option<Arc<str>>,
     /// For an Execute: the prepared statement it is expected to run.
     pub execute: Option<Arc<Prepared>>,
     /// For SQL `EXECUTE name` statements: what each name holds, so the

@@ -1017,9 +1017,10 @@ impl Core {
                         a.analysis = g.last.analysis.clone();
                     }
                     if keep_text {
-                        a.sql = match msg.sql() {
-                            Some(sql) => Some(sql.into()),
-                            None => g.last.sql.clone(),
+                        a.sql = match (msg.sql(), &g.last.text) {
+                            (Some(sql), Some(text)) if **text == *sql => Some(text.clone()),
+                            (Some(sql), _) => Some(sql.into()),
+                            (None, _) => g.last.sql.clone(),
                         };
                     }
                 }
