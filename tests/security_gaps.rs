@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 const READER: (&str, &str) = ("reader", "reader-password");
 const BUILDER: (&str, &str) = ("builder", "builder-password");
 const GUARDED: (&str, &str) = ("guarded", "guarded-password");
+const NOSY: (&str, &str) = ("nosy", "nosy-password");
 
 /// `reader` reads; `builder` reads, writes and changes the schema. Neither
 /// may read server files (pg_stat_file).
@@ -29,9 +30,11 @@ fn rules() -> Rules {
         "[role.reader]\nallow = [\"read\", \"session\", \"transaction\"]\n\n\
          [role.builder]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\n\
          [role.guarded]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\
-         [role.guarded.tables]\n\"*\" = { deny = [\"public.vault\"] }\n\n",
+         [role.guarded.tables]\n\"*\" = { deny = [\"public.vault\"] }\n\n\
+         [role.nosy]\nallow = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n\
+         [role.nosy.tables]\nread = { deny = [\"public.vault\"] }\n\n",
     );
-    for (name, password) in [READER, BUILDER, GUARDED] {
+    for (name, password) in [READER, BUILDER, GUARDED, NOSY] {
         let v = Verifier::generate(password, 4096);
         text.push_str(&format!(
             "[[identity]]\nname = \"{name}\"\nscram = \"{v}\"\nroles = [\"{name}\"]\n"
@@ -718,4 +721,41 @@ async fn shutdown_ends_a_session_waiting_for_audit_room() {
         .await
         .expect("pgward stopped")
         .unwrap();
+}
+
+/// DDL that hands a table's rows to a user function (a CHECK, an index
+/// expression or predicate, ALTER COLUMN TYPE ... USING) reads the table:
+/// a role whose `tables.read` denies it, though it may change its schema,
+/// is refused; the same DDL with built-ins only runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_that_hands_rows_to_a_user_function_reads_the_table() {
+    let h = harness(
+        "CREATE TABLE vault (v int); INSERT INTO vault VALUES (42);
+         CREATE FUNCTION ident(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';",
+    )
+    .await;
+    let c = h.connect(NOSY).await;
+    for sql in [
+        "ALTER TABLE vault ADD CONSTRAINT c CHECK (ident(v) > 0)",
+        "ALTER TABLE vault ALTER COLUMN v TYPE bigint USING ident(v)",
+        "CREATE INDEX ON vault (ident(v))",
+        "CREATE INDEX ON vault (v) WHERE ident(v) > 0",
+    ] {
+        let e = c.simple_query(sql).await.map(|_| ()).expect_err(sql);
+        assert!(
+            e.as_db_error()
+                .is_some_and(|d| d.code().code() == "42501" && d.message().contains("vault")),
+            "{sql}: expected a denial naming vault, got {e:?}"
+        );
+    }
+    let direct = h.direct().await;
+    let constraints = one_number(
+        &direct,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'vault'::regclass",
+    )
+    .await;
+    assert_eq!(constraints, 0, "nothing of the refused DDL ran");
+    c.simple_query("ALTER TABLE vault ADD CONSTRAINT positive CHECK (v > 0)")
+        .await
+        .expect("a CHECK with built-ins only");
 }

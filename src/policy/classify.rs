@@ -527,6 +527,7 @@ fn classify_statement(
     };
     w.top(kind, inner, false);
     w.type_ddl(kind, inner);
+    w.row_ddl(kind, inner);
     if w.compares {
         w.implicit_operators();
     }
@@ -1935,6 +1936,46 @@ impl Walker<'_> {
                 &format!("the check of existing rows against {table} for a new foreign key"),
             );
         }
+    }
+
+    /// DDL that evaluates expressions over a table's existing rows (a
+    /// validated CHECK, ALTER COLUMN TYPE ... USING, an index's or an
+    /// exclusion constraint's expressions and predicate) hands each row's
+    /// values to the functions it calls. When one is a user function,
+    /// which may copy them anywhere, the statement reads the table, for
+    /// `tables.read` rules.
+    fn row_ddl(&mut self, kind: &str, n: &Value) {
+        let table = match kind {
+            "AlterTableStmt"
+                if n["objtype"].as_i64()
+                    != Some(i64::from(pg_query::protobuf::ObjectType::ObjectType as i32)) =>
+            {
+                &n["relation"]
+            }
+            "IndexStmt" => &n["relation"],
+            _ => return,
+        };
+        let cat = self.cat;
+        let user = self.st.functions.iter().any(|f| {
+            let (schema, name) = match f.rsplit_once('.') {
+                Some((s, n)) => (Some(s), n),
+                None => (None, f.as_str()),
+            };
+            cat.functions(schema, name)
+                .iter()
+                .any(|fi| fi.oid >= crate::policy::catalog::FIRST_USER_OID)
+        });
+        let name = str_field(table, "relname");
+        if !user || name.is_empty() {
+            return;
+        }
+        let schema = Some(str_field(table, "schemaname"))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let saved = self.events;
+        self.events = 0;
+        self.relation_named(schema, name.to_owned(), Class::Read);
+        self.events = saved;
     }
 
     /// DDL on a type that goes through the rows of tables it does not
@@ -3625,6 +3666,36 @@ mod tests {
     /// Tables whose triggers write each other, in cycles: each trigger
     /// body is judged once per statement, and what the last one does is
     /// found from the first table.
+    /// ALTER TABLE and CREATE INDEX whose expressions over the rows call a
+    /// user function read the table (the function sees every row's
+    /// values); with built-ins only they do not.
+    #[test]
+    fn ddl_that_hands_rows_to_user_functions_reads_the_table() {
+        let cat = Catalog::builtin()
+            .with_table("secrets", &[])
+            .with_function("leak", b'i', "sql", "SELECT 1");
+        let reads = |sql: &str| {
+            one_with(sql, &cat)
+                .relations
+                .iter()
+                .any(|r| r.name == "secrets" && r.access == Class::Read)
+        };
+        for sql in [
+            "ALTER TABLE secrets ADD CONSTRAINT c CHECK (leak(v) > 0)",
+            "ALTER TABLE public.secrets ALTER COLUMN v TYPE int USING leak(v)",
+            "CREATE INDEX ON secrets (leak(v))",
+            "CREATE INDEX ON secrets (v) WHERE leak(v) > 0",
+        ] {
+            assert!(reads(sql), "{sql}");
+        }
+        for sql in [
+            "ALTER TABLE secrets ADD CONSTRAINT c CHECK (v > 0)",
+            "CREATE INDEX ON secrets (lower(v))",
+        ] {
+            assert!(!reads(sql), "{sql}");
+        }
+    }
+
     /// ALTER DOMAIN checks the rows of the tables with a column of the
     /// domain (a read of them); ALTER TYPE ... CASCADE rewrites the typed
     /// tables of a composite type. Neither names those tables.
