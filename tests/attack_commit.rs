@@ -201,3 +201,234 @@ async fn a_pipelined_commit_after_begin_and_a_change_is_reviewed() {
     )
     .await;
 }
+
+fn cstr(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+}
+
+/// Parse, Bind and Execute of `sql` on the unnamed statement and portal.
+fn extended(out: &mut Vec<u8>, sql: &str) {
+    let mut parse = Vec::new();
+    cstr(&mut parse, "");
+    cstr(&mut parse, sql);
+    parse.extend_from_slice(&0i16.to_be_bytes());
+    out.extend(frame(b'P', &parse));
+    let mut bind = Vec::new();
+    cstr(&mut bind, "");
+    cstr(&mut bind, "");
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    out.extend(frame(b'B', &bind));
+    let mut execute = Vec::new();
+    cstr(&mut execute, "");
+    execute.extend_from_slice(&0i32.to_be_bytes());
+    out.extend(frame(b'E', &execute));
+}
+
+/// BEGIN, a change and COMMIT through the extended protocol, under one
+/// Sync and each with its own, sent without waiting: the change is judged
+/// before the server has begun the block, so it is held before it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_pipeline_cannot_slip_a_change_into_an_unreviewed_block() {
+    let h = harness().await;
+    let before = orders(&h).await;
+    for one_sync in [true, false] {
+        let mut s = login(&h, BOB).await;
+        let mut out = Vec::new();
+        for sql in ["BEGIN", INSERT, "COMMIT"] {
+            extended(&mut out, sql);
+            if !one_sync {
+                out.extend(frame(b'S', b""));
+            }
+        }
+        if one_sync {
+            out.extend(frame(b'S', b""));
+        }
+        let (shown, answers) = denying(&h, async move {
+            use tokio::io::AsyncWriteExt;
+            s.write_all(&out).await.unwrap();
+            let mut answers = until_ready(&mut s).await;
+            if !one_sync {
+                answers.extend(until_ready(&mut s).await);
+                answers.extend(until_ready(&mut s).await);
+            }
+            answers
+        })
+        .await;
+        let errors: Vec<String> = answers
+            .iter()
+            .filter(|(t, _)| *t == b'E')
+            .map(|(_, b)| error_field(b, b'C'))
+            .collect();
+        assert_eq!(
+            errors.first().map(String::as_str),
+            Some("42501"),
+            "{errors:?}"
+        );
+        caught(
+            &h,
+            before,
+            &shown,
+            &format!("extended, one Sync: {one_sync}"),
+        )
+        .await;
+    }
+}
+
+/// A procedure or DO block that commits inside: held before it runs (it
+/// would commit at once), never listed as a change of a block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn procedures_and_do_blocks_that_commit_are_held_before_they_run() {
+    let h = harness().await;
+    h.direct()
+        .await
+        .batch_execute(&format!(
+            "CREATE PROCEDURE bump() LANGUAGE plpgsql AS $$ BEGIN {INSERT}; COMMIT; END $$"
+        ))
+        .await
+        .unwrap();
+    let before = orders(&h).await;
+    let bob = Arc::new(h.connect(BOB).await);
+    for sql in [
+        "CALL bump()".to_owned(),
+        format!("DO $$ BEGIN {INSERT}; COMMIT; END $$"),
+        // After a COMMIT of the open block sent in the same message.
+        "BEGIN; COMMIT; CALL bump()".to_owned(),
+    ] {
+        let (shown, r) = {
+            let bob = bob.clone();
+            let sql = sql.clone();
+            denying(&h, async move { bob.batch_execute(&sql).await }).await
+        };
+        let e = r.expect_err(&sql);
+        assert!(
+            ["42501", "2D000"].contains(&code(&e).as_str()),
+            "{sql}: {e:?}"
+        );
+        assert!(
+            !shown.is_empty() || code(&e) == "42501",
+            "{sql}: ran unasked"
+        );
+        assert_eq!(orders(&h).await, before, "{sql}: committed");
+        let _ = bob.batch_execute("ROLLBACK").await;
+    }
+}
+
+/// A bound value cannot forge the list dana reviews: it is a quoted
+/// literal, and escape sequences that would rewrite her terminal are
+/// written out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_values_cannot_forge_the_reviewed_list() {
+    let h = harness().await;
+    let bob = Arc::new(h.connect(BOB).await);
+    bob.batch_execute("BEGIN").await.unwrap();
+    let forged = "x'; [2] SELECT 1; -- $2 \u{1b}[1A\u{1b}[2K\r";
+    bob.execute(
+        "UPDATE customers SET name = $1 WHERE id = $2",
+        &[&forged, &2i32],
+    )
+    .await
+    .unwrap();
+    let (shown, r) = {
+        let bob = bob.clone();
+        denying(&h, async move { bob.batch_execute("COMMIT").await }).await
+    };
+    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let s = &shown[0];
+    assert!(
+        s.contains("[1] UPDATE customers SET name = 'x''; [2] SELECT 1; -- $2 \\x1b[1A\\x1b[2K\\x0d' WHERE id = 2"),
+        "{s}"
+    );
+    assert!(!s.contains('\u{1b}') && !s.contains('\r'), "{s:?}");
+    let _ = bob.batch_execute("ROLLBACK").await;
+    let name: String = h
+        .direct()
+        .await
+        .query_one("SELECT name FROM customers WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "Alan Turing");
+}
+
+/// A client that goes away while its COMMIT waits: an approval that
+/// comes later commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_approved_after_its_client_left_commits_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let h = harness().await;
+    let before = orders(&h).await;
+    let mut s = login(&h, BOB).await;
+    s.write_all(&frame(b'Q', format!("BEGIN; {INSERT}\0").as_bytes()))
+        .await
+        .unwrap();
+    until_ready(&mut s).await;
+    s.write_all(&frame(b'Q', b"COMMIT\0")).await.unwrap();
+    let pending = h.pending_requests(1).await;
+    assert!(pending[0].1.contains("VALUES (1, 666)"), "{pending:?}");
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.console(DANA, &["-c", &format!("APPROVE {}", pending[0].0)])
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(orders(&h).await, before);
+}
+
+/// The request lists at most 100 changes and counts the rest: a block of
+/// 100 harmless changes followed by the one that matters shows dana only
+/// "and 1 more changes", never its statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: changes past the 100th are counted, not shown, yet commit on APPROVE"]
+async fn the_hundred_and_first_change_is_shown_to_the_approver() {
+    let h = harness().await;
+    let bob = Arc::new(h.connect(BOB).await);
+    bob.batch_execute("BEGIN").await.unwrap();
+    for _ in 0..100 {
+        bob.batch_execute("UPDATE orders SET amount = amount WHERE id = 1")
+            .await
+            .unwrap();
+    }
+    bob.batch_execute("DELETE FROM orders WHERE customer_id = 3")
+        .await
+        .unwrap();
+    let (shown, r) = {
+        let bob = bob.clone();
+        denying(&h, async move { bob.batch_execute("COMMIT").await }).await
+    };
+    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert!(
+        shown.iter().any(|s| s.contains("DELETE FROM orders")),
+        "{shown:?}"
+    );
+}
+
+/// A ROLLBACK that never ran (an earlier statement of its message failed)
+/// must not make pgward think the block ended: `ROLLBACK TO SAVEPOINT`
+/// revives it, and its COMMIT, sent after the server answered, is
+/// reviewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_never_ran_does_not_end_the_review() {
+    let h = harness().await;
+    let before = orders(&h).await;
+    let bob = Arc::new(h.connect(BOB).await);
+    bob.batch_execute(&format!("BEGIN; {INSERT}; SAVEPOINT s"))
+        .await
+        .unwrap();
+    let e = bob.batch_execute("SELECT 1/0; ROLLBACK").await.unwrap_err();
+    assert_eq!(code(&e), "22012");
+    bob.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    let (shown, r) = {
+        let bob = bob.clone();
+        denying(&h, async move { bob.batch_execute("COMMIT").await }).await
+    };
+    assert_eq!(code(&r.unwrap_err()), "42501");
+    let _ = bob.batch_execute("ROLLBACK").await;
+    caught(
+        &h,
+        before,
+        &shown,
+        "SELECT 1/0; ROLLBACK, ROLLBACK TO, COMMIT",
+    )
+    .await;
+}
