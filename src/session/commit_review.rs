@@ -9,7 +9,10 @@
 //! statements pgward lets through: a statement that may end the block
 //! (COMMIT, ROLLBACK, PREPARE TRANSACTION) makes every later change count
 //! as outside one until the server is idle again, so a pipeline cannot run
-//! a change after a COMMIT as if it were still inside the block.
+//! a change after a COMMIT as if it were still inside the block. A COMMIT
+//! is reviewed whenever changes were listed, whether or not the block is
+//! known to be open, and a failed block counts as failed only until a
+//! transaction statement is sent (`ROLLBACK TO SAVEPOINT` revives it).
 
 use std::sync::Arc;
 
