@@ -771,20 +771,17 @@ async fn a_materialized_view_over_masked_columns_is_masked() {
     assert_no_secret("COPY", &out);
 }
 
-/// LEAK: a role with masks that may write probes a masked column that
-/// has a UNIQUE constraint (the DBA's, common for e-mail addresses) by
+/// LEAK (fixed): a role with masks that may write probed a masked column
+/// that has a UNIQUE constraint (the DBA's, common for e-mail addresses) by
 /// inserting a guess: 23505 (values scrubbed, but the error itself
-/// answers) or `ON CONFLICT DO NOTHING` inserting no row means some row
-/// holds the guess. Suggested: refuse INSERT/UPDATE/COPY FROM writing a
-/// value into a masked column covered by a unique index (or an
-/// exclusion constraint, or referenced by a foreign key) for a role with
-/// that mask, unless its mask is `hash` (whose equality is allowed).
+/// answers) or `ON CONFLICT DO NOTHING` inserting no row meant some row
+/// holds the guess. Now a write of a column such a constraint covers is
+/// refused, as is an ON CONFLICT whose arbiter may be it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: unique violations answer equality questions about masked values"]
 async fn a_unique_constraint_is_no_equality_oracle() {
     let h = harness().await;
-    h.direct()
-        .await
+    let direct = h.direct().await;
+    direct
         .batch_execute("ALTER TABLE customers ADD CONSTRAINT one_email UNIQUE (email)")
         .await
         .unwrap();
@@ -794,22 +791,194 @@ async fn a_unique_constraint_is_no_equality_oracle() {
             "INSERT INTO customers (name, email, ssn) VALUES ('x', '{email}', 'y') ON CONFLICT DO NOTHING RETURNING id"
         )
     };
-    let hit = rows_text(&bob, &guess("ada@example.com")).await;
-    let miss = rows_text(&bob, &guess("nobody@example.com")).await;
-    // Either refused, or the answers do not differ by the guess.
-    if let (Ok(hit), Ok(miss)) = (&hit, &miss) {
-        assert_eq!(
-            hit.is_empty(),
-            miss.is_empty(),
-            "ON CONFLICT answers the guess: {hit:?} vs {miss:?}"
-        );
+    for sql in [
+        guess("ada@example.com"),
+        guess("nobody@example.com"),
+        "INSERT INTO customers (name, email, ssn) VALUES ('x', 'alan@example.com', 'y')".into(),
+        "INSERT INTO customers (id, name, email, ssn) VALUES (9, 'x', 'y', 'z') ON CONFLICT (id) DO NOTHING".into(),
+        "INSERT INTO customers (id, name, email, ssn) VALUES (1, 'x', 'y', 'z') ON CONFLICT ON CONSTRAINT customers_pkey DO UPDATE SET email = 'alan@example.com'".into(),
+        "INSERT INTO customers (id, name, email, ssn) SELECT 9, 'x', 'y', 'z' ON CONFLICT ON CONSTRAINT one_email DO NOTHING".into(),
+        // Writing the column's own value back, through a function (or a
+        // constant disguised as one) answers too.
+        "UPDATE customers SET email = replace(email, email, 'alan@example.com') WHERE id = 1".into(),
+        "UPDATE customers SET email = lower(email)".into(),
+        "COPY customers (name, email, ssn) FROM STDIN".into(),
+    ] {
+        let e = bob
+            .simple_query(&sql)
+            .await
+            .expect_err(&format!("{sql}: not refused"));
+        let why = refusal(&sql, &e);
+        assert!(why.contains("one_email"), "{sql}: {why}");
     }
-    let e = bob
-        .simple_query(
-            "INSERT INTO customers (name, email, ssn) VALUES ('x', 'alan@example.com', 'y')",
+    // Nothing ran.
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    // Writes of columns no such constraint covers still run, and so does
+    // writing ssn's own masked value back (no constraint covers it).
+    for sql in [
+        "UPDATE customers SET name = 'Ada' WHERE id = 1",
+        "UPDATE customers SET ssn = upper(ssn) WHERE id = 1",
+        "INSERT INTO orders (customer_id, amount) VALUES (1, 1) ON CONFLICT (id) DO NOTHING",
+        "DELETE FROM orders WHERE amount = 1",
+    ] {
+        bob.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Exclusion constraints, unique expression indexes, partial unique
+/// indexes whose predicate tests a masked column, and indexes over the
+/// whole row compare masked values too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusion_and_expression_indexes_are_no_equality_oracles() {
+    let h = harness().await;
+    h.direct()
+        .await
+        .batch_execute(
+            "ALTER TABLE customers ADD CONSTRAINT ssn_apart EXCLUDE USING btree (ssn WITH =);
+             CREATE UNIQUE INDEX lower_email ON customers (lower(email));
+             CREATE UNIQUE INDEX name_if_078 ON customers (name) WHERE ssn LIKE '078%';
+             CREATE FUNCTION pin_key(accounts) RETURNS int LANGUAGE sql IMMUTABLE
+                 AS 'SELECT $1.pin % 7';
+             CREATE UNIQUE INDEX by_pin ON accounts (pin_key(accounts));",
         )
-        .await;
-    if let Err(e) = &e {
-        refusal("a guessed e-mail", e);
+        .await
+        .unwrap();
+    let bob = h.connect(BOB).await;
+    for (sql, keys) in [
+        (
+            "UPDATE customers SET ssn = '219-09-9999' WHERE id = 1",
+            &["ssn_apart", "name_if_078"][..],
+        ),
+        (
+            "INSERT INTO customers (ssn) VALUES ('078-05-1120') ON CONFLICT DO NOTHING",
+            &["ssn_apart", "name_if_078"],
+        ),
+        (
+            "UPDATE customers SET email = 'ADA@EXAMPLE.COM' WHERE id = 2",
+            &["lower_email"],
+        ),
+        (
+            "INSERT INTO customers (id) VALUES (7) ON CONFLICT (lower(email)) DO NOTHING",
+            &["lower_email"],
+        ),
+        // Conflicts only when both rows' ssn start with 078.
+        (
+            "UPDATE customers SET name = 'Ada Lovelace' WHERE id = 2",
+            &["name_if_078"],
+        ),
+        // The index's expression takes the whole row, pin included.
+        ("UPDATE accounts SET owner = 1 WHERE id = 2", &["by_pin"]),
+    ] {
+        let e = bob
+            .simple_query(sql)
+            .await
+            .expect_err(&format!("{sql}: not refused"));
+        let why = refusal(sql, &e);
+        assert!(keys.iter().any(|k| why.contains(k)), "{sql}: {why}");
     }
+    // A column none of them covers is written as before.
+    bob.batch_execute("UPDATE customers SET id = id WHERE id = 2")
+        .await
+        .unwrap();
+}
+
+/// A foreign key compares a written value with the referenced column's,
+/// and a delete of a referenced row fails when a referencing one holds
+/// its value: either side masked makes it an oracle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_keys_are_no_equality_oracles() {
+    let h = harness().await;
+    let direct = h.direct().await;
+    direct
+        .batch_execute(
+            "ALTER TABLE customers ADD CONSTRAINT one_email UNIQUE (email);
+             CREATE TABLE notes (id int, email text REFERENCES customers (email));
+             CREATE TABLE pins (pin int PRIMARY KEY);
+             INSERT INTO pins VALUES (4242), (9001), (1);
+             ALTER TABLE accounts ADD CONSTRAINT pin_known FOREIGN KEY (pin) REFERENCES pins;",
+        )
+        .await
+        .unwrap();
+    let bob = h.connect(BOB).await;
+    for (sql, key) in [
+        // Referencing a masked column: the insert fails unless a row holds it.
+        (
+            "INSERT INTO notes VALUES (1, 'ada@example.com')",
+            "notes_email_fkey",
+        ),
+        ("COPY notes FROM STDIN", "notes_email_fkey"),
+        (
+            "UPDATE notes SET email = 'alan@example.com'",
+            "notes_email_fkey",
+        ),
+        // A masked referencing column: deleting a referenced row fails
+        // when some account's pin is that value.
+        ("DELETE FROM pins WHERE pin = 4242", "pin_known"),
+        ("UPDATE pins SET pin = 5 WHERE pin = 4242", "pin_known"),
+        ("UPDATE accounts SET pin = 1 WHERE id = 1", "pin_known"),
+        ("DELETE FROM customers WHERE id = 3", "notes_email_fkey"),
+    ] {
+        let e = bob
+            .simple_query(sql)
+            .await
+            .expect_err(&format!("{sql}: not refused"));
+        let why = refusal(sql, &e);
+        assert!(why.contains(key), "{sql}: {why}");
+    }
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM pins", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    // A foreign key between unmasked columns is no oracle.
+    for sql in [
+        "INSERT INTO orders (customer_id, amount) VALUES (3, 1)",
+        "DELETE FROM orders WHERE customer_id = 3",
+        "INSERT INTO notes (id) VALUES (1)",
+        "DELETE FROM notes",
+    ] {
+        bob.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// A `hash`-masked column shows equality by design: a unique index on it,
+/// and ON CONFLICT over it, stay allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_hash_masked_column_may_still_be_written() {
+    let h = harness().await;
+    h.direct()
+        .await
+        .batch_execute("CREATE UNIQUE INDEX one_token ON accounts (token)")
+        .await
+        .unwrap();
+    let bob = h.connect(BOB).await;
+    let hit = rows_text(
+        &bob,
+        "INSERT INTO accounts (id, owner, pin, token) VALUES (3, 3, 1, 'tok-alpha-7731') ON CONFLICT (token) DO NOTHING RETURNING id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(hit, "");
+    let miss = rows_text(
+        &bob,
+        "INSERT INTO accounts (id, owner, pin, token) VALUES (3, 3, 1, 'tok-gamma') ON CONFLICT (token) DO NOTHING RETURNING id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(miss, "3|\n");
+    let e = bob
+        .simple_query("UPDATE accounts SET token = 'tok-gamma' WHERE id = 1")
+        .await
+        .expect_err("a duplicate token");
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("23505"));
 }

@@ -208,7 +208,9 @@ async fn cancel_request_cancels_only_with_the_right_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_clients() {
-    let h = Harness::start().await;
+    // Fifty SCRAM sign-ins at once, both ends in a debug build on a shared
+    // 2-core machine, can take longer than the default 10 s allowance.
+    let h = start_server("auth_timeout_secs = 120").await;
     let mut tasks = Vec::new();
     for i in 0..50i64 {
         let info = h.conninfo(if i % 2 == 0 { ALICE } else { AGENT });

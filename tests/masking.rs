@@ -221,7 +221,8 @@ async fn binary_results_copy_and_cursors_are_masked() {
 }
 
 /// Errors that echo values are scrubbed for a role with masks on the
-/// table: a unique key's value, a failing row.
+/// table: a unique key's value (of a `hash`-masked column, whose writes
+/// a unique index does not stop), a failing row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_that_echo_masked_values_are_scrubbed() {
     let mut rules = pgward::demo::example_rules()
@@ -229,13 +230,17 @@ async fn errors_that_echo_masked_values_are_scrubbed() {
         .without_upstream_users()
         .without_approvers();
     rules = rules.with_role("app", |app| {
-        app.masks = ["public.people.email = redact", "public.people.ssn = redact"]
-            .iter()
-            .map(|m| {
-                let (k, v) = m.split_once(" = ").unwrap();
-                pgward::mask::ColumnMask::parse(k, v, "test.toml", 1).unwrap()
-            })
-            .collect();
+        app.masks = [
+            "public.people.email = redact",
+            "public.people.ssn = redact",
+            "public.people.token = hash",
+        ]
+        .iter()
+        .map(|m| {
+            let (k, v) = m.split_once(" = ").unwrap();
+            pgward::mask::ColumnMask::parse(k, v, "test.toml", 1).unwrap()
+        })
+        .collect();
     });
     let h = Harness::start_with(Setup {
         rules: Some(rules),
@@ -245,20 +250,31 @@ async fn errors_that_echo_masked_values_are_scrubbed() {
     h.direct()
         .await
         .batch_execute(
-            "CREATE TABLE people (id int PRIMARY KEY, email text UNIQUE, ssn text NOT NULL, note text NOT NULL);
-             INSERT INTO people VALUES (1, 'secret.person@example.com', '999-88-7777', 'n')",
+            "CREATE TABLE people (id int PRIMARY KEY, email text UNIQUE, ssn text NOT NULL, note text NOT NULL, token text UNIQUE);
+             INSERT INTO people VALUES (1, 'secret.person@example.com', '999-88-7777', 'n', 'secret.token')",
         )
         .await
         .unwrap();
     let bob = h.connect(BOB).await;
     let e = bob
-        .simple_query("INSERT INTO people VALUES (2, 'secret.person@example.com', '1', 'n')")
+        .simple_query(
+            "INSERT INTO people (id, ssn, note, token) VALUES (2, '1', 'n', 'secret.token')",
+        )
         .await
         .unwrap_err();
     let db = e.as_db_error().unwrap();
     assert_eq!(db.code().code(), "23505");
     let all = format!("{} {:?}", db.message(), db.detail());
-    assert!(!all.contains("secret.person"), "{all}");
+    assert!(!all.contains("secret.token"), "{all}");
+    // A write of the redacted unique column would answer whether the
+    // value is there: refused before it runs.
+    let e = bob
+        .simple_query("INSERT INTO people VALUES (2, 'secret.person@example.com', '1', 'n')")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501", "{db:?}");
+    assert!(db.message().contains("people_email_key"), "{db:?}");
     let e = bob
         .simple_query("UPDATE people SET note = NULL WHERE id = 1")
         .await

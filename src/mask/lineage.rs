@@ -15,7 +15,7 @@ use pg_query::protobuf::node::Node as N;
 use pg_query::protobuf::{self as pb, Node};
 
 use super::func::MaskFn;
-use crate::policy::catalog::{unread_at_load, FuncInfo};
+use crate::policy::catalog::{unread_at_load, FuncInfo, KeyConstraint, KeyKind};
 use crate::policy::{Catalog, Role};
 
 /// The masked columns of one role, keyed by table (inheritance applied:
@@ -93,6 +93,10 @@ impl MaskSet {
 
     fn name_masked(&self, table: &str) -> bool {
         self.tables.keys().any(|(_, t)| t == table)
+    }
+
+    fn tables(&self) -> impl Iterator<Item = &(String, String)> {
+        self.tables.keys()
     }
 
     fn table_names(&self) -> impl Iterator<Item = &str> {
@@ -182,6 +186,7 @@ pub fn plan_statement(stmt: &Node, masks: &MaskSet, cat: &Catalog) -> StatementP
         views: HashMap::new(),
         depth: 0,
         in_view: false,
+        oracles: None,
     };
     match cx.statement(stmt) {
         Ok(p) => p,
@@ -342,6 +347,113 @@ struct Cx<'a> {
     /// Tracing a view's definition: its own predicates are the DBA's, not
     /// the client's, and are not probes.
     in_view: bool,
+    /// The constraints that compare masked values (computed at the first
+    /// write).
+    oracles: Option<Vec<Oracle>>,
+}
+
+/// A unique or exclusion index or a foreign key that compares the values
+/// of a masked column (not `hash`, or `hash` through an expression or an
+/// exclusion operator) with written ones: its errors, and ON CONFLICT,
+/// answer whether a guessed value is there.
+struct Oracle {
+    kind: KeyKind,
+    names: Vec<String>,
+    /// Every `schema.table.column` it involves (both sides of a foreign
+    /// key), also under the names of the tables its tables inherit from
+    /// or are partitions of (a write to a parent reaches them).
+    columns: BTreeSet<String>,
+    /// A foreign key's referenced `schema.table`s (and their ancestors):
+    /// deleting a row there fails when a row references it.
+    referenced: Vec<String>,
+    /// The masked column that makes it an oracle.
+    masked: String,
+}
+
+impl Oracle {
+    fn of(k: &KeyConstraint, masks: &MaskSet, cat: &Catalog) -> Option<Oracle> {
+        let mut sides = vec![(&k.table, &k.columns)];
+        if let Some((t, cols)) = &k.referenced {
+            sides.push((t, cols));
+        }
+        let mut masked = None;
+        let mut columns = BTreeSet::new();
+        for ((s, t), cols) in &sides {
+            let full = format!("{s}.{t}");
+            let tables: Vec<String> = std::iter::once(full.clone())
+                .chain(cat.ancestors(&full).into_iter().map(str::to_owned))
+                .collect();
+            for c in cols.iter() {
+                for t in &tables {
+                    columns.insert(format!("{t}.{c}"));
+                }
+                if masked.is_some() {
+                    continue;
+                }
+                let Some(m) = masks.mask(s, t, c) else {
+                    continue;
+                };
+                // `hash` shows equality anyway: a key that compares the
+                // column as stored for equality tells no more.
+                let equality = match k.kind {
+                    KeyKind::Unique => k.plain.contains(c),
+                    KeyKind::ForeignKey => true,
+                    KeyKind::Exclusion => false,
+                };
+                if m != MaskFn::Hash || !equality {
+                    masked = Some(format!("{s}.{t}.{c}"));
+                }
+            }
+        }
+        let masked = masked?;
+        let referenced = match &k.referenced {
+            Some(((s, t), _)) => {
+                let full = format!("{s}.{t}");
+                std::iter::once(full.clone())
+                    .chain(cat.ancestors(&full).into_iter().map(str::to_owned))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Some(Oracle {
+            kind: k.kind,
+            names: k.names.clone(),
+            columns,
+            referenced,
+            masked,
+        })
+    }
+
+    fn what(&self) -> String {
+        let name = self.names.first().map(String::as_str).unwrap_or("");
+        match self.kind {
+            KeyKind::Unique => format!("unique index {name}"),
+            KeyKind::Exclusion => format!("exclusion constraint {name}"),
+            KeyKind::ForeignKey => format!("foreign key {name}"),
+        }
+    }
+
+    fn refusal(&self, what: &str, column: &str) -> String {
+        format!(
+            "{what} would write {column}, which {} compares with the values of masked column {}: its errors (or ON CONFLICT) would answer whether a guessed value is there",
+            self.what(),
+            self.masked
+        )
+    }
+}
+
+/// Whether `item` is, or reads, table `full` (`schema.table`).
+fn touches(item: &Item, full: &str) -> bool {
+    if item
+        .table
+        .as_ref()
+        .is_some_and(|(s, t)| format!("{s}.{t}") == full)
+    {
+        return true;
+    }
+    let prefix = format!("{full}.");
+    let reads = |d: &Deps| d.sources.iter().any(|s| s.starts_with(&prefix));
+    reads(&item.opaque) || item.cols.iter().flatten().any(|(_, d)| reads(d))
 }
 
 /// Views within views, subqueries within subqueries: deeper is refused.
@@ -452,6 +564,17 @@ fn names(list: &[Node]) -> Vec<&str> {
     list.iter().filter_map(sval).collect()
 }
 
+/// The column names of a list of ResTargets (an INSERT's column list, a
+/// SET list).
+fn names_of_targets(list: &[Node]) -> Vec<&str> {
+    list.iter()
+        .filter_map(|t| match &t.node {
+            Some(N::ResTarget(rt)) => Some(rt.name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn is_star(n: &Node) -> bool {
     matches!(&n.node, Some(N::AStar(_)))
 }
@@ -505,6 +628,12 @@ impl Cx<'_> {
             N::InsertStmt(_) | N::UpdateStmt(_) | N::DeleteStmt(_) => self.dml(node, None)?,
             N::CopyStmt(c) => {
                 if c.is_from {
+                    if let Some(rel) = &c.relation {
+                        let item = self.relation(rel)?;
+                        let wanted = names(&c.attlist);
+                        let wanted = if wanted.is_empty() { None } else { Some(wanted) };
+                        self.writes("COPY FROM", &item, wanted)?;
+                    }
                     return Ok(StatementPlan::Pass { columns: None });
                 }
                 match (&c.relation, &c.query) {
@@ -597,7 +726,10 @@ impl Cx<'_> {
             N::MergeStmt(m) => {
                 let mut sensitive = false;
                 if let Some(rel) = &m.relation {
-                    sensitive |= self.relation(rel)?.sensitive(self.masks);
+                    let target = self.relation(rel)?;
+                    sensitive |= target.sensitive(self.masks);
+                    self.writes("MERGE", &target, None)?;
+                    self.deletes("MERGE", &target)?;
                 }
                 if let Some(src) = &m.source_relation {
                     let sc = self.scope_of(std::slice::from_ref(src.as_ref()), None)?;
@@ -1379,6 +1511,11 @@ impl Cx<'_> {
         };
         match node {
             N::InsertStmt(i) => {
+                if i.select_stmt.is_some() {
+                    let cols = names_of_targets(&i.cols);
+                    let cols = if cols.is_empty() { None } else { Some(cols) };
+                    self.writes("INSERT", &target, cols)?;
+                }
                 if let Some(q) = &i.select_stmt {
                     let outs = self.query_outs(q, parent)?;
                     let d = union_outs(&outs);
@@ -1402,6 +1539,12 @@ impl Cx<'_> {
                         table: None,
                         opaque: Deps::default(),
                     });
+                    self.arbiter(oc, &target)?;
+                    self.writes(
+                        "ON CONFLICT DO UPDATE",
+                        &target,
+                        Some(names_of_targets(&oc.target_list)),
+                    )?;
                     self.assignments(&oc.target_list, &csc, &target, &rel.relname)?;
                     if let Some(w) = &oc.where_clause {
                         self.predicate(w, &csc, "ON CONFLICT ... WHERE")?;
@@ -1414,12 +1557,14 @@ impl Cx<'_> {
                     sc.items.extend(items);
                     sc.star.extend(star);
                 }
+                self.writes("UPDATE", &target, Some(names_of_targets(&u.target_list)))?;
                 self.assignments(&u.target_list, &sc, &target, &rel.relname)?;
                 if let Some(w) = &u.where_clause {
                     self.predicate(w, &sc, "WHERE")?;
                 }
             }
             N::DeleteStmt(d) => {
+                self.deletes("DELETE", &target)?;
                 for f in &d.using_clause {
                     let (items, star) = self.range_item(f, &sc)?;
                     sc.items.extend(items);
@@ -1484,6 +1629,170 @@ impl Cx<'_> {
                     d.masked_names(),
                     rt.name
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- constraints that compare written values with masked ones ----
+
+    fn oracles(&mut self) -> &[Oracle] {
+        let (masks, cat) = (self.masks, self.cat);
+        self.oracles.get_or_insert_with(|| {
+            let mut seen: Vec<*const KeyConstraint> = Vec::new();
+            let mut out = Vec::new();
+            for (s, t) in masks.tables() {
+                for k in cat.key_constraints(s, t) {
+                    let ptr = std::sync::Arc::as_ptr(k);
+                    if seen.contains(&ptr) {
+                        continue;
+                    }
+                    seen.push(ptr);
+                    out.extend(Oracle::of(k, masks, cat));
+                }
+            }
+            out
+        })
+    }
+
+    /// A write (`what`) of the columns `names` of `target` (None: all of
+    /// them): refused when one is a column of a constraint that compares
+    /// masked values.
+    fn writes(&mut self, what: &str, target: &Item, names: Option<Vec<&str>>) -> R<()> {
+        let mut sources = BTreeSet::new();
+        match names {
+            Some(names) => {
+                for n in names {
+                    if let Some(d) = target.col(self.masks, n) {
+                        sources.extend(d.sources);
+                    }
+                }
+            }
+            None => {
+                sources.extend(target.opaque.sources.iter().cloned());
+                for (_, d) in target.cols.iter().flatten() {
+                    sources.extend(d.sources.iter().cloned());
+                }
+                if let (None, Some((s, t))) = (&target.cols, &target.table) {
+                    // Columns pgward does not know: any of the table's.
+                    let full = format!("{s}.{t}");
+                    if let Some(o) = self.oracles().iter().find(|o| {
+                        o.columns
+                            .iter()
+                            .any(|c| c.strip_prefix(&full).is_some_and(|r| r.starts_with('.')))
+                    }) {
+                        return Err(o.refusal(what, &full));
+                    }
+                }
+            }
+        }
+        for src in &sources {
+            if let Some(o) = self.oracles().iter().find(|o| o.columns.contains(src)) {
+                return Err(o.refusal(what, src));
+            }
+        }
+        Ok(())
+    }
+
+    /// DELETE (or MERGE) from `target`: refused when a foreign key that
+    /// compares masked values references it (the delete fails, or not,
+    /// by whether a row holds the value).
+    fn deletes(&mut self, what: &str, target: &Item) -> R<()> {
+        if let Some(o) = self
+            .oracles()
+            .iter()
+            .find(|o| o.referenced.iter().any(|t| touches(target, t)))
+        {
+            return Err(format!(
+                "{what} from a table that {} references: it fails, or not, by whether a row holds the value, and masked column {} is on one side",
+                o.what(),
+                o.masked
+            ));
+        }
+        Ok(())
+    }
+
+    /// INSERT ... ON CONFLICT: refused when its arbiter may be a unique or
+    /// exclusion index that compares masked values (whether it conflicts
+    /// answers whether the value is there). No conflict target: every
+    /// such index of the table is an arbiter.
+    fn arbiter(&mut self, oc: &pb::OnConflictClause, target: &Item) -> R<()> {
+        let key = |o: &&Oracle| o.kind != KeyKind::ForeignKey;
+        let on_target = |o: &&Oracle| {
+            o.columns
+                .iter()
+                .any(|c| c.rsplit_once('.').is_some_and(|(t, _)| touches(target, t)))
+        };
+        let refuse = |o: &Oracle| {
+            Err(format!(
+                "ON CONFLICT may use {} as its arbiter, which compares the values of masked column {}: whether a row conflicts would answer whether a guessed value is there",
+                o.what(),
+                o.masked
+            ))
+        };
+        let infer = match &oc.infer {
+            Some(i) => i,
+            None => {
+                if let Some(o) = self.oracles().iter().filter(key).find(on_target) {
+                    return refuse(o);
+                }
+                return Ok(());
+            }
+        };
+        if !infer.conname.is_empty() {
+            let named = |o: &&Oracle| o.names.contains(&infer.conname);
+            if let Some(o) = self.oracles().iter().filter(key).find(named) {
+                return refuse(o);
+            }
+            let known = target.table.as_ref().is_some_and(|(s, t)| {
+                self.cat
+                    .key_constraints(s, t)
+                    .iter()
+                    .any(|k| k.names.contains(&infer.conname))
+            });
+            if !known {
+                if let Some(o) = self.oracles().iter().filter(key).find(on_target) {
+                    return refuse(o);
+                }
+            }
+            return Ok(());
+        }
+        let sc = Scope {
+            items: vec![target.clone()],
+            star: Vec::new(),
+            parent: None,
+        };
+        let mut sources = BTreeSet::new();
+        for e in &infer.index_elems {
+            let Some(N::IndexElem(ie)) = &e.node else {
+                continue;
+            };
+            if !ie.name.is_empty() {
+                match target.col(self.masks, &ie.name) {
+                    Some(d) => sources.extend(d.sources),
+                    None => {
+                        return Err(format!(
+                            "ON CONFLICT names column {}, which pgward cannot place",
+                            ie.name
+                        ))
+                    }
+                }
+            }
+            if let Some(x) = &ie.expr {
+                sources.extend(self.expr(x, &sc)?.sources);
+            }
+        }
+        if let Some(w) = &infer.where_clause {
+            sources.extend(self.expr(w, &sc)?.sources);
+        }
+        for src in &sources {
+            if let Some(o) = self
+                .oracles()
+                .iter()
+                .filter(key)
+                .find(|o| o.columns.contains(src))
+            {
+                return refuse(o);
             }
         }
         Ok(())

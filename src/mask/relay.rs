@@ -82,6 +82,10 @@ impl Masker {
 }
 
 impl RowPlanner for Masker {
+    fn rewrites_for(&self, role: &Role) -> bool {
+        !role.masks.is_empty()
+    }
+
     fn plan(
         &self,
         role: &Role,

@@ -590,3 +590,137 @@ fn mask_sets_are_built_once_per_role_masks_and_catalog() {
         SSN
     );
 }
+
+/// `cat()` with the constraints that compare values: unique
+/// `customers(email)`, an exclusion on `customers(ssn)`, unique
+/// `customers(phone)` (hash-masked), the primary key `customers(id)`, a
+/// foreign key `orders(note)` → `customers(email)`, and a unique index on
+/// `api_keys_1(secret)`, a table that inherits from `api_keys`.
+fn keyed_cat() -> Catalog {
+    use crate::policy::catalog::{KeyConstraint, KeyKind};
+    let mut c = cat();
+    c.add_relation("public", "api_keys_1", b'r');
+    c.add_columns("public", "api_keys_1", &[("id", INT4), ("secret", TEXT)]);
+    c.add_inheritance("public.api_keys_1", "public.api_keys");
+    let key = |kind, name: &str, table: &str, cols: &[&str]| KeyConstraint {
+        kind,
+        names: vec![name.to_owned()],
+        table: ("public".to_owned(), table.to_owned()),
+        columns: cols.iter().map(|c| (*c).to_owned()).collect(),
+        plain: cols.iter().map(|c| (*c).to_owned()).collect(),
+        referenced: None,
+    };
+    c.add_key_constraint(key(KeyKind::Unique, "customers_pkey", "customers", &["id"]));
+    c.add_key_constraint(key(
+        KeyKind::Unique,
+        "customers_email_key",
+        "customers",
+        &["email"],
+    ));
+    c.add_key_constraint(key(
+        KeyKind::Exclusion,
+        "customers_ssn_excl",
+        "customers",
+        &["ssn"],
+    ));
+    c.add_key_constraint(key(
+        KeyKind::Unique,
+        "customers_phone_key",
+        "customers",
+        &["phone"],
+    ));
+    c.add_key_constraint(key(
+        KeyKind::Unique,
+        "api_keys_1_secret_key",
+        "api_keys_1",
+        &["secret"],
+    ));
+    let mut fk = key(KeyKind::ForeignKey, "orders_note_fkey", "orders", &["note"]);
+    fk.referenced = Some((
+        ("public".to_owned(), "customers".to_owned()),
+        vec!["email".to_owned()],
+    ));
+    c.add_key_constraint(fk);
+    c
+}
+
+#[test]
+fn constraints_over_masked_columns_are_no_equality_oracles() {
+    let c = keyed_cat();
+    let plan = |sql: &str| {
+        let mut p = plan_sql(sql, &role("agent"), &c);
+        assert_eq!(p.len(), 1, "{sql}");
+        p.remove(0)
+    };
+    for sql in [
+        "INSERT INTO customers (name, email) VALUES ('x', 'ada@example.com')",
+        "INSERT INTO customers (name, email) VALUES ('x', $1)",
+        "INSERT INTO customers VALUES (1, 'x', 'e', 's', 'p')",
+        "INSERT INTO customers (name, ssn) VALUES ('x', 'y')",
+        "INSERT INTO customers (name, email) SELECT 'x', 'y'",
+        "UPDATE customers SET ssn = upper(ssn)",
+        "UPDATE customers SET email = email WHERE id = 1",
+        "UPDATE customers SET (name, email) = ('x', 'y')",
+        "INSERT INTO customers (name) VALUES ('x') ON CONFLICT DO NOTHING",
+        "INSERT INTO customers (name) VALUES ('x') ON CONFLICT ON CONSTRAINT customers_email_key DO NOTHING",
+        "INSERT INTO customers (name) VALUES ('x') ON CONFLICT ON CONSTRAINT nonesuch DO NOTHING",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (email) DO NOTHING",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (lower(ssn)) DO NOTHING",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) WHERE ssn IS NOT NULL DO NOTHING",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET email = 'x'",
+        "INSERT INTO orders (note) VALUES ('ada@example.com')",
+        "UPDATE orders SET note = 'x'",
+        "DELETE FROM customers WHERE id = 1",
+        "WITH d AS (DELETE FROM customers WHERE id = 1 RETURNING id) SELECT id FROM d",
+        "COPY customers (name, email) FROM STDIN",
+        "COPY customers FROM STDIN",
+        "COPY orders FROM STDIN",
+        "INSERT INTO api_keys (id, secret) VALUES (1, 'x')",
+        "UPDATE api_keys SET secret = 'x'",
+        "WITH w AS (INSERT INTO customers (email) VALUES ('x') RETURNING id) SELECT id FROM w",
+        "INSERT INTO v_customers (email) VALUES ('x')",
+        "MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE",
+    ] {
+        match plan(sql) {
+            StatementPlan::Refuse(why) => assert!(
+                why.contains("compares") || why.contains("references") || why.contains("MERGE"),
+                "{sql}: {why}"
+            ),
+            other => panic!("{sql}: not refused: {other:?}"),
+        }
+    }
+    for sql in [
+        // `hash` shows equality anyway.
+        "INSERT INTO customers (name, phone) VALUES ('x', 'p')",
+        "INSERT INTO customers (name, phone) VALUES ('x', 'p') ON CONFLICT (phone) DO NOTHING",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT ON CONSTRAINT customers_pkey DO NOTHING",
+        "INSERT INTO customers DEFAULT VALUES",
+        "UPDATE customers SET name = 'x' WHERE id = 1",
+        "DELETE FROM orders WHERE id = 1",
+        "UPDATE orders SET customer_id = 2",
+        "INSERT INTO orders (customer_id) VALUES (1)",
+        "COPY orders (id, customer_id) FROM STDIN",
+        "INSERT INTO api_keys (id) VALUES (1)",
+    ] {
+        let p = plan(sql);
+        assert!(!matches!(p, StatementPlan::Refuse(_)), "{sql}: {p:?}");
+    }
+    // A hash-masked column compared through an expression or by an
+    // exclusion constraint tells more than equality.
+    let mut c = cat();
+    c.add_key_constraint(crate::policy::catalog::KeyConstraint {
+        kind: crate::policy::catalog::KeyKind::Unique,
+        names: vec!["customers_lower_phone".into()],
+        table: ("public".into(), "customers".into()),
+        columns: vec!["phone".into()],
+        plain: Vec::new(),
+        referenced: None,
+    });
+    let p = plan_sql(
+        "INSERT INTO customers (phone) VALUES ('x')",
+        &role("agent"),
+        &c,
+    );
+    assert!(matches!(&p[0], StatementPlan::Refuse(_)), "{p:?}");
+}

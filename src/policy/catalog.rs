@@ -172,6 +172,37 @@ pub mod events {
     /// What a write of unknown kind may be.
     pub const ANY: u8 = INSERT | UPDATE | DELETE | TRUNCATE;
 }
+/// A constraint whose errors compare a written value with the values of
+/// other rows: a unique or exclusion index, or a foreign key. For column
+/// masking, such a constraint over a masked column answers equality
+/// questions about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyConstraint {
+    pub kind: KeyKind,
+    /// Its names: the index's, and its constraint's when one owns it
+    /// (`ON CONFLICT ON CONSTRAINT` names either); a foreign key's.
+    pub names: Vec<String>,
+    /// (schema, table) and the columns it involves: an index's key and
+    /// INCLUDE columns, every column its expressions and predicate
+    /// reference (all of them for a whole-row reference); a foreign key's
+    /// referencing columns.
+    pub table: (String, String),
+    pub columns: Vec<String>,
+    /// The columns among `columns` that an index compares as stored (a
+    /// plain key column, not an expression over it), whose equality is
+    /// what a `hash` mask shows anyway.
+    pub plain: Vec<String>,
+    /// A foreign key's referenced table and columns.
+    pub referenced: Option<((String, String), Vec<String>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Unique,
+    Exclusion,
+    ForeignKey,
+}
+
 /// A column of a table or view, as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
@@ -269,6 +300,9 @@ pub struct Catalog {
     /// (schema, view or materialized view) → its definition
     /// (`pg_get_viewdef`), user schemas, for masking's lineage.
     view_defs: HashMap<ViewKey, Arc<str>>,
+    /// (schema, table) → the unique and exclusion indexes on it and the
+    /// foreign keys it is either side of (user schemas).
+    keys: HashMap<ViewKey, Vec<Arc<KeyConstraint>>>,
     /// Where it came from, for `explain` and logs.
     pub source: String,
     /// Classifications by exact text.
@@ -364,6 +398,7 @@ impl Catalog {
             oid_rels: HashMap::new(),
             former: Arc::default(),
             view_defs: HashMap::new(),
+            keys: HashMap::new(),
             source,
             cache: new_cache(),
             shapes: new_cache(),
@@ -519,6 +554,30 @@ impl Catalog {
     }
 
     /// Records view `schema.name`'s definition (see `add_columns`).
+    /// The unique and exclusion indexes on `schema.table` and the foreign
+    /// keys it is either side of.
+    pub fn key_constraints(&self, schema: &str, table: &str) -> &[Arc<KeyConstraint>] {
+        self.keys
+            .get(&(schema.to_owned(), table.to_owned()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Records a unique or exclusion index or a foreign key (under both
+    /// of a foreign key's tables).
+    pub fn add_key_constraint(&mut self, k: KeyConstraint) {
+        let k = Arc::new(k);
+        let mut tables = vec![k.table.clone()];
+        if let Some((r, _)) = &k.referenced {
+            if *r != k.table {
+                tables.push(r.clone());
+            }
+        }
+        for t in tables {
+            self.keys.entry(t).or_default().push(k.clone());
+        }
+    }
+
     pub fn add_view_definition(&mut self, schema: &str, name: &str, definition: &str) {
         self.view_defs
             .insert((schema.to_owned(), name.to_owned()), definition.into());
@@ -1135,6 +1194,7 @@ impl Catalog {
                 });
             }
         }
+        load_key_constraints(conn, &mut cat).await?;
         let mut writes: HashMap<String, WriteEffects> = HashMap::new();
         for row in deparsed(
             conn,
@@ -1617,6 +1677,121 @@ impl Catalog {
 /// Runs a catalog query. Deparsing a view, a rule, a BEGIN ATOMIC body or
 /// an expression with a sub-select locks the relations it names
 /// (ruleutils' AcquireRewriteLocks). When a lock is not granted within the
+/// Unique and exclusion indexes, and foreign keys, of user tables (see
+/// `KeyConstraint`): which columns each involves. An index's columns are
+/// its key columns and those its expressions and predicate depend on
+/// (pg_depend), or every column when one of them references the whole
+/// row.
+async fn load_key_constraints(
+    conn: &mut crate::upstream::UpstreamConn,
+    cat: &mut Catalog,
+) -> Result<(), UpstreamError> {
+    const USER: &str = "NOT IN ('pg_catalog', 'information_schema', 'pg_toast')";
+    // (index or constraint OID) → what it is so far.
+    let mut found: std::collections::BTreeMap<u32, KeyConstraint> = Default::default();
+    let rows = conn
+        .simple_query(&format!(
+            "SELECT x.indexrelid, n.nspname, c.relname, ic.relname, k.conname, \
+                 x.indisexclusion, a.attname, a.attnum = ANY (x.indkey::pg_catalog.int2[]) \
+             FROM pg_catalog.pg_index x \
+             JOIN pg_catalog.pg_class c ON c.oid = x.indrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid \
+             LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = x.indexrelid \
+                 AND k.conrelid = x.indrelid AND k.contype IN ('p', 'u', 'x') \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum > 0 \
+                 AND NOT a.attisdropped \
+             WHERE (x.indisunique OR x.indisexclusion) AND n.nspname {USER} \
+             AND (a.attnum = ANY (x.indkey::pg_catalog.int2[]) \
+                 OR EXISTS (SELECT FROM pg_catalog.pg_depend d \
+                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                     AND d.objid = x.indexrelid \
+                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                     AND d.refobjid = x.indrelid AND d.refobjsubid = a.attnum) \
+                 OR pg_catalog.textregexeq(COALESCE(x.indexprs::pg_catalog.text, '') \
+                     OPERATOR(pg_catalog.||) COALESCE(x.indpred::pg_catalog.text, ''), \
+                     ':varattno 0[ }}]'))"
+        ))
+        .await?;
+    for row in rows {
+        let [Some(oid), Some(s), Some(t), Some(index), con, Some(excl), Some(a), Some(plain)] =
+            row.as_slice()
+        else {
+            continue;
+        };
+        let Ok(oid) = oid.parse::<u32>() else {
+            continue;
+        };
+        let k = found.entry(oid).or_insert_with(|| KeyConstraint {
+            kind: if excl == "t" {
+                KeyKind::Exclusion
+            } else {
+                KeyKind::Unique
+            },
+            names: std::iter::once(index.clone()).chain(con.clone()).collect(),
+            table: (s.clone(), t.clone()),
+            columns: Vec::new(),
+            plain: Vec::new(),
+            referenced: None,
+        });
+        k.columns.push(a.clone());
+        if plain == "t" {
+            k.plain.push(a.clone());
+        }
+    }
+    for k in std::mem::take(&mut found).into_values() {
+        cat.add_key_constraint(k);
+    }
+    // Foreign keys: one row per column of either side ('f': referencing,
+    // 'p': referenced).
+    let rows = conn
+        .simple_query(&format!(
+            "SELECT k.oid, k.conname, 'f', n.nspname, c.relname, a.attname \
+             FROM pg_catalog.pg_constraint k \
+             JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid \
+                 AND a.attnum = ANY (k.conkey) \
+             WHERE k.contype = 'f' AND n.nspname {USER} \
+             UNION ALL SELECT k.oid, k.conname, 'p', n.nspname, c.relname, a.attname \
+             FROM pg_catalog.pg_constraint k \
+             JOIN pg_catalog.pg_class c ON c.oid = k.confrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid \
+                 AND a.attnum = ANY (k.confkey) \
+             WHERE k.contype = 'f' AND n.nspname {USER}"
+        ))
+        .await?;
+    for row in rows {
+        let [Some(oid), Some(name), Some(side), Some(s), Some(t), Some(a)] = row.as_slice() else {
+            continue;
+        };
+        let Ok(oid) = oid.parse::<u32>() else {
+            continue;
+        };
+        let k = found.entry(oid).or_insert_with(|| KeyConstraint {
+            kind: KeyKind::ForeignKey,
+            names: vec![name.clone()],
+            table: (String::new(), String::new()),
+            columns: Vec::new(),
+            plain: Vec::new(),
+            referenced: Some(((String::new(), String::new()), Vec::new())),
+        });
+        if side == "f" {
+            k.table = (s.clone(), t.clone());
+            k.columns.push(a.clone());
+            k.plain.push(a.clone());
+        } else if let Some((table, cols)) = &mut k.referenced {
+            *table = (s.clone(), t.clone());
+            cols.push(a.clone());
+        }
+    }
+    for k in found.into_values() {
+        cat.add_key_constraint(k);
+    }
+    Ok(())
+}
+
 /// control connection's `lock_timeout` (a session holds it in an open
 /// block, and may be waiting for this very reload), the query runs again
 /// with each `pg_catalog.pg_get_*(...)` call replaced by text pgward

@@ -164,7 +164,9 @@ fn tags(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn an_allowed_pipeline_passes_byte_for_byte_and_answers_know_their_statement() {
-    let mut core = core("alice", None);
+    // A planner that may rewrite alice's rows: her results' columns are
+    // decoded (without one, nothing reads them).
+    let mut core = core("alice", Some(Arc::new(Shout)));
     let sent = cat(&[
         &extended("SELECT relname FROM pg_class", &[]),
         &query("SELECT 1; SELECT 2"),
@@ -549,5 +551,42 @@ fn a_text_judged_before_is_judged_again_under_other_string_settings() {
             assert_eq!(errors(&got).is_empty(), !standard);
             assert!(core.state.is_idle());
         }
+    }
+}
+
+/// A planner that rewrites no role's rows.
+struct Never;
+
+impl RowPlanner for Never {
+    fn rewrites_for(&self, _role: &Role) -> bool {
+        false
+    }
+
+    fn plan(
+        &self,
+        _role: &Role,
+        _st: &Statement,
+        _cat: &Arc<crate::policy::Catalog>,
+    ) -> Result<RowDecision, PgError> {
+        Ok(RowDecision::Pass)
+    }
+}
+
+/// Without a rewriter for the session's role, result columns are never
+/// decoded: rows and their descriptions pass with no work per result.
+#[test]
+fn columns_are_decoded_only_for_a_role_whose_rows_may_be_rewritten() {
+    for (planner, decoded) in [
+        (Some(Arc::new(Never) as Arc<dyn RowPlanner>), false),
+        (None, false),
+        (Some(Arc::new(Shout) as Arc<dyn RowPlanner>), true),
+    ] {
+        let mut core = core("alice", planner);
+        let sent = query("SELECT 1 AS one");
+        client(&mut core, &sent).unwrap();
+        let reply = row_description(&["one"], 0);
+        assert_eq!(server(&mut core, &reply).unwrap(), reply);
+        let a = core.state.front_answering().expect("the Query");
+        assert_eq!(a.columns.is_some(), decoded);
     }
 }

@@ -394,6 +394,15 @@ impl Guard {
         self.ctx.planner.is_some()
     }
 
+    /// Whether this session's rows may be rewritten now: a planner is
+    /// installed and may rewrite the session's role's rows.
+    pub fn rewrites_rows(&self) -> bool {
+        match (&self.ctx.planner, &self.role) {
+            (Some(p), Ok(role)) => p.rewrites_for(role),
+            _ => false,
+        }
+    }
+
     /// Asks the catalog to reload soon (a statement named what it does
     /// not hold), unless it is fixed.
     fn refresh_catalog(&self) {

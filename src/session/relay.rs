@@ -941,7 +941,11 @@ impl Core {
                     if let Some(Release::Approved { texts, .. }) = &released {
                         g.approved = texts.clone();
                     }
-                    match g.check(&msg, &self.state) {
+                    let decision = g.check(&msg, &self.state);
+                    // Columns are decoded only for a role whose rows a
+                    // rewriter reads (judged with the role of this check).
+                    self.state.describes = g.rewrites_rows();
+                    match decision {
                         guard::Decision::Pass => None,
                         guard::Decision::Rewrite(p) => {
                             plan = Some(p);

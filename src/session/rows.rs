@@ -156,6 +156,12 @@ impl RowPlan {
 pub trait RowPlanner: Send + Sync {
     /// What becomes of `statement`'s rows for `role`, judged against the
     /// session's catalog; an error refuses the statement.
+    /// Whether it may rewrite rows of `role`'s statements at all: when
+    /// not, the session does not decode result columns for it.
+    fn rewrites_for(&self, _role: &Role) -> bool {
+        true
+    }
+
     fn plan(
         &self,
         role: &Role,

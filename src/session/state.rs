@@ -427,6 +427,9 @@ pub struct ProtocolState {
     /// Some statement of the session may have its rows rewritten (a row
     /// planner is installed): only then is a DataRow looked at.
     pub rewrites: bool,
+    /// The session's role has masks now: RowDescriptions are decoded for
+    /// the rewriters (otherwise nothing reads them).
+    pub describes: bool,
     /// Audit statements of entries that went without an answer (skipped
     /// after an error, or out of step), for the recorder to close.
     pub retired: Vec<Pending>,
@@ -456,6 +459,7 @@ impl Default for ProtocolState {
             lost: None,
             pushed: 0,
             rewrites: false,
+            describes: false,
             retired: Vec::new(),
             denials: VecDeque::new(),
             text: SessionText::default(),
@@ -919,7 +923,9 @@ impl ProtocolState {
             }
             M::RowDescription(d) => {
                 // The columns of the rows of a Query's current statement.
-                if let Some((_, Owed::Query { answering, .. })) = self.owed.front_mut() {
+                if let (Some((_, Owed::Query { answering, .. })), true) =
+                    (self.owed.front_mut(), self.describes)
+                {
                     answering.columns = rows::decode_columns(d);
                 }
             }
@@ -1085,6 +1091,9 @@ impl ProtocolState {
         else {
             return;
         };
+        if !self.describes {
+            return;
+        }
         let Some(columns) = rows::decode_columns(d) else {
             return;
         };
