@@ -432,3 +432,45 @@ async fn a_rollback_that_never_ran_does_not_end_the_review() {
     )
     .await;
 }
+
+/// After an approved COMMIT AND CHAIN, the chained block's change is held
+/// before it runs, and its COMMIT is reviewed (listing the earlier
+/// block's changes too): nothing of the chained block commits unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_block_is_reviewed_too() {
+    let h = harness().await;
+    let bob = Arc::new(h.connect(BOB).await);
+    bob.batch_execute("BEGIN; UPDATE orders SET amount = amount WHERE id = 1")
+        .await
+        .unwrap();
+    let chain = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.batch_execute("COMMIT AND CHAIN").await })
+    };
+    let pending = h.pending_requests(1).await;
+    h.console(DANA, &["-c", &format!("APPROVE {}", pending[0].0)])
+        .await;
+    chain.await.unwrap().expect("approved COMMIT AND CHAIN");
+    let before = orders(&h).await;
+    let (shown, r) = {
+        let bob = bob.clone();
+        denying(&h, async move { bob.batch_execute(INSERT).await }).await
+    };
+    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert!(shown.iter().any(|s| s.starts_with(INSERT)), "{shown:?}");
+    // The DENY aborted the chained block; revive it would need a savepoint.
+    bob.batch_execute("ROLLBACK; BEGIN; SAVEPOINT s")
+        .await
+        .unwrap();
+    let (shown, r) = {
+        let bob = bob.clone();
+        denying(&h, async move {
+            let sql = format!("{INSERT}; COMMIT AND CHAIN");
+            bob.batch_execute(&sql).await
+        })
+        .await
+    };
+    assert_eq!(code(&r.unwrap_err()), "42501");
+    caught(&h, before, &shown, "INSERT; COMMIT AND CHAIN").await;
+    let _ = bob.batch_execute("ROLLBACK").await;
+}
