@@ -9,7 +9,10 @@
 //! statements pgward lets through: a statement that may end the block
 //! (COMMIT, ROLLBACK, PREPARE TRANSACTION) makes every later change count
 //! as outside one until the server is idle again, so a pipeline cannot run
-//! a change after a COMMIT as if it were still inside the block.
+//! a change after a COMMIT as if it were still inside the block. A COMMIT
+//! is reviewed whenever changes were listed, whether or not the block is
+//! known to be open, and a failed block counts as failed only until a
+//! transaction statement is sent (`ROLLBACK TO SAVEPOINT` revives it).
 
 use std::sync::Arc;
 
@@ -29,6 +32,10 @@ pub struct Block {
     /// A statement that may end the block was let through since the
     /// server was last idle.
     may_end: bool,
+    /// A transaction statement was let through that the server has not
+    /// answered yet: `ROLLBACK TO SAVEPOINT` revives a failed block, so
+    /// its status is not known until then.
+    tx_sent: bool,
 }
 
 /// What one message does to the block, applied if it passes.
@@ -36,6 +43,7 @@ pub struct Block {
 pub struct Step {
     changes: Vec<Arc<str>>,
     ends: bool,
+    tx: bool,
 }
 
 impl Step {
@@ -44,6 +52,7 @@ impl Step {
     pub fn merge(&mut self, other: Step) {
         self.changes.extend(other.changes);
         self.ends |= other.ends;
+        self.tx |= other.tx;
     }
 }
 
@@ -70,20 +79,27 @@ impl Block {
         verdicts: &mut [Verdict],
         tx_status: u8,
     ) -> Step {
-        // In a failed block every statement fails and COMMIT rolls back.
-        let mut failed = tx_status == b'E';
-        let mut in_block = (tx_status == b'T' || failed) && !self.may_end;
+        // In a failed block every statement fails and COMMIT rolls back;
+        // but any transaction statement may change that (`ROLLBACK TO
+        // SAVEPOINT` revives the block with the changes made before the
+        // savepoint), so a block is known failed only until one is sent.
+        let mut failed = tx_status == b'E' && !self.tx_sent;
+        let mut in_block = (tx_status == b'T' || tx_status == b'E') && !self.may_end;
         let mut step = Step::default();
         for (st, verdict) in statements.iter().zip(verdicts.iter_mut()) {
             let was_failed = failed;
-            if st.tx.is_some_and(|t| t != TxControl::Other) {
+            if st.tx.is_some() {
                 failed = false;
+                step.tx = true;
             }
             match st.tx {
                 Some(TxControl::Begin) => in_block = true,
                 Some(TxControl::Commit) => {
+                    // Whether or not pgward knows the block to be open (a
+                    // pipelined message may have begun it unanswered), a
+                    // COMMIT after listed changes commits them.
                     let changed = !self.changes.is_empty() || !step.changes.is_empty();
-                    if in_block && !was_failed && changed && matches!(verdict, Verdict::Allow) {
+                    if !was_failed && changed && matches!(verdict, Verdict::Allow) {
                         *verdict = Verdict::NeedsApproval(denial(
                             Class::Transaction,
                             "its COMMIT waits for an approver who reviews what the transaction changed",
@@ -140,17 +156,19 @@ impl Block {
             }
         }
         self.may_end |= step.ends;
+        self.tx_sent |= step.tx;
     }
 
-    /// The server said ReadyForQuery with `status`; `idle` when nothing
-    /// else is owed. Only an idle server outside a block ends what is
+    /// The server said ReadyForQuery with `status`; `settled` when nothing
+    /// else is owed. Only a settled server outside a block ends what is
     /// known of the block: a pipelined message may already have begun
-    /// another.
-    pub fn on_ready(&mut self, status: u8, idle: bool) {
-        if idle && status == b'I' {
+    /// another. (A block that went on after a COMMIT AND CHAIN keeps
+    /// `may_end`: its changes are held one by one.)
+    pub fn on_ready(&mut self, status: u8, settled: bool) {
+        if settled && status == b'I' {
             *self = Block::default();
-        } else if idle {
-            self.may_end = false;
+        } else if settled {
+            self.tx_sent = false;
         }
     }
 

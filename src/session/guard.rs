@@ -363,8 +363,9 @@ impl Guard {
     /// catalog makes the database's catalog stale for every session (each
     /// waits for the reload before its next judgment); once nothing more
     /// is in flight, this session's window of uncertainty closes.
-    pub fn on_ready(&mut self, status: u8, idle: bool) {
-        self.block.on_ready(status, idle);
+    /// `settled` when no response is owed, whatever the status.
+    pub fn on_ready(&mut self, status: u8, idle: bool, settled: bool) {
+        self.block.on_ready(status, settled);
         if status != b'I' || !self.window.open {
             return;
         }

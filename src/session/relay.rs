@@ -1146,7 +1146,7 @@ impl Core {
                     // A block that changed the catalog ended: before its
                     // ReadyForQuery reaches the client, every session's
                     // next judgment waits for the reload.
-                    g.on_ready(status, self.state.is_idle());
+                    g.on_ready(status, self.state.is_idle(), self.state.owed.is_empty());
                 }
             }
             if let Some(why) = self.state.lost {
