@@ -375,11 +375,11 @@ async fn a_commit_approved_after_its_client_left_commits_nothing() {
     assert_eq!(orders(&h).await, before);
 }
 
-/// The request lists at most 100 changes and counts the rest: a block of
-/// 100 harmless changes followed by the one that matters shows dana only
-/// "and 1 more changes", never its statement.
+/// FINDING (fixed): the request listed at most 100 changes and counted
+/// the rest, so a block of 100 harmless changes followed by the one that
+/// matters showed dana only "and 1 more changes". Now each change past the
+/// 100th is held before it runs, showing its statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: changes past the 100th are counted, not shown, yet commit on APPROVE"]
 async fn the_hundred_and_first_change_is_shown_to_the_approver() {
     let h = harness().await;
     let bob = Arc::new(h.connect(BOB).await);
@@ -389,18 +389,27 @@ async fn the_hundred_and_first_change_is_shown_to_the_approver() {
             .await
             .unwrap();
     }
-    bob.batch_execute("DELETE FROM orders WHERE customer_id = 3")
-        .await
-        .unwrap();
     let (shown, r) = {
         let bob = bob.clone();
-        denying(&h, async move { bob.batch_execute("COMMIT").await }).await
+        denying(&h, async move {
+            bob.batch_execute("DELETE FROM orders WHERE customer_id = 3")
+                .await
+        })
+        .await
     };
     assert_eq!(code(&r.unwrap_err()), "42501");
     assert!(
-        shown.iter().any(|s| s.contains("DELETE FROM orders")),
+        shown.len() == 1 && shown[0].contains("DELETE FROM orders"),
         "{shown:?}"
     );
+    // Denied, so the block is aborted: nothing of it commits.
+    bob.batch_execute("ROLLBACK").await.unwrap();
+    let left = one_number(
+        &h.direct().await,
+        "SELECT count(*) FROM orders WHERE customer_id = 3",
+    )
+    .await;
+    assert!(left > 0, "the DELETE never ran");
 }
 
 /// A ROLLBACK that never ran (an earlier statement of its message failed)

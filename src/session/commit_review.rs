@@ -19,7 +19,8 @@ use std::sync::Arc;
 use crate::policy::decide::{Denial, Verdict};
 use crate::policy::{Class, Statement, TxControl};
 
-/// The most changes listed for one COMMIT; more are counted.
+/// The most changes listed for one COMMIT; each further change of the
+/// block is held before it runs.
 const MAX_LISTED: usize = 100;
 
 /// What the open block changed, as judged.
@@ -27,7 +28,7 @@ const MAX_LISTED: usize = 100;
 pub struct Block {
     /// Texts of the changes let through in the open block, in order.
     changes: Vec<Arc<str>>,
-    /// Changes beyond `MAX_LISTED`.
+    /// Changes beyond `MAX_LISTED`, each approved before it ran.
     more: usize,
     /// A statement that may end the block was let through since the
     /// server was last idle.
@@ -42,6 +43,8 @@ pub struct Block {
 #[derive(Debug, Default)]
 pub struct Step {
     changes: Vec<Arc<str>>,
+    /// Changes past `MAX_LISTED`, each approved before it ran.
+    approved_apart: usize,
     ends: bool,
     tx: bool,
 }
@@ -51,6 +54,7 @@ impl Step {
     /// statements does what any of them does.
     pub fn merge(&mut self, other: Step) {
         self.changes.extend(other.changes);
+        self.approved_apart += other.approved_apart;
         self.ends |= other.ends;
         self.tx |= other.tx;
     }
@@ -124,7 +128,14 @@ impl Block {
                     "its effect does not wait for COMMIT, so it is held before it runs",
                 ));
             } else if st.executes.is_some() || classes.iter().any(deferrable) {
-                if in_block {
+                if in_block && self.changes.len() + step.changes.len() >= MAX_LISTED {
+                    // A COMMIT's request could not show it: asked for now.
+                    step.approved_apart += 1;
+                    *verdict = Verdict::NeedsApproval(denial(
+                        classes.iter().find(|c| deferrable(*c)).unwrap_or(Class::Write),
+                        "the block already lists 100 changes for its COMMIT, so each further one is held before it runs",
+                    ));
+                } else if in_block {
                     // As the client sent it (an Execute's with its values).
                     let text = match (sql, statements.len()) {
                         (Some(sql), 1) => sql,
@@ -148,13 +159,8 @@ impl Block {
 
     /// The message judged with `step` passed.
     pub fn apply(&mut self, step: Step) {
-        for c in step.changes {
-            if self.changes.len() < MAX_LISTED {
-                self.changes.push(c);
-            } else {
-                self.more += 1;
-            }
-        }
+        self.changes.extend(step.changes);
+        self.more += step.approved_apart;
         self.may_end |= step.ends;
         self.tx_sent |= step.tx;
     }
@@ -182,7 +188,11 @@ impl Block {
             let _ = write!(out, " [{}] {};", i + 1, c.trim().trim_end_matches(';'));
         }
         if self.more > 0 {
-            let _ = write!(out, " and {} more changes", self.more);
+            let _ = write!(
+                out,
+                " and {} more changes, each approved before it ran",
+                self.more
+            );
         }
     }
 }
