@@ -194,8 +194,7 @@ impl Core {
         if let Some(g) = &mut guard {
             g.keep_judged = recorder.is_some() || g.plans();
         }
-        let mut state = ProtocolState::with_status(status).with_limit(max_pending);
-        state.rewrites = guard.as_ref().is_some_and(Guard::plans);
+        let state = ProtocolState::with_status(status).with_limit(max_pending);
         Core {
             max_message,
             upstream_said_fatal: false,
@@ -942,9 +941,9 @@ impl Core {
                         g.approved = texts.clone();
                     }
                     let decision = g.check(&msg, &self.state);
-                    // Columns are decoded only for a role whose rows a
-                    // rewriter reads (judged with the role of this check).
-                    self.state.describes = g.rewrites_rows();
+                    // Rows are looked at only for a role whose rows a
+                    // planner may rewrite (the role of this check).
+                    self.state.rewrites = g.rewrites_rows();
                     match decision {
                         guard::Decision::Pass => None,
                         guard::Decision::Rewrite(p) => {

@@ -424,12 +424,10 @@ pub struct ProtocolState {
     pub lost: Option<&'static str>,
     /// Entries pushed so far: the next entry's index.
     pushed: u64,
-    /// Some statement of the session may have its rows rewritten (a row
-    /// planner is installed): only then is a DataRow looked at.
+    /// A row planner may rewrite the rows of the session's role (as of
+    /// the last message judged): only then are RowDescriptions decoded
+    /// and DataRows, COPY data, errors and notices looked at.
     pub rewrites: bool,
-    /// The session's role has masks now: RowDescriptions are decoded for
-    /// the rewriters (otherwise nothing reads them).
-    pub describes: bool,
     /// Audit statements of entries that went without an answer (skipped
     /// after an error, or out of step), for the recorder to close.
     pub retired: Vec<Pending>,
@@ -459,7 +457,6 @@ impl Default for ProtocolState {
             lost: None,
             pushed: 0,
             rewrites: false,
-            describes: false,
             retired: Vec::new(),
             denials: VecDeque::new(),
             text: SessionText::default(),
@@ -924,7 +921,7 @@ impl ProtocolState {
             M::RowDescription(d) => {
                 // The columns of the rows of a Query's current statement.
                 if let (Some((_, Owed::Query { answering, .. })), true) =
-                    (self.owed.front_mut(), self.describes)
+                    (self.owed.front_mut(), self.rewrites)
                 {
                     answering.columns = rows::decode_columns(d);
                 }
@@ -1091,7 +1088,7 @@ impl ProtocolState {
         else {
             return;
         };
-        if !self.describes {
+        if !self.rewrites {
             return;
         }
         let Some(columns) = rows::decode_columns(d) else {
