@@ -54,12 +54,6 @@ async fn pending(h: &Harness, n: usize) -> Vec<u64> {
         .collect()
 }
 
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_else(|| format!("not a server error: {e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_statements_run_when_approved_and_fail_when_denied() {
     let h = harness(Setup::default()).await;
@@ -218,7 +212,7 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
     pending(&h, 1).await;
     bob.cancel_token().cancel_query(NoTls).await.unwrap();
     let e = held.await.unwrap().unwrap_err();
-    assert_eq!(code(&e), "57014", "{e:?}");
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
     assert!(!h.table_exists("cancelled_t").await);
     let (_, out, _) = h.console(DANA, &["-c", "SHOW PENDING"]).await;
     assert!(out.trim().is_empty(), "{out}");
@@ -230,7 +224,7 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
         .simple_query("CREATE TABLE expired_t (a int)")
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "57014");
+    assert_eq!(sqlstate(&e), "57014");
     assert!(
         e.as_db_error()
             .unwrap()
@@ -282,7 +276,7 @@ async fn cancel_disconnect_terminate_and_timeout_withdraw_the_request() {
         .await;
     assert!(ok, "{err}");
     let e = held.await.unwrap().unwrap_err();
-    assert_eq!(code(&e), "57P01", "{e:?}");
+    assert_eq!(sqlstate(&e), "57P01", "{e:?}");
     assert!(victim.is_closed() || victim.simple_query("SELECT 1").await.is_err());
 
     let (_, out, _) = h.console(DANA, &["-c", "SHOW APPROVALS"]).await;
@@ -371,7 +365,7 @@ async fn the_console_is_for_approvers_and_nobody_approves_their_own() {
     let (c, conn) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
     tokio::spawn(conn);
     let e = c.query("SHOW PENDING", &[]).await.unwrap_err();
-    assert_eq!(code(&e), "0A000");
+    assert_eq!(sqlstate(&e), "0A000");
     let rows = c.simple_query("show help").await.unwrap();
     assert!(rows.len() > 5);
 }
@@ -461,7 +455,7 @@ async fn requests_show_their_risk_and_are_audited_with_their_decisions() {
     let withdrawn_id = ids[0].to_string();
     bob.cancel_token().cancel_query(NoTls).await.unwrap();
     let e = gone.await.unwrap().unwrap_err();
-    assert_eq!(code(&e), "57014");
+    assert_eq!(sqlstate(&e), "57014");
     assert!(h.table_exists("risky").await);
 
     let events = h.audit_events();
@@ -646,16 +640,7 @@ async fn reads_of_approval_tables_are_held() {
             ..Default::default()
         }];
     });
-    let h = Harness::start_with(Setup {
-        rules: Some(rules),
-        ..Setup::default()
-    })
-    .await;
-    h.direct()
-        .await
-        .batch_execute(pgward::demo::SAMPLE_SCHEMA)
-        .await
-        .unwrap();
+    let h = Harness::with_sample(rules).await;
     let bob = Arc::new(h.connect(BOB).await);
     // Other tables: at once.
     assert!(bob

@@ -11,31 +11,17 @@ use std::sync::Arc;
 use common::*;
 
 async fn harness() -> Harness {
-    let rules = pgward::demo::example_rules()
-        .unwrap()
-        .without_upstream_users()
-        .with_role("app", |app| app.approve_commit = true);
-    let h = Harness::start_with(Setup {
-        rules: Some(rules),
-        ..Setup::default()
-    })
-    .await;
-    h.direct()
-        .await
-        .batch_execute(pgward::demo::SAMPLE_SCHEMA)
-        .await
-        .unwrap();
-    h
+    Harness::with_sample(
+        pgward::demo::example_rules()
+            .unwrap()
+            .without_upstream_users()
+            .with_role("app", |app| app.approve_commit = true),
+    )
+    .await
 }
 
 async fn orders(h: &Harness) -> i64 {
     one_number(&h.direct().await, "SELECT count(*) FROM orders").await
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_else(|| format!("not a server error: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,10 +83,10 @@ async fn a_commit_waits_for_review_of_what_the_block_changed() {
     h.console(DANA, &["-c", &format!("DENY {} 'not today'", pending[0].0)])
         .await;
     let e = commit.await.unwrap().unwrap_err();
-    assert_eq!(code(&e), "42501", "{e:?}");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
     // The block is aborted: COMMIT now rolls back, as PostgreSQL does.
     let e = bob.batch_execute("SELECT 1").await.unwrap_err();
-    assert_eq!(code(&e), "25P02", "{e:?}");
+    assert_eq!(sqlstate(&e), "25P02", "{e:?}");
     bob.batch_execute("COMMIT").await.unwrap();
     assert_eq!(orders(&h).await, before + 1, "nothing deleted");
 }
@@ -126,7 +112,7 @@ async fn changes_that_would_not_wait_for_commit_are_held_before_they_run() {
         h.console(DANA, &["-c", &format!("DENY {}", pending[0].0)])
             .await;
         let e = task.await.unwrap().unwrap_err();
-        assert_eq!(code(&e), "42501", "{sql}: {e:?}");
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
         let _ = bob.batch_execute("ROLLBACK").await;
     }
     // A pipeline cannot run a change after a COMMIT it sent as if the
@@ -148,7 +134,7 @@ async fn changes_that_would_not_wait_for_commit_are_held_before_they_run() {
         .await;
     let (a, b, c) = task.await.unwrap();
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
-    assert_eq!(code(&c.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&c.unwrap_err()), "42501");
     assert_eq!(orders(&h).await, before);
 }
 
@@ -168,7 +154,7 @@ async fn every_way_to_commit_waits() {
         .batch_execute("PREPARE TRANSACTION 'x'")
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "42501", "{e:?}");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
     bob.batch_execute("ROLLBACK").await.unwrap();
     for end in ["COMMIT AND CHAIN", "END", "extended COMMIT"] {
         bob.batch_execute("BEGIN; INSERT INTO orders (customer_id, amount) VALUES (2, 3)")
@@ -191,7 +177,7 @@ async fn every_way_to_commit_waits() {
         h.console(DANA, &["-c", &format!("DENY {}", pending[0].0)])
             .await;
         let e = task.await.unwrap().unwrap_err();
-        assert_eq!(code(&e), "42501", "{end}: {e:?}");
+        assert_eq!(sqlstate(&e), "42501", "{end}: {e:?}");
         bob.batch_execute("ROLLBACK").await.unwrap();
         assert_eq!(orders(&h).await, before, "{end}");
     }

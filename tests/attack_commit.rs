@@ -13,31 +13,17 @@ use std::time::Duration;
 use common::*;
 
 async fn harness() -> Harness {
-    let rules = pgward::demo::example_rules()
-        .unwrap()
-        .without_upstream_users()
-        .with_role("app", |app| app.approve_commit = true);
-    let h = Harness::start_with(Setup {
-        rules: Some(rules),
-        ..Setup::default()
-    })
-    .await;
-    h.direct()
-        .await
-        .batch_execute(pgward::demo::SAMPLE_SCHEMA)
-        .await
-        .unwrap();
-    h
+    Harness::with_sample(
+        pgward::demo::example_rules()
+            .unwrap()
+            .without_upstream_users()
+            .with_role("app", |app| app.approve_commit = true),
+    )
+    .await
 }
 
 async fn orders(h: &Harness) -> i64 {
     one_number(&h.direct().await, "SELECT count(*) FROM orders").await
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_else(|| format!("not a server error: {e}"))
 }
 
 /// Requests pending now, as (id, statement shown).
@@ -105,7 +91,7 @@ async fn rollback_to_savepoint_then_commit_in_a_failed_block_is_reviewed() {
         .await
         .unwrap();
     let e = bob.batch_execute("SELECT 1/0").await.unwrap_err();
-    assert_eq!(code(&e), "22012");
+    assert_eq!(sqlstate(&e), "22012");
     let (shown, r) = {
         let bob = bob.clone();
         denying(&h, async move {
@@ -115,7 +101,7 @@ async fn rollback_to_savepoint_then_commit_in_a_failed_block_is_reviewed() {
     };
     // Denied in a failed block: answered as PostgreSQL answers there.
     let e = r.unwrap_err();
-    assert!(["42501", "25P02"].contains(&code(&e).as_str()), "{e:?}");
+    assert!(["42501", "25P02"].contains(&sqlstate(&e).as_str()), "{e:?}");
     let _ = bob.batch_execute("ROLLBACK").await;
     caught(&h, before, &shown, "ROLLBACK TO; COMMIT").await;
 }
@@ -135,7 +121,7 @@ async fn a_denied_commit_is_not_revived_by_a_savepoint() {
         let bob = bob.clone();
         denying(&h, async move { bob.batch_execute("COMMIT").await }).await
     };
-    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&r.unwrap_err()), "42501");
     assert_eq!(shown.len(), 1, "{shown:?}");
     // Pipelined (judged while the block is still failed) and in one message.
     let (shown, (a, b)) = {
@@ -148,7 +134,7 @@ async fn a_denied_commit_is_not_revived_by_a_savepoint() {
         .await
     };
     assert!(a.is_ok(), "{a:?}");
-    assert_eq!(code(&b.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&b.unwrap_err()), "42501");
     let _ = bob.batch_execute("ROLLBACK").await;
     caught(&h, before, &shown, "pipelined ROLLBACK TO, COMMIT").await;
 }
@@ -172,7 +158,7 @@ async fn a_pipelined_commit_after_begin_and_a_change_is_reviewed() {
         .await
     };
     assert!(a.is_ok(), "{a:?}");
-    assert_eq!(code(&b.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&b.unwrap_err()), "42501");
     let _ = bob.batch_execute("ROLLBACK").await;
     caught(&h, before, &shown, "pipelined BEGIN; INSERT, COMMIT").await;
 
@@ -191,7 +177,7 @@ async fn a_pipelined_commit_after_begin_and_a_change_is_reviewed() {
         .await
     };
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
-    assert_eq!(code(&c.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&c.unwrap_err()), "42501");
     let _ = bob.batch_execute("ROLLBACK").await;
     caught(
         &h,
@@ -302,11 +288,11 @@ async fn procedures_and_do_blocks_that_commit_are_held_before_they_run() {
         };
         let e = r.expect_err(&sql);
         assert!(
-            ["42501", "2D000"].contains(&code(&e).as_str()),
+            ["42501", "2D000"].contains(&sqlstate(&e).as_str()),
             "{sql}: {e:?}"
         );
         assert!(
-            !shown.is_empty() || code(&e) == "42501",
+            !shown.is_empty() || sqlstate(&e) == "42501",
             "{sql}: ran unasked"
         );
         assert_eq!(orders(&h).await, before, "{sql}: committed");
@@ -333,7 +319,7 @@ async fn bound_values_cannot_forge_the_reviewed_list() {
         let bob = bob.clone();
         denying(&h, async move { bob.batch_execute("COMMIT").await }).await
     };
-    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&r.unwrap_err()), "42501");
     assert_eq!(shown.len(), 1, "{shown:?}");
     let s = &shown[0];
     assert!(
@@ -397,7 +383,7 @@ async fn the_hundred_and_first_change_is_shown_to_the_approver() {
         })
         .await
     };
-    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&r.unwrap_err()), "42501");
     assert!(
         shown.len() == 1 && shown[0].contains("DELETE FROM orders"),
         "{shown:?}"
@@ -425,13 +411,13 @@ async fn a_rollback_that_never_ran_does_not_end_the_review() {
         .await
         .unwrap();
     let e = bob.batch_execute("SELECT 1/0; ROLLBACK").await.unwrap_err();
-    assert_eq!(code(&e), "22012");
+    assert_eq!(sqlstate(&e), "22012");
     bob.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
     let (shown, r) = {
         let bob = bob.clone();
         denying(&h, async move { bob.batch_execute("COMMIT").await }).await
     };
-    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&r.unwrap_err()), "42501");
     let _ = bob.batch_execute("ROLLBACK").await;
     caught(
         &h,
@@ -465,7 +451,7 @@ async fn a_chained_block_is_reviewed_too() {
         let bob = bob.clone();
         denying(&h, async move { bob.batch_execute(INSERT).await }).await
     };
-    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&r.unwrap_err()), "42501");
     assert!(shown.iter().any(|s| s.starts_with(INSERT)), "{shown:?}");
     // The DENY aborted the chained block; revive it would need a savepoint.
     bob.batch_execute("ROLLBACK; BEGIN; SAVEPOINT s")
@@ -479,7 +465,7 @@ async fn a_chained_block_is_reviewed_too() {
         })
         .await
     };
-    assert_eq!(code(&r.unwrap_err()), "42501");
+    assert_eq!(sqlstate(&r.unwrap_err()), "42501");
     caught(&h, before, &shown, "INSERT; COMMIT AND CHAIN").await;
     let _ = bob.batch_execute("ROLLBACK").await;
 }

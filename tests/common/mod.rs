@@ -69,6 +69,17 @@ impl Harness {
         Harness::start_with(Setup::default()).await
     }
 
+    /// pgward with `rules` in front of a database holding the demo's
+    /// sample schema (customers, orders, api_keys), loaded before it starts.
+    pub async fn with_sample(rules: pgward::rules::Rules) -> Harness {
+        Harness::start_with(Setup {
+            rules: Some(rules),
+            setup_sql: vec![pgward::demo::SAMPLE_SCHEMA.into()],
+            ..Setup::default()
+        })
+        .await
+    }
+
     pub async fn start_with(setup: Setup) -> Harness {
         let pg_opts = setup.pg.clone();
         let pg = tokio::task::spawn_blocking(move || LocalPg::start_with(pg_opts))
@@ -312,6 +323,13 @@ impl Drop for Harness {
             h.abort();
         }
     }
+}
+
+/// The SQLSTATE of a server error (or why it is not one).
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_else(|| format!("not a server error: {e}"))
 }
 
 /// One protocol message: its tag, length and body.
