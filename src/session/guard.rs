@@ -938,6 +938,12 @@ impl Guard {
         None
     }
 
+    /// Whether the session's role may have statements held, whose
+    /// requests show their Bind's values.
+    pub fn shows_values(&self) -> bool {
+        self.role.as_ref().is_ok_and(|r| r.holds_any())
+    }
+
     /// Keeps a Bind's values for its portal's Execute, when the role's
     /// statements may be held: the approver sees what would run.
     fn keep_values(
@@ -946,7 +952,7 @@ impl Guard {
         runs: Option<&Prepared>,
         state: &ProtocolState,
     ) {
-        if !self.role.as_ref().is_ok_and(|r| r.holds_any()) {
+        if !self.shows_values() {
             return;
         }
         self.bound_values.remove(bind.portal);

@@ -944,6 +944,7 @@ impl Core {
                     // Rows are looked at only for a role whose rows a
                     // planner may rewrite (the role of this check).
                     self.state.rewrites = g.rewrites_rows();
+                    self.state.shows_values = g.shows_values();
                     match decision {
                         guard::Decision::Pass => None,
                         guard::Decision::Rewrite(p) => {

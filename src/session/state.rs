@@ -54,9 +54,9 @@ pub struct Prepared {
     /// statement; formats not yet known there).
     columns: std::sync::OnceLock<Columns>,
     /// How its rows are rewritten, when they are (`Decision::Rewrite`):
-    /// planned at its Parse (or Bind), and again whenever it is judged
-    /// again (the rules or the catalog changed), since a view replaced
-    /// under the same column names changes what its rows are.
+    /// planned at its Parse (or Bind), and again at a Bind after the
+    /// rules or the catalog changed, since a view replaced under the same
+    /// column names changes what its rows are.
     plan: std::sync::Mutex<Option<Arc<RowPlan>>>,
     /// The generation (of the rules and the catalog) `plan` was made under.
     planned_under: AtomicU64,
@@ -428,6 +428,9 @@ pub struct ProtocolState {
     /// the last message judged): only then are RowDescriptions decoded
     /// and DataRows, COPY data, errors and notices looked at.
     pub rewrites: bool,
+    /// The session's role may have statements held (as of the last
+    /// message judged): parameter types are kept to show Bind values.
+    pub shows_values: bool,
     /// Audit statements of entries that went without an answer (skipped
     /// after an error, or out of step), for the recorder to close.
     pub retired: Vec<Pending>,
@@ -457,6 +460,7 @@ impl Default for ProtocolState {
             lost: None,
             pushed: 0,
             rewrites: false,
+            shows_values: false,
             retired: Vec::new(),
             denials: VecDeque::new(),
             text: SessionText::default(),
@@ -885,7 +889,11 @@ impl ProtocolState {
                 }) => {
                     let held = self.statements.get(&statement).and_then(Option::as_ref);
                     let runs = bound_in(&bound, held).cloned();
-                    let plan = runs.as_ref().and_then(|r| r.plan());
+                    // Only a session whose rows may be rewritten has plans.
+                    let plan = runs
+                        .as_ref()
+                        .filter(|_| self.rewrites)
+                        .and_then(|r| r.plan());
                     self.portals.insert(
                         portal,
                         Portal {
@@ -935,11 +943,14 @@ impl ProtocolState {
                     },
                 )) = self.owed.front()
                 {
-                    // Kept for every statement: a statement judged at Bind
-                    // reads binary values by them, and a held Execute shows
-                    // its values to the approver.
-                    if let (Some(Some(p)), Some(types)) = (self.statements.get(name), d.types()) {
-                        let _ = p.described.set(types.into());
+                    // A statement judged at Bind reads binary values by
+                    // them, and a held Execute shows its values with them.
+                    if let Some(Some(p)) = self.statements.get(name) {
+                        if p.judged_at_bind.is_some() || self.shows_values {
+                            if let Some(types) = d.types() {
+                                let _ = p.described.set(types.into());
+                            }
+                        }
                     }
                 }
             }
