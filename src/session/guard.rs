@@ -956,7 +956,18 @@ impl Guard {
             return;
         }
         self.bound_values.remove(bind.portal);
-        let (Some(runs), Some(values)) = (runs, bind.values()) else {
+        let Some(runs) = runs else {
+            return;
+        };
+        // A statement allowed under these rules and this catalog is not
+        // judged again at its Execute, so it is never held (a role whose
+        // COMMITs are reviewed has every Execute judged): its values are
+        // not needed, and a Bind costs nothing more.
+        let reviewed = self.role.as_ref().is_ok_and(|r| r.approve_commit);
+        if runs.allowed_under() == self.verdict_gen() && !reviewed {
+            return;
+        }
+        let Some(values) = bind.values() else {
             return;
         };
         if values.is_empty() {
