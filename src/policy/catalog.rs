@@ -2105,10 +2105,10 @@ impl CatalogSlot {
                 let ok = loaded.is_ok();
                 match loaded {
                     Ok(mut cat) => {
-                        let mut current = slot.current.write().unwrap_or_else(|p| p.into_inner());
-                        cat.follow_renames(&current);
-                        *current = Arc::new(cat);
-                        drop(current);
+                        // Outside the lock sessions read through: reloads
+                        // of a slot run one at a time (`refreshing`).
+                        cat.follow_renames(&slot.get());
+                        *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cat);
                         slot.generation.fetch_add(1, Ordering::AcqRel);
                         slot.fresh_for.fetch_max(target, Ordering::AcqRel);
                     }
