@@ -938,6 +938,12 @@ impl Guard {
         None
     }
 
+    /// Whether the session's role has `approve_commit`: its verdicts
+    /// depend on the open block, so none is taken from a cache.
+    fn reviews_commits(&self) -> bool {
+        self.role.as_ref().is_ok_and(|r| r.approve_commit)
+    }
+
     /// Whether the session's role may have statements held, whose
     /// requests show their Bind's values.
     pub fn shows_values(&self) -> bool {
@@ -963,8 +969,7 @@ impl Guard {
         // judged again at its Execute, so it is never held (a role whose
         // COMMITs are reviewed has every Execute judged): its values are
         // not needed, and a Bind costs nothing more.
-        let reviewed = self.role.as_ref().is_ok_and(|r| r.approve_commit);
-        if runs.allowed_under() == self.verdict_gen() && !reviewed {
+        if runs.allowed_under() == self.verdict_gen() && !self.reviews_commits() {
             return;
         }
         let Some(values) = bind.values() else {
@@ -1052,9 +1057,8 @@ impl Guard {
         self.text_change = state
             .text
             .changes(candidates.iter().flatten().filter_map(|p| p.statement()));
-        let reviews = self.role.as_ref().is_ok_and(|r| r.approve_commit);
         if !self.window.uncertain()
-            && !reviews
+            && !self.reviews_commits()
             && candidates
                 .iter()
                 .all(|c| c.as_ref().is_some_and(|p| p.allowed_under() == generation))
@@ -1404,8 +1408,7 @@ impl Guard {
         let mut held_for_execute = false;
         // A role whose COMMITs are reviewed is judged every time: its
         // verdicts depend on the open block.
-        let reviews = self.role.as_ref().is_ok_and(|r| r.approve_commit);
-        if !(known_allowed && cacheable) || reviews {
+        if !(known_allowed && cacheable) || self.reviews_commits() {
             let unplaced = statements.iter().flat_map(|st| &st.relations);
             if unplaced
                 .filter(|r| r.schema.is_none())
