@@ -740,6 +740,7 @@ async fn ddl_that_hands_rows_to_a_user_function_reads_the_table() {
         "ALTER TABLE vault ALTER COLUMN v TYPE bigint USING ident(v)",
         "CREATE INDEX ON vault (ident(v))",
         "CREATE INDEX ON vault (v) WHERE ident(v) > 0",
+        "CREATE STATISTICS vault_s ON (ident(v)) FROM vault",
     ] {
         let e = c.simple_query(sql).await.map(|_| ()).expect_err(sql);
         assert!(

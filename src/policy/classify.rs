@@ -1940,7 +1940,8 @@ impl Walker<'_> {
 
     /// DDL that evaluates expressions over a table's existing rows (a
     /// validated CHECK, ALTER COLUMN TYPE ... USING, an index's or an
-    /// exclusion constraint's expressions and predicate) hands each row's
+    /// exclusion constraint's expressions and predicate, extended
+    /// statistics on expressions, which ANALYZE computes) hands each row's
     /// values to the functions it calls. When one is a user function,
     /// which may copy them anywhere, the statement reads the table, for
     /// `tables.read` rules.
@@ -1953,6 +1954,12 @@ impl Walker<'_> {
                 &n["relation"]
             }
             "IndexStmt" => &n["relation"],
+            // Extended statistics on expressions: ANALYZE computes them
+            // over the table's sampled rows.
+            "CreateStatsStmt" => match n["relations"].as_array().map(Vec::as_slice) {
+                Some([one]) => &one["node"]["RangeVar"],
+                _ => return,
+            },
             _ => return,
         };
         let cat = self.cat;
@@ -3685,6 +3692,7 @@ mod tests {
             "ALTER TABLE public.secrets ALTER COLUMN v TYPE int USING leak(v)",
             "CREATE INDEX ON secrets (leak(v))",
             "CREATE INDEX ON secrets (v) WHERE leak(v) > 0",
+            "CREATE STATISTICS s ON (leak(v)) FROM secrets",
         ] {
             assert!(reads(sql), "{sql}");
         }
